@@ -1,0 +1,116 @@
+// The one executable: `paynet gateway | bank | client | up | certs`.
+import yargs, { type Argv } from "yargs";
+import { hideBin } from "yargs/helpers";
+import chalk from "chalk";
+import { armCrashPoint } from "./core/crash.js";
+import { runGateway } from "./roles/gateway.js";
+import { runBank } from "./roles/bank.js";
+import { exitCodes, runBalance, runInteractive, runPay } from "./roles/client.js";
+import { runUp } from "./roles/up.js";
+import { banksInDataDir, ensureCertificates, seedDataDir } from "./roles/seed.js";
+
+armCrashPoint(process.env.PAYNET_CRASH_AT);
+
+const portOption = (fallback: number | undefined, describe: string) => ({ type: "number" as const, describe, ...(fallback === undefined ? {} : { default: fallback }) });
+
+function clientOptions<T>(argv: Argv<T>) {
+  return argv
+    .option("user", { type: "string", demandOption: true, describe: "your username" })
+    .option("bank", { type: "string", demandOption: true, describe: "your bank" })
+    .option("json", { type: "boolean", default: false, describe: "print one JSON object" })
+    .option("password-stdin", { type: "boolean", default: false, describe: "read the password from standard input instead of PAYNET_PASSWORD" });
+}
+
+const exitCodeHelp = `Exit codes: ${exitCodes.ok} success; ${exitCodes.refused} refused or aborted (bad password, insufficient funds, …); ${exitCodes.usage} usage error; ${exitCodes.unknownOutcome} outcome unknown (gateway unreachable or timed out: retry with the same --id).`;
+
+async function finish(code: Promise<number>): Promise<void> {
+  process.exitCode = await code;
+}
+
+await yargs(hideBin(process.argv))
+  .scriptName("paynet")
+  .usage("$0 <command>\n\nA payment network: a gateway and banks over gRPC with mutual TLS and two-phase commit.")
+  .option("data-dir", { type: "string", default: ".", describe: "root of certificate/, payment_gateway/, server/ and client/" })
+  .command(
+    "up",
+    "start the gateway and one bank per bank in server/dummydata.csv (seeding the data dir from fixtures/ and issuing certificates if missing)",
+    (argv) =>
+      argv
+        .option("host", { type: "string", default: "127.0.0.1" })
+        .option("port", portOption(8080, "gateway port (0: any free port)"))
+        .option("bank-port", portOption(undefined, "first bank port (0: any free port; default: server/current_port_server.txt)")),
+    (args) => finish(runUp({ dataDir: args.dataDir, host: args.host, port: args.port ?? 8080, bankPort: args.bankPort })),
+  )
+  .command(
+    "gateway",
+    "run the payment gateway (2PC coordinator)",
+    (argv) => argv.option("host", { type: "string", default: "127.0.0.1" }).option("port", portOption(8080, "port (0: any free port)")),
+    (args) => runGateway({ dataDir: args.dataDir, host: args.host, port: args.port ?? 8080 }),
+  )
+  .command(
+    "bank",
+    "run one bank server",
+    (argv) =>
+      argv
+        .option("id", { type: "string", demandOption: true, describe: "bank name (e.g. SBI) or 1-based index into the banks of server/dummydata.csv" })
+        .option("host", { type: "string", default: "127.0.0.1" })
+        .option("port", portOption(undefined, "port (0: any free port; default: the next from server/current_port_server.txt)"))
+        .option("gateway", { type: "string", describe: "gateway host:port (default: client/current_port_server.txt, else 127.0.0.1:8080)" }),
+    (args) => runBank({ dataDir: args.dataDir, id: args.id, host: args.host, port: args.port, gateway: args.gateway }),
+  )
+  .command(
+    "client",
+    "the client: an interactive menu, or a scripted command",
+    (argv) =>
+      argv
+        .option("gateway", { type: "string", describe: "gateway host:port (default: client/current_port_server.txt, else 127.0.0.1:8080)" })
+        .command(
+          "balance",
+          "print your balance",
+          (sub) => clientOptions(sub),
+          (args) => finish(runBalance({ dataDir: args.dataDir, gateway: args.gateway, user: args.user, bank: args.bank, json: args.json, passwordStdin: args.passwordStdin })),
+        )
+        .command(
+          "pay",
+          "make a payment",
+          (sub) =>
+            clientOptions(sub)
+              .option("to", { type: "string", demandOption: true, describe: "receiver's username" })
+              .option("to-bank", { type: "string", demandOption: true, describe: "receiver's bank" })
+              .option("amount", { type: "string", demandOption: true, describe: "amount, e.g. 12.50" })
+              .option("id", { type: "string", describe: "idempotency key (default: a new SHA-256 id); reuse it to retry safely" }),
+          (args) =>
+            finish(
+              runPay({ dataDir: args.dataDir, gateway: args.gateway, user: args.user, bank: args.bank, json: args.json, passwordStdin: args.passwordStdin, to: args.to, toBank: args.toBank, amount: args.amount, id: args.id }),
+            ),
+        )
+        .epilogue(`The password comes from PAYNET_PASSWORD or --password-stdin.\n${exitCodeHelp}`),
+    (args) => finish(runInteractive({ dataDir: args.dataDir, gateway: args.gateway })),
+  )
+  .command(
+    "certs",
+    "issue the CA and per-role certificates (gateway, each bank, client, operator) into certificate/",
+    (argv) =>
+      argv
+        .option("banks", { type: "string", describe: "comma-separated bank names (default: the banks of server/dummydata.csv)" })
+        .option("host", { type: "array", string: true, default: [] as string[], describe: "extra host name or IP the gateway certificate is valid for" })
+        .option("force", { type: "boolean", default: false, describe: "reissue every certificate (the CA is kept)" }),
+    async (args) => {
+      if (args.banks === undefined) await seedDataDir(args.dataDir);
+      const banks = args.banks === undefined ? await banksInDataDir(args.dataDir) : args.banks.split(",").filter(Boolean);
+      const written = await ensureCertificates(args.dataDir, banks, args.host, args.force);
+      process.stdout.write(written.length === 0 ? "certificates already present\n" : `issued:\n${written.map((path) => `  ${path}`).join("\n")}\n`);
+    },
+  )
+  .demandCommand(1, "name a command")
+  .strict()
+  .help()
+  .fail((message, error) => {
+    if (error !== undefined && error !== null) {
+      process.stderr.write(chalk.red(`paynet: ${error.message}\n`));
+      process.exit(1);
+    }
+    process.stderr.write(chalk.red(`paynet: ${message}\n`) + "run with --help for usage\n");
+    process.exit(exitCodes.usage);
+  })
+  .parseAsync();

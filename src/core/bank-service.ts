@@ -1,0 +1,58 @@
+// A bank's RPC surface: only the gateway's certificate may call it; every field is validated here.
+import { Bank, LegKind } from "../gen/paynet/v1/paynet_pb.js";
+import { PaymentError } from "./errors.js";
+import { requireRole } from "./identity.js";
+import { validateAmountMinor } from "./money.js";
+import { validatePassword, validatePaymentId, validateUsername } from "./validate.js";
+import type { ServiceImplementation } from "./rpc.js";
+import type { Participant } from "./participant.js";
+
+export function bankService(participant: Participant): ServiceImplementation<(typeof Bank)["method"]> {
+  return {
+    async authenticateUser(request, context) {
+      requireRole(context.peer, ["gateway"], "AuthenticateUser");
+      validatePassword(request.password);
+      await participant.authenticate(validateUsername(request.username), request.password);
+      return {};
+    },
+
+    async sendBalanceReq(request, context) {
+      requireRole(context.peer, ["gateway"], "SendBalanceReq");
+      return participant.balance(validateUsername(request.username));
+    },
+
+    async transaction(request, context) {
+      requireRole(context.peer, ["gateway"], "Transaction");
+      const fromBalanceAfterMinor = await participant.transfer(
+        validatePaymentId(request.paymentId),
+        validateUsername(request.fromUser, "sender"),
+        validateUsername(request.toUser, "receiver"),
+        validateAmountMinor(request.amountMinor),
+      );
+      return { fromBalanceAfterMinor };
+    },
+
+    async prepare(request, context) {
+      requireRole(context.peer, ["gateway"], "Prepare");
+      if (request.kind !== LegKind.DEBIT && request.kind !== LegKind.CREDIT) throw new PaymentError("INVALID_ARGUMENT", "kind must be DEBIT or CREDIT");
+      await participant.prepare(
+        validatePaymentId(request.paymentId),
+        validateUsername(request.username),
+        request.kind === LegKind.DEBIT ? "debit" : "credit",
+        validateAmountMinor(request.amountMinor),
+      );
+      return {};
+    },
+
+    async commit(request, context) {
+      requireRole(context.peer, ["gateway"], "Commit");
+      return { balanceAfterMinor: await participant.commit(validatePaymentId(request.paymentId)) };
+    },
+
+    async abort(request, context) {
+      requireRole(context.peer, ["gateway"], "Abort");
+      await participant.abort(validatePaymentId(request.paymentId));
+      return {};
+    },
+  };
+}

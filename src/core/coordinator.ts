@@ -1,0 +1,317 @@
+// The life of a payment at the gateway, top to bottom. Cross-bank payments run strict two-phase commit:
+//   1. log `preparing` durably            (crash point gateway-after-preparing)
+//   2. Prepare debit and credit in parallel, each with a deadline   (gateway-after-prepares)
+//   3. log the decision durably: committed only if both voted yes   (gateway-after-commit-logged)
+//   4. send Commit/Abort to both banks until each acknowledges       (gateway-after-first-commit)
+//   5. log `finished`
+// The client hears "committed" only after step 3 is durable. Same-bank payments are one bank-local step.
+import { assert } from "./assert.js";
+import { PaymentError, isAmbiguous, type Reason } from "./errors.js";
+import { crashPoint } from "./crash.js";
+import { validateAmountMinor } from "./money.js";
+import { validateBankName, validatePaymentId, validateUsername } from "./validate.js";
+import { sameDetails, type GatewayLog, type PaymentDetails, type PaymentRecord } from "./gateway-log.js";
+import type { LegKind } from "./pending-file.js";
+
+/** The gateway's view of one bank; every call has a deadline and rejects with a PaymentError. */
+export interface BankLink {
+  prepare(paymentId: string, username: string, kind: LegKind, amountMinor: bigint, timeoutMs: number): Promise<void>;
+  commit(paymentId: string, timeoutMs: number): Promise<bigint>;
+  abort(paymentId: string, timeoutMs: number): Promise<void>;
+  transfer(paymentId: string, fromUser: string, toUser: string, amountMinor: bigint, timeoutMs: number): Promise<bigint>;
+}
+
+export interface BankDirectory {
+  /** The bank's link, or null when no bank of that name has registered. */
+  link(bank: string): BankLink | null;
+}
+
+export interface CoordinatorOptions {
+  prepareTimeoutMs: number;
+  /** Deadline of one Commit/Abort/Transaction attempt. */
+  decisionCallTimeoutMs: number;
+  /** How long a reply waits for phase 2 before answering from the durable decision alone. */
+  replyWaitMs: number;
+  retryDelayMinMs: number;
+  retryDelayMaxMs: number;
+}
+
+export interface PaymentRequest {
+  paymentId: string;
+  toUser: string;
+  toBank: string;
+  amountMinor: bigint;
+}
+
+export interface Payer {
+  username: string;
+  bank: string;
+}
+
+export interface PaymentOutcome {
+  paymentId: string;
+  balanceAfterMinor: bigint | null;
+}
+
+type Decision = "commit" | "abort";
+
+export class Coordinator {
+  readonly #log: GatewayLog;
+  readonly #banks: BankDirectory;
+  readonly #options: CoordinatorOptions;
+  /** Payments being driven by this process, so a duplicate request waits for the same outcome. */
+  readonly #inFlight = new Map<string, Promise<PaymentOutcome>>();
+  /** Phase-2 drivers running in the background, one per payment. */
+  readonly #drivers = new Map<string, Promise<void>>();
+  #stopping = false;
+
+  constructor(log: GatewayLog, banks: BankDirectory, options: CoordinatorOptions) {
+    this.#log = log;
+    this.#banks = banks;
+    this.#options = options;
+  }
+
+  async makePayment(payer: Payer, request: PaymentRequest): Promise<PaymentOutcome> {
+    const details = this.#validate(payer, request);
+    const existing = this.#log.get(details.paymentId);
+    if (existing !== undefined) return this.#replay(existing, details);
+    const outcome = this.#drive(details);
+    this.#inFlight.set(details.paymentId, outcome);
+    try {
+      return await outcome;
+    } finally {
+      this.#inFlight.delete(details.paymentId);
+    }
+  }
+
+  /** The coordinator's answer to a bank asking about a prepared hold. */
+  decisionFor(paymentId: string): "commit" | "abort" | "pending" {
+    const record = this.#log.get(paymentId);
+    if (record === undefined) return "abort"; // never begun here: it can never be committed
+    if (record.state === "committed") return "commit";
+    if (record.state === "aborted") return "abort";
+    return "pending";
+  }
+
+  /** On start: drive every payment the log shows unfinished to its end. */
+  recover(): number {
+    const unfinished = this.#log.unfinished();
+    for (const record of unfinished) {
+      const outcome = this.#recoverOne(record);
+      this.#inFlight.set(record.paymentId, outcome);
+      outcome.then(
+        () => this.#inFlight.delete(record.paymentId),
+        () => this.#inFlight.delete(record.paymentId),
+      );
+    }
+    return unfinished.length;
+  }
+
+  /** Stops retry loops (for shutdown); durable state lets the next start finish them. */
+  stop(): void {
+    this.#stopping = true;
+  }
+
+  async #recoverOne(record: PaymentRecord): Promise<PaymentOutcome> {
+    if (record.fromBank === record.toBank) {
+      if (record.state === "preparing") return this.#resolveLocal(record, new PaymentError("PAYMENT_ABORTED", "the gateway restarted before the bank answered"));
+      return this.#outcomeOf(record);
+    }
+    if (record.state === "preparing" || record.state === "prepared") {
+      // Presumed abort: no commit decision was logged, so none was ever sent.
+      await this.#log.advance(record.paymentId, "aborted", { reason: "PAYMENT_ABORTED", reasonMessage: "the gateway restarted before deciding" });
+    }
+    this.#startPhase2(record, record.state === "committed" ? "commit" : "abort");
+    return this.#outcomeOf(record);
+  }
+
+  #validate(payer: Payer, request: PaymentRequest): PaymentDetails {
+    validatePaymentId(request.paymentId, "payment id");
+    validateUsername(request.toUser, "receiver");
+    validateBankName(request.toBank, "receiver bank");
+    validateAmountMinor(request.amountMinor);
+    if (payer.username === request.toUser && payer.bank === request.toBank) {
+      throw new PaymentError("SELF_PAYMENT", "sender and receiver are the same account");
+    }
+    for (const bank of [payer.bank, request.toBank]) {
+      if (this.#banks.link(bank) === null) throw new PaymentError("UNKNOWN_BANK", `no bank named ${bank} is registered`);
+    }
+    return { paymentId: request.paymentId, fromUser: payer.username, fromBank: payer.bank, toUser: request.toUser, toBank: request.toBank, amountMinor: request.amountMinor };
+  }
+
+  async #replay(existing: PaymentRecord, details: PaymentDetails): Promise<PaymentOutcome> {
+    if (!sameDetails(existing, details)) {
+      throw new PaymentError("IDEMPOTENCY_CONFLICT", `payment id ${details.paymentId} was already used for a different payment`, { paymentId: details.paymentId });
+    }
+    const inFlight = this.#inFlight.get(details.paymentId);
+    if (inFlight !== undefined) return inFlight;
+    return this.#outcomeOf(existing);
+  }
+
+  /** The final answer for a decided payment: its result, or the refusal it was aborted with. */
+  #outcomeOf(record: PaymentRecord): PaymentOutcome {
+    if (record.state === "committed") return { paymentId: record.paymentId, balanceAfterMinor: record.balanceAfterMinor };
+    if (record.state === "aborted") {
+      throw new PaymentError(record.reason ?? "PAYMENT_ABORTED", record.reasonMessage ?? "payment aborted", { paymentId: record.paymentId });
+    }
+    throw new PaymentError("BANK_UNAVAILABLE", `payment ${record.paymentId} is still in progress; retry with the same id`, { paymentId: record.paymentId });
+  }
+
+  async #drive(details: PaymentDetails): Promise<PaymentOutcome> {
+    const { record, durable } = this.#log.begin(details);
+    await durable;
+    crashPoint("gateway-after-preparing");
+    return details.fromBank === details.toBank ? this.#runLocal(record) : this.#runTwoPhase(record);
+  }
+
+  async #runTwoPhase(record: PaymentRecord): Promise<PaymentOutcome> {
+    const source = this.#requireLink(record.fromBank);
+    const target = this.#requireLink(record.toBank);
+    const timeoutMs = this.#options.prepareTimeoutMs;
+    const votes = await Promise.allSettled([
+      source.prepare(record.paymentId, record.fromUser, "debit", record.amountMinor, timeoutMs),
+      target.prepare(record.paymentId, record.toUser, "credit", record.amountMinor, timeoutMs),
+    ]);
+    crashPoint("gateway-after-prepares");
+    const refusal = chooseRefusal(votes.flatMap((vote) => (vote.status === "rejected" ? [PaymentError.fromGrpc(vote.reason)] : [])));
+    if (refusal === null) {
+      await this.#log.advance(record.paymentId, "committed");
+      crashPoint("gateway-after-commit-logged");
+    } else {
+      await this.#log.advance(record.paymentId, "aborted", { reason: refusal.code, reasonMessage: refusal.message });
+    }
+    const phase2 = this.#startPhase2(record, refusal === null ? "commit" : "abort");
+    await waitAtMost(phase2, this.#options.replyWaitMs);
+    return this.#outcomeOf(record);
+  }
+
+  async #runLocal(record: PaymentRecord): Promise<PaymentOutcome> {
+    const bank = this.#requireLink(record.fromBank);
+    try {
+      const balanceAfterMinor = await bank.transfer(record.paymentId, record.fromUser, record.toUser, record.amountMinor, this.#options.decisionCallTimeoutMs);
+      await this.#log.advance(record.paymentId, "committed", { balanceAfterMinor, finished: true });
+      return this.#outcomeOf(record);
+    } catch (thrown) {
+      const error = PaymentError.fromGrpc(thrown);
+      if (!isAmbiguous(error)) {
+        await this.#log.advance(record.paymentId, "aborted", { reason: error.code, reasonMessage: error.message, finished: true });
+        return this.#outcomeOf(record);
+      }
+      const resolution = this.#resolveLocal(record, error);
+      return waitAtMost(resolution, this.#options.replyWaitMs).then(() => this.#outcomeOf(record));
+    }
+  }
+
+  /**
+   * The bank may or may not have applied a same-bank transfer. An Abort settles it: either the bank records
+   * that the payment must never apply, or it answers that it already committed it.
+   */
+  async #resolveLocal(record: PaymentRecord, cause: PaymentError): Promise<PaymentOutcome> {
+    await this.#retryUntilAcknowledged(record.fromBank, async (bank) => {
+      try {
+        await bank.abort(record.paymentId, this.#options.decisionCallTimeoutMs);
+        await this.#log.advance(record.paymentId, "aborted", { reason: cause.code === "PAYMENT_ABORTED" ? cause.code : "BANK_UNAVAILABLE", reasonMessage: cause.message, finished: true });
+      } catch (thrown) {
+        const error = PaymentError.fromGrpc(thrown);
+        if (error.code !== "IDEMPOTENCY_CONFLICT") throw error;
+        await this.#log.advance(record.paymentId, "committed", { finished: true });
+      }
+    });
+    return this.#outcomeOf(record);
+  }
+
+  #startPhase2(record: PaymentRecord, decision: Decision): Promise<void> {
+    const running = this.#drivers.get(record.paymentId);
+    if (running !== undefined) return running;
+    const driver = this.#phase2(record, decision).finally(() => this.#drivers.delete(record.paymentId));
+    this.#drivers.set(record.paymentId, driver);
+    return driver;
+  }
+
+  async #phase2(record: PaymentRecord, decision: Decision): Promise<void> {
+    let acknowledged = 0;
+    const legs = [
+      { bank: record.fromBank, isSource: true },
+      { bank: record.toBank, isSource: false },
+    ];
+    await Promise.all(
+      legs.map(({ bank, isSource }) =>
+        this.#retryUntilAcknowledged(bank, async (link) => {
+          if (decision === "commit") {
+            const balanceAfterMinor = await link.commit(record.paymentId, this.#options.decisionCallTimeoutMs);
+            if (isSource) record.balanceAfterMinor = balanceAfterMinor;
+          } else {
+            await link.abort(record.paymentId, this.#options.decisionCallTimeoutMs);
+          }
+          acknowledged += 1;
+          if (acknowledged === 1) crashPoint("gateway-after-first-commit");
+        }),
+      ),
+    );
+    if (this.#stopping) return;
+    await this.#log.advance(record.paymentId, record.state, { finished: true, balanceAfterMinor: record.balanceAfterMinor });
+  }
+
+  /**
+   * Repeats `attempt` against `bank` with capped exponential backoff until it succeeds. A decision must
+   * reach every bank, so there is no attempt limit; each attempt has its own deadline.
+   */
+  async #retryUntilAcknowledged(bank: string, attempt: (link: BankLink) => Promise<void>): Promise<void> {
+    let delayMs = this.#options.retryDelayMinMs;
+    for (;;) {
+      if (this.#stopping) return;
+      const link = this.#banks.link(bank);
+      try {
+        if (link === null) throw new PaymentError("BANK_UNAVAILABLE", `bank ${bank} has not registered`);
+        await attempt(link);
+        return;
+      } catch (thrown) {
+        const error = PaymentError.fromGrpc(thrown);
+        if (!isAmbiguous(error)) {
+          // A bank that refuses a decision contradicts its own vote: an operator must look.
+          process.stderr.write(`paynet: bank ${bank} refused a decision: ${error.code}: ${error.message}\n`);
+        }
+      }
+      await sleep(delayMs * (0.5 + Math.random() / 2));
+      delayMs = Math.min(delayMs * 2, this.#options.retryDelayMaxMs);
+    }
+  }
+
+  #requireLink(bank: string): BankLink {
+    const link = this.#banks.link(bank);
+    assert(link !== null, `bank ${bank} validated but not registered`);
+    return link;
+  }
+}
+
+/** A definite refusal is the better explanation; an unreachable bank otherwise. */
+function chooseRefusal(errors: PaymentError[]): PaymentError | null {
+  if (errors.length === 0) return null;
+  const definite = errors.find((error) => !isAmbiguous(error));
+  if (definite !== undefined) return definite;
+  const first = errors[0]!;
+  return new PaymentError("BANK_UNAVAILABLE", `a bank did not answer in time: ${first.message}`, { cause: first });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+function waitAtMost(promise: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref();
+    promise.then(
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+    );
+  });
+}
+
+export type { Reason };

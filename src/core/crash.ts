@@ -1,0 +1,22 @@
+// Fault injection for crash-point tests: PAYNET_CRASH_AT=<point>[:<n>] makes the process exit abruptly,
+// with no cleanup (as SIGKILL would), the n-th time (default first) it passes the named point.
+// Configured once at start by the role; src/core never reads the environment itself.
+let armedPoint: string | null = null;
+let passesLeft = 0;
+
+export function armCrashPoint(spec: string | undefined): void {
+  if (spec === undefined || spec === "") return;
+  const [point, countText] = spec.split(":");
+  const count = countText === undefined ? 1 : Number(countText);
+  if (!point || !Number.isInteger(count) || count < 1) throw new Error(`bad crash point spec ${JSON.stringify(spec)}: want <point>[:<n>]`);
+  armedPoint = point;
+  passesLeft = count;
+}
+
+export function crashPoint(name: string): void {
+  if (armedPoint !== name) return;
+  passesLeft -= 1;
+  if (passesLeft > 0) return;
+  process.stderr.write(`paynet: crash point ${name} reached, exiting abruptly\n`);
+  process.kill(process.pid, "SIGKILL");
+}

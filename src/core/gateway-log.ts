@@ -1,0 +1,202 @@
+// Owns payment_gateway/transaction_logs.json (each payment's state) and transactions.txt (its idempotency
+// keys, append-only). Both are durable before the promise of a change resolves; the JSON is group-committed.
+import { readFile } from "node:fs/promises";
+import { assert } from "./assert.js";
+import { appendDurable, writeFileAtomic } from "./durable.js";
+import { CoalescingWriter } from "./coalescing-writer.js";
+import { holdFileLock } from "./file-lock.js";
+import { isReason, type Reason } from "./errors.js";
+
+/** A payment's state only moves forward: preparing → prepared → committed | aborted. */
+export type PaymentState = "preparing" | "prepared" | "committed" | "aborted";
+const stateRank: Record<PaymentState, number> = { preparing: 0, prepared: 1, committed: 2, aborted: 2 };
+
+export interface PaymentDetails {
+  paymentId: string;
+  fromUser: string;
+  fromBank: string;
+  toUser: string;
+  toBank: string;
+  amountMinor: bigint;
+}
+
+export interface PaymentRecord extends PaymentDetails {
+  state: PaymentState;
+  reason: Reason | null;
+  reasonMessage: string | null;
+  /** Every bank has acknowledged the decision: nothing is left to drive. */
+  finished: boolean;
+  balanceAfterMinor: bigint | null;
+  createdAtMs: number;
+  decidedAtMs: number | null;
+  finishedAtMs: number | null;
+}
+
+const formatTag = "paynet-gateway-log/1";
+
+export class GatewayLogError extends Error {
+  override readonly name = "GatewayLogError";
+}
+
+export function sameDetails(a: PaymentDetails, b: PaymentDetails): boolean {
+  return a.fromUser === b.fromUser && a.fromBank === b.fromBank && a.toUser === b.toUser && a.toBank === b.toBank && a.amountMinor === b.amountMinor;
+}
+
+function encode(record: PaymentRecord): Record<string, unknown> {
+  return { ...record, amountMinor: record.amountMinor.toString(), balanceAfterMinor: record.balanceAfterMinor?.toString() ?? null };
+}
+
+function decode(raw: Record<string, unknown>, where: string): PaymentRecord {
+  const text = (key: string): string => {
+    const value = raw[key];
+    if (typeof value !== "string" || value === "") throw new GatewayLogError(`${where}.${key} must be a non-empty string`);
+    return value;
+  };
+  const optionalNumber = (key: string): number | null => {
+    const value = raw[key];
+    if (value === null) return null;
+    if (typeof value !== "number" || !Number.isSafeInteger(value)) throw new GatewayLogError(`${where}.${key} must be an integer or null`);
+    return value;
+  };
+  const state = raw.state;
+  if (state !== "preparing" && state !== "prepared" && state !== "committed" && state !== "aborted") throw new GatewayLogError(`${where}.state is not a payment state`);
+  const reason = raw.reason;
+  if (reason !== null && (typeof reason !== "string" || !isReason(reason))) throw new GatewayLogError(`${where}.reason is not a known reason`);
+  const amountText = text("amountMinor");
+  if (!/^[0-9]{1,20}$/.test(amountText)) throw new GatewayLogError(`${where}.amountMinor must be an integer string`);
+  const balanceAfter = raw.balanceAfterMinor;
+  if (balanceAfter !== null && (typeof balanceAfter !== "string" || !/^[0-9]{1,20}$/.test(balanceAfter))) throw new GatewayLogError(`${where}.balanceAfterMinor must be an integer string or null`);
+  const createdAtMs = optionalNumber("createdAtMs");
+  if (createdAtMs === null) throw new GatewayLogError(`${where}.createdAtMs is required`);
+  if (typeof raw.finished !== "boolean") throw new GatewayLogError(`${where}.finished must be a boolean`);
+  return {
+    paymentId: text("paymentId"),
+    fromUser: text("fromUser"),
+    fromBank: text("fromBank"),
+    toUser: text("toUser"),
+    toBank: text("toBank"),
+    amountMinor: BigInt(amountText),
+    state,
+    reason: reason as Reason | null,
+    reasonMessage: typeof raw.reasonMessage === "string" ? raw.reasonMessage : null,
+    finished: raw.finished,
+    balanceAfterMinor: balanceAfter === null ? null : BigInt(balanceAfter as string),
+    createdAtMs,
+    decidedAtMs: optionalNumber("decidedAtMs"),
+    finishedAtMs: optionalNumber("finishedAtMs"),
+  };
+}
+
+export interface GatewayLogPaths {
+  transactionLogsJson: string;
+  transactionsTxt: string;
+}
+
+export class GatewayLog {
+  readonly #paths: GatewayLogPaths;
+  readonly #records = new Map<string, PaymentRecord>();
+  readonly #writer: CoalescingWriter;
+  readonly #nowMs: () => number;
+  #releaseLock: (() => Promise<void>) | null = null;
+
+  private constructor(paths: GatewayLogPaths, nowMs: () => number) {
+    this.#paths = paths;
+    this.#nowMs = nowMs;
+    this.#writer = new CoalescingWriter(() => this.#writeSnapshot());
+  }
+
+  /** Loads the log, holding its lock for the life of the process: one coordinator per data dir. */
+  static async open(paths: GatewayLogPaths, nowMs: () => number = Date.now): Promise<GatewayLog> {
+    const log = new GatewayLog(paths, nowMs);
+    log.#releaseLock = await holdFileLock(paths.transactionLogsJson);
+    await log.#load();
+    return log;
+  }
+
+  async close(): Promise<void> {
+    await this.#writer.flush();
+    await this.#releaseLock?.();
+    this.#releaseLock = null;
+  }
+
+  async #load(): Promise<void> {
+    const path = this.#paths.transactionLogsJson;
+    const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return "";
+      throw error;
+    });
+    if (text.trim() === "") return;
+    let document: { format?: unknown; payments?: unknown };
+    try {
+      document = JSON.parse(text);
+    } catch (error) {
+      throw new GatewayLogError(`${path}: not valid JSON (truncated or corrupt?): ${(error as Error).message}; refusing to start, fix or restore the file`);
+    }
+    if (document.format !== formatTag || !Array.isArray(document.payments)) throw new GatewayLogError(`${path}: not a ${formatTag} document; refusing to start`);
+    document.payments.forEach((raw, index) => {
+      try {
+        const record = decode(raw as Record<string, unknown>, `payments[${index}]`);
+        this.#records.set(record.paymentId, record);
+      } catch (error) {
+        throw new GatewayLogError(`${path}: ${(error as Error).message}; refusing to start`);
+      }
+    });
+  }
+
+  get(paymentId: string): PaymentRecord | undefined {
+    return this.#records.get(paymentId);
+  }
+
+  unfinished(): PaymentRecord[] {
+    return [...this.#records.values()].filter((record) => !record.finished);
+  }
+
+  get size(): number {
+    return this.#records.size;
+  }
+
+  /**
+   * Records a new payment as preparing. The record is visible at once (so a concurrent duplicate finds it);
+   * the promise resolves when it is durable.
+   */
+  begin(details: PaymentDetails): { record: PaymentRecord; durable: Promise<void> } {
+    assert(!this.#records.has(details.paymentId), `payment ${details.paymentId} begun twice`);
+    const record: PaymentRecord = {
+      ...details,
+      state: "preparing",
+      reason: null,
+      reasonMessage: null,
+      finished: false,
+      balanceAfterMinor: null,
+      createdAtMs: this.#nowMs(),
+      decidedAtMs: null,
+      finishedAtMs: null,
+    };
+    this.#records.set(record.paymentId, record);
+    const durable = Promise.all([appendDurable(this.#paths.transactionsTxt, `${record.paymentId}\n`), this.#writer.flush()]).then(() => undefined);
+    return { record, durable };
+  }
+
+  async advance(paymentId: string, state: PaymentState, outcome: { reason?: Reason; reasonMessage?: string; balanceAfterMinor?: bigint | null; finished?: boolean } = {}): Promise<void> {
+    const record = this.#records.get(paymentId);
+    assert(record !== undefined, `advance: unknown payment ${paymentId}`);
+    assert(stateRank[state] >= stateRank[record.state], `payment ${paymentId} may not move from ${record.state} to ${state}`);
+    assert(!(stateRank[record.state] === 2 && state !== record.state), `payment ${paymentId} is already ${record.state}`);
+    if (record.state !== state && stateRank[state] === 2) record.decidedAtMs = this.#nowMs();
+    record.state = state;
+    if (outcome.reason !== undefined) record.reason = outcome.reason;
+    if (outcome.reasonMessage !== undefined) record.reasonMessage = outcome.reasonMessage;
+    if (outcome.balanceAfterMinor !== undefined && outcome.balanceAfterMinor !== null) record.balanceAfterMinor = outcome.balanceAfterMinor;
+    if (outcome.finished === true) {
+      assert(stateRank[state] === 2, `payment ${paymentId} finished before a decision`);
+      record.finished = true;
+      record.finishedAtMs = this.#nowMs();
+    }
+    await this.#writer.flush();
+  }
+
+  async #writeSnapshot(): Promise<void> {
+    const payments = [...this.#records.values()].map(encode);
+    await writeFileAtomic(this.#paths.transactionLogsJson, JSON.stringify({ format: formatTag, payments }) + "\n", { crashName: "gateway-log-temp-written" });
+  }
+}

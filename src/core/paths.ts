@@ -1,0 +1,29 @@
+// The on-disk layout of the original seed, rooted at --data-dir.
+import { join, resolve } from "node:path";
+
+export interface DataPaths {
+  readonly root: string;
+  readonly certificateDir: string;
+  readonly transactionsTxt: string;
+  readonly transactionLogsJson: string;
+  readonly accountsCsv: string;
+  readonly pendingJson: string;
+  readonly bankPortTxt: string;
+  readonly clientGatewayTxt: string;
+  readonly offlinePaymentsJson: string;
+}
+
+export function dataPaths(dataDir: string): DataPaths {
+  const root = resolve(dataDir);
+  return Object.freeze({
+    root,
+    certificateDir: join(root, "certificate"),
+    transactionsTxt: join(root, "payment_gateway", "transactions.txt"),
+    transactionLogsJson: join(root, "payment_gateway", "transaction_logs.json"),
+    accountsCsv: join(root, "server", "dummydata.csv"),
+    pendingJson: join(root, "server", "pending_transactions.json"),
+    bankPortTxt: join(root, "server", "current_port_server.txt"),
+    clientGatewayTxt: join(root, "client", "current_port_server.txt"),
+    offlinePaymentsJson: join(root, "client", "offline_payments.json"),
+  });
+}

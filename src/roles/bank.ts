@@ -1,0 +1,134 @@
+// Wires a bank process: its accounts, its server, its registration with the gateway and its overdue holds.
+import { readFile } from "node:fs/promises";
+import { dataPaths } from "../core/paths.js";
+import { bankFiles, loadIdentity } from "../core/certificates.js";
+import { clientCredentials, expectServerName, serverCredentials } from "../core/tls.js";
+import { Participant } from "../core/participant.js";
+import { bankService } from "../core/bank-service.js";
+import { Bank, Decision, PaymentGateway } from "../gen/paynet/v1/paynet_pb.js";
+import { addService, createClient } from "../core/rpc.js";
+import { describePeer, gatewayServerName } from "../core/identity.js";
+import { bind, newServer, shutdown } from "../core/listen.js";
+import { takeNextPort } from "../core/port-file.js";
+import { banksOf, readAccountsCsv } from "../core/accounts-csv.js";
+import { validateBankName } from "../core/validate.js";
+import { PaymentError } from "../core/errors.js";
+import { onTerminate, logLine } from "./process.js";
+
+export interface BankFlags {
+  dataDir: string;
+  id: string;
+  host: string;
+  port: number | undefined;
+  gateway: string | undefined;
+}
+
+export const bankTimeouts = Object.freeze({
+  holdTimeoutMs: 30_000,
+  finishedRetainedMax: 100_000,
+  heartbeatMs: 2_000,
+  registerTimeoutMs: 2_000,
+  decisionQueryTimeoutMs: 2_000,
+  holdRecheckMs: 5_000,
+  sweepMs: 1_000,
+  portAttemptsMax: 20,
+  shutdownGraceMs: 2_000,
+});
+
+/** `--id` is a bank name (SBI) or a 1-based index into the banks of the accounts file, in order of appearance. */
+async function resolveBankName(id: string, accountsCsv: string): Promise<string> {
+  const banks = banksOf(await readAccountsCsv(accountsCsv));
+  if (/^[0-9]+$/.test(id)) {
+    const bank = banks[Number(id) - 1];
+    if (bank === undefined) throw new Error(`--id ${id}: the accounts file names ${banks.length} banks (${banks.join(", ")})`);
+    return bank;
+  }
+  validateBankName(id, "--id");
+  if (!banks.includes(id)) throw new Error(`--id ${id}: no account of bank ${id} in ${accountsCsv} (banks: ${banks.join(", ")})`);
+  return id;
+}
+
+export async function gatewayAddress(flag: string | undefined, clientGatewayTxt: string): Promise<string> {
+  if (flag !== undefined) return flag;
+  const written = await readFile(clientGatewayTxt, "utf8").catch(() => "");
+  return written.trim() || "127.0.0.1:8080";
+}
+
+async function listen(flags: BankFlags, bindServer: (address: string) => Promise<number>, portFile: string): Promise<number> {
+  if (flags.port !== undefined) return bindServer(`${flags.host}:${flags.port}`);
+  for (let attempt = 1; ; attempt += 1) {
+    const port = await takeNextPort(portFile);
+    try {
+      return await bindServer(`${flags.host}:${port}`);
+    } catch (error) {
+      if (attempt >= bankTimeouts.portAttemptsMax) throw error;
+    }
+  }
+}
+
+export async function runBank(flags: BankFlags): Promise<void> {
+  const paths = dataPaths(flags.dataDir);
+  const bank = await resolveBankName(flags.id, paths.accountsCsv);
+  const say = (line: string) => logLine(`bank ${bank}`, line);
+  const identity = await loadIdentity(paths.certificateDir, bankFiles(paths.certificateDir, bank));
+  const participant = await Participant.open({
+    bank,
+    accountsCsvPath: paths.accountsCsv,
+    pendingJsonPath: paths.pendingJson,
+    holdTimeoutMs: bankTimeouts.holdTimeoutMs,
+    finishedRetainedMax: bankTimeouts.finishedRetainedMax,
+  });
+
+  const server = newServer();
+  addService(server, Bank, bankService(participant), {
+    onError: (error, context) => {
+      if (error.code === "PERMISSION_DENIED") say(`refused ${context.method} from ${describePeer(context.peer)} (${context.peerAddress})`);
+    },
+  });
+  const credentials = serverCredentials(identity);
+  const port = await listen(flags, (address) => bind(server, address, credentials), paths.bankPortTxt);
+  const address = `${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${port}`;
+  say(`listening on ${address} with ${participant.accountCount} accounts and ${participant.holds().length} prepared holds`);
+
+  const gateway = createClient(PaymentGateway, await gatewayAddress(flags.gateway, paths.clientGatewayTxt), clientCredentials(identity), expectServerName(gatewayServerName));
+  let registered = false;
+  const register = async () => {
+    try {
+      await gateway.registerServer({ bank, address }, { timeoutMs: bankTimeouts.registerTimeoutMs });
+      if (!registered) say(`registered with the gateway`);
+      registered = true;
+    } catch (error) {
+      if (registered) say(`lost the gateway: ${PaymentError.fromGrpc(error).message}`);
+      registered = false;
+    }
+  };
+  // Overdue holds are never dropped: the bank asks the coordinator, and only its answer releases them.
+  const resolveOverdueHolds = async () => {
+    for (const hold of participant.expiredHolds()) {
+      participant.deferHold(hold.paymentId, bankTimeouts.holdRecheckMs);
+      try {
+        const { decision } = await gateway.getDecision({ paymentId: hold.paymentId }, { timeoutMs: bankTimeouts.decisionQueryTimeoutMs });
+        if (decision === Decision.COMMIT) await participant.commit(hold.paymentId);
+        if (decision === Decision.ABORT) await participant.abort(hold.paymentId);
+        if (decision !== Decision.PENDING) say(`overdue hold ${hold.paymentId} resolved: ${Decision[decision]}`);
+      } catch (error) {
+        say(`overdue hold ${hold.paymentId}: no decision yet (${PaymentError.fromGrpc(error).code})`);
+      }
+    }
+  };
+  await register();
+  const heartbeat = setInterval(() => void register(), bankTimeouts.heartbeatMs);
+  let sweeping = false;
+  const sweeper = setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    resolveOverdueHolds().finally(() => (sweeping = false));
+  }, bankTimeouts.sweepMs);
+
+  onTerminate(async () => {
+    clearInterval(heartbeat);
+    clearInterval(sweeper);
+    gateway.close();
+    await shutdown(server, bankTimeouts.shutdownGraceMs);
+  });
+}

@@ -1,0 +1,64 @@
+// Wires the gateway process: certificates, log, registry, coordinator, server, signals.
+import { dataPaths } from "../core/paths.js";
+import { gatewayFiles, loadIdentity } from "../core/certificates.js";
+import { clientCredentials, serverCredentials } from "../core/tls.js";
+import { GatewayLog } from "../core/gateway-log.js";
+import { BankRegistry } from "../core/bank-registry.js";
+import { Coordinator } from "../core/coordinator.js";
+import { SessionStore } from "../core/sessions.js";
+import { gatewayService } from "../core/gateway-service.js";
+import { PaymentGateway } from "../gen/paynet/v1/paynet_pb.js";
+import { addService } from "../core/rpc.js";
+import { describePeer } from "../core/identity.js";
+import { bind, newServer, shutdown } from "../core/listen.js";
+import { writeFileAtomic } from "../core/durable.js";
+import { onTerminate, logLine } from "./process.js";
+
+export interface GatewayFlags {
+  dataDir: string;
+  host: string;
+  port: number;
+}
+
+export const gatewayTimeouts = Object.freeze({
+  prepareTimeoutMs: 5_000,
+  decisionCallTimeoutMs: 5_000,
+  replyWaitMs: 2_000,
+  retryDelayMinMs: 50,
+  retryDelayMaxMs: 2_000,
+  bankCallTimeoutMs: 5_000,
+  sessionTtlMs: 30 * 60_000,
+  sessionsMax: 100_000,
+  banksMax: 256,
+  shutdownGraceMs: 2_000,
+});
+
+export async function runGateway(flags: GatewayFlags): Promise<void> {
+  const paths = dataPaths(flags.dataDir);
+  const identity = await loadIdentity(paths.certificateDir, gatewayFiles(paths.certificateDir));
+  const log = await GatewayLog.open(paths);
+  const registry = new BankRegistry(clientCredentials(identity), { banksMax: gatewayTimeouts.banksMax });
+  const coordinator = new Coordinator(log, registry, gatewayTimeouts);
+  const sessions = new SessionStore({ ttlMs: gatewayTimeouts.sessionTtlMs, sessionsMax: gatewayTimeouts.sessionsMax });
+  const say = (line: string) => logLine("gateway", line);
+
+  const server = newServer();
+  addService(server, PaymentGateway, gatewayService({ coordinator, registry, sessions, bankCallTimeoutMs: gatewayTimeouts.bankCallTimeoutMs, log: say }), {
+    onError: (error, context) => {
+      if (error.code === "PERMISSION_DENIED") say(`refused ${context.method} from ${describePeer(context.peer)} (${context.peerAddress}): ${error.message}`);
+    },
+  });
+  const port = await bind(server, `${flags.host}:${flags.port}`, serverCredentials(identity));
+  const address = `${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${port}`;
+  // Clients on this machine find the gateway here when no --gateway is given.
+  await writeFileAtomic(paths.clientGatewayTxt, `${address}\n`);
+  const recovering = coordinator.recover();
+  say(`listening on ${address}${recovering > 0 ? ` (recovering ${recovering} unfinished payments)` : ""}`);
+
+  onTerminate(async () => {
+    coordinator.stop();
+    await shutdown(server, gatewayTimeouts.shutdownGraceMs);
+    registry.close();
+    await log.close();
+  });
+}
