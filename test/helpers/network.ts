@@ -1,0 +1,244 @@
+// Test harness: real gateway and bank processes over real sockets, in a temporary data dir.
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+import { cp, mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { issueCertificates, clientFiles, loadIdentity, bankFiles, gatewayFiles, operatorFiles, type CertificateFiles } from "../../src/core/certificates.js";
+import { parseAccountsCsv } from "../../src/core/accounts-csv.js";
+import { dataPaths, type DataPaths } from "../../src/core/paths.js";
+import { createClient } from "../../src/core/rpc.js";
+import { clientCredentials, expectServerName } from "../../src/core/tls.js";
+import { bankServerName, gatewayServerName } from "../../src/core/identity.js";
+import { Bank, PaymentGateway } from "../../src/gen/paynet/v1/paynet_pb.js";
+
+export const cliPath = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+const readyTimeoutMs = 60_000;
+
+export const defaultAccountsCsv = `username,balance,password,bank
+alice,1000,alice123,SBI
+bob,500,bob123,HDFC
+carol,750,carol123,SBI
+dave,250.50,dave123,HDFC
+`;
+
+export const passwords: Record<string, string> = { alice: "alice123", bob: "bob123", carol: "carol123", dave: "dave123" };
+
+let certificateTemplate: Promise<string> | null = null;
+
+/** Certificates are made once per test process (RSA keys take a while) and copied into each network. */
+function templateCertificates(): Promise<string> {
+  certificateTemplate ??= (async () => {
+    const dir = await mkdtemp(join(tmpdir(), "paynet-certs-"));
+    await issueCertificates({ certificateDir: dir, banks: ["SBI", "HDFC", "ICICI"] });
+    process.on("exit", () => void rm(dir, { recursive: true, force: true }));
+    return dir;
+  })();
+  return certificateTemplate;
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  json: Record<string, unknown> | null;
+}
+
+/** A running paynet process whose output lines can be awaited. */
+export class Proc {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly lines: string[] = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  #waiters: Array<{ pattern: RegExp; resolve: (match: RegExpExecArray) => void; from: number }> = [];
+
+  constructor(name: string, args: string[], env: Record<string, string> = {}) {
+    this.name = name;
+    this.child = spawn(process.execPath, [cliPath, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, FORCE_COLOR: "0", ...env } });
+    for (const stream of [this.child.stdout!, this.child.stderr!]) {
+      createInterface({ input: stream }).on("line", (line) => {
+        this.lines.push(line);
+        if (process.env.PAYNET_TEST_VERBOSE) process.stderr.write(`  ${name}| ${line}\n`);
+        this.#waiters = this.#waiters.filter((waiter) => {
+          const match = waiter.pattern.exec(line);
+          if (match === null) return true;
+          waiter.resolve(match);
+          return false;
+        });
+      });
+    }
+    this.exited = new Promise((resolve) => this.child.on("exit", (code, signal) => resolve({ code, signal })));
+  }
+
+  /** The first output line (already seen or yet to come) matching `pattern`. */
+  waitFor(pattern: RegExp, what = pattern.source): Promise<RegExpExecArray> {
+    for (const line of this.lines) {
+      const match = pattern.exec(line);
+      if (match !== null) return Promise.resolve(match);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.name}: no line matching ${what} within ${readyTimeoutMs} ms; output:\n${this.lines.join("\n")}`)), readyTimeoutMs);
+      this.#waiters.push({ pattern, resolve: (match) => (clearTimeout(timer), resolve(match)), from: this.lines.length });
+      this.exited.then(({ code, signal }) => {
+        clearTimeout(timer);
+        reject(new Error(`${this.name} exited (code ${code}, signal ${signal}) before a line matching ${what}; output:\n${this.lines.join("\n")}`));
+      });
+    });
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+    if (this.running) this.child.kill(signal);
+    await this.exited;
+  }
+}
+
+export function runCli(args: string[], options: { env?: Record<string, string>; stdin?: string } = {}): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cliPath, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, FORCE_COLOR: "0", ...options.env } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => (stdout += chunk));
+    child.stderr.on("data", (chunk) => (stderr += chunk));
+    child.stdin.end(options.stdin ?? "");
+    child.on("exit", (code) => {
+      let json: Record<string, unknown> | null = null;
+      try {
+        json = JSON.parse(stdout.trim().split("\n").at(-1) ?? "");
+      } catch {
+        json = null;
+      }
+      resolve({ code, stdout, stderr, json });
+    });
+  });
+}
+
+/** Polls `predicate` until it holds; for waiting on state another process reaches (recovery, phase 2). */
+export async function waitUntil(predicate: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+export interface StartOptions {
+  env?: Record<string, string>;
+}
+
+export class Network {
+  readonly dir: string;
+  readonly paths: DataPaths;
+  gateway: Proc | null = null;
+  gatewayAddress = "";
+  readonly banks = new Map<string, Proc>();
+  readonly #procs: Proc[] = [];
+
+  private constructor(dir: string) {
+    this.dir = dir;
+    this.paths = dataPaths(dir);
+  }
+
+  static async create(options: { accountsCsv?: string } = {}): Promise<Network> {
+    const dir = await mkdtemp(join(tmpdir(), "paynet-test-"));
+    const network = new Network(dir);
+    await mkdir(join(dir, "server"), { recursive: true });
+    await writeFile(network.paths.accountsCsv, options.accountsCsv ?? defaultAccountsCsv);
+    await cp(await templateCertificates(), network.paths.certificateDir, { recursive: true });
+    return network;
+  }
+
+  async startGateway(options: StartOptions = {}): Promise<Proc> {
+    const port = this.gatewayAddress === "" ? "0" : this.gatewayAddress.split(":")[1]!;
+    const proc = new Proc("gateway", ["gateway", "--data-dir", this.dir, "--port", port], options.env);
+    this.#procs.push(proc);
+    this.gateway = proc;
+    const [, address] = await proc.waitFor(/\[gateway\] listening on (\S+)/);
+    this.gatewayAddress = address!;
+    return proc;
+  }
+
+  /** Starts a bank and waits until the gateway has registered it. */
+  async startBank(bank: string, options: StartOptions = {}): Promise<Proc> {
+    const proc = this.spawnBank(bank, options);
+    await proc.waitFor(/registered with the gateway/);
+    return proc;
+  }
+
+  spawnBank(bank: string, options: StartOptions = {}): Proc {
+    const proc = new Proc(`bank ${bank}`, ["bank", "--id", bank, "--data-dir", this.dir, "--port", "0", "--gateway", this.gatewayAddress], options.env);
+    this.#procs.push(proc);
+    this.banks.set(bank, proc);
+    return proc;
+  }
+
+  async start(banks: string[] = ["SBI", "HDFC"]): Promise<void> {
+    await this.startGateway();
+    await Promise.all(banks.map((bank) => this.startBank(bank)));
+  }
+
+  client(args: string[], password: string | undefined, options: { stdin?: string } = {}): Promise<RunResult> {
+    const env: Record<string, string> = password === undefined ? {} : { PAYNET_PASSWORD: password };
+    return runCli(["client", ...args, "--data-dir", this.dir, "--gateway", this.gatewayAddress], { env, ...options });
+  }
+
+  pay(from: string, fromBank: string, to: string, toBank: string, amount: string, extra: string[] = []): Promise<RunResult> {
+    return this.client(["pay", "--user", from, "--bank", fromBank, "--to", to, "--to-bank", toBank, "--amount", amount, "--json", ...extra], passwords[from]);
+  }
+
+  /** Balances as the banks last wrote them to server/dummydata.csv, by `user@BANK`, in minor units. */
+  async balancesOnDisk(): Promise<Map<string, bigint>> {
+    const rows = parseAccountsCsv(await readFile(this.paths.accountsCsv, "utf8"), this.paths.accountsCsv);
+    return new Map(rows.map((row) => [`${row.username}@${row.bank}`, row.balanceMinor]));
+  }
+
+  async totalOnDisk(): Promise<bigint> {
+    let total = 0n;
+    for (const value of (await this.balancesOnDisk()).values()) total += value;
+    return total;
+  }
+
+  /** Prepared holds per bank as recorded in server/pending_transactions.json. */
+  async holdsOnDisk(): Promise<number> {
+    const text = await readFile(this.paths.pendingJson, "utf8").catch(() => "");
+    if (text.trim() === "") return 0;
+    const document = JSON.parse(text) as { banks: Record<string, { holds: unknown[]; applying: unknown[] }> };
+    return Object.values(document.banks).reduce((sum, section) => sum + section.holds.length + section.applying.length, 0);
+  }
+
+  async gatewayRecord(paymentId: string): Promise<Record<string, unknown> | undefined> {
+    const text = await readFile(this.paths.transactionLogsJson, "utf8").catch(() => "");
+    if (text.trim() === "") return undefined;
+    const document = JSON.parse(text) as { payments: Array<Record<string, unknown>> };
+    return document.payments.find((payment) => payment.paymentId === paymentId);
+  }
+
+  async identity(files: (dir: string) => CertificateFiles) {
+    return loadIdentity(this.paths.certificateDir, files(this.paths.certificateDir));
+  }
+
+  /** A raw gateway client with the given identity (the client's by default). */
+  async gatewayClient(files: (dir: string) => CertificateFiles = clientFiles) {
+    return createClient(PaymentGateway, this.gatewayAddress, clientCredentials(await this.identity(files)), expectServerName(gatewayServerName), "GATEWAY_UNAVAILABLE");
+  }
+
+  /** A raw client to a bank, dialed with the given identity. */
+  async bankClient(bank: string, address: string, files: (dir: string) => CertificateFiles) {
+    return createClient(Bank, address, clientCredentials(await this.identity(files)), expectServerName(bankServerName(bank)));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.#procs.map((proc) => proc.stop("SIGKILL")));
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+export { clientFiles, bankFiles, gatewayFiles, operatorFiles };

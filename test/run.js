@@ -1,0 +1,19 @@
+// Runs every test file with node:test under tsx (Node 20 neither strips types nor expands globs itself).
+import { readdirSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+
+const testDir = fileURLToPath(new URL(".", import.meta.url));
+const only = process.argv.slice(2);
+const files = readdirSync(testDir)
+  .filter((name) => name.endsWith(".test.ts"))
+  .filter((name) => only.length === 0 || only.some((wanted) => name.includes(wanted)))
+  .sort()
+  .map((name) => join(testDir, name));
+if (files.length === 0) {
+  console.error("no test files found");
+  process.exit(1);
+}
+const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", ...files], { stdio: "inherit" });
+process.exit(result.status ?? 1);
