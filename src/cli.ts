@@ -4,7 +4,7 @@ import { hideBin } from "yargs/helpers";
 import chalk from "chalk";
 import { armCrashPoint } from "./core/crash.js";
 import { runGateway } from "./roles/gateway.js";
-import { runBank } from "./roles/bank.js";
+import { bankTimeouts, runBank } from "./roles/bank.js";
 import { exitCodes, runBalance, runInteractive, runPay } from "./roles/client.js";
 import { runUp } from "./roles/up.js";
 import { banksInDataDir, ensureCertificates, seedDataDir } from "./roles/seed.js";
@@ -55,8 +55,9 @@ await yargs(hideBin(process.argv))
         .option("id", { type: "string", demandOption: true, describe: "bank name (e.g. SBI) or 1-based index into the banks of server/dummydata.csv" })
         .option("host", { type: "string", default: "127.0.0.1" })
         .option("port", portOption(undefined, "port (0: any free port; default: the next from server/current_port_server.txt)"))
-        .option("gateway", { type: "string", describe: "gateway host:port (default: client/current_port_server.txt, else 127.0.0.1:8080)" }),
-    (args) => runBank({ dataDir: args.dataDir, id: args.id, host: args.host, port: args.port, gateway: args.gateway }),
+        .option("gateway", { type: "string", describe: "gateway host:port (default: client/current_port_server.txt, else 127.0.0.1:8080)" })
+        .option("hold-timeout-ms", { type: "number", default: bankTimeouts.holdTimeoutMsDefault, describe: "how long a prepared hold waits before the bank asks the gateway for the decision" }),
+    (args) => runBank({ dataDir: args.dataDir, id: args.id, host: args.host, port: args.port, gateway: args.gateway, holdTimeoutMs: args.holdTimeoutMs }),
   )
   .command(
     "client",

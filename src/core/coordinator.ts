@@ -84,18 +84,32 @@ export class Coordinator {
     }
   }
 
-  /** The coordinator's answer to a bank asking about a prepared hold. */
-  decisionFor(paymentId: string): "commit" | "abort" | "pending" {
+  /**
+   * The coordinator's answer to a bank asking about a prepared hold. Abort only when no commit was ever
+   * logged; an id never seen is first recorded as aborted, so it can never be committed afterwards.
+   */
+  async decisionFor(paymentId: string): Promise<"commit" | "abort" | "pending"> {
     const record = this.#log.get(paymentId);
-    if (record === undefined) return "abort"; // never begun here: it can never be committed
+    if (record === undefined) {
+      await this.#log.tombstone(paymentId);
+      return "abort";
+    }
     if (record.state === "committed") return "commit";
     if (record.state === "aborted") return "abort";
     return "pending";
   }
 
-  /** On start: drive every payment the log shows unfinished to its end. */
-  recover(): number {
+  /**
+   * On start, before serving: every undecided cross-bank payment is decided abort (presumed abort: no commit
+   * was logged, so none was sent), then every unfinished payment is driven to its end in the background.
+   */
+  async recover(): Promise<number> {
     const unfinished = this.#log.unfinished();
+    for (const record of unfinished) {
+      if (record.fromBank !== record.toBank && (record.state === "preparing" || record.state === "prepared")) {
+        await this.#log.advance(record.paymentId, "aborted", { reason: "PAYMENT_ABORTED", reasonMessage: "the gateway restarted before deciding" });
+      }
+    }
     for (const record of unfinished) {
       const outcome = this.#recoverOne(record);
       this.#inFlight.set(record.paymentId, outcome);
@@ -116,10 +130,6 @@ export class Coordinator {
     if (record.fromBank === record.toBank) {
       if (record.state === "preparing") return this.#resolveLocal(record, new PaymentError("PAYMENT_ABORTED", "the gateway restarted before the bank answered"));
       return this.#outcomeOf(record);
-    }
-    if (record.state === "preparing" || record.state === "prepared") {
-      // Presumed abort: no commit decision was logged, so none was ever sent.
-      await this.#log.advance(record.paymentId, "aborted", { reason: "PAYMENT_ABORTED", reasonMessage: "the gateway restarted before deciding" });
     }
     this.#startPhase2(record, record.state === "committed" ? "commit" : "abort");
     return this.#outcomeOf(record);
@@ -152,7 +162,7 @@ export class Coordinator {
   #outcomeOf(record: PaymentRecord): PaymentOutcome {
     if (record.state === "committed") return { paymentId: record.paymentId, balanceAfterMinor: record.balanceAfterMinor };
     if (record.state === "aborted") {
-      throw new PaymentError(record.reason ?? "PAYMENT_ABORTED", record.reasonMessage ?? "payment aborted", { paymentId: record.paymentId });
+      throw new PaymentError(record.reason ?? "PAYMENT_ABORTED", record.reasonMessage ?? "payment aborted", { paymentId: record.paymentId, final: true });
     }
     throw new PaymentError("BANK_UNAVAILABLE", `payment ${record.paymentId} is still in progress; retry with the same id`, { paymentId: record.paymentId });
   }
@@ -244,7 +254,7 @@ export class Coordinator {
             await link.abort(record.paymentId, this.#options.decisionCallTimeoutMs);
           }
           acknowledged += 1;
-          if (acknowledged === 1) crashPoint("gateway-after-first-commit");
+          if (acknowledged === 1 && decision === "commit") crashPoint("gateway-after-first-commit");
         }),
       ),
     );

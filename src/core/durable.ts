@@ -1,5 +1,5 @@
 // Atomic, durable file writes: temp file, fsync, rename, fsync the directory.
-import { open, rename, mkdir, rm } from "node:fs/promises";
+import { open, rename, mkdir, rm, readdir } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { crashPoint } from "./crash.js";
@@ -20,7 +20,7 @@ async function fsyncDirectory(directory: string): Promise<void> {
 export async function writeFileAtomic(path: string, data: string, options: { mode?: number; crashName?: string } = {}): Promise<void> {
   const directory = dirname(path);
   await mkdir(directory, { recursive: true });
-  const temp = join(directory, `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
+  const temp = join(directory, `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
   const handle = await open(temp, "w", options.mode ?? 0o644);
   try {
     await handle.writeFile(data, "utf8");
@@ -47,4 +47,31 @@ export async function appendDurable(path: string, text: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+const tempNamePattern = /^\..+\.([0-9]+)\.[0-9a-f]{12}\.tmp$/;
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Removes temp files left by a process that died between writing and renaming them. Files of live
+ * processes are kept: another process sharing the directory may be about to rename its own.
+ */
+export async function removeStaleTempFiles(directory: string): Promise<string[]> {
+  const names = await readdir(directory).catch(() => [] as string[]);
+  const removed: string[] = [];
+  for (const name of names) {
+    const match = tempNamePattern.exec(name);
+    if (match === null || isAlive(Number(match[1]))) continue;
+    await rm(join(directory, name), { force: true });
+    removed.push(name);
+  }
+  return removed;
 }

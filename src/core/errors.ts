@@ -26,6 +26,8 @@ export type Reason = keyof typeof reasons;
 
 export const reasonMetadataKey = "paynet-reason";
 export const paymentIdMetadataKey = "paynet-payment-id";
+/** Set on the refusal of a payment that is decided aborted: final, whatever its reason says. */
+export const finalMetadataKey = "paynet-final";
 
 export function isReason(value: string): value is Reason {
   return Object.hasOwn(reasons, value);
@@ -35,11 +37,14 @@ export class PaymentError extends Error {
   override readonly name = "PaymentError";
   readonly code: Reason;
   readonly paymentId: string | undefined;
+  /** The payment is decided aborted: a retry with the same id gets this same answer. */
+  readonly final: boolean;
 
-  constructor(code: Reason, message: string, options: { cause?: unknown; paymentId?: string } = {}) {
+  constructor(code: Reason, message: string, options: { cause?: unknown; paymentId?: string; final?: boolean } = {}) {
     super(message, { cause: options.cause });
     this.code = code;
     this.paymentId = options.paymentId;
+    this.final = options.final ?? false;
   }
 
   get grpcStatus(): GrpcStatus {
@@ -56,7 +61,8 @@ export class PaymentError extends Error {
     const remoteReason = serviceError.metadata?.get(reasonMetadataKey)[0];
     const paymentId = serviceError.metadata?.get(paymentIdMetadataKey)[0];
     const details = serviceError.details ?? serviceError.message ?? "";
-    const options = { cause: error, ...(typeof paymentId === "string" ? { paymentId } : {}) };
+    const final = serviceError.metadata?.get(finalMetadataKey)[0] === "1";
+    const options = { cause: error, final, ...(typeof paymentId === "string" ? { paymentId } : {}) };
     if (typeof remoteReason === "string" && isReason(remoteReason)) {
       return new PaymentError(remoteReason, details, options);
     }
@@ -80,11 +86,13 @@ export class PaymentError extends Error {
     const metadata = new Metadata();
     metadata.set(reasonMetadataKey, this.code);
     if (this.paymentId !== undefined) metadata.set(paymentIdMetadataKey, this.paymentId);
+    if (this.final) metadata.set(finalMetadataKey, "1");
     return { code: this.grpcStatus, details: this.message, metadata };
   }
 }
 
-/** Whether a failed call may have reached the peer: the outcome is then unknown, not refused. */
+/** Whether the outcome is unknown (the call may or may not have taken effect), rather than refused. */
 export function isAmbiguous(error: PaymentError): boolean {
+  if (error.final) return false;
   return error.code === "TIMEOUT" || error.code === "BANK_UNAVAILABLE" || error.code === "GATEWAY_UNAVAILABLE";
 }

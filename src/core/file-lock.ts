@@ -4,9 +4,13 @@ import { open } from "node:fs/promises";
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 
-const lockStaleMs = 10_000;
-const lockUpdateMs = 2_000;
+// A lock whose owner died (SIGKILL, power loss) is taken over once its mtime is this old; live owners
+// refresh it every lockUpdateMs, so only an event loop stalled for longer could lose it (then we exit).
+const lockStaleMs = 4_000;
+const lockUpdateMs = 1_000;
+/** Waits up to about 15 s: longer than a dead owner's lock takes to go stale. */
 const lockRetries = { retries: 200, factor: 1.3, minTimeout: 5, maxTimeout: 100, randomize: true };
+const lifetimeLockRetries = { retries: 30, factor: 1, minTimeout: 500, maxTimeout: 500 };
 
 async function ensureFile(path: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
@@ -31,11 +35,14 @@ export async function withFileLock<T>(path: string, critical: () => Promise<T>):
   }
 }
 
-/** Takes the lock of `path` for the life of the process, e.g. to keep two gateways off one data dir. */
+/**
+ * Takes the lock of `path` for the life of the process, e.g. to keep two gateways off one data dir.
+ * Waits for the lock of a process that died to go stale; fails if its owner is alive.
+ */
 export async function holdFileLock(path: string): Promise<() => Promise<void>> {
   await ensureFile(path);
   try {
-    return await lockfile.lock(path, { stale: lockStaleMs, update: lockUpdateMs, retries: 0, onCompromised });
+    return await lockfile.lock(path, { stale: lockStaleMs, update: lockUpdateMs, retries: lifetimeLockRetries, onCompromised });
   } catch (error) {
     throw new Error(`${path} is locked by another running process (${(error as Error).message})`);
   }

@@ -49,7 +49,7 @@ function encode(record: PaymentRecord): Record<string, unknown> {
 function decode(raw: Record<string, unknown>, where: string): PaymentRecord {
   const text = (key: string): string => {
     const value = raw[key];
-    if (typeof value !== "string" || value === "") throw new GatewayLogError(`${where}.${key} must be a non-empty string`);
+    if (typeof value !== "string") throw new GatewayLogError(`${where}.${key} must be a string`);
     return value;
   };
   const optionalNumber = (key: string): number | null => {
@@ -62,6 +62,7 @@ function decode(raw: Record<string, unknown>, where: string): PaymentRecord {
   if (state !== "preparing" && state !== "prepared" && state !== "committed" && state !== "aborted") throw new GatewayLogError(`${where}.state is not a payment state`);
   const reason = raw.reason;
   if (reason !== null && (typeof reason !== "string" || !isReason(reason))) throw new GatewayLogError(`${where}.reason is not a known reason`);
+  if (text("paymentId") === "") throw new GatewayLogError(`${where}.paymentId must not be empty`);
   const amountText = text("amountMinor");
   if (!/^[0-9]{1,20}$/.test(amountText)) throw new GatewayLogError(`${where}.amountMinor must be an integer string`);
   const balanceAfter = raw.balanceAfterMinor;
@@ -175,6 +176,29 @@ export class GatewayLog {
     this.#records.set(record.paymentId, record);
     const durable = Promise.all([appendDurable(this.#paths.transactionsTxt, `${record.paymentId}\n`), this.#writer.flush()]).then(() => undefined);
     return { record, durable };
+  }
+
+  /** Records an id the coordinator never began as aborted, so that it can never be committed later. */
+  async tombstone(paymentId: string): Promise<void> {
+    assert(!this.#records.has(paymentId), `tombstone over existing payment ${paymentId}`);
+    const nowMs = this.#nowMs();
+    this.#records.set(paymentId, {
+      paymentId,
+      fromUser: "",
+      fromBank: "",
+      toUser: "",
+      toBank: "",
+      amountMinor: 0n,
+      state: "aborted",
+      reason: "PAYMENT_ABORTED",
+      reasonMessage: "a bank asked about a payment this gateway never began",
+      finished: true,
+      balanceAfterMinor: null,
+      createdAtMs: nowMs,
+      decidedAtMs: nowMs,
+      finishedAtMs: nowMs,
+    });
+    await this.#writer.flush();
   }
 
   async advance(paymentId: string, state: PaymentState, outcome: { reason?: Reason; reasonMessage?: string; balanceAfterMinor?: bigint | null; finished?: boolean } = {}): Promise<void> {

@@ -69,7 +69,7 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
 
     async getDecision(request, context) {
       requireRole(context.peer, ["bank"], "GetDecision");
-      const decision = coordinator.decisionFor(validatePaymentId(request.paymentId));
+      const decision = await coordinator.decisionFor(validatePaymentId(request.paymentId));
       return { decision: decision === "commit" ? Decision.COMMIT : decision === "abort" ? Decision.ABORT : Decision.PENDING };
     },
   };

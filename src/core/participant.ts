@@ -116,6 +116,7 @@ export class Participant {
   /** Applies a prepared hold. Idempotent: a repeat returns the first result. */
   commit(paymentId: string): Promise<bigint> {
     return this.#mutex.run(async () => {
+      crashPoint("bank-before-commit");
       const finished = this.#finishedOutcome(paymentId, "committed");
       if (finished !== undefined) return finished.replyBalanceMinor ?? 0n;
       const hold = this.#pending.holds.get(paymentId);
@@ -158,6 +159,12 @@ export class Participant {
       await this.#apply(paymentId, { [fromUser]: fromAfterMinor, [toUser]: to.balanceMinor + amountMinor }, fromAfterMinor);
       return fromAfterMinor;
     });
+  }
+
+  /** Makes every hold due at once, so that a restarted bank asks the coordinator about each. */
+  expireAllHolds(): void {
+    const nowMs = this.#nowMs();
+    for (const hold of this.#pending.holds.values()) hold.expiresAtMs = Math.min(hold.expiresAtMs, nowMs);
   }
 
   /** Holds whose decision is overdue: the caller asks the coordinator about each. */

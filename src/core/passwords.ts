@@ -7,10 +7,11 @@ const parallelP = 1;
 const saltBytes = 16;
 const hashBytes = 32;
 const prefix = "scrypt$";
+const scryptMemoryBytesMax = 64 * 1024 * 1024;
 
 function derive(password: string, salt: Buffer, n: number, r: number, p: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    scrypt(password, salt, hashBytes, { N: n, r, p, maxmem: 64 * 1024 * 1024 }, (error, key) => (error ? reject(error) : resolve(key)));
+    scrypt(password, salt, hashBytes, { N: n, r, p, maxmem: scryptMemoryBytesMax }, (error, key) => (error ? reject(error) : resolve(key)));
   });
 }
 
@@ -27,6 +28,8 @@ function parsePasswordHash(stored: string): { n: number; r: number; p: number; s
   const r = Number(rText);
   const p = Number(pText);
   if (![n, r, p].every((value) => Number.isInteger(value) && value > 0) || n > 1 << 20 || r > 32 || p > 16) return null;
+  // scrypt needs N a power of two above 1, and its memory (128·N·r bytes) within our bound.
+  if (n < 2 || (n & (n - 1)) !== 0 || 128 * n * r > scryptMemoryBytesMax / 2) return null;
   const salt = Buffer.from(saltText, "base64url");
   const hash = Buffer.from(hashText, "base64url");
   if (salt.length < 8 || hash.length !== hashBytes) return null;

@@ -1,6 +1,7 @@
 // Login sessions: random 256-bit bearer tokens, kept in memory only by their SHA-256, with an expiry.
 import { createHash, randomBytes } from "node:crypto";
 import { PaymentError } from "./errors.js";
+import { assert } from "./assert.js";
 
 export interface Session {
   username: string;
@@ -21,6 +22,8 @@ export class SessionStore {
   readonly #nowMs: () => number;
 
   constructor(options: { ttlMs: number; sessionsMax: number; nowMs?: () => number }) {
+    assert(Number.isSafeInteger(options.sessionsMax) && options.sessionsMax >= 1, "sessionsMax must be a positive integer");
+    assert(options.ttlMs > 0, "ttlMs must be positive");
     this.#ttlMs = options.ttlMs;
     this.#sessionsMax = options.sessionsMax;
     this.#nowMs = options.nowMs ?? Date.now;

@@ -1,5 +1,7 @@
 // Wires a bank process: its accounts, its server, its registration with the gateway and its overdue holds.
 import { readFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import { removeStaleTempFiles } from "../core/durable.js";
 import { dataPaths } from "../core/paths.js";
 import { bankFiles, loadIdentity } from "../core/certificates.js";
 import { clientCredentials, expectServerName, serverCredentials } from "../core/tls.js";
@@ -21,10 +23,11 @@ export interface BankFlags {
   host: string;
   port: number | undefined;
   gateway: string | undefined;
+  holdTimeoutMs: number;
 }
 
 export const bankTimeouts = Object.freeze({
-  holdTimeoutMs: 30_000,
+  holdTimeoutMsDefault: 30_000,
   finishedRetainedMax: 100_000,
   heartbeatMs: 2_000,
   registerTimeoutMs: 2_000,
@@ -71,11 +74,12 @@ export async function runBank(flags: BankFlags): Promise<void> {
   const bank = await resolveBankName(flags.id, paths.accountsCsv);
   const say = (line: string) => logLine(`bank ${bank}`, line);
   const identity = await loadIdentity(paths.certificateDir, bankFiles(paths.certificateDir, bank));
+  for (const name of await removeStaleTempFiles(dirname(paths.accountsCsv))) say(`removed ${name}, left by a process that died mid-write`);
   const participant = await Participant.open({
     bank,
     accountsCsvPath: paths.accountsCsv,
     pendingJsonPath: paths.pendingJson,
-    holdTimeoutMs: bankTimeouts.holdTimeoutMs,
+    holdTimeoutMs: flags.holdTimeoutMs,
     finishedRetainedMax: bankTimeouts.finishedRetainedMax,
   });
 
@@ -116,6 +120,8 @@ export async function runBank(flags: BankFlags): Promise<void> {
       }
     }
   };
+  // Holds that survived a restart are settled with the coordinator now rather than at their expiry.
+  participant.expireAllHolds();
   await register();
   const heartbeat = setInterval(() => void register(), bankTimeouts.heartbeatMs);
   let sweeping = false;

@@ -11,7 +11,8 @@ import { PaymentGateway } from "../gen/paynet/v1/paynet_pb.js";
 import { addService } from "../core/rpc.js";
 import { describePeer } from "../core/identity.js";
 import { bind, newServer, shutdown } from "../core/listen.js";
-import { writeFileAtomic } from "../core/durable.js";
+import { dirname } from "node:path";
+import { removeStaleTempFiles, writeFileAtomic } from "../core/durable.js";
 import { onTerminate, logLine } from "./process.js";
 
 export interface GatewayFlags {
@@ -37,10 +38,13 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   const paths = dataPaths(flags.dataDir);
   const identity = await loadIdentity(paths.certificateDir, gatewayFiles(paths.certificateDir));
   const log = await GatewayLog.open(paths);
+  await removeStaleTempFiles(dirname(paths.transactionLogsJson));
   const registry = new BankRegistry(clientCredentials(identity), { banksMax: gatewayTimeouts.banksMax });
   const coordinator = new Coordinator(log, registry, gatewayTimeouts);
   const sessions = new SessionStore({ ttlMs: gatewayTimeouts.sessionTtlMs, sessionsMax: gatewayTimeouts.sessionsMax });
   const say = (line: string) => logLine("gateway", line);
+
+  const recovering = await coordinator.recover();
 
   const server = newServer();
   addService(server, PaymentGateway, gatewayService({ coordinator, registry, sessions, bankCallTimeoutMs: gatewayTimeouts.bankCallTimeoutMs, log: say }), {
@@ -52,7 +56,6 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   const address = `${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${port}`;
   // Clients on this machine find the gateway here when no --gateway is given.
   await writeFileAtomic(paths.clientGatewayTxt, `${address}\n`);
-  const recovering = coordinator.recover();
   say(`listening on ${address}${recovering > 0 ? ` (recovering ${recovering} unfinished payments)` : ""}`);
 
   onTerminate(async () => {

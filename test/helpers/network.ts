@@ -128,6 +128,7 @@ export async function waitUntil(predicate: () => Promise<boolean> | boolean, wha
 
 export interface StartOptions {
   env?: Record<string, string>;
+  args?: string[];
 }
 
 export class Network {
@@ -154,7 +155,7 @@ export class Network {
 
   async startGateway(options: StartOptions = {}): Promise<Proc> {
     const port = this.gatewayAddress === "" ? "0" : this.gatewayAddress.split(":")[1]!;
-    const proc = new Proc("gateway", ["gateway", "--data-dir", this.dir, "--port", port], options.env);
+    const proc = new Proc("gateway", ["gateway", "--data-dir", this.dir, "--port", port, ...(options.args ?? [])], options.env);
     this.#procs.push(proc);
     this.gateway = proc;
     const [, address] = await proc.waitFor(/\[gateway\] listening on (\S+)/);
@@ -170,7 +171,7 @@ export class Network {
   }
 
   spawnBank(bank: string, options: StartOptions = {}): Proc {
-    const proc = new Proc(`bank ${bank}`, ["bank", "--id", bank, "--data-dir", this.dir, "--port", "0", "--gateway", this.gatewayAddress], options.env);
+    const proc = new Proc(`bank ${bank}`, ["bank", "--id", bank, "--data-dir", this.dir, "--port", "0", "--gateway", this.gatewayAddress, ...(options.args ?? [])], options.env);
     this.#procs.push(proc);
     this.banks.set(bank, proc);
     return proc;
@@ -179,6 +180,12 @@ export class Network {
   async start(banks: string[] = ["SBI", "HDFC"]): Promise<void> {
     await this.startGateway();
     await Promise.all(banks.map((bank) => this.startBank(bank)));
+  }
+
+  /** Resolves once every running bank has registered with the current gateway process. */
+  async gatewayReady(): Promise<void> {
+    const gateway = this.gateway!;
+    await Promise.all([...this.banks.entries()].filter(([, proc]) => proc.running).map(([bank]) => gateway.waitFor(new RegExp(`bank ${bank} registered at`))));
   }
 
   client(args: string[], password: string | undefined, options: { stdin?: string } = {}): Promise<RunResult> {

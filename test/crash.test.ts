@@ -1,0 +1,119 @@
+// Crash safety: a process killed at each named point, then restarted, leaves every payment applied exactly
+// once at both banks or at neither; money is conserved, no hold remains, and the id keeps its one outcome.
+import { afterEach, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { Network, passwords, waitUntil, type Proc } from "./helpers/network.js";
+import { isAmbiguous, type PaymentError } from "../src/core/errors.js";
+
+const call = { timeoutMs: 30_000 };
+
+type Role = "gateway" | "SBI" | "HDFC";
+
+interface CrashCase {
+  point: string;
+  role: Role;
+  payment: { from: string; fromBank: string; to: string; toBank: string };
+  expected: "committed" | "aborted";
+}
+
+const crossBank = { from: "alice", fromBank: "SBI", to: "bob", toBank: "HDFC" };
+const sameBank = { from: "alice", fromBank: "SBI", to: "carol", toBank: "SBI" };
+
+const cases: CrashCase[] = [
+  { point: "gateway-after-preparing", role: "gateway", payment: crossBank, expected: "aborted" },
+  { point: "gateway-after-prepares", role: "gateway", payment: crossBank, expected: "aborted" },
+  { point: "gateway-after-commit-logged", role: "gateway", payment: crossBank, expected: "committed" },
+  { point: "gateway-after-first-commit", role: "gateway", payment: crossBank, expected: "committed" },
+  // The log's first write is the new payment itself: lost, so the client's retry runs it afresh.
+  { point: "gateway-log-temp-written", role: "gateway", payment: crossBank, expected: "committed" },
+  { point: "bank-after-hold", role: "HDFC", payment: crossBank, expected: "aborted" },
+  { point: "pending-temp-written", role: "SBI", payment: crossBank, expected: "aborted" },
+  { point: "bank-before-commit", role: "HDFC", payment: crossBank, expected: "committed" },
+  { point: "bank-after-commit-logged", role: "SBI", payment: crossBank, expected: "committed" },
+  { point: "bank-after-commit-csv", role: "SBI", payment: crossBank, expected: "committed" },
+  { point: "bank-csv-temp-written", role: "HDFC", payment: crossBank, expected: "committed" },
+  { point: "bank-after-commit-csv", role: "SBI", payment: sameBank, expected: "committed" },
+  { point: "bank-csv-temp-written", role: "SBI", payment: sameBank, expected: "committed" },
+];
+
+const amountMinor = 1000n;
+
+/** Pays with the same id until the answer is final (not "unknown"), as a careful client would. */
+async function payUntilFinal(network: Network, paymentId: string, payment: CrashCase["payment"]): Promise<{ status: "committed" } | { status: "aborted"; reason: string }> {
+  for (let attempt = 1; ; attempt += 1) {
+    const gateway = await network.gatewayClient();
+    try {
+      const { token } = await gateway.registerClient({ username: payment.from, password: passwords[payment.from]!, bank: payment.fromBank }, call);
+      await gateway.makePayment({ token, paymentId, toUser: payment.to, toBank: payment.toBank, amountMinor }, call);
+      return { status: "committed" };
+    } catch (thrown) {
+      const error = thrown as PaymentError;
+      if (!isAmbiguous(error)) return { status: "aborted", reason: error.code };
+      if (attempt > 600) throw new Error(`no final answer for ${paymentId} after ${attempt} attempts: ${error.code} ${error.message}`);
+      await network.gatewayReady();
+    } finally {
+      gateway.close();
+    }
+  }
+}
+
+describe("crash points", () => {
+  let network: Network | null = null;
+  afterEach(async () => {
+    await network?.destroy();
+    network = null;
+  });
+
+  for (const testCase of cases) {
+    const kind = testCase.payment.fromBank === testCase.payment.toBank ? "same-bank" : "cross-bank";
+    it(`${testCase.point} in ${testCase.role} (${kind}): ends ${testCase.expected}, applied once`, async () => {
+      network = await Network.create();
+      const env = { PAYNET_CRASH_AT: testCase.point };
+      await network.startGateway(testCase.role === "gateway" ? { env } : {});
+      await Promise.all((["SBI", "HDFC"] as const).map((bank) => network!.startBank(bank, testCase.role === bank ? { env } : {})));
+      const before = await network.balancesOnDisk();
+      const totalBefore = await network.totalOnDisk();
+      const paymentId = `crash-${testCase.point}-${kind}`;
+
+      // The first attempt meets the crash; whatever it answered, the crashed process is gone.
+      const victim: Proc = testCase.role === "gateway" ? network.gateway! : network.banks.get(testCase.role)!;
+      const firstAttempt = payOnce(network, paymentId, testCase.payment);
+      const { signal } = await victim.exited;
+      assert.equal(signal, "SIGKILL", `${testCase.role} should die at ${testCase.point}`);
+      await firstAttempt;
+
+      if (testCase.role === "gateway") await network.startGateway();
+      else await network.startBank(testCase.role);
+      await network.gatewayReady();
+
+      const outcome = await payUntilFinal(network, paymentId, testCase.payment);
+      assert.equal(outcome.status, testCase.expected, JSON.stringify(outcome));
+      await waitUntil(async () => (await network!.gatewayRecord(paymentId))?.finished === true, "the gateway to finish the payment");
+      await waitUntil(async () => (await network!.holdsOnDisk()) === 0, "every hold to be released");
+
+      const after = await network.balancesOnDisk();
+      const { from, fromBank, to, toBank } = testCase.payment;
+      const moved = testCase.expected === "committed" ? amountMinor : 0n;
+      assert.equal(after.get(`${from}@${fromBank}`), before.get(`${from}@${fromBank}`)! - moved);
+      assert.equal(after.get(`${to}@${toBank}`), before.get(`${to}@${toBank}`)! + moved);
+      assert.equal(await network.totalOnDisk(), totalBefore);
+
+      // A retry with the same id answers the same and moves nothing.
+      const retry = await payUntilFinal(network, paymentId, testCase.payment);
+      assert.deepEqual(retry, outcome);
+      assert.deepEqual(await network.balancesOnDisk(), after);
+    });
+  }
+});
+
+async function payOnce(network: Network, paymentId: string, payment: CrashCase["payment"]): Promise<void> {
+  const gateway = await network.gatewayClient();
+  try {
+    const { token } = await gateway.registerClient({ username: payment.from, password: passwords[payment.from]!, bank: payment.fromBank }, call);
+    await gateway.makePayment({ token, paymentId, toUser: payment.to, toBank: payment.toBank, amountMinor }, call);
+  } catch {
+    // The answer, if any, is checked after recovery.
+  } finally {
+    gateway.close();
+  }
+}

@@ -1,0 +1,439 @@
+// Specification of src/core/participant.ts: one bank's accounts and its side of two-phase commit, on real
+// files in a temp dir (no sockets). Every test gets its own copy of the files; the clock is injected.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Participant } from "../src/core/participant.js";
+import { PaymentError, type Reason } from "../src/core/errors.js";
+import { parseAccountsCsv, type AccountRow } from "../src/core/accounts-csv.js";
+import { isPasswordHash, verifyPassword } from "../src/core/passwords.js";
+
+const bank = "SBI";
+const holdTimeoutMs = 30_000;
+const startMs = 1_700_000_000_000;
+
+// alice 100.00 and bob 50.25 at SBI; carol and a second alice at HDFC, which this participant must not touch.
+const seedCsv = ["username,balance,password,bank", "alice,100,alice123,SBI", "bob,50.25,bob123,SBI", "carol,10,carol123,HDFC", "alice,7,alice-hdfc,HDFC", ""].join("\n");
+
+function paymentError(code: Reason): (error: unknown) => true {
+  return (error) => {
+    assert.ok(error instanceof PaymentError, `expected a PaymentError, got ${String(error)}`);
+    assert.equal(error.code, code);
+    return true;
+  };
+}
+
+interface BankFiles {
+  accountsCsvPath: string;
+  pendingJsonPath: string;
+}
+
+interface PendingSectionJson {
+  holds: Array<Record<string, unknown>>;
+  applying: Array<Record<string, unknown>>;
+  finished: Array<Record<string, unknown>>;
+}
+
+describe("Participant", () => {
+  let root = "";
+  const clock = { nowMs: startMs };
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), "paynet-participant-"));
+  });
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  async function newFiles(options: { csv?: string; pending?: unknown } = {}): Promise<BankFiles> {
+    const dir = await mkdtemp(join(root, "data-"));
+    await mkdir(join(dir, "server"));
+    const files = { accountsCsvPath: join(dir, "server", "dummydata.csv"), pendingJsonPath: join(dir, "server", "pending_transactions.json") };
+    await writeFile(files.accountsCsvPath, options.csv ?? seedCsv, "utf8");
+    if (options.pending !== undefined) await writeFile(files.pendingJsonPath, JSON.stringify(options.pending), "utf8");
+    return files;
+  }
+
+  function open(files: BankFiles, finishedRetainedMax = 1_000): Promise<Participant> {
+    return Participant.open({ bank, ...files, holdTimeoutMs, finishedRetainedMax, nowMs: () => clock.nowMs });
+  }
+
+  async function fresh(): Promise<{ files: BankFiles; participant: Participant }> {
+    clock.nowMs = startMs;
+    const files = await newFiles();
+    return { files, participant: await open(files) };
+  }
+
+  async function csvRows(files: BankFiles): Promise<AccountRow[]> {
+    return parseAccountsCsv(await readFile(files.accountsCsvPath, "utf8"), files.accountsCsvPath);
+  }
+
+  async function csvBalances(files: BankFiles): Promise<string[]> {
+    return (await csvRows(files)).map((row) => `${row.username}@${row.bank}=${row.balanceMinor}`);
+  }
+
+  async function pendingSection(files: BankFiles, name = bank): Promise<PendingSectionJson> {
+    const document = JSON.parse(await readFile(files.pendingJsonPath, "utf8")) as { format: string; banks: Record<string, PendingSectionJson> };
+    assert.equal(document.format, "paynet-pending/1");
+    const section = document.banks[name];
+    assert.ok(section !== undefined, `no section for ${name} in the pending file`);
+    return section;
+  }
+
+  it("opens with this bank's accounts only", async () => {
+    const { participant } = await fresh();
+    assert.equal(participant.bank, bank);
+    assert.equal(participant.accountCount, 2);
+    assert.deepEqual(participant.balance("alice"), { balanceMinor: 10_000n, availableMinor: 10_000n });
+    assert.deepEqual(participant.balance("bob"), { balanceMinor: 5_025n, availableMinor: 5_025n });
+    assert.equal(participant.totalBalanceMinor(), 15_025n);
+    assert.deepEqual(participant.holds(), []);
+    assert.throws(() => participant.balance("carol"), paymentError("UNKNOWN_ACCOUNT"));
+  });
+
+  it("authenticates with the migrated passwords", async () => {
+    const { participant } = await fresh();
+    await participant.authenticate("alice", "alice123");
+    await assert.rejects(participant.authenticate("alice", "alice-hdfc"), paymentError("UNAUTHENTICATED"));
+    await assert.rejects(participant.authenticate("carol", "carol123"), paymentError("UNAUTHENTICATED"));
+  });
+
+  it("prepare of a debit reserves funds: balance unchanged, available reduced", async () => {
+    const { participant, files } = await fresh();
+    await participant.prepare("p1", "alice", "debit", 6_000n);
+    assert.deepEqual(participant.balance("alice"), { balanceMinor: 10_000n, availableMinor: 4_000n });
+    assert.deepEqual(participant.holds(), [
+      { paymentId: "p1", username: "alice", kind: "debit", amountMinor: 6_000n, preparedAtMs: startMs, expiresAtMs: startMs + holdTimeoutMs },
+    ]);
+    const section = await pendingSection(files);
+    assert.deepEqual(section.holds, [
+      { paymentId: "p1", username: "alice", kind: "debit", amountMinor: "6000", preparedAtMs: startMs, expiresAtMs: startMs + holdTimeoutMs },
+    ]);
+    assert.deepEqual(await csvBalances(files), ["alice@SBI=10000", "bob@SBI=5025", "carol@HDFC=1000", "alice@HDFC=700"], "a hold does not touch the CSV");
+  });
+
+  it("refuses a second prepare beyond the available funds with INSUFFICIENT_FUNDS; exactly the available is fine", async () => {
+    const { participant } = await fresh();
+    await participant.prepare("p1", "alice", "debit", 6_000n);
+    await assert.rejects(participant.prepare("p2", "alice", "debit", 4_001n), paymentError("INSUFFICIENT_FUNDS"));
+    assert.equal(participant.holds().length, 1, "a refused prepare leaves no hold");
+    await participant.prepare("p3", "alice", "debit", 4_000n);
+    assert.deepEqual(participant.balance("alice"), { balanceMinor: 10_000n, availableMinor: 0n });
+    await assert.rejects(participant.prepare("p4", "alice", "debit", 1n), paymentError("INSUFFICIENT_FUNDS"));
+  });
+
+  it("a refused prepare can be retried under the same id once funds suffice", async () => {
+    const { participant } = await fresh();
+    await assert.rejects(participant.prepare("p1", "alice", "debit", 10_001n), paymentError("INSUFFICIENT_FUNDS"));
+    await participant.prepare("p1", "alice", "debit", 10_000n);
+    assert.equal(participant.balance("alice").availableMinor, 0n);
+  });
+
+  it("a credit hold changes neither balance nor available, and its commit returns the payee's new balance", async () => {
+    const { participant } = await fresh();
+    await participant.prepare("c1", "bob", "credit", 1_000n);
+    assert.deepEqual(participant.balance("bob"), { balanceMinor: 5_025n, availableMinor: 5_025n });
+    assert.equal(await participant.commit("c1"), 6_025n);
+    assert.deepEqual(participant.balance("bob"), { balanceMinor: 6_025n, availableMinor: 6_025n });
+  });
+
+  it("prepare names an account of another bank UNKNOWN_ACCOUNT", async () => {
+    const { participant } = await fresh();
+    await assert.rejects(participant.prepare("p1", "carol", "debit", 1n), paymentError("UNKNOWN_ACCOUNT"));
+    await assert.rejects(participant.prepare("p2", "nobody", "credit", 1n), paymentError("UNKNOWN_ACCOUNT"));
+  });
+
+  it("commit applies a debit exactly once: a repeat returns the same balance and changes nothing", async () => {
+    const { participant } = await fresh();
+    await participant.prepare("p1", "alice", "debit", 6_000n);
+    assert.equal(await participant.commit("p1"), 4_000n);
+    assert.deepEqual(participant.balance("alice"), { balanceMinor: 4_000n, availableMinor: 4_000n });
+    assert.deepEqual(participant.holds(), []);
+    assert.equal(await participant.commit("p1"), 4_000n);
+    assert.equal(await participant.commit("p1"), 4_000n);
+    assert.deepEqual(participant.balance("alice"), { balanceMinor: 4_000n, availableMinor: 4_000n });
+    assert.equal(participant.totalBalanceMinor(), 15_025n - 6_000n);
+  });
+
+  it("commit of an unknown payment is UNKNOWN_PAYMENT", async () => {
+    const { participant } = await fresh();
+    await assert.rejects(participant.commit("never-prepared"), paymentError("UNKNOWN_PAYMENT"));
+    assert.equal(participant.totalBalanceMinor(), 15_025n);
+  });
+
+  it("prepare repeated with the same details is a yes with one hold; other details are IDEMPOTENCY_CONFLICT", async () => {
+    const { participant } = await fresh();
+    await participant.prepare("p1", "alice", "debit", 3_000n);
+    await participant.prepare("p1", "alice", "debit", 3_000n);
+    assert.equal(participant.holds().length, 1);
+    assert.equal(participant.balance("alice").availableMinor, 7_000n, "the repeat reserves nothing more");
+    await assert.rejects(participant.prepare("p1", "alice", "debit", 3_001n), paymentError("IDEMPOTENCY_CONFLICT"));
+    await assert.rejects(participant.prepare("p1", "alice", "credit", 3_000n), paymentError("IDEMPOTENCY_CONFLICT"));
+    await assert.rejects(participant.prepare("p1", "bob", "debit", 3_000n), paymentError("IDEMPOTENCY_CONFLICT"));
+    assert.equal(participant.holds()[0]?.amountMinor, 3_000n);
+    assert.equal(participant.balance("alice").availableMinor, 7_000n);
+  });
+
+  it("prepare after commit is a yes that makes no new hold; abort after commit is IDEMPOTENCY_CONFLICT", async () => {
+    const { participant } = await fresh();
+    await participant.prepare("p1", "alice", "debit", 1_000n);
+    await participant.commit("p1");
+    await participant.prepare("p1", "alice", "debit", 1_000n);
+    assert.deepEqual(participant.holds(), []);
+    assert.deepEqual(participant.balance("alice"), { balanceMinor: 9_000n, availableMinor: 9_000n });
+    await assert.rejects(participant.abort("p1"), paymentError("IDEMPOTENCY_CONFLICT"));
+    assert.equal(participant.balance("alice").balanceMinor, 9_000n);
+  });
+
+  it("abort releases a hold and is idempotent; the payment can then be neither committed nor prepared", async () => {
+    const { participant, files } = await fresh();
+    await participant.prepare("p1", "alice", "debit", 6_000n);
+    await participant.abort("p1");
+    assert.deepEqual(participant.balance("alice"), { balanceMinor: 10_000n, availableMinor: 10_000n });
+    assert.deepEqual(participant.holds(), []);
+    await participant.abort("p1");
+    assert.deepEqual(participant.balance("alice"), { balanceMinor: 10_000n, availableMinor: 10_000n });
+    await assert.rejects(participant.commit("p1"), paymentError("PAYMENT_ABORTED"));
+    await assert.rejects(participant.prepare("p1", "alice", "debit", 6_000n), paymentError("PAYMENT_ABORTED"));
+    const section = await pendingSection(files);
+    assert.deepEqual(section.holds, []);
+    assert.deepEqual(section.finished, [{ paymentId: "p1", outcome: "aborted", atMs: startMs, replyBalanceMinor: null }]);
+  });
+
+  it("abort of an unknown payment records it, so a later prepare is PAYMENT_ABORTED", async () => {
+    const { participant } = await fresh();
+    await participant.abort("late");
+    await assert.rejects(participant.prepare("late", "alice", "debit", 1_000n), paymentError("PAYMENT_ABORTED"));
+    await assert.rejects(participant.prepare("late", "bob", "credit", 1_000n), paymentError("PAYMENT_ABORTED"));
+    assert.deepEqual(participant.holds(), []);
+    assert.equal(participant.balance("alice").availableMinor, 10_000n);
+  });
+
+  it("transfer moves money within the bank once; a repeat returns the same balance without applying again", async () => {
+    const { participant } = await fresh();
+    assert.equal(await participant.transfer("t1", "alice", "bob", 2_500n), 7_500n);
+    assert.deepEqual(participant.balance("alice"), { balanceMinor: 7_500n, availableMinor: 7_500n });
+    assert.deepEqual(participant.balance("bob"), { balanceMinor: 7_525n, availableMinor: 7_525n });
+    assert.equal(await participant.transfer("t1", "alice", "bob", 2_500n), 7_500n);
+    assert.equal(participant.balance("alice").balanceMinor, 7_500n);
+    assert.equal(participant.balance("bob").balanceMinor, 7_525n);
+    assert.equal(participant.totalBalanceMinor(), 15_025n, "a transfer keeps the bank's total");
+  });
+
+  it("transfer of the whole available balance is allowed", async () => {
+    const { participant } = await fresh();
+    assert.equal(await participant.transfer("t1", "bob", "alice", 5_025n), 0n);
+    assert.equal(participant.balance("alice").balanceMinor, 15_025n);
+  });
+
+  it("transfer refuses SELF_PAYMENT, INSUFFICIENT_FUNDS and UNKNOWN_ACCOUNT and then changes nothing", async () => {
+    const { participant } = await fresh();
+    await participant.prepare("hold", "alice", "debit", 9_000n);
+    await assert.rejects(participant.transfer("t1", "alice", "alice", 100n), paymentError("SELF_PAYMENT"));
+    await assert.rejects(participant.transfer("t2", "alice", "bob", 1_001n), paymentError("INSUFFICIENT_FUNDS"), "held funds are not available");
+    await assert.rejects(participant.transfer("t3", "bob", "alice", 5_026n), paymentError("INSUFFICIENT_FUNDS"));
+    await assert.rejects(participant.transfer("t4", "nobody", "bob", 1n), paymentError("UNKNOWN_ACCOUNT"));
+    await assert.rejects(participant.transfer("t5", "bob", "nobody", 1n), paymentError("UNKNOWN_ACCOUNT"));
+    await assert.rejects(participant.transfer("t6", "bob", "carol", 1n), paymentError("UNKNOWN_ACCOUNT"), "carol is at another bank");
+    assert.deepEqual(participant.balance("alice"), { balanceMinor: 10_000n, availableMinor: 1_000n });
+    assert.deepEqual(participant.balance("bob"), { balanceMinor: 5_025n, availableMinor: 5_025n });
+  });
+
+  it("transfer under the id of a prepared hold is IDEMPOTENCY_CONFLICT", async () => {
+    const { participant } = await fresh();
+    await participant.prepare("p1", "alice", "debit", 1_000n);
+    await assert.rejects(participant.transfer("p1", "alice", "bob", 1_000n), paymentError("IDEMPOTENCY_CONFLICT"));
+    assert.equal(participant.balance("bob").balanceMinor, 5_025n);
+  });
+
+  it("transfer under the id of an aborted payment is PAYMENT_ABORTED", async () => {
+    const { participant } = await fresh();
+    await participant.abort("a1");
+    await assert.rejects(participant.transfer("a1", "alice", "bob", 1_000n), paymentError("PAYMENT_ABORTED"));
+    assert.equal(participant.balance("bob").balanceMinor, 5_025n);
+  });
+
+  it("the CSV on disk reflects committed balances and leaves other banks' rows alone", async () => {
+    const { participant, files } = await fresh();
+    await participant.prepare("p1", "alice", "debit", 1_050n);
+    await participant.commit("p1");
+    await participant.prepare("c1", "bob", "credit", 1_050n);
+    await participant.commit("c1");
+    await participant.transfer("t1", "bob", "alice", 75n);
+    await participant.prepare("open-hold", "alice", "debit", 100n); // not committed: not on disk
+    assert.deepEqual(await csvBalances(files), ["alice@SBI=9025", "bob@SBI=6000", "carol@HDFC=1000", "alice@HDFC=700"]);
+    const rows = await csvRows(files);
+    for (const row of rows.filter((row) => row.bank === bank)) assert.equal(isPasswordHash(row.password), true, `${row.username}@${bank} is hashed`);
+    assert.deepEqual(
+      rows.filter((row) => row.bank !== bank).map((row) => row.password),
+      ["carol123", "alice-hdfc"],
+    );
+    const aliceRow = rows.find((row) => row.username === "alice" && row.bank === bank);
+    assert.equal(await verifyPassword("alice123", aliceRow?.password ?? ""), true);
+  });
+
+  it("state survives reopening: holds reloaded, balances as committed, finished payments remembered", async () => {
+    const { participant, files } = await fresh();
+    await participant.prepare("committed", "alice", "debit", 2_000n);
+    await participant.commit("committed");
+    await participant.prepare("held", "alice", "debit", 3_000n);
+    await participant.prepare("credit-held", "bob", "credit", 500n);
+    await participant.abort("aborted");
+    await participant.transfer("moved", "bob", "alice", 25n);
+    const holdsBefore = participant.holds();
+
+    clock.nowMs = startMs + 1_000;
+    const reopened = await open(files);
+    assert.deepEqual(reopened.holds(), holdsBefore);
+    assert.deepEqual(reopened.balance("alice"), { balanceMinor: 8_025n, availableMinor: 5_025n });
+    assert.deepEqual(reopened.balance("bob"), { balanceMinor: 5_000n, availableMinor: 5_000n });
+    assert.equal(await reopened.commit("committed"), 8_000n, "the reply of the first commit, not applied again");
+    assert.equal(await reopened.transfer("moved", "bob", "alice", 25n), 5_000n);
+    await assert.rejects(reopened.prepare("aborted", "alice", "debit", 1n), paymentError("PAYMENT_ABORTED"));
+    assert.equal(await reopened.commit("held"), 5_025n);
+    assert.equal(await reopened.commit("credit-held"), 5_500n);
+    assert.deepEqual(reopened.holds(), []);
+
+    const third = await open(files);
+    assert.deepEqual(third.balance("alice"), { balanceMinor: 5_025n, availableMinor: 5_025n });
+    assert.deepEqual(third.balance("bob"), { balanceMinor: 5_500n, availableMinor: 5_500n });
+  });
+
+  it("redoes an `applying` entry left by a crash before the CSV was rewritten, exactly once", async () => {
+    clock.nowMs = startMs;
+    // Crash after step 1 of a transfer of 30.00 from alice to bob: absolute after-balances logged, CSV still old.
+    const files = await newFiles({
+      pending: {
+        format: "paynet-pending/1",
+        banks: {
+          [bank]: {
+            holds: [],
+            applying: [{ paymentId: "crashed", balancesMinor: { alice: "7000", bob: "8025" }, replyBalanceMinor: "7000" }],
+            finished: [],
+          },
+        },
+      },
+    });
+    const participant = await open(files);
+    assert.deepEqual(participant.balance("alice"), { balanceMinor: 7_000n, availableMinor: 7_000n });
+    assert.deepEqual(participant.balance("bob"), { balanceMinor: 8_025n, availableMinor: 8_025n });
+    assert.equal(participant.totalBalanceMinor(), 15_025n);
+    assert.deepEqual(await csvBalances(files), ["alice@SBI=7000", "bob@SBI=8025", "carol@HDFC=1000", "alice@HDFC=700"]);
+    const section = await pendingSection(files);
+    assert.deepEqual(section.applying, []);
+    assert.deepEqual(section.finished, [{ paymentId: "crashed", outcome: "committed", atMs: startMs, replyBalanceMinor: "7000" }]);
+    assert.equal(await participant.transfer("crashed", "alice", "bob", 3_000n), 7_000n, "a retry gets the logged reply");
+    assert.equal(participant.balance("alice").balanceMinor, 7_000n);
+
+    const reopened = await open(files);
+    assert.deepEqual(reopened.balance("alice"), { balanceMinor: 7_000n, availableMinor: 7_000n });
+    assert.deepEqual(reopened.balance("bob"), { balanceMinor: 8_025n, availableMinor: 8_025n });
+  });
+
+  it("redoing an `applying` entry whose CSV was already rewritten sets the absolute balance, not adding twice", async () => {
+    clock.nowMs = startMs;
+    // Crash after step 2 of a committed debit of 30.00: the CSV already shows 70, the entry is still there.
+    const files = await newFiles({
+      csv: seedCsv.replace("alice,100,alice123,SBI", "alice,70,alice123,SBI"),
+      pending: {
+        format: "paynet-pending/1",
+        banks: {
+          [bank]: { holds: [], applying: [{ paymentId: "debit-1", balancesMinor: { alice: "7000" }, replyBalanceMinor: "7000" }], finished: [] },
+        },
+      },
+    });
+    const participant = await open(files);
+    assert.equal(participant.balance("alice").balanceMinor, 7_000n);
+    assert.equal(await participant.commit("debit-1"), 7_000n);
+    assert.equal(participant.balance("alice").balanceMinor, 7_000n);
+    assert.deepEqual(await csvBalances(files), ["alice@SBI=7000", "bob@SBI=5025", "carol@HDFC=1000", "alice@HDFC=700"]);
+    assert.deepEqual((await pendingSection(files)).applying, []);
+  });
+
+  it("recovery keeps the holds and other banks' sections of the pending file", async () => {
+    clock.nowMs = startMs;
+    const otherSection = {
+      holds: [{ paymentId: "x", username: "carol", kind: "debit", amountMinor: "100", preparedAtMs: 1, expiresAtMs: 2 }],
+      applying: [],
+      finished: [{ paymentId: "y", outcome: "aborted", atMs: 3, replyBalanceMinor: null }],
+    };
+    const hold = { paymentId: "held", username: "bob", kind: "debit", amountMinor: "25", preparedAtMs: startMs, expiresAtMs: startMs + holdTimeoutMs };
+    const files = await newFiles({
+      pending: {
+        format: "paynet-pending/1",
+        banks: {
+          [bank]: { holds: [hold], applying: [{ paymentId: "crashed", balancesMinor: { alice: "9000" }, replyBalanceMinor: "9000" }], finished: [] },
+          HDFC: otherSection,
+        },
+      },
+    });
+    const participant = await open(files);
+    assert.deepEqual(participant.holds(), [{ ...hold, amountMinor: 25n }]);
+    assert.deepEqual(participant.balance("bob"), { balanceMinor: 5_025n, availableMinor: 5_000n });
+    assert.equal(participant.balance("alice").balanceMinor, 9_000n);
+    assert.deepEqual(await pendingSection(files, "HDFC"), otherSection);
+    assert.deepEqual((await pendingSection(files)).holds, [hold]);
+  });
+
+  it("remembers at most finishedRetainedMax finished payments, dropping the oldest", async () => {
+    clock.nowMs = startMs;
+    const files = await newFiles();
+    const participant = await open(files, 2);
+    await participant.abort("a1");
+    await participant.abort("a2");
+    await participant.transfer("t3", "alice", "bob", 1n);
+    const section = await pendingSection(files);
+    assert.deepEqual(
+      section.finished.map((finished) => finished.paymentId),
+      ["a2", "t3"],
+    );
+    await assert.rejects(participant.prepare("a2", "alice", "debit", 1n), paymentError("PAYMENT_ABORTED"));
+  });
+
+  it("serializes concurrent prepares: together they never reserve more than the balance", async () => {
+    const { participant } = await fresh();
+    const outcomes = await Promise.allSettled([
+      participant.prepare("c1", "alice", "debit", 6_000n),
+      participant.prepare("c2", "alice", "debit", 6_000n),
+      participant.transfer("c3", "alice", "bob", 6_000n),
+    ]);
+    assert.equal(outcomes[0]?.status, "fulfilled", "the first in arrival order wins");
+    for (const outcome of outcomes.slice(1)) {
+      assert.equal(outcome.status, "rejected");
+      paymentError("INSUFFICIENT_FUNDS")((outcome as PromiseRejectedResult).reason);
+    }
+    assert.deepEqual(participant.balance("alice"), { balanceMinor: 10_000n, availableMinor: 4_000n });
+  });
+
+  it("refuses credits that would take a balance past balanceMinorMax with BALANCE_LIMIT, counting credit holds", async () => {
+    clock.nowMs = startMs;
+    // bob at balanceMinorMax - 1.00 (1e13 major units is the limit).
+    const files = await newFiles({ csv: seedCsv.replace("bob,50.25,bob123,SBI", "bob,9999999999999,bob123,SBI") });
+    const participant = await open(files);
+    await assert.rejects(participant.prepare("c1", "bob", "credit", 101n), paymentError("BALANCE_LIMIT"));
+    await participant.prepare("c2", "bob", "credit", 60n);
+    await assert.rejects(participant.prepare("c3", "bob", "credit", 41n), paymentError("BALANCE_LIMIT"), "the pending credit counts");
+    await assert.rejects(participant.transfer("t1", "alice", "bob", 41n), paymentError("BALANCE_LIMIT"));
+    assert.equal(await participant.transfer("t2", "alice", "bob", 40n), 9_960n);
+    assert.equal(await participant.commit("c2"), 1_000_000_000_000_000n);
+    assert.equal(participant.balance("bob").balanceMinor, 1_000_000_000_000_000n);
+  });
+
+  it("reports holds as expired once the hold timeout has passed on the injected clock", async () => {
+    const { participant } = await fresh();
+    await participant.prepare("p1", "alice", "debit", 100n);
+    clock.nowMs = startMs + holdTimeoutMs - 1;
+    assert.deepEqual(participant.expiredHolds(), []);
+    clock.nowMs = startMs + holdTimeoutMs;
+    assert.deepEqual(
+      participant.expiredHolds().map((hold) => hold.paymentId),
+      ["p1"],
+    );
+    participant.deferHold("p1", 5_000);
+    assert.deepEqual(participant.expiredHolds(), []);
+    clock.nowMs += 5_000;
+    assert.equal(participant.expiredHolds().length, 1);
+  });
+});
