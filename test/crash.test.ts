@@ -1,6 +1,8 @@
 // Crash safety: a process killed at each named point, then restarted, leaves every payment applied exactly
 // once at both banks or at neither; money is conserved, no hold remains, and the id keeps its one outcome.
 import { afterEach, describe, it } from "node:test";
+import { readdir } from "node:fs/promises";
+import { dirname } from "node:path";
 import assert from "node:assert/strict";
 import { Network, passwords, waitUntil, type Proc } from "./helpers/network.js";
 import { isAmbiguous, type PaymentError } from "../src/core/errors.js";
@@ -97,6 +99,10 @@ describe("crash points", () => {
       assert.equal(after.get(`${from}@${fromBank}`), before.get(`${from}@${fromBank}`)! - moved);
       assert.equal(after.get(`${to}@${toBank}`), before.get(`${to}@${toBank}`)! + moved);
       assert.equal(await network.totalOnDisk(), totalBefore);
+
+      for (const dir of [dirname(network.paths.accountsCsv), dirname(network.paths.transactionLogsJson)]) {
+        assert.deepEqual((await readdir(dir)).filter((name) => name.endsWith(".tmp")), [], `temp files left in ${dir}`);
+      }
 
       // A retry with the same id answers the same and moves nothing.
       const retry = await payUntilFinal(network, paymentId, testCase.payment);
