@@ -5,7 +5,9 @@ import chalk from "chalk";
 import { armCrashPoint } from "./core/crash.js";
 import { runGateway } from "./roles/gateway.js";
 import { bankTimeouts, runBank } from "./roles/bank.js";
-import { exitCodes, runBalance, runInteractive, runPay } from "./roles/client.js";
+import { runBalance, runHistory, runPay, runQueue, runSync } from "./roles/client-scripted.js";
+import { runInteractive } from "./roles/client-interactive.js";
+import { exitCodes } from "./roles/client-context.js";
 import { runUp } from "./roles/up.js";
 import { banksInDataDir, ensureCertificates, seedDataDir } from "./roles/seed.js";
 
@@ -21,7 +23,21 @@ function clientOptions<T>(argv: Argv<T>) {
     .option("password-stdin", { type: "boolean", default: false, describe: "read the password from standard input instead of PAYNET_PASSWORD" });
 }
 
-const exitCodeHelp = `Exit codes: ${exitCodes.ok} success; ${exitCodes.refused} refused or aborted (bad password, insufficient funds, …); ${exitCodes.usage} usage error; ${exitCodes.unknownOutcome} outcome unknown (gateway unreachable or timed out: retry with the same --id).`;
+function listOptions<T>(argv: Argv<T>) {
+  return argv
+    .option("user", { type: "string", describe: "only this user's payments" })
+    .option("bank", { type: "string", describe: "only this bank's payments" })
+    .option("json", { type: "boolean", default: false, describe: "print one JSON object" });
+}
+
+const exitCodeHelp = [
+  "Exit codes:",
+  `  ${exitCodes.ok}  success (pay: committed)`,
+  `  ${exitCodes.refused}  refused: wrong password, insufficient funds, unknown account, … (pay: aborted)`,
+  `  ${exitCodes.usage}  usage error: a bad flag or amount; nothing was sent`,
+  `  ${exitCodes.queued}  queued: the gateway was unreachable or the outcome is unknown; \`paynet client sync\` sends it with the same id`,
+  `  ${exitCodes.unreachable}  the gateway is unreachable (balance)`,
+].join("\n");
 
 async function finish(code: Promise<number>): Promise<void> {
   process.exitCode = await code;
@@ -79,11 +95,34 @@ await yargs(hideBin(process.argv))
               .option("to", { type: "string", demandOption: true, describe: "receiver's username" })
               .option("to-bank", { type: "string", demandOption: true, describe: "receiver's bank" })
               .option("amount", { type: "string", demandOption: true, describe: "amount, e.g. 12.50" })
-              .option("id", { type: "string", describe: "idempotency key (default: a new SHA-256 id); reuse it to retry safely" }),
+              .option("id", { type: "string", describe: "idempotency key (default: a new SHA-256 id); reuse it to retry safely" })
+              .option("offline", { type: "boolean", default: false, describe: "queue the payment without contacting the gateway" }),
           (args) =>
             finish(
-              runPay({ dataDir: args.dataDir, gateway: args.gateway, user: args.user, bank: args.bank, json: args.json, passwordStdin: args.passwordStdin, to: args.to, toBank: args.toBank, amount: args.amount, id: args.id }),
+              runPay({ dataDir: args.dataDir, gateway: args.gateway, user: args.user, bank: args.bank, json: args.json, passwordStdin: args.passwordStdin, to: args.to, toBank: args.toBank, amount: args.amount, id: args.id, offline: args.offline }),
             ),
+        )
+        .command(
+          "sync",
+          "send your queued payments, in order, each with its saved id",
+          (sub) =>
+            clientOptions(sub)
+              .option("watch", { type: "boolean", default: false, describe: "wait for the gateway (connectivity) and keep sending until the queue is empty" })
+              .option("watch-timeout-ms", { type: "number", default: 600_000, describe: "give up watching after this long" }),
+          (args) =>
+            finish(runSync({ dataDir: args.dataDir, gateway: args.gateway, user: args.user, bank: args.bank, json: args.json, passwordStdin: args.passwordStdin, watch: args.watch, watchTimeoutMs: args.watchTimeoutMs })),
+        )
+        .command(
+          "queue",
+          "list the payments waiting in client/offline_payments.json",
+          (sub) => listOptions(sub),
+          (args) => finish(runQueue({ dataDir: args.dataDir, user: args.user, bank: args.bank, json: args.json })),
+        )
+        .command(
+          "history",
+          "list the final outcomes of your payments (client/payment_history.json)",
+          (sub) => listOptions(sub),
+          (args) => finish(runHistory({ dataDir: args.dataDir, user: args.user, bank: args.bank, json: args.json })),
         )
         .epilogue(`The password comes from PAYNET_PASSWORD or --password-stdin.\n${exitCodeHelp}`),
     (args) => finish(runInteractive({ dataDir: args.dataDir, gateway: args.gateway })),

@@ -6,6 +6,12 @@ import { createClient, type ServiceClient } from "./rpc.js";
 import { expectServerName } from "./tls.js";
 import { bankServerName } from "./identity.js";
 import type { BankDirectory, BankLink } from "./coordinator.js";
+import { readFile } from "node:fs/promises";
+import { PaymentError } from "./errors.js";
+import { writeFileAtomic } from "./durable.js";
+import { CoalescingWriter } from "./coalescing-writer.js";
+import { validateAddress, validateBankName } from "./validate.js";
+
 
 type BankClient = ServiceClient<(typeof Bank)["method"]>;
 
@@ -42,30 +48,79 @@ function linkOf(client: BankClient): BankCalls {
   };
 }
 
+const formatTag = "paynet-banks/1";
+
+/**
+ * The gateway's registry of banks. Names and last addresses persist in payment_gateway/banks.json, so a
+ * restarted gateway knows every bank at once (and can drive unfinished payments) before they re-register.
+ */
 export class BankRegistry implements BankDirectory {
   readonly #banks = new Map<string, RegisteredBank>();
+  /** Banks that registered with this process (not only restored from the file). */
+  readonly #confirmed = new Set<string>();
   readonly #credentials: grpc.ChannelCredentials;
+  readonly #path: string;
   readonly #banksMax: number;
   readonly #nowMs: () => number;
+  readonly #writer = new CoalescingWriter(() => this.#writeSnapshot());
 
-  constructor(credentials: grpc.ChannelCredentials, options: { banksMax: number; nowMs?: () => number }) {
+  private constructor(path: string, credentials: grpc.ChannelCredentials, options: { banksMax: number; nowMs?: () => number }) {
+    this.#path = path;
     this.#credentials = credentials;
     this.#banksMax = options.banksMax;
     this.#nowMs = options.nowMs ?? Date.now;
   }
 
-  /** Registers or refreshes a bank; a new address replaces the old client. Returns whether it was new. */
-  register(bank: string, address: string): boolean {
+  static async open(path: string, credentials: grpc.ChannelCredentials, options: { banksMax: number; nowMs?: () => number }): Promise<BankRegistry> {
+    const registry = new BankRegistry(path, credentials, options);
+    const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return "";
+      throw error;
+    });
+    if (text.trim() === "") return registry;
+    let document: { format?: unknown; banks?: unknown };
+    try {
+      document = JSON.parse(text);
+    } catch (error) {
+      throw new Error(`${path}: not valid JSON (truncated or corrupt?): ${(error as Error).message}; refusing to start`);
+    }
+    if (document.format !== formatTag || typeof document.banks !== "object" || document.banks === null) throw new Error(`${path}: not a ${formatTag} document; refusing to start`);
+    for (const [bank, entry] of Object.entries(document.banks as Record<string, { address?: unknown }>)) {
+      validateBankName(bank, `${path}: bank`);
+      registry.#connect(bank, validateAddress(String(entry?.address), `${path}: address of ${bank}`));
+    }
+    return registry;
+  }
+
+  /** Registers or refreshes a bank; returns whether this is its first registration with this process. */
+  async register(bank: string, address: string): Promise<boolean> {
     const existing = this.#banks.get(bank);
+    const first = !this.#confirmed.has(bank);
+    this.#confirmed.add(bank);
     if (existing !== undefined && existing.address === address) {
       existing.lastSeenMs = this.#nowMs();
-      return false;
+      return first;
     }
-    if (existing === undefined && this.#banks.size >= this.#banksMax) throw new Error(`at most ${this.#banksMax} banks may register`);
-    existing?.client.close();
+    if (existing === undefined && this.#banks.size >= this.#banksMax) throw new PaymentError("PERMISSION_DENIED", `at most ${this.#banksMax} banks may register`);
+    this.#connect(bank, address);
+    await this.#persist();
+    return true;
+  }
+
+  #connect(bank: string, address: string): void {
+    this.#banks.get(bank)?.client.close();
     const client = createClient(Bank, address, this.#credentials, expectServerName(bankServerName(bank)));
     this.#banks.set(bank, { address, client, link: linkOf(client), lastSeenMs: this.#nowMs() });
-    return true;
+  }
+
+  /** Snapshots are taken when each write starts and writes never overlap, so the last write is the newest. */
+  #persist(): Promise<void> {
+    return this.#writer.flush();
+  }
+
+  #writeSnapshot(): Promise<void> {
+    const banks = Object.fromEntries([...this.#banks].map(([bank, entry]) => [bank, { address: entry.address }]));
+    return writeFileAtomic(this.#path, JSON.stringify({ format: formatTag, banks }, null, 1) + "\n");
   }
 
   link(bank: string): BankCalls | null {

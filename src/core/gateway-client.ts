@@ -24,12 +24,27 @@ export class GatewayClient {
   readonly #client: ServiceClient<(typeof PaymentGateway)["method"]>;
   #token: string | null = null;
 
+  readonly address: string;
+
   constructor(address: string, identity: LoadedIdentity) {
+    this.address = address;
     this.#client = createClient(PaymentGateway, address, clientCredentials(identity), expectServerName(gatewayServerName), "GATEWAY_UNAVAILABLE");
   }
 
+  /** Transport failures read as "cannot reach the gateway", not as grpc-js internals. */
+  async #call<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (error instanceof PaymentError && error.code === "GATEWAY_UNAVAILABLE") {
+        throw new PaymentError("GATEWAY_UNAVAILABLE", `cannot reach the gateway at ${this.address}`, { cause: error });
+      }
+      throw error;
+    }
+  }
+
   async login(username: string, bank: string, password: string): Promise<void> {
-    const reply = await this.#client.registerClient({ username, bank, password }, { timeoutMs: clientTimeouts.loginTimeoutMs });
+    const reply = await this.#call(() => this.#client.registerClient({ username, bank, password }, { timeoutMs: clientTimeouts.loginTimeoutMs }));
     this.#token = reply.token;
   }
 
@@ -38,14 +53,23 @@ export class GatewayClient {
   }
 
   async balance(): Promise<BalanceResult> {
-    const reply = await this.#client.viewBalance({ token: this.#requireToken() }, { timeoutMs: clientTimeouts.balanceTimeoutMs });
+    const reply = await this.#call(() => this.#client.viewBalance({ token: this.#requireToken() }, { timeoutMs: clientTimeouts.balanceTimeoutMs }));
     return { username: reply.username, bank: reply.bank, balanceMinor: reply.balanceMinor, availableMinor: reply.availableMinor };
   }
 
   async pay(paymentId: string, toUser: string, toBank: string, amountMinor: bigint): Promise<PaymentResult> {
     const token = this.#requireToken();
-    const reply = await this.#client.makePayment({ token, paymentId, toUser, toBank, amountMinor }, { timeoutMs: clientTimeouts.paymentTimeoutMs });
+    const reply = await this.#call(() => this.#client.makePayment({ token, paymentId, toUser, toBank, amountMinor }, { timeoutMs: clientTimeouts.paymentTimeoutMs }));
     return { paymentId: reply.paymentId, balanceAfterMinor: reply.balanceAfterMinor ?? null };
+  }
+
+  /** Resolves true once the channel to the gateway is READY (grpc-js connectivity), false at the deadline. */
+  waitForReady(timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => this.#client.channel.waitForReady(new Date(Date.now() + timeoutMs), (error) => resolve(error === undefined || error === null)));
+  }
+
+  get loggedIn(): boolean {
+    return this.#token !== null;
   }
 
   close(): void {

@@ -44,7 +44,7 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
       if (context.peer.role !== "bank" || context.peer.bank !== bank) {
         throw new PaymentError("PERMISSION_DENIED", `${describePeer(context.peer)} may not register as bank ${bank}`);
       }
-      if (registry.register(bank, address)) log(`bank ${bank} registered at ${address}`);
+      if (await registry.register(bank, address)) log(`bank ${bank} registered at ${address}`);
       return {};
     },
 

@@ -6,11 +6,13 @@ export interface DataPaths {
   readonly certificateDir: string;
   readonly transactionsTxt: string;
   readonly transactionLogsJson: string;
+  readonly banksJson: string;
   readonly accountsCsv: string;
   readonly pendingJson: string;
   readonly bankPortTxt: string;
   readonly clientGatewayTxt: string;
   readonly offlinePaymentsJson: string;
+  readonly paymentHistoryJson: string;
 }
 
 export function dataPaths(dataDir: string): DataPaths {
@@ -20,10 +22,12 @@ export function dataPaths(dataDir: string): DataPaths {
     certificateDir: join(root, "certificate"),
     transactionsTxt: join(root, "payment_gateway", "transactions.txt"),
     transactionLogsJson: join(root, "payment_gateway", "transaction_logs.json"),
+    banksJson: join(root, "payment_gateway", "banks.json"),
     accountsCsv: join(root, "server", "dummydata.csv"),
     pendingJson: join(root, "server", "pending_transactions.json"),
     bankPortTxt: join(root, "server", "current_port_server.txt"),
     clientGatewayTxt: join(root, "client", "current_port_server.txt"),
     offlinePaymentsJson: join(root, "client", "offline_payments.json"),
+    paymentHistoryJson: join(root, "client", "payment_history.json"),
   });
 }

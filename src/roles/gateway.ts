@@ -39,7 +39,7 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   const identity = await loadIdentity(paths.certificateDir, gatewayFiles(paths.certificateDir));
   const log = await GatewayLog.open(paths);
   await removeStaleTempFiles(dirname(paths.transactionLogsJson));
-  const registry = new BankRegistry(clientCredentials(identity), { banksMax: gatewayTimeouts.banksMax });
+  const registry = await BankRegistry.open(paths.banksJson, clientCredentials(identity), { banksMax: gatewayTimeouts.banksMax });
   const coordinator = new Coordinator(log, registry, gatewayTimeouts);
   const sessions = new SessionStore({ ttlMs: gatewayTimeouts.sessionTtlMs, sessionsMax: gatewayTimeouts.sessionsMax });
   const say = (line: string) => logLine("gateway", line);

@@ -1,0 +1,96 @@
+// What every client command shares: its files, its connection, its password source and its output.
+import chalk from "chalk";
+import { text } from "node:stream/consumers";
+import { dataPaths } from "../core/paths.js";
+import { clientFiles, loadIdentity } from "../core/certificates.js";
+import { GatewayClient } from "../core/gateway-client.js";
+import { OfflineQueue, PaymentHistory, type Repair, type QueuedPayment, type HistoryEntry } from "../core/client-files.js";
+import { PaymentSender, type RetryPolicy, type SendOutcome } from "../core/payment-sender.js";
+import { formatMinor } from "../core/money.js";
+import { gatewayAddress } from "./bank.js";
+
+/** Exit codes of the scripted client, documented in `paynet client --help`. */
+export const exitCodes = Object.freeze({ ok: 0, refused: 1, usage: 2, queued: 3, unreachable: 4 });
+
+export const flushPolicy: RetryPolicy = Object.freeze({ attemptsMax: 5, delayMinMs: 200, delayMaxMs: 3_000 });
+
+export class UsageError extends Error {}
+
+export function reportRepair(repair: Repair): void {
+  process.stderr.write(
+    chalk.yellow(`paynet: ${repair.path} was damaged (unreadable line${repair.badLines.length > 1 ? "s" : ""} ${repair.badLines.join(", ")}); kept its ${repair.kept} intact entries; the damaged file is saved as ${repair.backupPath}\n`),
+  );
+}
+
+export interface ClientContext {
+  client: GatewayClient;
+  queue: OfflineQueue;
+  history: PaymentHistory;
+  sender: PaymentSender;
+  close(): void;
+}
+
+export async function openClientFiles(dataDir: string): Promise<{ queue: OfflineQueue; history: PaymentHistory }> {
+  const paths = dataPaths(dataDir);
+  return { queue: new OfflineQueue(paths.offlinePaymentsJson, reportRepair), history: new PaymentHistory(paths.paymentHistoryJson, reportRepair) };
+}
+
+export async function openClient(dataDir: string, gatewayFlag: string | undefined): Promise<ClientContext> {
+  const paths = dataPaths(dataDir);
+  const identity = await loadIdentity(paths.certificateDir, clientFiles(paths.certificateDir));
+  const client = new GatewayClient(await gatewayAddress(gatewayFlag, paths.clientGatewayTxt), identity);
+  const { queue, history } = await openClientFiles(dataDir);
+  return { client, queue, history, sender: new PaymentSender(client, queue, history), close: () => client.close() };
+}
+
+export async function readPassword(passwordStdin: boolean): Promise<string> {
+  if (passwordStdin) {
+    const password = (await text(process.stdin)).replace(/\r?\n$/, "");
+    if (password === "") throw new UsageError("--password-stdin: standard input was empty");
+    return password;
+  }
+  const password = process.env.PAYNET_PASSWORD;
+  if (password === undefined || password === "") throw new UsageError("set PAYNET_PASSWORD or pass --password-stdin");
+  return password;
+}
+
+export function describePayment(payment: QueuedPayment): string {
+  return `${formatMinor(payment.amountMinor)} from ${payment.user}@${payment.bank} to ${payment.to}@${payment.toBank}`;
+}
+
+export function outcomeJson(outcome: SendOutcome): Record<string, unknown> {
+  const base = { id: outcome.payment.id, status: outcome.status, amount: formatMinor(outcome.payment.amountMinor), amountMinor: Number(outcome.payment.amountMinor) };
+  if (outcome.status === "committed") {
+    return { ...base, reason: null, ...(outcome.balanceAfterMinor === null ? {} : { balanceAfter: formatMinor(outcome.balanceAfterMinor) }) };
+  }
+  return { ...base, reason: outcome.reason, message: outcome.message };
+}
+
+export function outcomeLine(outcome: SendOutcome): string {
+  const what = describePayment(outcome.payment);
+  switch (outcome.status) {
+    case "committed":
+      return `${chalk.green("committed")} ${what}${outcome.balanceAfterMinor === null ? "" : `; balance now ${formatMinor(outcome.balanceAfterMinor)}`} (payment ${outcome.payment.id})`;
+    case "aborted":
+      return `${chalk.red("aborted")} ${what}: ${outcome.reason}: ${outcome.message}`;
+    case "queued":
+      return `${chalk.yellow("queued")} ${what} (${outcome.reason}); it will be sent with the same id by \`paynet client sync\` (payment ${outcome.payment.id})`;
+  }
+}
+
+export function historyJson(entry: HistoryEntry): Record<string, unknown> {
+  return {
+    id: entry.id,
+    status: entry.status,
+    reason: entry.reason,
+    from: `${entry.user}@${entry.bank}`,
+    to: `${entry.to}@${entry.toBank}`,
+    amount: formatMinor(entry.amountMinor),
+    queuedAt: new Date(entry.queuedAtMs).toISOString(),
+    finishedAt: new Date(entry.finishedAtMs).toISOString(),
+  };
+}
+
+export function queuedJson(payment: QueuedPayment): Record<string, unknown> {
+  return { id: payment.id, from: `${payment.user}@${payment.bank}`, to: `${payment.to}@${payment.toBank}`, amount: formatMinor(payment.amountMinor), queuedAt: new Date(payment.queuedAtMs).toISOString() };
+}
