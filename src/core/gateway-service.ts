@@ -7,17 +7,25 @@ import type { ServiceImplementation } from "./rpc.js";
 import type { Coordinator } from "./coordinator.js";
 import type { BankRegistry } from "./bank-registry.js";
 import type { SessionStore } from "./sessions.js";
+import type { LoginThrottle } from "./login-throttle.js";
 
 export interface GatewayServiceDeps {
   coordinator: Coordinator;
   registry: BankRegistry;
   sessions: SessionStore;
+  throttle: LoginThrottle;
   bankCallTimeoutMs: number;
   log: (line: string) => void;
 }
 
+/** "ipv4:127.0.0.1:5555" → "127.0.0.1": throttling is per host, not per connection. */
+function peerHost(peerAddress: string): string {
+  const withoutScheme = peerAddress.replace(/^ipv[46]:/, "");
+  return withoutScheme.replace(/:[0-9]+$/, "");
+}
+
 export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<(typeof PaymentGateway)["method"]> {
-  const { coordinator, registry, sessions, bankCallTimeoutMs, log } = deps;
+  const { coordinator, registry, sessions, throttle, bankCallTimeoutMs, log } = deps;
 
   const bankOf = (bank: string) => {
     const link = registry.link(bank);
@@ -31,7 +39,19 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
       const username = validateUsername(request.username);
       const bank = validateBankName(request.bank);
       validatePassword(request.password);
-      await bankOf(bank).authenticate(username, request.password, bankCallTimeoutMs);
+      const userKey = `${username}@${bank}`;
+      const peerKey = peerHost(context.peerAddress);
+      throttle.check(userKey, peerKey);
+      try {
+        await bankOf(bank).authenticate(username, request.password, bankCallTimeoutMs);
+      } catch (error) {
+        if (error instanceof PaymentError && error.code === "UNAUTHENTICATED") {
+          throttle.failure(userKey, peerKey);
+          log(`failed login for ${userKey} from ${peerKey}`);
+        }
+        throw error;
+      }
+      throttle.success(userKey);
       const session = sessions.open(username, bank);
       log(`login ${username}@${bank}`);
       return { token: session.token, expiresAtMs: BigInt(session.expiresAtMs) };

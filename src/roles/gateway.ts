@@ -6,6 +6,7 @@ import { GatewayLog } from "../core/gateway-log.js";
 import { BankRegistry } from "../core/bank-registry.js";
 import { Coordinator } from "../core/coordinator.js";
 import { SessionStore } from "../core/sessions.js";
+import { LoginThrottle } from "../core/login-throttle.js";
 import { gatewayService } from "../core/gateway-service.js";
 import { PaymentGateway } from "../gen/paynet/v1/paynet_pb.js";
 import { addService } from "../core/rpc.js";
@@ -34,6 +35,15 @@ export const gatewayTimeouts = Object.freeze({
   shutdownGraceMs: 2_000,
 });
 
+export const loginThrottling = Object.freeze({
+  userFailuresFree: 5,
+  peerFailuresFree: 50,
+  lockBaseMs: 5_000,
+  lockMaxMs: 15 * 60_000,
+  forgetAfterMs: 15 * 60_000,
+  entriesMax: 100_000,
+});
+
 export async function runGateway(flags: GatewayFlags): Promise<void> {
   const paths = dataPaths(flags.dataDir);
   const identity = await loadIdentity(paths.certificateDir, gatewayFiles(paths.certificateDir));
@@ -47,7 +57,7 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   const recovering = await coordinator.recover();
 
   const server = newServer();
-  addService(server, PaymentGateway, gatewayService({ coordinator, registry, sessions, bankCallTimeoutMs: gatewayTimeouts.bankCallTimeoutMs, log: say }), {
+  addService(server, PaymentGateway, gatewayService({ coordinator, registry, sessions, throttle: new LoginThrottle(loginThrottling), bankCallTimeoutMs: gatewayTimeouts.bankCallTimeoutMs, log: say }), {
     onError: (error, context) => {
       if (error.code === "PERMISSION_DENIED") say(`refused ${context.method} from ${describePeer(context.peer)} (${context.peerAddress}): ${error.message}`);
     },

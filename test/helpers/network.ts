@@ -238,8 +238,9 @@ export class Network {
     return createClient(Bank, address, clientCredentials(await this.identity(files)), expectServerName(bankServerName(bank)));
   }
 
-  async stop(): Promise<void> {
-    await Promise.all(this.#procs.map((proc) => proc.stop("SIGKILL")));
+  /** SIGKILL by default (a crash); SIGTERM for an orderly stop that releases the file locks. */
+  async stop(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    await Promise.all(this.#procs.map((proc) => proc.stop(signal)));
   }
 
   async destroy(): Promise<void> {
