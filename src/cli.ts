@@ -61,7 +61,7 @@ await yargs(hideBin(process.argv))
     "gateway",
     "run the payment gateway (2PC coordinator)",
     (argv) => argv.option("host", { type: "string", default: "127.0.0.1" }).option("port", portOption(8080, "port (0: any free port)")),
-    (args) => runGateway({ dataDir: args.dataDir, host: args.host, port: args.port ?? 8080 }),
+    (args) => runGateway({ dataDir: args.dataDir, host: args.host, port: args.port ?? 8080, unsafeLogDecisionLate: process.env.PAYNET_UNSAFE_LATE_DECISION_LOG === "1" }),
   )
   .command(
     "bank",

@@ -34,6 +34,11 @@ export interface CoordinatorOptions {
   replyWaitMs: number;
   retryDelayMinMs: number;
   retryDelayMaxMs: number;
+  /**
+   * A deliberately broken mode, for proving that `paynet verify` catches a real bug: the commit decision
+   * is logged only after phase 2 has reached the banks, so a crash in between loses it. Never in production.
+   */
+  unsafeLogDecisionLate?: boolean;
 }
 
 export interface PaymentRequest {
@@ -184,6 +189,11 @@ export class Coordinator {
     ]);
     crashPoint("gateway-after-prepares");
     const refusal = chooseRefusal(votes.flatMap((vote) => (vote.status === "rejected" ? [PaymentError.fromGrpc(vote.reason)] : [])));
+    if (refusal === null && this.#options.unsafeLogDecisionLate === true) {
+      record.state = "committed"; // in memory only: the bug under test
+      await this.#startPhase2(record, "commit");
+      return this.#outcomeOf(record);
+    }
     if (refusal === null) {
       await this.#log.advance(record.paymentId, "committed");
       crashPoint("gateway-after-commit-logged");

@@ -20,6 +20,8 @@ export interface GatewayFlags {
   dataDir: string;
   host: string;
   port: number;
+  /** See CoordinatorOptions.unsafeLogDecisionLate; set only by PAYNET_UNSAFE_LATE_DECISION_LOG=1. */
+  unsafeLogDecisionLate: boolean;
 }
 
 export const gatewayTimeouts = Object.freeze({
@@ -50,7 +52,8 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   const log = await GatewayLog.open(paths);
   await removeStaleTempFiles(dirname(paths.transactionLogsJson));
   const registry = await BankRegistry.open(paths.banksJson, clientCredentials(identity), { banksMax: gatewayTimeouts.banksMax });
-  const coordinator = new Coordinator(log, registry, gatewayTimeouts);
+  const coordinator = new Coordinator(log, registry, { ...gatewayTimeouts, unsafeLogDecisionLate: flags.unsafeLogDecisionLate });
+  if (flags.unsafeLogDecisionLate) logLine("gateway", "WARNING: PAYNET_UNSAFE_LATE_DECISION_LOG is set: commit decisions are logged after phase 2 (a deliberately broken build)");
   const sessions = new SessionStore({ ttlMs: gatewayTimeouts.sessionTtlMs, sessionsMax: gatewayTimeouts.sessionsMax });
   const say = (line: string) => logLine("gateway", line);
 
