@@ -9,6 +9,7 @@ import { runBalance, runHistory, runPay, runQueue, runSync } from "./roles/clien
 import { runInteractive } from "./roles/client-interactive.js";
 import { exitCodes } from "./roles/client-context.js";
 import { runUp } from "./roles/up.js";
+import { runPayment, runStatus } from "./roles/status.js";
 import { banksInDataDir, ensureCertificates, seedDataDir } from "./roles/seed.js";
 
 armCrashPoint(process.env.PAYNET_CRASH_AT);
@@ -60,8 +61,12 @@ await yargs(hideBin(process.argv))
   .command(
     "gateway",
     "run the payment gateway (2PC coordinator)",
-    (argv) => argv.option("host", { type: "string", default: "127.0.0.1" }).option("port", portOption(8080, "port (0: any free port)")),
-    (args) => runGateway({ dataDir: args.dataDir, host: args.host, port: args.port ?? 8080, unsafeLogDecisionLate: process.env.PAYNET_UNSAFE_LATE_DECISION_LOG === "1" }),
+    (argv) =>
+      argv
+        .option("host", { type: "string", default: "127.0.0.1" })
+        .option("port", portOption(8080, "port (0: any free port)"))
+        .option("metrics-port", portOption(undefined, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port)")),
+    (args) => runGateway({ dataDir: args.dataDir, host: args.host, port: args.port ?? 8080, metricsPort: args.metricsPort, unsafeLogDecisionLate: process.env.PAYNET_UNSAFE_LATE_DECISION_LOG === "1" }),
   )
   .command(
     "bank",
@@ -72,8 +77,9 @@ await yargs(hideBin(process.argv))
         .option("host", { type: "string", default: "127.0.0.1" })
         .option("port", portOption(undefined, "port (0: any free port; default: the next from server/current_port_server.txt)"))
         .option("gateway", { type: "string", describe: "gateway host:port (default: client/current_port_server.txt, else 127.0.0.1:8080)" })
-        .option("hold-timeout-ms", { type: "number", default: bankTimeouts.holdTimeoutMsDefault, describe: "how long a prepared hold waits before the bank asks the gateway for the decision" }),
-    (args) => runBank({ dataDir: args.dataDir, id: args.id, host: args.host, port: args.port, gateway: args.gateway, holdTimeoutMs: args.holdTimeoutMs }),
+        .option("hold-timeout-ms", { type: "number", default: bankTimeouts.holdTimeoutMsDefault, describe: "how long a prepared hold waits before the bank asks the gateway for the decision" })
+        .option("metrics-port", portOption(undefined, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port)")),
+    (args) => runBank({ dataDir: args.dataDir, id: args.id, host: args.host, port: args.port, gateway: args.gateway, holdTimeoutMs: args.holdTimeoutMs, metricsPort: args.metricsPort }),
   )
   .command(
     "client",
@@ -126,6 +132,22 @@ await yargs(hideBin(process.argv))
         )
         .epilogue(`The password comes from PAYNET_PASSWORD or --password-stdin.\n${exitCodeHelp}`),
     (args) => finish(runInteractive({ dataDir: args.dataDir, gateway: args.gateway })),
+  )
+  .command(
+    "status",
+    "operator view: banks up/down, payments by state, the oldest in-doubt payments, holds, the local offline queue (operator certificate)",
+    (argv) => argv.option("gateway", { type: "string", describe: "gateway host:port (default: client/current_port_server.txt)" }).option("json", { type: "boolean", default: false }),
+    (args) => finish(runStatus({ dataDir: args.dataDir, gateway: args.gateway, json: args.json })),
+  )
+  .command(
+    "payment <id>",
+    "operator view of one payment by its idempotency key: state, timestamps of each phase, reason",
+    (argv) =>
+      argv
+        .positional("id", { type: "string", demandOption: true })
+        .option("gateway", { type: "string", describe: "gateway host:port (default: client/current_port_server.txt)" })
+        .option("json", { type: "boolean", default: false }),
+    (args) => finish(runPayment({ dataDir: args.dataDir, gateway: args.gateway, json: args.json, id: args.id })),
   )
   .command(
     "certs",

@@ -36,7 +36,7 @@ describe("hostile input", () => {
   before(async () => {
     network = await Network.create();
     await network.start(["SBI", "HDFC"]);
-    const [, sbiAddress] = await network.banks.get("SBI")!.waitFor(/listening on (\S+)/);
+    const [, sbiAddress] = await network.banks.get("SBI")!.waitFor(/listening on ([0-9.:]+)/);
     gateway = await network.gatewayClient();
     bank = await network.bankClient("SBI", sbiAddress!, gatewayFiles);
     token = (await gateway.registerClient({ username: "alice", password: passwords.alice!, bank: "SBI" }, call)).token;
@@ -183,7 +183,7 @@ describe("secrets", () => {
       ];
       await network.stop("SIGTERM");
       const up = new Proc("up", ["up", "--data-dir", network.dir, "--port", "0", "--bank-port", "0"]);
-      await up.waitFor(/paynet up: ready/);
+      await up.waitFor(/ready: gateway/);
       await up.stop("SIGTERM");
 
       const secrets = [...Object.values(passwords), "dave-wrong-secret", "bob-wrong-secret", ...tokens];

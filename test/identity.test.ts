@@ -27,7 +27,7 @@ describe("identities and authorization", () => {
   before(async () => {
     network = await Network.create();
     await network.start(["SBI", "HDFC"]);
-    const [, address] = await network.banks.get("SBI")!.waitFor(/listening on (\S+)/);
+    const [, address] = await network.banks.get("SBI")!.waitFor(/listening on ([0-9.:]+)/);
     sbiAddress = address!;
     otherCaDir = await mkdtemp(join(tmpdir(), "paynet-other-ca-"));
     await issueCertificates({ certificateDir: otherCaDir, banks: [] });

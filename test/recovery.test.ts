@@ -79,7 +79,7 @@ describe("recovery", () => {
     await network.gateway!.exited;
     assert.equal(await network.holdsOnDisk(), 2, "both banks voted yes");
     // Each bank asks about its overdue hold, gets no answer, and keeps it: a yes vote is never withdrawn alone.
-    await Promise.all(["SBI", "HDFC"].map((bank) => network!.banks.get(bank)!.waitFor(/overdue hold in-doubt-1: no decision yet/)));
+    await Promise.all(["SBI", "HDFC"].map((bank) => network!.banks.get(bank)!.waitFor(/"paymentId":"in-doubt-1".*"msg":"overdue hold: no decision yet"/)));
     assert.equal(await network.holdsOnDisk(), 2);
     assert.deepEqual(await network.balancesOnDisk(), before);
 

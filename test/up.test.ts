@@ -14,7 +14,7 @@ describe("paynet up", () => {
     const dir = await mkdtemp(join(tmpdir(), "paynet-up-"));
     dirs.push(dir);
     const up = new Proc("up", ["up", "--data-dir", dir, "--port", "0", "--bank-port", "0"]);
-    const [, gateway] = await up.waitFor(/paynet up: ready: gateway (\S+), banks SBI \S+, HDFC \S+/);
+    const [, gateway] = await up.waitFor(/ready: gateway ([0-9.:]+), banks SBI [0-9.:]+, HDFC [0-9.:]+/);
 
     const keys = (await readdir(join(dir, "certificate"))).filter((name) => name.endsWith("_key.pem"));
     assert.deepEqual(keys.sort(), ["bank_HDFC_key.pem", "bank_SBI_key.pem", "ca_key.pem", "client_key.pem", "operator_key.pem", "server_key.pem"]);

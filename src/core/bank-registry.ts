@@ -23,6 +23,7 @@ interface RegisteredBank {
 }
 
 export interface BankCalls extends BankLink {
+  holds(timeoutMs: number): Promise<Array<{ paymentId: string; preparedAtMs: number }>>;
   authenticate(username: string, password: string, timeoutMs: number): Promise<void>;
   balance(username: string, timeoutMs: number): Promise<{ balanceMinor: bigint; availableMinor: bigint }>;
 }
@@ -38,6 +39,7 @@ function linkOf(client: BankClient): BankCalls {
     },
     transfer: async (paymentId, fromUser, toUser, amountMinor, timeoutMs) =>
       (await client.transaction({ paymentId, fromUser, toUser, amountMinor }, { timeoutMs })).fromBalanceAfterMinor,
+    holds: async (timeoutMs) => (await client.getHolds({}, { timeoutMs })).holds.map((hold) => ({ paymentId: hold.paymentId, preparedAtMs: Number(hold.preparedAtMs) })),
     authenticate: async (username, password, timeoutMs) => {
       await client.authenticateUser({ username, password }, { timeoutMs });
     },
@@ -129,6 +131,11 @@ export class BankRegistry implements BankDirectory {
 
   names(): string[] {
     return [...this.#banks.keys()];
+  }
+
+  /** Each bank's address and when it last registered with this process (0: only restored from the file). */
+  entries(): Array<{ bank: string; address: string; lastSeenMs: number }> {
+    return [...this.#banks].map(([bank, entry]) => ({ bank, address: entry.address, lastSeenMs: this.#confirmed.has(bank) ? entry.lastSeenMs : 0 }));
   }
 
   close(): void {

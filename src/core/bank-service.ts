@@ -54,5 +54,20 @@ export function bankService(participant: Participant): ServiceImplementation<(ty
       await participant.abort(validatePaymentId(request.paymentId));
       return {};
     },
+
+    async getHolds(_request, context) {
+      requireRole(context.peer, ["gateway"], "GetHolds");
+      const holds = participant.holds().sort((a, b) => a.preparedAtMs - b.preparedAtMs);
+      return {
+        holds: holds.map((hold) => ({
+          paymentId: hold.paymentId,
+          username: hold.username,
+          kind: hold.kind === "debit" ? LegKind.DEBIT : LegKind.CREDIT,
+          amountMinor: hold.amountMinor,
+          preparedAtMs: BigInt(hold.preparedAtMs),
+          expiresAtMs: BigInt(hold.expiresAtMs),
+        })),
+      };
+    },
   };
 }

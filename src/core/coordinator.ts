@@ -12,6 +12,8 @@ import { validateAmountMinor } from "./money.js";
 import { validateBankName, validatePaymentId, validateUsername } from "./validate.js";
 import { sameDetails, type GatewayLog, type PaymentDetails, type PaymentRecord } from "./gateway-log.js";
 import type { LegKind } from "./pending-file.js";
+import { silentLogger, type Logger } from "./log.js";
+import { inDoubtPayments, paymentsTotal, phaseSeconds } from "./metrics.js";
 
 /** The gateway's view of one bank; every call has a deadline and rejects with a PaymentError. */
 export interface BankLink {
@@ -68,12 +70,14 @@ export class Coordinator {
   readonly #inFlight = new Map<string, Promise<PaymentOutcome>>();
   /** Phase-2 drivers running in the background, one per payment. */
   readonly #drivers = new Map<string, Promise<void>>();
+  readonly #logger: Logger;
   #stopping = false;
 
-  constructor(log: GatewayLog, banks: BankDirectory, options: CoordinatorOptions) {
+  constructor(log: GatewayLog, banks: BankDirectory, options: CoordinatorOptions, logger: Logger = silentLogger) {
     this.#log = log;
     this.#banks = banks;
     this.#options = options;
+    this.#logger = logger;
   }
 
   async makePayment(payer: Payer, request: PaymentRequest): Promise<PaymentOutcome> {
@@ -110,9 +114,13 @@ export class Coordinator {
    */
   async recover(): Promise<number> {
     const unfinished = this.#log.unfinished();
+    inDoubtPayments.set(unfinished.length);
     for (const record of unfinished) {
       if (record.fromBank !== record.toBank && (record.state === "preparing" || record.state === "prepared")) {
         await this.#log.advance(record.paymentId, "aborted", { reason: "PAYMENT_ABORTED", reasonMessage: "the gateway restarted before deciding" });
+        this.#logger.warn({ paymentId: record.paymentId }, "presumed abort: undecided when the gateway restarted");
+      } else {
+        this.#logger.info({ paymentId: record.paymentId, state: record.state }, "recovering: driving the logged decision to every bank");
       }
     }
     for (const record of unfinished) {
@@ -174,7 +182,12 @@ export class Coordinator {
 
   async #drive(details: PaymentDetails): Promise<PaymentOutcome> {
     const { record, durable } = this.#log.begin(details);
+    inDoubtPayments.inc();
     await durable;
+    this.#logger.info(
+      { paymentId: record.paymentId, from: `${record.fromUser}@${record.fromBank}`, to: `${record.toUser}@${record.toBank}`, amountMinor: record.amountMinor.toString() },
+      "payment begun",
+    );
     crashPoint("gateway-after-preparing");
     return details.fromBank === details.toBank ? this.#runLocal(record) : this.#runTwoPhase(record);
   }
@@ -183,12 +196,15 @@ export class Coordinator {
     const source = this.#requireLink(record.fromBank);
     const target = this.#requireLink(record.toBank);
     const timeoutMs = this.#options.prepareTimeoutMs;
+    const stopPrepareTimer = phaseSeconds.startTimer({ phase: "prepare" });
     const votes = await Promise.allSettled([
       source.prepare(record.paymentId, record.fromUser, "debit", record.amountMinor, timeoutMs),
       target.prepare(record.paymentId, record.toUser, "credit", record.amountMinor, timeoutMs),
     ]);
+    stopPrepareTimer();
     crashPoint("gateway-after-prepares");
     const refusal = chooseRefusal(votes.flatMap((vote) => (vote.status === "rejected" ? [PaymentError.fromGrpc(vote.reason)] : [])));
+    const stopDecisionTimer = phaseSeconds.startTimer({ phase: "decision_log" });
     if (refusal === null && this.#options.unsafeLogDecisionLate === true) {
       record.state = "committed"; // in memory only: the bug under test
       await this.#startPhase2(record, "commit");
@@ -200,6 +216,8 @@ export class Coordinator {
     } else {
       await this.#log.advance(record.paymentId, "aborted", { reason: refusal.code, reasonMessage: refusal.message });
     }
+    stopDecisionTimer();
+    this.#logger.info({ paymentId: record.paymentId, decision: refusal === null ? "commit" : "abort", ...(refusal === null ? {} : { reason: refusal.code }) }, "decision logged");
     const phase2 = this.#startPhase2(record, refusal === null ? "commit" : "abort");
     await waitAtMost(phase2, this.#options.replyWaitMs);
     return this.#outcomeOf(record);
@@ -207,16 +225,21 @@ export class Coordinator {
 
   async #runLocal(record: PaymentRecord): Promise<PaymentOutcome> {
     const bank = this.#requireLink(record.fromBank);
+    const stopTimer = phaseSeconds.startTimer({ phase: "same_bank" });
     try {
       const balanceAfterMinor = await bank.transfer(record.paymentId, record.fromUser, record.toUser, record.amountMinor, this.#options.decisionCallTimeoutMs);
       await this.#log.advance(record.paymentId, "committed", { balanceAfterMinor, finished: true });
+      stopTimer();
+      this.#finished(record);
       return this.#outcomeOf(record);
     } catch (thrown) {
       const error = PaymentError.fromGrpc(thrown);
       if (!isAmbiguous(error)) {
         await this.#log.advance(record.paymentId, "aborted", { reason: error.code, reasonMessage: error.message, finished: true });
+        this.#finished(record);
         return this.#outcomeOf(record);
       }
+      this.#logger.warn({ paymentId: record.paymentId, reason: error.code }, "same-bank transfer unanswered; settling it with the bank");
       const resolution = this.#resolveLocal(record, error);
       return waitAtMost(resolution, this.#options.replyWaitMs).then(() => this.#outcomeOf(record));
     }
@@ -227,7 +250,7 @@ export class Coordinator {
    * that the payment must never apply, or it answers that it already committed it.
    */
   async #resolveLocal(record: PaymentRecord, cause: PaymentError): Promise<PaymentOutcome> {
-    await this.#retryUntilAcknowledged(record.fromBank, async (bank) => {
+    await this.#retryUntilAcknowledged(record.paymentId, record.fromBank, async (bank) => {
       try {
         await bank.abort(record.paymentId, this.#options.decisionCallTimeoutMs);
         await this.#log.advance(record.paymentId, "aborted", { reason: cause.code === "PAYMENT_ABORTED" ? cause.code : "BANK_UNAVAILABLE", reasonMessage: cause.message, finished: true });
@@ -237,6 +260,7 @@ export class Coordinator {
         await this.#log.advance(record.paymentId, "committed", { finished: true });
       }
     });
+    this.#finished(record);
     return this.#outcomeOf(record);
   }
 
@@ -250,13 +274,14 @@ export class Coordinator {
 
   async #phase2(record: PaymentRecord, decision: Decision): Promise<void> {
     let acknowledged = 0;
+    const stopTimer = phaseSeconds.startTimer({ phase: decision });
     const legs = [
       { bank: record.fromBank, isSource: true },
       { bank: record.toBank, isSource: false },
     ];
     await Promise.all(
       legs.map(({ bank, isSource }) =>
-        this.#retryUntilAcknowledged(bank, async (link) => {
+        this.#retryUntilAcknowledged(record.paymentId, bank, async (link) => {
           if (decision === "commit") {
             const balanceAfterMinor = await link.commit(record.paymentId, this.#options.decisionCallTimeoutMs);
             if (isSource) record.balanceAfterMinor = balanceAfterMinor;
@@ -270,13 +295,21 @@ export class Coordinator {
     );
     if (this.#stopping) return;
     await this.#log.advance(record.paymentId, record.state, { finished: true, balanceAfterMinor: record.balanceAfterMinor });
+    stopTimer();
+    this.#finished(record);
+  }
+
+  #finished(record: PaymentRecord): void {
+    inDoubtPayments.dec();
+    paymentsTotal.inc({ outcome: record.state, kind: record.fromBank === record.toBank ? "same_bank" : "cross_bank" });
+    this.#logger.info({ paymentId: record.paymentId, outcome: record.state, ...(record.reason === null ? {} : { reason: record.reason }) }, "payment finished");
   }
 
   /**
    * Repeats `attempt` against `bank` with capped exponential backoff until it succeeds. A decision must
    * reach every bank, so there is no attempt limit; each attempt has its own deadline.
    */
-  async #retryUntilAcknowledged(bank: string, attempt: (link: BankLink) => Promise<void>): Promise<void> {
+  async #retryUntilAcknowledged(paymentId: string, bank: string, attempt: (link: BankLink) => Promise<void>): Promise<void> {
     let delayMs = this.#options.retryDelayMinMs;
     for (;;) {
       if (this.#stopping) return;
@@ -289,7 +322,7 @@ export class Coordinator {
         const error = PaymentError.fromGrpc(thrown);
         if (!isAmbiguous(error)) {
           // A bank that refuses a decision contradicts its own vote: an operator must look.
-          process.stderr.write(`paynet: bank ${bank} refused a decision: ${error.code}: ${error.message}\n`);
+          this.#logger.error({ paymentId, bank, reason: error.code }, `bank refused a decision: ${error.message}`);
         }
       }
       await sleep(delayMs * (0.5 + Math.random() / 2));

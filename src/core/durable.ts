@@ -3,6 +3,7 @@ import { open, rename, mkdir, rm, readdir } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { crashPoint } from "./crash.js";
+import { fsyncSeconds } from "./metrics.js";
 
 async function fsyncDirectory(directory: string): Promise<void> {
   const handle = await open(directory, "r");
@@ -19,6 +20,7 @@ async function fsyncDirectory(directory: string): Promise<void> {
  */
 export async function writeFileAtomic(path: string, data: string, options: { mode?: number; crashName?: string } = {}): Promise<void> {
   const directory = dirname(path);
+  const stopTimer = fsyncSeconds.startTimer({ file: basename(path) });
   await mkdir(directory, { recursive: true });
   const temp = join(directory, `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
   const handle = await open(temp, "w", options.mode ?? 0o644);
@@ -34,6 +36,7 @@ export async function writeFileAtomic(path: string, data: string, options: { mod
   if (options.crashName !== undefined) crashPoint(options.crashName);
   await rename(temp, path);
   await fsyncDirectory(directory);
+  stopTimer();
 }
 
 /** Appends lines and fsyncs them before returning, for append-only logs. */

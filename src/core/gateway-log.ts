@@ -6,6 +6,7 @@ import { appendDurable, writeFileAtomic } from "./durable.js";
 import { CoalescingWriter } from "./coalescing-writer.js";
 import { holdFileLock } from "./file-lock.js";
 import { isReason, type Reason } from "./errors.js";
+import { groupCommitBatchSize } from "./metrics.js";
 
 /** A payment's state only moves forward: preparing → prepared → committed | aborted. */
 export type PaymentState = "preparing" | "prepared" | "committed" | "aborted";
@@ -103,7 +104,10 @@ export class GatewayLog {
   private constructor(paths: GatewayLogPaths, nowMs: () => number) {
     this.#paths = paths;
     this.#nowMs = nowMs;
-    this.#writer = new CoalescingWriter(() => this.#writeSnapshot());
+    this.#writer = new CoalescingWriter(
+      () => this.#writeSnapshot(),
+      (callers) => groupCommitBatchSize.observe({ file: "transaction_logs.json" }, callers),
+    );
   }
 
   /** Loads the log, holding its lock for the life of the process: one coordinator per data dir. */
@@ -146,6 +150,10 @@ export class GatewayLog {
 
   get(paymentId: string): PaymentRecord | undefined {
     return this.#records.get(paymentId);
+  }
+
+  all(): IterableIterator<PaymentRecord> {
+    return this.#records.values();
   }
 
   unfinished(): PaymentRecord[] {

@@ -8,14 +8,38 @@ import type { Coordinator } from "./coordinator.js";
 import type { BankRegistry } from "./bank-registry.js";
 import type { SessionStore } from "./sessions.js";
 import type { LoginThrottle } from "./login-throttle.js";
+import type { GatewayLog, PaymentRecord } from "./gateway-log.js";
+import type { Logger } from "./log.js";
+
+const statusCallTimeoutMs = 1_000;
+const inDoubtListedMax = 20;
+
+function summaryOf(record: PaymentRecord) {
+  return {
+    paymentId: record.paymentId,
+    state: record.state,
+    finished: record.finished,
+    fromUser: record.fromUser,
+    fromBank: record.fromBank,
+    toUser: record.toUser,
+    toBank: record.toBank,
+    amountMinor: record.amountMinor,
+    createdAtMs: BigInt(record.createdAtMs),
+    decidedAtMs: BigInt(record.decidedAtMs ?? 0),
+    finishedAtMs: BigInt(record.finishedAtMs ?? 0),
+    reason: record.reason ?? "",
+    reasonMessage: record.reasonMessage ?? "",
+  };
+}
 
 export interface GatewayServiceDeps {
   coordinator: Coordinator;
+  coordinatorLog: GatewayLog;
   registry: BankRegistry;
   sessions: SessionStore;
   throttle: LoginThrottle;
   bankCallTimeoutMs: number;
-  log: (line: string) => void;
+  logger: Logger;
 }
 
 /** "ipv4:127.0.0.1:5555" → "127.0.0.1": throttling is per host, not per connection. */
@@ -25,7 +49,7 @@ function peerHost(peerAddress: string): string {
 }
 
 export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<(typeof PaymentGateway)["method"]> {
-  const { coordinator, registry, sessions, throttle, bankCallTimeoutMs, log } = deps;
+  const { coordinator, coordinatorLog, registry, sessions, throttle, bankCallTimeoutMs, logger } = deps;
 
   const bankOf = (bank: string) => {
     const link = registry.link(bank);
@@ -47,13 +71,13 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
       } catch (error) {
         if (error instanceof PaymentError && error.code === "UNAUTHENTICATED") {
           throttle.failure(userKey, peerKey);
-          log(`failed login for ${userKey} from ${peerKey}`);
+          logger.warn({ user: userKey, peer: peerKey }, "failed login");
         }
         throw error;
       }
       throttle.success(userKey);
       const session = sessions.open(username, bank);
-      log(`login ${username}@${bank}`);
+      logger.info({ user: `${username}@${bank}` }, "login");
       return { token: session.token, expiresAtMs: BigInt(session.expiresAtMs) };
     },
 
@@ -64,7 +88,7 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
       if (context.peer.role !== "bank" || context.peer.bank !== bank) {
         throw new PaymentError("PERMISSION_DENIED", `${describePeer(context.peer)} may not register as bank ${bank}`);
       }
-      if (await registry.register(bank, address)) log(`bank ${bank} registered at ${address}`);
+      if (await registry.register(bank, address)) logger.info({ bank, address }, `bank ${bank} registered at ${address}`);
       return {};
     },
 
@@ -85,6 +109,41 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
       const session = sessions.resolve(request.token);
       const view = await bankOf(session.bank).balance(session.username, bankCallTimeoutMs);
       return { username: session.username, bank: session.bank, balanceMinor: view.balanceMinor, availableMinor: view.availableMinor };
+    },
+
+    async getStatus(_request, context) {
+      requireRole(context.peer, ["operator"], "GetStatus");
+      const counts = { preparing: 0, committing: 0, aborting: 0, committed: 0, aborted: 0 };
+      const unfinished: PaymentRecord[] = [];
+      for (const record of coordinatorLog.all()) {
+        if (record.finished) counts[record.state === "committed" ? "committed" : "aborted"] += 1;
+        else {
+          unfinished.push(record);
+          if (record.state === "committed") counts.committing += 1;
+          else if (record.state === "aborted") counts.aborting += 1;
+          else counts.preparing += 1;
+        }
+      }
+      const banks = await Promise.all(
+        registry.entries().map(async ({ bank, address, lastSeenMs }) => {
+          try {
+            const holds = await registry.link(bank)!.holds(statusCallTimeoutMs);
+            return { name: bank, address, up: true, lastSeenMs: BigInt(lastSeenMs), holds: holds.length, oldestHoldPreparedAtMs: BigInt(holds[0]?.preparedAtMs ?? 0) };
+          } catch {
+            return { name: bank, address, up: false, lastSeenMs: BigInt(lastSeenMs), holds: 0, oldestHoldPreparedAtMs: 0n };
+          }
+        }),
+      );
+      unfinished.sort((a, b) => a.createdAtMs - b.createdAtMs);
+      return { banks, ...counts, inDoubt: unfinished.slice(0, inDoubtListedMax).map(summaryOf) };
+    },
+
+    async getPayment(request, context) {
+      requireRole(context.peer, ["operator"], "GetPayment");
+      const paymentId = validatePaymentId(request.paymentId);
+      const record = coordinatorLog.get(paymentId);
+      if (record === undefined) throw new PaymentError("UNKNOWN_PAYMENT", `no payment with id ${paymentId}`);
+      return { payment: summaryOf(record) };
     },
 
     async getDecision(request, context) {

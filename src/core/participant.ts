@@ -11,6 +11,8 @@ import { Mutex } from "./mutex.js";
 import { crashPoint } from "./crash.js";
 import { hashPassword, isPasswordHash, verifyPassword } from "./passwords.js";
 import { loadBankAccounts, rewriteBankRows, type BankAccount } from "./accounts-csv.js";
+import { silentLogger, type Logger } from "./log.js";
+import { holdsGauge } from "./metrics.js";
 import { readBankPending, writeBankPending, type BankPending, type Hold, type LegKind, type Finished } from "./pending-file.js";
 
 export interface ParticipantOptions {
@@ -22,6 +24,7 @@ export interface ParticipantOptions {
   /** Finished payments remembered to answer repeated Commit/Abort/Transaction calls. */
   finishedRetainedMax: number;
   nowMs?: () => number;
+  logger?: Logger;
 }
 
 export interface BalanceView {
@@ -36,6 +39,7 @@ export class Participant {
   readonly #pending: BankPending;
   readonly #mutex = new Mutex();
   readonly #nowMs: () => number;
+  readonly #logger: Logger;
 
   private constructor(options: ParticipantOptions, accounts: Map<string, BankAccount>, pending: BankPending) {
     this.bank = options.bank;
@@ -43,6 +47,8 @@ export class Participant {
     this.#accounts = accounts;
     this.#pending = pending;
     this.#nowMs = options.nowMs ?? Date.now;
+    this.#logger = options.logger ?? silentLogger;
+    holdsGauge.set(pending.holds.size);
   }
 
   /** Loads the bank's rows and pending state, migrating plaintext passwords and redoing interrupted changes. */
@@ -59,7 +65,10 @@ export class Participant {
       assert(this.#accounts.has(hold.username), `hold ${hold.paymentId} names unknown account ${hold.username}`);
     }
     if (this.#pending.applying.size === 0) return;
-    for (const applying of this.#pending.applying.values()) this.#setBalances(applying.balancesMinor);
+    for (const applying of this.#pending.applying.values()) {
+      this.#logger.warn({ paymentId: applying.paymentId }, "redoing a balance change interrupted by a crash");
+      this.#setBalances(applying.balancesMinor);
+    }
     await this.#finishApplying();
   }
 
@@ -109,6 +118,7 @@ export class Participant {
       const nowMs = this.#nowMs();
       this.#pending.holds.set(paymentId, { paymentId, username, kind, amountMinor, preparedAtMs: nowMs, expiresAtMs: nowMs + this.#options.holdTimeoutMs });
       await this.#writePending();
+      this.#logger.info({ paymentId, username, kind, amountMinor: amountMinor.toString() }, "voted yes: hold recorded");
       crashPoint("bank-after-hold");
     });
   }
@@ -125,6 +135,7 @@ export class Participant {
       const afterMinor = hold.kind === "debit" ? account.balanceMinor - hold.amountMinor : account.balanceMinor + hold.amountMinor;
       this.#pending.holds.delete(paymentId);
       await this.#apply(paymentId, { [hold.username]: afterMinor }, afterMinor);
+      this.#logger.info({ paymentId, username: hold.username, kind: hold.kind }, "committed");
       return afterMinor;
     });
   }
@@ -133,9 +144,10 @@ export class Participant {
   abort(paymentId: string): Promise<void> {
     return this.#mutex.run(async () => {
       if (this.#finishedOutcome(paymentId, "aborted") !== undefined) return;
-      this.#pending.holds.delete(paymentId);
+      const held = this.#pending.holds.delete(paymentId);
       this.#recordFinished({ paymentId, outcome: "aborted", atMs: this.#nowMs(), replyBalanceMinor: null });
       await this.#writePending();
+      this.#logger.info({ paymentId }, held ? "aborted: hold released" : "aborted before any prepare: it will be refused");
     });
   }
 
@@ -157,6 +169,7 @@ export class Participant {
       }
       const fromAfterMinor = from.balanceMinor - amountMinor;
       await this.#apply(paymentId, { [fromUser]: fromAfterMinor, [toUser]: to.balanceMinor + amountMinor }, fromAfterMinor);
+      this.#logger.info({ paymentId, from: fromUser, to: toUser, amountMinor: amountMinor.toString() }, "same-bank transfer applied");
       return fromAfterMinor;
     });
   }
@@ -249,7 +262,8 @@ export class Participant {
     return total;
   }
 
-  #writePending(): Promise<void> {
-    return writeBankPending(this.#options.pendingJsonPath, this.bank, this.#pending);
+  async #writePending(): Promise<void> {
+    await writeBankPending(this.#options.pendingJsonPath, this.bank, this.#pending);
+    holdsGauge.set(this.#pending.holds.size);
   }
 }

@@ -4,6 +4,7 @@ import { create, fromBinary, toBinary, type DescMessage, type DescService, type 
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { PaymentError, type Reason } from "./errors.js";
 import { peerIdentity, type PeerIdentity } from "./identity.js";
+import { rpcErrorsTotal } from "./metrics.js";
 
 /** Every paynet message is small; anything larger is refused before it is parsed. */
 export const messageBytesMax = 64 * 1024;
@@ -63,6 +64,7 @@ export function addService<M extends GenServiceMethods>(
         (thrown: unknown) => {
           const error = thrown instanceof PaymentError ? thrown : new PaymentError("INTERNAL", "internal error", { cause: thrown });
           if (!(thrown instanceof PaymentError)) process.stderr.write(`paynet: ${method.name} failed: ${(thrown as Error)?.stack ?? String(thrown)}\n`);
+          rpcErrorsTotal.inc({ method: method.name, reason: error.code });
           options.onError?.(error, context);
           callback(error.toServiceError());
         },

@@ -15,7 +15,7 @@ import { takeNextPort } from "../core/port-file.js";
 import { banksOf, readAccountsCsv } from "../core/accounts-csv.js";
 import { validateBankName } from "../core/validate.js";
 import { PaymentError } from "../core/errors.js";
-import { onTerminate, logLine } from "./process.js";
+import { onTerminate, roleLogger, startMetrics } from "./process.js";
 
 export interface BankFlags {
   dataDir: string;
@@ -24,6 +24,7 @@ export interface BankFlags {
   port: number | undefined;
   gateway: string | undefined;
   holdTimeoutMs: number;
+  metricsPort: number | undefined;
 }
 
 export const bankTimeouts = Object.freeze({
@@ -72,37 +73,39 @@ async function listen(flags: BankFlags, bindServer: (address: string) => Promise
 export async function runBank(flags: BankFlags): Promise<void> {
   const paths = dataPaths(flags.dataDir);
   const bank = await resolveBankName(flags.id, paths.accountsCsv);
-  const say = (line: string) => logLine(`bank ${bank}`, line);
+  const logger = roleLogger(`bank ${bank}`);
   const identity = await loadIdentity(paths.certificateDir, bankFiles(paths.certificateDir, bank));
-  for (const name of await removeStaleTempFiles(dirname(paths.accountsCsv))) say(`removed ${name}, left by a process that died mid-write`);
+  for (const name of await removeStaleTempFiles(dirname(paths.accountsCsv))) logger.warn({ file: name }, "removed a temp file left by a process that died mid-write");
   const participant = await Participant.open({
     bank,
     accountsCsvPath: paths.accountsCsv,
     pendingJsonPath: paths.pendingJson,
     holdTimeoutMs: flags.holdTimeoutMs,
     finishedRetainedMax: bankTimeouts.finishedRetainedMax,
+    logger,
   });
 
   const server = newServer();
   addService(server, Bank, bankService(participant), {
     onError: (error, context) => {
-      if (error.code === "PERMISSION_DENIED") say(`refused ${context.method} from ${describePeer(context.peer)} (${context.peerAddress})`);
+      if (error.code === "PERMISSION_DENIED") logger.warn({ method: context.method, peer: describePeer(context.peer), peerAddress: context.peerAddress }, `refused: ${error.message}`);
     },
   });
   const credentials = serverCredentials(identity);
   const port = await listen(flags, (address) => bind(server, address, credentials), paths.bankPortTxt);
   const address = `${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${port}`;
-  say(`listening on ${address} with ${participant.accountCount} accounts and ${participant.holds().length} prepared holds`);
+  const stopMetrics = await startMetrics(flags.metricsPort, logger);
+  logger.info({ address, accounts: participant.accountCount, holds: participant.holds().length }, `listening on ${address}`);
 
   const gateway = createClient(PaymentGateway, await gatewayAddress(flags.gateway, paths.clientGatewayTxt), clientCredentials(identity), expectServerName(gatewayServerName));
   let registered = false;
   const register = async () => {
     try {
       await gateway.registerServer({ bank, address }, { timeoutMs: bankTimeouts.registerTimeoutMs });
-      if (!registered) say(`registered with the gateway`);
+      if (!registered) logger.info({}, "registered with the gateway");
       registered = true;
     } catch (error) {
-      if (registered) say(`lost the gateway: ${PaymentError.fromGrpc(error).message}`);
+      if (registered) logger.warn({ reason: PaymentError.fromGrpc(error).code }, "lost the gateway");
       registered = false;
     }
   };
@@ -114,9 +117,9 @@ export async function runBank(flags: BankFlags): Promise<void> {
         const { decision } = await gateway.getDecision({ paymentId: hold.paymentId }, { timeoutMs: bankTimeouts.decisionQueryTimeoutMs });
         if (decision === Decision.COMMIT) await participant.commit(hold.paymentId);
         if (decision === Decision.ABORT) await participant.abort(hold.paymentId);
-        if (decision !== Decision.PENDING) say(`overdue hold ${hold.paymentId} resolved: ${Decision[decision]}`);
+        if (decision !== Decision.PENDING) logger.info({ paymentId: hold.paymentId, decision: Decision[decision] }, "overdue hold resolved by the coordinator");
       } catch (error) {
-        say(`overdue hold ${hold.paymentId}: no decision yet (${PaymentError.fromGrpc(error).code})`);
+        logger.warn({ paymentId: hold.paymentId, reason: PaymentError.fromGrpc(error).code }, "overdue hold: no decision yet");
       }
     }
   };
@@ -132,6 +135,7 @@ export async function runBank(flags: BankFlags): Promise<void> {
   }, bankTimeouts.sweepMs);
 
   onTerminate(async () => {
+    await stopMetrics?.();
     clearInterval(heartbeat);
     clearInterval(sweeper);
     gateway.close();

@@ -14,7 +14,7 @@ import { describePeer } from "../core/identity.js";
 import { bind, newServer, shutdown } from "../core/listen.js";
 import { dirname } from "node:path";
 import { removeStaleTempFiles, writeFileAtomic } from "../core/durable.js";
-import { onTerminate, logLine } from "./process.js";
+import { onTerminate, roleLogger, startMetrics } from "./process.js";
 
 export interface GatewayFlags {
   dataDir: string;
@@ -22,6 +22,7 @@ export interface GatewayFlags {
   port: number;
   /** See CoordinatorOptions.unsafeLogDecisionLate; set only by PAYNET_UNSAFE_LATE_DECISION_LOG=1. */
   unsafeLogDecisionLate: boolean;
+  metricsPort: number | undefined;
 }
 
 export const gatewayTimeouts = Object.freeze({
@@ -48,30 +49,32 @@ export const loginThrottling = Object.freeze({
 
 export async function runGateway(flags: GatewayFlags): Promise<void> {
   const paths = dataPaths(flags.dataDir);
+  const logger = roleLogger("gateway");
   const identity = await loadIdentity(paths.certificateDir, gatewayFiles(paths.certificateDir));
   const log = await GatewayLog.open(paths);
   await removeStaleTempFiles(dirname(paths.transactionLogsJson));
   const registry = await BankRegistry.open(paths.banksJson, clientCredentials(identity), { banksMax: gatewayTimeouts.banksMax });
-  const coordinator = new Coordinator(log, registry, { ...gatewayTimeouts, unsafeLogDecisionLate: flags.unsafeLogDecisionLate });
-  if (flags.unsafeLogDecisionLate) logLine("gateway", "WARNING: PAYNET_UNSAFE_LATE_DECISION_LOG is set: commit decisions are logged after phase 2 (a deliberately broken build)");
+  const coordinator = new Coordinator(log, registry, { ...gatewayTimeouts, unsafeLogDecisionLate: flags.unsafeLogDecisionLate }, logger);
+  if (flags.unsafeLogDecisionLate) logger.warn({}, "PAYNET_UNSAFE_LATE_DECISION_LOG is set: commit decisions are logged after phase 2 (a deliberately broken build)");
   const sessions = new SessionStore({ ttlMs: gatewayTimeouts.sessionTtlMs, sessionsMax: gatewayTimeouts.sessionsMax });
-  const say = (line: string) => logLine("gateway", line);
 
   const recovering = await coordinator.recover();
 
   const server = newServer();
-  addService(server, PaymentGateway, gatewayService({ coordinator, registry, sessions, throttle: new LoginThrottle(loginThrottling), bankCallTimeoutMs: gatewayTimeouts.bankCallTimeoutMs, log: say }), {
+  addService(server, PaymentGateway, gatewayService({ coordinator, coordinatorLog: log, registry, sessions, throttle: new LoginThrottle(loginThrottling), bankCallTimeoutMs: gatewayTimeouts.bankCallTimeoutMs, logger }), {
     onError: (error, context) => {
-      if (error.code === "PERMISSION_DENIED") say(`refused ${context.method} from ${describePeer(context.peer)} (${context.peerAddress}): ${error.message}`);
+      if (error.code === "PERMISSION_DENIED") logger.warn({ method: context.method, peer: describePeer(context.peer), peerAddress: context.peerAddress }, `refused: ${error.message}`);
     },
   });
   const port = await bind(server, `${flags.host}:${flags.port}`, serverCredentials(identity));
   const address = `${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${port}`;
   // Clients on this machine find the gateway here when no --gateway is given.
   await writeFileAtomic(paths.clientGatewayTxt, `${address}\n`);
-  say(`listening on ${address}${recovering > 0 ? ` (recovering ${recovering} unfinished payments)` : ""}`);
+  const stopMetrics = await startMetrics(flags.metricsPort, logger);
+  logger.info({ address, recovering }, `listening on ${address}`);
 
   onTerminate(async () => {
+    await stopMetrics?.();
     coordinator.stop();
     await shutdown(server, gatewayTimeouts.shutdownGraceMs);
     registry.close();

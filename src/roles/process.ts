@@ -1,8 +1,19 @@
-// Process plumbing shared by the roles: log lines and orderly exit on SIGINT/SIGTERM.
-import chalk from "chalk";
+// Process plumbing shared by the roles: the logger, the metrics endpoint, and orderly exit on SIGINT/SIGTERM.
+import { createLogger, type Logger } from "../core/log.js";
+import { serveMetrics } from "../core/metrics.js";
 
-export function logLine(role: string, line: string): void {
-  process.stdout.write(`${chalk.dim(new Date().toISOString())} ${chalk.cyan(`[${role}]`)} ${line}\n`);
+/** JSON lines, or readable lines when stdout is a terminal (PAYNET_LOG_FORMAT=json|pretty overrides). */
+export function roleLogger(role: string): Logger {
+  const format = process.env.PAYNET_LOG_FORMAT;
+  const pretty = format === "pretty" || (format !== "json" && process.stdout.isTTY === true);
+  return createLogger(role, { pretty });
+}
+
+export async function startMetrics(port: number | undefined, logger: Logger): Promise<(() => Promise<void>) | null> {
+  if (port === undefined) return null;
+  const { server, port: bound } = await serveMetrics(port);
+  logger.info({ metricsPort: bound }, `metrics on http://127.0.0.1:${bound}/metrics`);
+  return () => new Promise((resolve) => server.close(() => resolve()));
 }
 
 export function onTerminate(cleanup: () => Promise<void>): void {

@@ -2,9 +2,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import chalk from "chalk";
 import { banksInDataDir, ensureCertificates, seedDataDir } from "./seed.js";
-import { logLine } from "./process.js";
+import { roleLogger } from "./process.js";
+import { prettyLogLine } from "../core/log.js";
 
 export interface UpFlags {
   dataDir: string;
@@ -16,6 +16,7 @@ export interface UpFlags {
 
 const readyTimeoutMs = 60_000;
 const stopGraceMs = 5_000;
+const listeningPattern = /listening on ([0-9A-Za-z.:\[\]-]+:[0-9]+)/;
 const cliPath = fileURLToPath(new URL("../cli.js", import.meta.url));
 
 interface Child {
@@ -25,7 +26,8 @@ interface Child {
 }
 
 function start(name: string, args: string[], onLine: (line: string) => void): Child {
-  const child = spawn(process.execPath, [cliPath, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, FORCE_COLOR: "0" } });
+  // Children always log JSON lines; up shows them as they are, or readable on a terminal.
+  const child = spawn(process.execPath, [cliPath, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, FORCE_COLOR: "0", PAYNET_LOG_FORMAT: "json" } });
   for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on("line", onLine);
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   return { name, process: child, exited };
@@ -58,24 +60,26 @@ async function stopAll(children: Child[]): Promise<void> {
 }
 
 export async function runUp(flags: UpFlags): Promise<number> {
-  if (await seedDataDir(flags.dataDir)) logLine("up", `seeded ${flags.dataDir} from fixtures/`);
+  const logger = roleLogger("up");
+  const pretty = process.env.PAYNET_LOG_FORMAT === "pretty" || (process.env.PAYNET_LOG_FORMAT !== "json" && process.stdout.isTTY === true);
+  if (await seedDataDir(flags.dataDir)) logger.info({ dataDir: flags.dataDir }, "seeded the data dir from fixtures/");
   const banks = await banksInDataDir(flags.dataDir);
   const issued = await ensureCertificates(flags.dataDir, banks);
-  if (issued.length > 0) logLine("up", `issued ${issued.length} certificates in certificate/`);
+  if (issued.length > 0) logger.info({ certificates: issued.length }, "issued certificates in certificate/");
 
   const children: Child[] = [];
   let stopping = false;
   const spawnChild = (name: string, args: string[]) => {
     const lines = new EventTarget();
     const child = start(name, args, (line) => {
-      process.stdout.write(`${line}\n`);
+      process.stdout.write(`${pretty ? prettyLogLine(line) : line}\n`);
       lines.dispatchEvent(new CustomEvent("line", { detail: line }));
     });
     children.push(child);
     child.exited.then((code) => {
       if (stopping) return;
       stopping = true;
-      logLine("up", chalk.red(`${name} exited unexpectedly (code ${code}); stopping the network`));
+      logger.error({ process: name, code }, `${name} exited unexpectedly; stopping the network`);
       void stopAll(children).then(() => process.exit(1));
     });
     return { child, lines };
@@ -84,7 +88,7 @@ export async function runUp(flags: UpFlags): Promise<number> {
   const onSignal = () => {
     if (stopping) return;
     stopping = true;
-    logLine("up", "stopping the network");
+    logger.info({}, "stopping the network");
     void stopAll(children).then(() => process.exit(0));
   };
   process.on("SIGINT", onSignal);
@@ -92,21 +96,21 @@ export async function runUp(flags: UpFlags): Promise<number> {
 
   try {
     const gateway = spawnChild("gateway", ["gateway", "--data-dir", flags.dataDir, "--host", flags.host, "--port", String(flags.port)]);
-    const [, gatewayAddress] = await waitForLine(gateway.child, gateway.lines, /\[gateway\] listening on (\S+)/);
+    const [, gatewayAddress] = await waitForLine(gateway.child, gateway.lines, listeningPattern);
     const bankAddresses = await Promise.all(
       banks.map(async (bank, index) => {
         const portArgs = flags.bankPort === undefined ? [] : ["--port", String(flags.bankPort === 0 ? 0 : flags.bankPort + index)];
         const started = spawnChild(`bank ${bank}`, ["bank", "--id", bank, "--data-dir", flags.dataDir, "--host", flags.host, "--gateway", gatewayAddress!, ...portArgs]);
-        const [, address] = await waitForLine(started.child, started.lines, new RegExp(`\\[bank ${bank}\\] listening on (\\S+)`));
-        await waitForLine(started.child, started.lines, new RegExp(`\\[bank ${bank}\\] registered with the gateway`));
+        const [, address] = await waitForLine(started.child, started.lines, listeningPattern);
+        await waitForLine(started.child, started.lines, /registered with the gateway/);
         return `${bank} ${address}`;
       }),
     );
-    process.stdout.write(`${chalk.green("paynet up:")} ready: gateway ${gatewayAddress}, banks ${bankAddresses.join(", ")} (data dir ${flags.dataDir}); Ctrl-C stops\n`);
+    logger.info({ gateway: gatewayAddress, banks: bankAddresses, dataDir: flags.dataDir }, `ready: gateway ${gatewayAddress}, banks ${bankAddresses.join(", ")}; Ctrl-C stops`);
   } catch (error) {
     if (!stopping) {
       stopping = true;
-      logLine("up", chalk.red((error as Error).message));
+      logger.error({}, (error as Error).message);
       await stopAll(children);
     }
     return 1;

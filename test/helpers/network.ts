@@ -158,7 +158,7 @@ export class Network {
     const proc = new Proc("gateway", ["gateway", "--data-dir", this.dir, "--port", port, ...(options.args ?? [])], options.env);
     this.#procs.push(proc);
     this.gateway = proc;
-    const [, address] = await proc.waitFor(/\[gateway\] listening on (\S+)/);
+    const [, address] = await proc.waitFor(/listening on ([0-9.:]+)/);
     this.gatewayAddress = address!;
     return proc;
   }

@@ -1,0 +1,111 @@
+// The operator's view: `paynet status` and `paynet payment <id>`, with the operator certificate.
+import chalk from "chalk";
+import { PaymentGateway, type PaymentSummary } from "../gen/paynet/v1/paynet_pb.js";
+import { dataPaths } from "../core/paths.js";
+import { loadIdentity, operatorFiles } from "../core/certificates.js";
+import { createClient } from "../core/rpc.js";
+import { clientCredentials, expectServerName } from "../core/tls.js";
+import { gatewayServerName } from "../core/identity.js";
+import { PaymentError, isAmbiguous } from "../core/errors.js";
+import { formatMinor } from "../core/money.js";
+import { validatePaymentId } from "../core/validate.js";
+import { OfflineQueue } from "../core/client-files.js";
+import { gatewayAddress } from "./bank.js";
+import { reportRepair } from "./client-context.js";
+
+const statusTimeoutMs = 10_000;
+
+export interface StatusFlags {
+  dataDir: string;
+  gateway: string | undefined;
+  json: boolean;
+}
+
+async function operatorClient(flags: StatusFlags) {
+  const paths = dataPaths(flags.dataDir);
+  const identity = await loadIdentity(paths.certificateDir, operatorFiles(paths.certificateDir));
+  return createClient(PaymentGateway, await gatewayAddress(flags.gateway, paths.clientGatewayTxt), clientCredentials(identity), expectServerName(gatewayServerName), "GATEWAY_UNAVAILABLE");
+}
+
+const time = (ms: bigint) => (ms === 0n ? null : new Date(Number(ms)).toISOString());
+
+function summaryJson(payment: PaymentSummary) {
+  return {
+    id: payment.paymentId,
+    state: payment.state,
+    finished: payment.finished,
+    from: `${payment.fromUser}@${payment.fromBank}`,
+    to: `${payment.toUser}@${payment.toBank}`,
+    amount: formatMinor(payment.amountMinor),
+    createdAt: time(payment.createdAtMs),
+    decidedAt: time(payment.decidedAtMs),
+    finishedAt: time(payment.finishedAtMs),
+    reason: payment.reason || null,
+    reasonMessage: payment.reasonMessage || null,
+  };
+}
+
+function fail(flags: StatusFlags, error: unknown): number {
+  const paymentError = error instanceof PaymentError ? error : PaymentError.fromGrpc(error);
+  process.stdout.write(flags.json ? `${JSON.stringify({ error: paymentError.code, message: paymentError.message })}\n` : chalk.red(`${paymentError.code}: ${paymentError.message}\n`));
+  return isAmbiguous(paymentError) ? 4 : 1;
+}
+
+export async function runStatus(flags: StatusFlags): Promise<number> {
+  const client = await operatorClient(flags);
+  try {
+    const status = await client.getStatus({}, { timeoutMs: statusTimeoutMs });
+    const queued = (await new OfflineQueue(dataPaths(flags.dataDir).offlinePaymentsJson, reportRepair).list()).length;
+    const report = {
+      banks: status.banks.map((bank) => ({ name: bank.name, address: bank.address, up: bank.up, lastSeen: time(bank.lastSeenMs), holds: bank.holds, oldestHold: time(bank.oldestHoldPreparedAtMs) })),
+      payments: { preparing: status.preparing, committing: status.committing, aborting: status.aborting, committed: status.committed, aborted: status.aborted },
+      inDoubt: status.inDoubt.map(summaryJson),
+      offlineQueue: queued,
+    };
+    if (flags.json) {
+      process.stdout.write(`${JSON.stringify(report)}\n`);
+      return 0;
+    }
+    const lines = [chalk.bold("banks")];
+    for (const bank of report.banks) {
+      lines.push(`  ${bank.name.padEnd(10)} ${bank.up ? chalk.green("up  ") : chalk.red("down")} ${bank.address.padEnd(22)} holds ${String(bank.holds).padStart(4)}  last seen ${bank.lastSeen ?? "never (since the gateway started)"}`);
+    }
+    const { payments } = report;
+    lines.push(chalk.bold("payments"), `  preparing ${payments.preparing}  committing ${payments.committing}  aborting ${payments.aborting}  finished: committed ${payments.committed}, aborted ${payments.aborted}`);
+    if (report.inDoubt.length > 0) {
+      lines.push(chalk.bold("oldest in doubt"));
+      for (const payment of report.inDoubt) lines.push(`  ${payment.createdAt} ${chalk.yellow(payment.state.padEnd(9))} ${payment.amount} ${payment.from} → ${payment.to} (payment ${payment.id})`);
+    }
+    lines.push(`${chalk.bold("offline queue")} (${dataPaths(flags.dataDir).offlinePaymentsJson}): ${queued}`);
+    process.stdout.write(`${lines.join("\n")}\n`);
+    return 0;
+  } catch (error) {
+    return fail(flags, error);
+  } finally {
+    client.close();
+  }
+}
+
+export async function runPayment(flags: StatusFlags & { id: string }): Promise<number> {
+  try {
+    validatePaymentId(flags.id, "id");
+  } catch (error) {
+    process.stderr.write(chalk.red(`usage error: ${(error as Error).message}\n`));
+    return 2;
+  }
+  const client = await operatorClient(flags);
+  try {
+    const { payment } = await client.getPayment({ paymentId: flags.id }, { timeoutMs: statusTimeoutMs });
+    const summary = summaryJson(payment!);
+    process.stdout.write(
+      flags.json
+        ? `${JSON.stringify(summary)}\n`
+        : `${summary.id}: ${summary.state}${summary.finished ? " (finished)" : " (in progress)"} ${summary.amount} ${summary.from} → ${summary.to}\n  created ${summary.createdAt}, decided ${summary.decidedAt ?? "-"}, finished ${summary.finishedAt ?? "-"}${summary.reason ? `\n  reason ${summary.reason}: ${summary.reasonMessage}` : ""}\n`,
+    );
+    return 0;
+  } catch (error) {
+    return fail(flags, error);
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,175 @@
+// The operator's view: status of in-doubt payments, one payment by id, Prometheus metrics, structured logs.
+import { after, afterEach, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { Network, passwords, runCli, waitUntil } from "./helpers/network.js";
+import type { PaymentError } from "../src/core/errors.js";
+
+const call = { timeoutMs: 30_000 };
+
+async function pay(network: Network, from: string, fromBank: string, to: string, toBank: string, amountMinor: bigint, paymentId: string): Promise<PaymentError | null> {
+  const gateway = await network.gatewayClient();
+  try {
+    const { token } = await gateway.registerClient({ username: from, password: passwords[from]!, bank: fromBank }, call);
+    await gateway.makePayment({ token, paymentId, toUser: to, toBank, amountMinor }, call);
+    return null;
+  } catch (error) {
+    return error as PaymentError;
+  } finally {
+    gateway.close();
+  }
+}
+
+/** Parses Prometheus text exposition: every line must be a comment or `name{labels} value`. */
+function parsePrometheus(text: string): Map<string, number> {
+  const samples = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("# HELP ") || line.startsWith("# TYPE ")) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$/.exec(line);
+    assert.ok(match, `not a Prometheus sample line: ${JSON.stringify(line)}`);
+    samples.set(`${match[1]}${match[2] ?? ""}`, Number(match[3]));
+  }
+  return samples;
+}
+
+describe("operator view", () => {
+  let network: Network | null = null;
+  afterEach(async () => {
+    await network?.banks.get("HDFC")?.child.kill("SIGCONT");
+    await network?.destroy();
+    network = null;
+  });
+
+  it("status shows a bank that is down and the payment held in doubt until it returns", async () => {
+    network = await Network.create();
+    const net = network;
+    await net.start(["SBI", "HDFC"]);
+    const hdfc = net.banks.get("HDFC")!;
+    hdfc.child.kill("SIGSTOP");
+
+    const error = await pay(net, "alice", "SBI", "bob", "HDFC", 700n, "held-in-doubt-1");
+    assert.equal(error?.code, "BANK_UNAVAILABLE");
+    const status = await runCli(["status", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    const report = status.json as { banks: Array<{ name: string; up: boolean; holds: number }>; payments: Record<string, number>; inDoubt: Array<{ id: string; state: string; from: string; to: string; amount: string }>; offlineQueue: number };
+    assert.deepEqual(report.banks.map((bank) => [bank.name, bank.up]).sort(), [["HDFC", false], ["SBI", true]]);
+    assert.equal(report.banks.find((bank) => bank.name === "SBI")?.holds, 0, "SBI released its hold on the abort");
+    assert.equal(report.payments.aborting, 1, "decided abort, not yet acknowledged by HDFC");
+    assert.deepEqual(report.inDoubt.map((payment) => [payment.id, payment.state, payment.from, payment.to, payment.amount]), [["held-in-doubt-1", "aborted", "alice@SBI", "bob@HDFC", "7.00"]]);
+    assert.equal(report.offlineQueue, 0);
+
+    const human = await runCli(["status", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
+    assert.match(human.stdout, /HDFC\s+down/);
+    assert.match(human.stdout, /oldest in doubt\n.*aborted\s+7\.00 alice@SBI → bob@HDFC \(payment held-in-doubt-1\)/);
+
+    hdfc.child.kill("SIGCONT");
+    await waitUntil(async () => (await net.gatewayRecord("held-in-doubt-1"))?.finished === true, "the abort to reach HDFC");
+    const healed = await runCli(["status", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
+    const healedReport = healed.json as typeof report;
+    assert.deepEqual(healedReport.banks.map((bank) => bank.up), [true, true]);
+    assert.equal(healedReport.payments.aborting, 0);
+    assert.equal(healedReport.payments.aborted, 1);
+    assert.deepEqual(healedReport.inDoubt, []);
+
+    const one = await runCli(["payment", "held-in-doubt-1", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
+    assert.equal(one.code, 0, one.stdout + one.stderr);
+    assert.equal(one.json?.state, "aborted");
+    assert.equal(one.json?.finished, true);
+    assert.equal(one.json?.reason, "BANK_UNAVAILABLE");
+    for (const key of ["createdAt", "decidedAt", "finishedAt"]) assert.match(String(one.json?.[key]), /^\d{4}-\d\d-\d\dT/);
+    const unknown = await runCli(["payment", "no-such-payment", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
+    assert.equal(unknown.code, 1);
+    assert.equal(unknown.json?.error, "UNKNOWN_PAYMENT");
+  });
+
+  it("refuses the operator RPCs to a client certificate", async () => {
+    network = await Network.create();
+    await network.start(["SBI", "HDFC"]);
+    const gateway = await network.gatewayClient();
+    try {
+      await assert.rejects(gateway.getStatus({}, call), (error: PaymentError) => error.code === "PERMISSION_DENIED");
+      await assert.rejects(gateway.getPayment({ paymentId: "x" }, call), (error: PaymentError) => error.code === "PERMISSION_DENIED");
+    } finally {
+      gateway.close();
+    }
+  });
+});
+
+describe("metrics and logs", () => {
+  let network: Network;
+  const metricsPorts = new Map<string, number>();
+
+  before(async () => {
+    network = await Network.create();
+    const metricsArgs = { args: ["--metrics-port", "0"] };
+    await network.startGateway(metricsArgs);
+    await Promise.all(["SBI", "HDFC"].map((bank) => network.startBank(bank, metricsArgs)));
+    for (const [name, proc] of [["gateway", network.gateway!], ...[...network.banks].map(([bank, proc]) => [bank, proc] as const)] as const) {
+      const [, port] = await proc.waitFor(/metrics on http:\/\/127\.0\.0\.1:([0-9]+)\/metrics/);
+      metricsPorts.set(name, Number(port));
+    }
+    assert.equal(await pay(network, "alice", "SBI", "bob", "HDFC", 100n, "metrics-1"), null);
+    assert.equal(await pay(network, "bob", "HDFC", "carol", "SBI", 200n, "metrics-2"), null);
+    assert.equal(await pay(network, "alice", "SBI", "carol", "SBI", 300n, "metrics-3"), null);
+    assert.equal((await pay(network, "dave", "HDFC", "alice", "SBI", 10_000_000n, "metrics-4"))?.code, "INSUFFICIENT_FUNDS");
+    await waitUntil(async () => {
+      for (const id of ["metrics-1", "metrics-2", "metrics-3", "metrics-4"]) if ((await network.gatewayRecord(id))?.finished !== true) return false;
+      return true;
+    }, "every payment to finish");
+  });
+  after(async () => network.destroy());
+
+  async function scrape(name: string): Promise<Map<string, number>> {
+    const response = await fetch(`http://127.0.0.1:${metricsPorts.get(name)}/metrics`);
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get("content-type") ?? "", /^text\/plain/);
+    return parsePrometheus(await response.text());
+  }
+
+  it("the gateway's counters match the payments made", async () => {
+    const samples = await scrape("gateway");
+    assert.equal(samples.get('paynet_payments_total{outcome="committed",kind="cross_bank"}'), 2);
+    assert.equal(samples.get('paynet_payments_total{outcome="committed",kind="same_bank"}'), 1);
+    assert.equal(samples.get('paynet_payments_total{outcome="aborted",kind="cross_bank"}'), 1);
+    assert.equal(samples.get('paynet_2pc_phase_seconds_count{phase="prepare"}'), 3);
+    assert.equal(samples.get('paynet_2pc_phase_seconds_count{phase="commit"}'), 2);
+    assert.equal(samples.get('paynet_2pc_phase_seconds_count{phase="abort"}'), 1);
+    assert.equal(samples.get("paynet_payments_in_doubt"), 0);
+    assert.equal(samples.get('paynet_rpc_errors_total{method="MakePayment",reason="INSUFFICIENT_FUNDS"}'), 1);
+    assert.ok((samples.get('paynet_fsync_seconds_count{file="transaction_logs.json"}') ?? 0) >= 4);
+    assert.ok((samples.get('paynet_group_commit_batch_size_count{file="transaction_logs.json"}') ?? 0) >= 1);
+  });
+
+  it("each bank reports its holds, fsyncs and refusals", async () => {
+    const hdfc = await scrape("HDFC");
+    assert.equal(hdfc.get("paynet_bank_holds"), 0);
+    assert.ok((hdfc.get('paynet_fsync_seconds_count{file="pending_transactions.json"}') ?? 0) >= 4);
+    assert.ok((hdfc.get('paynet_fsync_seconds_count{file="dummydata.csv"}') ?? 0) >= 2);
+    assert.equal(hdfc.get('paynet_rpc_errors_total{method="Prepare",reason="INSUFFICIENT_FUNDS"}'), 1);
+  });
+
+  it("logs one JSON object per line, with the payment id on every line of a payment's life", async () => {
+    const procs = [network.gateway!, ...network.banks.values()];
+    const records = procs.flatMap((proc) =>
+      proc.lines.map((line) => {
+        const record = JSON.parse(line) as Record<string, unknown>;
+        for (const key of ["level", "time", "role", "msg"]) assert.ok(key in record, `${key} missing in ${line}`);
+        return record;
+      }),
+    );
+    const lifeOf = (id: string) => records.filter((record) => record.paymentId === id).map((record) => `${String(record.role)}: ${String(record.msg)}`);
+    assert.deepEqual(lifeOf("metrics-1").sort(), [
+      "bank HDFC: committed",
+      "bank HDFC: voted yes: hold recorded",
+      "bank SBI: committed",
+      "bank SBI: voted yes: hold recorded",
+      "gateway: decision logged",
+      "gateway: payment begun",
+      "gateway: payment finished",
+    ]);
+    assert.deepEqual(lifeOf("metrics-3").sort(), ["bank SBI: same-bank transfer applied", "gateway: payment begun", "gateway: payment finished"]);
+    for (const record of records) {
+      const text = JSON.stringify(record);
+      for (const password of Object.values(passwords)) assert.ok(!text.includes(password), `a password in a log line: ${text}`);
+    }
+  });
+});
