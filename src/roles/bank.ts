@@ -29,7 +29,8 @@ export interface BankFlags {
 
 export const bankTimeouts = Object.freeze({
   holdTimeoutMsDefault: 30_000,
-  finishedRetainedMax: 100_000,
+  /** Enough to answer repeats of any payment still in flight; every write carries them, so keep it modest. */
+  finishedRetainedMax: 10_000,
   heartbeatMs: 2_000,
   registerTimeoutMs: 2_000,
   decisionQueryTimeoutMs: 2_000,
@@ -83,6 +84,11 @@ export async function runBank(flags: BankFlags): Promise<void> {
     holdTimeoutMs: flags.holdTimeoutMs,
     finishedRetainedMax: bankTimeouts.finishedRetainedMax,
     logger,
+    onWriteFailure: (error) => {
+      // Memory is now ahead of disk: stop, and let a restart recover from what is durable.
+      logger.error({ error: String(error) }, "a durable write failed; exiting");
+      process.exit(70);
+    },
   });
 
   const server = newServer();
