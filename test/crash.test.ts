@@ -26,8 +26,8 @@ const cases: CrashCase[] = [
   { point: "gateway-after-prepares", role: "gateway", payment: crossBank, expected: "aborted" },
   { point: "gateway-after-commit-logged", role: "gateway", payment: crossBank, expected: "committed" },
   { point: "gateway-after-first-commit", role: "gateway", payment: crossBank, expected: "committed" },
-  // The log's first write is the new payment itself: lost, so the client's retry runs it afresh.
-  { point: "gateway-log-temp-written", role: "gateway", payment: crossBank, expected: "committed" },
+  // The journal's first append is the new payment itself, torn: dropped at restart, so the retry runs it afresh.
+  { point: "gateway-journal-torn", role: "gateway", payment: crossBank, expected: "committed" },
   { point: "bank-after-hold", role: "HDFC", payment: crossBank, expected: "aborted" },
   { point: "pending-temp-written", role: "SBI", payment: crossBank, expected: "aborted" },
   { point: "bank-before-commit", role: "HDFC", payment: crossBank, expected: "committed" },

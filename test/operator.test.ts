@@ -135,8 +135,8 @@ describe("metrics and logs", () => {
     assert.equal(samples.get('paynet_2pc_phase_seconds_count{phase="abort"}'), 1);
     assert.equal(samples.get("paynet_payments_in_doubt"), 0);
     assert.equal(samples.get('paynet_rpc_errors_total{method="MakePayment",reason="INSUFFICIENT_FUNDS"}'), 1);
-    assert.ok((samples.get('paynet_fsync_seconds_count{file="transaction_logs.json"}') ?? 0) >= 4);
-    assert.ok((samples.get('paynet_group_commit_batch_size_count{file="transaction_logs.json"}') ?? 0) >= 1);
+    assert.ok((samples.get('paynet_fsync_seconds_count{file="transaction_logs.journal"}') ?? 0) >= 4);
+    assert.ok((samples.get('paynet_group_commit_batch_size_count{file="transaction_logs.journal"}') ?? 0) >= 1);
   });
 
   it("each bank reports its holds, fsyncs and refusals", async () => {

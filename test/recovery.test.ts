@@ -92,11 +92,11 @@ describe("recovery", () => {
   describe("damaged state files are refused at start, named, and left as they are", () => {
     const truncate = (text: string) => text.slice(0, Math.floor(text.length / 2));
 
-    it("a truncated payment log stops the gateway", async () => {
+    it("a payment log snapshot cut short stops the gateway", async () => {
       network = await Network.create();
       await network.start(["SBI", "HDFC"]);
       assert.equal(await pay(network, "before-damage-1"), null);
-      await network.stop();
+      await network.stop("SIGTERM"); // an orderly stop folds the journal into the snapshot
       const damaged = truncate(await readFile(network.paths.transactionLogsJson, "utf8"));
       await writeFile(network.paths.transactionLogsJson, damaged);
       const gateway = new Proc("gateway", ["gateway", "--data-dir", network.dir, "--port", "0"]);
@@ -104,6 +104,39 @@ describe("recovery", () => {
       assert.notEqual(code, 0);
       assert.match(gateway.lines.join("\n"), /transaction_logs\.json: not valid JSON/);
       assert.equal(await readFile(network.paths.transactionLogsJson, "utf8"), damaged);
+    });
+
+    it("a damaged journal line stops the gateway, naming the line", async () => {
+      network = await Network.create();
+      await network.start(["SBI", "HDFC"]);
+      assert.equal(await pay(network, "before-damage-3"), null);
+      await network.stop();
+      const lines = (await readFile(network.paths.transactionLogsJournal, "utf8")).split("\n");
+      lines[1] = lines[1]!.replace(/"state":"[a-z]+"/, '"state":"lost"');
+      const damaged = lines.join("\n");
+      await writeFile(network.paths.transactionLogsJournal, damaged);
+      const gateway = new Proc("gateway", ["gateway", "--data-dir", network.dir, "--port", "0"]);
+      const { code } = await gateway.exited;
+      assert.notEqual(code, 0);
+      assert.match(gateway.lines.join("\n"), /transaction_logs\.journal:2: not a payment record/);
+      assert.equal(await readFile(network.paths.transactionLogsJournal, "utf8"), damaged);
+    });
+
+    it("a torn final journal line (an append cut short) is dropped, and the log goes on", async () => {
+      network = await Network.create();
+      await network.start(["SBI", "HDFC"]);
+      assert.equal(await pay(network, "before-tear-1"), null);
+      await network.stop();
+      const intact = await readFile(network.paths.transactionLogsJournal, "utf8");
+      await writeFile(network.paths.transactionLogsJournal, `${intact}{"paymentId":"torn-1","fromUser":"al`);
+      await network.start(["SBI", "HDFC"]);
+      await network.gateway!.waitFor(/dropped a torn final journal line/);
+      assert.equal((await network.gatewayRecord("before-tear-1"))?.state, "committed");
+      assert.equal(await pay(network, "after-tear-1"), null);
+      const journal = await readFile(network.paths.transactionLogsJournal, "utf8");
+      assert.ok(journal.startsWith(intact), "the complete lines are kept");
+      assert.ok(!journal.includes("torn-1"), "the torn line is gone");
+      assert.equal((await network.gatewayRecord("after-tear-1"))?.state, "committed");
     });
 
     it("a truncated pending file stops the bank", async () => {

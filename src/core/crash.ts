@@ -20,3 +20,8 @@ export function crashPoint(name: string): void {
   process.stderr.write(`paynet: crash point ${name} reached, exiting abruptly\n`);
   process.kill(process.pid, "SIGKILL");
 }
+
+/** Whether the next pass through `name` would crash, for points that must prepare a partial write. */
+export function isCrashPointArmed(name: string): boolean {
+  return armedPoint === name && passesLeft === 1;
+}

@@ -2,7 +2,7 @@
 import { open, rename, mkdir, rm, readdir } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { crashPoint } from "./crash.js";
+import { crashPoint, isCrashPointArmed } from "./crash.js";
 import { fsyncSeconds } from "./metrics.js";
 
 async function fsyncDirectory(directory: string): Promise<void> {
@@ -39,17 +39,31 @@ export async function writeFileAtomic(path: string, data: string, options: { mod
   stopTimer();
 }
 
-/** Appends lines and fsyncs them before returning, for append-only logs. */
-export async function appendDurable(path: string, text: string): Promise<void> {
+/**
+ * Appends text and fsyncs it before returning, for append-only logs. With `tornCrashName` armed as a
+ * crash point, half the text is written and synced before the process dies: a torn append, as a power
+ * cut would leave it.
+ */
+export async function appendDurable(path: string, text: string, options: { tornCrashName?: string } = {}): Promise<void> {
   const directory = dirname(path);
+  const stopTimer = fsyncSeconds.startTimer({ file: basename(path) });
   await mkdir(directory, { recursive: true });
   const handle = await open(path, "a", 0o644);
   try {
+    if (options.tornCrashName !== undefined && isCrashPointArmed(options.tornCrashName)) {
+      const half = text.slice(0, Math.max(1, Math.floor(text.length / 2)));
+      await handle.writeFile(half, "utf8");
+      await handle.sync();
+      crashPoint(options.tornCrashName);
+    } else if (options.tornCrashName !== undefined) {
+      crashPoint(options.tornCrashName); // counts the pass; crashes only on the armed one, above
+    }
     await handle.writeFile(text, "utf8");
     await handle.sync();
   } finally {
     await handle.close();
   }
+  stopTimer();
 }
 
 const tempNamePattern = /^\..+\.([0-9]+)\.[0-9a-f]{12}\.tmp$/;

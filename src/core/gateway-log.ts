@@ -1,6 +1,6 @@
 // Owns payment_gateway/transaction_logs.json (each payment's state) and transactions.txt (its idempotency
 // keys, append-only). Both are durable before the promise of a change resolves; the JSON is group-committed.
-import { readFile } from "node:fs/promises";
+import { readFile, truncate } from "node:fs/promises";
 import { assert } from "./assert.js";
 import { appendDurable, writeFileAtomic } from "./durable.js";
 import { CoalescingWriter } from "./coalescing-writer.js";
@@ -91,7 +91,73 @@ function decode(raw: Record<string, unknown>, where: string): PaymentRecord {
 
 export interface GatewayLogPaths {
   transactionLogsJson: string;
+  transactionLogsJournal: string;
   transactionsTxt: string;
+}
+
+/** The journal is folded into the snapshot once it holds this many lines (and at every orderly close). */
+export const journalLinesCompactAfter = 20_000;
+
+interface LoadedRecords {
+  records: Map<string, PaymentRecord>;
+  journalLines: number;
+  /** Bytes of complete lines in the journal; anything after them is a torn final append. */
+  journalCompleteBytes: number;
+  tornBytes: number;
+}
+
+async function readOptional(path: string): Promise<string> {
+  return readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return "";
+    throw error;
+  });
+}
+
+/**
+ * Reads the snapshot (transaction_logs.json), then replays the journal over it: each journal line is a
+ * whole record, so the last line of a payment is its state. A final line without its newline is an append
+ * that a crash cut short (its fsync never finished, so nothing was answered on it) and is ignored; any
+ * other damage refuses to load, naming the file and the line.
+ */
+async function loadRecords(paths: GatewayLogPaths): Promise<LoadedRecords> {
+  const records = new Map<string, PaymentRecord>();
+  const snapshotPath = paths.transactionLogsJson;
+  const text = await readOptional(snapshotPath);
+  if (text.trim() !== "") {
+    let document: { format?: unknown; payments?: unknown };
+    try {
+      document = JSON.parse(text);
+    } catch (error) {
+      throw new GatewayLogError(`${snapshotPath}: not valid JSON (truncated or corrupt?): ${(error as Error).message}; refusing to start, fix or restore the file`);
+    }
+    if (document.format !== formatTag || !Array.isArray(document.payments)) throw new GatewayLogError(`${snapshotPath}: not a ${formatTag} document; refusing to start`);
+    document.payments.forEach((raw, index) => {
+      try {
+        const record = decode(raw as Record<string, unknown>, `payments[${index}]`);
+        records.set(record.paymentId, record);
+      } catch (error) {
+        throw new GatewayLogError(`${snapshotPath}: ${(error as Error).message}; refusing to start`);
+      }
+    });
+  }
+  const journal = await readOptional(paths.transactionLogsJournal);
+  const completeEnd = journal.lastIndexOf("\n") + 1;
+  const lines = journal.slice(0, completeEnd).split("\n");
+  lines.pop();
+  lines.forEach((line, index) => {
+    try {
+      const record = decode(JSON.parse(line) as Record<string, unknown>, `line ${index + 1}`);
+      records.set(record.paymentId, record);
+    } catch (error) {
+      throw new GatewayLogError(`${paths.transactionLogsJournal}:${index + 1}: not a payment record (${(error as Error).message}); refusing to start, fix or restore the file`);
+    }
+  });
+  return { records, journalLines: lines.length, journalCompleteBytes: Buffer.byteLength(journal.slice(0, completeEnd)), tornBytes: Buffer.byteLength(journal.slice(completeEnd)) };
+}
+
+/** Every payment record as the files hold them now, for tools that read a data dir (no lock taken). */
+export async function readGatewayRecords(paths: GatewayLogPaths): Promise<Map<string, PaymentRecord>> {
+  return (await loadRecords(paths)).records;
 }
 
 export class GatewayLog {
@@ -99,14 +165,20 @@ export class GatewayLog {
   readonly #records = new Map<string, PaymentRecord>();
   readonly #writer: CoalescingWriter;
   readonly #nowMs: () => number;
+  /** Records changed since the last write began, and ids begun since then (for transactions.txt). */
+  #dirty = new Set<PaymentRecord>();
+  #newIds: string[] = [];
+  #journalLines = 0;
   #releaseLock: (() => Promise<void>) | null = null;
+  /** A torn final journal line found (and cut off) at open, in bytes; 0 if none. */
+  tornBytesDropped = 0;
 
   private constructor(paths: GatewayLogPaths, nowMs: () => number) {
     this.#paths = paths;
     this.#nowMs = nowMs;
     this.#writer = new CoalescingWriter(
-      () => this.#writeSnapshot(),
-      (callers) => groupCommitBatchSize.observe({ file: "transaction_logs.json" }, callers),
+      () => this.#writeBatch(),
+      (callers) => groupCommitBatchSize.observe({ file: "transaction_logs.journal" }, callers),
     );
   }
 
@@ -114,38 +186,22 @@ export class GatewayLog {
   static async open(paths: GatewayLogPaths, nowMs: () => number = Date.now): Promise<GatewayLog> {
     const log = new GatewayLog(paths, nowMs);
     log.#releaseLock = await holdFileLock(paths.transactionLogsJson);
-    await log.#load();
+    const loaded = await loadRecords(paths);
+    for (const [id, record] of loaded.records) log.#records.set(id, record);
+    log.#journalLines = loaded.journalLines;
+    if (loaded.tornBytes > 0) {
+      // Cut the torn append off before anything is appended after it.
+      await truncate(paths.transactionLogsJournal, loaded.journalCompleteBytes);
+      log.tornBytesDropped = loaded.tornBytes;
+    }
     return log;
   }
 
   async close(): Promise<void> {
     await this.#writer.flush();
+    await this.#compact();
     await this.#releaseLock?.();
     this.#releaseLock = null;
-  }
-
-  async #load(): Promise<void> {
-    const path = this.#paths.transactionLogsJson;
-    const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
-      if (error.code === "ENOENT") return "";
-      throw error;
-    });
-    if (text.trim() === "") return;
-    let document: { format?: unknown; payments?: unknown };
-    try {
-      document = JSON.parse(text);
-    } catch (error) {
-      throw new GatewayLogError(`${path}: not valid JSON (truncated or corrupt?): ${(error as Error).message}; refusing to start, fix or restore the file`);
-    }
-    if (document.format !== formatTag || !Array.isArray(document.payments)) throw new GatewayLogError(`${path}: not a ${formatTag} document; refusing to start`);
-    document.payments.forEach((raw, index) => {
-      try {
-        const record = decode(raw as Record<string, unknown>, `payments[${index}]`);
-        this.#records.set(record.paymentId, record);
-      } catch (error) {
-        throw new GatewayLogError(`${path}: ${(error as Error).message}; refusing to start`);
-      }
-    });
   }
 
   get(paymentId: string): PaymentRecord | undefined {
@@ -182,15 +238,16 @@ export class GatewayLog {
       finishedAtMs: null,
     };
     this.#records.set(record.paymentId, record);
-    const durable = Promise.all([appendDurable(this.#paths.transactionsTxt, `${record.paymentId}\n`), this.#writer.flush()]).then(() => undefined);
-    return { record, durable };
+    this.#dirty.add(record);
+    this.#newIds.push(record.paymentId);
+    return { record, durable: this.#writer.flush() };
   }
 
   /** Records an id the coordinator never began as aborted, so that it can never be committed later. */
   async tombstone(paymentId: string): Promise<void> {
     assert(!this.#records.has(paymentId), `tombstone over existing payment ${paymentId}`);
     const nowMs = this.#nowMs();
-    this.#records.set(paymentId, {
+    const record: PaymentRecord = {
       paymentId,
       fromUser: "",
       fromBank: "",
@@ -205,7 +262,9 @@ export class GatewayLog {
       createdAtMs: nowMs,
       decidedAtMs: nowMs,
       finishedAtMs: nowMs,
-    });
+    };
+    this.#records.set(paymentId, record);
+    this.#dirty.add(record);
     await this.#writer.flush();
   }
 
@@ -224,11 +283,33 @@ export class GatewayLog {
       record.finished = true;
       record.finishedAtMs = this.#nowMs();
     }
+    this.#dirty.add(record);
     await this.#writer.flush();
   }
 
-  async #writeSnapshot(): Promise<void> {
+  /** One group commit: the changed records appended to the journal, new ids to transactions.txt. */
+  async #writeBatch(): Promise<void> {
+    const changed = [...this.#dirty];
+    const newIds = this.#newIds;
+    this.#dirty = new Set();
+    this.#newIds = [];
+    if (changed.length > 0) {
+      const lines = changed.map((record) => `${JSON.stringify(encode(record))}\n`).join("");
+      await appendDurable(this.#paths.transactionLogsJournal, lines, { tornCrashName: "gateway-journal-torn" });
+      this.#journalLines += changed.length;
+    }
+    if (newIds.length > 0) await appendDurable(this.#paths.transactionsTxt, newIds.map((id) => `${id}\n`).join(""));
+    if (this.#journalLines >= journalLinesCompactAfter) await this.#compact();
+  }
+
+  /** Folds the journal into a new snapshot: the snapshot first (atomically), then an empty journal. */
+  async #compact(): Promise<void> {
+    if (this.#journalLines === 0) return;
     const payments = [...this.#records.values()].map(encode);
     await writeFileAtomic(this.#paths.transactionLogsJson, JSON.stringify({ format: formatTag, payments }) + "\n", { crashName: "gateway-log-temp-written" });
+    // A crash here replays the journal over a snapshot that already holds it: harmless, lines are whole records.
+    await writeFileAtomic(this.#paths.transactionLogsJournal, "");
+    this.#journalLines = 0;
   }
+
 }

@@ -6,6 +6,7 @@ export interface DataPaths {
   readonly certificateDir: string;
   readonly transactionsTxt: string;
   readonly transactionLogsJson: string;
+  readonly transactionLogsJournal: string;
   readonly banksJson: string;
   readonly accountsCsv: string;
   readonly pendingJson: string;
@@ -22,6 +23,7 @@ export function dataPaths(dataDir: string): DataPaths {
     certificateDir: join(root, "certificate"),
     transactionsTxt: join(root, "payment_gateway", "transactions.txt"),
     transactionLogsJson: join(root, "payment_gateway", "transaction_logs.json"),
+    transactionLogsJournal: join(root, "payment_gateway", "transaction_logs.journal"),
     banksJson: join(root, "payment_gateway", "banks.json"),
     accountsCsv: join(root, "server", "dummydata.csv"),
     pendingJson: join(root, "server", "pending_transactions.json"),

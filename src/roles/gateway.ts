@@ -52,6 +52,7 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   const logger = roleLogger("gateway");
   const identity = await loadIdentity(paths.certificateDir, gatewayFiles(paths.certificateDir));
   const log = await GatewayLog.open(paths);
+  if (log.tornBytesDropped > 0) logger.warn({ bytes: log.tornBytesDropped, file: paths.transactionLogsJournal }, "dropped a torn final journal line (an append cut short by a crash; nothing was answered on it)");
   await removeStaleTempFiles(dirname(paths.transactionLogsJson));
   const registry = await BankRegistry.open(paths.banksJson, clientCredentials(identity), { banksMax: gatewayTimeouts.banksMax });
   const coordinator = new Coordinator(log, registry, { ...gatewayTimeouts, unsafeLogDecisionLate: flags.unsafeLogDecisionLate }, logger);

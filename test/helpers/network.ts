@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { issueCertificates, clientFiles, loadIdentity, bankFiles, gatewayFiles, operatorFiles, type CertificateFiles } from "../../src/core/certificates.js";
 import { parseAccountsCsv } from "../../src/core/accounts-csv.js";
+import { readGatewayRecords, type PaymentRecord } from "../../src/core/gateway-log.js";
 import { dataPaths, type DataPaths } from "../../src/core/paths.js";
 import { createClient } from "../../src/core/rpc.js";
 import { clientCredentials, expectServerName } from "../../src/core/tls.js";
@@ -217,11 +218,8 @@ export class Network {
     return Object.values(document.banks).reduce((sum, section) => sum + section.holds.length + section.applying.length, 0);
   }
 
-  async gatewayRecord(paymentId: string): Promise<Record<string, unknown> | undefined> {
-    const text = await readFile(this.paths.transactionLogsJson, "utf8").catch(() => "");
-    if (text.trim() === "") return undefined;
-    const document = JSON.parse(text) as { payments: Array<Record<string, unknown>> };
-    return document.payments.find((payment) => payment.paymentId === paymentId);
+  async gatewayRecord(paymentId: string): Promise<PaymentRecord | undefined> {
+    return (await readGatewayRecords(this.paths)).get(paymentId);
   }
 
   async identity(files: (dir: string) => CertificateFiles) {
