@@ -4,10 +4,8 @@ import { afterEach, describe, it } from "node:test";
 import { readdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import assert from "node:assert/strict";
-import { Network, passwords, waitUntil, type Proc } from "./helpers/network.js";
-import { isAmbiguous, type PaymentError } from "../src/core/errors.js";
-
-const call = { timeoutMs: 30_000 };
+import { Network, waitUntil, type Proc } from "./helpers/network.js";
+import { isAmbiguous } from "../src/core/errors.js";
 
 type Role = "gateway" | "SBI" | "HDFC";
 
@@ -43,19 +41,11 @@ const amountMinor = 1000n;
 /** Pays with the same id until the answer is final (not "unknown"), as a careful client would. */
 async function payUntilFinal(network: Network, paymentId: string, payment: CrashCase["payment"]): Promise<{ status: "committed" } | { status: "aborted"; reason: string }> {
   for (let attempt = 1; ; attempt += 1) {
-    const gateway = await network.gatewayClient();
-    try {
-      const { token } = await gateway.registerClient({ username: payment.from, password: passwords[payment.from]!, bank: payment.fromBank }, call);
-      await gateway.makePayment({ token, paymentId, toUser: payment.to, toBank: payment.toBank, amountMinor }, call);
-      return { status: "committed" };
-    } catch (thrown) {
-      const error = thrown as PaymentError;
-      if (!isAmbiguous(error)) return { status: "aborted", reason: error.code };
-      if (attempt > 600) throw new Error(`no final answer for ${paymentId} after ${attempt} attempts: ${error.code} ${error.message}`);
-      await network.gatewayReady();
-    } finally {
-      gateway.close();
-    }
+    const error = await network.rawPay({ ...payment, amountMinor, paymentId });
+    if (error === null) return { status: "committed" };
+    if (!isAmbiguous(error)) return { status: "aborted", reason: error.code };
+    if (attempt > 600) throw new Error(`no final answer for ${paymentId} after ${attempt} attempts: ${error.code} ${error.message}`);
+    await network.gatewayReady();
   }
 }
 
@@ -79,7 +69,8 @@ describe("crash points", () => {
 
       // The first attempt meets the crash; whatever it answered, the crashed process is gone.
       const victim: Proc = testCase.role === "gateway" ? network.gateway! : network.banks.get(testCase.role)!;
-      const firstAttempt = payOnce(network, paymentId, testCase.payment);
+      // The answer, if any, is checked after recovery.
+      const firstAttempt = network.rawPay({ ...testCase.payment, amountMinor, paymentId });
       const { signal } = await victim.exited;
       assert.equal(signal, "SIGKILL", `${testCase.role} should die at ${testCase.point}`);
       await firstAttempt;
@@ -112,14 +103,3 @@ describe("crash points", () => {
   }
 });
 
-async function payOnce(network: Network, paymentId: string, payment: CrashCase["payment"]): Promise<void> {
-  const gateway = await network.gatewayClient();
-  try {
-    const { token } = await gateway.registerClient({ username: payment.from, password: passwords[payment.from]!, bank: payment.fromBank }, call);
-    await gateway.makePayment({ token, paymentId, toUser: payment.to, toBank: payment.toBank, amountMinor }, call);
-  } catch {
-    // The answer, if any, is checked after recovery.
-  } finally {
-    gateway.close();
-  }
-}

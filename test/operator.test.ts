@@ -6,17 +6,8 @@ import type { PaymentError } from "../src/core/errors.js";
 
 const call = { timeoutMs: 30_000 };
 
-async function pay(network: Network, from: string, fromBank: string, to: string, toBank: string, amountMinor: bigint, paymentId: string): Promise<PaymentError | null> {
-  const gateway = await network.gatewayClient();
-  try {
-    const { token } = await gateway.registerClient({ username: from, password: passwords[from]!, bank: fromBank }, call);
-    await gateway.makePayment({ token, paymentId, toUser: to, toBank, amountMinor }, call);
-    return null;
-  } catch (error) {
-    return error as PaymentError;
-  } finally {
-    gateway.close();
-  }
+function pay(network: Network, from: string, fromBank: string, to: string, toBank: string, amountMinor: bigint, paymentId: string): Promise<PaymentError | null> {
+  return network.rawPay({ from, fromBank, to, toBank, amountMinor, paymentId });
 }
 
 /** Parses Prometheus text exposition: every line must be a comment or `name{labels} value`. */

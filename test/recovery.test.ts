@@ -2,22 +2,11 @@
 import { afterEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
-import { Network, Proc, passwords, waitUntil } from "./helpers/network.js";
+import { Network, Proc, waitUntil } from "./helpers/network.js";
 import type { PaymentError } from "../src/core/errors.js";
 
-const call = { timeoutMs: 30_000 };
-
-async function pay(network: Network, paymentId: string, amountMinor = 1000n): Promise<PaymentError | null> {
-  const gateway = await network.gatewayClient();
-  try {
-    const { token } = await gateway.registerClient({ username: "alice", password: passwords.alice!, bank: "SBI" }, call);
-    await gateway.makePayment({ token, paymentId, toUser: "bob", toBank: "HDFC", amountMinor }, call);
-    return null;
-  } catch (error) {
-    return error as PaymentError;
-  } finally {
-    gateway.close();
-  }
+function pay(network: Network, paymentId: string, amountMinor = 1000n): Promise<PaymentError | null> {
+  return network.rawPay({ from: "alice", fromBank: "SBI", to: "bob", toBank: "HDFC", amountMinor, paymentId });
 }
 
 describe("recovery", () => {

@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { issueCertificates, clientFiles, loadIdentity, bankFiles, gatewayFiles, operatorFiles, type CertificateFiles } from "../../src/core/certificates.js";
 import { parseAccountsCsv } from "../../src/core/accounts-csv.js";
 import { readGatewayRecords, type PaymentRecord } from "../../src/core/gateway-log.js";
+import type { PaymentError } from "../../src/core/errors.js";
 import { dataPaths, type DataPaths } from "../../src/core/paths.js";
 import { createClient } from "../../src/core/rpc.js";
 import { clientCredentials, expectServerName } from "../../src/core/tls.js";
@@ -229,6 +230,24 @@ export class Network {
   /** A raw gateway client with the given identity (the client's by default). */
   async gatewayClient(files: (dir: string) => CertificateFiles = clientFiles) {
     return createClient(PaymentGateway, this.gatewayAddress, clientCredentials(await this.identity(files)), expectServerName(gatewayServerName), "GATEWAY_UNAVAILABLE");
+  }
+
+  /**
+   * Logs in and makes one payment over a fresh raw connection, as a client would.
+   * Resolves null when committed, or with the PaymentError it was refused (or failed) with.
+   */
+  async rawPay(payment: { from: string; fromBank: string; to: string; toBank: string; amountMinor: bigint; paymentId: string }): Promise<PaymentError | null> {
+    const gateway = await this.gatewayClient();
+    const call = { timeoutMs: 30_000 };
+    try {
+      const { token } = await gateway.registerClient({ username: payment.from, password: passwords[payment.from]!, bank: payment.fromBank }, call);
+      await gateway.makePayment({ token, paymentId: payment.paymentId, toUser: payment.to, toBank: payment.toBank, amountMinor: payment.amountMinor }, call);
+      return null;
+    } catch (error) {
+      return error as PaymentError;
+    } finally {
+      gateway.close();
+    }
   }
 
   /** A raw client to a bank, dialed with the given identity. */
