@@ -7,6 +7,7 @@ import { Network, Proc, passwords, gatewayFiles } from "./helpers/network.js";
 import type { PaymentError } from "../src/core/errors.js";
 import { amountMinorMax } from "../src/core/money.js";
 import { messageBytesMax } from "../src/core/rpc.js";
+import { batchLegsMax } from "../src/core/bank-service.js";
 import { LegKind } from "../src/gen/paynet/v1/paynet_pb.js";
 
 const call = { timeoutMs: 10_000 };
@@ -113,6 +114,7 @@ describe("hostile input", () => {
     ["transfer to oneself", () => bank.transaction({ paymentId: "b-7", fromUser: "alice", toUser: "alice", amountMinor: 5n }, call), "SELF_PAYMENT"],
     ["transfer of zero", () => bank.transaction({ paymentId: "b-8", fromUser: "alice", toUser: "carol", amountMinor: 0n }, call), "INVALID_AMOUNT"],
     ["transfer from an unknown account", () => bank.transaction({ paymentId: "b-9", fromUser: "nobody", toUser: "carol", amountMinor: 5n }, call), "UNKNOWN_ACCOUNT"],
+    ["a batch of more legs than allowed", () => bank.commitBatch({ legs: Array.from({ length: batchLegsMax + 1 }, (_, index) => ({ paymentId: `leg-${index}` })) }, call), "INVALID_ARGUMENT"],
     ["balance of a malformed username", () => bank.sendBalanceReq({ username: "al ice" }, call), "INVALID_ARGUMENT"],
     ["authentication of an overlong password", () => bank.authenticateUser({ username: "alice", password: long(300) }, call), "INVALID_ARGUMENT"],
   ];

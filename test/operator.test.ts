@@ -135,7 +135,7 @@ describe("metrics and logs", () => {
     assert.equal(hdfc.get("paynet_bank_holds"), 0);
     assert.ok((hdfc.get('paynet_fsync_seconds_count{file="pending_transactions.json"}') ?? 0) >= 4);
     assert.ok((hdfc.get('paynet_fsync_seconds_count{file="dummydata.csv"}') ?? 0) >= 2);
-    assert.equal(hdfc.get('paynet_rpc_errors_total{method="Prepare",reason="INSUFFICIENT_FUNDS"}'), 1);
+    assert.equal(hdfc.get('paynet_rpc_errors_total{method="PrepareBatch",reason="INSUFFICIENT_FUNDS"}'), 1);
   });
 
   it("logs one JSON object per line, with the payment id on every line of a payment's life", async () => {

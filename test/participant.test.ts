@@ -28,6 +28,7 @@ function paymentError(code: Reason): (error: unknown) => true {
 interface BankFiles {
   accountsCsvPath: string;
   pendingJsonPath: string;
+  finishedLogPath: string;
 }
 
 interface PendingSectionJson {
@@ -50,7 +51,11 @@ describe("Participant", () => {
   async function newFiles(options: { csv?: string; pending?: unknown } = {}): Promise<BankFiles> {
     const dir = await mkdtemp(join(root, "data-"));
     await mkdir(join(dir, "server"));
-    const files = { accountsCsvPath: join(dir, "server", "dummydata.csv"), pendingJsonPath: join(dir, "server", "pending_transactions.json") };
+    const files = {
+      accountsCsvPath: join(dir, "server", "dummydata.csv"),
+      pendingJsonPath: join(dir, "server", "pending_transactions.json"),
+      finishedLogPath: join(dir, "server", `finished_transactions_${bank}.jsonl`),
+    };
     await writeFile(files.accountsCsvPath, options.csv ?? seedCsv, "utf8");
     if (options.pending !== undefined) await writeFile(files.pendingJsonPath, JSON.stringify(options.pending), "utf8");
     return files;
@@ -72,6 +77,18 @@ describe("Participant", () => {
 
   async function csvBalances(files: BankFiles): Promise<string[]> {
     return (await csvRows(files)).map((row) => `${row.username}@${row.bank}=${row.balanceMinor}`);
+  }
+
+  /** The finished records of the bank's own log, latest line per payment, oldest first. */
+  async function finishedOnDisk(files: BankFiles): Promise<PendingSectionJson["finished"]> {
+    const text = await readFile(files.finishedLogPath, "utf8").catch(() => "");
+    const records = new Map<string, PendingSectionJson["finished"][number]>();
+    for (const line of text.split("\n").filter(Boolean)) {
+      const record = JSON.parse(line) as PendingSectionJson["finished"][number];
+      records.delete(record.paymentId);
+      records.set(record.paymentId, record);
+    }
+    return [...records.values()];
   }
 
   async function pendingSection(files: BankFiles, name = bank): Promise<PendingSectionJson> {
@@ -199,7 +216,7 @@ describe("Participant", () => {
     await assert.rejects(participant.prepare("p1", "alice", "debit", 6_000n), paymentError("PAYMENT_ABORTED"));
     const section = await pendingSection(files);
     assert.deepEqual(section.holds, []);
-    assert.deepEqual(section.finished, [{ paymentId: "p1", outcome: "aborted", atMs: startMs, replyBalanceMinor: null }]);
+    assert.deepEqual(await finishedOnDisk(files), [{ paymentId: "p1", outcome: "aborted", atMs: startMs, replyBalanceMinor: null }]);
   });
 
   it("abort of an unknown payment records it, so a later prepare is PAYMENT_ABORTED", async () => {
@@ -255,7 +272,7 @@ describe("Participant", () => {
     assert.equal(participant.balance("bob").balanceMinor, 5_025n);
   });
 
-  it("the CSV on disk reflects committed balances and leaves other banks' rows alone", async () => {
+  it("after a checkpoint the CSV on disk reflects committed balances and leaves other banks' rows alone", async () => {
     const { participant, files } = await fresh();
     await participant.prepare("p1", "alice", "debit", 1_050n);
     await participant.commit("p1");
@@ -263,6 +280,7 @@ describe("Participant", () => {
     await participant.commit("c1");
     await participant.transfer("t1", "bob", "alice", 75n);
     await participant.prepare("open-hold", "alice", "debit", 100n); // not committed: not on disk
+    await participant.flushCheckpoint();
     assert.deepEqual(await csvBalances(files), ["alice@SBI=9025", "bob@SBI=6000", "carol@HDFC=1000", "alice@HDFC=700"]);
     const rows = await csvRows(files);
     for (const row of rows.filter((row) => row.bank === bank)) assert.equal(isPasswordHash(row.password), true, `${row.username}@${bank} is hashed`);
@@ -323,7 +341,7 @@ describe("Participant", () => {
     assert.deepEqual(await csvBalances(files), ["alice@SBI=7000", "bob@SBI=8025", "carol@HDFC=1000", "alice@HDFC=700"]);
     const section = await pendingSection(files);
     assert.deepEqual(section.applying, []);
-    assert.deepEqual(section.finished, [{ paymentId: "crashed", outcome: "committed", atMs: startMs, replyBalanceMinor: "7000" }]);
+    assert.deepEqual(await finishedOnDisk(files), [{ paymentId: "crashed", outcome: "committed", atMs: startMs, replyBalanceMinor: "7000" }]);
     assert.equal(await participant.transfer("crashed", "alice", "bob", 3_000n), 7_000n, "a retry gets the logged reply");
     assert.equal(participant.balance("alice").balanceMinor, 7_000n);
 
@@ -384,9 +402,9 @@ describe("Participant", () => {
     await participant.abort("a1");
     await participant.abort("a2");
     await participant.transfer("t3", "alice", "bob", 1n);
-    const section = await pendingSection(files);
+    await participant.flushCheckpoint(); // t3 is finished once its balances are in the CSV
     assert.deepEqual(
-      section.finished.map((finished) => finished.paymentId),
+      participant.finishedIds(),
       ["a2", "t3"],
     );
     await assert.rejects(participant.prepare("a2", "alice", "debit", 1n), paymentError("PAYMENT_ABORTED"));

@@ -1,7 +1,13 @@
 // The gateway's registry of banks: name → address and a mutually authenticated client to it.
 import type * as grpc from "@grpc/grpc-js";
 import { Bank } from "../gen/paynet/v1/paynet_pb.js";
-import { LegKind } from "../gen/paynet/v1/paynet_pb.js";
+import { LegKind, type LegResult, type PrepareRequestSchema } from "../gen/paynet/v1/paynet_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { LegBatcher } from "./leg-batcher.js";
+import { batchLegsMax } from "./bank-service.js";
+import { isReason } from "./errors.js";
+
+type PrepareRequestInit = MessageInitShape<typeof PrepareRequestSchema>;
 import { createClient, type ServiceClient } from "./rpc.js";
 import { expectServerName } from "./tls.js";
 import { bankServerName } from "./identity.js";
@@ -28,14 +34,24 @@ export interface BankCalls extends BankLink {
   balance(username: string, timeoutMs: number): Promise<{ balanceMinor: bigint; availableMinor: bigint }>;
 }
 
+/** Legs bound for one bank share batch calls; see LegBatcher. */
+const batching = { legsMax: batchLegsMax, inFlightMax: 4 };
+
+function legResults(results: LegResult[]): Array<bigint | PaymentError> {
+  return results.map((result) => (result.reason === "" ? result.balanceAfterMinor : new PaymentError(isReason(result.reason) ? result.reason : "INTERNAL", result.message, { paymentId: result.paymentId })));
+}
+
 function linkOf(client: BankClient): BankCalls {
+  const prepares = new LegBatcher<PrepareRequestInit, bigint>(async (legs, timeoutMs) => legResults((await client.prepareBatch({ legs }, { timeoutMs })).results), batching);
+  const commits = new LegBatcher<string, bigint>(async (ids, timeoutMs) => legResults((await client.commitBatch({ legs: ids.map((paymentId) => ({ paymentId })) }, { timeoutMs })).results), batching);
+  const aborts = new LegBatcher<string, bigint>(async (ids, timeoutMs) => legResults((await client.abortBatch({ legs: ids.map((paymentId) => ({ paymentId })) }, { timeoutMs })).results), batching);
   return {
     prepare: async (paymentId, username, kind, amountMinor, timeoutMs) => {
-      await client.prepare({ paymentId, username, kind: kind === "debit" ? LegKind.DEBIT : LegKind.CREDIT, amountMinor }, { timeoutMs });
+      await prepares.submit({ paymentId, username, kind: kind === "debit" ? LegKind.DEBIT : LegKind.CREDIT, amountMinor }, timeoutMs);
     },
-    commit: async (paymentId, timeoutMs) => (await client.commit({ paymentId }, { timeoutMs })).balanceAfterMinor,
+    commit: (paymentId, timeoutMs) => commits.submit(paymentId, timeoutMs),
     abort: async (paymentId, timeoutMs) => {
-      await client.abort({ paymentId }, { timeoutMs });
+      await aborts.submit(paymentId, timeoutMs);
     },
     transfer: async (paymentId, fromUser, toUser, amountMinor, timeoutMs) =>
       (await client.transaction({ paymentId, fromUser, toUser, amountMinor }, { timeoutMs })).fromBalanceAfterMinor,

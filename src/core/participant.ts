@@ -1,13 +1,13 @@
 // A bank: its accounts and its side of two-phase commit.
 //
 // Every operation checks and changes the in-memory state in one synchronous step, then waits until a write
-// covering that change is durable before it answers (group commit: changes that arrive while a write is in
-// flight share the next one). A write covers a consistent snapshot, taken synchronously, in this order:
-//   1. pending file: holds, and `applying` entries with the absolute after-balances   (the commit point)
-//   2. accounts CSV rewritten with the snapshot's balances
-//   3. pending file: those `applying` entries replaced by `finished` records (kept to answer repeats)
-// A crash after 1 is redone on start by writing the same absolute balances again, so nothing is applied
-// twice; the CSV never holds a balance whose `applying` entry is not already durable.
+// of the pending file covering that change is durable before it answers (group commit: changes that
+// arrive while a write is in flight share the next one). A balance change is written in this order:
+//   1. pending file: an `applying` entry with the absolute after-balances   (the commit point; then the reply)
+//   2. accounts CSV, at the next checkpoint (soon after, once for many changes), from durable balances only
+//   3. pending file: the checkpointed `applying` entries become `finished` records, with the next write
+// A crash anywhere redoes the `applying` entries still in the file, in order, by writing the same absolute
+// balances again: nothing is applied twice, and the CSV never holds a balance that is not already durable.
 import { assert } from "./assert.js";
 import { PaymentError } from "./errors.js";
 import { balanceMinorMax, formatMinor } from "./money.js";
@@ -16,12 +16,15 @@ import { hashPassword, isPasswordHash, verifyPassword } from "./passwords.js";
 import { loadBankAccounts, rewriteBankRows, type BankAccount } from "./accounts-csv.js";
 import { silentLogger, type Logger } from "./log.js";
 import { groupCommitBatchSize, holdsGauge } from "./metrics.js";
+import { FinishedLog } from "./finished-log.js";
 import { readBankPending, writeBankPending, type Applying, type BankPending, type Hold, type LegKind, type Finished } from "./pending-file.js";
 
 export interface ParticipantOptions {
   bank: string;
   accountsCsvPath: string;
   pendingJsonPath: string;
+  /** This bank's finished payments (see finished-log.ts). */
+  finishedLogPath: string;
   /** How long a prepared hold waits for the decision before the bank asks the coordinator. */
   holdTimeoutMs: number;
   /** Finished payments remembered to answer repeated Commit/Abort/Transaction calls. */
@@ -30,7 +33,11 @@ export interface ParticipantOptions {
   logger?: Logger;
   /** Called when a durable write fails: memory is then ahead of disk, and the process must stop. */
   onWriteFailure?: (error: unknown) => void;
+  /** How soon after a durable balance change the accounts CSV is rewritten (one rewrite covers many). */
+  csvCheckpointDelayMs?: number;
 }
+
+const csvCheckpointDelayMsDefault = 50;
 
 export interface BalanceView {
   balanceMinor: bigint;
@@ -39,11 +46,9 @@ export interface BalanceView {
 
 interface Snapshot {
   version: number;
+  /** Holds and applying entries; the pending file carries no finished records (they have their own log). */
   pending: BankPending;
-  /** Balances to write to the CSV; only taken when there is something to apply. */
-  accounts: Map<string, BankAccount> | null;
-  /** Filled by the write: the applied entries it turned into finished records. */
-  retired: Finished[];
+  finished: Finished[];
 }
 
 interface Waiter {
@@ -67,15 +72,26 @@ export class Participant {
   #waiters: Waiter[] = [];
   #writing: Promise<void> | null = null;
   #broken: unknown = null;
+  /** Each account's balance as the pending file makes durable (what a CSV checkpoint may write). */
+  readonly #durableBalances = new Map<string, bigint>();
+  /** Applying entries durable in the pending file, in order, not yet in the CSV. */
+  #toCheckpoint: Applying[] = [];
+  #checkpointTimer: NodeJS.Timeout | null = null;
+  #checkpointing: Promise<void> | null = null;
+  readonly #finishedLog: FinishedLog;
+  /** Finished records made since the last write began. */
+  #unwrittenFinished: Finished[] = [];
 
-  private constructor(options: ParticipantOptions, accounts: Map<string, BankAccount>, pending: BankPending) {
+  private constructor(options: ParticipantOptions, accounts: Map<string, BankAccount>, pending: BankPending, finishedLog: FinishedLog) {
     this.bank = options.bank;
+    this.#finishedLog = finishedLog;
     this.#options = options;
     this.#accounts = accounts;
     this.#pending = pending;
     this.#nowMs = options.nowMs ?? Date.now;
     this.#logger = options.logger ?? silentLogger;
     for (const hold of pending.holds.values()) this.#adjustHeld(hold, hold.amountMinor);
+    for (const [username, account] of accounts) this.#durableBalances.set(username, account.balanceMinor);
     holdsGauge.set(pending.holds.size);
   }
 
@@ -83,7 +99,15 @@ export class Participant {
   static async open(options: ParticipantOptions): Promise<Participant> {
     const accounts = await loadBankAccounts(options.accountsCsvPath, options.bank, hashPassword, isPasswordHash);
     const pending = await readBankPending(options.pendingJsonPath, options.bank);
-    const participant = new Participant(options, accounts, pending);
+    const { log, records } = await FinishedLog.open(options.finishedLogPath, options.finishedRetainedMax);
+    // Finished records found in the pending file (its earlier format) count as well; the log's are newer.
+    for (const finished of records) {
+      pending.finished.delete(finished.paymentId);
+      pending.finished.set(finished.paymentId, finished);
+    }
+    for (const [paymentId, finished] of pending.finished) if (finished.outcome === "aborted") pending.holds.delete(paymentId);
+    const participant = new Participant(options, accounts, pending, log);
+    participant.#unwrittenFinished = [...pending.finished.values()].filter((finished) => !records.includes(finished));
     await participant.#recover();
     return participant;
   }
@@ -96,8 +120,26 @@ export class Participant {
     for (const applying of this.#pending.applying.values()) {
       this.#logger.warn({ paymentId: applying.paymentId }, "redoing a balance change interrupted by a crash");
       this.#setBalances(applying.balancesMinor);
+      for (const [username, afterMinor] of Object.entries(applying.balancesMinor)) this.#durableBalances.set(username, afterMinor);
+      this.#toCheckpoint.push(applying);
     }
+    await this.#checkpoint();
     await this.#durable(this.#changed());
+  }
+
+  /** Writes the durable balances to the CSV now, e.g. before an orderly stop. */
+  async flushCheckpoint(): Promise<void> {
+    await this.#writing;
+    await this.#checkpointing;
+    if (this.#checkpointTimer !== null) clearTimeout(this.#checkpointTimer);
+    this.#checkpointTimer = null;
+    await this.#checkpoint();
+    if (this.#durableVersion < this.#version) await this.#durable(this.#version);
+  }
+
+  /** An orderly stop: everything durable and checkpointed. */
+  async close(): Promise<void> {
+    await this.flushCheckpoint();
   }
 
   get accountCount(): number {
@@ -106,6 +148,11 @@ export class Participant {
 
   holds(): Hold[] {
     return [...this.#pending.holds.values()];
+  }
+
+  /** The finished payments remembered to answer repeats, oldest first. */
+  finishedIds(): string[] {
+    return [...this.#pending.finished.keys()];
   }
 
   async authenticate(username: string, password: string): Promise<void> {
@@ -126,7 +173,7 @@ export class Participant {
     const finished = this.#pending.finished.get(paymentId);
     if (finished?.outcome === "aborted") throw new PaymentError("PAYMENT_ABORTED", `payment ${paymentId} was already aborted here`);
     const existing = this.#pending.holds.get(paymentId);
-    if (finished?.outcome === "committed" || existing !== undefined) {
+    if (finished?.outcome === "committed" || this.#pending.applying.has(paymentId) || existing !== undefined) {
       if (existing !== undefined && (existing.username !== username || existing.kind !== kind || existing.amountMinor !== amountMinor)) {
         throw new PaymentError("IDEMPOTENCY_CONFLICT", `payment ${paymentId} is already prepared here with other details`);
       }
@@ -285,7 +332,7 @@ export class Participant {
         return;
       }
       this.#durableVersion = snapshot.version;
-      this.#retire(snapshot);
+      this.#noteDurableApplying(snapshot);
       const ready = this.#waiters.filter((waiter) => waiter.version <= snapshot.version);
       this.#waiters = this.#waiters.filter((waiter) => waiter.version > snapshot.version);
       for (const waiter of ready) waiter.resolve();
@@ -297,39 +344,69 @@ export class Participant {
     const pending: BankPending = {
       holds: new Map([...this.#pending.holds].map(([id, hold]) => [id, { ...hold }])),
       applying: new Map(this.#pending.applying),
-      finished: new Map(this.#pending.finished),
+      finished: new Map(),
     };
-    const accounts = pending.applying.size === 0 ? null : new Map([...this.#accounts].map(([username, account]) => [username, { ...account }]));
-    return { version: this.#version, pending, accounts, retired: [] };
+    const finished = this.#unwrittenFinished;
+    this.#unwrittenFinished = [];
+    return { version: this.#version, pending, finished };
   }
 
   async #writeSnapshot(snapshot: Snapshot): Promise<void> {
+    // Finished records first: an abort's tombstone is on disk before its hold leaves the pending file.
+    await this.#finishedLog.append(snapshot.finished, () => this.#pending.finished.values());
     await writeBankPending(this.#options.pendingJsonPath, this.bank, snapshot.pending);
     holdsGauge.set(snapshot.pending.holds.size);
-    if (snapshot.accounts === null) return;
-    crashPoint("bank-after-commit-logged");
-    await rewriteBankRows(this.#options.accountsCsvPath, this.bank, snapshot.accounts);
-    crashPoint("bank-after-commit-csv");
-    for (const applying of snapshot.pending.applying.values()) {
-      const finished: Finished = { paymentId: applying.paymentId, outcome: "committed", atMs: this.#nowMs(), replyBalanceMinor: applying.replyBalanceMinor };
-      snapshot.pending.finished.set(applying.paymentId, finished);
-      snapshot.retired.push(finished);
-    }
-    snapshot.pending.applying.clear();
-    this.#trimFinished(snapshot.pending.finished);
-    await writeBankPending(this.#options.pendingJsonPath, this.bank, snapshot.pending);
+    if (snapshot.pending.applying.size > 0) crashPoint("bank-after-commit-logged");
   }
 
-  /** In memory, the applied entries of a durable snapshot become finished records, as they are on disk. */
-  #retire(snapshot: Snapshot): void {
-    for (const finished of snapshot.retired) {
-      if (this.#pending.applying.delete(finished.paymentId)) this.#recordFinished(finished);
+  /** The applying entries of a durable snapshot: their balances may now reach the CSV. */
+  #noteDurableApplying(snapshot: Snapshot): void {
+    const known = new Set(this.#toCheckpoint.map((applying) => applying.paymentId));
+    let added = false;
+    for (const applying of snapshot.pending.applying.values()) {
+      if (known.has(applying.paymentId) || !this.#pending.applying.has(applying.paymentId)) continue;
+      for (const [username, afterMinor] of Object.entries(applying.balancesMinor)) this.#durableBalances.set(username, afterMinor);
+      this.#toCheckpoint.push(applying);
+      added = true;
     }
+    if (added && this.#checkpointTimer === null) {
+      this.#checkpointTimer = setTimeout(() => {
+        this.#checkpointTimer = null;
+        this.#checkpointing = this.#checkpoint().finally(() => (this.#checkpointing = null));
+      }, this.#options.csvCheckpointDelayMs ?? csvCheckpointDelayMsDefault);
+    }
+  }
+
+  /**
+   * Rewrites this bank's CSV rows from durable balances, then turns the checkpointed applying entries into
+   * finished records (persisted by the next pending write; until then, redoing them is harmless).
+   */
+  async #checkpoint(): Promise<void> {
+    const batch = this.#toCheckpoint;
+    if (batch.length === 0) return;
+    this.#toCheckpoint = [];
+    const rows = new Map([...this.#accounts].map(([username, account]) => [username, { password: account.password, balanceMinor: this.#durableBalances.get(username) ?? account.balanceMinor }]));
+    try {
+      await rewriteBankRows(this.#options.accountsCsvPath, this.bank, rows);
+    } catch (error) {
+      this.#broken = error;
+      this.#options.onWriteFailure?.(error);
+      return;
+    }
+    crashPoint("bank-after-commit-csv");
+    const atMs = this.#nowMs();
+    for (const applying of batch) {
+      if (this.#pending.applying.delete(applying.paymentId)) {
+        this.#recordFinished({ paymentId: applying.paymentId, outcome: "committed", atMs, replyBalanceMinor: applying.replyBalanceMinor });
+      }
+    }
+    void this.#durable(this.#changed()).catch(() => undefined);
   }
 
   #recordFinished(finished: Finished): void {
     this.#pending.finished.delete(finished.paymentId);
     this.#pending.finished.set(finished.paymentId, finished);
+    this.#unwrittenFinished.push(finished);
     this.#trimFinished(this.#pending.finished);
   }
 

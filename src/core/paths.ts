@@ -16,6 +16,11 @@ export interface DataPaths {
   readonly paymentHistoryJson: string;
 }
 
+/** A bank's own log of finished payments, beside the shared pending file. */
+export function finishedLogPath(paths: DataPaths, bank: string): string {
+  return join(paths.root, "server", `finished_transactions_${bank}.jsonl`);
+}
+
 export function dataPaths(dataDir: string): DataPaths {
   const root = resolve(dataDir);
   return Object.freeze({

@@ -163,6 +163,6 @@ export async function writeBankPending(path: string, bank: string, pending: Bank
   await withFileLock(path, async () => {
     const banks = await readWholeFile(path);
     banks[bank] = encodeSection(pending);
-    await writeFileAtomic(path, JSON.stringify({ format: formatTag, banks }, null, 1) + "\n", { crashName: "pending-temp-written" });
+    await writeFileAtomic(path, JSON.stringify({ format: formatTag, banks }) + "\n", { crashName: "pending-temp-written" });
   });
 }

@@ -2,7 +2,8 @@
 import { readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { removeStaleTempFiles } from "../core/durable.js";
-import { dataPaths } from "../core/paths.js";
+import { holdFileLock } from "../core/file-lock.js";
+import { dataPaths, finishedLogPath } from "../core/paths.js";
 import { bankFiles, loadIdentity } from "../core/certificates.js";
 import { clientCredentials, expectServerName, serverCredentials } from "../core/tls.js";
 import { Participant } from "../core/participant.js";
@@ -76,11 +77,14 @@ export async function runBank(flags: BankFlags): Promise<void> {
   const bank = await resolveBankName(flags.id, paths.accountsCsv);
   const logger = roleLogger(`bank ${bank}`);
   const identity = await loadIdentity(paths.certificateDir, bankFiles(paths.certificateDir, bank));
+  // One process per bank: its rows, its pending section and its finished log are its alone.
+  const releaseBankLock = await holdFileLock(finishedLogPath(paths, bank));
   for (const name of await removeStaleTempFiles(dirname(paths.accountsCsv))) logger.warn({ file: name }, "removed a temp file left by a process that died mid-write");
   const participant = await Participant.open({
     bank,
     accountsCsvPath: paths.accountsCsv,
     pendingJsonPath: paths.pendingJson,
+    finishedLogPath: finishedLogPath(paths, bank),
     holdTimeoutMs: flags.holdTimeoutMs,
     finishedRetainedMax: bankTimeouts.finishedRetainedMax,
     logger,
@@ -146,5 +150,7 @@ export async function runBank(flags: BankFlags): Promise<void> {
     clearInterval(sweeper);
     gateway.close();
     await shutdown(server, bankTimeouts.shutdownGraceMs);
+    await participant.close();
+    await releaseBankLock();
   });
 }

@@ -199,10 +199,23 @@ export class Network {
     return this.client(["pay", "--user", from, "--bank", fromBank, "--to", to, "--to-bank", toBank, "--amount", amount, "--json", ...extra], passwords[from]);
   }
 
-  /** Balances as the banks last wrote them to server/dummydata.csv, by `user@BANK`, in minor units. */
+  /**
+   * Durable balances by `user@BANK`, in minor units: server/dummydata.csv (a checkpoint) with the balance
+   * changes still `applying` in server/pending_transactions.json laid over it, in order — what a bank
+   * restarted now would hold.
+   */
   async balancesOnDisk(): Promise<Map<string, bigint>> {
     const rows = parseAccountsCsv(await readFile(this.paths.accountsCsv, "utf8"), this.paths.accountsCsv);
-    return new Map(rows.map((row) => [`${row.username}@${row.bank}`, row.balanceMinor]));
+    const balances = new Map(rows.map((row) => [`${row.username}@${row.bank}`, row.balanceMinor]));
+    const text = await readFile(this.paths.pendingJson, "utf8").catch(() => "");
+    if (text.trim() === "") return balances;
+    const document = JSON.parse(text) as { banks: Record<string, { applying: Array<{ balancesMinor: Record<string, string> }> }> };
+    for (const [bank, section] of Object.entries(document.banks)) {
+      for (const applying of section.applying) {
+        for (const [username, balance] of Object.entries(applying.balancesMinor)) balances.set(`${username}@${bank}`, BigInt(balance));
+      }
+    }
+    return balances;
   }
 
   async totalOnDisk(): Promise<bigint> {
@@ -215,8 +228,8 @@ export class Network {
   async holdsOnDisk(): Promise<number> {
     const text = await readFile(this.paths.pendingJson, "utf8").catch(() => "");
     if (text.trim() === "") return 0;
-    const document = JSON.parse(text) as { banks: Record<string, { holds: unknown[]; applying: unknown[] }> };
-    return Object.values(document.banks).reduce((sum, section) => sum + section.holds.length + section.applying.length, 0);
+    const document = JSON.parse(text) as { banks: Record<string, { holds: unknown[] }> };
+    return Object.values(document.banks).reduce((sum, section) => sum + section.holds.length, 0);
   }
 
   async gatewayRecord(paymentId: string): Promise<PaymentRecord | undefined> {
