@@ -59,6 +59,85 @@ await yargs(hideBin(process.argv))
     (args) => finish(runUp({ dataDir: args.dataDir, host: args.host, port: args.port ?? 8080, bankPort: args.bankPort })),
   )
   .command(
+    "bench",
+    "benchmark: start a network in a temp dir (or target one with --gateway), run N payments from C clients, print throughput, latency percentiles, counts and a conservation check (exit 0 conserved, 1 not, 2 usage)",
+    (argv) =>
+      argv
+        .option("payments", { type: "number", default: 2000, describe: "payments to make in all" })
+        .option("concurrency", { type: "number", default: 64, describe: "concurrent clients, each logged in as a different account" })
+        .option("accounts", { type: "number", default: 1000, describe: "accounts to create, spread evenly over 2 banks (ignored with --gateway)" })
+        .option("rate", { type: "number", describe: "open loop: start this many payments per second (latency counts from each due time); default: closed loop" })
+        .option("batch", { type: "number", default: 1, describe: "payments per request; only 1 (the batched API MakePayments is not implemented yet)" })
+        .option("same-bank-percent", { type: "number", default: 0, describe: "percent of payments to an account of the payer's own bank" })
+        .option("balance", { type: "string", default: "1000.00", describe: "initial balance of every created account" })
+        .option("seed", { type: "number", default: 1, describe: "seed of the receivers and amounts, so runs are comparable" })
+        .option("call-timeout-ms", { type: "number", default: 20_000, describe: "deadline of each payment call" })
+        .option("timeout-ms", { type: "number", default: 600_000, describe: "start no payment after this long" })
+        .option("settle-timeout-ms", { type: "number", default: 120_000, describe: "how long to wait for every payment to finish before checking" })
+        .option("gateway", { type: "string", describe: "target this running gateway host:port; accounts and certificates from --data-dir, password from PAYNET_PASSWORD" })
+        .option("keep", { type: "boolean", default: false, describe: "keep the temp data dir" })
+        .option("json", { type: "boolean", default: false, describe: "print one JSON object" }),
+    async (args) => {
+      const { runBench } = await import("./roles/bench.js");
+      await finish(
+        runBench({
+          dataDir: args.dataDir,
+          gateway: args.gateway,
+          payments: args.payments,
+          concurrency: args.concurrency,
+          accounts: args.accounts,
+          rate: args.rate,
+          batch: args.batch,
+          sameBankPercent: args.sameBankPercent,
+          balance: args.balance,
+          seed: args.seed,
+          callTimeoutMs: args.callTimeoutMs,
+          timeoutMs: args.timeoutMs,
+          settleTimeoutMs: args.settleTimeoutMs,
+          keep: args.keep,
+          json: args.json,
+        }),
+      );
+    },
+  )
+  .command(
+    "verify",
+    "a Jepsen-style bank test: a new network in a temp dir, random payments while processes are killed, paused, crashed and partitioned, then every invariant checked (exit 0 all hold, 1 a violation, 2 usage, 3 could not run)",
+    (argv) =>
+      argv
+        .option("duration", { type: "number", default: 30, describe: "seconds of traffic and faults" })
+        .option("clients", { type: "number", default: 4, describe: "concurrent clients" })
+        .option("banks", { type: "number", default: 3, describe: "banks (2-16)" })
+        .option("accounts", { type: "number", default: 8, describe: "accounts per bank" })
+        .option("kill-every", { type: "number", default: 2000, describe: "mean milliseconds between faults (0: no faults)" })
+        .option("seed", { type: "number", describe: "seed of every random choice, for a reproducible schedule (default: random, printed)" })
+        .option("faults", { type: "string", default: "all", describe: "fault kinds: all, none, or a comma list of kill-gateway, kill-bank, pause-gateway, pause-bank, crash-point, partition-bank, partition-clients" })
+        .option("crash-points", { type: "string", default: "all", describe: "crash points the crash-point fault arms: all or a comma list (see PAYNET_CRASH_AT in the README)" })
+        .option("recovery-timeout", { type: "number", default: 60_000, describe: "milliseconds to wait for recovery after healing" })
+        .option("unsafe-late-decision-log", { type: "boolean", default: false, describe: "run a deliberately broken gateway (PAYNET_UNSAFE_LATE_DECISION_LOG=1), to see verify catch it" })
+        .option("keep", { type: "boolean", default: false, describe: "keep the temp data dir for inspection" })
+        .option("json", { type: "boolean", default: false, describe: "print one JSON object" }),
+    async (args) => {
+      const { runVerify } = await import("./roles/verify.js");
+      await finish(
+        runVerify({
+          durationS: args.duration,
+          clients: args.clients,
+          banks: args.banks,
+          accounts: args.accounts,
+          killEveryMs: args.killEvery,
+          seed: args.seed,
+          faults: args.faults,
+          crashPoints: args.crashPoints,
+          recoveryTimeoutMs: args.recoveryTimeout,
+          unsafeLateDecisionLog: args.unsafeLateDecisionLog,
+          keep: args.keep,
+          json: args.json,
+        }),
+      );
+    },
+  )
+  .command(
     "gateway",
     "run the payment gateway (2PC coordinator)",
     (argv) =>

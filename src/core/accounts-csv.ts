@@ -90,14 +90,14 @@ export interface BankAccount {
  * lock, atomically. Returns the rows of `bank` as now written.
  */
 export async function rewriteBankRows(path: string, bank: string, accounts: ReadonlyMap<string, BankAccount>): Promise<void> {
-  await withFileLock(path, async () => {
+  await withFileLock(path, async (stillHeld) => {
     const rows = await readAccountsCsv(path);
     const updated = rows.map((row) => {
       if (row.bank !== bank) return row;
       const account = accounts.get(row.username);
       return account === undefined ? row : { ...row, balanceMinor: account.balanceMinor, password: account.password };
     });
-    await writeFileAtomic(path, serializeAccountsCsv(updated), { crashName: "bank-csv-temp-written" });
+    await writeFileAtomic(path, serializeAccountsCsv(updated), { crashName: "bank-csv-temp-written", beforeRename: stillHeld });
   });
 }
 
@@ -108,7 +108,7 @@ export async function loadBankAccounts(
   hash: (password: string) => Promise<string>,
   isHashed: (stored: string) => boolean,
 ): Promise<Map<string, BankAccount>> {
-  return withFileLock(path, async () => {
+  return withFileLock(path, async (stillHeld) => {
     const rows = await readAccountsCsv(path);
     let migrated = false;
     const updated: AccountRow[] = [];
@@ -120,7 +120,7 @@ export async function loadBankAccounts(
         updated.push(row);
       }
     }
-    if (migrated) await writeFileAtomic(path, serializeAccountsCsv(updated));
+    if (migrated) await writeFileAtomic(path, serializeAccountsCsv(updated), { beforeRename: stillHeld });
     return new Map(updated.filter((row) => row.bank === bank).map((row) => [row.username, { balanceMinor: row.balanceMinor, password: row.password }]));
   });
 }

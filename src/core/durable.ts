@@ -18,7 +18,7 @@ async function fsyncDirectory(directory: string): Promise<void> {
  * Replaces `path` with `data` so that a crash at any moment leaves either the old or the new content.
  * `crashName` names the crash point between writing the temp file and renaming it.
  */
-export async function writeFileAtomic(path: string, data: string, options: { mode?: number; crashName?: string } = {}): Promise<void> {
+export async function writeFileAtomic(path: string, data: string, options: { mode?: number; crashName?: string; beforeRename?: () => Promise<void> } = {}): Promise<void> {
   const directory = dirname(path);
   const stopTimer = fsyncSeconds.startTimer({ file: basename(path) });
   await mkdir(directory, { recursive: true });
@@ -34,6 +34,12 @@ export async function writeFileAtomic(path: string, data: string, options: { mod
   }
   await handle.close();
   if (options.crashName !== undefined) crashPoint(options.crashName);
+  try {
+    await options.beforeRename?.();
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
   await rename(temp, path);
   await fsyncDirectory(directory);
   stopTimer();

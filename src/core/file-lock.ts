@@ -1,7 +1,6 @@
 // Cross-process exclusion through proper-lockfile (`<file>.lock` directories).
 import lockfile from "proper-lockfile";
-import { open } from "node:fs/promises";
-import { mkdir } from "node:fs/promises";
+import { mkdir, open, realpath, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 
 // A lock whose owner died (SIGKILL, power loss) is taken over once its mtime is this old; live owners
@@ -24,14 +23,29 @@ function onCompromised(error: Error): void {
   process.exit(70);
 }
 
+/**
+ * Proves, just before a write becomes visible, that the lock is still ours. A holder stalled past
+ * lockStaleMs (SIGSTOP, a paused VM, swap) may have lost it to another process, whose newer write a
+ * rename of ours would silently undo: then the write is refused instead.
+ */
+export type LockGuard = () => Promise<void>;
+
 /** Runs `critical` while holding the cross-process lock of `path` (the file is created if missing). */
-export async function withFileLock<T>(path: string, critical: () => Promise<T>): Promise<T> {
+export async function withFileLock<T>(path: string, critical: (stillHeld: LockGuard) => Promise<T>): Promise<T> {
   await ensureFile(path);
   const release = await lockfile.lock(path, { stale: lockStaleMs, update: lockUpdateMs, retries: lockRetries, onCompromised });
+  const lockDirectory = `${await realpath(path)}.lock`;
+  const owned = await stat(lockDirectory);
+  const stillHeld: LockGuard = async () => {
+    const now = await stat(lockDirectory).catch(() => null);
+    if (now === null || now.ino !== owned.ino || now.dev !== owned.dev) {
+      throw new Error(`lost the lock of ${path} while stalled (another process took it over); refusing to overwrite its write`);
+    }
+  };
   try {
-    return await critical();
+    return await critical(stillHeld);
   } finally {
-    await release();
+    await release().catch(() => undefined);
   }
 }
 

@@ -160,9 +160,9 @@ export async function readBankPending(path: string, bank: string): Promise<BankP
 
 /** Rewrites this bank's section durably; other banks' sections are carried over as they are on disk. */
 export async function writeBankPending(path: string, bank: string, pending: BankPending): Promise<void> {
-  await withFileLock(path, async () => {
+  await withFileLock(path, async (stillHeld) => {
     const banks = await readWholeFile(path);
     banks[bank] = encodeSection(pending);
-    await writeFileAtomic(path, JSON.stringify({ format: formatTag, banks }) + "\n", { crashName: "pending-temp-written" });
+    await writeFileAtomic(path, JSON.stringify({ format: formatTag, banks }) + "\n", { crashName: "pending-temp-written", beforeRename: stillHeld });
   });
 }

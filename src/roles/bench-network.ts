@@ -1,0 +1,131 @@
+// The network `paynet bench` measures: by default a fresh one in a temporary data dir (generated accounts,
+// certificates, a gateway and one bank per bank as child processes), or an existing one (--gateway).
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { serializeAccountsCsv } from "../core/accounts-csv.js";
+import { generateAccountRows } from "../core/bench-accounts.js";
+import { issueCertificates } from "../core/certificates.js";
+import { hashPassword } from "../core/passwords.js";
+import { dataPaths } from "../core/paths.js";
+
+export const benchNetworkLimits = Object.freeze({
+  readyTimeoutMs: 120_000,
+  stopGraceMs: 10_000,
+  /** Output lines kept per child, shown when it fails. */
+  tailLinesMax: 40,
+});
+
+const cliPath = fileURLToPath(new URL("../cli.js", import.meta.url));
+const listeningPattern = /listening on ([0-9A-Za-z.:\[\]-]+:[0-9]+)/;
+const registeredPattern = /registered with the gateway/;
+
+export interface BenchNetwork {
+  readonly dataDir: string;
+  readonly gatewayAddress: string;
+  /** Whether the bench started it (and so stops it). */
+  readonly owned: boolean;
+  /** Stops the children, and removes the data dir unless kept. */
+  close(): Promise<void>;
+}
+
+class Child {
+  readonly name: string;
+  readonly process: ChildProcess;
+  readonly exited: Promise<number | null>;
+  readonly #tail: string[] = [];
+  #waiters: Array<{ pattern: RegExp; resolve: (match: RegExpExecArray) => void }> = [];
+
+  constructor(name: string, args: string[], env: NodeJS.ProcessEnv) {
+    this.name = name;
+    this.process = spawn(process.execPath, [cliPath, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...env, FORCE_COLOR: "0", PAYNET_LOG_FORMAT: "json" } });
+    for (const stream of [this.process.stdout!, this.process.stderr!]) createInterface({ input: stream }).on("line", (line) => this.#onLine(line));
+    this.exited = new Promise((resolve) => this.process.on("exit", (code) => resolve(code)));
+  }
+
+  #onLine(line: string): void {
+    this.#tail.push(line);
+    if (this.#tail.length > benchNetworkLimits.tailLinesMax) this.#tail.shift();
+    this.#waiters = this.#waiters.filter((waiter) => {
+      const match = waiter.pattern.exec(line);
+      if (match !== null) waiter.resolve(match);
+      return match === null;
+    });
+  }
+
+  /** The next output line matching `pattern`; rejects with the child's last lines if it exits or times out. */
+  waitFor(pattern: RegExp): Promise<RegExpExecArray> {
+    return new Promise((resolve, reject) => {
+      const fail = (why: string) => reject(new Error(`${this.name} ${why}; its last output:\n${this.#tail.join("\n")}`));
+      const timer = setTimeout(() => fail(`not ready after ${benchNetworkLimits.readyTimeoutMs} ms`), benchNetworkLimits.readyTimeoutMs);
+      this.#waiters.push({ pattern, resolve: (match) => (clearTimeout(timer), resolve(match)) });
+      void this.exited.then((code) => (clearTimeout(timer), fail(`exited with code ${code} before it was ready`)));
+    });
+  }
+
+  get running(): boolean {
+    return this.process.exitCode === null && this.process.signalCode === null;
+  }
+}
+
+async function stopChildren(children: readonly Child[]): Promise<void> {
+  for (const child of children) if (child.running) child.process.kill("SIGTERM");
+  const timer = setTimeout(() => children.forEach((child) => child.running && child.process.kill("SIGKILL")), benchNetworkLimits.stopGraceMs);
+  await Promise.all(children.map((child) => child.exited));
+  clearTimeout(timer);
+}
+
+export interface OwnNetworkOptions {
+  accounts: number;
+  banks: readonly string[];
+  balanceMinor: bigint;
+  password: string;
+  keep: boolean;
+  /** Environment of the children (e.g. NODE_OPTIONS=--cpu-prof for profiling). */
+  env: NodeJS.ProcessEnv;
+}
+
+/** Writes the generated accounts file and the certificates into a new temporary data dir. */
+async function prepareDataDir(options: OwnNetworkOptions): Promise<string> {
+  const dataDir = await mkdtemp(join(tmpdir(), "paynet-bench-"));
+  const paths = dataPaths(dataDir);
+  await mkdir(join(dataDir, "server"), { recursive: true });
+  const passwordHash = await hashPassword(options.password);
+  const rows = generateAccountRows({ accounts: options.accounts, banks: options.banks, balanceMinor: options.balanceMinor, passwordHash });
+  await writeFile(paths.accountsCsv, serializeAccountsCsv(rows));
+  await issueCertificates({ certificateDir: paths.certificateDir, banks: options.banks });
+  return dataDir;
+}
+
+export async function startOwnNetwork(options: OwnNetworkOptions): Promise<BenchNetwork> {
+  const dataDir = await prepareDataDir(options);
+  const children: Child[] = [];
+  const close = async () => {
+    await stopChildren(children);
+    if (!options.keep) await rm(dataDir, { recursive: true, force: true });
+  };
+  try {
+    const gateway = new Child("gateway", ["gateway", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0"], options.env);
+    children.push(gateway);
+    const [, gatewayAddress] = await gateway.waitFor(listeningPattern);
+    await Promise.all(
+      options.banks.map(async (bank) => {
+        const child = new Child(`bank ${bank}`, ["bank", "--id", bank, "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0", "--gateway", gatewayAddress!], options.env);
+        children.push(child);
+        await child.waitFor(registeredPattern);
+      }),
+    );
+    return { dataDir, gatewayAddress: gatewayAddress!, owned: true, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+/** An existing network: nothing to start or stop. */
+export function existingNetwork(dataDir: string, gatewayAddress: string): BenchNetwork {
+  return { dataDir, gatewayAddress, owned: false, close: async () => undefined };
+}

@@ -1,0 +1,126 @@
+// What `paynet bench` prints: one report, as a table for people or as one JSON object for scripts.
+import { formatMinor } from "../core/money.js";
+import type { ConservationReport, LatencySummary, OutcomeReport } from "../core/bench-stats.js";
+import type { Reason } from "../core/errors.js";
+
+export interface BenchReport {
+  payments: number;
+  concurrency: number;
+  channels: number;
+  accounts: number;
+  banks: string[];
+  mode: "closed" | "open";
+  ratePerS: number | null;
+  sameBankPercent: number;
+  seed: number;
+  batch: number;
+  durationMs: number;
+  throughputPerS: number;
+  latency: LatencySummary;
+  outcomes: OutcomeReport;
+  notStarted: number;
+  timedOut: boolean;
+  reasons: Partial<Record<Reason, number>>;
+  settled: boolean;
+  settleMs: number;
+  /** Null when the balances could not be read after the run (then `readError` says why). */
+  conservation: ConservationReport | null;
+  readError: string | null;
+  network: { owned: boolean; gateway: string; dataDir: string; kept: boolean };
+}
+
+/** The verdict: balances conserved, every outcome agrees with the gateway log, and the run settled. */
+export function reportOk(report: BenchReport): boolean {
+  return report.settled && report.outcomes.ok && report.conservation !== null && report.conservation.ok;
+}
+
+const round = (value: number, places: number) => Number(value.toFixed(places));
+
+export function reportJson(report: BenchReport): Record<string, unknown> {
+  const { outcomes, conservation, latency } = report;
+  return {
+    payments: report.payments,
+    concurrency: report.concurrency,
+    channels: report.channels,
+    accounts: report.accounts,
+    banks: report.banks,
+    mode: report.mode,
+    rate: report.ratePerS,
+    sameBankPercent: report.sameBankPercent,
+    seed: report.seed,
+    batch: report.batch,
+    durationMs: round(report.durationMs, 1),
+    throughputPerS: round(report.throughputPerS, 1),
+    latencyMs: { p50: round(latency.p50Ms, 2), p95: round(latency.p95Ms, 2), p99: round(latency.p99Ms, 2), max: round(latency.maxMs, 2), mean: round(latency.meanMs, 2) },
+    committed: outcomes.committed,
+    aborted: outcomes.aborted,
+    ambiguous: outcomes.ambiguous,
+    ambiguousResolved: { committed: outcomes.ambiguousCommitted, aborted: outcomes.ambiguousAborted, unresolved: outcomes.ambiguousUnresolved },
+    notStarted: report.notStarted,
+    timedOut: report.timedOut,
+    reasons: report.reasons,
+    settled: report.settled,
+    settleMs: round(report.settleMs, 1),
+    conservation: {
+      ok: reportOk(report),
+      sumBefore: conservation === null ? null : formatMinor(conservation.sumBeforeMinor),
+      sumAfter: conservation === null ? null : formatMinor(conservation.sumAfterMinor),
+      sumsEqual: conservation?.sumsEqual ?? false,
+      noNegative: conservation?.noNegative ?? false,
+      negativeAccounts: conservation?.negativeAccounts ?? [],
+      appliedOnce: conservation?.appliedOnce ?? false,
+      accountsChecked: conservation?.accountsChecked ?? 0,
+      mismatchCount: conservation?.mismatchCount ?? 0,
+      mismatches: (conservation?.mismatches ?? []).map((entry) => ({ account: entry.account, expected: formatMinor(entry.expectedMinor), actual: entry.actualMinor === null ? null : formatMinor(entry.actualMinor) })),
+      gatewayCommitted: outcomes.gatewayCommitted,
+      outcomesAgree: outcomes.ok,
+      disagreementCount: outcomes.disagreementCount,
+      disagreements: outcomes.disagreements,
+      readError: report.readError,
+    },
+    network: report.network,
+  };
+}
+
+const mark = (ok: boolean) => (ok ? "✓" : "✗");
+const ms = (value: number) => value.toFixed(1);
+
+function conservationLines(report: BenchReport): string[] {
+  const { outcomes, conservation } = report;
+  const lines: string[] = [];
+  if (!report.settled) lines.push(`  ✗ the network did not settle (payments unfinished or holds left) within the settle timeout`);
+  if (conservation === null) {
+    lines.push(`  ✗ balances not checked: ${report.readError ?? "unknown error"}`);
+  } else {
+    lines.push(`  ${mark(conservation.sumsEqual)} sum of balances before = after (${formatMinor(conservation.sumBeforeMinor)} → ${formatMinor(conservation.sumAfterMinor)})`);
+    lines.push(`  ${mark(conservation.noNegative)} no negative balance${conservation.noNegative ? "" : ` (${conservation.negativeCount}: ${conservation.negativeAccounts.join(", ")})`}`);
+    lines.push(`  ${mark(conservation.appliedOnce)} every committed payment applied once (${conservation.accountsChecked} accounts: initial + credits − debits = final${conservation.appliedOnce ? "" : `; ${conservation.mismatchCount} differ, e.g. ${conservation.mismatches.slice(0, 3).map((entry) => `${entry.account} expected ${formatMinor(entry.expectedMinor)} found ${entry.actualMinor === null ? "nothing" : formatMinor(entry.actualMinor)}`).join("; ")}`})`);
+  }
+  const benchCommitted = outcomes.committed + outcomes.ambiguousCommitted;
+  lines.push(`  ${mark(outcomes.ok)} gateway log: ${outcomes.gatewayCommitted} committed, bench: ${benchCommitted} committed${outcomes.disagreementCount === 0 ? "" : `; ${outcomes.disagreementCount} answers disagree with the log`}${outcomes.ambiguousUnresolved === 0 ? "" : `; ${outcomes.ambiguousUnresolved} ambiguous still undecided`}`);
+  return lines;
+}
+
+export function reportTable(report: BenchReport): string {
+  const { outcomes, latency } = report;
+  const reasons = Object.entries(report.reasons).map(([reason, count]) => `${reason} ${count}`).join(", ");
+  const rows: Array<[string, string]> = [
+    ["load", report.mode === "closed" ? "closed loop" : `open loop at ${report.ratePerS}/s (latency from each payment's due time)`],
+    ["payments", `${report.payments}${report.notStarted > 0 ? ` (${report.notStarted} not started: overall timeout)` : ""}, ${report.sameBankPercent}% same-bank`],
+    ["concurrency", `${report.concurrency} clients on ${report.channels} gRPC channels`],
+    ["accounts", `${report.accounts} at ${report.banks.length} banks (${report.banks.join(", ")})`],
+    ["duration", `${(report.durationMs / 1000).toFixed(2)} s`],
+    ["throughput", `${report.throughputPerS.toFixed(1)} committed payments/s`],
+    ["latency ms", `p50 ${ms(latency.p50Ms)}  p95 ${ms(latency.p95Ms)}  p99 ${ms(latency.p99Ms)}  max ${ms(latency.maxMs)}  (mean ${ms(latency.meanMs)}, every answered call)`],
+    ["committed", String(outcomes.committed)],
+    ["aborted", `${outcomes.aborted}${reasons === "" ? "" : ` (reasons: ${reasons})`}`],
+    ["ambiguous", `${outcomes.ambiguous}${outcomes.ambiguous === 0 ? "" : ` (from the gateway log: ${outcomes.ambiguousCommitted} committed, ${outcomes.ambiguousAborted} aborted, ${outcomes.ambiguousUnresolved} undecided)`}`],
+  ];
+  const width = Math.max(...rows.map(([label]) => label.length));
+  const lines = [`paynet bench (gateway ${report.network.gateway}${report.network.kept ? `, data dir kept: ${report.network.dataDir}` : ""})`];
+  for (const [label, value] of rows) lines.push(`  ${label.padEnd(width)}  ${value}`);
+  lines.push("conservation");
+  lines.push(...conservationLines(report));
+  lines.push(reportOk(report) ? "result: ok" : "result: FAILED");
+  return lines.join("\n") + "\n";
+}

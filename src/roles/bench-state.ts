@@ -1,0 +1,84 @@
+// What `paynet bench` reads of a network's state, through the modules that own each file: the gateway's
+// records of this run's payments, and every bank's durable balances (its accounts-file rows with the
+// balance changes its pending file still applies laid over them), once the network has gone quiet.
+import { setTimeout as sleep } from "node:timers/promises";
+import { readAccountsCsv, type AccountRow } from "../core/accounts-csv.js";
+import { accountKey } from "../core/bench-accounts.js";
+import { loggedOutcomes, overlayApplying, type LoggedPayment } from "../core/bench-stats.js";
+import { readGatewayRecords } from "../core/gateway-log.js";
+import { readBankPending, type BankPending } from "../core/pending-file.js";
+import type { DataPaths } from "../core/paths.js";
+
+export const settlePollMs = 200;
+/** Consecutive quiet polls needed: a request that outlived its client's deadline could still begin a payment. */
+const quietPollsNeeded = 2;
+
+export interface DurableBalances {
+  rows: AccountRow[];
+  balances: Map<string, bigint>;
+  holds: number;
+}
+
+async function readPending(paths: DataPaths, banks: readonly string[]): Promise<Map<string, BankPending>> {
+  const pending = new Map<string, BankPending>();
+  for (const bank of banks) pending.set(bank, await readBankPending(paths.pendingJson, bank));
+  return pending;
+}
+
+function signature(pending: ReadonlyMap<string, BankPending>): string {
+  return [...pending].map(([bank, section]) => `${bank}:${[...section.holds.keys()].join(",")}|${[...section.applying.keys()].join(",")}`).join(";");
+}
+
+/**
+ * The accounts file read between two reads of the pending file, with the applying entries laid over it;
+ * null when the pending file changed in between (a bank was still writing).
+ */
+export async function readDurableBalances(paths: DataPaths, banks: readonly string[]): Promise<DurableBalances | null> {
+  const first = await readPending(paths, banks);
+  const rows = await readAccountsCsv(paths.accountsCsv);
+  const second = await readPending(paths, banks);
+  if (signature(first) !== signature(second)) return null;
+  let balances = new Map(rows.map((row) => [accountKey(row.username, row.bank), row.balanceMinor]));
+  let holds = 0;
+  for (const [bank, section] of second) {
+    balances = overlayApplying(balances, bank, section.applying.values());
+    holds += section.holds.size;
+  }
+  return { rows, balances, holds };
+}
+
+export interface Settled {
+  settled: boolean;
+  logged: Map<string, LoggedPayment>;
+  /** The balances of the last quiet poll (null if none was quiet). */
+  durable: DurableBalances | null;
+  settleMs: number;
+  /** Why the last poll could not read the state, if it could not. */
+  readError: string | null;
+}
+
+/**
+ * Polls until every payment of this run (ids starting with `idPrefix`) is finished at the gateway and no
+ * bank holds anything, on consecutive polls, or until `timeoutMs`.
+ */
+export async function waitUntilSettled(paths: DataPaths, banks: readonly string[], idPrefix: string, timeoutMs: number): Promise<Settled> {
+  const startedMs = Date.now();
+  let logged = new Map<string, LoggedPayment>();
+  let readError: string | null = null;
+  let quietPolls = 0;
+  while (Date.now() - startedMs <= timeoutMs) {
+    let durable: DurableBalances | null = null;
+    try {
+      logged = loggedOutcomes((await readGatewayRecords(paths)).values(), idPrefix);
+      durable = await readDurableBalances(paths, banks);
+      readError = null;
+    } catch (error) {
+      readError = (error as Error).message;
+    }
+    const quiet = durable !== null && durable.holds === 0 && [...logged.values()].every((record) => record.finished);
+    quietPolls = quiet ? quietPolls + 1 : 0;
+    if (quietPolls >= quietPollsNeeded) return { settled: true, logged, durable, settleMs: Date.now() - startedMs, readError };
+    await sleep(settlePollMs);
+  }
+  return { settled: false, logged, durable: null, settleMs: Date.now() - startedMs, readError };
+}

@@ -1,0 +1,65 @@
+// Specification of `paynet bench` as a process: it starts its own network, makes every payment it was asked
+// for, and its counts and conservation check are right. Correctness only: no assertion on speed.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { runCli } from "./helpers/network.js";
+
+interface BenchJson {
+  payments: number;
+  committed: number;
+  aborted: number;
+  ambiguous: number;
+  ambiguousResolved: { committed: number; aborted: number; unresolved: number };
+  reasons: Record<string, number>;
+  latencyMs: { p50: number; p95: number; p99: number; max: number; mean: number };
+  conservation: { ok: boolean; sumsEqual: boolean; noNegative: boolean; appliedOnce: boolean; outcomesAgree: boolean; gatewayCommitted: number; sumBefore: string; sumAfter: string; accountsChecked: number };
+  network: { owned: boolean; kept: boolean };
+}
+
+function assertConsistent(report: BenchJson, payments: number): void {
+  assert.equal(report.payments, payments);
+  assert.equal(report.committed + report.aborted + report.ambiguous, payments);
+  assert.equal(report.ambiguousResolved.unresolved, 0);
+  assert.equal(report.conservation.ok, true);
+  assert.equal(report.conservation.sumsEqual, true);
+  assert.equal(report.conservation.noNegative, true);
+  assert.equal(report.conservation.appliedOnce, true);
+  assert.equal(report.conservation.outcomesAgree, true);
+  assert.equal(report.conservation.sumBefore, report.conservation.sumAfter);
+  assert.equal(report.conservation.gatewayCommitted, report.committed + report.ambiguousResolved.committed);
+  const { p50, p95, p99, max } = report.latencyMs;
+  for (const value of [p50, p95, p99, max]) assert.ok(Number.isFinite(value) && value > 0, `latency ${value}`);
+  assert.ok(p50 <= p95, `p50 ${p50} <= p95 ${p95}`);
+  assert.ok(p95 <= p99, `p95 ${p95} <= p99 ${p99}`);
+  assert.ok(p99 <= max, `p99 ${p99} <= max ${max}`);
+}
+
+describe("paynet bench", { timeout: 90_000 }, () => {
+  it("makes 200 payments from 8 clients over 40 accounts and finds every balance conserved", async () => {
+    const result = await runCli(["bench", "--payments", "200", "--concurrency", "8", "--accounts", "40", "--json"]);
+    assert.equal(result.code, 0, `exit ${result.code}; stderr:\n${result.stderr}`);
+    const report = result.json as unknown as BenchJson;
+    assertConsistent(report, 200);
+    assert.ok(report.committed > 0);
+    assert.equal(report.conservation.accountsChecked, 40);
+    assert.equal(report.conservation.sumBefore, "40000.00");
+    assert.deepEqual(report.network, { ...report.network, owned: true, kept: false });
+  });
+
+  it("counts refusals as aborted and still conserves, with balances too small for most payments", async () => {
+    const result = await runCli(["bench", "--payments", "60", "--concurrency", "4", "--accounts", "8", "--balance", "0.50", "--same-bank-percent", "30", "--json"]);
+    assert.equal(result.code, 0, `exit ${result.code}; stderr:\n${result.stderr}`);
+    const report = result.json as unknown as BenchJson;
+    assertConsistent(report, 60);
+    assert.ok(report.aborted > 0, "some payments are refused for insufficient funds");
+    assert.equal(report.reasons.INSUFFICIENT_FUNDS, report.aborted);
+    assert.equal(report.conservation.sumBefore, "4.00");
+  });
+
+  it("refuses --batch above 1 as a usage error, before starting anything", async () => {
+    const result = await runCli(["bench", "--batch", "10", "--json"]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /MakePayments\) is not implemented yet/);
+    assert.equal(result.stdout, "");
+  });
+});
