@@ -395,6 +395,21 @@ describe("Participant", () => {
     assert.deepEqual((await pendingSection(files)).holds, [hold]);
   });
 
+  it("keeps the CSV equal to the committed balances when checkpoints follow each other closely", async () => {
+    clock.nowMs = startMs;
+    const files = await newFiles();
+    const participant = await Participant.open({ bank, ...files, holdTimeoutMs, finishedRetainedMax: 1_000, nowMs: () => clock.nowMs, csvCheckpointDelayMs: 0 });
+    // Waves of transfers, each wave durable before the next starts, so that many checkpoints are due at once.
+    for (let wave = 0; wave < 20; wave += 1) {
+      await Promise.all(Array.from({ length: 10 }, (_, index) => participant.transfer(`w${wave}-${index}`, index % 2 === 0 ? "alice" : "bob", index % 2 === 0 ? "bob" : "alice", BigInt(wave + index + 1))));
+    }
+    await participant.flushCheckpoint();
+    const onDisk = new Map((await csvRows(files)).filter((row) => row.bank === bank).map((row) => [row.username, row.balanceMinor]));
+    assert.equal(onDisk.get("alice"), participant.balance("alice").balanceMinor);
+    assert.equal(onDisk.get("bob"), participant.balance("bob").balanceMinor);
+    assert.equal(onDisk.get("alice")! + onDisk.get("bob")!, 15_025n, "money is conserved on disk");
+  });
+
   it("remembers at most finishedRetainedMax finished payments, dropping the oldest", async () => {
     clock.nowMs = startMs;
     const files = await newFiles();

@@ -123,17 +123,16 @@ export class Participant {
       for (const [username, afterMinor] of Object.entries(applying.balancesMinor)) this.#durableBalances.set(username, afterMinor);
       this.#toCheckpoint.push(applying);
     }
-    await this.#checkpoint();
+    await this.#runCheckpoint();
     await this.#durable(this.#changed());
   }
 
   /** Writes the durable balances to the CSV now, e.g. before an orderly stop. */
   async flushCheckpoint(): Promise<void> {
     await this.#writing;
-    await this.#checkpointing;
     if (this.#checkpointTimer !== null) clearTimeout(this.#checkpointTimer);
     this.#checkpointTimer = null;
-    await this.#checkpoint();
+    await this.#runCheckpoint();
     if (this.#durableVersion < this.#version) await this.#durable(this.#version);
   }
 
@@ -372,9 +371,22 @@ export class Participant {
     if (added && this.#checkpointTimer === null) {
       this.#checkpointTimer = setTimeout(() => {
         this.#checkpointTimer = null;
-        this.#checkpointing = this.#checkpoint().finally(() => (this.#checkpointing = null));
+        void this.#runCheckpoint();
       }, this.#options.csvCheckpointDelayMs ?? csvCheckpointDelayMsDefault);
     }
+  }
+
+  /**
+   * Checkpoints run one after another, never side by side: two at once would race for the CSV's lock,
+   * and the older could write its balances last, over the newer ones.
+   */
+  #runCheckpoint(): Promise<void> {
+    const next = (this.#checkpointing ?? Promise.resolve()).then(() => this.#checkpoint());
+    this.#checkpointing = next;
+    void next.finally(() => {
+      if (this.#checkpointing === next) this.#checkpointing = null;
+    });
+    return next;
   }
 
   /**

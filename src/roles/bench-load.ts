@@ -39,6 +39,8 @@ export interface LoadOptions {
   overallTimeoutMs: number;
   /** Every payment id is this prefix and its number. */
   idPrefix: string;
+  /** Why no further payment should start (e.g. a process of the network exited), or null to go on. */
+  stopReason: () => string | null;
 }
 
 /** Counters the caller may read at any time (for the progress line). */
@@ -59,6 +61,8 @@ export interface LoadResult {
   durationMs: number;
   notStarted: number;
   timedOut: boolean;
+  /** Set when the load stopped early because `stopReason` named a reason. */
+  stoppedBecause: string | null;
   channels: number;
 }
 
@@ -113,6 +117,7 @@ class LoadRun {
   readonly #reasons: Partial<Record<Reason, number>> = {};
   #nextTicket = 0;
   #timedOut = false;
+  #stoppedBecause: string | null = null;
   #lastEndNs = 0n;
   readonly #startNs: bigint;
   readonly #deadlineNs: bigint;
@@ -126,7 +131,9 @@ class LoadRun {
 
   /** The next payment number and the time it is due (now, in a closed loop), or null when done. */
   #take(): { ticket: number; dueNs: bigint | null } | null {
-    if (this.#nextTicket >= this.#options.payments) return null;
+    if (this.#nextTicket >= this.#options.payments || this.#stoppedBecause !== null) return null;
+    this.#stoppedBecause = this.#options.stopReason();
+    if (this.#stoppedBecause !== null) return null;
     const rate = this.#options.ratePerS;
     const dueNs = rate === null ? null : this.#startNs + BigInt(Math.round((this.#nextTicket * 1e9) / rate));
     if (process.hrtime.bigint() >= this.#deadlineNs || (dueNs !== null && dueNs >= this.#deadlineNs)) {
@@ -179,6 +186,7 @@ class LoadRun {
       durationMs: Number(endNs - this.#startNs) / 1e6,
       notStarted: this.#options.payments - this.#nextTicket,
       timedOut: this.#timedOut,
+      stoppedBecause: this.#stoppedBecause,
       channels,
     };
   }

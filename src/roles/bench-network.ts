@@ -18,16 +18,28 @@ export const benchNetworkLimits = Object.freeze({
   /** Output lines kept per child, shown when it fails. */
   tailLinesMax: 40,
 });
+/** Last output lines of a child that exited during the run, in the report. */
+const exitLinesShown = 5;
 
 const cliPath = fileURLToPath(new URL("../cli.js", import.meta.url));
 const listeningPattern = /listening on ([0-9A-Za-z.:\[\]-]+:[0-9]+)/;
 const registeredPattern = /registered with the gateway/;
+
+/** A process of the network that exited while the bench still needed it. */
+export interface ChildExit {
+  name: string;
+  code: number | null;
+  signal: string | null;
+  lastLines: string[];
+}
 
 export interface BenchNetwork {
   readonly dataDir: string;
   readonly gatewayAddress: string;
   /** Whether the bench started it (and so stops it). */
   readonly owned: boolean;
+  /** The started processes that have exited before close(), in the order they did. */
+  unexpectedExits(): ChildExit[];
   /** Stops the children, and removes the data dir unless kept. */
   close(): Promise<void>;
 }
@@ -36,6 +48,8 @@ class Child {
   readonly name: string;
   readonly process: ChildProcess;
   readonly exited: Promise<number | null>;
+  /** Set when the process exits: its code and signal. */
+  exit: { code: number | null; signal: string | null } | null = null;
   readonly #tail: string[] = [];
   #waiters: Array<{ pattern: RegExp; resolve: (match: RegExpExecArray) => void }> = [];
 
@@ -43,7 +57,16 @@ class Child {
     this.name = name;
     this.process = spawn(process.execPath, [cliPath, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...env, FORCE_COLOR: "0", PAYNET_LOG_FORMAT: "json" } });
     for (const stream of [this.process.stdout!, this.process.stderr!]) createInterface({ input: stream }).on("line", (line) => this.#onLine(line));
-    this.exited = new Promise((resolve) => this.process.on("exit", (code) => resolve(code)));
+    this.exited = new Promise((resolve) =>
+      this.process.on("exit", (code, signal) => {
+        this.exit = { code, signal };
+        resolve(code);
+      }),
+    );
+  }
+
+  get lastLines(): string[] {
+    return [...this.#tail];
   }
 
   #onLine(line: string): void {
@@ -103,22 +126,30 @@ async function prepareDataDir(options: OwnNetworkOptions): Promise<string> {
 export async function startOwnNetwork(options: OwnNetworkOptions): Promise<BenchNetwork> {
   const dataDir = await prepareDataDir(options);
   const children: Child[] = [];
+  const exits: ChildExit[] = [];
+  let closing = false;
+  const watch = (child: Child) => {
+    children.push(child);
+    void child.exited.then(() => {
+      if (!closing) exits.push({ name: child.name, code: child.exit?.code ?? null, signal: child.exit?.signal ?? null, lastLines: child.lastLines.slice(-exitLinesShown) });
+    });
+    return child;
+  };
   const close = async () => {
+    closing = true;
     await stopChildren(children);
     if (!options.keep) await rm(dataDir, { recursive: true, force: true });
   };
   try {
-    const gateway = new Child("gateway", ["gateway", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0"], options.env);
-    children.push(gateway);
+    const gateway = watch(new Child("gateway", ["gateway", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0"], options.env));
     const [, gatewayAddress] = await gateway.waitFor(listeningPattern);
     await Promise.all(
       options.banks.map(async (bank) => {
-        const child = new Child(`bank ${bank}`, ["bank", "--id", bank, "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0", "--gateway", gatewayAddress!], options.env);
-        children.push(child);
+        const child = watch(new Child(`bank ${bank}`, ["bank", "--id", bank, "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0", "--gateway", gatewayAddress!], options.env));
         await child.waitFor(registeredPattern);
       }),
     );
-    return { dataDir, gatewayAddress: gatewayAddress!, owned: true, close };
+    return { dataDir, gatewayAddress: gatewayAddress!, owned: true, unexpectedExits: () => [...exits], close };
   } catch (error) {
     await close();
     throw error;
@@ -127,5 +158,5 @@ export async function startOwnNetwork(options: OwnNetworkOptions): Promise<Bench
 
 /** An existing network: nothing to start or stop. */
 export function existingNetwork(dataDir: string, gatewayAddress: string): BenchNetwork {
-  return { dataDir, gatewayAddress, owned: false, close: async () => undefined };
+  return { dataDir, gatewayAddress, owned: false, unexpectedExits: () => [], close: async () => undefined };
 }

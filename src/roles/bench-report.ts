@@ -2,6 +2,7 @@
 import { formatMinor } from "../core/money.js";
 import type { ConservationReport, LatencySummary, OutcomeReport } from "../core/bench-stats.js";
 import type { Reason } from "../core/errors.js";
+import type { ChildExit } from "./bench-network.js";
 
 export interface BenchReport {
   payments: number;
@@ -20,18 +21,19 @@ export interface BenchReport {
   outcomes: OutcomeReport;
   notStarted: number;
   timedOut: boolean;
+  stoppedBecause: string | null;
   reasons: Partial<Record<Reason, number>>;
   settled: boolean;
   settleMs: number;
   /** Null when the balances could not be read after the run (then `readError` says why). */
   conservation: ConservationReport | null;
   readError: string | null;
-  network: { owned: boolean; gateway: string; dataDir: string; kept: boolean };
+  network: { owned: boolean; gateway: string; dataDir: string; kept: boolean; exits: ChildExit[] };
 }
 
-/** The verdict: balances conserved, every outcome agrees with the gateway log, and the run settled. */
+/** The verdict: no process died, the run settled, every outcome agrees with the gateway log, balances conserved. */
 export function reportOk(report: BenchReport): boolean {
-  return report.settled && report.outcomes.ok && report.conservation !== null && report.conservation.ok;
+  return report.network.exits.length === 0 && report.settled && report.outcomes.ok && report.conservation !== null && report.conservation.ok;
 }
 
 const round = (value: number, places: number) => Number(value.toFixed(places));
@@ -58,6 +60,7 @@ export function reportJson(report: BenchReport): Record<string, unknown> {
     ambiguousResolved: { committed: outcomes.ambiguousCommitted, aborted: outcomes.ambiguousAborted, unresolved: outcomes.ambiguousUnresolved },
     notStarted: report.notStarted,
     timedOut: report.timedOut,
+    stoppedBecause: report.stoppedBecause,
     reasons: report.reasons,
     settled: report.settled,
     settleMs: round(report.settleMs, 1),
@@ -88,6 +91,7 @@ const ms = (value: number) => value.toFixed(1);
 function conservationLines(report: BenchReport): string[] {
   const { outcomes, conservation } = report;
   const lines: string[] = [];
+  for (const exit of report.network.exits) lines.push(`  ✗ ${exit.name} exited during the run (code ${exit.code}, signal ${exit.signal}): ${exit.lastLines.at(-1) ?? "no output"}`);
   if (!report.settled) lines.push(`  ✗ the network did not settle (payments unfinished or holds left) within the settle timeout`);
   if (conservation === null) {
     lines.push(`  ✗ balances not checked: ${report.readError ?? "unknown error"}`);
@@ -106,7 +110,7 @@ export function reportTable(report: BenchReport): string {
   const reasons = Object.entries(report.reasons).map(([reason, count]) => `${reason} ${count}`).join(", ");
   const rows: Array<[string, string]> = [
     ["load", report.mode === "closed" ? "closed loop" : `open loop at ${report.ratePerS}/s (latency from each payment's due time)`],
-    ["payments", `${report.payments}${report.notStarted > 0 ? ` (${report.notStarted} not started: overall timeout)` : ""}, ${report.sameBankPercent}% same-bank`],
+    ["payments", `${report.payments}${report.notStarted > 0 ? ` (${report.notStarted} not started: ${report.stoppedBecause ?? "overall timeout"})` : ""}, ${report.sameBankPercent}% same-bank`],
     ["concurrency", `${report.concurrency} clients on ${report.channels} gRPC channels`],
     ["accounts", `${report.accounts} at ${report.banks.length} banks (${report.banks.join(", ")})`],
     ["duration", `${(report.durationMs / 1000).toFixed(2)} s`],

@@ -119,6 +119,12 @@ async function openNetwork(flags: BenchFlags): Promise<BenchNetwork> {
   return network;
 }
 
+/** Why waiting for the network is pointless: one of its processes is gone. */
+function processGone(network: BenchNetwork): string | null {
+  const exits = network.unexpectedExits();
+  return exits.length === 0 ? null : `${exits.map((exit) => exit.name).join(", ")} exited during the run`;
+}
+
 interface Measured {
   load: LoadResult;
   before: Map<string, bigint>;
@@ -134,7 +140,7 @@ interface Measured {
 async function measure(flags: BenchFlags, network: BenchNetwork, paths: DataPaths): Promise<Measured | string> {
   const banks = banksOf(await readAccountsCsv(paths.accountsCsv));
   // No payment id starts with NUL: this waits only for the banks to hold nothing (an existing network must be idle).
-  const initial = await waitUntilSettled(paths, banks, "\u0000", flags.settleTimeoutMs);
+  const initial = await waitUntilSettled(paths, banks, "\u0000", flags.settleTimeoutMs, () => processGone(network));
   if (initial.durable === null) throw new Error(`the network is not idle (holds open) or its state is unreadable${initial.readError === null ? "" : `: ${initial.readError}`}`);
   const rows = initial.durable.rows;
   if (flags.concurrency > rows.length) return `--concurrency ${flags.concurrency} needs at least as many accounts; ${paths.accountsCsv} has ${rows.length}`;
@@ -159,6 +165,7 @@ async function measure(flags: BenchFlags, network: BenchNetwork, paths: DataPath
         callTimeoutMs: flags.callTimeoutMs,
         overallTimeoutMs: flags.timeoutMs,
         idPrefix,
+        stopReason: () => processGone(network),
       },
       progress,
     );
@@ -171,7 +178,8 @@ async function measure(flags: BenchFlags, network: BenchNetwork, paths: DataPath
 async function check(flags: BenchFlags, network: BenchNetwork, paths: DataPaths, measured: Measured): Promise<BenchReport> {
   const { load } = measured;
   note(`load done in ${(load.durationMs / 1000).toFixed(1)} s; waiting for every payment to finish`);
-  const settled = await waitUntilSettled(paths, measured.banks, measured.idPrefix, flags.settleTimeoutMs);
+  for (const exit of network.unexpectedExits()) note(`${exit.name} exited during the run (code ${exit.code}, signal ${exit.signal}); its last lines:\n${exit.lastLines.join("\n")}`);
+  const settled = await waitUntilSettled(paths, measured.banks, measured.idPrefix, flags.settleTimeoutMs, () => processGone(network));
   const outcomes = resolveOutcomes(load.sent, settled.logged);
   const conservation = settled.durable === null ? null : checkConservation(measured.before, settled.durable.balances, outcomes.committedTransfers);
   const readError = settled.durable === null ? (settled.readError ?? "the network did not settle") : null;
@@ -192,12 +200,13 @@ async function check(flags: BenchFlags, network: BenchNetwork, paths: DataPaths,
     outcomes,
     notStarted: load.notStarted,
     timedOut: load.timedOut,
+    stoppedBecause: load.stoppedBecause,
     reasons: load.reasons,
     settled: settled.settled,
     settleMs: settled.settleMs,
     conservation,
     readError,
-    network: { owned: network.owned, gateway: network.gatewayAddress, dataDir: network.dataDir, kept: network.owned && flags.keep },
+    network: { owned: network.owned, gateway: network.gatewayAddress, dataDir: network.dataDir, kept: network.owned && flags.keep, exits: network.unexpectedExits() },
   };
 }
 
