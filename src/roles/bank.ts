@@ -1,5 +1,4 @@
 // Wires a bank process: its accounts, its server, its registration with the gateway and its overdue holds.
-import { readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { removeStaleTempFiles } from "../core/durable.js";
 import { holdFileLock } from "../core/file-lock.js";
@@ -16,7 +15,7 @@ import { takeNextPort } from "../core/port-file.js";
 import { banksOf, readAccountsCsv } from "../core/accounts-csv.js";
 import { validateBankName } from "../core/validate.js";
 import { PaymentError } from "../core/errors.js";
-import { onTerminate, roleLogger, startMetrics } from "./process.js";
+import { gatewayAddress, onTerminate, roleLogger, startMetrics } from "./process.js";
 
 export interface BankFlags {
   dataDir: string;
@@ -52,12 +51,6 @@ async function resolveBankName(id: string, accountsCsv: string): Promise<string>
   validateBankName(id, "--id");
   if (!banks.includes(id)) throw new Error(`--id ${id}: no account of bank ${id} in ${accountsCsv} (banks: ${banks.join(", ")})`);
   return id;
-}
-
-export async function gatewayAddress(flag: string | undefined, clientGatewayTxt: string): Promise<string> {
-  if (flag !== undefined) return flag;
-  const written = await readFile(clientGatewayTxt, "utf8").catch(() => "");
-  return written.trim() || "127.0.0.1:8080";
 }
 
 async function listen(flags: BankFlags, bindServer: (address: string) => Promise<number>, portFile: string): Promise<number> {

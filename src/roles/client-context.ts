@@ -7,7 +7,7 @@ import { GatewayClient } from "../core/gateway-client.js";
 import { OfflineQueue, PaymentHistory, type Repair, type QueuedPayment, type HistoryEntry } from "../core/client-files.js";
 import { PaymentSender, type RetryPolicy, type SendOutcome } from "../core/payment-sender.js";
 import { formatMinor } from "../core/money.js";
-import { gatewayAddress } from "./bank.js";
+import { gatewayAddress } from "./process.js";
 
 /** Exit codes of the scripted client, documented in `paynet client --help`. */
 export const exitCodes = Object.freeze({ ok: 0, refused: 1, usage: 2, queued: 3, unreachable: 4 });

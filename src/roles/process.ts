@@ -1,4 +1,5 @@
 // Process plumbing shared by the roles: the logger, the metrics endpoint, and orderly exit on SIGINT/SIGTERM.
+import { readFile } from "node:fs/promises";
 import { createLogger, type Logger } from "../core/log.js";
 import { serveMetrics } from "../core/metrics.js";
 
@@ -31,4 +32,11 @@ export function onTerminate(cleanup: () => Promise<void>): void {
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+}
+
+/** Where the gateway is: the flag, else the address the gateway wrote to client/current_port_server.txt. */
+export async function gatewayAddress(flag: string | undefined, clientGatewayTxt: string): Promise<string> {
+  if (flag !== undefined) return flag;
+  const written = await readFile(clientGatewayTxt, "utf8").catch(() => "");
+  return written.trim() || "127.0.0.1:8080";
 }

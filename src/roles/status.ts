@@ -10,7 +10,7 @@ import { PaymentError, isAmbiguous } from "../core/errors.js";
 import { formatMinor } from "../core/money.js";
 import { validatePaymentId } from "../core/validate.js";
 import { OfflineQueue } from "../core/client-files.js";
-import { gatewayAddress } from "./bank.js";
+import { gatewayAddress } from "./process.js";
 import { reportRepair } from "./client-context.js";
 
 const statusTimeoutMs = 10_000;
