@@ -301,6 +301,8 @@ describe("Participant", () => {
     await participant.abort("aborted");
     await participant.transfer("moved", "bob", "alice", 25n);
     const holdsBefore = participant.holds();
+    // One live instance per bank, as in a bank process: the first stops (its checkpoint done) before the next opens.
+    await participant.close();
 
     clock.nowMs = startMs + 1_000;
     const reopened = await open(files);
@@ -313,6 +315,7 @@ describe("Participant", () => {
     assert.equal(await reopened.commit("held"), 5_025n);
     assert.equal(await reopened.commit("credit-held"), 5_500n);
     assert.deepEqual(reopened.holds(), []);
+    await reopened.close();
 
     const third = await open(files);
     assert.deepEqual(third.balance("alice"), { balanceMinor: 5_025n, availableMinor: 5_025n });
