@@ -6,7 +6,6 @@ import assert from "node:assert/strict";
 import {
   checkConservation,
   loggedOutcomes,
-  overlayApplying,
   percentileOfSorted,
   resolveOutcomes,
   summarizeLatencies,
@@ -206,25 +205,6 @@ describe("loggedOutcomes", () => {
     assert.deepEqual(loggedOutcomes(records, "bench-x-"), new Map([["bench-x-0", { state: "committed", finished: true }], ["bench-x-1", { state: "preparing", finished: false }]]));
   });
   it("finds nothing in an empty log", () => assert.deepEqual(loggedOutcomes([], "bench-x-"), new Map()));
-});
-
-describe("overlayApplying", () => {
-  const file = new Map([["u1@A", 100n], ["u2@A", 200n], ["u1@B", 300n]]);
-  const cases: Array<[string, Array<Record<string, bigint>>, Array<[string, bigint]>]> = [
-    ["no change being applied: the file as it is", [], [["u1@A", 100n], ["u2@A", 200n], ["u1@B", 300n]]],
-    ["one change: its absolute balances replace the file's", [{ u1: 90n, u2: 210n }], [["u1@A", 90n], ["u2@A", 210n], ["u1@B", 300n]]],
-    ["two changes to one account: the later wins", [{ u1: 90n }, { u1: 80n }], [["u1@A", 80n], ["u2@A", 200n], ["u1@B", 300n]]],
-    ["a change the file already holds: harmless", [{ u1: 100n }], [["u1@A", 100n], ["u2@A", 200n], ["u1@B", 300n]]],
-  ];
-  for (const [name, changes, expected] of cases) {
-    it(name, () => assert.deepEqual(overlayApplying(file, "A", changes.map((balancesMinor) => ({ balancesMinor }))), new Map(expected)));
-  }
-  it("touches only the named bank's accounts and leaves its input unchanged", () => {
-    const overlaid = overlayApplying(file, "B", [{ balancesMinor: { u1: 1n } }]);
-    assert.equal(overlaid.get("u1@B"), 1n);
-    assert.equal(overlaid.get("u1@A"), 100n);
-    assert.equal(file.get("u1@B"), 300n);
-  });
 });
 
 describe("benchUsageError", () => {

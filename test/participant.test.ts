@@ -2,10 +2,12 @@
 // files in a temp dir (no sockets). Every test gets its own copy of the files; the clock is injected.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Participant } from "../src/core/participant.js";
+import { readBankState } from "../src/core/bank-state.js";
+import { waitUntil } from "./helpers/network.js";
 import { PaymentError, type Reason } from "../src/core/errors.js";
 import { parseAccountsCsv, type AccountRow } from "../src/core/accounts-csv.js";
 import { isPasswordHash, verifyPassword } from "../src/core/passwords.js";
@@ -29,6 +31,7 @@ interface BankFiles {
   accountsCsvPath: string;
   pendingJsonPath: string;
   finishedLogPath: string;
+  journalDirectory: string;
 }
 
 interface PendingSectionJson {
@@ -55,6 +58,7 @@ describe("Participant", () => {
       accountsCsvPath: join(dir, "server", "dummydata.csv"),
       pendingJsonPath: join(dir, "server", "pending_transactions.json"),
       finishedLogPath: join(dir, "server", `finished_transactions_${bank}.jsonl`),
+      journalDirectory: join(dir, "server"),
     };
     await writeFile(files.accountsCsvPath, options.csv ?? seedCsv, "utf8");
     if (options.pending !== undefined) await writeFile(files.pendingJsonPath, JSON.stringify(options.pending), "utf8");
@@ -91,6 +95,11 @@ describe("Participant", () => {
     return [...records.values()];
   }
 
+  /** What a bank restarted now would find: the last checkpoint with the journal replayed over it. */
+  function durableState(files: BankFiles) {
+    return readBankState(files, bank);
+  }
+
   async function pendingSection(files: BankFiles, name = bank): Promise<PendingSectionJson> {
     const document = JSON.parse(await readFile(files.pendingJsonPath, "utf8")) as { format: string; banks: Record<string, PendingSectionJson> };
     assert.equal(document.format, "paynet-pending/1");
@@ -124,10 +133,9 @@ describe("Participant", () => {
     assert.deepEqual(participant.holds(), [
       { paymentId: "p1", username: "alice", kind: "debit", amountMinor: 6_000n, preparedAtMs: startMs, expiresAtMs: startMs + holdTimeoutMs },
     ]);
-    const section = await pendingSection(files);
-    assert.deepEqual(section.holds, [
-      { paymentId: "p1", username: "alice", kind: "debit", amountMinor: "6000", preparedAtMs: startMs, expiresAtMs: startMs + holdTimeoutMs },
-    ]);
+    assert.deepEqual([...(await durableState(files)).holds.values()], [
+      { paymentId: "p1", username: "alice", kind: "debit", amountMinor: 6_000n, preparedAtMs: startMs, expiresAtMs: startMs + holdTimeoutMs },
+    ], "the hold is durable (in the journal) before the vote returns");
     assert.deepEqual(await csvBalances(files), ["alice@SBI=10000", "bob@SBI=5025", "carol@HDFC=1000", "alice@HDFC=700"], "a hold does not touch the CSV");
   });
 
@@ -214,8 +222,11 @@ describe("Participant", () => {
     assert.deepEqual(participant.balance("alice"), { balanceMinor: 10_000n, availableMinor: 10_000n });
     await assert.rejects(participant.commit("p1"), paymentError("PAYMENT_ABORTED"));
     await assert.rejects(participant.prepare("p1", "alice", "debit", 6_000n), paymentError("PAYMENT_ABORTED"));
-    const section = await pendingSection(files);
-    assert.deepEqual(section.holds, []);
+    const durable = await durableState(files);
+    assert.deepEqual(durable.holds, new Map());
+    assert.deepEqual([...durable.finished.values()], [{ paymentId: "p1", outcome: "aborted", atMs: startMs, replyBalanceMinor: null }]);
+    await participant.flushCheckpoint();
+    assert.deepEqual((await pendingSection(files)).holds, []);
     assert.deepEqual(await finishedOnDisk(files), [{ paymentId: "p1", outcome: "aborted", atMs: startMs, replyBalanceMinor: null }]);
   });
 
@@ -344,7 +355,8 @@ describe("Participant", () => {
     assert.deepEqual(await csvBalances(files), ["alice@SBI=7000", "bob@SBI=8025", "carol@HDFC=1000", "alice@HDFC=700"]);
     const section = await pendingSection(files);
     assert.deepEqual(section.applying, []);
-    assert.deepEqual(await finishedOnDisk(files), [{ paymentId: "crashed", outcome: "committed", atMs: startMs, replyBalanceMinor: "7000" }]);
+    // An earlier build's applying entry carries no time: its finished record says 0.
+    assert.deepEqual(await finishedOnDisk(files), [{ paymentId: "crashed", outcome: "committed", atMs: 0, replyBalanceMinor: "7000" }]);
     assert.equal(await participant.transfer("crashed", "alice", "bob", 3_000n), 7_000n, "a retry gets the logged reply");
     assert.equal(participant.balance("alice").balanceMinor, 7_000n);
 
@@ -401,7 +413,7 @@ describe("Participant", () => {
   it("keeps the CSV equal to the committed balances when checkpoints follow each other closely", async () => {
     clock.nowMs = startMs;
     const files = await newFiles();
-    const participant = await Participant.open({ bank, ...files, holdTimeoutMs, finishedRetainedMax: 1_000, nowMs: () => clock.nowMs, csvCheckpointDelayMs: 0 });
+    const participant = await Participant.open({ bank, ...files, holdTimeoutMs, finishedRetainedMax: 1_000, nowMs: () => clock.nowMs, checkpointDelayMs: 0 });
     // Waves of transfers, each wave durable before the next starts, so that many checkpoints are due at once.
     for (let wave = 0; wave < 20; wave += 1) {
       await Promise.all(Array.from({ length: 10 }, (_, index) => participant.transfer(`w${wave}-${index}`, index % 2 === 0 ? "alice" : "bob", index % 2 === 0 ? "bob" : "alice", BigInt(wave + index + 1))));
@@ -471,5 +483,95 @@ describe("Participant", () => {
     assert.deepEqual(participant.expiredHolds(), []);
     clock.nowMs += 5_000;
     assert.equal(participant.expiredHolds().length, 1);
+  });
+
+  describe("the journal", () => {
+    /** A bank whose checkpoints wait for a flush, a close or a full generation: its changes stay in the journal. */
+    function openLazy(files: BankFiles, checkpointEntriesMax = 1_000_000): Promise<Participant> {
+      return Participant.open({ bank, ...files, holdTimeoutMs, finishedRetainedMax: 1_000, nowMs: () => clock.nowMs, checkpointDelayMs: 3_600_000, checkpointEntriesMax });
+    }
+
+    async function journals(files: BankFiles): Promise<string[]> {
+      return (await readdir(files.journalDirectory)).filter((name) => name.startsWith(`journal_${bank}.`)).sort();
+    }
+
+    it("answers once the change is in the journal; a bank that dies before any checkpoint loses nothing", async () => {
+      clock.nowMs = startMs;
+      const files = await newFiles();
+      const first = await openLazy(files);
+      await first.prepare("p1", "alice", "debit", 1_000n);
+      assert.equal(await first.commit("p1"), 9_000n);
+      await first.prepare("held", "bob", "credit", 25n);
+      await first.abort("gone");
+      assert.deepEqual(await csvBalances(files), ["alice@SBI=10000", "bob@SBI=5025", "carol@HDFC=1000", "alice@HDFC=700"], "no checkpoint yet");
+      assert.deepEqual(await journals(files), [`journal_${bank}.000000.jsonl`]);
+
+      // The first instance is abandoned as a killed process would be: no close, no checkpoint.
+      const reopened = await openLazy(files);
+      assert.equal(reopened.balance("alice").balanceMinor, 9_000n);
+      assert.deepEqual(reopened.holds().map((hold) => hold.paymentId), ["held"]);
+      assert.equal(await reopened.commit("p1"), 9_000n, "a repeated commit gets the first reply and applies nothing");
+      await assert.rejects(reopened.prepare("gone", "alice", "debit", 1n), paymentError("PAYMENT_ABORTED"));
+      // Opening folded the replayed generation into the shared files and started the next one.
+      assert.deepEqual(await csvBalances(files), ["alice@SBI=9000", "bob@SBI=5025", "carol@HDFC=1000", "alice@HDFC=700"]);
+      assert.equal((await pendingSection(files)).holds.length, 1);
+      assert.deepEqual(await journals(files), []);
+      await reopened.close();
+    });
+
+    it("leaves out a last line torn by a crash mid-append (it was never answered) and refuses a damaged line before it", async () => {
+      clock.nowMs = startMs;
+      const files = await newFiles();
+      const first = await openLazy(files);
+      await first.transfer("t1", "alice", "bob", 500n);
+      const [name] = await journals(files);
+      const path = join(files.journalDirectory, name!);
+      const line = (await readFile(path, "utf8")).replace("t1", "t2").replace("9500", "9000").replace("5525", "6025");
+      await appendFile(path, line.slice(0, line.length - 10)); // the torn half of a second transfer
+      const reopened = await openLazy(files);
+      assert.equal(reopened.balance("alice").balanceMinor, 9_500n, "only the whole line counts");
+      assert.equal(await reopened.transfer("t2", "alice", "bob", 500n), 9_000n, "the torn payment never applied: its retry applies it once");
+      await reopened.close();
+
+      const damaged = await newFiles();
+      const lazy = await openLazy(damaged);
+      await lazy.transfer("t1", "alice", "bob", 500n);
+      await lazy.transfer("t2", "alice", "bob", 500n);
+      const [damagedName] = await journals(damaged);
+      const damagedPath = join(damaged.journalDirectory, damagedName!);
+      const lines = (await readFile(damagedPath, "utf8")).split("\n");
+      await writeFile(damagedPath, [lines[0]!.slice(0, 20), ...lines.slice(1)].join("\n"));
+      await assert.rejects(openLazy(damaged), /journal_SBI\.000000\.jsonl:1: not JSON.*refusing to start/);
+    });
+
+    it("folds a generation into the shared files once it reaches checkpointEntriesMax, without waiting for the delay", async () => {
+      clock.nowMs = startMs;
+      const files = await newFiles();
+      const participant = await openLazy(files, 4);
+      for (let index = 0; index < 10; index += 1) await participant.transfer(`t${index}`, "alice", "bob", 100n);
+      // Eight entries make two full generations; their checkpoints run behind the appends.
+      await waitUntil(async () => (await csvBalances(files))[0] === "alice@SBI=9200", "two generations to be folded into the CSV");
+      assert.equal((await pendingSection(files)).holds.length, 0);
+      assert.ok((await journals(files)).every((name) => name >= `journal_${bank}.000002.jsonl`), "folded generations are deleted");
+      const durable = await durableState(files);
+      assert.equal(durable.accounts.get("alice")?.balanceMinor, 9_000n, "the rest is in the journal");
+      await participant.close();
+      assert.deepEqual(await csvBalances(files), ["alice@SBI=9000", "bob@SBI=6025", "carol@HDFC=1000", "alice@HDFC=700"]);
+      assert.deepEqual(await journals(files), []);
+    });
+
+    it("replays a generation whose checkpoint was cut short after the CSV was written: the absolute balances apply once", async () => {
+      clock.nowMs = startMs;
+      const files = await newFiles();
+      const first = await openLazy(files);
+      await first.transfer("t1", "alice", "bob", 1_000n);
+      // What a crash between the CSV rename and the pending section's write leaves: CSV new, generation 0 still named.
+      await writeFile(files.accountsCsvPath, (await readFile(files.accountsCsvPath, "utf8")).replace("alice,100,", "alice,90,").replace("bob,50.25,", "bob,60.25,"));
+      const reopened = await openLazy(files);
+      assert.equal(reopened.balance("alice").balanceMinor, 9_000n);
+      assert.equal(reopened.balance("bob").balanceMinor, 6_025n);
+      assert.equal(reopened.totalBalanceMinor(), 15_025n);
+      await reopened.close();
+    });
   });
 });

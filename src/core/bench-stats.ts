@@ -1,7 +1,6 @@
 // The arithmetic of `paynet bench`, free of sockets and files: latency percentiles, the resolution of each
 // payment's outcome against the gateway's log, and the conservation check over balances before and after.
 import { assert } from "./assert.js";
-import { accountKey } from "./bench-accounts.js";
 
 export interface LatencySummary {
   count: number;
@@ -131,19 +130,6 @@ export function resolveOutcomes(sent: readonly SentPayment[], logged: ReadonlyMa
   for (const record of logged.values()) if (record.state === "committed") report.gatewayCommitted += 1;
   report.ok = report.disagreementCount === 0 && report.ambiguousUnresolved === 0 && report.gatewayCommitted === report.committed + report.ambiguousCommitted;
   return report;
-}
-
-/**
- * A bank's durable balances: its rows of the accounts file, with each balance change it is still applying
- * (absolute after-balances, oldest first) laid over them. A bank may answer a commit before its rows are
- * rewritten (the pending file is the commit point), so the file alone can lag behind.
- */
-export function overlayApplying(balances: ReadonlyMap<string, bigint>, bank: string, applying: Iterable<{ balancesMinor: Readonly<Record<string, bigint>> }>): Map<string, bigint> {
-  const overlaid = new Map(balances);
-  for (const change of applying) {
-    for (const [username, afterMinor] of Object.entries(change.balancesMinor)) overlaid.set(accountKey(username, bank), afterMinor);
-  }
-  return overlaid;
 }
 
 export interface AccountMismatch {

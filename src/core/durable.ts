@@ -5,7 +5,8 @@ import { randomBytes } from "node:crypto";
 import { crashPoint, isCrashPointArmed } from "./crash.js";
 import { fsyncSeconds } from "./metrics.js";
 
-async function fsyncDirectory(directory: string): Promise<void> {
+/** Makes a directory's entries (a created, renamed or deleted name) durable. */
+export async function fsyncDirectory(directory: string): Promise<void> {
   const handle = await open(directory, "r");
   try {
     await handle.sync();

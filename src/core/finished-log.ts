@@ -1,7 +1,7 @@
 // Owns server/finished_transactions_<BANK>.jsonl: the bank's recently finished payments (committed with the
 // balance it answered, or aborted), one JSON object per line, append-only. They answer repeated Commit/Abort
-// calls and refuse a Prepare that comes after an Abort. Kept out of the shared pending file so that a write
-// there stays small; each bank appends only to its own (the bank process holds its lock for its life).
+// calls and refuse a Prepare that comes after an Abort. Records reach it from the bank's journal at each
+// checkpoint; each bank appends only to its own (the bank process holds its lock for its life).
 import { readFile, truncate } from "node:fs/promises";
 import { appendDurable, writeFileAtomic } from "./durable.js";
 import type { Finished } from "./pending-file.js";
@@ -29,15 +29,47 @@ function decode(line: string, where: string): Finished {
   return { paymentId, outcome, atMs, replyBalanceMinor: replyBalanceMinor === null ? null : BigInt(replyBalanceMinor) };
 }
 
+function parse(text: string, path: string): Finished[] {
+  const lines = text.split("\n");
+  lines.pop();
+  const records = new Map<string, Finished>();
+  lines.forEach((line, index) => {
+    try {
+      const finished = decode(line, `${path}:${index + 1}`);
+      records.delete(finished.paymentId);
+      records.set(finished.paymentId, finished);
+    } catch (error) {
+      throw new FinishedLogError(`${(error as Error).message}; refusing to start, fix or restore the file`);
+    }
+  });
+  return [...records.values()];
+}
+
+async function readText(path: string): Promise<string> {
+  return readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return "";
+    throw error;
+  });
+}
+
+/** Every record of the log, oldest first, for readers other than the bank (a torn last line is skipped, not cut). */
+export async function readFinishedLog(path: string): Promise<Finished[]> {
+  const text = await readText(path);
+  return parse(text.slice(0, text.lastIndexOf("\n") + 1), path);
+}
+
 export class FinishedLog {
   readonly path: string;
   readonly #retainedMax: number;
+  /** What the log holds, bounded: what a compaction keeps. */
+  readonly #retained = new Map<string, Finished>();
   #lines: number;
 
-  private constructor(path: string, retainedMax: number, lines: number) {
+  private constructor(path: string, retainedMax: number, lines: number, records: readonly Finished[]) {
     this.path = path;
     this.#retainedMax = retainedMax;
     this.#lines = lines;
+    for (const finished of records) this.#retain(finished);
   }
 
   /**
@@ -45,35 +77,30 @@ export class FinishedLog {
    * without its newline is an append cut short by a crash before its fsync returned: it is cut off.
    */
   static async open(path: string, retainedMax: number): Promise<{ log: FinishedLog; records: Finished[] }> {
-    const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
-      if (error.code === "ENOENT") return "";
-      throw error;
-    });
+    const text = await readText(path);
     const completeEnd = text.lastIndexOf("\n") + 1;
     if (completeEnd < text.length) await truncate(path, Buffer.byteLength(text.slice(0, completeEnd)));
-    const lines = text.slice(0, completeEnd).split("\n");
-    lines.pop();
-    const records = new Map<string, Finished>();
-    lines.forEach((line, index) => {
-      try {
-        const finished = decode(line, `${path}:${index + 1}`);
-        records.delete(finished.paymentId);
-        records.set(finished.paymentId, finished);
-      } catch (error) {
-        throw new FinishedLogError(`${(error as Error).message}; refusing to start, fix or restore the file`);
-      }
-    });
-    return { log: new FinishedLog(path, retainedMax, lines.length), records: [...records.values()].slice(-retainedMax) };
+    const complete = text.slice(0, completeEnd);
+    const records = parse(complete, path).slice(-retainedMax);
+    const lines = complete === "" ? 0 : complete.split("\n").length - 1;
+    return { log: new FinishedLog(path, retainedMax, lines, records), records };
   }
 
-  /** Appends records durably; rewrites the log down to `retained` once it holds twice the bound. */
-  async append(records: readonly Finished[], retained: () => Iterable<Finished>): Promise<void> {
+  /** Appends records durably; rewrites the log down to the newest `retainedMax` once it holds twice that. */
+  async append(records: readonly Finished[]): Promise<void> {
     if (records.length === 0) return;
     await appendDurable(this.path, records.map((finished) => `${encode(finished)}\n`).join(""));
+    for (const finished of records) this.#retain(finished);
     this.#lines += records.length;
     if (this.#lines < 2 * this.#retainedMax) return;
-    const kept = [...retained()].map((finished) => `${encode(finished)}\n`);
+    const kept = [...this.#retained.values()].map((finished) => `${encode(finished)}\n`);
     await writeFileAtomic(this.path, kept.join(""));
     this.#lines = kept.length;
+  }
+
+  #retain(finished: Finished): void {
+    this.#retained.delete(finished.paymentId);
+    this.#retained.set(finished.paymentId, finished);
+    while (this.#retained.size > this.#retainedMax) this.#retained.delete(this.#retained.keys().next().value as string);
   }
 }

@@ -1,13 +1,15 @@
 // A bank: its accounts and its side of two-phase commit.
 //
-// Every operation checks and changes the in-memory state in one synchronous step, then waits until a write
-// of the pending file covering that change is durable before it answers (group commit: changes that
-// arrive while a write is in flight share the next one). A balance change is written in this order:
-//   1. pending file: an `applying` entry with the absolute after-balances   (the commit point; then the reply)
-//   2. accounts CSV, at the next checkpoint (soon after, once for many changes), from durable balances only
-//   3. pending file: the checkpointed `applying` entries become `finished` records, with the next write
-// A crash anywhere redoes the `applying` entries still in the file, in order, by writing the same absolute
-// balances again: nothing is applied twice, and the CSV never holds a balance that is not already durable.
+// Every operation checks and changes the in-memory state in one synchronous step, records the change as a
+// journal entry, and answers only once an append covering that entry is durable (group commit: entries made
+// while an append is in flight share the next one, and one fsync). The journal is the bank's own file, so
+// the path of a payment takes no cross-process lock. A balance change is written in this order:
+//   1. journal: a `commit` entry with the absolute after-balances         (the commit point; then the reply)
+//   2. checkpoint, soon after and once for many changes, in its own order:
+//      finished log ← the generation's finished payments; accounts CSV ← its balances;
+//      pending section ← the holds, and "generation g+1 is the first not folded in"; then journal g is deleted
+// A crash anywhere replays the journals the pending section does not cover, in order, setting the same
+// absolute balances again: nothing is applied twice, and the CSV never holds a balance that is not durable.
 import { assert } from "./assert.js";
 import { PaymentError } from "./errors.js";
 import { balanceMinorMax, formatMinor } from "./money.js";
@@ -17,14 +19,12 @@ import { loadBankAccounts, rewriteBankRows, type BankAccount } from "./accounts-
 import { silentLogger, type Logger } from "./log.js";
 import { groupCommitBatchSize, holdsGauge } from "./metrics.js";
 import { FinishedLog } from "./finished-log.js";
-import { readBankPending, writeBankPending, type Applying, type BankPending, type Hold, type LegKind, type Finished } from "./pending-file.js";
+import { BankJournal, deleteJournalsBefore, type JournalEntry } from "./bank-journal.js";
+import { readBankState, type BankFiles } from "./bank-state.js";
+import { writeBankPending, type Hold, type LegKind, type Finished } from "./pending-file.js";
 
-export interface ParticipantOptions {
+export interface ParticipantOptions extends BankFiles {
   bank: string;
-  accountsCsvPath: string;
-  pendingJsonPath: string;
-  /** This bank's finished payments (see finished-log.ts). */
-  finishedLogPath: string;
   /** How long a prepared hold waits for the decision before the bank asks the coordinator. */
   holdTimeoutMs: number;
   /** Finished payments remembered to answer repeated Commit/Abort/Transaction calls. */
@@ -33,22 +33,21 @@ export interface ParticipantOptions {
   logger?: Logger;
   /** Called when a durable write fails: memory is then ahead of disk, and the process must stop. */
   onWriteFailure?: (error: unknown) => void;
-  /** How soon after a durable balance change the accounts CSV is rewritten (one rewrite covers many). */
-  csvCheckpointDelayMs?: number;
+  /** How soon after a payment is decided durably a checkpoint folds the journal into the shared files. */
+  checkpointDelayMs?: number;
+  /**
+   * A generation this long is folded in at once. The default grows with the accounts (a checkpoint rewrites
+   * every CSV row), so that the checkpoint cost per payment stays flat as the bank grows.
+   */
+  checkpointEntriesMax?: number;
 }
 
-const csvCheckpointDelayMsDefault = 50;
+const checkpointDelayMsDefault = 50;
+const checkpointEntriesMin = 4_096;
 
 export interface BalanceView {
   balanceMinor: bigint;
   availableMinor: bigint;
-}
-
-interface Snapshot {
-  version: number;
-  /** Holds and applying entries; the pending file carries no finished records (they have their own log). */
-  pending: BankPending;
-  finished: Finished[];
 }
 
 interface Waiter {
@@ -57,88 +56,100 @@ interface Waiter {
   reject: (error: unknown) => void;
 }
 
+/** What one checkpoint folds into the shared files: the state at the end of one journal generation. */
+interface Fold {
+  generation: number;
+  balancesMinor: Map<string, bigint>;
+  holds: Map<string, Hold>;
+  finished: Finished[];
+}
+
 export class Participant {
   readonly bank: string;
   readonly #options: ParticipantOptions;
   readonly #accounts: Map<string, BankAccount>;
-  readonly #pending: BankPending;
-  /** Sums of held amounts per account and kind, kept in step with #pending.holds. */
+  readonly #holds: Map<string, Hold>;
+  /** Finished payments, oldest first, at most finishedRetainedMax. */
+  readonly #finished: Map<string, Finished>;
+  /** Sums of held amounts per account and kind, kept in step with #holds. */
   readonly #heldMinor = { debit: new Map<string, bigint>(), credit: new Map<string, bigint>() };
   readonly #nowMs: () => number;
   readonly #logger: Logger;
-  /** Bumped by every change; a change is durable once #durableVersion reaches its version. */
+  readonly #journal: BankJournal;
+  readonly #finishedLog: FinishedLog;
+  readonly #checkpointEntriesMax: number;
+  /** Entries made in memory and not yet appended; #version counts them all, #durableVersion the appended. */
+  #unwritten: JournalEntry[] = [];
   #version = 0;
   #durableVersion = 0;
   #waiters: Waiter[] = [];
   #writing: Promise<void> | null = null;
   #broken: unknown = null;
-  /** Each account's balance as the pending file makes durable (what a CSV checkpoint may write). */
-  readonly #durableBalances = new Map<string, bigint>();
-  /** Applying entries durable in the pending file, in order, not yet in the CSV. */
-  #toCheckpoint: Applying[] = [];
+  /** The durable image of the current generation, which its checkpoint folds in. */
+  readonly #durableHolds: Map<string, Hold>;
+  #foldBalances = new Map<string, bigint>();
+  #foldFinished: Finished[] = [];
   #checkpointTimer: NodeJS.Timeout | null = null;
-  #checkpointing: Promise<void> | null = null;
-  readonly #finishedLog: FinishedLog;
-  /** Finished records made since the last write began. */
-  #unwrittenFinished: Finished[] = [];
+  #rotateRequested = false;
+  /** Checkpoints run one after another: an older one must never write its balances over a newer one's. */
+  #checkpointing: Promise<void> = Promise.resolve();
 
-  private constructor(options: ParticipantOptions, accounts: Map<string, BankAccount>, pending: BankPending, finishedLog: FinishedLog) {
+  private constructor(options: ParticipantOptions, accounts: Map<string, BankAccount>, holds: Map<string, Hold>, finished: Map<string, Finished>, journal: BankJournal, finishedLog: FinishedLog) {
     this.bank = options.bank;
-    this.#finishedLog = finishedLog;
     this.#options = options;
     this.#accounts = accounts;
-    this.#pending = pending;
+    this.#holds = holds;
+    this.#finished = finished;
+    this.#journal = journal;
+    this.#finishedLog = finishedLog;
+    this.#durableHolds = new Map([...holds].map(([paymentId, hold]) => [paymentId, { ...hold }]));
     this.#nowMs = options.nowMs ?? Date.now;
     this.#logger = options.logger ?? silentLogger;
-    for (const hold of pending.holds.values()) this.#adjustHeld(hold, hold.amountMinor);
-    for (const [username, account] of accounts) this.#durableBalances.set(username, account.balanceMinor);
-    holdsGauge.set(pending.holds.size);
+    this.#checkpointEntriesMax = options.checkpointEntriesMax ?? Math.max(checkpointEntriesMin, Math.ceil(accounts.size / 2));
+    for (const hold of holds.values()) this.#adjustHeld(hold, hold.amountMinor);
+    holdsGauge.set(holds.size);
   }
 
-  /** Loads the bank's rows and pending state, migrating plaintext passwords and redoing interrupted changes. */
+  /**
+   * Loads the bank's rows (migrating plaintext passwords), its last checkpoint and its journals; anything the
+   * journals held beyond the checkpoint is folded in before the bank serves.
+   */
   static async open(options: ParticipantOptions): Promise<Participant> {
     const accounts = await loadBankAccounts(options.accountsCsvPath, options.bank, hashPassword, isPasswordHash);
-    const pending = await readBankPending(options.pendingJsonPath, options.bank);
-    const { log, records } = await FinishedLog.open(options.finishedLogPath, options.finishedRetainedMax);
-    // Finished records found in the pending file (its earlier format) count as well; the log's are newer.
-    for (const finished of records) {
-      pending.finished.delete(finished.paymentId);
-      pending.finished.set(finished.paymentId, finished);
+    // Opened first: it cuts off a torn last line, which the state read below would skip anyway.
+    const { log } = await FinishedLog.open(options.finishedLogPath, options.finishedRetainedMax);
+    const state = await readBankState(options, options.bank, accounts);
+    for (const hold of state.holds.values()) {
+      assert(accounts.has(hold.username), `hold ${hold.paymentId} names unknown account ${hold.username}`);
     }
-    for (const [paymentId, finished] of pending.finished) if (finished.outcome === "aborted") pending.holds.delete(paymentId);
-    const participant = new Participant(options, accounts, pending, log);
-    participant.#unwrittenFinished = [...pending.finished.values()].filter((finished) => !records.includes(finished));
-    await participant.#recover();
+    const finished = new Map([...state.finished].slice(-options.finishedRetainedMax));
+    const lastGeneration = state.generations.at(-1);
+    const journal = new BankJournal(options.journalDirectory, options.bank, lastGeneration === undefined ? state.firstGeneration : lastGeneration + 1);
+    const participant = new Participant(options, accounts, state.holds, finished, journal, log);
+    const { unfolded } = state;
+    if (state.generations.length > 0 || unfolded.changes > 0 || unfolded.finished.length > 0) {
+      participant.#logger.warn({ generations: state.generations, changes: unfolded.changes }, "replayed the journal; folding it into the shared files");
+      await participant.#checkpoint({ generation: journal.generation - 1, balancesMinor: unfolded.balancesMinor, holds: new Map(state.holds), finished: unfolded.finished });
+      if (participant.#broken !== null) throw participant.#broken;
+    } else {
+      await deleteJournalsBefore(options.journalDirectory, options.bank, state.firstGeneration);
+    }
     return participant;
   }
 
-  async #recover(): Promise<void> {
-    for (const hold of this.#pending.holds.values()) {
-      assert(this.#accounts.has(hold.username), `hold ${hold.paymentId} names unknown account ${hold.username}`);
-    }
-    if (this.#pending.applying.size === 0) return;
-    for (const applying of this.#pending.applying.values()) {
-      this.#logger.warn({ paymentId: applying.paymentId }, "redoing a balance change interrupted by a crash");
-      this.#setBalances(applying.balancesMinor);
-      for (const [username, afterMinor] of Object.entries(applying.balancesMinor)) this.#durableBalances.set(username, afterMinor);
-      this.#toCheckpoint.push(applying);
-    }
-    await this.#runCheckpoint();
-    await this.#durable(this.#changed());
-  }
-
-  /** Writes the durable balances to the CSV now, e.g. before an orderly stop. */
+  /** Folds everything durable so far into the shared files now (the next append starts a new generation). */
   async flushCheckpoint(): Promise<void> {
-    await this.#writing;
+    while (this.#writing !== null) await this.#writing;
     if (this.#checkpointTimer !== null) clearTimeout(this.#checkpointTimer);
     this.#checkpointTimer = null;
-    await this.#runCheckpoint();
-    if (this.#durableVersion < this.#version) await this.#durable(this.#version);
+    if (this.#broken === null) await this.#rotate();
+    await this.#checkpointing;
   }
 
-  /** An orderly stop: everything durable and checkpointed. */
+  /** An orderly stop: every change durable, and the journal folded into the shared files. */
   async close(): Promise<void> {
     await this.flushCheckpoint();
+    await this.#journal.close();
   }
 
   get accountCount(): number {
@@ -146,12 +157,12 @@ export class Participant {
   }
 
   holds(): Hold[] {
-    return [...this.#pending.holds.values()];
+    return [...this.#holds.values()];
   }
 
   /** The finished payments remembered to answer repeats, oldest first. */
   finishedIds(): string[] {
-    return [...this.#pending.finished.keys()];
+    return [...this.#finished.keys()];
   }
 
   async authenticate(username: string, password: string): Promise<void> {
@@ -169,10 +180,10 @@ export class Participant {
 
   /** Votes yes by making a durable hold, or refuses with a reason. A repeat of a yes vote is a yes. */
   async prepare(paymentId: string, username: string, kind: LegKind, amountMinor: bigint): Promise<void> {
-    const finished = this.#pending.finished.get(paymentId);
+    const finished = this.#finished.get(paymentId);
     if (finished?.outcome === "aborted") throw new PaymentError("PAYMENT_ABORTED", `payment ${paymentId} was already aborted here`);
-    const existing = this.#pending.holds.get(paymentId);
-    if (finished?.outcome === "committed" || this.#pending.applying.has(paymentId) || existing !== undefined) {
+    const existing = this.#holds.get(paymentId);
+    if (finished?.outcome === "committed" || existing !== undefined) {
       if (existing !== undefined && (existing.username !== username || existing.kind !== kind || existing.amountMinor !== amountMinor)) {
         throw new PaymentError("IDEMPOTENCY_CONFLICT", `payment ${paymentId} is already prepared here with other details`);
       }
@@ -190,9 +201,9 @@ export class Participant {
     }
     const nowMs = this.#nowMs();
     const hold: Hold = { paymentId, username, kind, amountMinor, preparedAtMs: nowMs, expiresAtMs: nowMs + this.#options.holdTimeoutMs };
-    this.#pending.holds.set(paymentId, hold);
+    this.#holds.set(paymentId, hold);
     this.#adjustHeld(hold, amountMinor);
-    await this.#durable(this.#changed());
+    await this.#durable(this.#record({ op: "hold", ...hold }));
     this.#logger.info({ paymentId, username, kind, amountMinor: amountMinor.toString() }, "voted yes: hold recorded");
     crashPoint("bank-after-hold");
   }
@@ -200,19 +211,19 @@ export class Participant {
   /** Applies a prepared hold. Idempotent: a repeat returns the first result. */
   async commit(paymentId: string): Promise<bigint> {
     crashPoint("bank-before-commit");
-    const done = this.#finishedOutcome(paymentId, "committed") ?? this.#pending.applying.get(paymentId);
+    const done = this.#finishedOutcome(paymentId, "committed");
     if (done !== undefined) {
       await this.#durable(this.#version);
       return done.replyBalanceMinor ?? 0n;
     }
-    const hold = this.#pending.holds.get(paymentId);
+    const hold = this.#holds.get(paymentId);
     if (hold === undefined) throw new PaymentError("UNKNOWN_PAYMENT", `payment ${paymentId} is not prepared here`);
     const account = this.#account(hold.username);
     const afterMinor = hold.kind === "debit" ? account.balanceMinor - hold.amountMinor : account.balanceMinor + hold.amountMinor;
-    this.#pending.holds.delete(paymentId);
+    this.#holds.delete(paymentId);
     this.#adjustHeld(hold, -hold.amountMinor);
-    this.#apply({ paymentId, balancesMinor: { [hold.username]: afterMinor }, replyBalanceMinor: afterMinor });
-    await this.#durable(this.#changed());
+    await this.#durable(this.#applyDecided(paymentId, { [hold.username]: afterMinor }, afterMinor));
+    crashPoint("bank-after-commit-logged");
     this.#logger.info({ paymentId, username: hold.username, kind: hold.kind }, "committed");
     return afterMinor;
   }
@@ -223,25 +234,25 @@ export class Participant {
       await this.#durable(this.#version);
       return;
     }
-    if (this.#pending.applying.has(paymentId)) throw new PaymentError("IDEMPOTENCY_CONFLICT", `cannot abort payment ${paymentId}: it is already committed here`);
-    const hold = this.#pending.holds.get(paymentId);
+    const hold = this.#holds.get(paymentId);
     if (hold !== undefined) {
-      this.#pending.holds.delete(paymentId);
+      this.#holds.delete(paymentId);
       this.#adjustHeld(hold, -hold.amountMinor);
     }
-    this.#recordFinished({ paymentId, outcome: "aborted", atMs: this.#nowMs(), replyBalanceMinor: null });
-    await this.#durable(this.#changed());
+    const atMs = this.#nowMs();
+    this.#remember({ paymentId, outcome: "aborted", atMs, replyBalanceMinor: null });
+    await this.#durable(this.#record({ op: "abort", paymentId, atMs }));
     this.#logger.info({ paymentId }, hold !== undefined ? "aborted: hold released" : "aborted before any prepare: it will be refused");
   }
 
   /** A same-bank transfer in one local step. Idempotent by payment id. */
   async transfer(paymentId: string, fromUser: string, toUser: string, amountMinor: bigint): Promise<bigint> {
-    const done = this.#finishedOutcome(paymentId, "committed") ?? this.#pending.applying.get(paymentId);
+    const done = this.#finishedOutcome(paymentId, "committed");
     if (done !== undefined) {
       await this.#durable(this.#version);
       return done.replyBalanceMinor ?? 0n;
     }
-    if (this.#pending.holds.has(paymentId)) throw new PaymentError("IDEMPOTENCY_CONFLICT", `payment ${paymentId} is prepared here as a 2PC leg`);
+    if (this.#holds.has(paymentId)) throw new PaymentError("IDEMPOTENCY_CONFLICT", `payment ${paymentId} is prepared here as a 2PC leg`);
     if (fromUser === toUser) throw new PaymentError("SELF_PAYMENT", "sender and receiver are the same account");
     const from = this.#account(fromUser);
     const to = this.#account(toUser);
@@ -253,8 +264,8 @@ export class Participant {
       throw new PaymentError("BALANCE_LIMIT", `the payee's balance would exceed ${formatMinor(balanceMinorMax)}`);
     }
     const fromAfterMinor = from.balanceMinor - amountMinor;
-    this.#apply({ paymentId, balancesMinor: { [fromUser]: fromAfterMinor, [toUser]: to.balanceMinor + amountMinor }, replyBalanceMinor: fromAfterMinor });
-    await this.#durable(this.#changed());
+    await this.#durable(this.#applyDecided(paymentId, { [fromUser]: fromAfterMinor, [toUser]: to.balanceMinor + amountMinor }, fromAfterMinor));
+    crashPoint("bank-after-commit-logged");
     this.#logger.info({ paymentId, from: fromUser, to: toUser, amountMinor: amountMinor.toString() }, "same-bank transfer applied");
     return fromAfterMinor;
   }
@@ -262,7 +273,7 @@ export class Participant {
   /** Makes every hold due at once, so that a restarted bank asks the coordinator about each. */
   expireAllHolds(): void {
     const nowMs = this.#nowMs();
-    for (const hold of this.#pending.holds.values()) hold.expiresAtMs = Math.min(hold.expiresAtMs, nowMs);
+    for (const hold of this.#holds.values()) hold.expiresAtMs = Math.min(hold.expiresAtMs, nowMs);
   }
 
   /** Holds whose decision is overdue: the caller asks the coordinator about each. */
@@ -273,7 +284,7 @@ export class Participant {
 
   /** Pushes an overdue hold's next question later, bounding how often the coordinator is asked. */
   deferHold(paymentId: string, delayMs: number): void {
-    const hold = this.#pending.holds.get(paymentId);
+    const hold = this.#holds.get(paymentId);
     if (hold !== undefined) hold.expiresAtMs = this.#nowMs() + delayMs;
   }
 
@@ -283,152 +294,138 @@ export class Participant {
     return total;
   }
 
-  /** Records a decided balance change in memory; the next write journals it, then applies it to the CSV. */
-  #apply(applying: Applying): void {
-    for (const [username, afterMinor] of Object.entries(applying.balancesMinor)) {
-      assert(this.#accounts.has(username), `apply: unknown account ${username}`);
+  /** Sets the decided balances in memory, remembers the outcome, and journals it; returns its version. */
+  #applyDecided(paymentId: string, balancesMinor: Record<string, bigint>, replyBalanceMinor: bigint): number {
+    for (const [username, afterMinor] of Object.entries(balancesMinor)) {
       assert(afterMinor >= 0n, `apply: balance of ${username} would be negative`);
       assert(afterMinor <= balanceMinorMax, `apply: balance of ${username} would exceed the limit`);
+      this.#account(username).balanceMinor = afterMinor;
     }
-    this.#pending.applying.set(applying.paymentId, applying);
-    this.#setBalances(applying.balancesMinor);
+    const atMs = this.#nowMs();
+    this.#remember({ paymentId, outcome: "committed", atMs, replyBalanceMinor });
+    return this.#record({ op: "commit", paymentId, balancesMinor, replyBalanceMinor, atMs });
   }
 
-  #setBalances(balancesMinor: Record<string, bigint>): void {
-    for (const [username, afterMinor] of Object.entries(balancesMinor)) {
-      const account = this.#account(username);
-      assert(afterMinor >= 0n, `balance of ${username} would be negative`);
-      account.balanceMinor = afterMinor;
-    }
-  }
-
-  #changed(): number {
+  #record(entry: JournalEntry): number {
+    this.#unwritten.push(entry);
     this.#version += 1;
     return this.#version;
   }
 
-  /** Resolves once every change up to `version` is durable, starting a write if none is running. */
+  /** Resolves once every change up to `version` is durable, starting an append if none is running. */
   #durable(version: number): Promise<void> {
     if (this.#broken !== null) return Promise.reject(this.#broken);
     if (this.#durableVersion >= version) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.#waiters.push({ version, resolve, reject });
-      this.#writing ??= this.#writeLoop().finally(() => (this.#writing = null));
+      this.#kick();
     });
   }
 
+  #kick(): void {
+    this.#writing ??= this.#writeLoop().finally(() => (this.#writing = null));
+  }
+
+  /** Appends what accumulated, one group at a time; between appends, starts a checkpoint when one is due. */
   async #writeLoop(): Promise<void> {
-    while (this.#durableVersion < this.#version) {
-      const snapshot = this.#snapshot();
-      groupCommitBatchSize.observe({ file: "pending_transactions.json" }, this.#waiters.filter((waiter) => waiter.version <= snapshot.version).length);
-      try {
-        await this.#writeSnapshot(snapshot);
-      } catch (error) {
-        this.#broken = error;
-        for (const waiter of this.#waiters) waiter.reject(error);
-        this.#waiters = [];
-        this.#options.onWriteFailure?.(error);
-        return;
+    while (this.#broken === null && (this.#unwritten.length > 0 || this.#rotateRequested)) {
+      if (this.#unwritten.length > 0) {
+        const entries = this.#unwritten;
+        const version = this.#version;
+        this.#unwritten = [];
+        groupCommitBatchSize.observe({ file: "bank journal" }, entries.length);
+        try {
+          await this.#journal.append(entries);
+        } catch (error) {
+          this.#fail(error);
+          return;
+        }
+        this.#durableVersion = version;
+        this.#noteDurable(entries);
+        const ready = this.#waiters.filter((waiter) => waiter.version <= version);
+        this.#waiters = this.#waiters.filter((waiter) => waiter.version > version);
+        for (const waiter of ready) waiter.resolve();
       }
-      this.#durableVersion = snapshot.version;
-      this.#noteDurableApplying(snapshot);
-      const ready = this.#waiters.filter((waiter) => waiter.version <= snapshot.version);
-      this.#waiters = this.#waiters.filter((waiter) => waiter.version > snapshot.version);
-      for (const waiter of ready) waiter.resolve();
+      if (this.#rotateRequested || this.#journal.lines >= this.#checkpointEntriesMax) {
+        this.#rotateRequested = false;
+        await this.#rotate();
+      }
     }
   }
 
-  /** A consistent copy of everything a write needs, taken in one synchronous step. */
-  #snapshot(): Snapshot {
-    const pending: BankPending = {
-      holds: new Map([...this.#pending.holds].map(([id, hold]) => [id, { ...hold }])),
-      applying: new Map(this.#pending.applying),
-      finished: new Map(),
-    };
-    const finished = this.#unwrittenFinished;
-    this.#unwrittenFinished = [];
-    return { version: this.#version, pending, finished };
-  }
-
-  async #writeSnapshot(snapshot: Snapshot): Promise<void> {
-    // Finished records first: an abort's tombstone is on disk before its hold leaves the pending file.
-    await this.#finishedLog.append(snapshot.finished, () => this.#pending.finished.values());
-    await writeBankPending(this.#options.pendingJsonPath, this.bank, snapshot.pending);
-    holdsGauge.set(snapshot.pending.holds.size);
-    if (snapshot.pending.applying.size > 0) crashPoint("bank-after-commit-logged");
-  }
-
-  /** The applying entries of a durable snapshot: their balances may now reach the CSV. */
-  #noteDurableApplying(snapshot: Snapshot): void {
-    const known = new Set(this.#toCheckpoint.map((applying) => applying.paymentId));
-    let added = false;
-    for (const applying of snapshot.pending.applying.values()) {
-      if (known.has(applying.paymentId) || !this.#pending.applying.has(applying.paymentId)) continue;
-      for (const [username, afterMinor] of Object.entries(applying.balancesMinor)) this.#durableBalances.set(username, afterMinor);
-      this.#toCheckpoint.push(applying);
-      added = true;
+  /** Keeps the durable image of the generation; a decided payment schedules the next checkpoint. */
+  #noteDurable(entries: readonly JournalEntry[]): void {
+    let decided = false;
+    for (const entry of entries) {
+      if (entry.op === "hold") {
+        this.#durableHolds.set(entry.paymentId, { paymentId: entry.paymentId, username: entry.username, kind: entry.kind, amountMinor: entry.amountMinor, preparedAtMs: entry.preparedAtMs, expiresAtMs: entry.expiresAtMs });
+        continue;
+      }
+      decided = true;
+      this.#durableHolds.delete(entry.paymentId);
+      if (entry.op === "commit") {
+        for (const [username, afterMinor] of Object.entries(entry.balancesMinor)) this.#foldBalances.set(username, afterMinor);
+        this.#foldFinished.push({ paymentId: entry.paymentId, outcome: "committed", atMs: entry.atMs, replyBalanceMinor: entry.replyBalanceMinor });
+      } else {
+        this.#foldFinished.push({ paymentId: entry.paymentId, outcome: "aborted", atMs: entry.atMs, replyBalanceMinor: null });
+      }
     }
-    if (added && this.#checkpointTimer === null) {
+    holdsGauge.set(this.#holds.size);
+    if (decided && this.#checkpointTimer === null) {
       this.#checkpointTimer = setTimeout(() => {
         this.#checkpointTimer = null;
-        void this.#runCheckpoint();
-      }, this.#options.csvCheckpointDelayMs ?? csvCheckpointDelayMsDefault);
+        this.#rotateRequested = true;
+        this.#kick();
+      }, this.#options.checkpointDelayMs ?? checkpointDelayMsDefault);
+      // The journal already holds the change: a pending checkpoint is no reason to keep a process alive.
+      this.#checkpointTimer.unref();
     }
   }
 
-  /**
-   * Checkpoints run one after another, never side by side: two at once would race for the CSV's lock,
-   * and the older could write its balances last, over the newer ones.
-   */
-  #runCheckpoint(): Promise<void> {
-    const next = (this.#checkpointing ?? Promise.resolve()).then(() => this.#checkpoint());
-    this.#checkpointing = next;
-    void next.finally(() => {
-      if (this.#checkpointing === next) this.#checkpointing = null;
-    });
-    return next;
+  /** Ends the current generation (no append is in flight) and queues its checkpoint. */
+  async #rotate(): Promise<void> {
+    if (this.#journal.lines === 0) return;
+    const generation = await this.#journal.rotate();
+    const fold: Fold = { generation, balancesMinor: this.#foldBalances, holds: new Map(this.#durableHolds), finished: this.#foldFinished };
+    this.#foldBalances = new Map();
+    this.#foldFinished = [];
+    this.#checkpointing = this.#checkpointing.then(() => this.#checkpoint(fold));
   }
 
-  /**
-   * Rewrites this bank's CSV rows from durable balances, then turns the checkpointed applying entries into
-   * finished records (persisted by the next pending write; until then, redoing them is harmless).
-   */
-  async #checkpoint(): Promise<void> {
-    const batch = this.#toCheckpoint;
-    if (batch.length === 0) return;
-    this.#toCheckpoint = [];
-    const rows = new Map([...this.#accounts].map(([username, account]) => [username, { password: account.password, balanceMinor: this.#durableBalances.get(username) ?? account.balanceMinor }]));
+  /** Folds one finished generation into the shared files, then deletes it. Never rejects: a failure stops the bank. */
+  async #checkpoint(fold: Fold): Promise<void> {
+    if (this.#broken !== null) return;
     try {
-      await rewriteBankRows(this.#options.accountsCsvPath, this.bank, rows);
-    } catch (error) {
-      this.#broken = error;
-      this.#options.onWriteFailure?.(error);
-      return;
-    }
-    crashPoint("bank-after-commit-csv");
-    const atMs = this.#nowMs();
-    for (const applying of batch) {
-      if (this.#pending.applying.delete(applying.paymentId)) {
-        this.#recordFinished({ paymentId: applying.paymentId, outcome: "committed", atMs, replyBalanceMinor: applying.replyBalanceMinor });
+      await this.#finishedLog.append(fold.finished);
+      if (fold.balancesMinor.size > 0) {
+        const rows = new Map([...fold.balancesMinor].map(([username, balanceMinor]) => [username, { balanceMinor, password: this.#account(username).password }]));
+        await rewriteBankRows(this.#options.accountsCsvPath, this.bank, rows);
+        crashPoint("bank-checkpoint-after-csv");
       }
+      await writeBankPending(this.#options.pendingJsonPath, this.bank, { holds: fold.holds, applying: new Map(), finished: new Map(), journalGeneration: fold.generation + 1 });
+      crashPoint("bank-checkpoint-before-journal-delete");
+      await deleteJournalsBefore(this.#options.journalDirectory, this.bank, fold.generation + 1);
+    } catch (error) {
+      this.#fail(error);
     }
-    void this.#durable(this.#changed()).catch(() => undefined);
   }
 
-  #recordFinished(finished: Finished): void {
-    this.#pending.finished.delete(finished.paymentId);
-    this.#pending.finished.set(finished.paymentId, finished);
-    this.#unwrittenFinished.push(finished);
-    this.#trimFinished(this.#pending.finished);
+  #fail(error: unknown): void {
+    this.#broken = error;
+    for (const waiter of this.#waiters) waiter.reject(error);
+    this.#waiters = [];
+    this.#options.onWriteFailure?.(error);
   }
 
   /** Maps iterate in insertion order: the first entries are the oldest. */
-  #trimFinished(finished: Map<string, Finished>): void {
-    while (finished.size > this.#options.finishedRetainedMax) finished.delete(finished.keys().next().value as string);
+  #remember(finished: Finished): void {
+    this.#finished.delete(finished.paymentId);
+    this.#finished.set(finished.paymentId, finished);
+    while (this.#finished.size > this.#options.finishedRetainedMax) this.#finished.delete(this.#finished.keys().next().value as string);
   }
 
   #finishedOutcome(paymentId: string, wanted: "committed" | "aborted"): Finished | undefined {
-    const finished = this.#pending.finished.get(paymentId);
+    const finished = this.#finished.get(paymentId);
     if (finished === undefined) return undefined;
     if (finished.outcome !== wanted) {
       const verb = wanted === "committed" ? "commit" : "abort";

@@ -1,6 +1,8 @@
-// Owns the format of server/pending_transactions.json: per bank, its prepared holds, the balance changes
-// being applied (with absolute after-balances, so redoing one is harmless) and recently finished payments.
-// One file is shared by all bank processes; each rewrites only its own section, under the file's lock.
+// Owns the format of server/pending_transactions.json: per bank, its prepared holds as of its last checkpoint
+// and the first journal generation not folded in yet (see bank-journal.ts). Sections written by earlier
+// builds may also carry balance changes being applied (absolute after-balances, so redoing one is harmless)
+// and finished payments; a bank folds those in when it opens. One file is shared by all bank processes;
+// each rewrites only its own section, under the file's lock, at checkpoints (never on a payment's path).
 import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "./durable.js";
 import { withFileLock } from "./file-lock.js";
@@ -36,6 +38,8 @@ export interface BankPending {
   holds: Map<string, Hold>;
   applying: Map<string, Applying>;
   finished: Map<string, Finished>;
+  /** The first journal generation whose changes this section (and the accounts CSV) does not include. */
+  journalGeneration: number;
 }
 
 const formatTag = "paynet-pending/1";
@@ -45,7 +49,7 @@ export class PendingFileError extends Error {
 }
 
 export function emptyPending(): BankPending {
-  return { holds: new Map(), applying: new Map(), finished: new Map() };
+  return { holds: new Map(), applying: new Map(), finished: new Map(), journalGeneration: 0 };
 }
 
 type Json = Record<string, unknown>;
@@ -69,6 +73,10 @@ function arrayField(value: unknown, what: string): Json[] {
 
 function decodeSection(section: Json, where: string): BankPending {
   const pending = emptyPending();
+  if (section.journalGeneration !== undefined) {
+    pending.journalGeneration = numberField(section.journalGeneration, `${where}.journalGeneration`);
+    if (pending.journalGeneration < 0) throw new PendingFileError(`${where}.journalGeneration must not be negative`);
+  }
   for (const [index, hold] of arrayField(section.holds, `${where}.holds`).entries()) {
     const at = `${where}.holds[${index}]`;
     const kind = hold.kind;
@@ -120,6 +128,7 @@ function encodeSection(pending: BankPending): Json {
       ...finished,
       replyBalanceMinor: finished.replyBalanceMinor === null ? null : finished.replyBalanceMinor.toString(),
     })),
+    journalGeneration: pending.journalGeneration,
   };
 }
 

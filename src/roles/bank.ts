@@ -78,6 +78,7 @@ export async function runBank(flags: BankFlags): Promise<void> {
     accountsCsvPath: paths.accountsCsv,
     pendingJsonPath: paths.pendingJson,
     finishedLogPath: finishedLogPath(paths, bank),
+    journalDirectory: dirname(paths.pendingJson),
     holdTimeoutMs: flags.holdTimeoutMs,
     finishedRetainedMax: bankTimeouts.finishedRetainedMax,
     logger,

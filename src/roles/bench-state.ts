@@ -1,12 +1,11 @@
 // What `paynet bench` reads of a network's state, through the modules that own each file: the gateway's
-// records of this run's payments, and every bank's durable balances (its accounts-file rows with the
-// balance changes its pending file still applies laid over them), once the network has gone quiet.
+// records of this run's payments, and every bank's durable balances (its journal replayed over its last
+// checkpoint), once the network has gone quiet.
 import { setTimeout as sleep } from "node:timers/promises";
 import { readAccountsCsv, type AccountRow } from "../core/accounts-csv.js";
-import { accountKey } from "../core/bench-accounts.js";
-import { loggedOutcomes, overlayApplying, type LoggedPayment } from "../core/bench-stats.js";
+import { loggedOutcomes, type LoggedPayment } from "../core/bench-stats.js";
 import { readGatewayRecords } from "../core/gateway-log.js";
-import { readBankPending, type BankPending } from "../core/pending-file.js";
+import { readNetworkState } from "../core/bank-state.js";
 import type { DataPaths } from "../core/paths.js";
 
 export const settlePollMs = 200;
@@ -19,32 +18,13 @@ export interface DurableBalances {
   holds: number;
 }
 
-async function readPending(paths: DataPaths, banks: readonly string[]): Promise<Map<string, BankPending>> {
-  const pending = new Map<string, BankPending>();
-  for (const bank of banks) pending.set(bank, await readBankPending(paths.pendingJson, bank));
-  return pending;
-}
-
-function signature(pending: ReadonlyMap<string, BankPending>): string {
-  return [...pending].map(([bank, section]) => `${bank}:${[...section.holds.keys()].join(",")}|${[...section.applying.keys()].join(",")}`).join(";");
-}
-
-/**
- * The accounts file read between two reads of the pending file, with the applying entries laid over it;
- * null when the pending file changed in between (a bank was still writing).
- */
-export async function readDurableBalances(paths: DataPaths, banks: readonly string[]): Promise<DurableBalances | null> {
-  const first = await readPending(paths, banks);
+/** The accounts file's rows and every bank's durable balances (its journal replayed over its last checkpoint). */
+export async function readDurableBalances(paths: DataPaths, banks: readonly string[]): Promise<DurableBalances> {
   const rows = await readAccountsCsv(paths.accountsCsv);
-  const second = await readPending(paths, banks);
-  if (signature(first) !== signature(second)) return null;
-  let balances = new Map(rows.map((row) => [accountKey(row.username, row.bank), row.balanceMinor]));
+  const state = await readNetworkState(paths, banks);
   let holds = 0;
-  for (const [bank, section] of second) {
-    balances = overlayApplying(balances, bank, section.applying.values());
-    holds += section.holds.size;
-  }
-  return { rows, balances, holds };
+  for (const bank of state.banks.values()) holds += bank.holds.size;
+  return { rows, balances: state.balancesMinor, holds };
 }
 
 export interface Settled {

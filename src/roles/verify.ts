@@ -3,17 +3,16 @@
 // protocol points) and partitions its processes, then heals everything, waits for recovery and checks the
 // invariants of src/core/verify-checker.ts over the final state.
 // Exit codes: 0 every invariant holds, 1 a violation, 2 usage error, 3 verify itself could not run.
-import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { rmSync } from "node:fs";
 import { randomInt } from "node:crypto";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import chalk from "chalk";
-import { dataPaths, finishedLogPath, type DataPaths } from "../core/paths.js";
-import { FinishedLog } from "../core/finished-log.js";
+import { dataPaths, type DataPaths } from "../core/paths.js";
+import { readNetworkState } from "../core/bank-state.js";
 import { clientFiles, issueCertificates, loadIdentity } from "../core/certificates.js";
 import { serializeAccountsCsv } from "../core/accounts-csv.js";
-import { readBankPending } from "../core/pending-file.js";
 import { OfflineQueue, PaymentHistory } from "../core/client-files.js";
 import { Prng, seedMax } from "../core/prng.js";
 import { checkInvariants, outcomeSeen, type BankFinalState, type CheckInput } from "../core/verify-checker.js";
@@ -267,17 +266,7 @@ async function runTraffic(context: WorkloadContext, cluster: Cluster, options: V
   return records;
 }
 
-async function readJson(path: string): Promise<Record<string, unknown> | null> {
-  const text = await readFile(path, "utf8").catch(() => "");
-  if (text.trim() === "") return null;
-  try {
-    return JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    return null;
-  }
-}
-
-/** What keeps the network from being recovered: unfinished payments at the gateway, holds and half-applied changes at banks. */
+/** What keeps the network from being recovered: unfinished payments at the gateway, holds at banks. */
 async function recoveryBlockers(paths: DataPaths): Promise<string[]> {
   const blockers: string[] = [];
   try {
@@ -285,10 +274,10 @@ async function recoveryBlockers(paths: DataPaths): Promise<string[]> {
   } catch (error) {
     blockers.push(`gateway: log unreadable (${(error as Error).message})`);
   }
-  const pending = await readJson(paths.pendingJson);
-  for (const [bank, section] of Object.entries((pending?.banks ?? {}) as Record<string, { holds?: Array<{ paymentId?: unknown }>; applying?: Array<{ paymentId?: unknown }> }>)) {
-    for (const hold of section.holds ?? []) blockers.push(`${bank}: hold ${String(hold.paymentId)}`);
-    for (const applying of section.applying ?? []) blockers.push(`${bank}: half-applied change ${String(applying.paymentId)}`);
+  try {
+    for (const [bank, state] of (await readNetworkState(paths)).banks) for (const paymentId of state.holds.keys()) blockers.push(`${bank}: hold ${paymentId}`);
+  } catch (error) {
+    blockers.push(`banks: state unreadable (${(error as Error).message})`);
   }
   return blockers;
 }
@@ -327,31 +316,16 @@ async function waitForRecovery(paths: DataPaths, timeoutMs: number, sinceMs = Da
   return { recovered: false, recoveryMs: null, blockers };
 }
 
-/** Balances by user@BANK; lenient (a negative balance is read, so the checker can report it). */
-function parseBalances(text: string, path: string): Map<string, bigint> {
-  const balances = new Map<string, bigint>();
-  for (const line of text.split(/\r?\n/).slice(1)) {
-    if (line.trim() === "") continue;
-    const [user, balance, , bank] = line.split(",").map((field) => field.trim());
-    const match = /^(-?)([0-9]{1,20})(?:\.([0-9]{1,2}))?$/.exec(balance ?? "");
-    if (!user || !bank || match === null) throw new Error(`${path}: unreadable row ${JSON.stringify(line)}`);
-    const minor = BigInt(match[2]!) * 100n + BigInt((match[3] ?? "").padEnd(2, "0"));
-    balances.set(`${user}@${bank}`, match[1] === "-" ? -minor : minor);
-  }
-  return balances;
-}
-
 async function readFinalState(paths: DataPaths, banks: readonly string[]): Promise<Pick<CheckInput, "finalBalancesMinor" | "banks" | "gatewayRecords">> {
+  const network = await readNetworkState(paths, banks);
   const bankStates = new Map<string, BankFinalState>();
-  for (const bank of banks) {
-    const pending = await readBankPending(paths.pendingJson, bank);
-    // Finished records live in the bank's own log; older ones may still be in the pending file. The log's win.
-    const { records } = await FinishedLog.open(finishedLogPath(paths, bank), Number.MAX_SAFE_INTEGER);
-    const outcomes = new Map([...pending.finished.values(), ...records].map((finished) => [finished.paymentId, finished.outcome]));
-    bankStates.set(bank, { holds: [...pending.holds.values()], applying: [...pending.applying.keys()], outcomes });
+  for (const [bank, state] of network.banks) {
+    const outcomes = new Map([...state.finished.values()].map((finished) => [finished.paymentId, finished.outcome]));
+    // The journal leaves no change half-applied: a commit entry sets every balance it names at once.
+    bankStates.set(bank, { holds: [...state.holds.values()], applying: [], outcomes });
   }
   return {
-    finalBalancesMinor: parseBalances(await readFile(paths.accountsCsv, "utf8"), paths.accountsCsv),
+    finalBalancesMinor: network.balancesMinor,
     banks: bankStates,
     gatewayRecords: [...(await readGatewayRecords(paths)).values()],
   };

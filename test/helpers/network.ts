@@ -1,12 +1,12 @@
 // Test harness: real gateway and bank processes over real sockets, in a temporary data dir.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
-import { cp, mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { issueCertificates, clientFiles, loadIdentity, bankFiles, gatewayFiles, operatorFiles, type CertificateFiles } from "../../src/core/certificates.js";
-import { parseAccountsCsv } from "../../src/core/accounts-csv.js";
+import { readNetworkState } from "../../src/core/bank-state.js";
 import { readGatewayRecords, type PaymentRecord } from "../../src/core/gateway-log.js";
 import type { PaymentError } from "../../src/core/errors.js";
 import { dataPaths, type DataPaths } from "../../src/core/paths.js";
@@ -200,22 +200,11 @@ export class Network {
   }
 
   /**
-   * Durable balances by `user@BANK`, in minor units: server/dummydata.csv (a checkpoint) with the balance
-   * changes still `applying` in server/pending_transactions.json laid over it, in order — what a bank
-   * restarted now would hold.
+   * Durable balances by `user@BANK`, in minor units: what a bank restarted now would hold (its CSV rows and
+   * pending section as of its last checkpoint, with its journal replayed over them).
    */
   async balancesOnDisk(): Promise<Map<string, bigint>> {
-    const rows = parseAccountsCsv(await readFile(this.paths.accountsCsv, "utf8"), this.paths.accountsCsv);
-    const balances = new Map(rows.map((row) => [`${row.username}@${row.bank}`, row.balanceMinor]));
-    const text = await readFile(this.paths.pendingJson, "utf8").catch(() => "");
-    if (text.trim() === "") return balances;
-    const document = JSON.parse(text) as { banks: Record<string, { applying: Array<{ balancesMinor: Record<string, string> }> }> };
-    for (const [bank, section] of Object.entries(document.banks)) {
-      for (const applying of section.applying) {
-        for (const [username, balance] of Object.entries(applying.balancesMinor)) balances.set(`${username}@${bank}`, BigInt(balance));
-      }
-    }
-    return balances;
+    return (await readNetworkState(this.paths)).balancesMinor;
   }
 
   async totalOnDisk(): Promise<bigint> {
@@ -224,12 +213,11 @@ export class Network {
     return total;
   }
 
-  /** Prepared holds per bank as recorded in server/pending_transactions.json. */
+  /** Prepared holds of every bank, as a restarted bank would find them. */
   async holdsOnDisk(): Promise<number> {
-    const text = await readFile(this.paths.pendingJson, "utf8").catch(() => "");
-    if (text.trim() === "") return 0;
-    const document = JSON.parse(text) as { banks: Record<string, { holds: unknown[] }> };
-    return Object.values(document.banks).reduce((sum, section) => sum + section.holds.length, 0);
+    let holds = 0;
+    for (const state of (await readNetworkState(this.paths)).banks.values()) holds += state.holds.size;
+    return holds;
   }
 
   async gatewayRecord(paymentId: string): Promise<PaymentRecord | undefined> {
