@@ -132,8 +132,11 @@ describe("recovery", () => {
       network = await Network.create();
       await network.start(["SBI", "HDFC"]);
       assert.equal(await pay(network, "before-damage-2"), null);
-      await network.stop();
-      const damaged = truncate(await readFile(network.paths.pendingJson, "utf8"));
+      // An orderly stop checkpoints every bank: the pending file then holds each bank's section.
+      await network.stop("SIGTERM");
+      const whole = await readFile(network.paths.pendingJson, "utf8");
+      assert.match(whole, /"SBI"/);
+      const damaged = truncate(whole);
       await writeFile(network.paths.pendingJson, damaged);
       const bank = new Proc("bank", ["bank", "--id", "SBI", "--data-dir", network.dir, "--port", "0", "--gateway", "127.0.0.1:1"]);
       const { code } = await bank.exited;

@@ -145,7 +145,7 @@ export class BankJournal {
   /** Appends the entries and fsyncs them; resolves only once they are durable. */
   async append(entries: readonly JournalEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    const stopTimer = fsyncSeconds.startTimer({ file: "bank journal" });
+    const stopTimer = fsyncSeconds.startTimer({ file: `journal_${this.bank}` });
     let text = "";
     for (const entry of entries) text += `${encodeEntry(entry)}\n`;
     const created = this.#handle === null;

@@ -1,10 +1,13 @@
 // The life of a payment at the gateway, top to bottom. Cross-bank payments run strict two-phase commit:
-//   1. log `preparing` durably            (crash point gateway-after-preparing)
+//   1. log `preparing`; its fsync runs beside step 2 (crash point gateway-after-preparing, once durable)
 //   2. Prepare debit and credit in parallel, each with a deadline   (gateway-after-prepares)
 //   3. log the decision durably: committed only if both voted yes   (gateway-after-commit-logged)
 //   4. send Commit/Abort to both banks until each acknowledges       (gateway-after-first-commit)
-//   5. log `finished`
-// The client hears "committed" only after step 3 is durable. Same-bank payments are one bank-local step.
+//   5. answer; log `finished` in the background
+// The client hears "committed" only after step 3 is durable. A Prepare may reach a bank before the
+// `preparing` record is durable: if the gateway dies then, it has no record, and a bank asking about its
+// hold is answered abort (presumed abort), the id tombstoned so that it can never commit afterwards.
+// Same-bank payments are one bank-local step.
 import { assert } from "./assert.js";
 import { PaymentError, isAmbiguous, type Reason } from "./errors.js";
 import { crashPoint } from "./crash.js";
@@ -163,6 +166,9 @@ export class Coordinator {
   }
 
   async #replay(existing: PaymentRecord, details: PaymentDetails): Promise<PaymentOutcome> {
+    if (isTombstone(existing)) {
+      throw new PaymentError("PAYMENT_ABORTED", `payment ${details.paymentId} was aborted: the gateway restarted before recording it`, { paymentId: details.paymentId, final: true });
+    }
     if (!sameDetails(existing, details)) {
       throw new PaymentError("IDEMPOTENCY_CONFLICT", `payment id ${details.paymentId} was already used for a different payment`, { paymentId: details.paymentId });
     }
@@ -183,16 +189,22 @@ export class Coordinator {
   async #drive(details: PaymentDetails): Promise<PaymentOutcome> {
     const { record, durable } = this.#log.begin(details);
     inDoubtPayments.inc();
-    await durable;
-    this.#logger.info(
-      { paymentId: record.paymentId, from: `${record.fromUser}@${record.fromBank}`, to: `${record.toUser}@${record.toBank}`, amountMinor: record.amountMinor.toString() },
-      "payment begun",
-    );
-    crashPoint("gateway-after-preparing");
-    return details.fromBank === details.toBank ? this.#runLocal(record) : this.#runTwoPhase(record);
+    const begun = durable.then(() => {
+      this.#logger.info(
+        { paymentId: record.paymentId, from: `${record.fromUser}@${record.fromBank}`, to: `${record.toUser}@${record.toBank}`, amountMinor: record.amountMinor.toString() },
+        "payment begun",
+      );
+      crashPoint("gateway-after-preparing");
+    });
+    if (details.fromBank === details.toBank) {
+      // A same-bank transfer is applied by the bank in one step: its record must be durable first.
+      await begun;
+      return this.#runLocal(record);
+    }
+    return this.#runTwoPhase(record, begun);
   }
 
-  async #runTwoPhase(record: PaymentRecord): Promise<PaymentOutcome> {
+  async #runTwoPhase(record: PaymentRecord, begun: Promise<void>): Promise<PaymentOutcome> {
     const source = this.#requireLink(record.fromBank);
     const target = this.#requireLink(record.toBank);
     const timeoutMs = this.#options.prepareTimeoutMs;
@@ -201,6 +213,8 @@ export class Coordinator {
       source.prepare(record.paymentId, record.fromUser, "debit", record.amountMinor, timeoutMs),
       target.prepare(record.paymentId, record.toUser, "credit", record.amountMinor, timeoutMs),
     ]);
+    // The decision record follows the `preparing` one: a failed write of that one fails the payment here.
+    await begun;
     stopPrepareTimer();
     crashPoint("gateway-after-prepares");
     const refusal = chooseRefusal(votes.flatMap((vote) => (vote.status === "rejected" ? [PaymentError.fromGrpc(vote.reason)] : [])));
@@ -294,9 +308,15 @@ export class Coordinator {
       ),
     );
     if (this.#stopping) return;
-    await this.#log.advance(record.paymentId, record.state, { finished: true, balanceAfterMinor: record.balanceAfterMinor });
-    stopTimer();
-    this.#finished(record);
+    // The reply need not wait for this record: the decision is durable and every bank has it. If it is lost,
+    // a restart drives phase 2 again, and the banks answer the repeat as they did the first time.
+    this.#log.advance(record.paymentId, record.state, { finished: true, balanceAfterMinor: record.balanceAfterMinor }).then(
+      () => {
+        stopTimer();
+        this.#finished(record);
+      },
+      (error: unknown) => this.#logger.error({ paymentId: record.paymentId, error: String(error) }, "could not record the payment as finished; a restart will finish it"),
+    );
   }
 
   #finished(record: PaymentRecord): void {
@@ -335,6 +355,11 @@ export class Coordinator {
     assert(link !== null, `bank ${bank} validated but not registered`);
     return link;
   }
+}
+
+/** The record of an id a bank asked about before the gateway had recorded it (see GatewayLog.tombstone). */
+function isTombstone(record: PaymentRecord): boolean {
+  return record.fromUser === "" && record.state === "aborted";
 }
 
 /** A definite refusal is the better explanation; an unreachable bank otherwise. */

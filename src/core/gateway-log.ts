@@ -170,6 +170,7 @@ export class GatewayLog {
   #newIds: string[] = [];
   #journalLines = 0;
   #releaseLock: (() => Promise<void>) | null = null;
+  #onWriteFailure: (error: unknown) => void = () => undefined;
   /** A torn final journal line found (and cut off) at open, in bytes; 0 if none. */
   tornBytesDropped = 0;
 
@@ -183,8 +184,9 @@ export class GatewayLog {
   }
 
   /** Loads the log, holding its lock for the life of the process: one coordinator per data dir. */
-  static async open(paths: GatewayLogPaths, nowMs: () => number = Date.now): Promise<GatewayLog> {
+  static async open(paths: GatewayLogPaths, nowMs: () => number = Date.now, onWriteFailure?: (error: unknown) => void): Promise<GatewayLog> {
     const log = new GatewayLog(paths, nowMs);
+    if (onWriteFailure !== undefined) log.#onWriteFailure = onWriteFailure;
     log.#releaseLock = await holdFileLock(paths.transactionLogsJson);
     const loaded = await loadRecords(paths);
     for (const [id, record] of loaded.records) log.#records.set(id, record);
@@ -287,19 +289,33 @@ export class GatewayLog {
     await this.#writer.flush();
   }
 
-  /** One group commit: the changed records appended to the journal, new ids to transactions.txt. */
+  /**
+   * One group commit: the changed records appended to the journal, new ids to transactions.txt, both
+   * fsynced (side by side) before any caller hears back. A failed write leaves memory ahead of disk, and
+   * after a failed fsync the file's content is unknown: the owner is told, to stop and recover from disk.
+   */
   async #writeBatch(): Promise<void> {
     const changed = [...this.#dirty];
     const newIds = this.#newIds;
     this.#dirty = new Set();
     this.#newIds = [];
-    if (changed.length > 0) {
-      const lines = changed.map((record) => `${JSON.stringify(encode(record))}\n`).join("");
-      await appendDurable(this.#paths.transactionLogsJournal, lines, { tornCrashName: "gateway-journal-torn" });
-      this.#journalLines += changed.length;
+    try {
+      const journal = async () => {
+        if (changed.length === 0) return;
+        let lines = "";
+        for (const record of changed) lines += `${JSON.stringify(encode(record))}\n`;
+        await appendDurable(this.#paths.transactionLogsJournal, lines, { tornCrashName: "gateway-journal-torn" });
+        this.#journalLines += changed.length;
+      };
+      const ids = async () => {
+        if (newIds.length > 0) await appendDurable(this.#paths.transactionsTxt, newIds.map((id) => `${id}\n`).join(""));
+      };
+      await Promise.all([journal(), ids()]);
+      if (this.#journalLines >= journalLinesCompactAfter) await this.#compact();
+    } catch (error) {
+      this.#onWriteFailure(error);
+      throw error;
     }
-    if (newIds.length > 0) await appendDurable(this.#paths.transactionsTxt, newIds.map((id) => `${id}\n`).join(""));
-    if (this.#journalLines >= journalLinesCompactAfter) await this.#compact();
   }
 
   /** Folds the journal into a new snapshot: the snapshot first (atomically), then an empty journal. */

@@ -333,7 +333,7 @@ export class Participant {
         const entries = this.#unwritten;
         const version = this.#version;
         this.#unwritten = [];
-        groupCommitBatchSize.observe({ file: "bank journal" }, entries.length);
+        groupCommitBatchSize.observe({ file: `journal_${this.bank}` }, entries.length);
         try {
           await this.#journal.append(entries);
         } catch (error) {

@@ -51,7 +51,11 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   const paths = dataPaths(flags.dataDir);
   const logger = roleLogger("gateway");
   const identity = await loadIdentity(paths.certificateDir, gatewayFiles(paths.certificateDir));
-  const log = await GatewayLog.open(paths);
+  const log = await GatewayLog.open(paths, Date.now, (error) => {
+    // Memory is now ahead of disk: stop, and let a restart recover from what is durable.
+    logger.error({ error: String(error) }, "a durable write of the payment log failed; exiting");
+    process.exit(70);
+  });
   if (log.tornBytesDropped > 0) logger.warn({ bytes: log.tornBytesDropped, file: paths.transactionLogsJournal }, "dropped a torn final journal line (an append cut short by a crash; nothing was answered on it)");
   await removeStaleTempFiles(dirname(paths.transactionLogsJson));
   const registry = await BankRegistry.open(paths.banksJson, clientCredentials(identity), { banksMax: gatewayTimeouts.banksMax });
