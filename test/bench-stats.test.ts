@@ -214,8 +214,10 @@ describe("benchUsageError", () => {
   };
   it("accepts valid flags", () => assert.equal(benchUsageError(valid), null));
   const cases: Array<[string, Partial<BenchFlags>, RegExp | null]> = [
-    ["--batch 2 (not implemented)", { batch: 2 }, /MakePayments\) is not implemented yet/],
-    ["--batch 0", { batch: 0 }, /--batch must be a positive integer/],
+    ["--batch 2", { batch: 2 }, null],
+    ["--batch 1000 (the most one MakePayments call carries)", { batch: 1_000 }, null],
+    ["--batch 1001", { batch: 1_001 }, /--batch must be an integer in 1-1000/],
+    ["--batch 0", { batch: 0 }, /--batch must be an integer in 1-1000/],
     ["--payments 0", { payments: 0 }, /--payments/],
     ["--payments 1", { payments: 1 }, null],
     ["--payments 1.5", { payments: 1.5 }, /--payments/],

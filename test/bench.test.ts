@@ -56,10 +56,20 @@ describe("paynet bench", { timeout: 90_000 }, () => {
     assert.equal(report.conservation.sumBefore, "4.00");
   });
 
-  it("refuses --batch above 1 as a usage error, before starting anything", async () => {
-    const result = await runCli(["bench", "--batch", "10", "--json"]);
+  it("with --batch sends MakePayments calls of that many orders, and every order is counted and conserved", async () => {
+    const result = await runCli(["bench", "--payments", "300", "--concurrency", "4", "--accounts", "20", "--batch", "25", "--same-bank-percent", "20", "--json"]);
+    assert.equal(result.code, 0, `exit ${result.code}; stderr:\n${result.stderr}`);
+    const report = result.json as unknown as BenchJson & { batch: number };
+    assertConsistent(report, 300);
+    assert.equal(report.batch, 25);
+    assert.ok(report.committed > 0);
+    assert.equal(report.conservation.sumBefore, "20000.00");
+  });
+
+  it("refuses --batch above 1,000 (one call's bound) as a usage error, before starting anything", async () => {
+    const result = await runCli(["bench", "--batch", "1001", "--json"]);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /MakePayments\) is not implemented yet/);
+    assert.match(result.stderr, /--batch must be an integer in 1-1000/);
     assert.equal(result.stdout, "");
   });
 });

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { Network, passwords } from "./helpers/network.js";
 import { PaymentError } from "../src/core/errors.js";
 import { amountMinorMax } from "../src/core/money.js";
+import { PaymentStatus } from "../src/gen/paynet/v1/paynet_pb.js";
 
 describe("payment network", () => {
   let network: Network;
@@ -200,6 +201,74 @@ describe("payment network", () => {
         for (const [account, balance] of after) assert.ok(balance >= 0n, `${account} is negative`);
         assert.equal(await network.totalOnDisk(), totalBefore);
         assert.equal(await network.holdsOnDisk(), 0);
+      } finally {
+        gateway.close();
+      }
+    });
+  });
+
+  describe("batched payments (MakePayments)", () => {
+    const call = { timeoutMs: 60_000 };
+
+    it("gives each order its own outcome, and a repeat of the call answers the same and moves nothing", async () => {
+      const gateway = await network.gatewayClient();
+      try {
+        const { token } = await gateway.registerClient({ username: "carol", password: passwords.carol!, bank: "SBI" }, call);
+        const before = await network.balancesOnDisk();
+        const totalBefore = await network.totalOnDisk();
+        const carolMinor = before.get("carol@SBI")!;
+        const orders = [
+          { paymentId: "batch-cross", toUser: "bob", toBank: "HDFC", amountMinor: 100n },
+          { paymentId: "batch-same", toUser: "alice", toBank: "SBI", amountMinor: 250n },
+          { paymentId: "batch-nobody", toUser: "nobody", toBank: "HDFC", amountMinor: 100n },
+          { paymentId: "batch-nobank", toUser: "bob", toBank: "NOBANK", amountMinor: 100n },
+          { paymentId: "batch-too-much", toUser: "dave", toBank: "HDFC", amountMinor: carolMinor + 1n },
+          { paymentId: "batch-zero", toUser: "dave", toBank: "HDFC", amountMinor: 0n },
+          { paymentId: "not an id!", toUser: "dave", toBank: "HDFC", amountMinor: 1n },
+        ];
+        const expected = [
+          ["batch-cross", "COMMITTED", ""],
+          ["batch-same", "COMMITTED", ""],
+          ["batch-nobody", "ABORTED", "UNKNOWN_ACCOUNT"],
+          ["batch-nobank", "ABORTED", "UNKNOWN_BANK"],
+          ["batch-too-much", "ABORTED", "INSUFFICIENT_FUNDS"],
+          ["batch-zero", "ABORTED", "INVALID_AMOUNT"],
+          ["not an id!", "ABORTED", "INVALID_ARGUMENT"],
+        ];
+        const summary = (reply: { results: Array<{ paymentId: string; status: PaymentStatus; reason: string }> }) =>
+          reply.results.map((result) => [result.paymentId, PaymentStatus[result.status], result.reason]);
+
+        const first = await gateway.makePayments({ token, payments: orders }, call);
+        assert.deepEqual(summary(first), expected);
+        // The two committed orders run side by side: the balance after the first may or may not include the second.
+        assert.ok([carolMinor - 100n, carolMinor - 350n].includes(first.results[0]!.balanceAfterMinor!), `balance after: ${first.results[0]!.balanceAfterMinor}`);
+        const after = await network.balancesOnDisk();
+        assert.equal(after.get("carol@SBI"), carolMinor - 350n);
+        assert.equal(after.get("bob@HDFC"), before.get("bob@HDFC")! + 100n);
+        assert.equal(after.get("alice@SBI"), before.get("alice@SBI")! + 250n);
+        assert.equal(await network.totalOnDisk(), totalBefore);
+        assert.equal(await network.holdsOnDisk(), 0);
+
+        const again = await gateway.makePayments({ token, payments: orders }, call);
+        assert.deepEqual(summary(again), expected);
+        assert.deepEqual(await network.balancesOnDisk(), after);
+      } finally {
+        gateway.close();
+      }
+    });
+
+    it("refuses an empty call and one of more than 1,000 orders as a whole, changing nothing", async () => {
+      const gateway = await network.gatewayClient();
+      try {
+        const { token } = await gateway.registerClient({ username: "alice", password: passwords.alice!, bank: "SBI" }, call);
+        const before = await network.balancesOnDisk();
+        const order = (index: number) => ({ paymentId: `oversized-${index}`, toUser: "bob", toBank: "HDFC", amountMinor: 1n });
+        for (const payments of [[], Array.from({ length: 1_001 }, (_, index) => order(index))]) {
+          await assert.rejects(gateway.makePayments({ token, payments }, call), (error: PaymentError) => error.code === "INVALID_ARGUMENT" && /1 to 1000 payments/.test(error.message));
+        }
+        await assert.rejects(gateway.makePayments({ token: "forged", payments: [order(0)] }, call), (error: PaymentError) => error.code === "UNAUTHENTICATED");
+        assert.deepEqual(await network.balancesOnDisk(), before);
+        assert.equal(await network.gatewayRecord("oversized-0"), undefined);
       } finally {
         gateway.close();
       }

@@ -1,6 +1,6 @@
 // The gateway's RPC surface: who may call what, and which session acts on which account.
-import { PaymentGateway, Decision } from "../gen/paynet/v1/paynet_pb.js";
-import { PaymentError } from "./errors.js";
+import { PaymentGateway, Decision, PaymentStatus } from "../gen/paynet/v1/paynet_pb.js";
+import { PaymentError, isAmbiguous } from "./errors.js";
 import { requireRole, describePeer } from "./identity.js";
 import { validateAddress, validateBankName, validatePassword, validatePaymentId, validateUsername } from "./validate.js";
 import type { ServiceImplementation } from "./rpc.js";
@@ -12,6 +12,8 @@ import type { GatewayLog, PaymentRecord } from "./gateway-log.js";
 import type { Logger } from "./log.js";
 
 const statusCallTimeoutMs = 1_000;
+/** Orders per MakePayments call: a bound on the work and memory one call can ask for. */
+export const paymentOrdersPerCallMax = 1_000;
 const inDoubtListedMax = 20;
 
 function summaryOf(record: PaymentRecord) {
@@ -102,6 +104,35 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
         amountMinor: request.amountMinor,
       });
       return { paymentId: outcome.paymentId, status: 1, ...(outcome.balanceAfterMinor === null ? {} : { balanceAfterMinor: outcome.balanceAfterMinor }) };
+    },
+
+    async makePayments(request, context) {
+      requireRole(context.peer, ["client"], "MakePayments");
+      const payer = sessions.resolve(request.token);
+      const orders = request.payments;
+      if (orders.length === 0 || orders.length > paymentOrdersPerCallMax) {
+        throw new PaymentError("INVALID_ARGUMENT", `a MakePayments call carries 1 to ${paymentOrdersPerCallMax} payments, got ${orders.length}`);
+      }
+      // Each order is a payment of its own: it runs the same path as MakePayment, side by side with the others
+      // (their legs share the batched calls to the banks), and gets its own outcome.
+      const results = await Promise.all(
+        orders.map(async (order) => {
+          try {
+            const outcome = await coordinator.makePayment(payer, {
+              paymentId: validatePaymentId(order.paymentId),
+              toUser: order.toUser,
+              toBank: order.toBank,
+              amountMinor: order.amountMinor,
+            });
+            return { paymentId: order.paymentId, status: PaymentStatus.COMMITTED, ...(outcome.balanceAfterMinor === null ? {} : { balanceAfterMinor: outcome.balanceAfterMinor }) };
+          } catch (thrown) {
+            const error = PaymentError.fromGrpc(thrown);
+            const status = isAmbiguous(error) || (error.code === "INTERNAL" && !error.final) ? PaymentStatus.IN_DOUBT : PaymentStatus.ABORTED;
+            return { paymentId: order.paymentId, status, reason: error.code, message: error.message };
+          }
+        }),
+      );
+      return { results };
     },
 
     async viewBalance(request, context) {

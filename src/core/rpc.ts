@@ -6,8 +6,11 @@ import { PaymentError, type Reason } from "./errors.js";
 import { peerIdentity, type PeerIdentity } from "./identity.js";
 import { rpcErrorsTotal } from "./metrics.js";
 
-/** Every paynet message is small; anything larger is refused before it is parsed. */
-export const messageBytesMax = 64 * 1024;
+/**
+ * Anything larger is refused before it is parsed. Sized for the largest message, a MakePayments call of
+ * 1,000 orders with the longest ids and names (about 200 bytes each).
+ */
+export const messageBytesMax = 256 * 1024;
 
 export const channelOptions: grpc.ChannelOptions = {
   "grpc.max_receive_message_length": messageBytesMax,

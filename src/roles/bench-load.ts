@@ -3,11 +3,11 @@
 // the previous one returns); with a rate, payment k is due at start + k/rate and its latency is measured
 // from that due time, so a queue that builds up shows in the latency.
 import { setTimeout as sleep } from "node:timers/promises";
-import { PaymentGateway } from "../gen/paynet/v1/paynet_pb.js";
+import { PaymentGateway, PaymentStatus } from "../gen/paynet/v1/paynet_pb.js";
 import { createClient, type ServiceClient } from "../core/rpc.js";
 import { clientCredentials, expectServerName } from "../core/tls.js";
 import { gatewayServerName } from "../core/identity.js";
-import { PaymentError, isAmbiguous, type Reason } from "../core/errors.js";
+import { PaymentError, isAmbiguous, isReason, type Reason } from "../core/errors.js";
 import { Prng } from "../core/prng.js";
 import type { LoadedIdentity } from "../core/certificates.js";
 import type { AccountRef, PaymentPlanner } from "../core/bench-accounts.js";
@@ -34,6 +34,8 @@ export interface LoadOptions {
   payments: number;
   /** Payments started per second across all workers (open loop), or null for a closed loop. */
   ratePerS: number | null;
+  /** Payments per call: 1 sends MakePayment, more sends MakePayments with that many orders. */
+  batch: number;
   callTimeoutMs: number;
   /** No payment is started after this long; those left are reported as not started. */
   overallTimeoutMs: number;
@@ -146,6 +148,7 @@ class LoadRun {
   }
 
   async work(worker: Worker): Promise<void> {
+    if (this.#options.batch > 1) return this.#workBatched(worker);
     for (let taken = this.#take(); taken !== null; taken = this.#take()) {
       const waitNs = taken.dueNs === null ? 0n : taken.dueNs - process.hrtime.bigint();
       if (waitNs > 0n) await sleep(Number(waitNs / 1_000_000n));
@@ -161,6 +164,63 @@ class LoadRun {
       this.#sent.push({ paymentId, transfer, seen });
       this.progress.done += 1;
       this.progress[seen] += 1;
+    }
+  }
+
+  /** Takes up to `batch` payments at a time and sends them in one MakePayments call; each counts the call's latency. */
+  async #workBatched(worker: Worker): Promise<void> {
+    for (;;) {
+      const tickets: number[] = [];
+      let firstDueNs: bigint | null = null;
+      while (tickets.length < this.#options.batch) {
+        const taken = this.#take();
+        if (taken === null) break;
+        if (tickets.length === 0) firstDueNs = taken.dueNs;
+        tickets.push(taken.ticket);
+      }
+      if (tickets.length === 0) return;
+      const waitNs = firstDueNs === null ? 0n : firstDueNs - process.hrtime.bigint();
+      if (waitNs > 0n) await sleep(Number(waitNs / 1_000_000n));
+      const startNs = firstDueNs ?? process.hrtime.bigint();
+      const orders = tickets.map((ticket) => {
+        const planned = this.#options.planner.next(worker.payer, worker.prng);
+        return { paymentId: `${this.#options.idPrefix}${ticket}`, target: planned.target, amountMinor: planned.amountMinor };
+      });
+      this.progress.started += orders.length;
+      const seen = await this.#payMany(worker, orders);
+      const endNs = process.hrtime.bigint();
+      if (endNs > this.#lastEndNs) this.#lastEndNs = endNs;
+      orders.forEach((order, index) => {
+        const outcome = seen[index]!;
+        this.#latenciesMs.push(Number(endNs - startNs) / 1e6);
+        this.#sent.push({ paymentId: order.paymentId, transfer: { source: worker.payer.key, target: order.target.key, amountMinor: order.amountMinor }, seen: outcome });
+        this.progress.done += 1;
+        this.progress[outcome] += 1;
+      });
+    }
+  }
+
+  async #payMany(worker: Worker, orders: ReadonlyArray<{ paymentId: string; target: AccountRef; amountMinor: bigint }>): Promise<SeenOutcome[]> {
+    const count = (code: Reason) => (this.#reasons[code] = (this.#reasons[code] ?? 0) + 1);
+    try {
+      const reply = await worker.stub.makePayments(
+        { token: worker.token, payments: orders.map((order) => ({ paymentId: order.paymentId, toUser: order.target.username, toBank: order.target.bank, amountMinor: order.amountMinor })) },
+        { timeoutMs: this.#options.callTimeoutMs },
+      );
+      if (reply.results.length !== orders.length) throw new PaymentError("INTERNAL", `MakePayments answered ${reply.results.length} results for ${orders.length} orders`);
+      return reply.results.map((result, index) => {
+        if (result.paymentId !== orders[index]!.paymentId) throw new PaymentError("INTERNAL", `MakePayments result ${index} names ${result.paymentId}, not ${orders[index]!.paymentId}`);
+        if (result.status === PaymentStatus.COMMITTED) return "committed";
+        count(isReason(result.reason) ? result.reason : "INTERNAL");
+        return result.status === PaymentStatus.ABORTED ? "aborted" : "ambiguous";
+      });
+    } catch (thrown) {
+      // The whole call failed: none of its payments has a known outcome.
+      const error = PaymentError.fromGrpc(thrown, "INTERNAL", "GATEWAY_UNAVAILABLE");
+      for (let index = 0; index < orders.length; index += 1) count(error.code);
+      if (error.code === "UNAUTHENTICATED") await login(worker, this.#options.password).catch(() => undefined);
+      const seen = classify(error);
+      return orders.map(() => seen);
     }
   }
 

@@ -11,6 +11,7 @@ import { seedMax } from "../core/prng.js";
 import { validateAddress } from "../core/validate.js";
 import { exitCodes } from "./client-context.js";
 import { existingNetwork, startOwnNetwork, type BenchNetwork } from "./bench-network.js";
+import { paymentOrdersPerCallMax } from "../core/gateway-service.js";
 import { runLoad, type LoadProgress, type LoadResult } from "./bench-load.js";
 import { waitUntilSettled } from "./bench-state.js";
 import { reportJson, reportOk, reportTable, type BenchReport } from "./bench-report.js";
@@ -52,10 +53,7 @@ const isInteger = (value: number, min: number, max: number) => Number.isSafeInte
 
 /** The first usage error in the flags, or null. */
 export function benchUsageError(flags: BenchFlags): string | null {
-  if (flags.batch !== 1) {
-    if (isInteger(flags.batch, 2, Number.MAX_SAFE_INTEGER)) return `--batch ${flags.batch}: the batched client API (MakePayments) is not implemented yet; only --batch 1 is supported`;
-    return `--batch must be a positive integer, got ${flags.batch}`;
-  }
+  if (!isInteger(flags.batch, 1, paymentOrdersPerCallMax)) return `--batch must be an integer in 1-${paymentOrdersPerCallMax} (payments per MakePayments call), got ${flags.batch}`;
   if (!isInteger(flags.payments, 1, benchLimits.paymentsMax)) return `--payments must be an integer in 1-${benchLimits.paymentsMax}, got ${flags.payments}`;
   if (!isInteger(flags.concurrency, 1, benchLimits.concurrencyMax)) return `--concurrency must be an integer in 1-${benchLimits.concurrencyMax}, got ${flags.concurrency}`;
   if (!isInteger(flags.accounts, 2, benchAccountsMax)) return `--accounts must be an integer in 2-${benchAccountsMax}, got ${flags.accounts}`;
@@ -162,6 +160,7 @@ async function measure(flags: BenchFlags, network: BenchNetwork, paths: DataPath
         seed: flags.seed,
         payments: flags.payments,
         ratePerS: flags.rate ?? null,
+        batch: flags.batch,
         callTimeoutMs: flags.callTimeoutMs,
         overallTimeoutMs: flags.timeoutMs,
         idPrefix,
