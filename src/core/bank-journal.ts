@@ -4,11 +4,9 @@
 // Each bank writes only its own journal (the bank process holds its lock), so the hot path takes no
 // cross-process lock. A checkpoint folds a finished generation into the shared files (accounts CSV, pending
 // section, finished log) and deletes it; the pending section names the first generation not folded in.
-import { open, readdir, readFile, unlink, type FileHandle } from "node:fs/promises";
+import { readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { crashPoint, isCrashPointArmed } from "./crash.js";
-import { fsyncDirectory } from "./durable.js";
-import { fsyncSeconds } from "./metrics.js";
+import { AppendOnlyFile } from "./durable.js";
 import type { LegKind } from "./pending-file.js";
 
 export type JournalEntry =
@@ -124,7 +122,7 @@ export class BankJournal {
   readonly directory: string;
   readonly bank: string;
   #generation: number;
-  #handle: FileHandle | null = null;
+  #file: AppendOnlyFile;
   /** Lines appended to the current generation. */
   #lines = 0;
 
@@ -132,6 +130,7 @@ export class BankJournal {
     this.directory = directory;
     this.bank = bank;
     this.#generation = generation;
+    this.#file = this.#fileOf(generation);
   }
 
   get generation(): number {
@@ -145,37 +144,28 @@ export class BankJournal {
   /** Appends the entries and fsyncs them; resolves only once they are durable. */
   async append(entries: readonly JournalEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    const stopTimer = fsyncSeconds.startTimer({ file: `journal_${this.bank}` });
     let text = "";
     for (const entry of entries) text += `${encodeEntry(entry)}\n`;
-    const created = this.#handle === null;
-    this.#handle ??= await open(journalPath(this.directory, this.bank, this.#generation), "a", 0o644);
-    if (isCrashPointArmed("bank-journal-torn")) {
-      await this.#handle.write(text.slice(0, Math.max(1, Math.floor(text.length / 2))));
-      await this.#handle.datasync();
-    }
-    crashPoint("bank-journal-torn");
-    await this.#handle.write(text);
-    await this.#handle.datasync();
-    // A new file's name must be durable too, or a crash could lose the whole generation.
-    if (created) await fsyncDirectory(this.directory);
+    await this.#file.append(text);
     this.#lines += entries.length;
-    stopTimer();
   }
 
   /** Starts the next generation; the caller makes sure no append is in flight. Returns the finished one. */
   async rotate(): Promise<number> {
     const finished = this.#generation;
-    await this.close();
+    await this.#file.close();
     this.#generation += 1;
+    this.#file = this.#fileOf(this.#generation);
     this.#lines = 0;
     return finished;
   }
 
   async close(): Promise<void> {
-    const handle = this.#handle;
-    this.#handle = null;
-    await handle?.close();
+    await this.#file.close();
+  }
+
+  #fileOf(generation: number): AppendOnlyFile {
+    return new AppendOnlyFile(journalPath(this.directory, this.bank, generation), { tornCrashName: "bank-journal-torn", metricsName: `journal_${this.bank}` });
   }
 }
 

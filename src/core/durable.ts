@@ -1,5 +1,5 @@
 // Atomic, durable file writes: temp file, fsync, rename, fsync the directory.
-import { open, rename, mkdir, rm, readdir } from "node:fs/promises";
+import { open, rename, mkdir, rm, readdir, type FileHandle } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { crashPoint, isCrashPointArmed } from "./crash.js";
@@ -71,6 +71,53 @@ export async function appendDurable(path: string, text: string, options: { tornC
     await handle.close();
   }
   stopTimer();
+}
+
+/**
+ * An append-only file kept open between appends (opening and closing it for each one showed in profiles).
+ * Each append is fsynced before it resolves; the caller serializes appends. After the file is replaced
+ * (a compaction renames a new file over it), reopen() points the handle at the new file.
+ */
+export class AppendOnlyFile {
+  readonly path: string;
+  readonly #tornCrashName: string | undefined;
+  readonly #metricsName: string;
+  #handle: FileHandle | null = null;
+
+  /** `metricsName` labels its fsync timings (default: the file's name). */
+  constructor(path: string, options: { tornCrashName?: string; metricsName?: string } = {}) {
+    this.path = path;
+    this.#tornCrashName = options.tornCrashName;
+    this.#metricsName = options.metricsName ?? basename(path);
+  }
+
+  async append(text: string): Promise<void> {
+    const stopTimer = fsyncSeconds.startTimer({ file: this.#metricsName });
+    if (this.#handle === null) {
+      await mkdir(dirname(this.path), { recursive: true });
+      this.#handle = await open(this.path, "a", 0o644);
+      // The name of a file just created must be durable too, or a crash could lose the whole file.
+      await fsyncDirectory(dirname(this.path));
+    }
+    if (this.#tornCrashName !== undefined && isCrashPointArmed(this.#tornCrashName)) {
+      await this.#handle.write(text.slice(0, Math.max(1, Math.floor(text.length / 2))));
+      await this.#handle.datasync();
+    }
+    if (this.#tornCrashName !== undefined) crashPoint(this.#tornCrashName);
+    await this.#handle.write(text);
+    await this.#handle.datasync();
+    stopTimer();
+  }
+
+  async reopen(): Promise<void> {
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    const handle = this.#handle;
+    this.#handle = null;
+    await handle?.close();
+  }
 }
 
 const tempNamePattern = /^\..+\.([0-9]+)\.[0-9a-f]{12}\.tmp$/;

@@ -2,7 +2,7 @@
 // keys, append-only). Both are durable before the promise of a change resolves; the JSON is group-committed.
 import { readFile, truncate } from "node:fs/promises";
 import { assert } from "./assert.js";
-import { appendDurable, writeFileAtomic } from "./durable.js";
+import { AppendOnlyFile, writeFileAtomic } from "./durable.js";
 import { CoalescingWriter } from "./coalescing-writer.js";
 import { holdFileLock } from "./file-lock.js";
 import { isReason, type Reason } from "./errors.js";
@@ -164,6 +164,8 @@ export class GatewayLog {
   readonly #paths: GatewayLogPaths;
   readonly #records = new Map<string, PaymentRecord>();
   readonly #writer: CoalescingWriter;
+  readonly #journal: AppendOnlyFile;
+  readonly #transactionsTxt: AppendOnlyFile;
   readonly #nowMs: () => number;
   /** Records changed since the last write began, and ids begun since then (for transactions.txt). */
   #dirty = new Set<PaymentRecord>();
@@ -177,6 +179,8 @@ export class GatewayLog {
   private constructor(paths: GatewayLogPaths, nowMs: () => number) {
     this.#paths = paths;
     this.#nowMs = nowMs;
+    this.#journal = new AppendOnlyFile(paths.transactionLogsJournal, { tornCrashName: "gateway-journal-torn" });
+    this.#transactionsTxt = new AppendOnlyFile(paths.transactionsTxt);
     this.#writer = new CoalescingWriter(
       () => this.#writeBatch(),
       (callers) => groupCommitBatchSize.observe({ file: "transaction_logs.journal" }, callers),
@@ -202,6 +206,8 @@ export class GatewayLog {
   async close(): Promise<void> {
     await this.#writer.flush();
     await this.#compact();
+    await this.#journal.close();
+    await this.#transactionsTxt.close();
     await this.#releaseLock?.();
     this.#releaseLock = null;
   }
@@ -304,11 +310,11 @@ export class GatewayLog {
         if (changed.length === 0) return;
         let lines = "";
         for (const record of changed) lines += `${JSON.stringify(encode(record))}\n`;
-        await appendDurable(this.#paths.transactionLogsJournal, lines, { tornCrashName: "gateway-journal-torn" });
+        await this.#journal.append(lines);
         this.#journalLines += changed.length;
       };
       const ids = async () => {
-        if (newIds.length > 0) await appendDurable(this.#paths.transactionsTxt, newIds.map((id) => `${id}\n`).join(""));
+        if (newIds.length > 0) await this.#transactionsTxt.append(newIds.map((id) => `${id}\n`).join(""));
       };
       await Promise.all([journal(), ids()]);
       if (this.#journalLines >= journalLinesCompactAfter) await this.#compact();
@@ -325,6 +331,7 @@ export class GatewayLog {
     await writeFileAtomic(this.#paths.transactionLogsJson, JSON.stringify({ format: formatTag, payments }) + "\n", { crashName: "gateway-log-temp-written" });
     // A crash here replays the journal over a snapshot that already holds it: harmless, lines are whole records.
     await writeFileAtomic(this.#paths.transactionLogsJournal, "");
+    await this.#journal.reopen();
     this.#journalLines = 0;
   }
 

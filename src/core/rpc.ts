@@ -46,6 +46,35 @@ export type ServiceImplementation<M extends GenServiceMethods> = {
   [K in keyof M]: (request: MessageShape<M[K]["input"]>, context: CallContext) => Promise<MessageInitShape<M[K]["output"]>>;
 };
 
+/** The identity of each connection (HTTP/2 session): its certificate is fixed for the connection's life. */
+const identityBySession = new WeakMap<object, PeerIdentity>();
+
+/**
+ * The caller's identity from its certificate. grpc-js rebuilds the peer certificate object on every call,
+ * which showed as the largest single cost of a payment at the gateway; it is read once per connection.
+ * The session is reached through grpc-js internals (pinned version); without it, every call reads it.
+ */
+function callerIdentity(call: grpc.ServerUnaryCall<unknown, unknown>): PeerIdentity {
+  const session = sessionOf(call);
+  if (session === undefined) return peerIdentity(call.getAuthContext());
+  let identity = identityBySession.get(session);
+  if (identity === undefined) {
+    identity = peerIdentity(call.getAuthContext());
+    identityBySession.set(session, identity);
+  }
+  return identity;
+}
+
+function sessionOf(call: object): object | undefined {
+  let inner = (call as { call?: unknown }).call as { stream?: { session?: object }; nextCall?: unknown } | undefined;
+  for (let depth = 0; inner !== undefined && inner !== null && depth < 8; depth += 1) {
+    const session = inner.stream?.session;
+    if (session !== undefined && session !== null) return session;
+    inner = inner.nextCall as typeof inner;
+  }
+  return undefined;
+}
+
 export interface AddServiceOptions {
   /** Called with every failure sent to a caller, e.g. to log refusals. */
   onError?: (error: PaymentError, context: CallContext) => void;
@@ -61,7 +90,7 @@ export function addService<M extends GenServiceMethods>(
   for (const method of (service as unknown as DescService).methods) {
     const handle = implementation[method.localName as keyof M];
     handlers[method.localName] = (call: grpc.ServerUnaryCall<MessageShape<DescMessage>, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-      const context: CallContext = { peer: peerIdentity(call.getAuthContext()), peerAddress: call.getPeer(), method: method.name };
+      const context: CallContext = { peer: callerIdentity(call), peerAddress: call.getPeer(), method: method.name };
       handle(call.request as never, context).then(
         (reply) => callback(null, create(method.output, reply as MessageInitShape<DescMessage>)),
         (thrown: unknown) => {
