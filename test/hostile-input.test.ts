@@ -134,6 +134,7 @@ describe("hostile input", () => {
 
   for (const [label, attempt, reason] of table) {
     it(`refuses ${label} with ${reason}, changing nothing`, async () => {
+      await network.settled();
       const before = await stateSnapshot(network);
       await assert.rejects(attempt(), (error: PaymentError) => {
         assert.equal(error.code, reason, error.message);

@@ -10,7 +10,7 @@ import { PaymentError } from "../src/core/errors.js";
 import { createClient } from "../src/core/rpc.js";
 import { expectServerName } from "../src/core/tls.js";
 import { gatewayServerName } from "../src/core/identity.js";
-import { issueCertificates, loadIdentity } from "../src/core/certificates.js";
+import { issueCertificates, loadIdentity, serialNumber } from "../src/core/certificates.js";
 import { LegKind, PaymentGateway } from "../src/gen/paynet/v1/paynet_pb.js";
 
 const call = { timeoutMs: 10_000 };
@@ -121,6 +121,17 @@ describe("identities and authorization", () => {
       await assert.rejects(gateway.makePayment({ token: "forged", paymentId: "forged-1", toUser: "bob", toBank: "HDFC", amountMinor: 1n }, call), hasCode("UNAUTHENTICATED"));
     } finally {
       gateway.close();
+    }
+  });
+});
+
+describe("certificate serial numbers", () => {
+  it("are positive DER integers in their shortest form (OpenSSL refuses a certificate with a padded serial)", () => {
+    for (let sample = 0; sample < 20_000; sample += 1) {
+      const hex = serialNumber();
+      assert.match(hex, /^[0-9a-f]{32}$/);
+      const first = Number.parseInt(hex.slice(0, 2), 16);
+      assert.ok(first >= 0x01 && first <= 0x7f, `serial ${hex} starts with 0x${hex.slice(0, 2)}`);
     }
   });
 });

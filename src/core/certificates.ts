@@ -49,9 +49,12 @@ async function newKeyPair(): Promise<KeyPair> {
   return { privateKeyPem: privateKey, publicKeyPem: publicKey };
 }
 
-function serialNumber(): string {
+/** A random 128-bit serial number as hex, a positive DER INTEGER in its shortest form. */
+export function serialNumber(): string {
   const bytes = randomBytes(16);
-  bytes[0] = bytes[0]! & 0x7f; // a positive integer
+  // DER wants a positive INTEGER in its shortest form: a first byte of 0x00 followed by one below 0x80 is
+  // "illegal padding" to OpenSSL, which then refuses the whole certificate (1 in 128 before this line).
+  bytes[0] = 0x01 + (bytes[0]! % 0x7f);
   return bytes.toString("hex");
 }
 

@@ -1,9 +1,9 @@
 // Test harness: real gateway and bank processes over real sockets, in a temporary data dir.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
-import { cp, mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { issueCertificates, clientFiles, loadIdentity, bankFiles, gatewayFiles, operatorFiles, type CertificateFiles } from "../../src/core/certificates.js";
 import { readNetworkState } from "../../src/core/bank-state.js";
@@ -211,6 +211,19 @@ export class Network {
     let total = 0n;
     for (const value of (await this.balancesOnDisk()).values()) total += value;
     return total;
+  }
+
+  /**
+   * Waits until the work that follows a reply is done: the gateway has recorded every payment finished, and
+   * every bank has folded its journal into the shared files (a checkpoint runs shortly after a payment is
+   * decided). From then on the state files stay as they are until the next request.
+   */
+  async settled(): Promise<void> {
+    const serverDir = dirname(this.paths.pendingJson);
+    await waitUntil(async () => {
+      for (const record of (await readGatewayRecords(this.paths)).values()) if (!record.finished) return false;
+      return (await readdir(serverDir)).every((name) => !/^journal_.*\.jsonl$/.test(name));
+    }, "the gateway's finished records and every bank's checkpoint");
   }
 
   /** Prepared holds of every bank, as a restarted bank would find them. */
