@@ -47,33 +47,6 @@ export async function writeFileAtomic(path: string, data: string, options: { mod
 }
 
 /**
- * Appends text and fsyncs it before returning, for append-only logs. With `tornCrashName` armed as a
- * crash point, half the text is written and synced before the process dies: a torn append, as a power
- * cut would leave it.
- */
-export async function appendDurable(path: string, text: string, options: { tornCrashName?: string } = {}): Promise<void> {
-  const directory = dirname(path);
-  const stopTimer = fsyncSeconds.startTimer({ file: basename(path) });
-  await mkdir(directory, { recursive: true });
-  const handle = await open(path, "a", 0o644);
-  try {
-    if (options.tornCrashName !== undefined && isCrashPointArmed(options.tornCrashName)) {
-      const half = text.slice(0, Math.max(1, Math.floor(text.length / 2)));
-      await handle.writeFile(half, "utf8");
-      await handle.sync();
-      crashPoint(options.tornCrashName);
-    } else if (options.tornCrashName !== undefined) {
-      crashPoint(options.tornCrashName); // counts the pass; crashes only on the armed one, above
-    }
-    await handle.writeFile(text, "utf8");
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  stopTimer();
-}
-
-/**
  * An append-only file kept open between appends (opening and closing it for each one showed in profiles).
  * Each append is fsynced before it resolves; the caller serializes appends. After the file is replaced
  * (a compaction renames a new file over it), reopen() points the handle at the new file.

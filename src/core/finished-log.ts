@@ -3,7 +3,7 @@
 // calls and refuse a Prepare that comes after an Abort. Records reach it from the bank's journal at each
 // checkpoint; each bank appends only to its own (the bank process holds its lock for its life).
 import { readFile, truncate } from "node:fs/promises";
-import { appendDurable, writeFileAtomic } from "./durable.js";
+import { AppendOnlyFile, writeFileAtomic } from "./durable.js";
 import type { Finished } from "./pending-file.js";
 
 export class FinishedLogError extends Error {
@@ -60,6 +60,7 @@ export async function readFinishedLog(path: string): Promise<Finished[]> {
 
 export class FinishedLog {
   readonly path: string;
+  readonly #file: AppendOnlyFile;
   readonly #retainedMax: number;
   /** What the log holds, bounded: what a compaction keeps. */
   readonly #retained = new Map<string, Finished>();
@@ -67,6 +68,7 @@ export class FinishedLog {
 
   private constructor(path: string, retainedMax: number, lines: number, records: readonly Finished[]) {
     this.path = path;
+    this.#file = new AppendOnlyFile(path);
     this.#retainedMax = retainedMax;
     this.#lines = lines;
     for (const finished of records) this.#retain(finished);
@@ -89,13 +91,18 @@ export class FinishedLog {
   /** Appends records durably; rewrites the log down to the newest `retainedMax` once it holds twice that. */
   async append(records: readonly Finished[]): Promise<void> {
     if (records.length === 0) return;
-    await appendDurable(this.path, records.map((finished) => `${encode(finished)}\n`).join(""));
+    await this.#file.append(records.map((finished) => `${encode(finished)}\n`).join(""));
     for (const finished of records) this.#retain(finished);
     this.#lines += records.length;
     if (this.#lines < 2 * this.#retainedMax) return;
     const kept = [...this.#retained.values()].map((finished) => `${encode(finished)}\n`);
     await writeFileAtomic(this.path, kept.join(""));
+    await this.#file.reopen();
     this.#lines = kept.length;
+  }
+
+  async close(): Promise<void> {
+    await this.#file.close();
   }
 
   #retain(finished: Finished): void {

@@ -158,6 +158,7 @@ export class Participant {
   async close(): Promise<void> {
     await this.flushCheckpoint();
     await this.#journal.close();
+    await this.#finishedLog.close();
   }
 
   get accountCount(): number {
