@@ -91,7 +91,8 @@ describe("metrics and logs", () => {
 
   before(async () => {
     network = await Network.create();
-    const metricsArgs = { args: ["--metrics-port", "0"] };
+    // Each payment's life is logged at debug level, which an operator turns on with PAYNET_LOG_LEVEL.
+    const metricsArgs = { args: ["--metrics-port", "0"], env: { PAYNET_LOG_LEVEL: "debug" } };
     await network.startGateway(metricsArgs);
     await Promise.all(["SBI", "HDFC"].map((bank) => network.startBank(bank, metricsArgs)));
     for (const [name, proc] of [["gateway", network.gateway!], ...[...network.banks].map(([bank, proc]) => [bank, proc] as const)] as const) {
@@ -141,7 +142,7 @@ describe("metrics and logs", () => {
     assert.equal(hdfc.get('paynet_rpc_errors_total{method="PrepareBatch",reason="INSUFFICIENT_FUNDS"}'), 1);
   });
 
-  it("logs one JSON object per line, with the payment id on every line of a payment's life", async () => {
+  it("logs one JSON object per line, with the payment id on every line of a payment's life (at debug level)", async () => {
     const procs = [network.gateway!, ...network.banks.values()];
     const records = procs.flatMap((proc) =>
       proc.lines.map((line) => {

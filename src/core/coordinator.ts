@@ -190,7 +190,7 @@ export class Coordinator {
     const { record, durable } = this.#log.begin(details);
     inDoubtPayments.inc();
     const begun = durable.then(() => {
-      this.#logger.info(
+      this.#logger.debug(
         { paymentId: record.paymentId, from: `${record.fromUser}@${record.fromBank}`, to: `${record.toUser}@${record.toBank}`, amountMinor: record.amountMinor.toString() },
         "payment begun",
       );
@@ -231,7 +231,7 @@ export class Coordinator {
       await this.#log.advance(record.paymentId, "aborted", { reason: refusal.code, reasonMessage: refusal.message });
     }
     stopDecisionTimer();
-    this.#logger.info({ paymentId: record.paymentId, decision: refusal === null ? "commit" : "abort", ...(refusal === null ? {} : { reason: refusal.code }) }, "decision logged");
+    this.#logger.debug({ paymentId: record.paymentId, decision: refusal === null ? "commit" : "abort", ...(refusal === null ? {} : { reason: refusal.code }) }, "decision logged");
     const phase2 = this.#startPhase2(record, refusal === null ? "commit" : "abort");
     await waitAtMost(phase2, this.#options.replyWaitMs);
     return this.#outcomeOf(record);
@@ -322,7 +322,7 @@ export class Coordinator {
   #finished(record: PaymentRecord): void {
     inDoubtPayments.dec();
     paymentsTotal.inc({ outcome: record.state, kind: record.fromBank === record.toBank ? "same_bank" : "cross_bank" });
-    this.#logger.info({ paymentId: record.paymentId, outcome: record.state, ...(record.reason === null ? {} : { reason: record.reason }) }, "payment finished");
+    this.#logger.debug({ paymentId: record.paymentId, outcome: record.state, ...(record.reason === null ? {} : { reason: record.reason }) }, "payment finished");
   }
 
   /**

@@ -213,7 +213,7 @@ export class Participant {
     this.#holds.set(paymentId, hold);
     this.#adjustHeld(hold, amountMinor);
     await this.#durable(this.#record({ op: "hold", ...hold }));
-    this.#logger.info({ paymentId, username, kind, amountMinor: amountMinor.toString() }, "voted yes: hold recorded");
+    this.#logger.debug({ paymentId, username, kind, amountMinor: amountMinor.toString() }, "voted yes: hold recorded");
     crashPoint("bank-after-hold");
   }
 
@@ -233,7 +233,7 @@ export class Participant {
     this.#adjustHeld(hold, -hold.amountMinor);
     await this.#durable(this.#applyDecided(paymentId, { [hold.username]: afterMinor }, afterMinor));
     crashPoint("bank-after-commit-logged");
-    this.#logger.info({ paymentId, username: hold.username, kind: hold.kind }, "committed");
+    this.#logger.debug({ paymentId, username: hold.username, kind: hold.kind }, "committed");
     return afterMinor;
   }
 
@@ -251,7 +251,7 @@ export class Participant {
     const atMs = this.#nowMs();
     this.#remember({ paymentId, outcome: "aborted", atMs, replyBalanceMinor: null });
     await this.#durable(this.#record({ op: "abort", paymentId, atMs }));
-    this.#logger.info({ paymentId }, hold !== undefined ? "aborted: hold released" : "aborted before any prepare: it will be refused");
+    this.#logger.debug({ paymentId }, hold !== undefined ? "aborted: hold released" : "aborted before any prepare: it will be refused");
   }
 
   /** A same-bank transfer in one local step. Idempotent by payment id. */
@@ -275,7 +275,7 @@ export class Participant {
     const fromAfterMinor = from.balanceMinor - amountMinor;
     await this.#durable(this.#applyDecided(paymentId, { [fromUser]: fromAfterMinor, [toUser]: to.balanceMinor + amountMinor }, fromAfterMinor));
     crashPoint("bank-after-commit-logged");
-    this.#logger.info({ paymentId, from: fromUser, to: toUser, amountMinor: amountMinor.toString() }, "same-bank transfer applied");
+    this.#logger.debug({ paymentId, from: fromUser, to: toUser, amountMinor: amountMinor.toString() }, "same-bank transfer applied");
     return fromAfterMinor;
   }
 

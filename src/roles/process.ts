@@ -3,11 +3,18 @@ import { readFile } from "node:fs/promises";
 import { createLogger, type Logger } from "../core/log.js";
 import { serveMetrics } from "../core/metrics.js";
 
-/** JSON lines, or readable lines when stdout is a terminal (PAYNET_LOG_FORMAT=json|pretty overrides). */
+const logLevels = ["debug", "info", "warn", "error"];
+
+/**
+ * JSON lines, or readable lines when stdout is a terminal (PAYNET_LOG_FORMAT=json|pretty overrides), at
+ * PAYNET_LOG_LEVEL (default info; each step of a payment is at debug).
+ */
 export function roleLogger(role: string): Logger {
   const format = process.env.PAYNET_LOG_FORMAT;
   const pretty = format === "pretty" || (format !== "json" && process.stdout.isTTY === true);
-  return createLogger(role, { pretty });
+  const level = process.env.PAYNET_LOG_LEVEL ?? "";
+  if (level !== "" && !logLevels.includes(level)) throw new Error(`PAYNET_LOG_LEVEL=${level}: want one of ${logLevels.join(", ")}`);
+  return createLogger(role, { pretty, ...(level === "" ? {} : { level }) });
 }
 
 export async function startMetrics(port: number | undefined, logger: Logger): Promise<(() => Promise<void>) | null> {
