@@ -4,6 +4,7 @@ import { hideBin } from "yargs/helpers";
 import chalk from "chalk";
 import { armCrashPoint } from "./core/crash.js";
 import { runGateway } from "./roles/gateway.js";
+import { finishedRetainedDefault } from "./core/gateway-log.js";
 import { bankTimeouts, runBank } from "./roles/bank.js";
 import { runBalance, runHistory, runPay, runQueue, runSync } from "./roles/client-scripted.js";
 import { runInteractive } from "./roles/client-interactive.js";
@@ -144,8 +145,26 @@ await yargs(hideBin(process.argv))
       argv
         .option("host", { type: "string", default: "127.0.0.1" })
         .option("port", portOption(8080, "port (0: any free port)"))
-        .option("metrics-port", portOption(undefined, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port)")),
-    (args) => runGateway({ dataDir: args.dataDir, host: args.host, port: args.port ?? 8080, metricsPort: args.metricsPort, unsafeLogDecisionLate: process.env.PAYNET_UNSAFE_LATE_DECISION_LOG === "1" }),
+        .option("metrics-port", portOption(undefined, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port)"))
+        .option("records-retained", {
+          type: "number",
+          default: finishedRetainedDefault,
+          describe: "finished payments kept in memory and in transaction_logs.json; older ones move to transaction_archive.jsonl and are still answered",
+        })
+        .check((args) => {
+          const retained = Number(args.recordsRetained);
+          if (!Number.isSafeInteger(retained) || retained < 0) throw new Error(`--records-retained must be a whole number ≥ 0, got ${String(args.recordsRetained)}`);
+          return true;
+        }),
+    (args) =>
+      runGateway({
+        dataDir: args.dataDir,
+        host: args.host,
+        port: args.port ?? 8080,
+        metricsPort: args.metricsPort,
+        recordsRetained: args.recordsRetained,
+        unsafeLogDecisionLate: process.env.PAYNET_UNSAFE_LATE_DECISION_LOG === "1",
+      }),
   )
   .command(
     "bank",

@@ -1,10 +1,11 @@
 // Crash safety: a process killed at each named point, then restarted, leaves every payment applied exactly
 // once at both banks or at neither; money is conserved, no hold remains, and the id keeps its one outcome.
 import { afterEach, describe, it } from "node:test";
-import { readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import assert from "node:assert/strict";
-import { Network, waitUntil, type Proc } from "./helpers/network.js";
+import { Network, runCli, waitUntil, type Proc } from "./helpers/network.js";
+import { readGatewayRecords } from "../src/core/gateway-log.js";
 import { isAmbiguous } from "../src/core/errors.js";
 
 type Role = "gateway" | "SBI" | "HDFC";
@@ -117,3 +118,54 @@ describe("crash points", () => {
   }
 });
 
+
+describe("finished payments beyond the retained ones", () => {
+  let network: Network | null = null;
+  afterEach(async () => {
+    await network?.destroy();
+    network = null;
+  });
+
+  it("move to the archive; a crash after the archive's append loses nothing, and every id keeps its answer", async () => {
+    network = await Network.create();
+    const net = network;
+    // Keep one finished payment in memory: the orderly stop's compaction archives the others, and dies there.
+    const retainOne = { args: ["--records-retained", "1"] };
+    await net.startGateway({ ...retainOne, env: { PAYNET_CRASH_AT: "gateway-archive-appended" } });
+    await Promise.all((["SBI", "HDFC"] as const).map((bank) => net.startBank(bank)));
+    const payments = [
+      { paymentId: "archived-committed", ...crossBank, amountMinor: 1_000n },
+      { paymentId: "archived-refused", ...crossBank, amountMinor: 90_000_000n },
+      { paymentId: "retained-same-bank", ...sameBank, amountMinor: 500n },
+    ];
+    const answers = new Map<string, string>();
+    for (const payment of payments) answers.set(payment.paymentId, (await net.rawPay(payment))?.code ?? "committed");
+    assert.deepEqual([...answers.values()], ["committed", "INSUFFICIENT_FUNDS", "committed"]);
+    await net.settled();
+    const balances = await net.balancesOnDisk();
+
+    net.gateway!.child.kill("SIGTERM");
+    assert.equal((await net.gateway!.exited).signal, "SIGKILL", "the gateway should die at gateway-archive-appended");
+    const archiveLines = (await readFile(net.paths.transactionArchive, "utf8")).trim().split("\n");
+    assert.deepEqual(archiveLines.map((line) => (JSON.parse(line) as { paymentId: string }).paymentId), ["archived-committed", "archived-refused"]);
+
+    // Restarted, then stopped in order (archiving the same two again over a snapshot that still held them), then restarted.
+    for (const signal of ["SIGTERM", null] as const) {
+      await net.startGateway(retainOne);
+      await net.gatewayReady();
+      for (const payment of payments) assert.equal((await net.rawPay(payment))?.code ?? "committed", answers.get(payment.paymentId), `the repeat of ${payment.paymentId}`);
+      const conflict = await net.rawPay({ ...payments[0]!, amountMinor: 1_001n });
+      assert.equal(conflict?.code, "IDEMPOTENCY_CONFLICT", "an archived id reused for another payment");
+      assert.deepEqual(await net.balancesOnDisk(), balances, "the repeats moved nothing");
+      const archived = await runCli(["payment", "archived-committed", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
+      assert.equal(archived.code, 0, archived.stdout + archived.stderr);
+      assert.equal(archived.json?.state, "committed");
+      const status = await runCli(["status", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
+      assert.deepEqual((status.json as { payments: Record<string, number> }).payments, { preparing: 0, committing: 0, aborting: 0, committed: 2, aborted: 1 });
+      if (signal !== null) await net.gateway!.stop(signal);
+    }
+    const snapshot = JSON.parse(await readFile(net.paths.transactionLogsJson, "utf8")) as { payments: Array<{ paymentId: string }> };
+    assert.deepEqual(snapshot.payments.map((payment) => payment.paymentId), ["retained-same-bank"], "the snapshot holds only the retained payment");
+    assert.deepEqual([...(await readGatewayRecords(net.paths)).keys()].sort(), payments.map((payment) => payment.paymentId).sort(), "tools still read every payment");
+  });
+});

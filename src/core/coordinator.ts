@@ -87,6 +87,7 @@ export class Coordinator {
     const details = this.#validate(payer, request);
     const existing = this.#log.get(details.paymentId);
     if (existing !== undefined) return this.#replay(existing, details);
+    if (this.#log.isArchived(details.paymentId)) return this.#replay((await this.#log.find(details.paymentId))!, details);
     const outcome = this.#drive(details);
     this.#inFlight.set(details.paymentId, outcome);
     try {
@@ -101,7 +102,7 @@ export class Coordinator {
    * logged; an id never seen is first recorded as aborted, so it can never be committed afterwards.
    */
   async decisionFor(paymentId: string): Promise<"commit" | "abort" | "pending"> {
-    const record = this.#log.get(paymentId);
+    const record = this.#log.get(paymentId) ?? (this.#log.isArchived(paymentId) ? await this.#log.find(paymentId) : undefined);
     if (record === undefined) {
       await this.#log.tombstone(paymentId);
       return "abort";

@@ -1,7 +1,12 @@
 // Owns payment_gateway/transaction_logs.json (each payment's state) and transactions.txt (its idempotency
 // keys, append-only). Both are durable before the promise of a change resolves; the JSON is group-committed.
-import { readFile, truncate } from "node:fs/promises";
+// Memory and the snapshot hold the unfinished payments and the newest finished ones; older finished
+// records move to transaction_archive.jsonl (append-only), from which a repeated id is still answered.
+import { createReadStream } from "node:fs";
+import { open as openFile, readFile, stat, truncate } from "node:fs/promises";
+import { createInterface } from "node:readline";
 import { assert } from "./assert.js";
+import { crashPoint } from "./crash.js";
 import { AppendOnlyFile, writeFileAtomic } from "./durable.js";
 import { CoalescingWriter } from "./coalescing-writer.js";
 import { holdFileLock } from "./file-lock.js";
@@ -93,10 +98,21 @@ export interface GatewayLogPaths {
   transactionLogsJson: string;
   transactionLogsJournal: string;
   transactionsTxt: string;
+  transactionArchive: string;
 }
 
-/** The journal is folded into the snapshot once it holds this many lines (and at every orderly close). */
+/**
+ * The journal is folded into the snapshot once it holds this many lines, or as many as the snapshot holds
+ * records if that is more (so a compaction's cost, which grows with the snapshot, stays constant per
+ * payment), and at every orderly close.
+ */
 export const journalLinesCompactAfter = 20_000;
+
+/** Finished payments kept in memory and in the snapshot; older ones are archived (see GatewayLog). */
+export const finishedRetainedDefault = 100_000;
+
+/** The longest archive line read back; a record is a few hundred bytes. */
+const archiveLineBytesMax = 1024 * 1024;
 
 interface LoadedRecords {
   records: Map<string, PaymentRecord>;
@@ -155,17 +171,91 @@ async function loadRecords(paths: GatewayLogPaths): Promise<LoadedRecords> {
   return { records, journalLines: lines.length, journalCompleteBytes: Buffer.byteLength(journal.slice(0, completeEnd)), tornBytes: Buffer.byteLength(journal.slice(completeEnd)) };
 }
 
-/** Every payment record as the files hold them now, for tools that read a data dir (no lock taken). */
+interface ArchiveIndex {
+  /** Byte offset of each archived payment's line. */
+  offsets: Map<string, number>;
+  committed: number;
+  aborted: number;
+  /** Bytes of complete lines; anything after them is a torn final append. */
+  completeBytes: number;
+  tornBytes: number;
+}
+
+/**
+ * Streams the archive (it may be far larger than memory would allow as one string), indexing each record's
+ * line by payment id. `onRecord` sees every decoded record. A final line without its newline is a torn
+ * append: its records are still in the snapshot or the journal, which are rewritten only after the archive's
+ * fsync. Any other damage refuses to load, naming the file and the line.
+ */
+async function indexArchive(path: string, onRecord: (record: PaymentRecord) => void = () => undefined): Promise<ArchiveIndex> {
+  const index: ArchiveIndex = { offsets: new Map(), committed: 0, aborted: 0, completeBytes: 0, tornBytes: 0 };
+  const sizeBytes = await stat(path).then(
+    (stats) => stats.size,
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return 0;
+      throw error;
+    },
+  );
+  if (sizeBytes === 0) return index;
+  const lines = createInterface({ input: createReadStream(path, { encoding: "utf8" }), crlfDelay: Infinity });
+  let offset = 0;
+  let lineNumber = 0;
+  for await (const line of lines) {
+    lineNumber += 1;
+    const lineBytes = Buffer.byteLength(line) + 1;
+    if (offset + lineBytes > sizeBytes) {
+      index.tornBytes = sizeBytes - offset;
+      break;
+    }
+    let record: PaymentRecord;
+    try {
+      record = decode(JSON.parse(line) as Record<string, unknown>, `line ${lineNumber}`);
+    } catch (error) {
+      throw new GatewayLogError(`${path}:${lineNumber}: not a payment record (${(error as Error).message}); refusing to start, fix or restore the file`);
+    }
+    if (!record.finished) throw new GatewayLogError(`${path}:${lineNumber}: an unfinished payment in the archive; refusing to start`);
+    const previous = index.offsets.get(record.paymentId);
+    if (previous === undefined) index[record.state === "committed" ? "committed" : "aborted"] += 1;
+    index.offsets.set(record.paymentId, offset);
+    onRecord(record);
+    offset += lineBytes;
+  }
+  index.completeBytes = offset;
+  return index;
+}
+
+/** Every payment record as the files hold them now, archived ones included, for tools that read a data dir (no lock taken). */
 export async function readGatewayRecords(paths: GatewayLogPaths): Promise<Map<string, PaymentRecord>> {
-  return (await loadRecords(paths)).records;
+  // The archive is read last: a compaction appends to it before it rewrites the snapshot, so a record
+  // leaving the snapshot is already in the archive by the time this reads it.
+  const { records } = await loadRecords(paths);
+  await indexArchive(paths.transactionArchive, (record) => {
+    if (!records.has(record.paymentId)) records.set(record.paymentId, record);
+  });
+  return records;
+}
+
+export interface GatewayLogOptions {
+  nowMs?: () => number;
+  /** Told when a durable write fails: memory is then ahead of disk. */
+  onWriteFailure?: (error: unknown) => void;
+  /** Finished payments kept in memory and in the snapshot (default finishedRetainedDefault). */
+  finishedRetainedMax?: number;
 }
 
 export class GatewayLog {
   readonly #paths: GatewayLogPaths;
+  /** Unfinished payments and the newest finished ones; never an id that is also in #archived. */
   readonly #records = new Map<string, PaymentRecord>();
+  /** Older finished payments: the byte offset of each one's line in the archive. */
+  #archived = new Map<string, number>();
+  readonly #archivedCounts = { committed: 0, aborted: 0 };
+  #archiveBytes = 0;
+  readonly #finishedRetainedMax: number;
   readonly #writer: CoalescingWriter;
   readonly #journal: AppendOnlyFile;
   readonly #transactionsTxt: AppendOnlyFile;
+  readonly #archive: AppendOnlyFile;
   readonly #nowMs: () => number;
   /** Records changed since the last write began, and ids begun since then (for transactions.txt). */
   #dirty = new Set<PaymentRecord>();
@@ -176,11 +266,15 @@ export class GatewayLog {
   /** A torn final journal line found (and cut off) at open, in bytes; 0 if none. */
   tornBytesDropped = 0;
 
-  private constructor(paths: GatewayLogPaths, nowMs: () => number) {
+  private constructor(paths: GatewayLogPaths, options: GatewayLogOptions) {
     this.#paths = paths;
-    this.#nowMs = nowMs;
+    this.#nowMs = options.nowMs ?? Date.now;
+    this.#onWriteFailure = options.onWriteFailure ?? (() => undefined);
+    this.#finishedRetainedMax = options.finishedRetainedMax ?? finishedRetainedDefault;
+    assert(Number.isSafeInteger(this.#finishedRetainedMax) && this.#finishedRetainedMax >= 0, "finishedRetainedMax must be a non-negative integer");
     this.#journal = new AppendOnlyFile(paths.transactionLogsJournal, { tornCrashName: "gateway-journal-torn" });
     this.#transactionsTxt = new AppendOnlyFile(paths.transactionsTxt);
+    this.#archive = new AppendOnlyFile(paths.transactionArchive);
     this.#writer = new CoalescingWriter(
       () => this.#writeBatch(),
       (callers) => groupCommitBatchSize.observe({ file: "transaction_logs.journal" }, callers),
@@ -188,9 +282,8 @@ export class GatewayLog {
   }
 
   /** Loads the log, holding its lock for the life of the process: one coordinator per data dir. */
-  static async open(paths: GatewayLogPaths, nowMs: () => number = Date.now, onWriteFailure?: (error: unknown) => void): Promise<GatewayLog> {
-    const log = new GatewayLog(paths, nowMs);
-    if (onWriteFailure !== undefined) log.#onWriteFailure = onWriteFailure;
+  static async open(paths: GatewayLogPaths, options: GatewayLogOptions = {}): Promise<GatewayLog> {
+    const log = new GatewayLog(paths, options);
     log.#releaseLock = await holdFileLock(paths.transactionLogsJson);
     const loaded = await loadRecords(paths);
     for (const [id, record] of loaded.records) log.#records.set(id, record);
@@ -200,6 +293,17 @@ export class GatewayLog {
       await truncate(paths.transactionLogsJournal, loaded.journalCompleteBytes);
       log.tornBytesDropped = loaded.tornBytes;
     }
+    const archive = await indexArchive(paths.transactionArchive);
+    if (archive.tornBytes > 0) await truncate(paths.transactionArchive, archive.completeBytes);
+    log.#archiveBytes = archive.completeBytes;
+    log.#archivedCounts.committed = archive.committed;
+    log.#archivedCounts.aborted = archive.aborted;
+    log.#archived = archive.offsets;
+    // A crash between a compaction's archive append and its snapshot leaves records in both: memory wins,
+    // and they are archived again (the same lines) by a later compaction.
+    for (const [id, record] of log.#records) {
+      if (log.#archived.delete(id)) log.#archivedCounts[record.state === "committed" ? "committed" : "aborted"] -= 1;
+    }
     return log;
   }
 
@@ -208,16 +312,45 @@ export class GatewayLog {
     await this.#compact();
     await this.#journal.close();
     await this.#transactionsTxt.close();
+    await this.#archive.close();
     await this.#releaseLock?.();
     this.#releaseLock = null;
   }
 
+  /** The record of a payment held in memory (unfinished or recently finished); see find() for any payment. */
   get(paymentId: string): PaymentRecord | undefined {
     return this.#records.get(paymentId);
   }
 
+  isArchived(paymentId: string): boolean {
+    return this.#archived.has(paymentId);
+  }
+
+  /** The record of any payment this gateway ever began, reading the archive for an old one. */
+  async find(paymentId: string): Promise<PaymentRecord | undefined> {
+    const record = this.#records.get(paymentId);
+    if (record !== undefined) return record;
+    const offset = this.#archived.get(paymentId);
+    if (offset === undefined) return undefined;
+    const line = await readLineAt(this.#paths.transactionArchive, offset);
+    let archived: PaymentRecord;
+    try {
+      archived = decode(JSON.parse(line) as Record<string, unknown>, `offset ${offset}`);
+    } catch (error) {
+      throw new GatewayLogError(`${this.#paths.transactionArchive}: the line of ${paymentId} at byte ${offset} is not a payment record: ${(error as Error).message}`);
+    }
+    assert(archived.paymentId === paymentId, `archive line at byte ${offset} holds ${archived.paymentId}, not ${paymentId}`);
+    return archived;
+  }
+
+  /** Records held in memory: every unfinished payment and the newest finished ones. */
   all(): IterableIterator<PaymentRecord> {
     return this.#records.values();
+  }
+
+  /** How many finished payments have moved to the archive, by outcome. */
+  archivedCounts(): { committed: number; aborted: number } {
+    return { ...this.#archivedCounts };
   }
 
   unfinished(): PaymentRecord[] {
@@ -233,7 +366,7 @@ export class GatewayLog {
    * the promise resolves when it is durable.
    */
   begin(details: PaymentDetails): { record: PaymentRecord; durable: Promise<void> } {
-    assert(!this.#records.has(details.paymentId), `payment ${details.paymentId} begun twice`);
+    assert(!this.#records.has(details.paymentId) && !this.#archived.has(details.paymentId), "payment begun twice");
     const record: PaymentRecord = {
       ...details,
       state: "preparing",
@@ -253,7 +386,7 @@ export class GatewayLog {
 
   /** Records an id the coordinator never began as aborted, so that it can never be committed later. */
   async tombstone(paymentId: string): Promise<void> {
-    assert(!this.#records.has(paymentId), `tombstone over existing payment ${paymentId}`);
+    assert(!this.#records.has(paymentId) && !this.#archived.has(paymentId), `tombstone over existing payment ${paymentId}`);
     const nowMs = this.#nowMs();
     const record: PaymentRecord = {
       paymentId,
@@ -317,16 +450,21 @@ export class GatewayLog {
         if (newIds.length > 0) await this.#transactionsTxt.append(newIds.map((id) => `${id}\n`).join(""));
       };
       await Promise.all([journal(), ids()]);
-      if (this.#journalLines >= journalLinesCompactAfter) await this.#compact();
+      if (this.#journalLines >= Math.max(journalLinesCompactAfter, this.#records.size)) await this.#compact();
     } catch (error) {
       this.#onWriteFailure(error);
       throw error;
     }
   }
 
-  /** Folds the journal into a new snapshot: the snapshot first (atomically), then an empty journal. */
+  /**
+   * Folds the journal into a new snapshot: finished records beyond the newest `finishedRetainedMax` are
+   * appended to the archive (fsynced), then the snapshot is written atomically without them, then the
+   * journal is emptied.
+   */
   async #compact(): Promise<void> {
     if (this.#journalLines === 0) return;
+    await this.#archiveOldest();
     const payments = [...this.#records.values()].map(encode);
     await writeFileAtomic(this.#paths.transactionLogsJson, JSON.stringify({ format: formatTag, payments }) + "\n", { crashName: "gateway-log-temp-written" });
     // A crash here replays the journal over a snapshot that already holds it: harmless, lines are whole records.
@@ -335,4 +473,53 @@ export class GatewayLog {
     this.#journalLines = 0;
   }
 
+  async #archiveOldest(): Promise<void> {
+    const finished = [...this.#records.values()].filter((record) => record.finished);
+    const count = finished.length - this.#finishedRetainedMax;
+    if (count <= 0) return;
+    finished.sort((a, b) => (a.finishedAtMs ?? 0) - (b.finishedAtMs ?? 0));
+    const leaving = finished.slice(0, count);
+    const offsets: number[] = [];
+    let offset = this.#archiveBytes;
+    let lines = "";
+    for (const record of leaving) {
+      const line = `${JSON.stringify(encode(record))}\n`;
+      offsets.push(offset);
+      offset += Buffer.byteLength(line);
+      lines += line;
+    }
+    await this.#archive.append(lines);
+    this.#archiveBytes = offset;
+    crashPoint("gateway-archive-appended");
+    leaving.forEach((record, index) => {
+      this.#records.delete(record.paymentId);
+      this.#archived.set(record.paymentId, offsets[index]!);
+      this.#archivedCounts[record.state === "committed" ? "committed" : "aborted"] += 1;
+    });
+  }
+
+}
+
+/** Reads the line that starts at `offset` (without its newline). */
+async function readLineAt(path: string, offset: number): Promise<string> {
+  const handle = await openFile(path, "r");
+  try {
+    const chunks: Buffer[] = [];
+    let position = offset;
+    for (;;) {
+      const buffer = Buffer.alloc(Math.min(64 * 1024, archiveLineBytesMax));
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+      if (bytesRead === 0) throw new GatewayLogError(`${path}: no line ends after byte ${offset}`);
+      const end = buffer.subarray(0, bytesRead).indexOf(0x0a);
+      if (end !== -1) {
+        chunks.push(buffer.subarray(0, end));
+        return Buffer.concat(chunks).toString("utf8");
+      }
+      chunks.push(buffer.subarray(0, bytesRead));
+      position += bytesRead;
+      if (position - offset > archiveLineBytesMax) throw new GatewayLogError(`${path}: the line at byte ${offset} is longer than ${archiveLineBytesMax} bytes`);
+    }
+  } finally {
+    await handle.close();
+  }
 }

@@ -144,7 +144,7 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
 
     async getStatus(_request, context) {
       requireRole(context.peer, ["operator"], "GetStatus");
-      const counts = { preparing: 0, committing: 0, aborting: 0, committed: 0, aborted: 0 };
+      const counts = { preparing: 0, committing: 0, aborting: 0, ...coordinatorLog.archivedCounts() };
       const unfinished: PaymentRecord[] = [];
       for (const record of coordinatorLog.all()) {
         if (record.finished) counts[record.state === "committed" ? "committed" : "aborted"] += 1;
@@ -172,7 +172,7 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
     async getPayment(request, context) {
       requireRole(context.peer, ["operator"], "GetPayment");
       const paymentId = validatePaymentId(request.paymentId);
-      const record = coordinatorLog.get(paymentId);
+      const record = await coordinatorLog.find(paymentId);
       if (record === undefined) throw new PaymentError("UNKNOWN_PAYMENT", `no payment with id ${paymentId}`);
       return { payment: summaryOf(record) };
     },

@@ -7,6 +7,7 @@ export interface DataPaths {
   readonly transactionsTxt: string;
   readonly transactionLogsJson: string;
   readonly transactionLogsJournal: string;
+  readonly transactionArchive: string;
   readonly banksJson: string;
   readonly accountsCsv: string;
   readonly pendingJson: string;
@@ -29,6 +30,7 @@ export function dataPaths(dataDir: string): DataPaths {
     transactionsTxt: join(root, "payment_gateway", "transactions.txt"),
     transactionLogsJson: join(root, "payment_gateway", "transaction_logs.json"),
     transactionLogsJournal: join(root, "payment_gateway", "transaction_logs.journal"),
+    transactionArchive: join(root, "payment_gateway", "transaction_archive.jsonl"),
     banksJson: join(root, "payment_gateway", "banks.json"),
     accountsCsv: join(root, "server", "dummydata.csv"),
     pendingJson: join(root, "server", "pending_transactions.json"),

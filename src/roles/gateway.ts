@@ -23,6 +23,8 @@ export interface GatewayFlags {
   /** See CoordinatorOptions.unsafeLogDecisionLate; set only by PAYNET_UNSAFE_LATE_DECISION_LOG=1. */
   unsafeLogDecisionLate: boolean;
   metricsPort: number | undefined;
+  /** Finished payments kept in memory and in the snapshot; older ones are archived. */
+  recordsRetained: number;
 }
 
 export const gatewayTimeouts = Object.freeze({
@@ -51,10 +53,13 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   const paths = dataPaths(flags.dataDir);
   const logger = roleLogger("gateway");
   const identity = await loadIdentity(paths.certificateDir, gatewayFiles(paths.certificateDir));
-  const log = await GatewayLog.open(paths, Date.now, (error) => {
-    // Memory is now ahead of disk: stop, and let a restart recover from what is durable.
-    logger.error({ error: String(error) }, "a durable write of the payment log failed; exiting");
-    process.exit(70);
+  const log = await GatewayLog.open(paths, {
+    finishedRetainedMax: flags.recordsRetained,
+    onWriteFailure: (error) => {
+      // Memory is now ahead of disk: stop, and let a restart recover from what is durable.
+      logger.error({ error: String(error) }, "a durable write of the payment log failed; exiting");
+      process.exit(70);
+    },
   });
   if (log.tornBytesDropped > 0) logger.warn({ bytes: log.tornBytesDropped, file: paths.transactionLogsJournal }, "dropped a torn final journal line (an append cut short by a crash; nothing was answered on it)");
   await removeStaleTempFiles(dirname(paths.transactionLogsJson));
