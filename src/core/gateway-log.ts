@@ -48,8 +48,25 @@ export function sameDetails(a: PaymentDetails, b: PaymentDetails): boolean {
   return a.fromUser === b.fromUser && a.fromBank === b.fromBank && a.toUser === b.toUser && a.toBank === b.toBank && a.amountMinor === b.amountMinor;
 }
 
+// Records are built field by field, not by spreading: a spread object with this many fields can fall out
+// of V8's fast representation, and these are made for every payment.
 function encode(record: PaymentRecord): Record<string, unknown> {
-  return { ...record, amountMinor: record.amountMinor.toString(), balanceAfterMinor: record.balanceAfterMinor?.toString() ?? null };
+  return {
+    paymentId: record.paymentId,
+    fromUser: record.fromUser,
+    fromBank: record.fromBank,
+    toUser: record.toUser,
+    toBank: record.toBank,
+    amountMinor: record.amountMinor.toString(),
+    state: record.state,
+    reason: record.reason,
+    reasonMessage: record.reasonMessage,
+    finished: record.finished,
+    balanceAfterMinor: record.balanceAfterMinor?.toString() ?? null,
+    createdAtMs: record.createdAtMs,
+    decidedAtMs: record.decidedAtMs,
+    finishedAtMs: record.finishedAtMs,
+  };
 }
 
 function decode(raw: Record<string, unknown>, where: string): PaymentRecord {
@@ -285,26 +302,36 @@ export class GatewayLog {
   static async open(paths: GatewayLogPaths, options: GatewayLogOptions = {}): Promise<GatewayLog> {
     const log = new GatewayLog(paths, options);
     log.#releaseLock = await holdFileLock(paths.transactionLogsJson);
+    try {
+      await log.#load();
+    } catch (error) {
+      await log.#releaseLock();
+      throw error;
+    }
+    return log;
+  }
+
+  async #load(): Promise<void> {
+    const paths = this.#paths;
     const loaded = await loadRecords(paths);
-    for (const [id, record] of loaded.records) log.#records.set(id, record);
-    log.#journalLines = loaded.journalLines;
+    for (const [id, record] of loaded.records) this.#records.set(id, record);
+    this.#journalLines = loaded.journalLines;
     if (loaded.tornBytes > 0) {
       // Cut the torn append off before anything is appended after it.
       await truncate(paths.transactionLogsJournal, loaded.journalCompleteBytes);
-      log.tornBytesDropped = loaded.tornBytes;
+      this.tornBytesDropped = loaded.tornBytes;
     }
     const archive = await indexArchive(paths.transactionArchive);
     if (archive.tornBytes > 0) await truncate(paths.transactionArchive, archive.completeBytes);
-    log.#archiveBytes = archive.completeBytes;
-    log.#archivedCounts.committed = archive.committed;
-    log.#archivedCounts.aborted = archive.aborted;
-    log.#archived = archive.offsets;
+    this.#archiveBytes = archive.completeBytes;
+    this.#archivedCounts.committed = archive.committed;
+    this.#archivedCounts.aborted = archive.aborted;
+    this.#archived = archive.offsets;
     // A crash between a compaction's archive append and its snapshot leaves records in both: memory wins,
     // and they are archived again (the same lines) by a later compaction.
-    for (const [id, record] of log.#records) {
-      if (log.#archived.delete(id)) log.#archivedCounts[record.state === "committed" ? "committed" : "aborted"] -= 1;
+    for (const [id, record] of this.#records) {
+      if (this.#archived.delete(id)) this.#archivedCounts[record.state === "committed" ? "committed" : "aborted"] -= 1;
     }
-    return log;
   }
 
   async close(): Promise<void> {
@@ -368,7 +395,12 @@ export class GatewayLog {
   begin(details: PaymentDetails): { record: PaymentRecord; durable: Promise<void> } {
     assert(!this.#records.has(details.paymentId) && !this.#archived.has(details.paymentId), "payment begun twice");
     const record: PaymentRecord = {
-      ...details,
+      paymentId: details.paymentId,
+      fromUser: details.fromUser,
+      fromBank: details.fromBank,
+      toUser: details.toUser,
+      toBank: details.toBank,
+      amountMinor: details.amountMinor,
       state: "preparing",
       reason: null,
       reasonMessage: null,
