@@ -36,7 +36,7 @@ export interface ParticipantOptions extends BankFiles {
   /**
    * How soon after a payment is decided durably a checkpoint folds the journal into the shared files. The
    * default grows with the accounts (a checkpoint rewrites every CSV row): the CSV's cost per second stays
-   * flat as the bank grows.
+   * flat as the bank grows; and it is at least checkpointDelayMsBusy after a long generation.
    */
   checkpointDelayMs?: number;
   /**
@@ -49,7 +49,14 @@ export interface ParticipantOptions extends BankFiles {
 const checkpointDelayMsMin = 200;
 /** About 2 s at 100,000 accounts, where one checkpoint reads and writes a 10 MB CSV. */
 const checkpointDelayMsPerAccount = 0.02;
-const checkpointEntriesMin = 4_096;
+/**
+ * Under load a checkpoint waits at least this long: each one rewrites the shared pending file, which then
+ * holds thousands of holds of both banks, and at 200 ms apart that was an eighth of a bank's CPU.
+ */
+const checkpointDelayMsBusy = 1_000;
+/** A generation at least this long means the bank is busy. */
+const busyGenerationEntries = 1_024;
+const checkpointEntriesMin = 16_384;
 
 export interface BalanceView {
   balanceMinor: bigint;
@@ -85,6 +92,9 @@ export class Participant {
   readonly #finishedLog: FinishedLog;
   readonly #checkpointEntriesMax: number;
   readonly #checkpointDelayMs: number;
+  readonly #checkpointDelayBusyMs: number;
+  /** Entries of the last generation folded in: a long one spaces the next checkpoint further. */
+  #lastGenerationEntries = 0;
   /** Entries made in memory and not yet appended; #version counts them all, #durableVersion the appended. */
   #unwritten: JournalEntry[] = [];
   #version = 0;
@@ -114,6 +124,7 @@ export class Participant {
     this.#logger = options.logger ?? silentLogger;
     this.#checkpointEntriesMax = options.checkpointEntriesMax ?? Math.max(checkpointEntriesMin, Math.ceil(accounts.size / 2));
     this.#checkpointDelayMs = options.checkpointDelayMs ?? Math.max(checkpointDelayMsMin, Math.round(accounts.size * checkpointDelayMsPerAccount));
+    this.#checkpointDelayBusyMs = options.checkpointDelayMs ?? Math.max(this.#checkpointDelayMs, checkpointDelayMsBusy);
     for (const hold of holds.values()) this.#adjustHeld(hold, hold.amountMinor);
     holdsGauge.set(holds.size);
   }
@@ -385,7 +396,7 @@ export class Participant {
         this.#checkpointTimer = null;
         this.#rotateRequested = true;
         this.#kick();
-      }, this.#checkpointDelayMs);
+      }, this.#lastGenerationEntries >= busyGenerationEntries ? this.#checkpointDelayBusyMs : this.#checkpointDelayMs);
       // The journal already holds the change: a pending checkpoint is no reason to keep a process alive.
       this.#checkpointTimer.unref();
     }
@@ -394,6 +405,7 @@ export class Participant {
   /** Ends the current generation (no append is in flight) and queues its checkpoint. */
   async #rotate(): Promise<void> {
     if (this.#journal.lines === 0) return;
+    this.#lastGenerationEntries = this.#journal.lines;
     const generation = await this.#journal.rotate();
     const fold: Fold = { generation, balancesMinor: this.#foldBalances, holds: new Map(this.#durableHolds), finished: this.#foldFinished };
     this.#foldBalances = new Map();
