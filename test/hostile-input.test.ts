@@ -114,7 +114,8 @@ describe("hostile input", () => {
     ["transfer to oneself", () => bank.transaction({ paymentId: "b-7", fromUser: "alice", toUser: "alice", amountMinor: 5n }, call), "SELF_PAYMENT"],
     ["transfer of zero", () => bank.transaction({ paymentId: "b-8", fromUser: "alice", toUser: "carol", amountMinor: 0n }, call), "INVALID_AMOUNT"],
     ["transfer from an unknown account", () => bank.transaction({ paymentId: "b-9", fromUser: "nobody", toUser: "carol", amountMinor: 5n }, call), "UNKNOWN_ACCOUNT"],
-    ["a batch of more legs than allowed", () => bank.commitBatch({ legs: Array.from({ length: batchLegsMax + 1 }, (_, index) => ({ paymentId: `leg-${index}` })) }, call), "INVALID_ARGUMENT"],
+    ["a batch of more legs than allowed", () => bank.commitBatch({ paymentIds: Array.from({ length: batchLegsMax + 1 }, (_, index) => `leg-${index}`) }, call), "INVALID_ARGUMENT"],
+    ["a batch whose columns differ in length", () => bank.prepareBatch({ paymentIds: ["leg-1", "leg-2"], usernames: ["alice"], kinds: [LegKind.DEBIT, LegKind.DEBIT], amountsMinor: [1n, 1n] }, call), "INVALID_ARGUMENT"],
     ["balance of a malformed username", () => bank.sendBalanceReq({ username: "al ice" }, call), "INVALID_ARGUMENT"],
     ["authentication of an overlong password", () => bank.authenticateUser({ username: "alice", password: long(300) }, call), "INVALID_ARGUMENT"],
   ];

@@ -42,8 +42,8 @@ describe("identities and authorization", () => {
     try {
       await assert.rejects(bank.prepare({ paymentId: "steal-1", username: "alice", kind: LegKind.DEBIT, amountMinor: 100n }, call), hasCode("PERMISSION_DENIED"));
       await assert.rejects(bank.commit({ paymentId: "steal-1" }, call), hasCode("PERMISSION_DENIED"));
-      await assert.rejects(bank.prepareBatch({ legs: [{ paymentId: "steal-3", username: "alice", kind: LegKind.DEBIT, amountMinor: 100n }] }, call), hasCode("PERMISSION_DENIED"));
-      await assert.rejects(bank.commitBatch({ legs: [{ paymentId: "steal-3" }] }, call), hasCode("PERMISSION_DENIED"));
+      await assert.rejects(bank.prepareBatch({ paymentIds: ["steal-3"], usernames: ["alice"], kinds: [LegKind.DEBIT], amountsMinor: [100n] }, call), hasCode("PERMISSION_DENIED"));
+      await assert.rejects(bank.commitBatch({ paymentIds: ["steal-3"] }, call), hasCode("PERMISSION_DENIED"));
       await assert.rejects(bank.sendBalanceReq({ username: "alice" }, call), hasCode("PERMISSION_DENIED"));
       await assert.rejects(bank.authenticateUser({ username: "alice", password: "x" }, call), hasCode("PERMISSION_DENIED"));
     } finally {

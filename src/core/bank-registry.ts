@@ -1,13 +1,10 @@
 // The gateway's registry of banks: name → address and a mutually authenticated client to it.
 import type * as grpc from "@grpc/grpc-js";
 import { Bank } from "../gen/paynet/v1/paynet_pb.js";
-import { LegKind, type LegResult, type PrepareRequestSchema } from "../gen/paynet/v1/paynet_pb.js";
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import { LegKind, type LegResults } from "../gen/paynet/v1/paynet_pb.js";
 import { LegBatcher } from "./leg-batcher.js";
 import { batchLegsMax } from "./bank-service.js";
 import { isReason } from "./errors.js";
-
-type PrepareRequestInit = MessageInitShape<typeof PrepareRequestSchema>;
 import { createClient, type ServiceClient } from "./rpc.js";
 import { expectServerName } from "./tls.js";
 import { bankServerName } from "./identity.js";
@@ -37,14 +34,33 @@ export interface BankCalls extends BankLink {
 /** Legs bound for one bank share batch calls; see LegBatcher. */
 const batching = { legsMax: batchLegsMax, inFlightMax: 4 };
 
-function legResults(results: LegResult[]): Array<bigint | PaymentError> {
-  return results.map((result) => (result.reason === "" ? result.balanceAfterMinor : new PaymentError(isReason(result.reason) ? result.reason : "INTERNAL", result.message, { paymentId: result.paymentId })));
+/** Each leg's outcome from a batch's result columns; a reply that does not match the legs sent is an error. */
+function legResults(paymentIds: readonly string[], results: LegResults): Array<bigint | PaymentError> {
+  const { reasons, messages, balancesAfterMinor } = results;
+  if (reasons.length !== paymentIds.length || messages.length !== paymentIds.length || balancesAfterMinor.length !== paymentIds.length) {
+    throw new PaymentError("INTERNAL", `a batch of ${paymentIds.length} legs got ${reasons.length}/${messages.length}/${balancesAfterMinor.length} results`);
+  }
+  return paymentIds.map((paymentId, index) => {
+    const reason = reasons[index]!;
+    return reason === "" ? balancesAfterMinor[index]! : new PaymentError(isReason(reason) ? reason : "INTERNAL", messages[index]!, { paymentId });
+  });
+}
+
+interface PrepareLeg {
+  paymentId: string;
+  username: string;
+  kind: LegKind;
+  amountMinor: bigint;
 }
 
 function linkOf(client: BankClient): BankCalls {
-  const prepares = new LegBatcher<PrepareRequestInit, bigint>(async (legs, timeoutMs) => legResults((await client.prepareBatch({ legs }, { timeoutMs })).results), batching);
-  const commits = new LegBatcher<string, bigint>(async (ids, timeoutMs) => legResults((await client.commitBatch({ legs: ids.map((paymentId) => ({ paymentId })) }, { timeoutMs })).results), batching);
-  const aborts = new LegBatcher<string, bigint>(async (ids, timeoutMs) => legResults((await client.abortBatch({ legs: ids.map((paymentId) => ({ paymentId })) }, { timeoutMs })).results), batching);
+  const prepares = new LegBatcher<PrepareLeg, bigint>(async (legs, timeoutMs) => {
+    const paymentIds = legs.map((leg) => leg.paymentId);
+    const request = { paymentIds, usernames: legs.map((leg) => leg.username), kinds: legs.map((leg) => leg.kind), amountsMinor: legs.map((leg) => leg.amountMinor) };
+    return legResults(paymentIds, await client.prepareBatch(request, { timeoutMs }));
+  }, batching);
+  const commits = new LegBatcher<string, bigint>(async (paymentIds, timeoutMs) => legResults(paymentIds, await client.commitBatch({ paymentIds }, { timeoutMs })), batching);
+  const aborts = new LegBatcher<string, bigint>(async (paymentIds, timeoutMs) => legResults(paymentIds, await client.abortBatch({ paymentIds }, { timeoutMs })), batching);
   return {
     prepare: async (paymentId, username, kind, amountMinor, timeoutMs) => {
       await prepares.submit({ paymentId, username, kind: kind === "debit" ? LegKind.DEBIT : LegKind.CREDIT, amountMinor }, timeoutMs);

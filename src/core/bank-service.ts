@@ -11,29 +11,50 @@ import { rpcErrorsTotal } from "./metrics.js";
 /** Legs per batch call: keeps a batch far below the message size limit. */
 export const batchLegsMax = 256;
 
-type LegOutcome = { paymentId: string; reason: string; message: string; balanceAfterMinor: bigint };
+interface LegColumns {
+  reasons: string[];
+  messages: string[];
+  balancesAfterMinor: bigint[];
+}
 
-/** Runs every leg (they share the participant's group commit) and reports each one's outcome in order. */
-async function runLegs<T extends { paymentId: string }>(method: string, legs: T[], run: (leg: T) => Promise<bigint | void>): Promise<{ results: LegOutcome[] }> {
-  if (legs.length > batchLegsMax) throw new PaymentError("INVALID_ARGUMENT", `a batch holds at most ${batchLegsMax} legs, got ${legs.length}`);
-  const results = await Promise.all(
-    legs.map(async (leg): Promise<LegOutcome> => {
-      try {
-        const balanceAfterMinor = await run(leg);
-        return { paymentId: leg.paymentId, reason: "", message: "", balanceAfterMinor: balanceAfterMinor ?? 0n };
-      } catch (thrown) {
-        const error = thrown instanceof PaymentError ? thrown : new PaymentError("INTERNAL", "internal error", { cause: thrown });
-        if (!(thrown instanceof PaymentError)) process.stderr.write(`paynet: batch leg ${leg.paymentId} failed: ${(thrown as Error)?.stack ?? String(thrown)}\n`);
-        rpcErrorsTotal.inc({ method, reason: error.code });
-        return { paymentId: leg.paymentId, reason: error.code, message: error.message, balanceAfterMinor: 0n };
-      }
-    }),
-  );
-  return { results };
+/** The number of legs of a batch whose columns must all have `count` entries. */
+function legCount(method: string, columns: Record<string, readonly unknown[]>): number {
+  const lengths = Object.values(columns).map((column) => column.length);
+  const count = lengths[0] ?? 0;
+  if (lengths.some((length) => length !== count)) throw new PaymentError("INVALID_ARGUMENT", `${method}: every column of a batch must have one entry per leg (${Object.keys(columns).join(", ")})`);
+  if (count > batchLegsMax) throw new PaymentError("INVALID_ARGUMENT", `a batch holds at most ${batchLegsMax} legs, got ${count}`);
+  return count;
+}
+
+/** Runs legs 0…count-1 (they share the participant's group commit) and reports each one's outcome in order. */
+async function runLegs(method: string, count: number, paymentIds: readonly string[], run: (index: number) => Promise<bigint | void>): Promise<LegColumns> {
+  const results: LegColumns = { reasons: new Array<string>(count), messages: new Array<string>(count), balancesAfterMinor: new Array<bigint>(count) };
+  const legs: Array<Promise<void>> = [];
+  for (let index = 0; index < count; index += 1) {
+    legs.push(
+      run(index).then(
+        (balanceAfterMinor) => {
+          results.reasons[index] = "";
+          results.messages[index] = "";
+          results.balancesAfterMinor[index] = balanceAfterMinor ?? 0n;
+        },
+        (thrown: unknown) => {
+          const error = thrown instanceof PaymentError ? thrown : new PaymentError("INTERNAL", "internal error", { cause: thrown });
+          if (!(thrown instanceof PaymentError)) process.stderr.write(`paynet: batch leg ${paymentIds[index]} failed: ${(thrown as Error)?.stack ?? String(thrown)}\n`);
+          rpcErrorsTotal.inc({ method, reason: error.code });
+          results.reasons[index] = error.code;
+          results.messages[index] = error.message;
+          results.balancesAfterMinor[index] = 0n;
+        },
+      ),
+    );
+  }
+  await Promise.all(legs);
+  return results;
 }
 
 export function bankService(participant: Participant): ServiceImplementation<(typeof Bank)["method"]> {
-  const prepareLeg = (request: PrepareRequest) => {
+  const prepareLeg = (request: Pick<PrepareRequest, "paymentId" | "username" | "kind" | "amountMinor">) => {
     if (request.kind !== LegKind.DEBIT && request.kind !== LegKind.CREDIT) throw new PaymentError("INVALID_ARGUMENT", "kind must be DEBIT or CREDIT");
     return participant.prepare(
       validatePaymentId(request.paymentId),
@@ -88,17 +109,21 @@ export function bankService(participant: Participant): ServiceImplementation<(ty
 
     async prepareBatch(request, context) {
       requireRole(context.peer, ["gateway"], "PrepareBatch");
-      return runLegs("PrepareBatch", request.legs, prepareLeg);
+      const { paymentIds, usernames, kinds, amountsMinor } = request;
+      const count = legCount("PrepareBatch", { paymentIds, usernames, kinds, amountsMinor });
+      return runLegs("PrepareBatch", count, paymentIds, async (index) => prepareLeg({ paymentId: paymentIds[index]!, username: usernames[index]!, kind: kinds[index]!, amountMinor: amountsMinor[index]! }));
     },
 
     async commitBatch(request, context) {
       requireRole(context.peer, ["gateway"], "CommitBatch");
-      return runLegs("CommitBatch", request.legs, commitLeg);
+      const { paymentIds } = request;
+      return runLegs("CommitBatch", legCount("CommitBatch", { paymentIds }), paymentIds, async (index) => commitLeg({ paymentId: paymentIds[index]! }));
     },
 
     async abortBatch(request, context) {
       requireRole(context.peer, ["gateway"], "AbortBatch");
-      return runLegs("AbortBatch", request.legs, abortLeg);
+      const { paymentIds } = request;
+      return runLegs("AbortBatch", legCount("AbortBatch", { paymentIds }), paymentIds, async (index) => abortLeg({ paymentId: paymentIds[index]! }));
     },
 
     async getHolds(_request, context) {
