@@ -202,4 +202,34 @@ describe("CoalescingWriter", () => {
     await drainMicrotasks();
     assert.equal(retried.settled, "resolved");
   });
+
+  it("with startOnNextTurn, starts an idle write on the next turn, shared by every call of this turn", async () => {
+    const writes: Deferred[] = [];
+    const batches: number[] = [];
+    const writer = new CoalescingWriter(
+      () => {
+        const write = deferred();
+        writes.push(write);
+        return write.promise;
+      },
+      (callers) => batches.push(callers),
+      { startOnNextTurn: true },
+    );
+    const first = observe(writer.flush());
+    const second = observe(writer.flush());
+    assert.equal(writes.length, 0, "nothing starts in the turn of the call");
+    await drainMicrotasks();
+    assert.equal(writes.length, 1);
+    assert.deepEqual(batches, [2], "both calls share the one write");
+    const late = observe(writer.flush()); // the write is in flight: it cannot cover this call
+    writes[0]!.resolve();
+    await drainMicrotasks();
+    assert.equal(first.settled, "resolved");
+    assert.equal(second.settled, "resolved");
+    assert.equal(late.settled, "pending");
+    assert.equal(writes.length, 2);
+    writes[1]!.resolve();
+    await drainMicrotasks();
+    assert.equal(late.settled, "resolved");
+  });
 });

@@ -295,6 +295,7 @@ export class GatewayLog {
     this.#writer = new CoalescingWriter(
       () => this.#writeBatch(),
       (callers) => groupCommitBatchSize.observe({ file: "transaction_logs.journal" }, callers),
+      { startOnNextTurn: true },
     );
   }
 
