@@ -187,6 +187,15 @@ const violations: ViolationCase[] = [
     },
     failing: ["applied-exactly-once", "decision-matches-banks"],
   },
+  {
+    name: "answered committed, the gateway tombstoned the key",
+    mutate: (s) => {
+      const p2 = record(s, "p2");
+      s.records.splice(s.records.indexOf(p2), 1, { ...p2, fromUser: "", fromBank: "", toUser: "", toBank: "", amountMinor: 0n, state: "aborted", reason: "PAYMENT_ABORTED" });
+    },
+    failing: ["decision-matches-banks", "one-outcome-per-key"],
+    mentions: ["one-outcome-per-key", "answered committed; the gateway tombstoned the id"],
+  },
   { name: "an account missing at the end", mutate: (s) => s.final.delete("a2@A"), failing: ["applied-exactly-once", "conservation"] },
   { name: "a process died on its own", mutate: (s) => s.processFailures.push("bank B exited with code 1"), failing: ["processes-healthy"], mentions: ["processes-healthy", "bank B exited with code 1"] },
 ];
@@ -214,6 +223,14 @@ describe("checkInvariants", () => {
   it("accepts a tombstone that no bank applied", () => {
     const scenario = healthy();
     scenario.records.push({ paymentId: "t1", fromUser: "", fromBank: "", toUser: "", toBank: "", amountMinor: 0n, state: "aborted", finished: true, reason: "PAYMENT_ABORTED" });
+    assert.deepEqual(failing(scenario), []);
+  });
+
+  it("accepts a tombstone for a key a client sent, answered unknown and then PAYMENT_ABORTED (the gateway died before recording it)", () => {
+    const scenario = healthy();
+    const p4 = record(scenario, "p4");
+    scenario.records.splice(scenario.records.indexOf(p4), 1, { ...p4, fromUser: "", fromBank: "", toUser: "", toBank: "", amountMinor: 0n });
+    scenario.observations.find((observation) => observation.details.paymentId === "p4")!.attempts.push(aborted("PAYMENT_ABORTED"));
     assert.deepEqual(failing(scenario), []);
   });
 

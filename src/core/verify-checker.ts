@@ -262,6 +262,13 @@ function checkOneOutcomePerKey(evidence: Evidence): Finding {
       if (committed || finalReasons.size > 0) finding.fail(`${describePayment(details)}: answered ${committed ? "committed" : "aborted (final)"} but the gateway has no record of it`);
       continue;
     }
+    if (isTombstone(record)) {
+      // The gateway died before its `preparing` record was durable and a bank then asked about the hold: the id
+      // was recorded aborted without details, and every later answer is the final PAYMENT_ABORTED.
+      if (committed) finding.fail(`${describePayment(details)}: answered committed; the gateway tombstoned the id (aborted, never recorded)`);
+      else if ([...finalReasons].some((reason) => reason !== "PAYMENT_ABORTED")) finding.fail(`${describePayment(details)}: answered ${answers.join(", ")}; the gateway tombstoned the id (PAYMENT_ABORTED)`);
+      continue;
+    }
     if (!sameDetails(record, details)) finding.fail(`${describePayment(details)}: the gateway recorded it as ${describePayment(record)}`);
     const recorded = `the gateway recorded ${record.state}${record.reason === null ? "" : ` (${record.reason})`}`;
     if (committed && record.state !== "committed") finding.fail(`${describePayment(details)}: answered committed; ${recorded}`);
