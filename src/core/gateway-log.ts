@@ -69,6 +69,11 @@ function encode(record: PaymentRecord): Record<string, unknown> {
   };
 }
 
+/** A record as one line of the journal or the archive. */
+function recordLine(record: PaymentRecord): string {
+  return `${JSON.stringify(encode(record))}\n`;
+}
+
 function decode(raw: Record<string, unknown>, where: string): PaymentRecord {
   const text = (key: string): string => {
     const value = raw[key];
@@ -173,19 +178,41 @@ async function loadRecords(paths: GatewayLogPaths): Promise<LoadedRecords> {
       }
     });
   }
-  const journal = await readOptional(paths.transactionLogsJournal);
-  const completeEnd = journal.lastIndexOf("\n") + 1;
-  const lines = journal.slice(0, completeEnd).split("\n");
-  lines.pop();
-  lines.forEach((line, index) => {
+  const journal = await readRecordLines(paths.transactionLogsJournal, (record) => records.set(record.paymentId, record));
+  return { records, journalLines: journal.lines, journalCompleteBytes: journal.completeBytes, tornBytes: journal.tornBytes };
+}
+
+/**
+ * Streams an append-only file of whole records (the journal, the archive; either may be larger than one
+ * string may hold), giving each record with the byte offset of its line. A final line without its newline
+ * is an append a crash cut short before its fsync returned, so nothing depended on it: it is reported as
+ * torn, not read. Any other damage refuses to load, naming the file and the line.
+ */
+async function readRecordLines(path: string, onRecord: (record: PaymentRecord, offsetBytes: number, lineNumber: number) => void): Promise<{ lines: number; completeBytes: number; tornBytes: number }> {
+  const sizeBytes = await stat(path).then(
+    (stats) => stats.size,
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return 0;
+      throw error;
+    },
+  );
+  let offset = 0;
+  let lineNumber = 0;
+  if (sizeBytes === 0) return { lines: 0, completeBytes: 0, tornBytes: 0 };
+  for await (const line of createInterface({ input: createReadStream(path, { encoding: "utf8" }), crlfDelay: Infinity })) {
+    const lineBytes = Buffer.byteLength(line) + 1;
+    if (offset + lineBytes > sizeBytes) return { lines: lineNumber, completeBytes: offset, tornBytes: sizeBytes - offset };
+    lineNumber += 1;
+    let record: PaymentRecord;
     try {
-      const record = decode(JSON.parse(line) as Record<string, unknown>, `line ${index + 1}`);
-      records.set(record.paymentId, record);
+      record = decode(JSON.parse(line) as Record<string, unknown>, `line ${lineNumber}`);
     } catch (error) {
-      throw new GatewayLogError(`${paths.transactionLogsJournal}:${index + 1}: not a payment record (${(error as Error).message}); refusing to start, fix or restore the file`);
+      throw new GatewayLogError(`${path}:${lineNumber}: not a payment record (${(error as Error).message}); refusing to start, fix or restore the file`);
     }
-  });
-  return { records, journalLines: lines.length, journalCompleteBytes: Buffer.byteLength(journal.slice(0, completeEnd)), tornBytes: Buffer.byteLength(journal.slice(completeEnd)) };
+    onRecord(record, offset, lineNumber);
+    offset += lineBytes;
+  }
+  return { lines: lineNumber, completeBytes: offset, tornBytes: 0 };
 }
 
 interface ArchiveIndex {
@@ -199,46 +226,19 @@ interface ArchiveIndex {
 }
 
 /**
- * Streams the archive (it may be far larger than memory would allow as one string), indexing each record's
- * line by payment id. `onRecord` sees every decoded record. A final line without its newline is a torn
- * append: its records are still in the snapshot or the journal, which are rewritten only after the archive's
- * fsync. Any other damage refuses to load, naming the file and the line.
+ * Indexes the archive's lines by payment id; `onRecord` sees every record. A torn final line's records are
+ * still in the snapshot or the journal, which are rewritten only after the archive's fsync.
  */
 async function indexArchive(path: string, onRecord: (record: PaymentRecord) => void = () => undefined): Promise<ArchiveIndex> {
-  const index: ArchiveIndex = { offsets: new Map(), committed: 0, aborted: 0, completeBytes: 0, tornBytes: 0 };
-  const sizeBytes = await stat(path).then(
-    (stats) => stats.size,
-    (error: NodeJS.ErrnoException) => {
-      if (error.code === "ENOENT") return 0;
-      throw error;
-    },
-  );
-  if (sizeBytes === 0) return index;
-  const lines = createInterface({ input: createReadStream(path, { encoding: "utf8" }), crlfDelay: Infinity });
-  let offset = 0;
-  let lineNumber = 0;
-  for await (const line of lines) {
-    lineNumber += 1;
-    const lineBytes = Buffer.byteLength(line) + 1;
-    if (offset + lineBytes > sizeBytes) {
-      index.tornBytes = sizeBytes - offset;
-      break;
-    }
-    let record: PaymentRecord;
-    try {
-      record = decode(JSON.parse(line) as Record<string, unknown>, `line ${lineNumber}`);
-    } catch (error) {
-      throw new GatewayLogError(`${path}:${lineNumber}: not a payment record (${(error as Error).message}); refusing to start, fix or restore the file`);
-    }
+  const offsets = new Map<string, number>();
+  const counts = { committed: 0, aborted: 0 };
+  const { completeBytes, tornBytes } = await readRecordLines(path, (record, offsetBytes, lineNumber) => {
     if (!record.finished) throw new GatewayLogError(`${path}:${lineNumber}: an unfinished payment in the archive; refusing to start`);
-    const previous = index.offsets.get(record.paymentId);
-    if (previous === undefined) index[record.state === "committed" ? "committed" : "aborted"] += 1;
-    index.offsets.set(record.paymentId, offset);
+    if (!offsets.has(record.paymentId)) counts[record.state === "committed" ? "committed" : "aborted"] += 1;
+    offsets.set(record.paymentId, offsetBytes);
     onRecord(record);
-    offset += lineBytes;
-  }
-  index.completeBytes = offset;
-  return index;
+  });
+  return { offsets, ...counts, completeBytes, tornBytes };
 }
 
 /** Every payment record as the files hold them now, archived ones included, for tools that read a data dir (no lock taken). */
@@ -475,7 +475,7 @@ export class GatewayLog {
       const journal = async () => {
         if (changed.length === 0) return;
         let lines = "";
-        for (const record of changed) lines += `${JSON.stringify(encode(record))}\n`;
+        for (const record of changed) lines += recordLine(record);
         await this.#journal.append(lines);
         this.#journalLines += changed.length;
       };
@@ -516,7 +516,7 @@ export class GatewayLog {
     let offset = this.#archiveBytes;
     let lines = "";
     for (const record of leaving) {
-      const line = `${JSON.stringify(encode(record))}\n`;
+      const line = recordLine(record);
       offsets.push(offset);
       offset += Buffer.byteLength(line);
       lines += line;
