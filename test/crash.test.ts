@@ -118,7 +118,6 @@ describe("crash points", () => {
   }
 });
 
-
 describe("finished payments beyond the retained ones", () => {
   let network: Network | null = null;
   afterEach(async () => {
