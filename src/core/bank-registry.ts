@@ -8,7 +8,7 @@ import { isReason } from "./errors.js";
 import { createClient, type ServiceClient } from "./rpc.js";
 import { expectServerName } from "./tls.js";
 import { bankServerName } from "./identity.js";
-import type { BankDirectory, BankLink } from "./coordinator.js";
+import type { BankDirectory, BankLink, PrepareLeg } from "./coordinator.js";
 import { readFile } from "node:fs/promises";
 import { PaymentError } from "./errors.js";
 import { writeFileAtomic } from "./durable.js";
@@ -46,29 +46,31 @@ function legResults(paymentIds: readonly string[], results: LegResults): Array<b
   });
 }
 
-interface PrepareLeg {
-  paymentId: string;
-  username: string;
-  kind: LegKind;
-  amountMinor: bigint;
-}
-
 function linkOf(client: BankClient): BankCalls {
   const prepares = new LegBatcher<PrepareLeg, bigint>(async (legs, timeoutMs) => {
     const paymentIds = legs.map((leg) => leg.paymentId);
-    const request = { paymentIds, usernames: legs.map((leg) => leg.username), kinds: legs.map((leg) => leg.kind), amountsMinor: legs.map((leg) => leg.amountMinor) };
+    const request = {
+      paymentIds,
+      usernames: legs.map((leg) => leg.username),
+      kinds: legs.map((leg) => (leg.kind === "debit" ? LegKind.DEBIT : LegKind.CREDIT)),
+      amountsMinor: legs.map((leg) => leg.amountMinor),
+    };
     return legResults(paymentIds, await client.prepareBatch(request, { timeoutMs }));
   }, batching);
   const commits = new LegBatcher<string, bigint>(async (paymentIds, timeoutMs) => legResults(paymentIds, await client.commitBatch({ paymentIds }, { timeoutMs })), batching);
   const aborts = new LegBatcher<string, bigint>(async (paymentIds, timeoutMs) => legResults(paymentIds, await client.abortBatch({ paymentIds }, { timeoutMs })), batching);
+  const errorsOnly = (results: Array<bigint | PaymentError>) => results.map((result) => (result instanceof PaymentError ? result : null));
   return {
     prepare: async (paymentId, username, kind, amountMinor, timeoutMs) => {
-      await prepares.submit({ paymentId, username, kind: kind === "debit" ? LegKind.DEBIT : LegKind.CREDIT, amountMinor }, timeoutMs);
+      await prepares.submit({ paymentId, username, kind, amountMinor }, timeoutMs);
     },
     commit: (paymentId, timeoutMs) => commits.submit(paymentId, timeoutMs),
     abort: async (paymentId, timeoutMs) => {
       await aborts.submit(paymentId, timeoutMs);
     },
+    prepareAll: async (legs, timeoutMs) => errorsOnly(await prepares.submitAll(legs, timeoutMs)),
+    commitAll: (paymentIds, timeoutMs) => commits.submitAll(paymentIds, timeoutMs),
+    abortAll: async (paymentIds, timeoutMs) => errorsOnly(await aborts.submitAll(paymentIds, timeoutMs)),
     transfer: async (paymentId, fromUser, toUser, amountMinor, timeoutMs) =>
       (await client.transaction({ paymentId, fromUser, toUser, amountMinor }, { timeoutMs })).fromBalanceAfterMinor,
     holds: async (timeoutMs) => (await client.getHolds({}, { timeoutMs })).holds.map((hold) => ({ paymentId: hold.paymentId, preparedAtMs: Number(hold.preparedAtMs) })),

@@ -13,7 +13,7 @@ import { PaymentError, isAmbiguous, type Reason } from "./errors.js";
 import { crashPoint } from "./crash.js";
 import { validateAmountMinor } from "./money.js";
 import { validateBankName, validatePaymentId, validateUsername } from "./validate.js";
-import { sameDetails, type GatewayLog, type PaymentDetails, type PaymentRecord } from "./gateway-log.js";
+import { sameDetails, type GatewayLog, type PaymentChange, type PaymentDetails, type PaymentRecord } from "./gateway-log.js";
 import type { LegKind } from "./pending-file.js";
 import { silentLogger, type Logger } from "./log.js";
 import { inDoubtPayments, paymentsTotal, phaseSeconds } from "./metrics.js";
@@ -24,6 +24,18 @@ export interface BankLink {
   commit(paymentId: string, timeoutMs: number): Promise<bigint>;
   abort(paymentId: string, timeoutMs: number): Promise<void>;
   transfer(paymentId: string, fromUser: string, toUser: string, amountMinor: bigint, timeoutMs: number): Promise<bigint>;
+  /** Many payments' legs at once (a MakePayments call's): each leg's refusal, or null for a yes; never rejects. */
+  prepareAll(legs: readonly PrepareLeg[], timeoutMs: number): Promise<Array<PaymentError | null>>;
+  /** Each payment's balance after (of its account at this bank), or the error; never rejects. */
+  commitAll(paymentIds: readonly string[], timeoutMs: number): Promise<Array<bigint | PaymentError>>;
+  abortAll(paymentIds: readonly string[], timeoutMs: number): Promise<Array<PaymentError | null>>;
+}
+
+export interface PrepareLeg {
+  paymentId: string;
+  username: string;
+  kind: LegKind;
+  amountMinor: bigint;
 }
 
 export interface BankDirectory {
@@ -65,12 +77,18 @@ export interface PaymentOutcome {
 
 type Decision = "commit" | "abort";
 
+/** A payment driven as one of a MakePayments call's: its answer is ready once the call's `done` settles. */
+interface BatchMember {
+  done: Promise<void>;
+  record: PaymentRecord;
+}
+
 export class Coordinator {
   readonly #log: GatewayLog;
   readonly #banks: BankDirectory;
   readonly #options: CoordinatorOptions;
   /** Payments being driven by this process, so a duplicate request waits for the same outcome. */
-  readonly #inFlight = new Map<string, Promise<PaymentOutcome>>();
+  readonly #inFlight = new Map<string, Promise<PaymentOutcome> | BatchMember>();
   /** Phase-2 drivers running in the background, one per payment. */
   readonly #drivers = new Map<string, Promise<void>>();
   readonly #logger: Logger;
@@ -95,6 +113,55 @@ export class Coordinator {
     } finally {
       this.#inFlight.delete(details.paymentId);
     }
+  }
+
+  /**
+   * A MakePayments call. Each order is a payment of its own, with its own answer, and goes through the same
+   * steps as in makePayment. The fresh cross-bank orders go through them together: one group commit per step
+   * covers all of them, and each bank's legs are handed to its batcher at once, instead of a chain of
+   * promises and timers per payment. Any other order (a repeated id, a same-bank payment) takes makePayment.
+   */
+  async makePayments(payer: Payer, requests: readonly PaymentRequest[]): Promise<Array<PaymentOutcome | PaymentError>> {
+    const answers: Array<PaymentOutcome | PaymentError | Promise<PaymentOutcome | PaymentError>> = new Array(requests.length);
+    const batch: PaymentRecord[] = [];
+    const batchSlots: number[] = [];
+    let durable: Promise<void> | null = null;
+    let settle: () => void = () => undefined;
+    const done = new Promise<void>((resolve) => (settle = resolve));
+    for (let index = 0; index < requests.length; index += 1) {
+      const request = requests[index]!;
+      let details: PaymentDetails;
+      try {
+        details = this.#validate(payer, request);
+      } catch (thrown) {
+        answers[index] = PaymentError.fromGrpc(thrown);
+        continue;
+      }
+      const known = this.#log.get(details.paymentId) !== undefined || this.#log.isArchived(details.paymentId);
+      if (known || details.fromBank === details.toBank || this.#options.unsafeLogDecisionLate === true) {
+        answers[index] = this.makePayment(payer, request).catch((thrown: unknown) => PaymentError.fromGrpc(thrown));
+        continue;
+      }
+      // Begun here, one by one, so that a later order with the same id finds it (and waits for its answer).
+      const begun = this.#log.begin(details);
+      durable = begun.durable;
+      this.#inFlight.set(details.paymentId, { done, record: begun.record });
+      batch.push(begun.record);
+      batchSlots.push(index);
+    }
+    if (durable !== null) {
+      try {
+        const outcomes = await this.#runTwoPhaseAll(batch, durable);
+        batchSlots.forEach((slot, index) => (answers[slot] = outcomes[index]!));
+      } catch (thrown) {
+        const error = PaymentError.fromGrpc(thrown);
+        for (const slot of batchSlots) answers[slot] = error;
+      } finally {
+        for (const record of batch) this.#inFlight.delete(record.paymentId);
+        settle();
+      }
+    }
+    return Promise.all(answers);
   }
 
   /**
@@ -174,27 +241,26 @@ export class Coordinator {
       throw new PaymentError("IDEMPOTENCY_CONFLICT", `payment id ${details.paymentId} was already used for a different payment`, { paymentId: details.paymentId });
     }
     const inFlight = this.#inFlight.get(details.paymentId);
-    if (inFlight !== undefined) return inFlight;
+    if (inFlight instanceof Promise) return inFlight;
+    if (inFlight !== undefined) {
+      await inFlight.done;
+      return this.#outcomeOf(inFlight.record);
+    }
     return this.#outcomeOf(existing);
   }
 
-  /** The final answer for a decided payment: its result, or the refusal it was aborted with. */
+  /** The final answer for a decided payment: its result, or the refusal it was aborted with (thrown). */
   #outcomeOf(record: PaymentRecord): PaymentOutcome {
-    if (record.state === "committed") return { paymentId: record.paymentId, balanceAfterMinor: record.balanceAfterMinor };
-    if (record.state === "aborted") {
-      throw new PaymentError(record.reason ?? "PAYMENT_ABORTED", record.reasonMessage ?? "payment aborted", { paymentId: record.paymentId, final: true });
-    }
-    throw new PaymentError("BANK_UNAVAILABLE", `payment ${record.paymentId} is still in progress; retry with the same id`, { paymentId: record.paymentId });
+    const answer = answerOf(record);
+    if (answer instanceof PaymentError) throw answer;
+    return answer;
   }
 
   async #drive(details: PaymentDetails): Promise<PaymentOutcome> {
     const { record, durable } = this.#log.begin(details);
     inDoubtPayments.inc();
     const begun = durable.then(() => {
-      this.#logger.debug(
-        { paymentId: record.paymentId, from: `${record.fromUser}@${record.fromBank}`, to: `${record.toUser}@${record.toBank}`, amountMinor: record.amountMinor.toString() },
-        "payment begun",
-      );
+      this.#logBegun(record);
       crashPoint("gateway-after-preparing");
     });
     if (details.fromBank === details.toBank) {
@@ -232,10 +298,57 @@ export class Coordinator {
       await this.#log.advance(record.paymentId, "aborted", { reason: refusal.code, reasonMessage: refusal.message });
     }
     stopDecisionTimer();
-    this.#logger.debug({ paymentId: record.paymentId, decision: refusal === null ? "commit" : "abort", ...(refusal === null ? {} : { reason: refusal.code }) }, "decision logged");
+    this.#logDecision(record);
     const phase2 = this.#startPhase2(record, refusal === null ? "commit" : "abort");
     await waitAtMost(phase2, this.#options.replyWaitMs);
     return this.#outcomeOf(record);
+  }
+
+  /**
+   * Steps 1–5 for a MakePayments call's fresh cross-bank payments, all begun (step 1) by the caller. Crash
+   * points are passed once per call, where the first of its payments would pass them.
+   */
+  async #runTwoPhaseAll(records: readonly PaymentRecord[], durable: Promise<void>): Promise<Array<PaymentOutcome | PaymentError>> {
+    inDoubtPayments.inc(records.length);
+    const begun = durable.then(() => {
+      for (const record of records) this.#logBegun(record);
+      crashPoint("gateway-after-preparing");
+    });
+    const prepareStartedNs = process.hrtime.bigint();
+    // Votes, two per payment: [2i] the debit's, [2i + 1] the credit's, each null for yes or the refusal.
+    const votes: Array<PaymentError | null> = new Array(records.length * 2).fill(null);
+    const legsByBank = new Map<string, { legs: PrepareLeg[]; voteSlots: number[] }>();
+    const addLeg = (bank: string, leg: PrepareLeg, voteSlot: number) => {
+      let group = legsByBank.get(bank);
+      if (group === undefined) legsByBank.set(bank, (group = { legs: [], voteSlots: [] }));
+      group.legs.push(leg);
+      group.voteSlots.push(voteSlot);
+    };
+    records.forEach((record, index) => {
+      addLeg(record.fromBank, { paymentId: record.paymentId, username: record.fromUser, kind: "debit", amountMinor: record.amountMinor }, 2 * index);
+      addLeg(record.toBank, { paymentId: record.paymentId, username: record.toUser, kind: "credit", amountMinor: record.amountMinor }, 2 * index + 1);
+    });
+    await Promise.all(
+      [...legsByBank].map(async ([bank, { legs, voteSlots }]) => {
+        const results = await this.#requireLink(bank).prepareAll(legs, this.#options.prepareTimeoutMs);
+        results.forEach((result, index) => (votes[voteSlots[index]!] = result));
+      }),
+    );
+    await begun;
+    observePhase("prepare", prepareStartedNs, records.length);
+    crashPoint("gateway-after-prepares");
+    const decisionStartedNs = process.hrtime.bigint();
+    const changes: PaymentChange[] = records.map((record, index) => {
+      const refusal = chooseRefusal([votes[2 * index], votes[2 * index + 1]].filter((vote): vote is PaymentError => vote !== null));
+      if (refusal === null) return { paymentId: record.paymentId, state: "committed" };
+      return { paymentId: record.paymentId, state: "aborted", outcome: { reason: refusal.code, reasonMessage: refusal.message } };
+    });
+    await this.#log.advanceAll(changes);
+    if (changes.some((change) => change.state === "committed")) crashPoint("gateway-after-commit-logged");
+    observePhase("decision_log", decisionStartedNs, records.length);
+    for (const record of records) this.#logDecision(record);
+    await waitAtMost(this.#phase2All(records), this.#options.replyWaitMs);
+    return records.map(answerOf);
   }
 
   async #runLocal(record: PaymentRecord): Promise<PaymentOutcome> {
@@ -320,6 +433,92 @@ export class Coordinator {
     );
   }
 
+  /**
+   * Step 4 for a MakePayments call's payments: each bank's commits and aborts handed to its batcher at once.
+   * A leg that fails is then retried on its own until acknowledged, as in #phase2.
+   */
+  async #phase2All(records: readonly PaymentRecord[]): Promise<void> {
+    const startedNs = process.hrtime.bigint();
+    const legsByBank = new Map<string, { commits: PaymentRecord[]; commitsAtSource: boolean[]; aborts: PaymentRecord[] }>();
+    const addLeg = (bank: string, record: PaymentRecord, isSource: boolean) => {
+      let group = legsByBank.get(bank);
+      if (group === undefined) legsByBank.set(bank, (group = { commits: [], commitsAtSource: [], aborts: [] }));
+      if (record.state === "committed") {
+        group.commits.push(record);
+        group.commitsAtSource.push(isSource);
+      } else {
+        group.aborts.push(record);
+      }
+    };
+    for (const record of records) {
+      addLeg(record.fromBank, record, true);
+      addLeg(record.toBank, record, false);
+    }
+    const retries: Array<Promise<void>> = [];
+    const retry = (record: PaymentRecord, bank: string, isSource: boolean): void => {
+      retries.push(
+        this.#retryUntilAcknowledged(record.paymentId, bank, async (link) => {
+          if (record.state === "committed") {
+            const balanceAfterMinor = await link.commit(record.paymentId, this.#options.decisionCallTimeoutMs);
+            if (isSource) record.balanceAfterMinor = balanceAfterMinor;
+          } else {
+            await link.abort(record.paymentId, this.#options.decisionCallTimeoutMs);
+          }
+        }),
+      );
+    };
+    let anyCommitAcknowledged = false;
+    await Promise.all(
+      [...legsByBank].map(async ([bank, { commits, commitsAtSource, aborts }]) => {
+        const link = this.#banks.link(bank);
+        const timeoutMs = this.#options.decisionCallTimeoutMs;
+        const [commitResults, abortResults] = await Promise.all([
+          link === null || commits.length === 0 ? null : link.commitAll(commits.map((record) => record.paymentId), timeoutMs),
+          link === null || aborts.length === 0 ? null : link.abortAll(aborts.map((record) => record.paymentId), timeoutMs),
+        ]);
+        commits.forEach((record, index) => {
+          const result = commitResults?.[index];
+          if (typeof result !== "bigint") {
+            retry(record, bank, commitsAtSource[index]!);
+            return;
+          }
+          if (commitsAtSource[index]!) record.balanceAfterMinor = result;
+          if (!anyCommitAcknowledged) {
+            anyCommitAcknowledged = true;
+            crashPoint("gateway-after-first-commit");
+          }
+        });
+        aborts.forEach((record, index) => {
+          if (abortResults?.[index] !== null) retry(record, bank, false);
+        });
+      }),
+    );
+    await Promise.all(retries);
+    if (this.#stopping) return;
+    // As in #phase2, the reply need not wait for the `finished` records.
+    const finished: PaymentChange[] = records.map((record) => ({ paymentId: record.paymentId, state: record.state, outcome: { finished: true, balanceAfterMinor: record.balanceAfterMinor } }));
+    this.#log.advanceAll(finished).then(
+      () => {
+        const committed = records.filter((record) => record.state === "committed").length;
+        observePhase("commit", startedNs, committed);
+        observePhase("abort", startedNs, records.length - committed);
+        for (const record of records) this.#finished(record);
+      },
+      (error: unknown) => this.#logger.error({ payments: records.length, error: String(error) }, "could not record a batch of payments as finished; a restart will finish them"),
+    );
+  }
+
+  #logBegun(record: PaymentRecord): void {
+    this.#logger.debug(
+      { paymentId: record.paymentId, from: `${record.fromUser}@${record.fromBank}`, to: `${record.toUser}@${record.toBank}`, amountMinor: record.amountMinor.toString() },
+      "payment begun",
+    );
+  }
+
+  #logDecision(record: PaymentRecord): void {
+    this.#logger.debug({ paymentId: record.paymentId, decision: record.state === "committed" ? "commit" : "abort", ...(record.state === "committed" ? {} : { reason: record.reason }) }, "decision logged");
+  }
+
   #finished(record: PaymentRecord): void {
     inDoubtPayments.dec();
     paymentsTotal.inc({ outcome: record.state, kind: record.fromBank === record.toBank ? "same_bank" : "cross_bank" });
@@ -361,6 +560,22 @@ export class Coordinator {
 /** The record of an id a bank asked about before the gateway had recorded it (see GatewayLog.tombstone). */
 function isTombstone(record: PaymentRecord): boolean {
   return record.fromUser === "" && record.state === "aborted";
+}
+
+/** A decided payment's answer: its result, or the refusal it was aborted with; "in progress" otherwise. */
+function answerOf(record: PaymentRecord): PaymentOutcome | PaymentError {
+  if (record.state === "committed") return { paymentId: record.paymentId, balanceAfterMinor: record.balanceAfterMinor };
+  if (record.state === "aborted") {
+    return new PaymentError(record.reason ?? "PAYMENT_ABORTED", record.reasonMessage ?? "payment aborted", { paymentId: record.paymentId, final: true });
+  }
+  return new PaymentError("BANK_UNAVAILABLE", `payment ${record.paymentId} is still in progress; retry with the same id`, { paymentId: record.paymentId });
+}
+
+/** Observes a phase that a batch of payments went through together, once per payment. */
+function observePhase(phase: "prepare" | "decision_log" | Decision, startedNs: bigint, payments: number): void {
+  const seconds = Number(process.hrtime.bigint() - startedNs) / 1e9;
+  const child = phaseSeconds.labels({ phase });
+  for (let index = 0; index < payments; index += 1) child.observe(seconds);
 }
 
 /** A definite refusal is the better explanation; an unreachable bank otherwise. */

@@ -252,6 +252,20 @@ export async function readGatewayRecords(paths: GatewayLogPaths): Promise<Map<st
   return records;
 }
 
+/** What a step of a payment adds to its record (see GatewayLog.advance). */
+export interface Outcome {
+  reason?: Reason;
+  reasonMessage?: string;
+  balanceAfterMinor?: bigint | null;
+  finished?: boolean;
+}
+
+export interface PaymentChange {
+  paymentId: string;
+  state: PaymentState;
+  outcome?: Outcome;
+}
+
 export interface GatewayLogOptions {
   nowMs?: () => number;
   /** Told when a durable write fails: memory is then ahead of disk. */
@@ -442,7 +456,18 @@ export class GatewayLog {
     await this.#writer.flush();
   }
 
-  async advance(paymentId: string, state: PaymentState, outcome: { reason?: Reason; reasonMessage?: string; balanceAfterMinor?: bigint | null; finished?: boolean } = {}): Promise<void> {
+  async advance(paymentId: string, state: PaymentState, outcome: Outcome = {}): Promise<void> {
+    this.#apply(paymentId, state, outcome);
+    await this.#writer.flush();
+  }
+
+  /** advance() for many payments, made durable together by one group commit. */
+  async advanceAll(changes: readonly PaymentChange[]): Promise<void> {
+    for (const change of changes) this.#apply(change.paymentId, change.state, change.outcome);
+    await this.#writer.flush();
+  }
+
+  #apply(paymentId: string, state: PaymentState, outcome: Outcome = {}): void {
     const record = this.#records.get(paymentId);
     assert(record !== undefined, `advance: unknown payment ${paymentId}`);
     assert(stateRank[state] >= stateRank[record.state], `payment ${paymentId} may not move from ${record.state} to ${state}`);
@@ -458,7 +483,6 @@ export class GatewayLog {
       record.finishedAtMs = this.#nowMs();
     }
     this.#dirty.add(record);
-    await this.#writer.flush();
   }
 
   /**

@@ -113,25 +113,19 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
       if (orders.length === 0 || orders.length > paymentOrdersPerCallMax) {
         throw new PaymentError("INVALID_ARGUMENT", `a MakePayments call carries 1 to ${paymentOrdersPerCallMax} payments, got ${orders.length}`);
       }
-      // Each order is a payment of its own: it runs the same path as MakePayment, side by side with the others
-      // (their legs share the batched calls to the banks), and gets its own outcome.
-      const results = await Promise.all(
-        orders.map(async (order) => {
-          try {
-            const outcome = await coordinator.makePayment(payer, {
-              paymentId: validatePaymentId(order.paymentId),
-              toUser: order.toUser,
-              toBank: order.toBank,
-              amountMinor: order.amountMinor,
-            });
-            return { paymentId: order.paymentId, status: PaymentStatus.COMMITTED, ...(outcome.balanceAfterMinor === null ? {} : { balanceAfterMinor: outcome.balanceAfterMinor }) };
-          } catch (thrown) {
-            const error = PaymentError.fromGrpc(thrown);
-            const status = isAmbiguous(error) || (error.code === "INTERNAL" && !error.final) ? PaymentStatus.IN_DOUBT : PaymentStatus.ABORTED;
-            return { paymentId: order.paymentId, status, reason: error.code, message: error.message };
-          }
-        }),
+      // Each order is a payment of its own, with its own outcome (see Coordinator.makePayments).
+      const answers = await coordinator.makePayments(
+        payer,
+        orders.map((order) => ({ paymentId: order.paymentId, toUser: order.toUser, toBank: order.toBank, amountMinor: order.amountMinor })),
       );
+      const results = answers.map((answer, index) => {
+        const paymentId = orders[index]!.paymentId;
+        if (!(answer instanceof PaymentError)) {
+          return { paymentId, status: PaymentStatus.COMMITTED, ...(answer.balanceAfterMinor === null ? {} : { balanceAfterMinor: answer.balanceAfterMinor }) };
+        }
+        const status = isAmbiguous(answer) || (answer.code === "INTERNAL" && !answer.final) ? PaymentStatus.IN_DOUBT : PaymentStatus.ABORTED;
+        return { paymentId, status, reason: answer.code, message: answer.message };
+      });
       return { results };
     },
 

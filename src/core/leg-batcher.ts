@@ -9,11 +9,31 @@ export interface BatcherOptions {
   inFlightMax: number;
 }
 
+/** Legs submitted together (one payment's leg, or a MakePayments call's legs for this bank): one promise for all. */
+class Group<Result> {
+  readonly results: Array<Result | PaymentError>;
+  #remaining: number;
+  readonly #resolve: (results: Array<Result | PaymentError>) => void;
+
+  constructor(size: number, resolve: (results: Array<Result | PaymentError>) => void) {
+    this.results = new Array(size);
+    this.#remaining = size;
+    this.#resolve = resolve;
+  }
+
+  deliver(index: number, result: Result | PaymentError): void {
+    this.results[index] = result;
+    this.#remaining -= 1;
+    assert(this.#remaining >= 0, "a leg answered twice");
+    if (this.#remaining === 0) this.#resolve(this.results);
+  }
+}
+
 interface Waiting<Leg, Result> {
   leg: Leg;
   timeoutMs: number;
-  resolve: (result: Result) => void;
-  reject: (error: PaymentError) => void;
+  group: Group<Result>;
+  index: number;
 }
 
 /** Sends one batch; resolves with one result or one error per leg, in order. */
@@ -31,9 +51,18 @@ export class LegBatcher<Leg, Result> {
     this.#options = options;
   }
 
-  submit(leg: Leg, timeoutMs: number): Promise<Result> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ leg, timeoutMs, resolve, reject });
+  async submit(leg: Leg, timeoutMs: number): Promise<Result> {
+    const [result] = await this.submitAll([leg], timeoutMs);
+    if (result instanceof PaymentError) throw result;
+    return result!;
+  }
+
+  /** Every leg's result or refusal, in order; never rejects (a failed call is each of its legs' error). */
+  submitAll(legs: readonly Leg[], timeoutMs: number): Promise<Array<Result | PaymentError>> {
+    if (legs.length === 0) return Promise.resolve([]);
+    return new Promise((resolve) => {
+      const group = new Group<Result>(legs.length, resolve);
+      for (let index = 0; index < legs.length; index += 1) this.#queue.push({ leg: legs[index]!, timeoutMs, group, index });
       this.#pump();
     });
   }
@@ -43,22 +72,19 @@ export class LegBatcher<Leg, Result> {
       const batch = this.#queue.splice(0, this.#options.legsMax);
       this.#inFlight += 1;
       // The batch's deadline is its most patient leg's: every leg shares the round trip.
-      const timeoutMs = Math.max(...batch.map((waiting) => waiting.timeoutMs));
+      let timeoutMs = 0;
+      for (const waiting of batch) timeoutMs = Math.max(timeoutMs, waiting.timeoutMs);
       this.#send(
         batch.map((waiting) => waiting.leg),
         timeoutMs,
       ).then(
         (results) => {
           assert(results.length === batch.length, `a batch of ${batch.length} legs got ${results.length} results`);
-          batch.forEach((waiting, index) => {
-            const result = results[index]!;
-            if (result instanceof PaymentError) waiting.reject(result);
-            else waiting.resolve(result);
-          });
+          for (let index = 0; index < batch.length; index += 1) batch[index]!.group.deliver(batch[index]!.index, results[index]!);
         },
         (thrown: unknown) => {
           const error = PaymentError.fromGrpc(thrown);
-          for (const waiting of batch) waiting.reject(error);
+          for (const waiting of batch) waiting.group.deliver(waiting.index, error);
         },
       ).finally(() => {
         this.#inFlight -= 1;
