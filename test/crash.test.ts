@@ -6,7 +6,8 @@ import { dirname } from "node:path";
 import assert from "node:assert/strict";
 import { Network, runCli, waitUntil, type Proc } from "./helpers/network.js";
 import { readGatewayRecords } from "../src/core/gateway-log.js";
-import { isAmbiguous } from "../src/core/errors.js";
+import { isAmbiguous, type PaymentError } from "../src/core/errors.js";
+import { PaymentStatus } from "../src/gen/paynet/v1/paynet_pb.js";
 
 type Role = "gateway" | "SBI" | "HDFC";
 
@@ -167,4 +168,103 @@ describe("finished payments beyond the retained ones", () => {
     assert.deepEqual(snapshot.payments.map((payment) => payment.paymentId), ["retained-same-bank"], "the snapshot holds only the retained payment");
     assert.deepEqual([...(await readGatewayRecords(net.paths)).keys()].sort(), payments.map((payment) => payment.paymentId).sort(), "tools still read every payment");
   });
+});
+
+/** Orders of one MakePayments call from alice@SBI, and what each ends as when the process dies at the point. */
+interface BatchCrashCase {
+  point: string;
+  role: Role;
+  /** The cross-bank orders that alice can pay end so; the one she cannot pay always ends aborted. */
+  expected: "committed" | "aborted";
+}
+
+const batchCases: BatchCrashCase[] = [
+  { point: "gateway-after-preparing", role: "gateway", expected: "aborted" },
+  { point: "gateway-after-prepares", role: "gateway", expected: "aborted" },
+  { point: "gateway-after-commit-logged", role: "gateway", expected: "committed" },
+  { point: "gateway-after-first-commit", role: "gateway", expected: "committed" },
+  { point: "bank-after-hold", role: "HDFC", expected: "aborted" },
+  { point: "bank-before-commit", role: "HDFC", expected: "committed" },
+];
+
+type BatchAnswer = { paymentId: string; status: "committed" | "aborted" | "in doubt"; reason: string };
+
+/** One MakePayments call over a fresh connection; null when the call as a whole failed (the gateway was gone). */
+async function payMany(network: Network, orders: Array<{ paymentId: string; toUser: string; toBank: string; amountMinor: bigint }>): Promise<BatchAnswer[] | null> {
+  const gateway = await network.gatewayClient();
+  const call = { timeoutMs: 30_000 };
+  try {
+    const { token } = await gateway.registerClient({ username: "alice", password: "alice123", bank: "SBI" }, call);
+    const reply = await gateway.makePayments({ token, payments: orders }, call);
+    const statuses = { [PaymentStatus.COMMITTED]: "committed", [PaymentStatus.ABORTED]: "aborted", [PaymentStatus.IN_DOUBT]: "in doubt" } as const;
+    return reply.results.map((result) => ({ paymentId: result.paymentId, status: statuses[result.status as keyof typeof statuses], reason: result.reason }));
+  } catch (error) {
+    if (isAmbiguous(error as PaymentError)) return null;
+    throw error;
+  } finally {
+    gateway.close();
+  }
+}
+
+describe("crash points in a MakePayments call", () => {
+  let network: Network | null = null;
+  afterEach(async () => {
+    await network?.destroy();
+    network = null;
+  });
+
+  for (const testCase of batchCases) {
+    it(`${testCase.point} in ${testCase.role}: each order ends with one answer, applied once`, async () => {
+      network = await Network.create();
+      const net = network;
+      const env = { PAYNET_CRASH_AT: testCase.point };
+      await net.startGateway(testCase.role === "gateway" ? { env } : {});
+      await Promise.all((["SBI", "HDFC"] as const).map((bank) => net.startBank(bank, testCase.role === bank ? { env } : {})));
+      const before = await net.balancesOnDisk();
+      const totalBefore = await net.totalOnDisk();
+      const orders = [
+        { paymentId: `${testCase.point}-1`, toUser: "bob", toBank: "HDFC", amountMinor: 100n },
+        { paymentId: `${testCase.point}-2`, toUser: "dave", toBank: "HDFC", amountMinor: 200n },
+        { paymentId: `${testCase.point}-too-much`, toUser: "bob", toBank: "HDFC", amountMinor: 90_000_000n },
+        { paymentId: `${testCase.point}-3`, toUser: "bob", toBank: "HDFC", amountMinor: 300n },
+      ];
+
+      const victim: Proc = testCase.role === "gateway" ? net.gateway! : net.banks.get(testCase.role)!;
+      const firstAttempt = payMany(net, orders);
+      assert.equal((await victim.exited).signal, "SIGKILL", `${testCase.role} should die at ${testCase.point}`);
+      await firstAttempt;
+      if (testCase.role === "gateway") await net.startGateway();
+      else await net.startBank(testCase.role);
+      await net.gatewayReady();
+
+      // Repeated, as a careful client would, until no order is in doubt.
+      let answers: BatchAnswer[] | null = null;
+      for (let attempt = 1; answers === null || answers.some((answer) => answer.status === "in doubt"); attempt += 1) {
+        assert.ok(attempt <= 600, `orders still in doubt: ${JSON.stringify(answers)}`);
+        answers = await payMany(net, orders);
+        if (answers === null) await net.gatewayReady();
+      }
+      assert.deepEqual(
+        answers.map((answer) => answer.status),
+        orders.map((order) => (order.amountMinor > before.get("alice@SBI")! ? "aborted" : testCase.expected)),
+        JSON.stringify(answers),
+      );
+      for (const order of orders) await waitUntil(async () => (await net.gatewayRecord(order.paymentId))?.finished === true, `the gateway to finish ${order.paymentId}`);
+      await waitUntil(async () => (await net.holdsOnDisk()) === 0, "every hold to be released");
+
+      const after = await net.balancesOnDisk();
+      const expected = new Map(before);
+      orders.forEach((order, index) => {
+        if (answers![index]!.status !== "committed") return;
+        expected.set("alice@SBI", expected.get("alice@SBI")! - order.amountMinor);
+        expected.set(`${order.toUser}@HDFC`, expected.get(`${order.toUser}@HDFC`)! + order.amountMinor);
+      });
+      assert.deepEqual(after, expected, "every committed order applied once, nothing else moved");
+      assert.equal(await net.totalOnDisk(), totalBefore);
+
+      // The same call again answers the same and moves nothing.
+      assert.deepEqual(await payMany(net, orders), answers);
+      assert.deepEqual(await net.balancesOnDisk(), after);
+    });
+  }
 });

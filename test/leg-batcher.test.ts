@@ -70,6 +70,26 @@ describe("LegBatcher", () => {
     await assert.rejects(accepted, (error: PaymentError) => error.code === "BANK_UNAVAILABLE");
   });
 
+  it("submitAll: legs submitted together may span calls; one promise answers each leg in order, and never rejects", async () => {
+    const { calls, send } = manualSender();
+    const batcher = new LegBatcher(send, { legsMax: 2, inFlightMax: 2 });
+    const lone = batcher.submit(9, 1000);
+    const together = batcher.submitAll([1, 2, 3, 4], 3000);
+    assert.deepEqual(calls.map((call) => call.legs), [[9], [1, 2]], "the group waits for a free call, two legs per call");
+    calls[1]!.finish([10, new PaymentError("INSUFFICIENT_FUNDS", "no")]);
+    await settle();
+    assert.deepEqual(calls.map((call) => call.legs), [[9], [1, 2], [3, 4]]);
+    assert.equal(calls[2]!.timeoutMs, 3000);
+    calls[2]!.fail(new PaymentError("BANK_UNAVAILABLE", "gone"));
+    calls[0]!.finish([90]);
+    assert.equal(await lone, 90);
+    const results = await together;
+    assert.equal(results[0], 10);
+    assert.deepEqual(results.slice(1).map((result) => (result as PaymentError).code), ["INSUFFICIENT_FUNDS", "BANK_UNAVAILABLE", "BANK_UNAVAILABLE"]);
+    assert.deepEqual(await batcher.submitAll([], 1000), [], "no legs, no call");
+    assert.equal(calls.length, 3);
+  });
+
   for (const options of [
     { legsMax: 0, inFlightMax: 1 },
     { legsMax: 1, inFlightMax: 0 },

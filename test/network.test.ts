@@ -257,6 +257,43 @@ describe("payment network", () => {
       }
     });
 
+    it("runs an id repeated within one call once: the repeat gets the same answer, or IDEMPOTENCY_CONFLICT with other details", async () => {
+      const gateway = await network.gatewayClient();
+      try {
+        const { token } = await gateway.registerClient({ username: "dave", password: passwords.dave!, bank: "HDFC" }, call);
+        const { token: daveAgain } = await gateway.registerClient({ username: "dave", password: passwords.dave!, bank: "HDFC" }, call);
+        const before = await network.balancesOnDisk();
+        const earlier = await gateway.makePayment({ token: daveAgain, paymentId: "inner-earlier", toUser: "alice", toBank: "SBI", amountMinor: 7n }, call);
+        const orders = [
+          { paymentId: "inner-twice", toUser: "alice", toBank: "SBI", amountMinor: 11n },
+          { paymentId: "inner-other", toUser: "carol", toBank: "SBI", amountMinor: 13n },
+          { paymentId: "inner-twice", toUser: "alice", toBank: "SBI", amountMinor: 11n },
+          { paymentId: "inner-other", toUser: "carol", toBank: "SBI", amountMinor: 14n },
+          { paymentId: "inner-earlier", toUser: "alice", toBank: "SBI", amountMinor: 7n },
+        ];
+        const reply = await gateway.makePayments({ token, payments: orders }, call);
+        assert.deepEqual(
+          reply.results.map((result) => [result.paymentId, PaymentStatus[result.status], result.reason]),
+          [
+            ["inner-twice", "COMMITTED", ""],
+            ["inner-other", "COMMITTED", ""],
+            ["inner-twice", "COMMITTED", ""],
+            ["inner-other", "ABORTED", "IDEMPOTENCY_CONFLICT"],
+            ["inner-earlier", "COMMITTED", ""],
+          ],
+        );
+        assert.equal(reply.results[0]!.balanceAfterMinor, reply.results[2]!.balanceAfterMinor, "a repeat answers what the first did");
+        assert.equal(reply.results[4]!.balanceAfterMinor, earlier.balanceAfterMinor);
+        await network.settled();
+        const after = await network.balancesOnDisk();
+        assert.equal(after.get("dave@HDFC"), before.get("dave@HDFC")! - 7n - 11n - 13n, "each id applied once");
+        assert.equal(after.get("alice@SBI"), before.get("alice@SBI")! + 7n + 11n);
+        assert.equal(after.get("carol@SBI"), before.get("carol@SBI")! + 13n);
+      } finally {
+        gateway.close();
+      }
+    });
+
     it("refuses an empty call and one of more than 1,000 orders as a whole, changing nothing", async () => {
       const gateway = await network.gatewayClient();
       try {
