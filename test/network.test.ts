@@ -226,17 +226,18 @@ describe("payment network", () => {
           { paymentId: "batch-zero", toUser: "dave", toBank: "HDFC", amountMinor: 0n },
           { paymentId: "not an id!", toUser: "dave", toBank: "HDFC", amountMinor: 1n },
         ];
+        // final: the gateway recorded the id aborted (a bank refused it); an order refused before that is not.
         const expected = [
-          ["batch-cross", "COMMITTED", ""],
-          ["batch-same", "COMMITTED", ""],
-          ["batch-nobody", "ABORTED", "UNKNOWN_ACCOUNT"],
-          ["batch-nobank", "ABORTED", "UNKNOWN_BANK"],
-          ["batch-too-much", "ABORTED", "INSUFFICIENT_FUNDS"],
-          ["batch-zero", "ABORTED", "INVALID_AMOUNT"],
-          ["not an id!", "ABORTED", "INVALID_ARGUMENT"],
+          ["batch-cross", "COMMITTED", "", false],
+          ["batch-same", "COMMITTED", "", false],
+          ["batch-nobody", "ABORTED", "UNKNOWN_ACCOUNT", true],
+          ["batch-nobank", "ABORTED", "UNKNOWN_BANK", false],
+          ["batch-too-much", "ABORTED", "INSUFFICIENT_FUNDS", true],
+          ["batch-zero", "ABORTED", "INVALID_AMOUNT", false],
+          ["not an id!", "ABORTED", "INVALID_ARGUMENT", false],
         ];
-        const summary = (reply: { results: Array<{ paymentId: string; status: PaymentStatus; reason: string }> }) =>
-          reply.results.map((result) => [result.paymentId, PaymentStatus[result.status], result.reason]);
+        const summary = (reply: { results: Array<{ paymentId: string; status: PaymentStatus; reason: string; final: boolean }> }) =>
+          reply.results.map((result) => [result.paymentId, PaymentStatus[result.status], result.reason, result.final]);
 
         const first = await gateway.makePayments({ token, payments: orders }, call);
         assert.deepEqual(summary(first), expected);

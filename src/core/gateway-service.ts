@@ -124,7 +124,7 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
           return { paymentId, status: PaymentStatus.COMMITTED, ...(answer.balanceAfterMinor === null ? {} : { balanceAfterMinor: answer.balanceAfterMinor }) };
         }
         const status = isAmbiguous(answer) || (answer.code === "INTERNAL" && !answer.final) ? PaymentStatus.IN_DOUBT : PaymentStatus.ABORTED;
-        return { paymentId, status, reason: answer.code, message: answer.message };
+        return { paymentId, status, reason: answer.code, message: answer.message, final: answer.final };
       });
       return { results };
     },

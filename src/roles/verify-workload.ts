@@ -1,7 +1,7 @@
 // The clients of `paynet verify`: concurrent loops making random payments through the gateway, online (the
 // raw RPCs, retrying an unknown outcome with the same id) and through the offline queue (OfflineQueue +
 // PaymentSender, the real client path). Every answer is recorded per payment id for the checker.
-import { PaymentGateway } from "../gen/paynet/v1/paynet_pb.js";
+import { PaymentGateway, PaymentStatus } from "../gen/paynet/v1/paynet_pb.js";
 import { createClient, type ServiceClient } from "../core/rpc.js";
 import { clientCredentials, expectServerName } from "../core/tls.js";
 import { gatewayServerName } from "../core/identity.js";
@@ -23,7 +23,7 @@ export interface Account {
   initialMinor: bigint;
 }
 
-export type PaymentKind = "cross-bank" | "same-bank" | "over-balance" | "offline";
+export type PaymentKind = "cross-bank" | "same-bank" | "over-balance" | "offline" | "batch";
 
 export const workloadBounds = Object.freeze({
   /**
@@ -45,6 +45,9 @@ export const workloadBounds = Object.freeze({
   drainPassesMax: 3,
   finalReadAttemptsMax: 3,
   finalReadConcurrency: 4,
+  /** Orders in one MakePayments call of a batch op. */
+  batchOrdersMin: 2,
+  batchOrdersMax: 8,
 });
 
 const flushPolicy: RetryPolicy = Object.freeze({ attemptsMax: 2, delayMinMs: 100, delayMaxMs: 500 });
@@ -52,7 +55,7 @@ const flushPolicy: RetryPolicy = Object.freeze({ attemptsMax: 2, delayMinMs: 100
 /** Fast reconnects after a gateway restart (grpc-js backs off up to 120 s by default). */
 const channelOptions = { ...expectServerName(gatewayServerName), "grpc.initial_reconnect_backoff_ms": 200, "grpc.max_reconnect_backoff_ms": 1_000 };
 
-const opWeights = { "cross-bank": 40, "same-bank": 20, "over-balance": 8, replay: 14, offline: 10, sync: 8 } as const;
+const opWeights = { "cross-bank": 40, "same-bank": 20, "over-balance": 8, replay: 14, offline: 10, sync: 8, batch: 10 } as const;
 type OpKind = keyof typeof opWeights;
 
 export interface PaymentLog {
@@ -178,6 +181,54 @@ export async function sendOnline(context: WorkloadContext, client: RawClient, lo
   }
 }
 
+/**
+ * Sends one MakePayments call until no order is in doubt, at most onlineAttemptsMax times, recording each
+ * order's answer (an id that appears twice in the call gets both of its answers recorded).
+ */
+export async function sendBatchOnline(context: WorkloadContext, client: RawClient, orders: readonly PaymentLog[], options: { stopAtMs: number; retry: () => boolean }): Promise<void> {
+  const first = orders[0]!.details;
+  const payer = context.accounts.find((account) => account.user === first.fromUser && account.bank === first.fromBank)!;
+  const payments = orders.map(({ details }) => ({ paymentId: details.paymentId, toUser: details.toUser, toBank: details.toBank, amountMinor: details.amountMinor }));
+  for (let attempt = 1; attempt <= workloadBounds.onlineAttemptsMax; attempt += 1) {
+    let token: string;
+    try {
+      token = await context.sessions.token(payer, client);
+    } catch (thrown) {
+      if (!isAmbiguous(PaymentError.fromGrpc(thrown)) || Date.now() >= options.stopAtMs) return;
+      await waitReady(client);
+      continue;
+    }
+    let inDoubt: boolean;
+    try {
+      const reply = await client.makePayments({ token, payments }, { timeoutMs: workloadBounds.callTimeoutMs });
+      if (reply.results.length !== orders.length) throw new PaymentError("INTERNAL", `MakePayments answered ${reply.results.length} results for ${orders.length} orders`);
+      inDoubt = false;
+      reply.results.forEach((result, index) => {
+        const paymentId = orders[index]!.details.paymentId;
+        if (result.paymentId !== paymentId) throw new PaymentError("INTERNAL", `MakePayments result ${index} names ${result.paymentId}, not ${paymentId}`);
+        if (result.status === PaymentStatus.COMMITTED) context.observations.record(paymentId, { result: "committed" });
+        else if (result.status === PaymentStatus.ABORTED) context.observations.record(paymentId, { result: "aborted", reason: result.reason, final: result.final });
+        else {
+          context.observations.record(paymentId, { result: "ambiguous", reason: result.reason });
+          inDoubt = true;
+        }
+      });
+    } catch (thrown) {
+      const error = PaymentError.fromGrpc(thrown, "INTERNAL", "GATEWAY_UNAVAILABLE");
+      if (error.code === "UNAUTHENTICATED" && !error.final) {
+        context.sessions.forget(payer, token);
+        continue;
+      }
+      // The call as a whole failed: no order was answered, and any may have run.
+      for (const order of orders) context.observations.record(order.details.paymentId, { result: "ambiguous", reason: error.code });
+      inDoubt = isAmbiguous(error);
+    }
+    if (!inDoubt || Date.now() >= options.stopAtMs || !options.retry()) return;
+    context.observations.retries += 1;
+    await waitReady(client);
+  }
+}
+
 function recordSendOutcome(observations: Observations, outcome: SendOutcome): void {
   const paymentId = outcome.payment.id;
   if (outcome.status === "committed") observations.record(paymentId, { result: "committed" });
@@ -289,6 +340,28 @@ export class VerifyClient {
         await this.#context.queue.enqueue({ id: paymentId, user, bank, to, toBank, amountMinor, queuedAtMs: Date.now() });
         this.#queued.push(log);
         return;
+      }
+      case "batch": {
+        // Its own stream, forked per op, so that every op still draws the same values from the plan.
+        const plan = this.#plan.fork(`batch-${op}`);
+        const orders: PaymentLog[] = [];
+        const count = plan.int(workloadBounds.batchOrdersMin, workloadBounds.batchOrdersMax);
+        for (let index = 0; index < count; index += 1) {
+          const roll = plan.next();
+          if (roll < 0.1 && orders.length > 0) {
+            orders.push(plan.pick(orders)); // the same id twice in one call: one payment, two answers
+            continue;
+          }
+          const sameBank = roll < 0.3;
+          const others = this.#context.accounts.filter((account) => (sameBank ? account.bank === draw.payer.bank && account.user !== draw.payer.user : account.bank !== draw.payer.bank));
+          const amountMinor = roll > 0.9 ? draw.payer.initialMinor + BigInt(plan.int(1, workloadBounds.overBalanceExtraMaxMinor)) : BigInt(plan.int(workloadBounds.amountMinMinor, workloadBounds.amountMaxMinor));
+          const to = plan.pick(others);
+          const orderId = `${paymentId}-${index}`;
+          const log = this.#context.observations.begin({ paymentId: orderId, fromUser: draw.payer.user, fromBank: draw.payer.bank, toUser: to.user, toBank: to.bank, amountMinor: amountMinor < amountMinorMax ? amountMinor : amountMinorMax }, "batch");
+          orders.push(log);
+          this.#sent.push(log);
+        }
+        return sendBatchOnline(this.#context, this.#raw, orders, { stopAtMs, retry });
       }
       case "sync": {
         if (this.#queued.length === 0) return;

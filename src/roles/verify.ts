@@ -348,7 +348,7 @@ interface ReportInputs {
 function buildReport(inputs: ReportInputs): VerifyReport {
   const { options, observations } = inputs;
   const logs = [...observations.payments.values()];
-  const byKind: Record<PaymentKind, number> = { "cross-bank": 0, "same-bank": 0, "over-balance": 0, offline: 0 };
+  const byKind: Record<PaymentKind, number> = { "cross-bank": 0, "same-bank": 0, "over-balance": 0, offline: 0, batch: 0 };
   const abortedByReason: Record<string, number> = {};
   const outcomes = { committed: 0, aborted: 0, unknown: 0, unansweredDuringRun: 0 };
   for (const log of logs) {
