@@ -7,7 +7,8 @@
 // The client hears "committed" only after step 3 is durable. A Prepare may reach a bank before the
 // `preparing` record is durable: if the gateway dies then, it has no record, and a bank asking about its
 // hold is answered abort (presumed abort), the id tombstoned so that it can never commit afterwards.
-// Same-bank payments are one bank-local step.
+// Same-bank payments are one bank-local step. A MakePayments call's new cross-bank payments take the same
+// steps together (makePayments): one group commit per step covers all of them.
 import { assert } from "./assert.js";
 import { PaymentError, isAmbiguous, type Reason } from "./errors.js";
 import { crashPoint } from "./crash.js";
@@ -410,12 +411,7 @@ export class Coordinator {
     await Promise.all(
       legs.map(({ bank, isSource }) =>
         this.#retryUntilAcknowledged(record.paymentId, bank, async (link) => {
-          if (decision === "commit") {
-            const balanceAfterMinor = await link.commit(record.paymentId, this.#options.decisionCallTimeoutMs);
-            if (isSource) record.balanceAfterMinor = balanceAfterMinor;
-          } else {
-            await link.abort(record.paymentId, this.#options.decisionCallTimeoutMs);
-          }
+          await this.#deliver(link, record, decision, isSource);
           acknowledged += 1;
           if (acknowledged === 1 && decision === "commit") crashPoint("gateway-after-first-commit");
         }),
@@ -456,16 +452,8 @@ export class Coordinator {
     }
     const retries: Array<Promise<void>> = [];
     const retry = (record: PaymentRecord, bank: string, isSource: boolean): void => {
-      retries.push(
-        this.#retryUntilAcknowledged(record.paymentId, bank, async (link) => {
-          if (record.state === "committed") {
-            const balanceAfterMinor = await link.commit(record.paymentId, this.#options.decisionCallTimeoutMs);
-            if (isSource) record.balanceAfterMinor = balanceAfterMinor;
-          } else {
-            await link.abort(record.paymentId, this.#options.decisionCallTimeoutMs);
-          }
-        }),
-      );
+      const decision = record.state === "committed" ? "commit" : "abort";
+      retries.push(this.#retryUntilAcknowledged(record.paymentId, bank, (link) => this.#deliver(link, record, decision, isSource)));
     };
     let anyCommitAcknowledged = false;
     await Promise.all(
@@ -506,6 +494,16 @@ export class Coordinator {
       },
       (error: unknown) => this.#logger.error({ payments: records.length, error: String(error) }, "could not record a batch of payments as finished; a restart will finish them"),
     );
+  }
+
+  /** One attempt to tell one bank the decision; the payer's bank answers a Commit with the balance after. */
+  async #deliver(link: BankLink, record: PaymentRecord, decision: Decision, isSource: boolean): Promise<void> {
+    if (decision === "commit") {
+      const balanceAfterMinor = await link.commit(record.paymentId, this.#options.decisionCallTimeoutMs);
+      if (isSource) record.balanceAfterMinor = balanceAfterMinor;
+    } else {
+      await link.abort(record.paymentId, this.#options.decisionCallTimeoutMs);
+    }
   }
 
   #logBegun(record: PaymentRecord): void {
