@@ -31,11 +31,13 @@ export const bankTimeouts = Object.freeze({
   holdTimeoutMsDefault: 30_000,
   /**
    * Finished payments remembered to answer a repeated Commit, Abort or Transaction the same way. A repeat
-   * comes from a gateway retrying (at most retryDelayMaxMs apart) or re-driving after its restart, while
-   * other payments keep finishing here: at about 2,000 payments/s this covers 50 s. Each costs about 150
-   * bytes of memory and one line of the finished log.
+   * comes from a gateway retrying while this bank answers (each attempt within the gateway's
+   * retryDelayMaxMs + decisionCallTimeoutMs, 7 s, of the last) or re-driving after its restart, while other
+   * payments keep finishing here: at the 8,000 payments/s measured batched (docs/benchmarks.md) this
+   * covers about 30 s, four times that window. Each costs about 150 bytes of memory (about 40 MB in all)
+   * and one line of the finished log.
    */
-  finishedRetainedMax: 100_000,
+  finishedRetainedMax: 250_000,
   heartbeatMs: 2_000,
   registerTimeoutMs: 2_000,
   decisionQueryTimeoutMs: 2_000,
