@@ -1,7 +1,7 @@
 // The gateway's registry of banks: name → address and a mutually authenticated client to it.
 import type * as grpc from "@grpc/grpc-js";
 import { Bank } from "../gen/paynet/v1/paynet_pb.js";
-import { LegKind, type LegResults } from "../gen/paynet/v1/paynet_pb.js";
+import { LegKind } from "../gen/paynet/v1/paynet_pb.js";
 import { LegBatcher } from "./leg-batcher.js";
 import { batchLegsMax } from "./bank-service.js";
 import { isReason } from "./errors.js";
@@ -39,16 +39,34 @@ export interface BankCalls extends BankLink {
  */
 const batching = { legsMax: batchLegsMax, inFlightMax: 1 };
 
-/** Each leg's outcome from a batch's result columns; a reply that does not match the legs sent is an error. */
-function legResults(paymentIds: readonly string[], results: LegResults): Array<bigint | PaymentError> {
-  const { reasons, messages, balancesAfterMinor } = results;
-  if (reasons.length !== paymentIds.length || messages.length !== paymentIds.length || balancesAfterMinor.length !== paymentIds.length) {
-    throw new PaymentError("INTERNAL", `a batch of ${paymentIds.length} legs got ${reasons.length}/${messages.length}/${balancesAfterMinor.length} results`);
+/** A batch call's reply (LegResults), as read. */
+interface ResultColumns {
+  refusedLegs: readonly number[];
+  refusedReasons: readonly string[];
+  refusedMessages: readonly string[];
+  balancesAfterMinor: readonly bigint[];
+}
+
+/**
+ * Each leg's outcome from a batch's result columns: its refusal, or its balance after (0 when the batch
+ * carries none). A reply that does not match the legs sent is an error.
+ */
+export function legResults(paymentIds: readonly string[], results: ResultColumns, options: { balances: boolean }): Array<bigint | PaymentError> {
+  const { refusedLegs, refusedReasons, refusedMessages, balancesAfterMinor } = results;
+  const count = paymentIds.length;
+  const balancesExpected = options.balances ? count : 0;
+  if (refusedReasons.length !== refusedLegs.length || refusedMessages.length !== refusedLegs.length || balancesAfterMinor.length !== balancesExpected) {
+    throw new PaymentError("INTERNAL", `a batch of ${count} legs got ${refusedLegs.length}/${refusedReasons.length}/${refusedMessages.length} refusal entries and ${balancesAfterMinor.length} balances`);
   }
-  return paymentIds.map((paymentId, index) => {
-    const reason = reasons[index]!;
-    return reason === "" ? balancesAfterMinor[index]! : new PaymentError(isReason(reason) ? reason : "INTERNAL", messages[index]!, { paymentId });
+  const outcomes: Array<bigint | PaymentError> = options.balances ? [...balancesAfterMinor] : new Array<bigint>(count).fill(0n);
+  let previous = -1;
+  refusedLegs.forEach((leg, index) => {
+    if (leg <= previous || leg >= count) throw new PaymentError("INTERNAL", `a batch of ${count} legs named refused leg ${leg} after ${previous}`);
+    previous = leg;
+    const reason = refusedReasons[index]!;
+    outcomes[leg] = new PaymentError(isReason(reason) ? reason : "INTERNAL", refusedMessages[index]!, { paymentId: paymentIds[leg]! });
   });
+  return outcomes;
 }
 
 function linkOf(client: BankClient): BankCalls {
@@ -60,10 +78,10 @@ function linkOf(client: BankClient): BankCalls {
       kinds: legs.map((leg) => (leg.kind === "debit" ? LegKind.DEBIT : LegKind.CREDIT)),
       amountsMinor: legs.map((leg) => leg.amountMinor),
     };
-    return legResults(paymentIds, await client.prepareBatch(request, { timeoutMs }));
+    return legResults(paymentIds, await client.prepareBatch(request, { timeoutMs }), { balances: false });
   }, batching);
-  const commits = new LegBatcher<string, bigint>(async (paymentIds, timeoutMs) => legResults(paymentIds, await client.commitBatch({ paymentIds }, { timeoutMs })), batching);
-  const aborts = new LegBatcher<string, bigint>(async (paymentIds, timeoutMs) => legResults(paymentIds, await client.abortBatch({ paymentIds }, { timeoutMs })), batching);
+  const commits = new LegBatcher<string, bigint>(async (paymentIds, timeoutMs) => legResults(paymentIds, await client.commitBatch({ paymentIds }, { timeoutMs }), { balances: true }), batching);
+  const aborts = new LegBatcher<string, bigint>(async (paymentIds, timeoutMs) => legResults(paymentIds, await client.abortBatch({ paymentIds }, { timeoutMs }), { balances: false }), batching);
   const errorsOnly = (results: Array<bigint | PaymentError>) => results.map((result) => (result instanceof PaymentError ? result : null));
   return {
     prepare: async (paymentId, username, kind, amountMinor, timeoutMs) => {

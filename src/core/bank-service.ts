@@ -16,8 +16,9 @@ import { rpcErrorsTotal } from "./metrics.js";
 export const batchLegsMax = 512;
 
 interface LegColumns {
-  reasons: string[];
-  messages: string[];
+  refusedLegs: number[];
+  refusedReasons: string[];
+  refusedMessages: string[];
   balancesAfterMinor: bigint[];
 }
 
@@ -30,30 +31,37 @@ function legCount(method: string, columns: Record<string, readonly unknown[]>): 
   return count;
 }
 
-/** Runs legs 0…count-1 (they share the participant's group commit) and reports each one's outcome in order. */
-async function runLegs(method: string, count: number, paymentIds: readonly string[], run: (index: number) => Promise<bigint | void>): Promise<LegColumns> {
-  const results: LegColumns = { reasons: new Array<string>(count), messages: new Array<string>(count), balancesAfterMinor: new Array<bigint>(count) };
+/**
+ * Runs legs 0…count-1 (they share the participant's group commit) and reports the refused ones, in order,
+ * and with `balances` each leg's balance after. Only refusals carry a reason: most legs succeed.
+ */
+async function runLegs(method: string, count: number, paymentIds: readonly string[], run: (index: number) => Promise<bigint | void>, options: { balances: boolean }): Promise<LegColumns> {
+  const refusals = new Array<PaymentError | undefined>(count);
+  const balancesAfterMinor = options.balances ? new Array<bigint>(count).fill(0n) : [];
   const legs: Array<Promise<void>> = [];
   for (let index = 0; index < count; index += 1) {
     legs.push(
       run(index).then(
         (balanceAfterMinor) => {
-          results.reasons[index] = "";
-          results.messages[index] = "";
-          results.balancesAfterMinor[index] = balanceAfterMinor ?? 0n;
+          if (options.balances) balancesAfterMinor[index] = balanceAfterMinor ?? 0n;
         },
         (thrown: unknown) => {
           const error = thrown instanceof PaymentError ? thrown : new PaymentError("INTERNAL", "internal error", { cause: thrown });
           if (!(thrown instanceof PaymentError)) process.stderr.write(`paynet: batch leg ${paymentIds[index]} failed: ${(thrown as Error)?.stack ?? String(thrown)}\n`);
           rpcErrorsTotal.inc({ method, reason: error.code });
-          results.reasons[index] = error.code;
-          results.messages[index] = error.message;
-          results.balancesAfterMinor[index] = 0n;
+          refusals[index] = error;
         },
       ),
     );
   }
   await Promise.all(legs);
+  const results: LegColumns = { refusedLegs: [], refusedReasons: [], refusedMessages: [], balancesAfterMinor };
+  refusals.forEach((error, index) => {
+    if (error === undefined) return;
+    results.refusedLegs.push(index);
+    results.refusedReasons.push(error.code);
+    results.refusedMessages.push(error.message);
+  });
   return results;
 }
 
@@ -115,19 +123,19 @@ export function bankService(participant: Participant): ServiceImplementation<(ty
       requireRole(context.peer, ["gateway"], "PrepareBatch");
       const { paymentIds, usernames, kinds, amountsMinor } = request;
       const count = legCount("PrepareBatch", { paymentIds, usernames, kinds, amountsMinor });
-      return runLegs("PrepareBatch", count, paymentIds, async (index) => prepareLeg({ paymentId: paymentIds[index]!, username: usernames[index]!, kind: kinds[index]!, amountMinor: amountsMinor[index]! }));
+      return runLegs("PrepareBatch", count, paymentIds, async (index) => prepareLeg({ paymentId: paymentIds[index]!, username: usernames[index]!, kind: kinds[index]!, amountMinor: amountsMinor[index]! }), { balances: false });
     },
 
     async commitBatch(request, context) {
       requireRole(context.peer, ["gateway"], "CommitBatch");
       const { paymentIds } = request;
-      return runLegs("CommitBatch", legCount("CommitBatch", { paymentIds }), paymentIds, async (index) => commitLeg({ paymentId: paymentIds[index]! }));
+      return runLegs("CommitBatch", legCount("CommitBatch", { paymentIds }), paymentIds, async (index) => commitLeg({ paymentId: paymentIds[index]! }), { balances: true });
     },
 
     async abortBatch(request, context) {
       requireRole(context.peer, ["gateway"], "AbortBatch");
       const { paymentIds } = request;
-      return runLegs("AbortBatch", legCount("AbortBatch", { paymentIds }), paymentIds, async (index) => abortLeg({ paymentId: paymentIds[index]! }));
+      return runLegs("AbortBatch", legCount("AbortBatch", { paymentIds }), paymentIds, async (index) => abortLeg({ paymentId: paymentIds[index]! }), { balances: false });
     },
 
     async getHolds(_request, context) {
