@@ -223,7 +223,7 @@ export class Participant {
     const hold: Hold = { paymentId, username, kind, amountMinor, preparedAtMs: nowMs, expiresAtMs: nowMs + this.#options.holdTimeoutMs };
     this.#holds.set(paymentId, hold);
     this.#adjustHeld(hold, amountMinor);
-    await this.#durable(this.#record({ op: "hold", ...hold }));
+    await this.#durable(this.#record({ op: "hold", paymentId, username, kind, amountMinor, preparedAtMs: hold.preparedAtMs, expiresAtMs: hold.expiresAtMs }));
     this.#logger.debug({ paymentId, username, kind, amountMinor: amountMinor.toString() }, "voted yes: hold recorded");
     crashPoint("bank-after-hold");
   }
