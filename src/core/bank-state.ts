@@ -68,14 +68,15 @@ export function replayEntry(state: Pick<BankState, "accounts" | "holds" | "finis
 }
 
 /**
- * Reads the bank's state. `accounts` are its CSV rows when the caller has loaded them already (the bank does,
- * migrating passwords); the balances in them are updated in place by the replay.
+ * Reads the bank's state. `accounts` are its CSV rows, and `finishedLog` its finished log's records, when the
+ * caller has read them already (the bank does, migrating passwords and opening the log); the balances in
+ * `accounts` are updated in place by the replay.
  */
-export async function readBankState(files: BankFiles, bank: string, accounts?: Map<string, BankAccount>): Promise<BankState> {
+export async function readBankState(files: BankFiles, bank: string, accounts?: Map<string, BankAccount>, finishedLog?: readonly Finished[]): Promise<BankState> {
   const pending = await readBankPending(files.pendingJsonPath, bank);
   const rows = accounts ?? new Map((await readAccountsCsv(files.accountsCsvPath)).filter((row) => row.bank === bank).map((row) => [row.username, { balanceMinor: row.balanceMinor, password: row.password }]));
   const finished = new Map<string, Finished>(pending.finished);
-  for (const record of await readFinishedLog(files.finishedLogPath)) {
+  for (const record of finishedLog ?? (await readFinishedLog(files.finishedLogPath))) {
     finished.delete(record.paymentId);
     finished.set(record.paymentId, record);
   }

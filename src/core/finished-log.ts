@@ -75,17 +75,18 @@ export class FinishedLog {
   }
 
   /**
-   * Opens the log and reads its records, oldest first (a later line for the same payment wins). A final line
-   * without its newline is an append cut short by a crash before its fsync returned: it is cut off.
+   * Opens the log and reads all its records, oldest first (a later line for the same payment wins); the log
+   * retains the newest `retainedMax`. A final line without its newline is an append cut short by a crash
+   * before its fsync returned: it is cut off.
    */
   static async open(path: string, retainedMax: number): Promise<{ log: FinishedLog; records: Finished[] }> {
     const text = await readText(path);
     const completeEnd = text.lastIndexOf("\n") + 1;
     if (completeEnd < text.length) await truncate(path, Buffer.byteLength(text.slice(0, completeEnd)));
     const complete = text.slice(0, completeEnd);
-    const records = parse(complete, path).slice(-retainedMax);
+    const records = parse(complete, path);
     const lines = complete === "" ? 0 : complete.split("\n").length - 1;
-    return { log: new FinishedLog(path, retainedMax, lines, records), records };
+    return { log: new FinishedLog(path, retainedMax, lines, records.slice(-retainedMax)), records };
   }
 
   /** Appends records durably; rewrites the log down to the newest `retainedMax` once it holds twice that. */

@@ -135,9 +135,9 @@ export class Participant {
    */
   static async open(options: ParticipantOptions): Promise<Participant> {
     const accounts = await loadBankAccounts(options.accountsCsvPath, options.bank, hashPassword, isPasswordHash);
-    // Opened first: it cuts off a torn last line, which the state read below would skip anyway.
-    const { log } = await FinishedLog.open(options.finishedLogPath, options.finishedRetainedMax);
-    const state = await readBankState(options, options.bank, accounts);
+    // Opened first: it cuts off a torn last line, and its records are the state's (read once).
+    const { log, records } = await FinishedLog.open(options.finishedLogPath, options.finishedRetainedMax);
+    const state = await readBankState(options, options.bank, accounts, records);
     for (const hold of state.holds.values()) {
       assert(accounts.has(hold.username), `hold ${hold.paymentId} names unknown account ${hold.username}`);
     }
