@@ -3,10 +3,11 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { legResults } from "../src/core/bank-registry.js";
+import type { LegResultColumns } from "../src/core/bank-service.js";
 import { PaymentError } from "../src/core/errors.js";
 
 const ids = ["p0", "p1", "p2"];
-const none = { refusedLegs: [], refusedReasons: [], refusedMessages: [], balancesAfterMinor: [] };
+const none = (): LegResultColumns => ({ refusedLegs: [], refusedReasons: [], refusedMessages: [], balancesAfterMinor: [] });
 
 describe("legResults", () => {
   it("gives each leg its balance after, or its refusal with the payment's id", () => {
@@ -18,7 +19,7 @@ describe("legResults", () => {
   });
 
   it("reads a batch without balances (prepare, abort) as 0 for every leg that succeeded", () => {
-    assert.deepEqual(legResults(ids, none, { balances: false }), [0n, 0n, 0n]);
+    assert.deepEqual(legResults(ids, none(), { balances: false }), [0n, 0n, 0n]);
   });
 
   it("reads a reason it does not know as INTERNAL", () => {
@@ -26,14 +27,15 @@ describe("legResults", () => {
     assert.equal((outcome as PaymentError).code, "INTERNAL");
   });
 
-  for (const [name, results, balances] of [
-    ["a refused leg out of range", { ...none, refusedLegs: [3], refusedReasons: ["INTERNAL"], refusedMessages: ["x"] }, false],
-    ["refused legs out of order", { ...none, refusedLegs: [2, 1], refusedReasons: ["INTERNAL", "INTERNAL"], refusedMessages: ["x", "y"] }, false],
-    ["a refused leg named twice", { ...none, refusedLegs: [1, 1], refusedReasons: ["INTERNAL", "INTERNAL"], refusedMessages: ["x", "y"] }, false],
-    ["fewer reasons than refused legs", { ...none, refusedLegs: [0, 1], refusedReasons: ["INTERNAL"], refusedMessages: ["x", "y"] }, false],
-    ["no balances where each leg needs one", none, true],
-    ["balances for a batch that has none", { ...none, balancesAfterMinor: [1n, 2n, 3n] }, false],
-  ] as const) {
+  const malformed: Array<[string, LegResultColumns, boolean]> = [
+    ["a refused leg out of range", { ...none(), refusedLegs: [3], refusedReasons: ["INTERNAL"], refusedMessages: ["x"] }, false],
+    ["refused legs out of order", { ...none(), refusedLegs: [2, 1], refusedReasons: ["INTERNAL", "INTERNAL"], refusedMessages: ["x", "y"] }, false],
+    ["a refused leg named twice", { ...none(), refusedLegs: [1, 1], refusedReasons: ["INTERNAL", "INTERNAL"], refusedMessages: ["x", "y"] }, false],
+    ["fewer reasons than refused legs", { ...none(), refusedLegs: [0, 1], refusedReasons: ["INTERNAL"], refusedMessages: ["x", "y"] }, false],
+    ["no balances where each leg needs one", none(), true],
+    ["balances for a batch that has none", { ...none(), balancesAfterMinor: [1n, 2n, 3n] }, false],
+  ];
+  for (const [name, results, balances] of malformed) {
     it(`refuses a reply with ${name}`, () => {
       assert.throws(() => legResults(ids, results, { balances }), (error: PaymentError) => error.code === "INTERNAL");
     });

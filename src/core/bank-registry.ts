@@ -3,7 +3,7 @@ import type * as grpc from "@grpc/grpc-js";
 import { Bank } from "../gen/paynet/v1/paynet_pb.js";
 import { LegKind } from "../gen/paynet/v1/paynet_pb.js";
 import { LegBatcher } from "./leg-batcher.js";
-import { batchLegsMax } from "./bank-service.js";
+import { batchLegsMax, type LegResultColumns } from "./bank-service.js";
 import { isReason } from "./errors.js";
 import { createClient, type ServiceClient } from "./rpc.js";
 import { expectServerName } from "./tls.js";
@@ -39,19 +39,11 @@ export interface BankCalls extends BankLink {
  */
 const batching = { legsMax: batchLegsMax, inFlightMax: 1 };
 
-/** A batch call's reply (LegResults), as read. */
-interface ResultColumns {
-  refusedLegs: readonly number[];
-  refusedReasons: readonly string[];
-  refusedMessages: readonly string[];
-  balancesAfterMinor: readonly bigint[];
-}
-
 /**
  * Each leg's outcome from a batch's result columns: its refusal, or its balance after (0 when the batch
  * carries none). A reply that does not match the legs sent is an error.
  */
-export function legResults(paymentIds: readonly string[], results: ResultColumns, options: { balances: boolean }): Array<bigint | PaymentError> {
+export function legResults(paymentIds: readonly string[], results: LegResultColumns, options: { balances: boolean }): Array<bigint | PaymentError> {
   const { refusedLegs, refusedReasons, refusedMessages, balancesAfterMinor } = results;
   const count = paymentIds.length;
   const balancesExpected = options.balances ? count : 0;

@@ -15,7 +15,8 @@ import { rpcErrorsTotal } from "./metrics.js";
  */
 export const batchLegsMax = 512;
 
-interface LegColumns {
+/** A batch call's reply (LegResults): the refused legs, ascending, and for a commit batch every leg's balance after. */
+export interface LegResultColumns {
   refusedLegs: number[];
   refusedReasons: string[];
   refusedMessages: string[];
@@ -35,7 +36,7 @@ function legCount(method: string, columns: Record<string, readonly unknown[]>): 
  * Runs legs 0…count-1 (they share the participant's group commit) and reports the refused ones, in order,
  * and with `balances` each leg's balance after. Only refusals carry a reason: most legs succeed.
  */
-async function runLegs(method: string, count: number, paymentIds: readonly string[], run: (index: number) => Promise<bigint | void>, options: { balances: boolean }): Promise<LegColumns> {
+async function runLegs(method: string, count: number, paymentIds: readonly string[], run: (index: number) => Promise<bigint | void>, options: { balances: boolean }): Promise<LegResultColumns> {
   const refusals = new Array<PaymentError | undefined>(count);
   const balancesAfterMinor = options.balances ? new Array<bigint>(count).fill(0n) : [];
   const legs: Array<Promise<void>> = [];
@@ -55,14 +56,16 @@ async function runLegs(method: string, count: number, paymentIds: readonly strin
     );
   }
   await Promise.all(legs);
-  const results: LegColumns = { refusedLegs: [], refusedReasons: [], refusedMessages: [], balancesAfterMinor };
+  const refusedLegs: number[] = [];
+  const refusedReasons: string[] = [];
+  const refusedMessages: string[] = [];
   refusals.forEach((error, index) => {
     if (error === undefined) return;
-    results.refusedLegs.push(index);
-    results.refusedReasons.push(error.code);
-    results.refusedMessages.push(error.message);
+    refusedLegs.push(index);
+    refusedReasons.push(error.code);
+    refusedMessages.push(error.message);
   });
-  return results;
+  return { refusedLegs, refusedReasons, refusedMessages, balancesAfterMinor };
 }
 
 export function bankService(participant: Participant): ServiceImplementation<(typeof Bank)["method"]> {
