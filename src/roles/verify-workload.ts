@@ -141,23 +141,36 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+const payerOf = (context: WorkloadContext, details: PaymentDetails): Account =>
+  context.accounts.find((account) => account.user === details.fromUser && account.bank === details.fromBank)!;
+
+/**
+ * The payer's session token, logging in when there is none: "retry" once the gateway is ready again after a
+ * login it did not answer, "stop" after a refused login or past `stopAtMs`.
+ */
+async function sessionToken(context: WorkloadContext, client: RawClient, payer: Account, stopAtMs: number): Promise<{ token: string } | "retry" | "stop"> {
+  try {
+    return { token: await context.sessions.token(payer, client) };
+  } catch (thrown) {
+    if (!isAmbiguous(PaymentError.fromGrpc(thrown)) || Date.now() >= stopAtMs) return "stop";
+    await waitReady(client);
+    return "retry";
+  }
+}
+
 /**
  * Sends a payment online until a final answer, at most onlineAttemptsMax times. Returns early past
  * `stopAtMs` or when `retry` declines to repeat an unknown outcome.
  */
 export async function sendOnline(context: WorkloadContext, client: RawClient, log: PaymentLog, options: { stopAtMs: number; afterRun: boolean; retry: () => boolean }): Promise<void> {
   const { details } = log;
-  const payer = context.accounts.find((account) => account.user === details.fromUser && account.bank === details.fromBank)!;
+  const payer = payerOf(context, details);
   const afterRun = options.afterRun ? { afterRun: true } : {};
   for (let attempt = 1; attempt <= workloadBounds.onlineAttemptsMax; attempt += 1) {
-    let token: string;
-    try {
-      token = await context.sessions.token(payer, client);
-    } catch (thrown) {
-      if (!isAmbiguous(PaymentError.fromGrpc(thrown)) || Date.now() >= options.stopAtMs) return;
-      await waitReady(client);
-      continue;
-    }
+    const session = await sessionToken(context, client, payer, options.stopAtMs);
+    if (session === "stop") return;
+    if (session === "retry") continue;
+    const { token } = session;
     try {
       const request = { token, paymentId: details.paymentId, toUser: details.toUser, toBank: details.toBank, amountMinor: details.amountMinor };
       await client.makePayment(request, { timeoutMs: workloadBounds.callTimeoutMs });
@@ -187,17 +200,13 @@ export async function sendOnline(context: WorkloadContext, client: RawClient, lo
  */
 export async function sendBatchOnline(context: WorkloadContext, client: RawClient, orders: readonly PaymentLog[], options: { stopAtMs: number; retry: () => boolean }): Promise<void> {
   const first = orders[0]!.details;
-  const payer = context.accounts.find((account) => account.user === first.fromUser && account.bank === first.fromBank)!;
+  const payer = payerOf(context, first);
   const payments = orders.map(({ details }) => ({ paymentId: details.paymentId, toUser: details.toUser, toBank: details.toBank, amountMinor: details.amountMinor }));
   for (let attempt = 1; attempt <= workloadBounds.onlineAttemptsMax; attempt += 1) {
-    let token: string;
-    try {
-      token = await context.sessions.token(payer, client);
-    } catch (thrown) {
-      if (!isAmbiguous(PaymentError.fromGrpc(thrown)) || Date.now() >= options.stopAtMs) return;
-      await waitReady(client);
-      continue;
-    }
+    const session = await sessionToken(context, client, payer, options.stopAtMs);
+    if (session === "stop") return;
+    if (session === "retry") continue;
+    const { token } = session;
     let inDoubt: boolean;
     try {
       const reply = await client.makePayments({ token, payments }, { timeoutMs: workloadBounds.callTimeoutMs });
