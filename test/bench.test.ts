@@ -14,6 +14,7 @@ interface BenchJson {
   latencyMs: { p50: number; p95: number; p99: number; max: number; mean: number };
   conservation: { ok: boolean; sumsEqual: boolean; noNegative: boolean; appliedOnce: boolean; outcomesAgree: boolean; gatewayCommitted: number; sumBefore: string; sumAfter: string; accountsChecked: number };
   network: { owned: boolean; kept: boolean };
+  cpu: { processes: Array<{ name: string; cpuMs: number | null; perPaymentMs: number | null }>; perPaymentMs: number | null; coresBusy: number | null };
 }
 
 function assertConsistent(report: BenchJson, payments: number): void {
@@ -44,6 +45,19 @@ describe("paynet bench", { timeout: 90_000 }, () => {
     assert.equal(report.conservation.accountsChecked, 40);
     assert.equal(report.conservation.sumBefore, "40000.00");
     assert.deepEqual(report.network, { ...report.network, owned: true, kept: false });
+    // Where the CPU went during the load: the bench itself and each process it started (Linux /proc).
+    const names = report.cpu.processes.map((entry) => entry.name);
+    assert.deepEqual(names.slice(0, 2), ["bench", "gateway"]);
+    assert.equal(names.filter((name) => name.startsWith("bank ")).length, names.length - 2);
+    assert.ok(names.length >= 4, `names ${names.join(", ")}`);
+    let totalMs = 0;
+    for (const entry of report.cpu.processes) {
+      assert.ok(entry.cpuMs !== null && entry.cpuMs >= 0 && entry.perPaymentMs !== null, `${entry.name}: ${JSON.stringify(entry)}`);
+      assert.ok(Math.abs(entry.perPaymentMs - entry.cpuMs / 200) < 0.001, `${entry.name}: per payment = cpu / 200`);
+      totalMs += entry.cpuMs;
+    }
+    assert.ok(report.cpu.perPaymentMs !== null && Math.abs(report.cpu.perPaymentMs - totalMs / 200) < 0.01);
+    assert.ok(report.cpu.coresBusy !== null && report.cpu.coresBusy > 0);
   });
 
   it("counts refusals as aborted and still conserves, with balances too small for most payments", async () => {

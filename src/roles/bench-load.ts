@@ -43,6 +43,8 @@ export interface LoadOptions {
   idPrefix: string;
   /** Why no further payment should start (e.g. a process of the network exited), or null to go on. */
   stopReason: () => string | null;
+  /** Called once every worker is logged in, just before the first payment starts. */
+  onLoadStart?: () => void;
 }
 
 /** Counters the caller may read at any time (for the progress line). */
@@ -264,6 +266,7 @@ export async function runLoad(options: LoadOptions, progress: LoadProgress): Pro
       token: "",
     }));
     await loginAll(workers, options.password);
+    options.onLoadStart?.();
     const run = new LoadRun(options, progress);
     await Promise.all(workers.map((worker) => run.work(worker)));
     return run.result(stubs.length);

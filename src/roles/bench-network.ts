@@ -40,6 +40,8 @@ export interface BenchNetwork {
   readonly owned: boolean;
   /** The started processes that have exited before close(), in the order they did. */
   unexpectedExits(): ChildExit[];
+  /** The processes the bench started, by name (none for an existing network). */
+  processes(): Array<{ name: string; pid: number }>;
   /** Stops the children, and removes the data dir unless kept. */
   close(): Promise<void>;
 }
@@ -149,7 +151,8 @@ export async function startOwnNetwork(options: OwnNetworkOptions): Promise<Bench
         await child.waitFor(registeredPattern);
       }),
     );
-    return { dataDir, gatewayAddress: gatewayAddress!, owned: true, unexpectedExits: () => [...exits], close };
+    const processes = () => children.flatMap((child) => (child.process.pid === undefined ? [] : [{ name: child.name, pid: child.process.pid }]));
+    return { dataDir, gatewayAddress: gatewayAddress!, owned: true, unexpectedExits: () => [...exits], processes, close };
   } catch (error) {
     await close();
     throw error;
@@ -158,5 +161,5 @@ export async function startOwnNetwork(options: OwnNetworkOptions): Promise<Bench
 
 /** An existing network: nothing to start or stop. */
 export function existingNetwork(dataDir: string, gatewayAddress: string): BenchNetwork {
-  return { dataDir, gatewayAddress, owned: false, unexpectedExits: () => [], close: async () => undefined };
+  return { dataDir, gatewayAddress, owned: false, unexpectedExits: () => [], processes: () => [], close: async () => undefined };
 }

@@ -3,6 +3,7 @@ import { formatMinor } from "../core/money.js";
 import type { ConservationReport, LatencySummary, OutcomeReport } from "../core/bench-stats.js";
 import type { Reason } from "../core/errors.js";
 import type { ChildExit } from "./bench-network.js";
+import type { CpuUse } from "../core/process-cpu.js";
 
 export interface BenchReport {
   payments: number;
@@ -18,6 +19,9 @@ export interface BenchReport {
   durationMs: number;
   throughputPerS: number;
   latency: LatencySummary;
+  /** CPU each process used during the load; `paymentsAnswered` is what it is divided by per payment. */
+  cpu: CpuUse[];
+  paymentsAnswered: number;
   outcomes: OutcomeReport;
   notStarted: number;
   timedOut: boolean;
@@ -38,6 +42,27 @@ export function reportOk(report: BenchReport): boolean {
 
 const round = (value: number, places: number) => Number(value.toFixed(places));
 
+interface CpuSummary {
+  processes: Array<{ name: string; cpuMs: number | null; perPaymentMs: number | null }>;
+  /** Every process's CPU per answered payment, or null when a process's time is unknown. */
+  perPaymentMs: number | null;
+  /** CPU used by all of them over the load's duration: how many cores they kept busy on average. */
+  coresBusy: number | null;
+}
+
+/** Where a payment's CPU went: per process and in all, per payment answered during the load. */
+export function cpuSummary(report: BenchReport): CpuSummary {
+  const perPayment = (cpuMs: number | null) => (cpuMs === null || report.paymentsAnswered === 0 ? null : cpuMs / report.paymentsAnswered);
+  const processes = report.cpu.map((use) => ({ name: use.name, cpuMs: use.cpuMs, perPaymentMs: perPayment(use.cpuMs) }));
+  const known = report.cpu.every((use) => use.cpuMs !== null);
+  const totalMs = report.cpu.reduce((sum, use) => sum + (use.cpuMs ?? 0), 0);
+  return {
+    processes,
+    perPaymentMs: known ? perPayment(totalMs) : null,
+    coresBusy: known && report.durationMs > 0 ? totalMs / report.durationMs : null,
+  };
+}
+
 export function reportJson(report: BenchReport): Record<string, unknown> {
   const { outcomes, conservation, latency } = report;
   return {
@@ -54,6 +79,7 @@ export function reportJson(report: BenchReport): Record<string, unknown> {
     durationMs: round(report.durationMs, 1),
     throughputPerS: round(report.throughputPerS, 1),
     latencyMs: { p50: round(latency.p50Ms, 2), p95: round(latency.p95Ms, 2), p99: round(latency.p99Ms, 2), max: round(latency.maxMs, 2), mean: round(latency.meanMs, 2) },
+    cpu: cpuJson(cpuSummary(report)),
     committed: outcomes.committed,
     aborted: outcomes.aborted,
     ambiguous: outcomes.ambiguous,
@@ -83,6 +109,21 @@ export function reportJson(report: BenchReport): Record<string, unknown> {
     },
     network: report.network,
   };
+}
+
+function cpuJson(summary: CpuSummary): Record<string, unknown> {
+  const maybe = (value: number | null, places: number) => (value === null ? null : round(value, places));
+  return {
+    processes: summary.processes.map((entry) => ({ name: entry.name, cpuMs: maybe(entry.cpuMs, 1), perPaymentMs: maybe(entry.perPaymentMs, 3) })),
+    perPaymentMs: maybe(summary.perPaymentMs, 3),
+    coresBusy: maybe(summary.coresBusy, 2),
+  };
+}
+
+function cpuLine(summary: CpuSummary): string {
+  const each = summary.processes.map((entry) => `${entry.name} ${entry.perPaymentMs === null ? "unknown" : `${entry.perPaymentMs.toFixed(2)} ms`}`).join(", ");
+  if (summary.perPaymentMs === null || summary.coresBusy === null) return each;
+  return `${each}; all ${summary.perPaymentMs.toFixed(2)} ms (${summary.coresBusy.toFixed(2)} cores busy)`;
 }
 
 const mark = (ok: boolean) => (ok ? "✓" : "✗");
@@ -116,6 +157,7 @@ export function reportTable(report: BenchReport): string {
     ["duration", `${(report.durationMs / 1000).toFixed(2)} s`],
     ["throughput", `${report.throughputPerS.toFixed(1)} committed payments/s`],
     ["latency ms", `p50 ${ms(latency.p50Ms)}  p95 ${ms(latency.p95Ms)}  p99 ${ms(latency.p99Ms)}  max ${ms(latency.maxMs)}  (mean ${ms(latency.meanMs)}, every answered call)`],
+    ["cpu/payment", cpuLine(cpuSummary(report))],
     ["committed", String(outcomes.committed)],
     ["aborted", `${outcomes.aborted}${reasons === "" ? "" : ` (reasons: ${reasons})`}`],
     ["ambiguous", `${outcomes.ambiguous}${outcomes.ambiguous === 0 ? "" : ` (from the gateway log: ${outcomes.ambiguousCommitted} committed, ${outcomes.ambiguousAborted} aborted, ${outcomes.ambiguousUnresolved} undecided)`}`],

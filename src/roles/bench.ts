@@ -15,6 +15,7 @@ import { paymentOrdersPerCallMax } from "../core/gateway-service.js";
 import { runLoad, type LoadProgress, type LoadResult } from "./bench-load.js";
 import { waitUntilSettled } from "./bench-state.js";
 import { reportJson, reportOk, reportTable, type BenchReport } from "./bench-report.js";
+import { CpuMeter, type CpuUse } from "../core/process-cpu.js";
 
 export interface BenchFlags {
   dataDir: string;
@@ -125,6 +126,8 @@ function processGone(network: BenchNetwork): string | null {
 
 interface Measured {
   load: LoadResult;
+  /** CPU each process used during the load (the bench itself, and the network's processes if it started them). */
+  cpu: CpuUse[];
   before: Map<string, bigint>;
   banks: string[];
   accounts: number;
@@ -149,6 +152,7 @@ async function measure(flags: BenchFlags, network: BenchNetwork, paths: DataPath
   const progress: LoadProgress = { started: 0, done: 0, committed: 0, aborted: 0, ambiguous: 0 };
   note(`${flags.payments} payments, ${flags.concurrency} clients, ${flags.rate === undefined ? "closed loop" : `${flags.rate}/s`}, ids ${idPrefix}N`);
   const stopProgress = startProgress(progress, flags.payments);
+  const cpuMeter = new CpuMeter([{ name: "bench", pid: process.pid }, ...network.processes()]);
   try {
     const load = await runLoad(
       {
@@ -165,10 +169,12 @@ async function measure(flags: BenchFlags, network: BenchNetwork, paths: DataPath
         overallTimeoutMs: flags.timeoutMs,
         idPrefix,
         stopReason: () => processGone(network),
+        onLoadStart: () => cpuMeter.start(),
       },
       progress,
     );
-    return { load, before: initial.durable.balances, banks, accounts: rows.length, idPrefix };
+    const cpu = cpuMeter.stop();
+    return { load, cpu, before: initial.durable.balances, banks, accounts: rows.length, idPrefix };
   } finally {
     stopProgress();
   }
@@ -196,6 +202,8 @@ async function check(flags: BenchFlags, network: BenchNetwork, paths: DataPaths,
     durationMs: load.durationMs,
     throughputPerS: throughputPerS(outcomes.committed + outcomes.ambiguousCommitted, load.durationMs),
     latency: summarizeLatencies(load.latenciesMs),
+    cpu: measured.cpu,
+    paymentsAnswered: load.sent.length,
     outcomes,
     notStarted: load.notStarted,
     timedOut: load.timedOut,
