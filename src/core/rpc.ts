@@ -135,10 +135,21 @@ export function createClient<M extends GenServiceMethods>(
     facade[method.localName] = (request: MessageInitShape<DescMessage>, callOptions: CallOptions) =>
       new Promise((resolve, reject) => {
         const deadline = new Date(Date.now() + callOptions.timeoutMs);
-        rawCall(create(method.input, request), new grpc.Metadata(), { deadline }, (error: grpc.ServiceError | null, reply: unknown) => {
+        const message = create(method.input, request);
+        const onReply = (error: grpc.ServiceError | null, reply: unknown) => {
           if (error) reject(PaymentError.fromGrpc(error, "INTERNAL", unavailableReason));
           else resolve(reply);
-        });
+        };
+        // grpc-js captures the caller's stack (`new Error()`) on every call, only to decorate a failed call's
+        // error, which PaymentError.fromGrpc replaces anyway. Capturing it was about 5 % of the gateway's CPU
+        // per payment; with no frames to capture it costs almost nothing.
+        const stackTraceLimit = Error.stackTraceLimit;
+        Error.stackTraceLimit = 0;
+        try {
+          rawCall(message, new grpc.Metadata(), { deadline }, onReply);
+        } finally {
+          Error.stackTraceLimit = stackTraceLimit;
+        }
       });
   }
   return facade as ServiceClient<M>;
