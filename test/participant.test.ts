@@ -241,10 +241,10 @@ describe("Participant", () => {
 
   it("transfer moves money within the bank once; a repeat returns the same balance without applying again", async () => {
     const { participant } = await fresh();
-    assert.equal(await participant.transfer("t1", "alice", "bob", 2_500n), 7_500n);
+    assert.equal(await participant.transfer("t1", "alice", "bob", 2_500n, clock.nowMs), 7_500n);
     assert.deepEqual(participant.balance("alice"), { balanceMinor: 7_500n, availableMinor: 7_500n });
     assert.deepEqual(participant.balance("bob"), { balanceMinor: 7_525n, availableMinor: 7_525n });
-    assert.equal(await participant.transfer("t1", "alice", "bob", 2_500n), 7_500n);
+    assert.equal(await participant.transfer("t1", "alice", "bob", 2_500n, clock.nowMs), 7_500n);
     assert.equal(participant.balance("alice").balanceMinor, 7_500n);
     assert.equal(participant.balance("bob").balanceMinor, 7_525n);
     assert.equal(participant.totalBalanceMinor(), 15_025n, "a transfer keeps the bank's total");
@@ -252,19 +252,19 @@ describe("Participant", () => {
 
   it("transfer of the whole available balance is allowed", async () => {
     const { participant } = await fresh();
-    assert.equal(await participant.transfer("t1", "bob", "alice", 5_025n), 0n);
+    assert.equal(await participant.transfer("t1", "bob", "alice", 5_025n, clock.nowMs), 0n);
     assert.equal(participant.balance("alice").balanceMinor, 15_025n);
   });
 
   it("transfer refuses SELF_PAYMENT, INSUFFICIENT_FUNDS and UNKNOWN_ACCOUNT and then changes nothing", async () => {
     const { participant } = await fresh();
     await participant.prepare("hold", "alice", "debit", 9_000n);
-    await assert.rejects(participant.transfer("t1", "alice", "alice", 100n), paymentError("SELF_PAYMENT"));
-    await assert.rejects(participant.transfer("t2", "alice", "bob", 1_001n), paymentError("INSUFFICIENT_FUNDS"), "held funds are not available");
-    await assert.rejects(participant.transfer("t3", "bob", "alice", 5_026n), paymentError("INSUFFICIENT_FUNDS"));
-    await assert.rejects(participant.transfer("t4", "nobody", "bob", 1n), paymentError("UNKNOWN_ACCOUNT"));
-    await assert.rejects(participant.transfer("t5", "bob", "nobody", 1n), paymentError("UNKNOWN_ACCOUNT"));
-    await assert.rejects(participant.transfer("t6", "bob", "carol", 1n), paymentError("UNKNOWN_ACCOUNT"), "carol is at another bank");
+    await assert.rejects(participant.transfer("t1", "alice", "alice", 100n, clock.nowMs), paymentError("SELF_PAYMENT"));
+    await assert.rejects(participant.transfer("t2", "alice", "bob", 1_001n, clock.nowMs), paymentError("INSUFFICIENT_FUNDS"), "held funds are not available");
+    await assert.rejects(participant.transfer("t3", "bob", "alice", 5_026n, clock.nowMs), paymentError("INSUFFICIENT_FUNDS"));
+    await assert.rejects(participant.transfer("t4", "nobody", "bob", 1n, clock.nowMs), paymentError("UNKNOWN_ACCOUNT"));
+    await assert.rejects(participant.transfer("t5", "bob", "nobody", 1n, clock.nowMs), paymentError("UNKNOWN_ACCOUNT"));
+    await assert.rejects(participant.transfer("t6", "bob", "carol", 1n, clock.nowMs), paymentError("UNKNOWN_ACCOUNT"), "carol is at another bank");
     assert.deepEqual(participant.balance("alice"), { balanceMinor: 10_000n, availableMinor: 1_000n });
     assert.deepEqual(participant.balance("bob"), { balanceMinor: 5_025n, availableMinor: 5_025n });
   });
@@ -272,14 +272,14 @@ describe("Participant", () => {
   it("transfer under the id of a prepared hold is IDEMPOTENCY_CONFLICT", async () => {
     const { participant } = await fresh();
     await participant.prepare("p1", "alice", "debit", 1_000n);
-    await assert.rejects(participant.transfer("p1", "alice", "bob", 1_000n), paymentError("IDEMPOTENCY_CONFLICT"));
+    await assert.rejects(participant.transfer("p1", "alice", "bob", 1_000n, clock.nowMs), paymentError("IDEMPOTENCY_CONFLICT"));
     assert.equal(participant.balance("bob").balanceMinor, 5_025n);
   });
 
   it("transfer under the id of an aborted payment is PAYMENT_ABORTED", async () => {
     const { participant } = await fresh();
     await participant.abort("a1");
-    await assert.rejects(participant.transfer("a1", "alice", "bob", 1_000n), paymentError("PAYMENT_ABORTED"));
+    await assert.rejects(participant.transfer("a1", "alice", "bob", 1_000n, clock.nowMs), paymentError("PAYMENT_ABORTED"));
     assert.equal(participant.balance("bob").balanceMinor, 5_025n);
   });
 
@@ -289,7 +289,7 @@ describe("Participant", () => {
     await participant.commit("p1");
     await participant.prepare("c1", "bob", "credit", 1_050n);
     await participant.commit("c1");
-    await participant.transfer("t1", "bob", "alice", 75n);
+    await participant.transfer("t1", "bob", "alice", 75n, clock.nowMs);
     await participant.prepare("open-hold", "alice", "debit", 100n); // not committed: not on disk
     await participant.flushCheckpoint();
     assert.deepEqual(await csvBalances(files), ["alice@SBI=9025", "bob@SBI=6000", "carol@HDFC=1000", "alice@HDFC=700"]);
@@ -310,7 +310,7 @@ describe("Participant", () => {
     await participant.prepare("held", "alice", "debit", 3_000n);
     await participant.prepare("credit-held", "bob", "credit", 500n);
     await participant.abort("aborted");
-    await participant.transfer("moved", "bob", "alice", 25n);
+    await participant.transfer("moved", "bob", "alice", 25n, clock.nowMs);
     const holdsBefore = participant.holds();
     // One live instance per bank, as in a bank process: the first stops (its checkpoint done) before the next opens.
     await participant.close();
@@ -321,7 +321,7 @@ describe("Participant", () => {
     assert.deepEqual(reopened.balance("alice"), { balanceMinor: 8_025n, availableMinor: 5_025n });
     assert.deepEqual(reopened.balance("bob"), { balanceMinor: 5_000n, availableMinor: 5_000n });
     assert.equal(await reopened.commit("committed"), 8_000n, "the reply of the first commit, not applied again");
-    assert.equal(await reopened.transfer("moved", "bob", "alice", 25n), 5_000n);
+    assert.equal(await reopened.transfer("moved", "bob", "alice", 25n, clock.nowMs), 5_000n);
     await assert.rejects(reopened.prepare("aborted", "alice", "debit", 1n), paymentError("PAYMENT_ABORTED"));
     assert.equal(await reopened.commit("held"), 5_025n);
     assert.equal(await reopened.commit("credit-held"), 5_500n);
@@ -357,7 +357,7 @@ describe("Participant", () => {
     assert.deepEqual(section.applying, []);
     // An earlier build's applying entry carries no time: its finished record says 0.
     assert.deepEqual(await finishedOnDisk(files), [{ paymentId: "crashed", outcome: "committed", atMs: 0, replyBalanceMinor: "7000" }]);
-    assert.equal(await participant.transfer("crashed", "alice", "bob", 3_000n), 7_000n, "a retry gets the logged reply");
+    assert.equal(await participant.transfer("crashed", "alice", "bob", 3_000n, clock.nowMs), 7_000n, "a retry gets the logged reply");
     assert.equal(participant.balance("alice").balanceMinor, 7_000n);
 
     const reopened = await open(files);
@@ -431,7 +431,7 @@ describe("Participant", () => {
     const participant = await open(files, 2);
     await participant.abort("a1");
     await participant.abort("a2");
-    await participant.transfer("t3", "alice", "bob", 1n);
+    await participant.transfer("t3", "alice", "bob", 1n, clock.nowMs);
     await participant.flushCheckpoint(); // t3 is finished once its balances are in the CSV
     assert.deepEqual(
       participant.finishedIds(),
@@ -440,12 +440,50 @@ describe("Participant", () => {
     await assert.rejects(participant.prepare("a2", "alice", "debit", 1n), paymentError("PAYMENT_ABORTED"));
   });
 
+  it("will not settle by abort a same-bank transfer it may have applied and forgotten; the mark survives reopening and rewrites", async () => {
+    clock.nowMs = startMs;
+    const files = await newFiles();
+    const participant = await open(files, 2);
+    // The gateway began t1, t2, t3 at 1,000, 2,000 and 3,000 ms; remembering two, the bank forgets t1.
+    await participant.transfer("t1", "alice", "bob", 100n, 1_000);
+    await participant.transfer("t2", "alice", "bob", 100n, 2_000);
+    await participant.transfer("t3", "alice", "bob", 100n, 3_000);
+    assert.deepEqual(participant.finishedIds(), ["t2", "t3"]);
+    const aliceMinor = participant.balance("alice").balanceMinor;
+    await assert.rejects(participant.settleTransfer("t1", 1_000), paymentError("UNKNOWN_PAYMENT"), "forgotten: it may have been applied");
+    await assert.rejects(participant.settleTransfer("t0", 500), paymentError("UNKNOWN_PAYMENT"), "begun before a forgotten transfer: the bank cannot tell");
+    await assert.rejects(participant.settleTransfer("t2", 2_000), paymentError("IDEMPOTENCY_CONFLICT"), "remembered as applied");
+    // Begun after every forgotten transfer and unknown: never applied here, and now it never will be.
+    await participant.settleTransfer("t9", 1_001);
+    await assert.rejects(participant.transfer("t9", "alice", "bob", 100n, 1_001), paymentError("PAYMENT_ABORTED"));
+    assert.equal(participant.balance("alice").balanceMinor, aliceMinor, "no settle moved money");
+    assert.deepEqual(participant.finishedIds(), ["t3", "t9"], "t2 is forgotten in turn");
+    await participant.close();
+
+    // The checkpoint rewrote the finished log down to its newest two records, with the mark first.
+    const lines = (await readFile(files.finishedLogPath, "utf8")).split("\n");
+    assert.equal(lines[0], '{"transfersForgottenThroughMs":2000}');
+    const reopened = await open(files, 2);
+    await assert.rejects(reopened.settleTransfer("t1", 1_000), paymentError("UNKNOWN_PAYMENT"));
+    await assert.rejects(reopened.settleTransfer("t2", 2_000), paymentError("UNKNOWN_PAYMENT"));
+    await assert.rejects(reopened.settleTransfer("t3", 3_000), paymentError("IDEMPOTENCY_CONFLICT"));
+    // More payments forget t3, and the next rewrite carries the mark forward.
+    for (const id of ["x1", "x2", "x3", "x4"]) await reopened.abort(id);
+    await reopened.close();
+    assert.equal((await readFile(files.finishedLogPath, "utf8")).split("\n")[0], '{"transfersForgottenThroughMs":3000}');
+    const again = await open(files, 2);
+    await assert.rejects(again.settleTransfer("t3", 3_000), paymentError("UNKNOWN_PAYMENT"));
+    await again.settleTransfer("new", 3_001);
+    assert.equal(again.balance("alice").balanceMinor, aliceMinor);
+    await again.close();
+  });
+
   it("serializes concurrent prepares: together they never reserve more than the balance", async () => {
     const { participant } = await fresh();
     const outcomes = await Promise.allSettled([
       participant.prepare("c1", "alice", "debit", 6_000n),
       participant.prepare("c2", "alice", "debit", 6_000n),
-      participant.transfer("c3", "alice", "bob", 6_000n),
+      participant.transfer("c3", "alice", "bob", 6_000n, clock.nowMs),
     ]);
     assert.equal(outcomes[0]?.status, "fulfilled", "the first in arrival order wins");
     for (const outcome of outcomes.slice(1)) {
@@ -463,8 +501,8 @@ describe("Participant", () => {
     await assert.rejects(participant.prepare("c1", "bob", "credit", 101n), paymentError("BALANCE_LIMIT"));
     await participant.prepare("c2", "bob", "credit", 60n);
     await assert.rejects(participant.prepare("c3", "bob", "credit", 41n), paymentError("BALANCE_LIMIT"), "the pending credit counts");
-    await assert.rejects(participant.transfer("t1", "alice", "bob", 41n), paymentError("BALANCE_LIMIT"));
-    assert.equal(await participant.transfer("t2", "alice", "bob", 40n), 9_960n);
+    await assert.rejects(participant.transfer("t1", "alice", "bob", 41n, clock.nowMs), paymentError("BALANCE_LIMIT"));
+    assert.equal(await participant.transfer("t2", "alice", "bob", 40n, clock.nowMs), 9_960n);
     assert.equal(await participant.commit("c2"), 1_000_000_000_000_000n);
     assert.equal(participant.balance("bob").balanceMinor, 1_000_000_000_000_000n);
   });
@@ -523,20 +561,20 @@ describe("Participant", () => {
       clock.nowMs = startMs;
       const files = await newFiles();
       const first = await openLazy(files);
-      await first.transfer("t1", "alice", "bob", 500n);
+      await first.transfer("t1", "alice", "bob", 500n, clock.nowMs);
       const [name] = await journals(files);
       const path = join(files.journalDirectory, name!);
       const line = (await readFile(path, "utf8")).replace("t1", "t2").replace("9500", "9000").replace("5525", "6025");
       await appendFile(path, line.slice(0, line.length - 10)); // the torn half of a second transfer
       const reopened = await openLazy(files);
       assert.equal(reopened.balance("alice").balanceMinor, 9_500n, "only the whole line counts");
-      assert.equal(await reopened.transfer("t2", "alice", "bob", 500n), 9_000n, "the torn payment never applied: its retry applies it once");
+      assert.equal(await reopened.transfer("t2", "alice", "bob", 500n, clock.nowMs), 9_000n, "the torn payment never applied: its retry applies it once");
       await reopened.close();
 
       const damaged = await newFiles();
       const lazy = await openLazy(damaged);
-      await lazy.transfer("t1", "alice", "bob", 500n);
-      await lazy.transfer("t2", "alice", "bob", 500n);
+      await lazy.transfer("t1", "alice", "bob", 500n, clock.nowMs);
+      await lazy.transfer("t2", "alice", "bob", 500n, clock.nowMs);
       const [damagedName] = await journals(damaged);
       const damagedPath = join(damaged.journalDirectory, damagedName!);
       const lines = (await readFile(damagedPath, "utf8")).split("\n");
@@ -564,7 +602,7 @@ describe("Participant", () => {
       clock.nowMs = startMs;
       const files = await newFiles();
       const first = await openLazy(files);
-      await first.transfer("t1", "alice", "bob", 1_000n);
+      await first.transfer("t1", "alice", "bob", 1_000n, clock.nowMs);
       // What a crash between the CSV rename and the pending section's write leaves: CSV new, generation 0 still named.
       await writeFile(files.accountsCsvPath, (await readFile(files.accountsCsvPath, "utf8")).replace("alice,100,", "alice,90,").replace("bob,50.25,", "bob,60.25,"));
       const reopened = await openLazy(files);

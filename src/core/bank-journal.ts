@@ -7,12 +7,20 @@
 import { readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { AppendOnlyFile } from "./durable.js";
-import type { LegKind } from "./pending-file.js";
+import type { Finished, LegKind } from "./pending-file.js";
 
 export type JournalEntry =
   | { op: "hold"; paymentId: string; username: string; kind: LegKind; amountMinor: bigint; preparedAtMs: number; expiresAtMs: number }
-  | { op: "commit"; paymentId: string; balancesMinor: Record<string, bigint>; replyBalanceMinor: bigint; atMs: number }
+  | { op: "commit"; paymentId: string; balancesMinor: Record<string, bigint>; replyBalanceMinor: bigint; atMs: number; begunAtMs?: number }
   | { op: "abort"; paymentId: string; atMs: number };
+
+/** The finished payment a decided entry records (what the finished log keeps once it is folded in). */
+export function finishedOf(entry: Exclude<JournalEntry, { op: "hold" }>): Finished {
+  if (entry.op === "abort") return { paymentId: entry.paymentId, outcome: "aborted", atMs: entry.atMs, replyBalanceMinor: null };
+  const finished: Finished = { paymentId: entry.paymentId, outcome: "committed", atMs: entry.atMs, replyBalanceMinor: entry.replyBalanceMinor };
+  if (entry.begunAtMs !== undefined) finished.begunAtMs = entry.begunAtMs;
+  return finished;
+}
 
 export class BankJournalError extends Error {
   override readonly name = "BankJournalError";
@@ -54,7 +62,7 @@ export function encodeEntry(entry: JournalEntry): string {
     case "commit": {
       const balancesMinor: Record<string, string> = {};
       for (const [username, value] of Object.entries(entry.balancesMinor)) balancesMinor[username] = value.toString();
-      return JSON.stringify({ op: entry.op, paymentId: entry.paymentId, balancesMinor, replyBalanceMinor: entry.replyBalanceMinor.toString(), atMs: entry.atMs });
+      return JSON.stringify({ op: entry.op, paymentId: entry.paymentId, balancesMinor, replyBalanceMinor: entry.replyBalanceMinor.toString(), atMs: entry.atMs, begunAtMs: entry.begunAtMs });
     }
     case "abort":
       return JSON.stringify(entry);
@@ -95,7 +103,9 @@ function decodeEntry(line: string, where: string): JournalEntry {
       if (typeof balances !== "object" || balances === null || Array.isArray(balances)) throw new BankJournalError(`${where}: balancesMinor must be an object`);
       const balancesMinor: Record<string, bigint> = {};
       for (const [username, value] of Object.entries(balances)) balancesMinor[username] = minor(value, `balancesMinor.${username}`);
-      return { op: "commit", paymentId: text("paymentId"), balancesMinor, replyBalanceMinor: minor(raw.replyBalanceMinor, "replyBalanceMinor"), atMs: integer("atMs") };
+      const entry: JournalEntry = { op: "commit", paymentId: text("paymentId"), balancesMinor, replyBalanceMinor: minor(raw.replyBalanceMinor, "replyBalanceMinor"), atMs: integer("atMs") };
+      if (raw.begunAtMs !== undefined) entry.begunAtMs = integer("begunAtMs");
+      return entry;
     }
     case "abort":
       return { op: "abort", paymentId: text("paymentId"), atMs: integer("atMs") };

@@ -86,8 +86,12 @@ function linkOf(client: BankClient): BankCalls {
     prepareAll: async (legs, timeoutMs) => errorsOnly(await prepares.submitAll(legs, timeoutMs)),
     commitAll: (paymentIds, timeoutMs) => commits.submitAll(paymentIds, timeoutMs),
     abortAll: async (paymentIds, timeoutMs) => errorsOnly(await aborts.submitAll(paymentIds, timeoutMs)),
-    transfer: async (paymentId, fromUser, toUser, amountMinor, timeoutMs) =>
-      (await client.transaction({ paymentId, fromUser, toUser, amountMinor }, { timeoutMs })).fromBalanceAfterMinor,
+    transfer: async (paymentId, fromUser, toUser, amountMinor, begunAtMs, timeoutMs) =>
+      (await client.transaction({ paymentId, fromUser, toUser, amountMinor, begunAtMs: BigInt(begunAtMs) }, { timeoutMs })).fromBalanceAfterMinor,
+    // Not batched: rare, and the bank must know it settles a transfer (see Participant.settleTransfer).
+    settleTransfer: async (paymentId, begunAtMs, timeoutMs) => {
+      await client.abort({ paymentId, settlesTransfer: true, begunAtMs: BigInt(begunAtMs) }, { timeoutMs });
+    },
     holds: async (timeoutMs) => (await client.getHolds({}, { timeoutMs })).holds.map((hold) => ({ paymentId: hold.paymentId, preparedAtMs: Number(hold.preparedAtMs) })),
     authenticate: async (username, password, timeoutMs) => {
       await client.authenticateUser({ username, password }, { timeoutMs });

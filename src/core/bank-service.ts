@@ -80,6 +80,10 @@ export function bankService(participant: Participant): ServiceImplementation<(ty
   };
   const commitLeg = (request: { paymentId: string }) => participant.commit(validatePaymentId(request.paymentId));
   const abortLeg = (request: { paymentId: string }) => participant.abort(validatePaymentId(request.paymentId));
+  const begunAtMs = (value: bigint): number => {
+    if (value <= 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw new PaymentError("INVALID_ARGUMENT", `begun_at_ms must be a positive time in ms, got ${value}`);
+    return Number(value);
+  };
 
   return {
     async authenticateUser(request, context) {
@@ -101,6 +105,7 @@ export function bankService(participant: Participant): ServiceImplementation<(ty
         validateUsername(request.fromUser, "sender"),
         validateUsername(request.toUser, "receiver"),
         validateAmountMinor(request.amountMinor),
+        begunAtMs(request.begunAtMs),
       );
       return { fromBalanceAfterMinor };
     },
@@ -118,7 +123,8 @@ export function bankService(participant: Participant): ServiceImplementation<(ty
 
     async abort(request, context) {
       requireRole(context.peer, ["gateway"], "Abort");
-      await abortLeg(request);
+      if (request.settlesTransfer) await participant.settleTransfer(validatePaymentId(request.paymentId), begunAtMs(request.begunAtMs));
+      else await abortLeg(request);
       return {};
     },
 

@@ -4,7 +4,7 @@
 // applied twice, whichever step of a checkpoint a crash interrupted.
 import { dirname } from "node:path";
 import { banksOf, readAccountsCsv, type BankAccount } from "./accounts-csv.js";
-import { listJournalGenerations, journalPath, readJournal, type JournalEntry } from "./bank-journal.js";
+import { finishedOf, listJournalGenerations, journalPath, readJournal, type JournalEntry } from "./bank-journal.js";
 import { readFinishedLog } from "./finished-log.js";
 import { readBankPending, type Finished, type Hold } from "./pending-file.js";
 import { finishedLogPath, type DataPaths } from "./paths.js";
@@ -50,7 +50,7 @@ export function replayEntry(state: Pick<BankState, "accounts" | "holds" | "finis
         state.unfolded.balancesMinor.set(username, afterMinor);
       }
       state.holds.delete(entry.paymentId);
-      const finished: Finished = { paymentId: entry.paymentId, outcome: "committed", atMs: entry.atMs, replyBalanceMinor: entry.replyBalanceMinor };
+      const finished = finishedOf(entry);
       state.finished.delete(entry.paymentId);
       state.finished.set(entry.paymentId, finished);
       state.unfolded.finished.push(finished);
@@ -58,7 +58,7 @@ export function replayEntry(state: Pick<BankState, "accounts" | "holds" | "finis
     }
     case "abort": {
       state.holds.delete(entry.paymentId);
-      const finished: Finished = { paymentId: entry.paymentId, outcome: "aborted", atMs: entry.atMs, replyBalanceMinor: null };
+      const finished = finishedOf(entry);
       state.finished.delete(entry.paymentId);
       state.finished.set(entry.paymentId, finished);
       state.unfolded.finished.push(finished);

@@ -24,7 +24,10 @@ export interface BankLink {
   prepare(paymentId: string, username: string, kind: LegKind, amountMinor: bigint, timeoutMs: number): Promise<void>;
   commit(paymentId: string, timeoutMs: number): Promise<bigint>;
   abort(paymentId: string, timeoutMs: number): Promise<void>;
-  transfer(paymentId: string, fromUser: string, toUser: string, amountMinor: bigint, timeoutMs: number): Promise<bigint>;
+  /** A same-bank payment; `begunAtMs` is when this gateway began it (its record's createdAtMs). */
+  transfer(paymentId: string, fromUser: string, toUser: string, amountMinor: bigint, begunAtMs: number, timeoutMs: number): Promise<bigint>;
+  /** Settles a transfer whose answer was lost: resolves if it will never apply, IDEMPOTENCY_CONFLICT if it applied. */
+  settleTransfer(paymentId: string, begunAtMs: number, timeoutMs: number): Promise<void>;
   /** Many payments' legs at once (a MakePayments call's): each leg's refusal, or null for a yes; never rejects. */
   prepareAll(legs: readonly PrepareLeg[], timeoutMs: number): Promise<Array<PaymentError | null>>;
   /** Each payment's balance after (of its account at this bank), or the error; never rejects. */
@@ -356,7 +359,7 @@ export class Coordinator {
     const bank = this.#requireLink(record.fromBank);
     const stopTimer = phaseSeconds.startTimer({ phase: "same_bank" });
     try {
-      const balanceAfterMinor = await bank.transfer(record.paymentId, record.fromUser, record.toUser, record.amountMinor, this.#options.decisionCallTimeoutMs);
+      const balanceAfterMinor = await bank.transfer(record.paymentId, record.fromUser, record.toUser, record.amountMinor, record.createdAtMs, this.#options.decisionCallTimeoutMs);
       await this.#log.advance(record.paymentId, "committed", { balanceAfterMinor, finished: true });
       stopTimer();
       this.#finished(record);
@@ -381,7 +384,7 @@ export class Coordinator {
   async #resolveLocal(record: PaymentRecord, cause: PaymentError): Promise<PaymentOutcome> {
     await this.#retryUntilAcknowledged(record.paymentId, record.fromBank, async (bank) => {
       try {
-        await bank.abort(record.paymentId, this.#options.decisionCallTimeoutMs);
+        await bank.settleTransfer(record.paymentId, record.createdAtMs, this.#options.decisionCallTimeoutMs);
         await this.#log.advance(record.paymentId, "aborted", { reason: cause.code === "PAYMENT_ABORTED" ? cause.code : "BANK_UNAVAILABLE", reasonMessage: cause.message, finished: true });
       } catch (thrown) {
         const error = PaymentError.fromGrpc(thrown);

@@ -2,6 +2,12 @@
 // balance it answered, or aborted), one JSON object per line, append-only. They answer repeated Commit/Abort
 // calls and refuse a Prepare that comes after an Abort. Records reach it from the bank's journal at each
 // checkpoint; each bank appends only to its own (the bank process holds its lock for its life).
+//
+// It is bounded: once it holds twice `retainedMax` lines it is rewritten with the newest `retainedMax`. The
+// forgotten records leave a mark, the latest gateway start time of a forgotten same-bank transfer, written
+// as the first line of the rewritten log ({"transfersForgottenThroughMs": N}). A question about a transfer
+// the bank does not know, begun no later than that, may be about one it forgot: it gets no answer that
+// could be wrong (see Participant.settleTransfer).
 import { readFile, truncate } from "node:fs/promises";
 import { AppendOnlyFile, writeFileAtomic } from "./durable.js";
 import type { Finished } from "./pending-file.js";
@@ -21,20 +27,37 @@ function decode(line: string, where: string): Finished {
   } catch (error) {
     throw new FinishedLogError(`${where}: not JSON (${(error as Error).message})`);
   }
-  const { paymentId, outcome, atMs, replyBalanceMinor } = raw;
+  const { paymentId, outcome, atMs, replyBalanceMinor, begunAtMs } = raw;
   if (typeof paymentId !== "string" || paymentId === "") throw new FinishedLogError(`${where}: paymentId must be a non-empty string`);
   if (outcome !== "committed" && outcome !== "aborted") throw new FinishedLogError(`${where}: outcome must be committed or aborted`);
   if (typeof atMs !== "number" || !Number.isSafeInteger(atMs)) throw new FinishedLogError(`${where}: atMs must be an integer`);
   if (replyBalanceMinor !== null && (typeof replyBalanceMinor !== "string" || !/^[0-9]{1,19}$/.test(replyBalanceMinor))) throw new FinishedLogError(`${where}: replyBalanceMinor must be an integer string or null`);
-  return { paymentId, outcome, atMs, replyBalanceMinor: replyBalanceMinor === null ? null : BigInt(replyBalanceMinor) };
+  if (begunAtMs !== undefined && (typeof begunAtMs !== "number" || !Number.isSafeInteger(begunAtMs) || begunAtMs < 0)) throw new FinishedLogError(`${where}: begunAtMs must be a non-negative integer`);
+  const finished: Finished = { paymentId, outcome, atMs, replyBalanceMinor: replyBalanceMinor === null ? null : BigInt(replyBalanceMinor) };
+  if (begunAtMs !== undefined) finished.begunAtMs = begunAtMs;
+  return finished;
 }
 
-function parse(text: string, path: string): Finished[] {
+const watermarkKey = "transfersForgottenThroughMs";
+
+/** The watermark a forgotten record raises: a same-bank transfer's start, or nothing. */
+export function forgottenThroughMs(watermarkMs: number, forgotten: Finished): number {
+  return forgotten.begunAtMs === undefined ? watermarkMs : Math.max(watermarkMs, forgotten.begunAtMs);
+}
+
+function parse(text: string, path: string): { records: Finished[]; forgottenThroughMs: number } {
   const lines = text.split("\n");
   lines.pop();
   const records = new Map<string, Finished>();
+  let watermarkMs = 0;
   lines.forEach((line, index) => {
     try {
+      if (line.startsWith(`{"${watermarkKey}":`)) {
+        const value = (JSON.parse(line) as Record<string, unknown>)[watermarkKey];
+        if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) throw new FinishedLogError(`${path}:${index + 1}: ${watermarkKey} must be a non-negative integer`);
+        watermarkMs = Math.max(watermarkMs, value);
+        return;
+      }
       const finished = decode(line, `${path}:${index + 1}`);
       records.delete(finished.paymentId);
       records.set(finished.paymentId, finished);
@@ -42,7 +65,7 @@ function parse(text: string, path: string): Finished[] {
       throw new FinishedLogError(`${(error as Error).message}; refusing to start, fix or restore the file`);
     }
   });
-  return [...records.values()];
+  return { records: [...records.values()], forgottenThroughMs: watermarkMs };
 }
 
 async function readText(path: string): Promise<string> {
@@ -55,7 +78,7 @@ async function readText(path: string): Promise<string> {
 /** Every record of the log, oldest first, for readers other than the bank (a torn last line is skipped, not cut). */
 export async function readFinishedLog(path: string): Promise<Finished[]> {
   const text = await readText(path);
-  return parse(text.slice(0, text.lastIndexOf("\n") + 1), path);
+  return parse(text.slice(0, text.lastIndexOf("\n") + 1), path).records;
 }
 
 export class FinishedLog {
@@ -65,13 +88,20 @@ export class FinishedLog {
   /** What the log holds, bounded: what a compaction keeps. */
   readonly #retained = new Map<string, Finished>();
   #lines: number;
+  #forgottenThroughMs: number;
 
-  private constructor(path: string, retainedMax: number, lines: number, records: readonly Finished[]) {
+  private constructor(path: string, retainedMax: number, lines: number, records: readonly Finished[], forgottenThroughMs: number) {
     this.path = path;
     this.#file = new AppendOnlyFile(path);
     this.#retainedMax = retainedMax;
     this.#lines = lines;
+    this.#forgottenThroughMs = forgottenThroughMs;
     for (const finished of records) this.#retain(finished);
+  }
+
+  /** The latest gateway start time of a same-bank transfer this log no longer holds (0: none). */
+  get transfersForgottenThroughMs(): number {
+    return this.#forgottenThroughMs;
   }
 
   /**
@@ -84,9 +114,9 @@ export class FinishedLog {
     const completeEnd = text.lastIndexOf("\n") + 1;
     if (completeEnd < text.length) await truncate(path, Buffer.byteLength(text.slice(0, completeEnd)));
     const complete = text.slice(0, completeEnd);
-    const records = parse(complete, path);
+    const { records, forgottenThroughMs: watermarkMs } = parse(complete, path);
     const lines = complete === "" ? 0 : complete.split("\n").length - 1;
-    return { log: new FinishedLog(path, retainedMax, lines, records.slice(-retainedMax)), records };
+    return { log: new FinishedLog(path, retainedMax, lines, records, watermarkMs), records };
   }
 
   /** Appends records durably; rewrites the log down to the newest `retainedMax` once it holds twice that. */
@@ -97,6 +127,8 @@ export class FinishedLog {
     this.#lines += records.length;
     if (this.#lines < 2 * this.#retainedMax) return;
     const kept = [...this.#retained.values()].map((finished) => `${encode(finished)}\n`);
+    // The mark goes first: the records it stands for are dropped by the same atomic rewrite.
+    if (this.#forgottenThroughMs > 0) kept.unshift(`${JSON.stringify({ [watermarkKey]: this.#forgottenThroughMs })}\n`);
     await writeFileAtomic(this.path, kept.join(""));
     await this.#file.reopen();
     this.#lines = kept.length;
@@ -109,6 +141,10 @@ export class FinishedLog {
   #retain(finished: Finished): void {
     this.#retained.delete(finished.paymentId);
     this.#retained.set(finished.paymentId, finished);
-    while (this.#retained.size > this.#retainedMax) this.#retained.delete(this.#retained.keys().next().value as string);
+    while (this.#retained.size > this.#retainedMax) {
+      const oldest = this.#retained.values().next().value as Finished;
+      this.#forgottenThroughMs = forgottenThroughMs(this.#forgottenThroughMs, oldest);
+      this.#retained.delete(oldest.paymentId);
+    }
   }
 }

@@ -18,8 +18,8 @@ import { hashPassword, isPasswordHash, verifyPassword } from "./passwords.js";
 import { loadBankAccounts, rewriteBankRows, type BankAccount } from "./accounts-csv.js";
 import { silentLogger, type Logger } from "./log.js";
 import { groupCommitBatchSize, holdsGauge } from "./metrics.js";
-import { FinishedLog } from "./finished-log.js";
-import { BankJournal, deleteJournalsBefore, type JournalEntry } from "./bank-journal.js";
+import { FinishedLog, forgottenThroughMs } from "./finished-log.js";
+import { BankJournal, deleteJournalsBefore, finishedOf, type JournalEntry } from "./bank-journal.js";
 import { readBankState, type BankFiles } from "./bank-state.js";
 import { writeBankPending, type Hold, type LegKind, type Finished } from "./pending-file.js";
 
@@ -84,6 +84,8 @@ export class Participant {
   readonly #holds: Map<string, Hold>;
   /** Finished payments, oldest first, at most finishedRetainedMax. */
   readonly #finished: Map<string, Finished>;
+  /** The latest gateway start time of a same-bank transfer forgotten from #finished (0: none). */
+  #transfersForgottenThroughMs: number;
   /** Sums of held amounts per account and kind, kept in step with #holds. */
   readonly #heldMinor = { debit: new Map<string, bigint>(), credit: new Map<string, bigint>() };
   readonly #nowMs: () => number;
@@ -116,6 +118,7 @@ export class Participant {
     this.#options = options;
     this.#accounts = accounts;
     this.#holds = holds;
+    this.#transfersForgottenThroughMs = finishedLog.transfersForgottenThroughMs;
     this.#finished = finished;
     this.#journal = journal;
     this.#finishedLog = finishedLog;
@@ -141,10 +144,10 @@ export class Participant {
     for (const hold of state.holds.values()) {
       assert(accounts.has(hold.username), `hold ${hold.paymentId} names unknown account ${hold.username}`);
     }
-    const finished = new Map([...state.finished].slice(-options.finishedRetainedMax));
     const lastGeneration = state.generations.at(-1);
     const journal = new BankJournal(options.journalDirectory, options.bank, lastGeneration === undefined ? state.firstGeneration : lastGeneration + 1);
-    const participant = new Participant(options, accounts, state.holds, finished, journal, log);
+    const participant = new Participant(options, accounts, state.holds, new Map(), journal, log);
+    for (const finished of state.finished.values()) participant.#remember(finished);
     const { unfolded } = state;
     if (state.generations.length > 0 || unfolded.changes > 0 || unfolded.finished.length > 0) {
       participant.#logger.warn({ generations: state.generations, changes: unfolded.changes }, "replayed the journal; folding it into the shared files");
@@ -265,8 +268,11 @@ export class Participant {
     this.#logger.debug({ paymentId }, hold !== undefined ? "aborted: hold released" : "aborted before any prepare: it will be refused");
   }
 
-  /** A same-bank transfer in one local step. Idempotent by payment id. */
-  async transfer(paymentId: string, fromUser: string, toUser: string, amountMinor: bigint): Promise<bigint> {
+  /**
+   * A same-bank transfer in one local step. Idempotent by payment id. `begunAtMs` is when the gateway began
+   * it (by the gateway's clock), kept so that the transfer can be told apart once forgotten (settleTransfer).
+   */
+  async transfer(paymentId: string, fromUser: string, toUser: string, amountMinor: bigint, begunAtMs: number): Promise<bigint> {
     const done = this.#finishedOutcome(paymentId, "committed");
     if (done !== undefined) {
       await this.#durable(this.#version);
@@ -284,10 +290,24 @@ export class Participant {
       throw new PaymentError("BALANCE_LIMIT", `the payee's balance would exceed ${formatMinor(balanceMinorMax)}`);
     }
     const fromAfterMinor = from.balanceMinor - amountMinor;
-    await this.#durable(this.#applyDecided(paymentId, { [fromUser]: fromAfterMinor, [toUser]: to.balanceMinor + amountMinor }, fromAfterMinor));
+    await this.#durable(this.#applyDecided(paymentId, { [fromUser]: fromAfterMinor, [toUser]: to.balanceMinor + amountMinor }, fromAfterMinor, begunAtMs));
     crashPoint("bank-after-commit-logged");
     this.#logger.debug({ paymentId, from: fromUser, to: toUser, amountMinor: amountMinor.toString() }, "same-bank transfer applied");
     return fromAfterMinor;
+  }
+
+  /**
+   * Settles a same-bank transfer whose answer the gateway never got: answers IDEMPOTENCY_CONFLICT if it was
+   * applied, or records that it must never apply (as abort does). A transfer this bank does not know may
+   * be one it applied and then forgot (it remembers finishedRetainedMax payments): if the gateway began it
+   * no later than the latest forgotten transfer, recording an abort could contradict what was applied, so
+   * it is refused with UNKNOWN_PAYMENT and the gateway keeps asking (and logs it for an operator).
+   */
+  async settleTransfer(paymentId: string, begunAtMs: number): Promise<void> {
+    if (!this.#finished.has(paymentId) && !this.#holds.has(paymentId) && begunAtMs <= this.#transfersForgottenThroughMs) {
+      throw new PaymentError("UNKNOWN_PAYMENT", `payment ${paymentId} is unknown here, but began (${begunAtMs}) no later than a same-bank transfer this bank has forgotten (${this.#transfersForgottenThroughMs}): it may have been applied; an operator must check the accounts`);
+    }
+    await this.abort(paymentId);
   }
 
   /** Makes every hold due at once, so that a restarted bank asks the coordinator about each. */
@@ -315,15 +335,16 @@ export class Participant {
   }
 
   /** Sets the decided balances in memory, remembers the outcome, and journals it; returns its version. */
-  #applyDecided(paymentId: string, balancesMinor: Record<string, bigint>, replyBalanceMinor: bigint): number {
+  #applyDecided(paymentId: string, balancesMinor: Record<string, bigint>, replyBalanceMinor: bigint, begunAtMs?: number): number {
     for (const [username, afterMinor] of Object.entries(balancesMinor)) {
       assert(afterMinor >= 0n, `apply: balance of ${username} would be negative`);
       assert(afterMinor <= balanceMinorMax, `apply: balance of ${username} would exceed the limit`);
       this.#account(username).balanceMinor = afterMinor;
     }
-    const atMs = this.#nowMs();
-    this.#remember({ paymentId, outcome: "committed", atMs, replyBalanceMinor });
-    return this.#record({ op: "commit", paymentId, balancesMinor, replyBalanceMinor, atMs });
+    const entry: JournalEntry = { op: "commit", paymentId, balancesMinor, replyBalanceMinor, atMs: this.#nowMs() };
+    if (begunAtMs !== undefined) entry.begunAtMs = begunAtMs;
+    this.#remember(finishedOf(entry));
+    return this.#record(entry);
   }
 
   #record(entry: JournalEntry): number {
@@ -395,10 +416,8 @@ export class Participant {
       this.#durableHolds.delete(entry.paymentId);
       if (entry.op === "commit") {
         for (const [username, afterMinor] of Object.entries(entry.balancesMinor)) this.#foldBalances.set(username, afterMinor);
-        this.#foldFinished.push({ paymentId: entry.paymentId, outcome: "committed", atMs: entry.atMs, replyBalanceMinor: entry.replyBalanceMinor });
-      } else {
-        this.#foldFinished.push({ paymentId: entry.paymentId, outcome: "aborted", atMs: entry.atMs, replyBalanceMinor: null });
       }
+      this.#foldFinished.push(finishedOf(entry));
     }
     holdsGauge.set(this.#holds.size);
     if (decided && this.#checkpointTimer === null) {
@@ -452,7 +471,11 @@ export class Participant {
   #remember(finished: Finished): void {
     this.#finished.delete(finished.paymentId);
     this.#finished.set(finished.paymentId, finished);
-    while (this.#finished.size > this.#options.finishedRetainedMax) this.#finished.delete(this.#finished.keys().next().value as string);
+    while (this.#finished.size > this.#options.finishedRetainedMax) {
+      const oldest = this.#finished.values().next().value as Finished;
+      this.#transfersForgottenThroughMs = forgottenThroughMs(this.#transfersForgottenThroughMs, oldest);
+      this.#finished.delete(oldest.paymentId);
+    }
   }
 
   #finishedOutcome(paymentId: string, wanted: "committed" | "aborted"): Finished | undefined {

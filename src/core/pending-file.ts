@@ -32,6 +32,11 @@ export interface Finished {
   outcome: FinalOutcome;
   atMs: number;
   replyBalanceMinor: bigint | null;
+  /**
+   * A same-bank transfer's: when the gateway began it, by the gateway's clock. Once the bank forgets the
+   * transfer, this tells a late question about it from a question about a payment never seen.
+   */
+  begunAtMs?: number;
 }
 
 export interface BankPending {
