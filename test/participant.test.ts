@@ -1,6 +1,6 @@
 // Specification of src/core/participant.ts: one bank's accounts and its side of two-phase commit, on real
 // files in a temp dir (no sockets). Every test gets its own copy of the files; the clock is injected.
-import { after, before, describe, it } from "node:test";
+import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -50,6 +50,17 @@ describe("Participant", () => {
   after(async () => {
     await rm(root, { recursive: true, force: true });
   });
+  // Every participant a test opened, closed after it: one left open (as a crash is simulated by opening
+  // the files again) would otherwise have its file handles closed by the GC, with a DEP0137 warning.
+  const opened: Participant[] = [];
+  async function tracked(opening: Promise<Participant>): Promise<Participant> {
+    const participant = await opening;
+    opened.push(participant);
+    return participant;
+  }
+  afterEach(async () => {
+    for (const participant of opened.splice(0)) await participant.close().catch(() => undefined);
+  });
 
   async function newFiles(options: { csv?: string; pending?: unknown } = {}): Promise<BankFiles> {
     const dir = await mkdtemp(join(root, "data-"));
@@ -66,7 +77,7 @@ describe("Participant", () => {
   }
 
   function open(files: BankFiles, finishedRetainedMax = 1_000): Promise<Participant> {
-    return Participant.open({ bank, ...files, holdTimeoutMs, finishedRetainedMax, nowMs: () => clock.nowMs });
+    return tracked(Participant.open({ bank, ...files, holdTimeoutMs, finishedRetainedMax, nowMs: () => clock.nowMs }));
   }
 
   async function fresh(): Promise<{ files: BankFiles; participant: Participant }> {
@@ -413,7 +424,7 @@ describe("Participant", () => {
   it("keeps the CSV equal to the committed balances when checkpoints follow each other closely", async () => {
     clock.nowMs = startMs;
     const files = await newFiles();
-    const participant = await Participant.open({ bank, ...files, holdTimeoutMs, finishedRetainedMax: 1_000, nowMs: () => clock.nowMs, checkpointDelayMs: 0 });
+    const participant = await tracked(Participant.open({ bank, ...files, holdTimeoutMs, finishedRetainedMax: 1_000, nowMs: () => clock.nowMs, checkpointDelayMs: 0 }));
     // Waves of transfers, each wave durable before the next starts, so that many checkpoints are due at once.
     for (let wave = 0; wave < 20; wave += 1) {
       await Promise.all(Array.from({ length: 10 }, (_, index) => participant.transfer(`w${wave}-${index}`, index % 2 === 0 ? "alice" : "bob", index % 2 === 0 ? "bob" : "alice", BigInt(wave + index + 1))));
@@ -526,7 +537,7 @@ describe("Participant", () => {
   describe("the journal", () => {
     /** A bank whose checkpoints wait for a flush, a close or a full generation: its changes stay in the journal. */
     function openLazy(files: BankFiles, checkpointEntriesMax = 1_000_000): Promise<Participant> {
-      return Participant.open({ bank, ...files, holdTimeoutMs, finishedRetainedMax: 1_000, nowMs: () => clock.nowMs, checkpointDelayMs: 3_600_000, checkpointEntriesMax });
+      return tracked(Participant.open({ bank, ...files, holdTimeoutMs, finishedRetainedMax: 1_000, nowMs: () => clock.nowMs, checkpointDelayMs: 3_600_000, checkpointEntriesMax }));
     }
 
     async function journals(files: BankFiles): Promise<string[]> {
