@@ -598,10 +598,11 @@ describe("Participant", () => {
       const files = await newFiles();
       const participant = await openLazy(files, 4);
       for (let index = 0; index < 10; index += 1) await participant.transfer(`t${index}`, "alice", "bob", 100n);
-      // Eight entries make two full generations; their checkpoints run behind the appends.
-      await waitUntil(async () => (await csvBalances(files))[0] === "alice@SBI=9200", "two generations to be folded into the CSV");
+      // Eight entries make two full generations; their checkpoints run behind the appends, each writing the
+      // CSV, then the pending section, then deleting its generation: wait for the last step.
+      const foldedDeleted = async () => (await journals(files)).every((name) => name >= `journal_${bank}.000002.jsonl`);
+      await waitUntil(async () => (await csvBalances(files))[0] === "alice@SBI=9200" && (await foldedDeleted()), "two generations to be folded into the CSV and deleted");
       assert.equal((await pendingSection(files)).holds.length, 0);
-      assert.ok((await journals(files)).every((name) => name >= `journal_${bank}.000002.jsonl`), "folded generations are deleted");
       const durable = await durableState(files);
       assert.equal(durable.accounts.get("alice")?.balanceMinor, 9_000n, "the rest is in the journal");
       await participant.close();
