@@ -19,9 +19,8 @@ export interface BenchReport {
   durationMs: number;
   throughputPerS: number;
   latency: LatencySummary;
-  /** CPU each process used during the load; `paymentsAnswered` is what it is divided by per payment. */
+  /** CPU each process used during the load. */
   cpu: CpuUse[];
-  paymentsAnswered: number;
   outcomes: OutcomeReport;
   notStarted: number;
   timedOut: boolean;
@@ -51,8 +50,10 @@ interface CpuSummary {
 }
 
 /** Where a payment's CPU went: per process and in all, per payment answered during the load. */
-export function cpuSummary(report: BenchReport): CpuSummary {
-  const perPayment = (cpuMs: number | null) => (cpuMs === null || report.paymentsAnswered === 0 ? null : cpuMs / report.paymentsAnswered);
+function cpuSummary(report: BenchReport): CpuSummary {
+  const { committed, aborted, ambiguous } = report.outcomes;
+  const answered = committed + aborted + ambiguous;
+  const perPayment = (cpuMs: number | null) => (cpuMs === null || answered === 0 ? null : cpuMs / answered);
   const processes = report.cpu.map((use) => ({ name: use.name, cpuMs: use.cpuMs, perPaymentMs: perPayment(use.cpuMs) }));
   const known = report.cpu.every((use) => use.cpuMs !== null);
   const totalMs = report.cpu.reduce((sum, use) => sum + (use.cpuMs ?? 0), 0);
