@@ -83,7 +83,7 @@ export class Participant {
   readonly #accounts: Map<string, BankAccount>;
   readonly #holds: Map<string, Hold>;
   /** Finished payments, oldest first, at most finishedRetainedMax. */
-  readonly #finished: Map<string, Finished>;
+  readonly #finished = new Map<string, Finished>();
   /** The latest gateway start time of a same-bank transfer forgotten from #finished (0: none). */
   #transfersForgottenThroughMs: number;
   /** Sums of held amounts per account and kind, kept in step with #holds. */
@@ -113,13 +113,12 @@ export class Participant {
   /** Checkpoints run one after another: an older one must never write its balances over a newer one's. */
   #checkpointing: Promise<void> = Promise.resolve();
 
-  private constructor(options: ParticipantOptions, accounts: Map<string, BankAccount>, holds: Map<string, Hold>, finished: Map<string, Finished>, journal: BankJournal, finishedLog: FinishedLog) {
+  private constructor(options: ParticipantOptions, accounts: Map<string, BankAccount>, holds: Map<string, Hold>, journal: BankJournal, finishedLog: FinishedLog) {
     this.bank = options.bank;
     this.#options = options;
     this.#accounts = accounts;
     this.#holds = holds;
     this.#transfersForgottenThroughMs = finishedLog.transfersForgottenThroughMs;
-    this.#finished = finished;
     this.#journal = journal;
     this.#finishedLog = finishedLog;
     this.#durableHolds = new Map([...holds].map(([paymentId, hold]) => [paymentId, { ...hold }]));
@@ -146,7 +145,7 @@ export class Participant {
     }
     const lastGeneration = state.generations.at(-1);
     const journal = new BankJournal(options.journalDirectory, options.bank, lastGeneration === undefined ? state.firstGeneration : lastGeneration + 1);
-    const participant = new Participant(options, accounts, state.holds, new Map(), journal, log);
+    const participant = new Participant(options, accounts, state.holds, journal, log);
     for (const finished of state.finished.values()) participant.#remember(finished);
     const { unfolded } = state;
     if (state.generations.length > 0 || unfolded.changes > 0 || unfolded.finished.length > 0) {
