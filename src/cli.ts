@@ -64,7 +64,8 @@ await yargs(hideBin(process.argv))
     "benchmark: start a network in a temp dir (or target one with --gateway), run N payments from C clients, print throughput, latency percentiles, counts and a conservation check (exit 0 conserved, 1 not, 2 usage)",
     (argv) =>
       argv
-        .option("payments", { type: "number", default: 2000, describe: "payments to make in all" })
+        .option("payments", { type: "number", default: 2000, describe: "payments to make and time" })
+        .option("warmup", { type: "number", default: 10_000, describe: "payments to make first, closed loop and not timed, so that the processes' hot code is compiled (checked like the rest; 0 for none)" })
         .option("concurrency", { type: "number", default: 64, describe: "concurrent clients, each logged in as a different account" })
         .option("accounts", { type: "number", default: 1000, describe: "accounts to create, spread evenly over 2 banks (ignored with --gateway)" })
         .option("rate", { type: "number", describe: "open loop: start this many payments per second (latency counts from each due time); default: closed loop" })
@@ -85,6 +86,7 @@ await yargs(hideBin(process.argv))
           dataDir: args.dataDir,
           gateway: args.gateway,
           payments: args.payments,
+          warmup: args.warmup,
           concurrency: args.concurrency,
           accounts: args.accounts,
           rate: args.rate,

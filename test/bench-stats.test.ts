@@ -209,7 +209,7 @@ describe("loggedOutcomes", () => {
 
 describe("benchUsageError", () => {
   const valid: BenchFlags = {
-    dataDir: ".", gateway: undefined, payments: 200, concurrency: 8, accounts: 40, rate: undefined, batch: 1, sameBankPercent: 0,
+    dataDir: ".", gateway: undefined, payments: 200, warmup: 0, concurrency: 8, accounts: 40, rate: undefined, batch: 1, sameBankPercent: 0,
     balance: "1000.00", seed: 1, callTimeoutMs: 20_000, timeoutMs: 600_000, settleTimeoutMs: 120_000, keep: false, json: true,
   };
   it("accepts valid flags", () => assert.equal(benchUsageError(valid), null));
@@ -221,6 +221,9 @@ describe("benchUsageError", () => {
     ["--payments 0", { payments: 0 }, /--payments/],
     ["--payments 1", { payments: 1 }, null],
     ["--payments 1.5", { payments: 1.5 }, /--payments/],
+    ["--warmup -1", { warmup: -1 }, /--warmup must be an integer in 0-/],
+    ["--warmup 0.5", { warmup: 0.5 }, /--warmup/],
+    ["--warmup 10000", { warmup: 10_000 }, null],
     ["--concurrency 0", { concurrency: 0 }, /--concurrency/],
     ["--concurrency 1025", { concurrency: 1025, accounts: 2000 }, /--concurrency/],
     ["more clients than accounts", { concurrency: 41 }, /needs at least as many accounts/],

@@ -14,6 +14,7 @@ interface BenchJson {
   latencyMs: { p50: number; p95: number; p99: number; max: number; mean: number };
   conservation: { ok: boolean; sumsEqual: boolean; noNegative: boolean; appliedOnce: boolean; outcomesAgree: boolean; gatewayCommitted: number; sumBefore: string; sumAfter: string; accountsChecked: number };
   network: { owned: boolean; kept: boolean };
+  warmup: null | { payments: number; committed: number; aborted: number; ambiguous: number; ambiguousResolved: { committed: number; aborted: number; unresolved: number }; gatewayCommitted: number; outcomesAgree: boolean };
   cpu: { processes: Array<{ name: string; cpuMs: number | null; perPaymentMs: number | null }>; perPaymentMs: number | null; coresBusy: number | null };
 }
 
@@ -37,10 +38,11 @@ function assertConsistent(report: BenchJson, payments: number): void {
 
 describe("paynet bench", { timeout: 90_000 }, () => {
   it("makes 200 payments from 8 clients over 40 accounts and finds every balance conserved", async () => {
-    const result = await runCli(["bench", "--payments", "200", "--concurrency", "8", "--accounts", "40", "--json"]);
+    const result = await runCli(["bench", "--payments", "200", "--warmup", "0", "--concurrency", "8", "--accounts", "40", "--json"]);
     assert.equal(result.code, 0, `exit ${result.code}; stderr:\n${result.stderr}`);
     const report = result.json as unknown as BenchJson;
     assertConsistent(report, 200);
+    assert.equal(report.warmup, null);
     assert.ok(report.committed > 0);
     assert.equal(report.conservation.accountsChecked, 40);
     assert.equal(report.conservation.sumBefore, "40000.00");
@@ -61,7 +63,7 @@ describe("paynet bench", { timeout: 90_000 }, () => {
   });
 
   it("counts refusals as aborted and still conserves, with balances too small for most payments", async () => {
-    const result = await runCli(["bench", "--payments", "60", "--concurrency", "4", "--accounts", "8", "--balance", "0.50", "--same-bank-percent", "30", "--json"]);
+    const result = await runCli(["bench", "--payments", "60", "--warmup", "0", "--concurrency", "4", "--accounts", "8", "--balance", "0.50", "--same-bank-percent", "30", "--json"]);
     assert.equal(result.code, 0, `exit ${result.code}; stderr:\n${result.stderr}`);
     const report = result.json as unknown as BenchJson;
     assertConsistent(report, 60);
@@ -71,13 +73,41 @@ describe("paynet bench", { timeout: 90_000 }, () => {
   });
 
   it("with --batch sends MakePayments calls of that many orders, and every order is counted and conserved", async () => {
-    const result = await runCli(["bench", "--payments", "300", "--concurrency", "4", "--accounts", "20", "--batch", "25", "--same-bank-percent", "20", "--json"]);
+    const result = await runCli(["bench", "--payments", "300", "--warmup", "0", "--concurrency", "4", "--accounts", "20", "--batch", "25", "--same-bank-percent", "20", "--json"]);
     assert.equal(result.code, 0, `exit ${result.code}; stderr:\n${result.stderr}`);
     const report = result.json as unknown as BenchJson & { batch: number };
     assertConsistent(report, 300);
     assert.equal(report.batch, 25);
     assert.ok(report.committed > 0);
     assert.equal(report.conservation.sumBefore, "20000.00");
+  });
+
+  it("makes the warm-up payments first, untimed and uncounted, yet checks their outcomes and balances with the rest", async () => {
+    const result = await runCli(["bench", "--payments", "80", "--warmup", "120", "--concurrency", "4", "--accounts", "12", "--balance", "2.00", "--json"]);
+    assert.equal(result.code, 0, `exit ${result.code}; stderr:\n${result.stderr}`);
+    const report = result.json as unknown as BenchJson;
+    // The timed figures and counts are the 80 payments only; the gateway log's count for them excludes the warm-up's ids.
+    assertConsistent(report, 80);
+    assert.equal(report.latencyMs.p50 > 0, true);
+    const warmup = report.warmup;
+    assert.ok(warmup !== null);
+    assert.equal(warmup.payments, 120);
+    assert.equal(warmup.committed + warmup.aborted + warmup.ambiguous, 120);
+    assert.equal(warmup.ambiguousResolved.unresolved, 0);
+    assert.equal(warmup.outcomesAgree, true);
+    assert.equal(warmup.gatewayCommitted, warmup.committed + warmup.ambiguousResolved.committed);
+    // 200 payments of up to 1.00 from 4 payers holding 2.00 each: some are refused, and balances before the
+    // warm-up equal those after the timed load only if the warm-up's transfers are counted too.
+    assert.ok(warmup.committed > 0 && report.aborted + warmup.aborted > 0, `warm-up ${JSON.stringify(warmup)}, timed aborted ${report.aborted}`);
+    assert.equal(report.conservation.sumBefore, "24.00");
+    assert.match(result.stderr, /warm-up: 120 payments first/);
+  });
+
+  it("refuses a negative --warmup as a usage error, before starting anything", async () => {
+    const result = await runCli(["bench", "--warmup", "-1", "--json"]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /--warmup must be an integer in 0-/);
+    assert.equal(result.stdout, "");
   });
 
   it("refuses --batch above 1,000 (one call's bound) as a usage error, before starting anything", async () => {

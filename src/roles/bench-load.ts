@@ -1,5 +1,7 @@
 // The load of `paynet bench`: C workers, each logged in as its own account, sharing a few gRPC channels,
-// take numbered payments until N are started. Closed loop by default (a worker sends its next payment when
+// take numbered payments until N are started. A warm-up of W payments may come first, closed loop and not
+// timed: a freshly started process runs its hot paths unoptimized until V8 has compiled them, which on a
+// 2-core machine takes thousands of payments, and a benchmark of a long-running network measures after that. Closed loop by default (a worker sends its next payment when
 // the previous one returns); with a rate, payment k is due at start + k/rate and its latency is measured
 // from that due time, so a queue that builds up shows in the latency.
 import { setTimeout as sleep } from "node:timers/promises";
@@ -32,6 +34,8 @@ export interface LoadOptions {
   planner: PaymentPlanner;
   seed: number;
   payments: number;
+  /** Payments made first, closed loop, outside the timing, with ids `${idPrefix}w${N}`; 0 for none. */
+  warmupPayments: number;
   /** Payments started per second across all workers (open loop), or null for a closed loop. */
   ratePerS: number | null;
   /** Payments per call: 1 sends MakePayment, more sends MakePayments with that many orders. */
@@ -43,7 +47,7 @@ export interface LoadOptions {
   idPrefix: string;
   /** Why no further payment should start (e.g. a process of the network exited), or null to go on. */
   stopReason: () => string | null;
-  /** Called once every worker is logged in, just before the first payment starts. */
+  /** Called once every worker is logged in and the warm-up is over, just before the first timed payment starts. */
   onLoadStart?: () => void;
 }
 
@@ -68,7 +72,12 @@ export interface LoadResult {
   /** Set when the load stopped early because `stopReason` named a reason. */
   stoppedBecause: string | null;
   channels: number;
+  /** The warm-up's payments and how long it took, or null when there was none. */
+  warmup: { sent: SentPayment[]; durationMs: number } | null;
 }
+
+/** What follows the run's id prefix in a warm-up payment's id, before its number (timed ids are digits only). */
+export const warmupIdInfix = "w";
 
 interface Worker {
   payer: AccountRef;
@@ -239,9 +248,10 @@ class LoadRun {
     }
   }
 
-  result(channels: number): LoadResult {
+  result(channels: number, warmup: LoadResult["warmup"]): LoadResult {
     const endNs = this.#lastEndNs === 0n ? process.hrtime.bigint() : this.#lastEndNs;
     return {
+      warmup,
       sent: this.#sent,
       latenciesMs: Float64Array.from(this.#latenciesMs),
       reasons: this.#reasons,
@@ -254,8 +264,22 @@ class LoadRun {
   }
 }
 
-/** Logs every worker in (not timed), then runs the load; the channels are closed at the end. */
-export async function runLoad(options: LoadOptions, progress: LoadProgress): Promise<LoadResult> {
+/**
+ * The warm-up: the same workers, channels and sessions, with their own random streams (so the timed
+ * payments are the same whatever the warm-up) and their own ids; sessions renewed meanwhile carry over.
+ */
+async function warmUp(workers: Worker[], root: Prng, options: LoadOptions, progress: LoadProgress): Promise<LoadResult["warmup"]> {
+  if (options.warmupPayments === 0) return null;
+  const warmupWorkers = workers.map((worker, index) => ({ ...worker, prng: root.fork(`warmup-${index}`) }));
+  const run = new LoadRun({ ...options, payments: options.warmupPayments, ratePerS: null, idPrefix: `${options.idPrefix}${warmupIdInfix}` }, progress);
+  await Promise.all(warmupWorkers.map((worker) => run.work(worker)));
+  warmupWorkers.forEach((worker, index) => (workers[index]!.token = worker.token));
+  const result = run.result(0, null);
+  return { sent: result.sent, durationMs: result.durationMs };
+}
+
+/** Logs every worker in and warms up (neither timed), then runs the load; the channels are closed at the end. */
+export async function runLoad(options: LoadOptions, progress: LoadProgress, warmupProgress: LoadProgress): Promise<LoadResult> {
   const stubs = openChannels(options);
   try {
     const root = new Prng(options.seed);
@@ -266,10 +290,11 @@ export async function runLoad(options: LoadOptions, progress: LoadProgress): Pro
       token: "",
     }));
     await loginAll(workers, options.password);
+    const warmup = await warmUp(workers, root, options, warmupProgress);
     options.onLoadStart?.();
     const run = new LoadRun(options, progress);
     await Promise.all(workers.map((worker) => run.work(worker)));
-    return run.result(stubs.length);
+    return run.result(stubs.length, warmup);
   } finally {
     for (const stub of stubs) stub.close();
   }

@@ -22,6 +22,8 @@ export interface BenchReport {
   /** CPU each process used during the load. */
   cpu: CpuUse[];
   outcomes: OutcomeReport;
+  /** The untimed payments made first, resolved against the gateway log like the rest; null if none. */
+  warmup: { payments: number; durationMs: number; outcomes: OutcomeReport } | null;
   notStarted: number;
   timedOut: boolean;
   stoppedBecause: string | null;
@@ -34,9 +36,13 @@ export interface BenchReport {
   network: { owned: boolean; gateway: string; dataDir: string; kept: boolean; exits: ChildExit[] };
 }
 
-/** The verdict: no process died, the run settled, every outcome agrees with the gateway log, balances conserved. */
+/**
+ * The verdict: no process died, the run settled, every outcome (warm-up included) agrees with the gateway
+ * log, balances conserved.
+ */
 export function reportOk(report: BenchReport): boolean {
-  return report.network.exits.length === 0 && report.settled && report.outcomes.ok && report.conservation !== null && report.conservation.ok;
+  const warmupOk = report.warmup === null || report.warmup.outcomes.ok;
+  return report.network.exits.length === 0 && report.settled && report.outcomes.ok && warmupOk && report.conservation !== null && report.conservation.ok;
 }
 
 const round = (value: number, places: number) => Number(value.toFixed(places));
@@ -85,6 +91,7 @@ export function reportJson(report: BenchReport): Record<string, unknown> {
     aborted: outcomes.aborted,
     ambiguous: outcomes.ambiguous,
     ambiguousResolved: { committed: outcomes.ambiguousCommitted, aborted: outcomes.ambiguousAborted, unresolved: outcomes.ambiguousUnresolved },
+    warmup: report.warmup === null ? null : warmupJson(report.warmup),
     notStarted: report.notStarted,
     timedOut: report.timedOut,
     stoppedBecause: report.stoppedBecause,
@@ -109,6 +116,20 @@ export function reportJson(report: BenchReport): Record<string, unknown> {
       readError: report.readError,
     },
     network: report.network,
+  };
+}
+
+function warmupJson(warmup: NonNullable<BenchReport["warmup"]>): Record<string, unknown> {
+  const { outcomes } = warmup;
+  return {
+    payments: warmup.payments,
+    durationMs: round(warmup.durationMs, 1),
+    committed: outcomes.committed,
+    aborted: outcomes.aborted,
+    ambiguous: outcomes.ambiguous,
+    ambiguousResolved: { committed: outcomes.ambiguousCommitted, aborted: outcomes.ambiguousAborted, unresolved: outcomes.ambiguousUnresolved },
+    gatewayCommitted: outcomes.gatewayCommitted,
+    outcomesAgree: outcomes.ok,
   };
 }
 
@@ -142,9 +163,20 @@ function conservationLines(report: BenchReport): string[] {
     lines.push(`  ${mark(conservation.noNegative)} no negative balance${conservation.noNegative ? "" : ` (${conservation.negativeCount}: ${conservation.negativeAccounts.join(", ")})`}`);
     lines.push(`  ${mark(conservation.appliedOnce)} every committed payment applied once (${conservation.accountsChecked} accounts: initial + credits − debits = final${conservation.appliedOnce ? "" : `; ${conservation.mismatchCount} differ, e.g. ${conservation.mismatches.slice(0, 3).map((entry) => `${entry.account} expected ${formatMinor(entry.expectedMinor)} found ${entry.actualMinor === null ? "nothing" : formatMinor(entry.actualMinor)}`).join("; ")}`})`);
   }
-  const benchCommitted = outcomes.committed + outcomes.ambiguousCommitted;
-  lines.push(`  ${mark(outcomes.ok)} gateway log: ${outcomes.gatewayCommitted} committed, bench: ${benchCommitted} committed${outcomes.disagreementCount === 0 ? "" : `; ${outcomes.disagreementCount} answers disagree with the log`}${outcomes.ambiguousUnresolved === 0 ? "" : `; ${outcomes.ambiguousUnresolved} ambiguous still undecided`}`);
+  lines.push(outcomeLine("gateway log", outcomes));
+  if (report.warmup !== null) lines.push(outcomeLine("warm-up, gateway log", report.warmup.outcomes));
   return lines;
+}
+
+function outcomeLine(label: string, outcomes: OutcomeReport): string {
+  const benchCommitted = outcomes.committed + outcomes.ambiguousCommitted;
+  return `  ${mark(outcomes.ok)} ${label}: ${outcomes.gatewayCommitted} committed, bench: ${benchCommitted} committed${outcomes.disagreementCount === 0 ? "" : `; ${outcomes.disagreementCount} answers disagree with the log`}${outcomes.ambiguousUnresolved === 0 ? "" : `; ${outcomes.ambiguousUnresolved} ambiguous still undecided`}`;
+}
+
+function warmupRow(warmup: BenchReport["warmup"]): string {
+  if (warmup === null) return "none";
+  const { committed, aborted, ambiguous } = warmup.outcomes;
+  return `${warmup.payments} payments first in ${(warmup.durationMs / 1000).toFixed(2)} s, not timed (committed ${committed}, aborted ${aborted}, ambiguous ${ambiguous}; checked below)`;
 }
 
 export function reportTable(report: BenchReport): string {
@@ -153,6 +185,7 @@ export function reportTable(report: BenchReport): string {
   const rows: Array<[string, string]> = [
     ["load", report.mode === "closed" ? "closed loop" : `open loop at ${report.ratePerS}/s (latency from each payment's due time)`],
     ["payments", `${report.payments}${report.notStarted > 0 ? ` (${report.notStarted} not started: ${report.stoppedBecause ?? "overall timeout"})` : ""}, ${report.sameBankPercent}% same-bank`],
+    ["warm-up", warmupRow(report.warmup)],
     ["concurrency", `${report.concurrency} clients on ${report.channels} gRPC channels`],
     ["accounts", `${report.accounts} at ${report.banks.length} banks (${report.banks.join(", ")})`],
     ["duration", `${(report.durationMs / 1000).toFixed(2)} s`],

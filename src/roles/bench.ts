@@ -3,7 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { banksOf, readAccountsCsv } from "../core/accounts-csv.js";
 import { accountRefs, benchAccountsMax, benchBanksDefault, choosePayers, PaymentPlanner } from "../core/bench-accounts.js";
-import { checkConservation, resolveOutcomes, summarizeLatencies, throughputPerS } from "../core/bench-stats.js";
+import { checkConservation, resolveOutcomes, summarizeLatencies, throughputPerS, type LoggedPayment } from "../core/bench-stats.js";
 import { clientFiles, loadIdentity } from "../core/certificates.js";
 import { balanceMinorMax, parseDecimalMinor } from "../core/money.js";
 import { dataPaths, type DataPaths } from "../core/paths.js";
@@ -12,7 +12,7 @@ import { validateAddress } from "../core/validate.js";
 import { exitCodes } from "./client-context.js";
 import { existingNetwork, startOwnNetwork, type BenchNetwork } from "./bench-network.js";
 import { paymentOrdersPerCallMax } from "../core/gateway-service.js";
-import { runLoad, type LoadProgress, type LoadResult } from "./bench-load.js";
+import { runLoad, warmupIdInfix, type LoadProgress, type LoadResult } from "./bench-load.js";
 import { waitUntilSettled } from "./bench-state.js";
 import { reportJson, reportOk, reportTable, type BenchReport } from "./bench-report.js";
 import { CpuMeter, type CpuUse } from "../core/process-cpu.js";
@@ -22,6 +22,8 @@ export interface BenchFlags {
   /** Target this running gateway (accounts from --data-dir) instead of starting a network. */
   gateway: string | undefined;
   payments: number;
+  /** Payments made first, not timed. */
+  warmup: number;
   concurrency: number;
   accounts: number;
   rate: number | undefined;
@@ -56,6 +58,7 @@ const isInteger = (value: number, min: number, max: number) => Number.isSafeInte
 export function benchUsageError(flags: BenchFlags): string | null {
   if (!isInteger(flags.batch, 1, paymentOrdersPerCallMax)) return `--batch must be an integer in 1-${paymentOrdersPerCallMax} (payments per MakePayments call), got ${flags.batch}`;
   if (!isInteger(flags.payments, 1, benchLimits.paymentsMax)) return `--payments must be an integer in 1-${benchLimits.paymentsMax}, got ${flags.payments}`;
+  if (!isInteger(flags.warmup, 0, benchLimits.paymentsMax)) return `--warmup must be an integer in 0-${benchLimits.paymentsMax}, got ${flags.warmup}`;
   if (!isInteger(flags.concurrency, 1, benchLimits.concurrencyMax)) return `--concurrency must be an integer in 1-${benchLimits.concurrencyMax}, got ${flags.concurrency}`;
   if (!isInteger(flags.accounts, 2, benchAccountsMax)) return `--accounts must be an integer in 2-${benchAccountsMax}, got ${flags.accounts}`;
   if (flags.gateway === undefined && flags.concurrency > flags.accounts) return `--concurrency ${flags.concurrency} needs at least as many accounts (each client is a different account), got --accounts ${flags.accounts}`;
@@ -82,13 +85,13 @@ function note(message: string): void {
 }
 
 /** A progress line on stderr: redrawn in place on a terminal, a plain line every few seconds otherwise. */
-function startProgress(progress: LoadProgress, total: number): () => void {
+function startProgress(progress: LoadProgress, total: number, label: string): () => void {
   const tty = process.stderr.isTTY === true;
   const startedMs = Date.now();
   const render = () => {
     const elapsedS = Math.max((Date.now() - startedMs) / 1000, 0.001);
     const fraction = progress.done / total;
-    const counts = `${progress.done}/${total} ${(fraction * 100).toFixed(0)}% ${(progress.done / elapsedS).toFixed(0)}/s committed ${progress.committed} aborted ${progress.aborted} ambiguous ${progress.ambiguous}`;
+    const counts = `${label}${progress.done}/${total} ${(fraction * 100).toFixed(0)}% ${(progress.done / elapsedS).toFixed(0)}/s committed ${progress.committed} aborted ${progress.aborted} ambiguous ${progress.ambiguous}`;
     if (!tty) return note(counts);
     const barWidth = 30;
     const filled = Math.round(fraction * barWidth);
@@ -128,6 +131,7 @@ interface Measured {
   load: LoadResult;
   /** CPU each process used during the load (the bench itself, and the network's processes if it started them). */
   cpu: CpuUse[];
+  /** The balances before the warm-up, if any, and the load. */
   before: Map<string, bigint>;
   banks: string[];
   accounts: number;
@@ -150,8 +154,10 @@ async function measure(flags: BenchFlags, network: BenchNetwork, paths: DataPath
   const identity = await loadIdentity(paths.certificateDir, clientFiles(paths.certificateDir));
   const idPrefix = `bench-${randomBytes(6).toString("hex")}-`;
   const progress: LoadProgress = { started: 0, done: 0, committed: 0, aborted: 0, ambiguous: 0 };
+  const warmupProgress: LoadProgress = { ...progress };
+  if (flags.warmup > 0) note(`warm-up: ${flags.warmup} payments first, closed loop, not timed, ids ${idPrefix}${warmupIdInfix}N`);
   note(`${flags.payments} payments, ${flags.concurrency} clients, ${flags.rate === undefined ? "closed loop" : `${flags.rate}/s`}, ids ${idPrefix}N`);
-  const stopProgress = startProgress(progress, flags.payments);
+  let stopProgress = flags.warmup > 0 ? startProgress(warmupProgress, flags.warmup, "warm-up ") : startProgress(progress, flags.payments, "");
   const cpuMeter = new CpuMeter([{ name: "bench", pid: process.pid }, ...network.processes()]);
   try {
     const load = await runLoad(
@@ -163,15 +169,23 @@ async function measure(flags: BenchFlags, network: BenchNetwork, paths: DataPath
         planner,
         seed: flags.seed,
         payments: flags.payments,
+        warmupPayments: flags.warmup,
         ratePerS: flags.rate ?? null,
         batch: flags.batch,
         callTimeoutMs: flags.callTimeoutMs,
         overallTimeoutMs: flags.timeoutMs,
         idPrefix,
         stopReason: () => processGone(network),
-        onLoadStart: () => cpuMeter.start(),
+        onLoadStart: () => {
+          if (flags.warmup > 0) {
+            stopProgress();
+            stopProgress = startProgress(progress, flags.payments, "");
+          }
+          cpuMeter.start();
+        },
       },
       progress,
+      warmupProgress,
     );
     const cpu = cpuMeter.stop();
     return { load, cpu, before: initial.durable.balances, banks, accounts: rows.length, idPrefix };
@@ -185,8 +199,13 @@ async function check(flags: BenchFlags, network: BenchNetwork, paths: DataPaths,
   note(`load done in ${(load.durationMs / 1000).toFixed(1)} s; waiting for every payment to finish`);
   for (const exit of network.unexpectedExits()) note(`${exit.name} exited during the run (code ${exit.code}, signal ${exit.signal}); its last lines:\n${exit.lastLines.join("\n")}`);
   const settled = await waitUntilSettled(paths, measured.banks, measured.idPrefix, flags.settleTimeoutMs, () => processGone(network));
-  const outcomes = resolveOutcomes(load.sent, settled.logged);
-  const conservation = settled.durable === null ? null : checkConservation(measured.before, settled.durable.balances, outcomes.committedTransfers);
+  const warmupPrefix = `${measured.idPrefix}${warmupIdInfix}`;
+  const logged = { timed: new Map<string, LoggedPayment>(), warmup: new Map<string, LoggedPayment>() };
+  for (const [paymentId, record] of settled.logged) logged[paymentId.startsWith(warmupPrefix) ? "warmup" : "timed"].set(paymentId, record);
+  const outcomes = resolveOutcomes(load.sent, logged.timed);
+  const warmup = load.warmup === null ? null : { payments: load.warmup.sent.length, durationMs: load.warmup.durationMs, outcomes: resolveOutcomes(load.warmup.sent, logged.warmup) };
+  const committedTransfers = [...(warmup?.outcomes.committedTransfers ?? []), ...outcomes.committedTransfers];
+  const conservation = settled.durable === null ? null : checkConservation(measured.before, settled.durable.balances, committedTransfers);
   const readError = settled.durable === null ? (settled.readError ?? "the network did not settle") : null;
   return {
     payments: flags.payments,
@@ -204,6 +223,7 @@ async function check(flags: BenchFlags, network: BenchNetwork, paths: DataPaths,
     latency: summarizeLatencies(load.latenciesMs),
     cpu: measured.cpu,
     outcomes,
+    warmup,
     notStarted: load.notStarted,
     timedOut: load.timedOut,
     stoppedBecause: load.stoppedBecause,
