@@ -226,6 +226,43 @@ describe("rewriteBankRows and loadBankAccounts (on disk)", () => {
     assert.equal(await readFile(file, "utf8"), `${accountsHeader}\nalice,1000,alice123,SBI\nbob,500.01,bob123,HDFC\n`);
   });
 
+  // A canonical file is rewritten in place byte by byte; any other goes through the parser. Either way the
+  // file then reads as the parser's reading of the old one with the rows replaced, header first.
+  const shapes: Array<[string, string]> = [
+    ["a canonical file", `${accountsHeader}\nalice,1000,alice123,SBI\nbob,0.5,bob123,HDFC\ncarol,10.25,c$1$x,SBI\n`],
+    ["no final newline after a replaced row", `${accountsHeader}\nbob,500,bob123,HDFC\nalice,1000,alice123,SBI`],
+    ["no final newline after a kept row", `${accountsHeader}\nalice,1000,alice123,SBI\nbob,500,bob123,HDFC`],
+    ["no header", "alice,1000,alice123,SBI\nbob,500,bob123,HDFC\n"],
+    ["a header in another case and spacing", "Username, Balance,Password , BANK\nalice,1000,alice123,SBI\n"],
+    ["CRLF line endings", `${accountsHeader}\r\nalice,1000,alice123,SBI\r\nbob,500,bob123,HDFC\r\n`],
+    ["spaces around fields", `${accountsHeader}\nalice , 1000 ,alice123, SBI\nbob,500,bob123,HDFC\n`],
+    ["a non-ASCII password", `${accountsHeader}\nalice,1000,pässword,SBI\nbob,500,bob123,HDFC\n`],
+    ["the same user at a bank whose name ends like ours", `${accountsHeader}\nalice,1000,alice123,XSBI\nalice,7,a,SBI\nalice,8,b,SBI-2\n`],
+    ["a 64-character username", `${accountsHeader}\n${"a".repeat(64)},1,p,SBI\nalice,2,q,SBI\n`],
+    ["the header alone", accountsHeader],
+    ["an empty file", ""],
+  ];
+  for (const [shape, text] of shapes) {
+    it(`rewriteBankRows writes the parser's reading of a file with ${shape}, with the rows replaced`, async () => {
+      const file = await seedFile(text);
+      const accounts = new Map<string, BankAccount>([["alice", { balanceMinor: 4_200n, password: "new-alice" }], [`${"a".repeat(64)}`, { balanceMinor: 9n, password: "long" }]]);
+      const expected = parseAccountsCsv(text, file).map((row) => {
+        const account = row.bank === "SBI" ? accounts.get(row.username) : undefined;
+        return account === undefined ? row : { ...row, balanceMinor: account.balanceMinor, password: account.password };
+      });
+      await rewriteBankRows(file, "SBI", accounts);
+      const written = await readFile(file, "utf8");
+      assert.deepEqual(parseAccountsCsv(written, file), expected);
+      assert.ok(written.startsWith(`${accountsHeader}\n`) && written.endsWith("\n"), JSON.stringify(written));
+    });
+  }
+
+  it("rewriteBankRows keeps every other line of a canonical file byte for byte", async () => {
+    const file = await seedFile(`${accountsHeader}\nbob,0.5,bob123,HDFC\nalice,1000,alice123,SBI\ncarol,7.00,c$1$x,SBI\n`);
+    await rewriteBankRows(file, "SBI", new Map([["alice", { balanceMinor: 1n, password: "p" }]]));
+    assert.equal(await readFile(file, "utf8"), `${accountsHeader}\nbob,0.5,bob123,HDFC\nalice,0.01,p,SBI\ncarol,7.00,c$1$x,SBI\n`);
+  });
+
   it("rewriteBankRows refuses a malformed file and leaves it as it was", async () => {
     const text = "alice,1000,alice123,SBI\nbob,-1,bob123,HDFC\n";
     const file = await seedFile(text);

@@ -19,14 +19,14 @@ export async function fsyncDirectory(directory: string): Promise<void> {
  * Replaces `path` with `data` so that a crash at any moment leaves either the old or the new content.
  * `crashName` names the crash point between writing the temp file and renaming it.
  */
-export async function writeFileAtomic(path: string, data: string, options: { mode?: number; crashName?: string; beforeRename?: () => Promise<void> } = {}): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | Uint8Array, options: { mode?: number; crashName?: string; beforeRename?: () => Promise<void> } = {}): Promise<void> {
   const directory = dirname(path);
   const stopTimer = fsyncSeconds.startTimer({ file: basename(path) });
   await mkdir(directory, { recursive: true });
   const temp = join(directory, `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
   const handle = await open(temp, "w", options.mode ?? 0o644);
   try {
-    await handle.writeFile(data, "utf8");
+    await handle.writeFile(data, typeof data === "string" ? "utf8" : undefined);
     await handle.sync();
   } catch (error) {
     await handle.close();
