@@ -1,9 +1,10 @@
 // The load of `paynet bench`: C workers, each logged in as its own account, sharing a few gRPC channels,
-// take numbered payments until N are started. A warm-up of W payments may come first, closed loop and not
-// timed: a freshly started process runs its hot paths unoptimized until V8 has compiled them, which on a
-// 2-core machine takes thousands of payments, and a benchmark of a long-running network measures after that. Closed loop by default (a worker sends its next payment when
+// take numbered payments until N are started. Closed loop by default (a worker sends its next payment when
 // the previous one returns); with a rate, payment k is due at start + k/rate and its latency is measured
-// from that due time, so a queue that builds up shows in the latency.
+// from that due time, so a queue that builds up shows in the latency. A warm-up of W payments may come
+// first, closed loop and not timed: a freshly started process runs its hot paths unoptimized until V8 has
+// compiled them, which on a 2-core machine takes thousands of payments, and a long-running network is
+// measured after that.
 import { setTimeout as sleep } from "node:timers/promises";
 import { PaymentGateway, PaymentStatus } from "../gen/paynet/v1/paynet_pb.js";
 import { createClient, type ServiceClient } from "../core/rpc.js";
