@@ -99,7 +99,7 @@ describe("Participant", () => {
     const text = await readFile(files.finishedLogPath, "utf8").catch(() => "");
     const records = new Map<string, PendingSectionJson["finished"][number]>();
     for (const line of text.split("\n").filter(Boolean)) {
-      const record = JSON.parse(line) as PendingSectionJson["finished"][number];
+      const record = JSON.parse(line) as PendingSectionJson["finished"][number] & { paymentId: string };
       records.delete(record.paymentId);
       records.set(record.paymentId, record);
     }
@@ -427,7 +427,7 @@ describe("Participant", () => {
     const participant = await tracked(Participant.open({ bank, ...files, holdTimeoutMs, finishedRetainedMax: 1_000, nowMs: () => clock.nowMs, checkpointDelayMs: 0 }));
     // Waves of transfers, each wave durable before the next starts, so that many checkpoints are due at once.
     for (let wave = 0; wave < 20; wave += 1) {
-      await Promise.all(Array.from({ length: 10 }, (_, index) => participant.transfer(`w${wave}-${index}`, index % 2 === 0 ? "alice" : "bob", index % 2 === 0 ? "bob" : "alice", BigInt(wave + index + 1))));
+      await Promise.all(Array.from({ length: 10 }, (_, index) => participant.transfer(`w${wave}-${index}`, index % 2 === 0 ? "alice" : "bob", index % 2 === 0 ? "bob" : "alice", BigInt(wave + index + 1), clock.nowMs)));
     }
     await participant.flushCheckpoint();
     const onDisk = new Map((await csvRows(files)).filter((row) => row.bank === bank).map((row) => [row.username, row.balanceMinor]));
@@ -597,7 +597,7 @@ describe("Participant", () => {
       clock.nowMs = startMs;
       const files = await newFiles();
       const participant = await openLazy(files, 4);
-      for (let index = 0; index < 10; index += 1) await participant.transfer(`t${index}`, "alice", "bob", 100n);
+      for (let index = 0; index < 10; index += 1) await participant.transfer(`t${index}`, "alice", "bob", 100n, clock.nowMs);
       // Eight entries make two full generations; their checkpoints run behind the appends, each writing the
       // CSV, then the pending section, then deleting its generation: wait for the last step.
       const foldedDeleted = async () => (await journals(files)).every((name) => name >= `journal_${bank}.000002.jsonl`);

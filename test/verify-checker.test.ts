@@ -230,7 +230,8 @@ describe("checkInvariants", () => {
     const scenario = healthy();
     const p4 = record(scenario, "p4");
     scenario.records.splice(scenario.records.indexOf(p4), 1, { ...p4, fromUser: "", fromBank: "", toUser: "", toBank: "", amountMinor: 0n });
-    scenario.observations.find((observation) => observation.details.paymentId === "p4")!.attempts.push(aborted("PAYMENT_ABORTED"));
+    const p4Seen = observation(scenario, "p4");
+    scenario.observations.splice(scenario.observations.indexOf(p4Seen), 1, { ...p4Seen, attempts: [...p4Seen.attempts, aborted("PAYMENT_ABORTED")] });
     assert.deepEqual(failing(scenario), []);
   });
 
