@@ -1,10 +1,10 @@
 // Crash safety: a process killed at each named point, then restarted, leaves every payment applied exactly
 // once at both banks or at neither; money is conserved, no hold remains, and the id keeps its one outcome.
-import { afterEach, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { readdir, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import assert from "node:assert/strict";
-import { Network, runCli, waitUntil, type Proc } from "./helpers/network.js";
+import { networkPerTest, runCli, waitUntil, type Network, type Proc } from "./helpers/network.js";
 import { readGatewayRecords } from "../src/core/gateway-log.js";
 import { isAmbiguous, type PaymentError } from "../src/core/errors.js";
 import { PaymentStatus } from "../src/gen/paynet/v1/paynet_pb.js";
@@ -56,19 +56,15 @@ async function payUntilFinal(network: Network, paymentId: string, payment: Crash
 }
 
 describe("crash points", () => {
-  let network: Network | null = null;
-  afterEach(async () => {
-    await network?.destroy();
-    network = null;
-  });
+  const networks = networkPerTest();
 
   for (const testCase of cases) {
     const kind = testCase.payment.fromBank === testCase.payment.toBank ? "same-bank" : "cross-bank";
     it(`${testCase.point} in ${testCase.role} (${kind}): ends ${testCase.expected}, applied once`, async () => {
-      network = await Network.create();
+      const network = await networks.create();
       const env = { PAYNET_CRASH_AT: testCase.point };
       await network.startGateway(testCase.role === "gateway" ? { env } : {});
-      await Promise.all((["SBI", "HDFC"] as const).map((bank) => network!.startBank(bank, testCase.role === bank ? { env } : {})));
+      await Promise.all((["SBI", "HDFC"] as const).map((bank) => network.startBank(bank, testCase.role === bank ? { env } : {})));
       const before = await network.balancesOnDisk();
       const totalBefore = await network.totalOnDisk();
       const paymentId = `crash-${testCase.point.replace(":", "-pass-")}-${kind}`;
@@ -87,8 +83,8 @@ describe("crash points", () => {
 
       const outcome = await payUntilFinal(network, paymentId, testCase.payment);
       assert.equal(outcome.status, testCase.expected, JSON.stringify(outcome));
-      await waitUntil(async () => (await network!.gatewayRecord(paymentId))?.finished === true, "the gateway to finish the payment");
-      await waitUntil(async () => (await network!.holdsOnDisk()) === 0, "every hold to be released");
+      await waitUntil(async () => (await network.gatewayRecord(paymentId))?.finished === true, "the gateway to finish the payment");
+      await waitUntil(async () => (await network.holdsOnDisk()) === 0, "every hold to be released");
 
       const after = await network.balancesOnDisk();
       const { from, fromBank, to, toBank } = testCase.payment;
@@ -120,15 +116,10 @@ describe("crash points", () => {
 });
 
 describe("finished payments beyond the retained ones", () => {
-  let network: Network | null = null;
-  afterEach(async () => {
-    await network?.destroy();
-    network = null;
-  });
+  const networks = networkPerTest();
 
   it("move to the archive; a crash after the archive's append loses nothing, and every id keeps its answer", async () => {
-    network = await Network.create();
-    const net = network;
+    const net = await networks.create();
     // Keep one finished payment in memory: the orderly stop's compaction archives the others, and dies there.
     const retainOne = { args: ["--records-retained", "1"] };
     await net.startGateway({ ...retainOne, env: { PAYNET_CRASH_AT: "gateway-archive-appended" } });
@@ -207,16 +198,11 @@ async function payMany(network: Network, orders: Array<{ paymentId: string; toUs
 }
 
 describe("crash points in a MakePayments call", () => {
-  let network: Network | null = null;
-  afterEach(async () => {
-    await network?.destroy();
-    network = null;
-  });
+  const networks = networkPerTest();
 
   for (const testCase of batchCases) {
     it(`${testCase.point} in ${testCase.role}: each order ends with one answer, applied once`, async () => {
-      network = await Network.create();
-      const net = network;
+      const net = await networks.create();
       const env = { PAYNET_CRASH_AT: testCase.point };
       await net.startGateway(testCase.role === "gateway" ? { env } : {});
       await Promise.all((["SBI", "HDFC"] as const).map((bank) => net.startBank(bank, testCase.role === bank ? { env } : {})));

@@ -1,21 +1,17 @@
 // The client's offline queue: payments wait durably with their ids and are applied exactly once.
-import { afterEach, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, readdir, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import { Network, Proc, passwords, runCli } from "./helpers/network.js";
+import { networkPerTest, Proc, passwords, runCli, type Network } from "./helpers/network.js";
 
 const exit = { ok: 0, refused: 1, queued: 3 };
 
 describe("offline payments", () => {
-  let network: Network | null = null;
-  afterEach(async () => {
-    await network?.destroy();
-    network = null;
-  });
+  const networks = networkPerTest();
 
   async function startedNetwork(): Promise<Network> {
-    network = await Network.create();
+    const network = await networks.create();
     await network.start(["SBI", "HDFC"]);
     return network;
   }
@@ -63,8 +59,7 @@ describe("offline payments", () => {
   });
 
   it("keeps a payment whose outcome is unknown and resends it with the same id", async () => {
-    network = await Network.create();
-    const net = network;
+    const net = await networks.create();
     await net.startGateway({ env: { PAYNET_CRASH_AT: "gateway-after-commit-logged" } });
     await Promise.all(["SBI", "HDFC"].map((bank) => net.startBank(bank)));
     const before = await net.balancesOnDisk();
@@ -144,8 +139,7 @@ describe("offline payments", () => {
   });
 
   it("a damaged queue file gives a clear error and keeps its intact entries", async () => {
-    network = await Network.create();
-    const net = network;
+    const net = await networks.create();
     net.gatewayAddress = "127.0.0.1:1";
     for (const amount of ["1", "2", "3"]) assert.equal((await net.pay("alice", "SBI", "bob", "HDFC", amount, ["--offline"])).code, exit.queued);
     const ids = await queueIds(net);

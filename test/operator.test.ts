@@ -1,7 +1,7 @@
 // The operator's view: status of in-doubt payments, one payment by id, Prometheus metrics, structured logs.
-import { after, afterEach, before, describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Network, passwords, runCli, waitUntil } from "./helpers/network.js";
+import { Network, networkPerTest, passwords, runCli, waitUntil } from "./helpers/network.js";
 import type { PaymentError } from "../src/core/errors.js";
 
 const call = { timeoutMs: 30_000 };
@@ -23,16 +23,11 @@ function parsePrometheus(text: string): Map<string, number> {
 }
 
 describe("operator view", () => {
-  let network: Network | null = null;
-  afterEach(async () => {
-    await network?.banks.get("HDFC")?.child.kill("SIGCONT");
-    await network?.destroy();
-    network = null;
-  });
+  // A test that paused HDFC must not leave it stopped: a stopped process would outlive the network.
+  const networks = networkPerTest({ beforeDestroy: async (network) => void network.banks.get("HDFC")?.child.kill("SIGCONT") });
 
   it("status shows a bank that is down and the payment held in doubt until it returns", async () => {
-    network = await Network.create();
-    const net = network;
+    const net = await networks.create();
     await net.start(["SBI", "HDFC"]);
     const hdfc = net.banks.get("HDFC")!;
     hdfc.child.kill("SIGSTOP");
@@ -73,7 +68,7 @@ describe("operator view", () => {
   });
 
   it("refuses the operator RPCs to a client certificate", async () => {
-    network = await Network.create();
+    const network = await networks.create();
     await network.start(["SBI", "HDFC"]);
     const gateway = await network.gatewayClient();
     try {

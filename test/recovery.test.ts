@@ -1,8 +1,8 @@
 // Banks that are down, gateways that vanish, and damaged state files: the protocol waits, never guesses.
-import { afterEach, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
-import { Network, Proc, waitUntil } from "./helpers/network.js";
+import { networkPerTest, Proc, waitUntil, type Network } from "./helpers/network.js";
 import type { PaymentError } from "../src/core/errors.js";
 
 function pay(network: Network, paymentId: string, amountMinor = 1000n): Promise<PaymentError | null> {
@@ -10,14 +10,10 @@ function pay(network: Network, paymentId: string, amountMinor = 1000n): Promise<
 }
 
 describe("recovery", () => {
-  let network: Network | null = null;
-  afterEach(async () => {
-    await network?.destroy();
-    network = null;
-  });
+  const networks = networkPerTest();
 
   it("aborts when a bank is down for the whole prepare phase, holding nothing, and finishes once it returns", async () => {
-    network = await Network.create();
+    const network = await networks.create();
     await network.start(["SBI", "HDFC"]);
     const before = await network.balancesOnDisk();
     await network.banks.get("HDFC")!.stop("SIGKILL");
@@ -30,14 +26,14 @@ describe("recovery", () => {
     assert.equal((await network.gatewayRecord("hdfc-down-1"))?.state, "aborted");
 
     await network.startBank("HDFC");
-    await waitUntil(async () => (await network!.gatewayRecord("hdfc-down-1"))?.finished === true, "the abort to reach HDFC");
+    await waitUntil(async () => (await network.gatewayRecord("hdfc-down-1"))?.finished === true, "the abort to reach HDFC");
     const retry = await pay(network, "hdfc-down-1");
     assert.equal(retry?.code, "BANK_UNAVAILABLE", "the id keeps its outcome after the bank returns");
     assert.deepEqual(await network.balancesOnDisk(), before);
   });
 
   it("completes a commit at a bank that went down after voting yes, once it comes back", async () => {
-    network = await Network.create();
+    const network = await networks.create();
     await network.startGateway();
     await network.startBank("SBI");
     await network.startBank("HDFC", { env: { PAYNET_CRASH_AT: "bank-before-commit" } });
@@ -51,29 +47,29 @@ describe("recovery", () => {
     assert.equal(whileDown.get("bob@HDFC"), before.get("bob@HDFC"), "HDFC is down and has not applied it yet");
 
     await network.startBank("HDFC");
-    await waitUntil(async () => (await network!.gatewayRecord("late-commit-1"))?.finished === true, "the commit to reach HDFC");
+    await waitUntil(async () => (await network.gatewayRecord("late-commit-1"))?.finished === true, "the commit to reach HDFC");
     const after = await network.balancesOnDisk();
     assert.equal(after.get("bob@HDFC"), before.get("bob@HDFC")! + 1000n);
     assert.equal(await network.holdsOnDisk(), 0);
   });
 
   it("keeps an overdue hold while the coordinator cannot answer, then follows its decision", async () => {
-    network = await Network.create();
+    const network = await networks.create();
     const fastExpiry = { args: ["--hold-timeout-ms", "200"] };
     await network.startGateway({ env: { PAYNET_CRASH_AT: "gateway-after-prepares" } });
-    await Promise.all(["SBI", "HDFC"].map((bank) => network!.startBank(bank, fastExpiry)));
+    await Promise.all(["SBI", "HDFC"].map((bank) => network.startBank(bank, fastExpiry)));
     const before = await network.balancesOnDisk();
 
     await pay(network, "in-doubt-1");
     await network.gateway!.exited;
     assert.equal(await network.holdsOnDisk(), 2, "both banks voted yes");
     // Each bank asks about its overdue hold, gets no answer, and keeps it: a yes vote is never withdrawn alone.
-    await Promise.all(["SBI", "HDFC"].map((bank) => network!.banks.get(bank)!.waitFor(/"paymentId":"in-doubt-1".*"msg":"overdue hold: no decision yet"/)));
+    await Promise.all(["SBI", "HDFC"].map((bank) => network.banks.get(bank)!.waitFor(/"paymentId":"in-doubt-1".*"msg":"overdue hold: no decision yet"/)));
     assert.equal(await network.holdsOnDisk(), 2);
     assert.deepEqual(await network.balancesOnDisk(), before);
 
     await network.startGateway();
-    await waitUntil(async () => (await network!.holdsOnDisk()) === 0, "the holds to be released");
+    await waitUntil(async () => (await network.holdsOnDisk()) === 0, "the holds to be released");
     assert.equal((await network.gatewayRecord("in-doubt-1"))?.state, "aborted");
     assert.deepEqual(await network.balancesOnDisk(), before);
   });
@@ -82,7 +78,7 @@ describe("recovery", () => {
     const truncate = (text: string) => text.slice(0, Math.floor(text.length / 2));
 
     it("a payment log snapshot cut short stops the gateway", async () => {
-      network = await Network.create();
+      const network = await networks.create();
       await network.start(["SBI", "HDFC"]);
       assert.equal(await pay(network, "before-damage-1"), null);
       await network.stop("SIGTERM"); // an orderly stop folds the journal into the snapshot
@@ -96,7 +92,7 @@ describe("recovery", () => {
     });
 
     it("a damaged journal line stops the gateway, naming the line", async () => {
-      network = await Network.create();
+      const network = await networks.create();
       await network.start(["SBI", "HDFC"]);
       assert.equal(await pay(network, "before-damage-3"), null);
       await network.stop();
@@ -112,7 +108,7 @@ describe("recovery", () => {
     });
 
     it("a torn final journal line (an append cut short) is dropped, and the log goes on", async () => {
-      network = await Network.create();
+      const network = await networks.create();
       await network.start(["SBI", "HDFC"]);
       assert.equal(await pay(network, "before-tear-1"), null);
       await network.stop();
@@ -129,7 +125,7 @@ describe("recovery", () => {
     });
 
     it("a truncated pending file stops the bank", async () => {
-      network = await Network.create();
+      const network = await networks.create();
       await network.start(["SBI", "HDFC"]);
       assert.equal(await pay(network, "before-damage-2"), null);
       // An orderly stop checkpoints every bank: the pending file then holds each bank's section.
@@ -146,7 +142,7 @@ describe("recovery", () => {
     });
 
     it("a malformed accounts row stops the bank, naming the line", async () => {
-      network = await Network.create({ accountsCsv: "username,balance,password,bank\nalice,1000,alice123,SBI\nbob,lots,bob123,HDFC\n" });
+      const network = await networks.create({ accountsCsv: "username,balance,password,bank\nalice,1000,alice123,SBI\nbob,lots,bob123,HDFC\n" });
       const bank = new Proc("bank", ["bank", "--id", "SBI", "--data-dir", network.dir, "--port", "0", "--gateway", "127.0.0.1:1"]);
       const { code } = await bank.exited;
       assert.notEqual(code, 0);

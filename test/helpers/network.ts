@@ -5,6 +5,7 @@ import { cp, mkdtemp, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { afterEach } from "node:test";
 import { issueCertificates, clientFiles, loadIdentity, bankFiles, gatewayFiles, operatorFiles, type CertificateFiles } from "../../src/core/certificates.js";
 import { readNetworkState } from "../../src/core/bank-state.js";
 import { readGatewayRecords, type PaymentRecord } from "../../src/core/gateway-log.js";
@@ -278,6 +279,23 @@ export class Network {
     await this.stop();
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * For a suite whose tests each build their own network: call at the suite's top level, then `create()` in a
+ * test. The network is destroyed after that test, whatever its outcome; `beforeDestroy` runs first (to
+ * resume a process a test paused, for one).
+ */
+export function networkPerTest(options: { beforeDestroy?: (network: Network) => Promise<void> } = {}): { create: (createOptions?: { accountsCsv?: string }) => Promise<Network> } {
+  let current: Network | null = null;
+  afterEach(async () => {
+    const network = current;
+    current = null;
+    if (network === null) return;
+    await options.beforeDestroy?.(network);
+    await network.destroy();
+  });
+  return { create: async (createOptions) => (current = await Network.create(createOptions)) };
 }
 
 export { clientFiles, bankFiles, gatewayFiles, operatorFiles };
