@@ -159,6 +159,16 @@ async function sessionToken(context: WorkloadContext, client: RawClient, payer: 
 }
 
 /**
+ * Whether a call was refused because the gateway restarted and forgot the session: nothing was sent, so the
+ * session is dropped (the next attempt logs in again) and the call can simply be repeated.
+ */
+function forgetLostSession(context: WorkloadContext, payer: Account, token: string, error: PaymentError): boolean {
+  if (error.code !== "UNAUTHENTICATED" || error.final) return false;
+  context.sessions.forget(payer, token);
+  return true;
+}
+
+/**
  * Sends a payment online until a final answer, at most onlineAttemptsMax times. Returns early past
  * `stopAtMs` or when `retry` declines to repeat an unknown outcome.
  */
@@ -178,10 +188,7 @@ export async function sendOnline(context: WorkloadContext, client: RawClient, lo
       return;
     } catch (thrown) {
       const error = PaymentError.fromGrpc(thrown, "INTERNAL", "GATEWAY_UNAVAILABLE");
-      if (error.code === "UNAUTHENTICATED" && !error.final) {
-        context.sessions.forget(payer, token); // the gateway restarted and forgot the session: nothing was sent
-        continue;
-      }
+      if (forgetLostSession(context, payer, token, error)) continue;
       if (!isAmbiguous(error)) {
         context.observations.record(details.paymentId, { result: "aborted", reason: error.code, final: error.final, ...afterRun });
         return;
@@ -224,10 +231,7 @@ export async function sendBatchOnline(context: WorkloadContext, client: RawClien
       });
     } catch (thrown) {
       const error = PaymentError.fromGrpc(thrown, "INTERNAL", "GATEWAY_UNAVAILABLE");
-      if (error.code === "UNAUTHENTICATED" && !error.final) {
-        context.sessions.forget(payer, token);
-        continue;
-      }
+      if (forgetLostSession(context, payer, token, error)) continue;
       // The call as a whole failed: no order was answered, and any may have run.
       for (const order of orders) context.observations.record(order.details.paymentId, { result: "ambiguous", reason: error.code });
       inDoubt = isAmbiguous(error);
