@@ -156,8 +156,10 @@ function replaceCanonicalRows(data: Buffer, bank: string, accounts: ReadonlyMap<
     }
     position = end + 1;
   }
-  if (copyFrom < data.length) parts.push(data.subarray(copyFrom));
-  if (data.length > 0 && data[data.length - 1] !== byte.newline && copyFrom < data.length) parts.push(Buffer.from("\n"));
+  if (copyFrom < data.length) {
+    parts.push(data.subarray(copyFrom));
+    if (data[data.length - 1] !== byte.newline) parts.push(Buffer.from("\n"));
+  }
   return Buffer.concat(parts);
 }
 
