@@ -40,9 +40,21 @@ function decode(line: string, where: string): Finished {
 
 const watermarkKey = "transfersForgottenThroughMs";
 
-/** The watermark a forgotten record raises: a same-bank transfer's start, or nothing. */
-export function forgottenThroughMs(watermarkMs: number, forgotten: Finished): number {
-  return forgotten.begunAtMs === undefined ? watermarkMs : Math.max(watermarkMs, forgotten.begunAtMs);
+/**
+ * Puts `finished` last in `records` (a later record for the same payment replaces the earlier one) and
+ * forgets the oldest beyond `retainedMax`. Returns the watermark raised by what was forgotten: the latest
+ * start of a forgotten same-bank transfer, or `watermarkMs` unchanged.
+ */
+export function retainNewest(records: Map<string, Finished>, finished: Finished, retainedMax: number, watermarkMs: number): number {
+  records.delete(finished.paymentId);
+  records.set(finished.paymentId, finished);
+  let raisedMs = watermarkMs;
+  while (records.size > retainedMax) {
+    const oldest = records.values().next().value as Finished;
+    if (oldest.begunAtMs !== undefined) raisedMs = Math.max(raisedMs, oldest.begunAtMs);
+    records.delete(oldest.paymentId);
+  }
+  return raisedMs;
 }
 
 function parse(text: string, path: string): { records: Finished[]; forgottenThroughMs: number } {
@@ -139,12 +151,6 @@ export class FinishedLog {
   }
 
   #retain(finished: Finished): void {
-    this.#retained.delete(finished.paymentId);
-    this.#retained.set(finished.paymentId, finished);
-    while (this.#retained.size > this.#retainedMax) {
-      const oldest = this.#retained.values().next().value as Finished;
-      this.#forgottenThroughMs = forgottenThroughMs(this.#forgottenThroughMs, oldest);
-      this.#retained.delete(oldest.paymentId);
-    }
+    this.#forgottenThroughMs = retainNewest(this.#retained, finished, this.#retainedMax, this.#forgottenThroughMs);
   }
 }

@@ -18,7 +18,7 @@ import { hashPassword, isPasswordHash, verifyPassword } from "./passwords.js";
 import { loadBankAccounts, rewriteBankRows, type BankAccount } from "./accounts-csv.js";
 import { silentLogger, type Logger } from "./log.js";
 import { groupCommitBatchSize, holdsGauge } from "./metrics.js";
-import { FinishedLog, forgottenThroughMs } from "./finished-log.js";
+import { FinishedLog, retainNewest } from "./finished-log.js";
 import { BankJournal, deleteJournalsBefore, finishedOf, type JournalEntry } from "./bank-journal.js";
 import { readBankState, type BankFiles } from "./bank-state.js";
 import { writeBankPending, type Hold, type LegKind, type Finished } from "./pending-file.js";
@@ -468,13 +468,7 @@ export class Participant {
 
   /** Maps iterate in insertion order: the first entries are the oldest. */
   #remember(finished: Finished): void {
-    this.#finished.delete(finished.paymentId);
-    this.#finished.set(finished.paymentId, finished);
-    while (this.#finished.size > this.#options.finishedRetainedMax) {
-      const oldest = this.#finished.values().next().value as Finished;
-      this.#transfersForgottenThroughMs = forgottenThroughMs(this.#transfersForgottenThroughMs, oldest);
-      this.#finished.delete(oldest.paymentId);
-    }
+    this.#transfersForgottenThroughMs = retainNewest(this.#finished, finished, this.#options.finishedRetainedMax, this.#transfersForgottenThroughMs);
   }
 
   #finishedOutcome(paymentId: string, wanted: "committed" | "aborted"): Finished | undefined {
