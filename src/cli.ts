@@ -5,6 +5,7 @@ import chalk from "chalk";
 import { armCrashPoint } from "./core/crash.js";
 import { runGateway } from "./roles/gateway.js";
 import { finishedRetainedDefault } from "./core/gateway-log.js";
+import { archiveChunkRecordsDefault, archiveChunkRecordsMax } from "./core/archive-index.js";
 import { bankTimeouts, runBank } from "./roles/bank.js";
 import { runBalance, runHistory, runPay, runQueue, runSync } from "./roles/client-scripted.js";
 import { runInteractive } from "./roles/client-interactive.js";
@@ -153,9 +154,16 @@ await yargs(hideBin(process.argv))
           default: finishedRetainedDefault,
           describe: "finished payments kept in memory and in transaction_logs.json; older ones move to transaction_archive.jsonl and are still answered",
         })
+        .option("archive-chunk-records", {
+          type: "number",
+          default: archiveChunkRecordsDefault,
+          describe: "archived payments per index file of transaction_archive.jsonl (the index holds about 2 bytes per archived payment in memory)",
+        })
         .check((args) => {
           const retained = Number(args.recordsRetained);
           if (!Number.isSafeInteger(retained) || retained < 0) throw new Error(`--records-retained must be a whole number ≥ 0, got ${String(args.recordsRetained)}`);
+          const chunk = Number(args.archiveChunkRecords);
+          if (!Number.isSafeInteger(chunk) || chunk < 1 || chunk > archiveChunkRecordsMax) throw new Error(`--archive-chunk-records must be a whole number from 1 to ${archiveChunkRecordsMax}, got ${String(args.archiveChunkRecords)}`);
           return true;
         }),
     (args) =>
@@ -165,6 +173,7 @@ await yargs(hideBin(process.argv))
         port: args.port ?? 8080,
         metricsPort: args.metricsPort,
         recordsRetained: args.recordsRetained,
+        archiveChunkRecords: args.archiveChunkRecords,
         unsafeLogDecisionLate: process.env.PAYNET_UNSAFE_LATE_DECISION_LOG === "1",
       }),
   )

@@ -159,6 +159,42 @@ describe("finished payments beyond the retained ones", () => {
     assert.deepEqual(snapshot.payments.map((payment) => payment.paymentId), ["retained-same-bank"], "the snapshot holds only the retained payment");
     assert.deepEqual([...(await readGatewayRecords(net.paths)).keys()].sort(), payments.map((payment) => payment.paymentId).sort(), "tools still read every payment");
   });
+
+  it("are indexed in sealed chunk files; a crash while one is written is repaired at the next start, and every id keeps its answer", async () => {
+    const net = await networks.create();
+    // Every finished payment is archived, and each sealed chunk of the archive's index holds one.
+    const archiveAll = { args: ["--records-retained", "0", "--archive-chunk-records", "1"] };
+    await net.startGateway(archiveAll);
+    await Promise.all((["SBI", "HDFC"] as const).map((bank) => net.startBank(bank)));
+    const payments = [
+      { paymentId: "chunked-committed", ...crossBank, amountMinor: 1_000n },
+      { paymentId: "chunked-refused", ...crossBank, amountMinor: 90_000_000n },
+      { paymentId: "chunked-same-bank", ...sameBank, amountMinor: 500n },
+    ];
+    const answers = new Map<string, string>();
+    for (const payment of payments) answers.set(payment.paymentId, (await net.rawPay(payment))?.code ?? "committed");
+    assert.deepEqual([...answers.values()], ["committed", "INSUFFICIENT_FUNDS", "committed"]);
+    await net.settled();
+    const balances = await net.balancesOnDisk();
+    await net.gateway!.stop("SIGTERM"); // its compaction archives all three; none is sealed yet
+
+    // The next start reads the three archived lines and seals the first two into chunk files: it dies writing the first.
+    await assert.rejects(net.startGateway({ ...archiveAll, env: { PAYNET_CRASH_AT: "gateway-archive-index-temp-written" } }), /exited/);
+    assert.equal((await net.gateway!.exited).signal, "SIGKILL", "the gateway should die at gateway-archive-index-temp-written");
+    assert.equal((await readdir(net.paths.transactionArchiveIndex)).filter((name) => name.endsWith(".tmp")).length, 1, "the crash left the chunk's temp file");
+
+    await net.startGateway(archiveAll);
+    await net.gatewayReady();
+    const indexFiles = await readdir(net.paths.transactionArchiveIndex);
+    assert.equal(indexFiles.filter((name) => name.endsWith(".idx")).length, 2, `two sealed chunks, the third payment in the tail: ${indexFiles.join(", ")}`);
+    assert.equal(indexFiles.filter((name) => name.endsWith(".tmp")).length, 0, "the dead process's temp file is removed");
+    for (const payment of payments) assert.equal((await net.rawPay(payment))?.code ?? "committed", answers.get(payment.paymentId), `the repeat of ${payment.paymentId}`);
+    const conflict = await net.rawPay({ ...payments[0]!, amountMinor: 1_001n });
+    assert.equal(conflict?.code, "IDEMPOTENCY_CONFLICT", "an archived id reused for another payment");
+    assert.deepEqual(await net.balancesOnDisk(), balances, "the repeats moved nothing");
+    const status = await runCli(["status", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
+    assert.deepEqual((status.json as { payments: Record<string, number> }).payments, { preparing: 0, committing: 0, aborting: 0, committed: 2, aborted: 1 });
+  });
 });
 
 /** Orders of one MakePayments call from alice@SBI, and what each ends as when the process dies at the point. */

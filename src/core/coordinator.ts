@@ -107,9 +107,10 @@ export class Coordinator {
 
   async makePayment(payer: Payer, request: PaymentRequest): Promise<PaymentOutcome> {
     const details = this.#validate(payer, request);
-    const existing = this.#log.get(details.paymentId);
+    let existing = this.#log.get(details.paymentId);
+    // Reading the archive yields: a call with the same id may begin it meanwhile, so memory is asked again.
+    if (existing === undefined && this.#log.mayBeArchived(details.paymentId)) existing = (await this.#log.find(details.paymentId)) ?? this.#log.get(details.paymentId);
     if (existing !== undefined) return this.#replay(existing, details);
-    if (this.#log.isArchived(details.paymentId)) return this.#replay((await this.#log.find(details.paymentId))!, details);
     const outcome = this.#drive(details);
     this.#inFlight.set(details.paymentId, outcome);
     try {
@@ -141,7 +142,7 @@ export class Coordinator {
         answers[index] = PaymentError.fromGrpc(thrown);
         continue;
       }
-      const known = this.#log.get(details.paymentId) !== undefined || this.#log.isArchived(details.paymentId);
+      const known = this.#log.get(details.paymentId) !== undefined || this.#log.mayBeArchived(details.paymentId);
       if (known || details.fromBank === details.toBank || this.#options.unsafeLogDecisionLate === true) {
         answers[index] = this.makePayment(payer, request).catch((thrown: unknown) => PaymentError.fromGrpc(thrown));
         continue;
@@ -173,7 +174,8 @@ export class Coordinator {
    * logged; an id never seen is first recorded as aborted, so it can never be committed afterwards.
    */
   async decisionFor(paymentId: string): Promise<"commit" | "abort" | "pending"> {
-    const record = this.#log.get(paymentId) ?? (this.#log.isArchived(paymentId) ? await this.#log.find(paymentId) : undefined);
+    // find() may read the archive and yield; a payment begun meanwhile is then in memory.
+    const record = this.#log.get(paymentId) ?? (await this.#log.find(paymentId)) ?? this.#log.get(paymentId);
     if (record === undefined) {
       await this.#log.tombstone(paymentId);
       return "abort";

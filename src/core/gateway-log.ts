@@ -1,10 +1,12 @@
 // Owns payment_gateway/transaction_logs.json (each payment's state) and transactions.txt (its idempotency
 // keys, append-only). Both are durable before the promise of a change resolves; the JSON is group-committed.
 // Memory and the snapshot hold the unfinished payments and the newest finished ones; older finished
-// records move to transaction_archive.jsonl (append-only), from which a repeated id is still answered.
+// records move to transaction_archive.jsonl (append-only), from which a repeated id is still answered
+// through the archive's index (archive-index.ts).
 import { createReadStream } from "node:fs";
-import { open as openFile, readFile, stat, truncate } from "node:fs/promises";
+import { readFile, stat, truncate } from "node:fs/promises";
 import { createInterface } from "node:readline";
+import { ArchiveIndex } from "./archive-index.js";
 import { assert } from "./assert.js";
 import { crashPoint } from "./crash.js";
 import { AppendOnlyFile, writeFileAtomic } from "./durable.js";
@@ -121,6 +123,8 @@ export interface GatewayLogPaths {
   transactionLogsJournal: string;
   transactionsTxt: string;
   transactionArchive: string;
+  /** The directory of the archive's index files (derived from the archive, rebuilt if lost). */
+  transactionArchiveIndex: string;
 }
 
 /**
@@ -138,9 +142,6 @@ export const journalLinesCompactAfter = 20_000;
  * nearly always repeated within seconds, far fewer payments than this.
  */
 export const finishedRetainedDefault = 10_000;
-
-/** The longest archive line read back; a record is a few hundred bytes. */
-const archiveLineBytesMax = 1024 * 1024;
 
 interface LoadedRecords {
   records: Map<string, PaymentRecord>;
@@ -184,17 +185,23 @@ async function loadRecords(paths: GatewayLogPaths): Promise<LoadedRecords> {
       }
     });
   }
-  const journal = await readRecordLines(paths.transactionLogsJournal, (record) => records.set(record.paymentId, record));
+  const journal = await readRecordLines(paths.transactionLogsJournal, (record) => {
+    records.set(record.paymentId, record);
+  });
   return { records, journalLines: journal.lines, journalCompleteBytes: journal.completeBytes, tornBytes: journal.tornBytes };
 }
 
 /**
  * Streams an append-only file of whole records (the journal, the archive; either may be larger than one
- * string may hold), giving each record with the byte offset of its line. A final line without its newline
- * is an append a crash cut short before its fsync returned, so nothing depended on it: it is reported as
- * torn, not read. Any other damage refuses to load, naming the file and the line.
+ * string may hold) from byte `fromBytes` on, giving each record with the byte range of its line. A final
+ * line without its newline is an append a crash cut short before its fsync returned, so nothing depended
+ * on it: it is reported as torn, not read. Any other damage refuses to load, naming the file and the line.
  */
-async function readRecordLines(path: string, onRecord: (record: PaymentRecord, offsetBytes: number, lineNumber: number) => void): Promise<{ lines: number; completeBytes: number; tornBytes: number }> {
+async function readRecordLines(
+  path: string,
+  onRecord: (record: PaymentRecord, offsetBytes: number, endBytes: number, where: string) => void | Promise<void>,
+  fromBytes = 0,
+): Promise<{ lines: number; completeBytes: number; tornBytes: number }> {
   const sizeBytes = await stat(path).then(
     (stats) => stats.size,
     (error: NodeJS.ErrnoException) => {
@@ -202,49 +209,25 @@ async function readRecordLines(path: string, onRecord: (record: PaymentRecord, o
       throw error;
     },
   );
-  let offset = 0;
+  let offset = fromBytes;
   let lineNumber = 0;
-  if (sizeBytes === 0) return { lines: 0, completeBytes: 0, tornBytes: 0 };
-  for await (const line of createInterface({ input: createReadStream(path, { encoding: "utf8" }), crlfDelay: Infinity })) {
+  if (sizeBytes <= fromBytes) return { lines: 0, completeBytes: fromBytes, tornBytes: 0 };
+  for await (const line of createInterface({ input: createReadStream(path, { encoding: "utf8", start: fromBytes }), crlfDelay: Infinity })) {
     const lineBytes = Buffer.byteLength(line) + 1;
     if (offset + lineBytes > sizeBytes) return { lines: lineNumber, completeBytes: offset, tornBytes: sizeBytes - offset };
     lineNumber += 1;
+    // Line numbers count from the start of the file only when reading starts there.
+    const where = fromBytes === 0 ? `${path}:${lineNumber}` : `${path}: the line at byte ${offset}`;
     let record: PaymentRecord;
     try {
       record = decode(JSON.parse(line) as Record<string, unknown>, `line ${lineNumber}`);
     } catch (error) {
-      throw new GatewayLogError(`${path}:${lineNumber}: not a payment record (${(error as Error).message}); refusing to start, fix or restore the file`);
+      throw new GatewayLogError(`${where}: not a payment record (${(error as Error).message}); refusing to start, fix or restore the file`);
     }
-    onRecord(record, offset, lineNumber);
+    await onRecord(record, offset, offset + lineBytes, where);
     offset += lineBytes;
   }
   return { lines: lineNumber, completeBytes: offset, tornBytes: 0 };
-}
-
-interface ArchiveIndex {
-  /** Byte offset of each archived payment's line. */
-  offsets: Map<string, number>;
-  committed: number;
-  aborted: number;
-  /** Bytes of complete lines; anything after them is a torn final append. */
-  completeBytes: number;
-  tornBytes: number;
-}
-
-/**
- * Indexes the archive's lines by payment id; `onRecord` sees every record. A torn final line's records are
- * still in the snapshot or the journal, which are rewritten only after the archive's fsync.
- */
-async function indexArchive(path: string, onRecord: (record: PaymentRecord) => void = () => undefined): Promise<ArchiveIndex> {
-  const offsets = new Map<string, number>();
-  const counts = { committed: 0, aborted: 0 };
-  const { completeBytes, tornBytes } = await readRecordLines(path, (record, offsetBytes, lineNumber) => {
-    if (!record.finished) throw new GatewayLogError(`${path}:${lineNumber}: an unfinished payment in the archive; refusing to start`);
-    if (!offsets.has(record.paymentId)) counts[record.state === "committed" ? "committed" : "aborted"] += 1;
-    offsets.set(record.paymentId, offsetBytes);
-    onRecord(record);
-  });
-  return { offsets, ...counts, completeBytes, tornBytes };
 }
 
 /** Every payment record as the files hold them now, archived ones included, for tools that read a data dir (no lock taken). */
@@ -252,7 +235,7 @@ export async function readGatewayRecords(paths: GatewayLogPaths): Promise<Map<st
   // The archive is read last: a compaction appends to it before it rewrites the snapshot, so a record
   // leaving the snapshot is already in the archive by the time this reads it.
   const { records } = await loadRecords(paths);
-  await indexArchive(paths.transactionArchive, (record) => {
+  await readRecordLines(paths.transactionArchive, (record) => {
     if (!records.has(record.paymentId)) records.set(record.paymentId, record);
   });
   return records;
@@ -278,21 +261,22 @@ export interface GatewayLogOptions {
   onWriteFailure?: (error: unknown) => void;
   /** Finished payments kept in memory and in the snapshot (default finishedRetainedDefault). */
   finishedRetainedMax?: number;
+  /** Archived payments per sealed chunk of the archive's index (default archiveChunkRecordsDefault). */
+  archiveChunkRecords?: number;
 }
 
 export class GatewayLog {
   readonly #paths: GatewayLogPaths;
-  /** Unfinished payments and the newest finished ones; never an id that is also in #archived. */
+  /** Unfinished payments and the newest finished ones; never an id that is also archived. */
   readonly #records = new Map<string, PaymentRecord>();
-  /** Older finished payments: the byte offset of each one's line in the archive. */
-  #archived = new Map<string, number>();
-  readonly #archivedCounts = { committed: 0, aborted: 0 };
-  #archiveBytes = 0;
+  /** Where each older, archived payment's line is; set by #load. */
+  #archiveIndex: ArchiveIndex | null = null;
+  readonly #archiveChunkRecords: number | undefined;
   readonly #finishedRetainedMax: number;
   readonly #writer: CoalescingWriter;
   readonly #journal: AppendOnlyFile;
   readonly #transactionsTxt: AppendOnlyFile;
-  readonly #archive: AppendOnlyFile;
+  readonly #archiveFile: AppendOnlyFile;
   readonly #nowMs: () => number;
   /** Records changed since the last write began, and ids begun since then (for transactions.txt). */
   #dirty = new Set<PaymentRecord>();
@@ -308,10 +292,11 @@ export class GatewayLog {
     this.#nowMs = options.nowMs ?? Date.now;
     this.#onWriteFailure = options.onWriteFailure ?? (() => undefined);
     this.#finishedRetainedMax = options.finishedRetainedMax ?? finishedRetainedDefault;
+    this.#archiveChunkRecords = options.archiveChunkRecords;
     assert(Number.isSafeInteger(this.#finishedRetainedMax) && this.#finishedRetainedMax >= 0, "finishedRetainedMax must be a non-negative integer");
     this.#journal = new AppendOnlyFile(paths.transactionLogsJournal, { tornCrashName: "gateway-journal-torn" });
     this.#transactionsTxt = new AppendOnlyFile(paths.transactionsTxt);
-    this.#archive = new AppendOnlyFile(paths.transactionArchive);
+    this.#archiveFile = new AppendOnlyFile(paths.transactionArchive);
     this.#writer = new CoalescingWriter(
       () => this.#writeBatch(),
       (callers) => groupCommitBatchSize.observe({ file: "transaction_logs.journal" }, callers),
@@ -342,17 +327,36 @@ export class GatewayLog {
       await truncate(paths.transactionLogsJournal, loaded.journalCompleteBytes);
       this.tornBytesDropped = loaded.tornBytes;
     }
-    const archive = await indexArchive(paths.transactionArchive);
-    if (archive.tornBytes > 0) await truncate(paths.transactionArchive, archive.completeBytes);
-    this.#archiveBytes = archive.completeBytes;
-    this.#archivedCounts.committed = archive.committed;
-    this.#archivedCounts.aborted = archive.aborted;
-    this.#archived = archive.offsets;
-    // A crash between a compaction's archive append and its snapshot leaves records in both: memory wins,
-    // and they are archived again (the same lines) by a later compaction.
-    for (const [id, record] of this.#records) {
-      if (this.#archived.delete(id)) this.#archivedCounts[record.state === "committed" ? "committed" : "aborted"] -= 1;
-    }
+    const archivePath = paths.transactionArchive;
+    this.#archiveIndex = await ArchiveIndex.open({
+      archivePath,
+      directory: paths.transactionArchiveIndex,
+      chunkRecords: this.#archiveChunkRecords,
+      scan: (fromBytes, onRecord) =>
+        readRecordLines(
+          archivePath,
+          async (record, offsetBytes, endBytes, where) => {
+            if (!record.finished) throw new GatewayLogError(`${where}: an unfinished payment in the archive; refusing to start`);
+            await onRecord(record.paymentId, record.state === "committed", offsetBytes, endBytes);
+          },
+          fromBytes,
+        ),
+      // A crash between a compaction's archive append and its snapshot leaves records in both: memory wins,
+      // and they are archived again (the same lines) by a later compaction.
+      isLive: (paymentId) => this.#records.has(paymentId),
+    });
+    if (this.#archiveIndex.tornBytes > 0) await truncate(archivePath, this.#archiveIndex.endBytes);
+  }
+
+  get #archive(): ArchiveIndex {
+    assert(this.#archiveIndex !== null, "the gateway log is not loaded");
+    return this.#archiveIndex;
+  }
+
+  /** What opening the archive's index took, for the operator's log. */
+  archiveIndexStats(): { sealedChunks: number; tailRecords: number; linesReadAtOpen: number; filesRebuiltAtOpen: number; memoryBytes: number } {
+    const index = this.#archive;
+    return { sealedChunks: index.sealedChunks, tailRecords: index.tailRecords, linesReadAtOpen: index.linesScannedAtOpen, filesRebuiltAtOpen: index.filesDiscardedAtOpen, memoryBytes: index.sealedMemoryBytes };
   }
 
   async close(): Promise<void> {
@@ -360,7 +364,7 @@ export class GatewayLog {
     await this.#compact();
     await this.#journal.close();
     await this.#transactionsTxt.close();
-    await this.#archive.close();
+    await this.#archiveFile.close();
     await this.#releaseLock?.();
     this.#releaseLock = null;
   }
@@ -370,24 +374,28 @@ export class GatewayLog {
     return this.#records.get(paymentId);
   }
 
-  isArchived(paymentId: string): boolean {
-    return this.#archived.has(paymentId);
+  /**
+   * False when the payment is surely not archived, without reading anything; true when it is or, rarely (a
+   * filter's false positive, about 1 in 2,000 per sealed chunk), may be: then find() tells.
+   */
+  mayBeArchived(paymentId: string): boolean {
+    return this.#archive.mayContain(paymentId);
   }
 
   /** The record of any payment this gateway ever began, reading the archive for an old one. */
   async find(paymentId: string): Promise<PaymentRecord | undefined> {
     const record = this.#records.get(paymentId);
-    if (record !== undefined) return record;
-    const offset = this.#archived.get(paymentId);
-    if (offset === undefined) return undefined;
-    const line = await readLineAt(this.#paths.transactionArchive, offset);
+    if (record !== undefined || !this.#archive.mayContain(paymentId)) return record;
+    const line = await this.#archive.lineOf(paymentId);
+    // A compaction may have archived it while the index was read; memory no longer holds it then.
+    if (line === undefined) return this.#records.get(paymentId);
     let archived: PaymentRecord;
     try {
-      archived = decode(JSON.parse(line) as Record<string, unknown>, `offset ${offset}`);
+      archived = decode(JSON.parse(line) as Record<string, unknown>, "line");
     } catch (error) {
-      throw new GatewayLogError(`${this.#paths.transactionArchive}: the line of ${paymentId} at byte ${offset} is not a payment record: ${(error as Error).message}`);
+      throw new GatewayLogError(`${this.#paths.transactionArchive}: the line of ${paymentId} is not a payment record: ${(error as Error).message}`);
     }
-    assert(archived.paymentId === paymentId, `archive line at byte ${offset} holds ${archived.paymentId}, not ${paymentId}`);
+    assert(archived.paymentId === paymentId, `the archive line found for ${paymentId} holds ${archived.paymentId}`);
     return archived;
   }
 
@@ -398,7 +406,7 @@ export class GatewayLog {
 
   /** How many finished payments have moved to the archive, by outcome. */
   archivedCounts(): { committed: number; aborted: number } {
-    return { ...this.#archivedCounts };
+    return this.#archive.counts();
   }
 
   unfinished(): PaymentRecord[] {
@@ -414,7 +422,8 @@ export class GatewayLog {
    * the promise resolves when it is durable.
    */
   begin(details: PaymentDetails): { record: PaymentRecord; durable: Promise<void> } {
-    assert(!this.#records.has(details.paymentId) && !this.#archived.has(details.paymentId), "payment begun twice");
+    // Whether it was archived is the caller's check (find() may have to read the archive for it).
+    assert(!this.#records.has(details.paymentId), "payment begun twice");
     const record: PaymentRecord = {
       paymentId: details.paymentId,
       fromUser: details.fromUser,
@@ -439,7 +448,7 @@ export class GatewayLog {
 
   /** Records an id the coordinator never began as aborted, so that it can never be committed later. */
   async tombstone(paymentId: string): Promise<void> {
-    assert(!this.#records.has(paymentId) && !this.#archived.has(paymentId), `tombstone over existing payment ${paymentId}`);
+    assert(!this.#records.has(paymentId), `tombstone over existing payment ${paymentId}`);
     const nowMs = this.#nowMs();
     const record: PaymentRecord = {
       paymentId,
@@ -537,52 +546,31 @@ export class GatewayLog {
   }
 
   async #archiveOldest(): Promise<void> {
+    // Every entry of the index's tail left the snapshot and the journal at an earlier compaction, which
+    // finished: no crash can bring one back into memory, so a sealed chunk never holds a live payment.
+    await this.#archive.sealFull();
     const finished = [...this.#records.values()].filter((record) => record.finished);
     const count = finished.length - this.#finishedRetainedMax;
     if (count <= 0) return;
     finished.sort((a, b) => (a.finishedAtMs ?? 0) - (b.finishedAtMs ?? 0));
     const leaving = finished.slice(0, count);
-    const offsets: number[] = [];
-    let offset = this.#archiveBytes;
+    const ends: number[] = [];
+    let endBytes = this.#archive.endBytes;
     let lines = "";
     for (const record of leaving) {
       const line = recordLine(record);
-      offsets.push(offset);
-      offset += Buffer.byteLength(line);
+      endBytes += Buffer.byteLength(line);
+      ends.push(endBytes);
       lines += line;
     }
-    await this.#archive.append(lines);
-    this.#archiveBytes = offset;
+    await this.#archiveFile.append(lines);
     crashPoint("gateway-archive-appended");
+    let offsetBytes = this.#archive.endBytes;
     leaving.forEach((record, index) => {
       this.#records.delete(record.paymentId);
-      this.#archived.set(record.paymentId, offsets[index]!);
-      this.#archivedCounts[record.state === "committed" ? "committed" : "aborted"] += 1;
+      this.#archive.add(record.paymentId, offsetBytes, ends[index]!, record.state === "committed");
+      offsetBytes = ends[index]!;
     });
   }
 
-}
-
-/** Reads the line that starts at `offset` (without its newline). */
-async function readLineAt(path: string, offset: number): Promise<string> {
-  const handle = await openFile(path, "r");
-  try {
-    const chunks: Buffer[] = [];
-    let position = offset;
-    for (;;) {
-      const buffer = Buffer.alloc(Math.min(64 * 1024, archiveLineBytesMax));
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
-      if (bytesRead === 0) throw new GatewayLogError(`${path}: no line ends after byte ${offset}`);
-      const end = buffer.subarray(0, bytesRead).indexOf(0x0a);
-      if (end !== -1) {
-        chunks.push(buffer.subarray(0, end));
-        return Buffer.concat(chunks).toString("utf8");
-      }
-      chunks.push(buffer.subarray(0, bytesRead));
-      position += bytesRead;
-      if (position - offset > archiveLineBytesMax) throw new GatewayLogError(`${path}: the line at byte ${offset} is longer than ${archiveLineBytesMax} bytes`);
-    }
-  } finally {
-    await handle.close();
-  }
 }

@@ -8,6 +8,7 @@ export interface DataPaths {
   readonly transactionLogsJson: string;
   readonly transactionLogsJournal: string;
   readonly transactionArchive: string;
+  readonly transactionArchiveIndex: string;
   readonly banksJson: string;
   readonly accountsCsv: string;
   readonly pendingJson: string;
@@ -31,6 +32,7 @@ export function dataPaths(dataDir: string): DataPaths {
     transactionLogsJson: join(root, "payment_gateway", "transaction_logs.json"),
     transactionLogsJournal: join(root, "payment_gateway", "transaction_logs.journal"),
     transactionArchive: join(root, "payment_gateway", "transaction_archive.jsonl"),
+    transactionArchiveIndex: join(root, "payment_gateway", "transaction_archive.index"),
     banksJson: join(root, "payment_gateway", "banks.json"),
     accountsCsv: join(root, "server", "dummydata.csv"),
     pendingJson: join(root, "server", "pending_transactions.json"),

@@ -25,6 +25,8 @@ export interface GatewayFlags {
   metricsPort: number | undefined;
   /** Finished payments kept in memory and in the snapshot; older ones are archived. */
   recordsRetained: number;
+  /** Archived payments per sealed index file of the archive. */
+  archiveChunkRecords: number;
 }
 
 export const gatewayTimeouts = Object.freeze({
@@ -55,6 +57,7 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   const identity = await loadIdentity(paths.certificateDir, gatewayFiles(paths.certificateDir));
   const log = await GatewayLog.open(paths, {
     finishedRetainedMax: flags.recordsRetained,
+    archiveChunkRecords: flags.archiveChunkRecords,
     onWriteFailure: (error) => {
       // Memory is now ahead of disk: stop, and let a restart recover from what is durable.
       logger.error({ error: String(error) }, "a durable write of the payment log failed; exiting");
@@ -63,6 +66,9 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   });
   if (log.tornBytesDropped > 0) logger.warn({ bytes: log.tornBytesDropped, file: paths.transactionLogsJournal }, "dropped a torn final journal line (an append cut short by a crash; nothing was answered on it)");
   await removeStaleTempFiles(dirname(paths.transactionLogsJson));
+  const archive = log.archiveIndexStats();
+  logger.info(archive, `archive index: ${archive.sealedChunks} sealed chunks (${archive.memoryBytes} bytes in memory), ${archive.tailRecords} payments after them, ${archive.linesReadAtOpen} archive lines read at open`);
+  if (archive.filesRebuiltAtOpen > 0) logger.warn({ files: archive.filesRebuiltAtOpen, directory: paths.transactionArchiveIndex }, "rebuilt archive index files that were missing, damaged or did not fit the archive");
   const registry = await BankRegistry.open(paths.banksJson, clientCredentials(identity), { banksMax: gatewayTimeouts.banksMax });
   const coordinator = new Coordinator(log, registry, { ...gatewayTimeouts, unsafeLogDecisionLate: flags.unsafeLogDecisionLate }, logger);
   if (flags.unsafeLogDecisionLate) logger.warn({}, "PAYNET_UNSAFE_LATE_DECISION_LOG is set: commit decisions are logged after phase 2 (a deliberately broken build)");

@@ -1,0 +1,431 @@
+// Finds a payment's line in the gateway's archive (transaction_archive.jsonl) while holding about two bytes
+// of memory per archived payment, however long the archive grows, and without reading the whole archive at
+// every start.
+//
+// The archive is cut into chunks of consecutive lines. A sealed chunk's index is a file of its own,
+// transaction_archive.index/<start>-<end>.idx (the chunk's byte range in the archive): a Bloom filter and a
+// bucket table, which stay in memory, then the chunk's (hash, offset) entries sorted by hash, which are read
+// from the file only when the filter says an id may be in the chunk. The lines after the last sealed chunk
+// (the tail) are indexed in memory until there are enough of them to seal.
+//
+// Index files are derived data: the archive is the truth. A file that is missing, damaged or does not fit
+// the archive is rebuilt from the archive at open, together with every file after it.
+import { open, readdir, readFile, rm, stat } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { assert } from "./assert.js";
+import { removeStaleTempFiles, writeFileAtomic } from "./durable.js";
+
+/** Payments per sealed chunk: about 140 KB of memory per chunk (16 bits of filter per payment). */
+export const archiveChunkRecordsDefault = 65_536;
+/** Sorting packs an entry's position into 21 bits beside its 32-bit hash (exact in a float64). */
+const chunkRecordsMax = 1 << 21;
+export const archiveChunkRecordsMax = chunkRecordsMax - 1;
+const bloomBitsPerRecord = 16;
+/** About this many entries per bucket: one read of half a kilobyte per lookup that passes the filter. */
+const bucketRecordsTarget = 32;
+/** The longest archive line read back; a record is a few hundred bytes. */
+const archiveLineBytesMax = 1024 * 1024;
+
+const magic = "PNARCIX1";
+const headerBytes = 48;
+const entryBytes = 16;
+const checksumBytes = 32;
+const chunkNamePattern = /^([0-9]{16})-([0-9]{16})\.idx$/;
+
+export class ArchiveIndexError extends Error {
+  override readonly name = "ArchiveIndexError";
+}
+
+/** 32-bit MurmurHash3 of the id's UTF-16 code units. The hashes are stored, so they must never change. */
+function murmur3(id: string, seed: number): number {
+  let hash = seed;
+  for (let index = 0; index < id.length; index += 1) {
+    let unit = Math.imul(id.charCodeAt(index), 0xcc9e2d51);
+    unit = (unit << 15) | (unit >>> 17);
+    hash ^= Math.imul(unit, 0x1b873593);
+    hash = (hash << 13) | (hash >>> 19);
+    hash = (Math.imul(hash, 5) + 0xe6546b64) | 0;
+  }
+  hash ^= id.length;
+  hash ^= hash >>> 16;
+  hash = Math.imul(hash, 0x85ebca6b);
+  hash ^= hash >>> 13;
+  hash = Math.imul(hash, 0xc2b2ae35);
+  hash ^= hash >>> 16;
+  return hash >>> 0;
+}
+
+/** A 64-bit hash of a payment id, as two unsigned 32-bit halves. */
+export interface IdHash {
+  high: number;
+  low: number;
+}
+
+export function hashId(id: string): IdHash {
+  return { high: murmur3(id, 0x2f0b3c1d), low: murmur3(id, 0x7a5e9d43) };
+}
+
+/** Bit `probe` of the filter for this hash (double hashing: low + probe × high). */
+function bloomBit(hash: IdHash, probe: number, mask: number): number {
+  return ((hash.low + Math.imul(probe, hash.high | 1)) >>> 0) & mask;
+}
+
+function bucketOf(high: number, bucketBits: number): number {
+  return bucketBits === 0 ? 0 : high >>> (32 - bucketBits);
+}
+
+/** A sealed chunk as held in memory: enough to rule an id out, and where to read its entries. */
+interface SealedChunk {
+  path: string;
+  startBytes: number;
+  endBytes: number;
+  records: number;
+  committed: number;
+  aborted: number;
+  bloom: Uint32Array;
+  bloomHashes: number;
+  bucketBits: number;
+  /** Entry index where each bucket starts, and one past the last. */
+  buckets: Uint32Array;
+  entriesAtBytes: number;
+}
+
+function mayHold(chunk: SealedChunk, hash: IdHash): boolean {
+  const mask = chunk.bloom.length * 32 - 1;
+  for (let probe = 0; probe < chunk.bloomHashes; probe += 1) {
+    const bit = bloomBit(hash, probe, mask);
+    if ((chunk.bloom[bit >>> 5]! & (1 << (bit & 31))) === 0) return false;
+  }
+  return true;
+}
+
+function chunkName(startBytes: number, endBytes: number): string {
+  return `${String(startBytes).padStart(16, "0")}-${String(endBytes).padStart(16, "0")}.idx`;
+}
+
+/** An archived payment as a chunk is built from it. */
+interface TailEntry {
+  offsetBytes: number;
+  committed: boolean;
+}
+
+/**
+ * The file of one chunk: header, Bloom filter, bucket table, entries sorted by hash, and a SHA-256 of all
+ * that. Numbers are little-endian; offsets are float64 (safe integers).
+ */
+function encodeChunk(startBytes: number, endBytes: number, entries: ReadonlyArray<readonly [string, TailEntry]>): Buffer {
+  const records = entries.length;
+  assert(records > 0 && records < chunkRecordsMax, `a chunk holds 1 to ${chunkRecordsMax - 1} payments, not ${records}`);
+  let bloomBits = 64;
+  while (bloomBits < records * bloomBitsPerRecord) bloomBits *= 2;
+  const bloomHashes = Math.min(16, Math.max(1, Math.round((Math.LN2 * bloomBits) / records)));
+  let bucketBits = 0;
+  while (records >>> bucketBits > bucketRecordsTarget) bucketBits += 1;
+  const bloom = new Uint32Array(bloomBits / 32);
+  const hashes = entries.map(([id]) => hashId(id));
+  const sortKeys = new Float64Array(records);
+  let committed = 0;
+  for (let index = 0; index < records; index += 1) {
+    const hash = hashes[index]!;
+    for (let probe = 0; probe < bloomHashes; probe += 1) {
+      const bit = bloomBit(hash, probe, bloomBits - 1);
+      bloom[bit >>> 5]! |= 1 << (bit & 31);
+    }
+    sortKeys[index] = hash.high * chunkRecordsMax + index;
+    if (entries[index]![1].committed) committed += 1;
+  }
+  sortKeys.sort();
+  const bucketCount = 2 ** bucketBits;
+  const buckets = new Uint32Array(bucketCount + 1);
+  const entriesAtBytes = headerBytes + bloom.length * 4 + buckets.length * 4;
+  const file = Buffer.alloc(entriesAtBytes + records * entryBytes + checksumBytes);
+  for (let rank = 0; rank < records; rank += 1) {
+    const index = sortKeys[rank]! % chunkRecordsMax;
+    const hash = hashes[index]!;
+    buckets[bucketOf(hash.high, bucketBits) + 1]! += 1;
+    const at = entriesAtBytes + rank * entryBytes;
+    file.writeUInt32LE(hash.high, at);
+    file.writeUInt32LE(hash.low, at + 4);
+    file.writeDoubleLE(entries[index]![1].offsetBytes, at + 8);
+  }
+  for (let bucket = 1; bucket <= bucketCount; bucket += 1) buckets[bucket]! += buckets[bucket - 1]!;
+  file.write(magic, 0, "latin1");
+  file.writeDoubleLE(startBytes, 8);
+  file.writeDoubleLE(endBytes, 16);
+  file.writeUInt32LE(records, 24);
+  file.writeUInt32LE(committed, 28);
+  file.writeUInt32LE(records - committed, 32);
+  file.writeUInt32LE(bloomBits, 36);
+  file.writeUInt32LE(bloomHashes, 40);
+  file.writeUInt32LE(bucketBits, 44);
+  bloom.forEach((word, index) => file.writeUInt32LE(word, headerBytes + index * 4));
+  buckets.forEach((start, index) => file.writeUInt32LE(start, headerBytes + bloom.length * 4 + index * 4));
+  createHash("sha256").update(file.subarray(0, file.length - checksumBytes)).digest().copy(file, file.length - checksumBytes);
+  return file;
+}
+
+/** Reads a chunk's file back; null if it is damaged or does not describe the byte range its name says. */
+function decodeChunk(path: string, file: Buffer, startBytes: number, endBytes: number): SealedChunk | null {
+  if (file.length < headerBytes + checksumBytes || file.toString("latin1", 0, 8) !== magic) return null;
+  const body = file.subarray(0, file.length - checksumBytes);
+  if (!createHash("sha256").update(body).digest().equals(file.subarray(file.length - checksumBytes))) return null;
+  const records = file.readUInt32LE(24);
+  const committed = file.readUInt32LE(28);
+  const aborted = file.readUInt32LE(32);
+  const bloomBits = file.readUInt32LE(36);
+  const bloomHashes = file.readUInt32LE(40);
+  const bucketBits = file.readUInt32LE(44);
+  const shapeOk =
+    file.readDoubleLE(8) === startBytes &&
+    file.readDoubleLE(16) === endBytes &&
+    records > 0 &&
+    committed + aborted === records &&
+    bloomBits >= 64 &&
+    (bloomBits & (bloomBits - 1)) === 0 &&
+    bloomHashes >= 1 &&
+    bloomHashes <= 16 &&
+    bucketBits <= 20;
+  if (!shapeOk) return null;
+  const bloom = new Uint32Array(bloomBits / 32);
+  const buckets = new Uint32Array(2 ** bucketBits + 1);
+  const entriesAtBytes = headerBytes + bloom.length * 4 + buckets.length * 4;
+  if (body.length !== entriesAtBytes + records * entryBytes) return null;
+  for (let index = 0; index < bloom.length; index += 1) bloom[index] = file.readUInt32LE(headerBytes + index * 4);
+  for (let index = 0; index < buckets.length; index += 1) buckets[index] = file.readUInt32LE(headerBytes + bloom.length * 4 + index * 4);
+  if (buckets[buckets.length - 1] !== records) return null;
+  return { path, startBytes, endBytes, records, committed, aborted, bloom, bloomHashes, bucketBits, buckets, entriesAtBytes };
+}
+
+/** Reads the line that starts at `offsetBytes` (without its newline). */
+export async function readLineAt(path: string, offsetBytes: number): Promise<string> {
+  const handle = await open(path, "r");
+  try {
+    const chunks: Buffer[] = [];
+    let position = offsetBytes;
+    for (;;) {
+      const buffer = Buffer.alloc(64 * 1024);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+      if (bytesRead === 0) throw new ArchiveIndexError(`${path}: no line ends after byte ${offsetBytes}`);
+      const end = buffer.subarray(0, bytesRead).indexOf(0x0a);
+      if (end !== -1) {
+        chunks.push(buffer.subarray(0, end));
+        return Buffer.concat(chunks).toString("utf8");
+      }
+      chunks.push(buffer.subarray(0, bytesRead));
+      position += bytesRead;
+      if (position - offsetBytes > archiveLineBytesMax) throw new ArchiveIndexError(`${path}: the line at byte ${offsetBytes} is longer than ${archiveLineBytesMax} bytes`);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The id a line of the archive holds (a whole line: damage is reported by the caller's decoding). */
+function idOfLine(line: string): unknown {
+  try {
+    return (JSON.parse(line) as { paymentId?: unknown }).paymentId;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What the archive holds, line by line, as ArchiveIndex.open reads the part no chunk covers. */
+export type ArchiveScan = (fromBytes: number, onRecord: (paymentId: string, committed: boolean, offsetBytes: number, endBytes: number) => Promise<void>) => Promise<{ completeBytes: number; tornBytes: number }>;
+
+export interface ArchiveIndexOpenOptions {
+  archivePath: string;
+  directory: string;
+  /** Reads the archive's complete lines from a byte offset on (GatewayLog owns the line format). */
+  scan: ArchiveScan;
+  /** Ids held in memory (the snapshot and journal): their archived lines are left over from a crash, and skipped. */
+  isLive: (paymentId: string) => boolean;
+  chunkRecords?: number;
+}
+
+export class ArchiveIndex {
+  readonly #archivePath: string;
+  readonly #directory: string;
+  readonly #chunkRecords: number;
+  readonly #chunks: SealedChunk[] = [];
+  /** Archived payments after the last sealed chunk, in archive order. */
+  #tail = new Map<string, TailEntry>();
+  #tailStartBytes = 0;
+  #tailCommitted = 0;
+  /** Lines read at open (those no sealed chunk covered), for the operator's log. */
+  linesScannedAtOpen = 0;
+  /** Index files rebuilt at open (missing, damaged, or not fitting the archive). */
+  filesDiscardedAtOpen = 0;
+  /** The end of the archive's last complete line, as this index knows it. */
+  #endBytes = 0;
+  /** A torn final line found at open, in bytes (the caller cuts it off). */
+  tornBytes = 0;
+
+  private constructor(archivePath: string, directory: string, chunkRecords: number) {
+    this.#archivePath = archivePath;
+    this.#directory = directory;
+    this.#chunkRecords = chunkRecords;
+  }
+
+  /**
+   * Loads the sealed chunks that fit the archive, one after another from byte 0, then reads the archive
+   * after the last of them, sealing chunks as it goes. A torn final line is reported, not indexed.
+   */
+  static async open(options: ArchiveIndexOpenOptions): Promise<ArchiveIndex> {
+    const chunkRecords = options.chunkRecords ?? archiveChunkRecordsDefault;
+    assert(Number.isSafeInteger(chunkRecords) && chunkRecords >= 1 && chunkRecords <= archiveChunkRecordsMax, `chunkRecords must be 1 to ${archiveChunkRecordsMax}`);
+    const index = new ArchiveIndex(options.archivePath, options.directory, chunkRecords);
+    const archiveBytes = await stat(options.archivePath).then(
+      (stats) => stats.size,
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === "ENOENT") return 0;
+        throw error;
+      },
+    );
+    await removeStaleTempFiles(options.directory);
+    const names = (await readdir(options.directory).catch(() => [] as string[])).filter((name) => chunkNamePattern.test(name)).sort();
+    let coveredBytes = 0;
+    for (const name of names) {
+      const [, start, end] = chunkNamePattern.exec(name)!;
+      const path = join(options.directory, name);
+      const chunk = Number(start) === coveredBytes && Number(end) <= archiveBytes ? decodeChunk(path, await readFile(path), Number(start), Number(end)) : null;
+      if (chunk === null || index.filesDiscardedAtOpen > 0) {
+        // Everything after a file that does not fit is rebuilt: the chunks must tile the archive from byte 0.
+        index.filesDiscardedAtOpen += 1;
+        await rm(path, { force: true });
+        continue;
+      }
+      index.#chunks.push(chunk);
+      coveredBytes = chunk.endBytes;
+    }
+    index.#tailStartBytes = coveredBytes;
+    index.#endBytes = coveredBytes;
+    const { completeBytes, tornBytes } = await options.scan(coveredBytes, async (paymentId, committed, offsetBytes, endBytes) => {
+      index.linesScannedAtOpen += 1;
+      // A payment archived twice (a crash before the snapshot dropped it) is counted and found once.
+      if (options.isLive(paymentId) || index.#tail.has(paymentId) || (await index.#findInChunks(paymentId)) !== undefined) return;
+      if (index.#tail.size >= chunkRecords) await index.#sealOne(offsetBytes);
+      index.add(paymentId, offsetBytes, endBytes, committed);
+    });
+    index.#endBytes = completeBytes;
+    index.tornBytes = tornBytes;
+    return index;
+  }
+
+  get sealedChunks(): number {
+    return this.#chunks.length;
+  }
+
+  get tailRecords(): number {
+    return this.#tail.size;
+  }
+
+  counts(): { committed: number; aborted: number } {
+    let committed = this.#tailCommitted;
+    let aborted = this.#tail.size - this.#tailCommitted;
+    for (const chunk of this.#chunks) {
+      committed += chunk.committed;
+      aborted += chunk.aborted;
+    }
+    return { committed, aborted };
+  }
+
+  /** The bytes of memory the sealed chunks hold (filters and bucket tables). */
+  get sealedMemoryBytes(): number {
+    return this.#chunks.reduce((sum, chunk) => sum + chunk.bloom.byteLength + chunk.buckets.byteLength, 0);
+  }
+
+  /** The end of the archive's last complete line: where the next line goes. */
+  get endBytes(): number {
+    return this.#endBytes;
+  }
+
+  /** Records a line just appended (and fsynced) to the archive, from offsetBytes to endBytes. */
+  add(paymentId: string, offsetBytes: number, endBytes: number, committed: boolean): void {
+    assert(!this.#tail.has(paymentId), `${paymentId} archived twice`);
+    assert(offsetBytes >= this.#endBytes && endBytes > offsetBytes, `archive line at ${offsetBytes}..${endBytes} overlaps the archive before ${this.#endBytes}`);
+    this.#tail.set(paymentId, { offsetBytes, committed });
+    this.#endBytes = endBytes;
+    if (committed) this.#tailCommitted += 1;
+  }
+
+  /** False when the id is surely not archived; true when it is, or (rarely) may be: see lineOf. */
+  mayContain(paymentId: string): boolean {
+    if (this.#tail.has(paymentId)) return true;
+    if (this.#chunks.length === 0) return false;
+    const hash = hashId(paymentId);
+    return this.#chunks.some((chunk) => mayHold(chunk, hash));
+  }
+
+  /** The archive line of the payment, or undefined if it was never archived. */
+  async lineOf(paymentId: string): Promise<string | undefined> {
+    const tailEntry = this.#tail.get(paymentId);
+    if (tailEntry !== undefined) return readLineAt(this.#archivePath, tailEntry.offsetBytes);
+    return (await this.#findInChunks(paymentId))?.line;
+  }
+
+  /**
+   * Seals the oldest `chunkRecords` tail entries into an index file while the tail holds that many. Call it
+   * only when every tail entry is out of the snapshot and the journal for good (before a compaction's
+   * archive append): a sealed chunk never loses an entry, even to a crash.
+   */
+  async sealFull(): Promise<void> {
+    while (this.#tail.size >= this.#chunkRecords) {
+      const next = [...this.#tail.values()][this.#chunkRecords];
+      await this.#sealOne(next?.offsetBytes ?? this.#endBytes);
+    }
+  }
+
+  /** Seals the oldest chunkRecords entries of the tail as the chunk that ends at `endBytes`. */
+  async #sealOne(endBytes: number): Promise<void> {
+    const entries = [...this.#tail].slice(0, this.#chunkRecords);
+    const startBytes = this.#tailStartBytes;
+    const path = join(this.#directory, chunkName(startBytes, endBytes));
+    const file = encodeChunk(startBytes, endBytes, entries);
+    await writeFileAtomic(path, file, { crashName: "gateway-archive-index-temp-written" });
+    const chunk = decodeChunk(path, file, startBytes, endBytes);
+    assert(chunk !== null, "a chunk just encoded decodes");
+    this.#chunks.push(chunk);
+    for (const [paymentId, entry] of entries) {
+      this.#tail.delete(paymentId);
+      if (entry.committed) this.#tailCommitted -= 1;
+    }
+    this.#tailStartBytes = endBytes;
+  }
+
+  /** Searches the sealed chunks, newest first; a hash match counts only if the line holds the same id. */
+  async #findInChunks(paymentId: string): Promise<{ line: string } | undefined> {
+    if (this.#chunks.length === 0) return undefined;
+    const hash = hashId(paymentId);
+    for (let index = this.#chunks.length - 1; index >= 0; index -= 1) {
+      const chunk = this.#chunks[index]!;
+      if (!mayHold(chunk, hash)) continue;
+      for (const offsetBytes of await entryOffsets(chunk, hash)) {
+        const line = await readLineAt(this.#archivePath, offsetBytes);
+        if (idOfLine(line) === paymentId) return { line };
+      }
+    }
+    return undefined;
+  }
+}
+
+/** Archive offsets of the chunk's entries with this hash (one bucket read from its file). */
+async function entryOffsets(chunk: SealedChunk, hash: IdHash): Promise<number[]> {
+  const bucket = bucketOf(hash.high, chunk.bucketBits);
+  const first = chunk.buckets[bucket]!;
+  const count = chunk.buckets[bucket + 1]! - first;
+  if (count === 0) return [];
+  const bytes = Buffer.alloc(count * entryBytes);
+  const handle = await open(chunk.path, "r");
+  try {
+    const { bytesRead } = await handle.read(bytes, 0, bytes.length, chunk.entriesAtBytes + first * entryBytes);
+    if (bytesRead !== bytes.length) throw new ArchiveIndexError(`${chunk.path}: shorter than its bucket table says; remove it to rebuild it`);
+  } finally {
+    await handle.close();
+  }
+  const offsets: number[] = [];
+  for (let at = 0; at < bytes.length; at += entryBytes) {
+    if (bytes.readUInt32LE(at) === hash.high && bytes.readUInt32LE(at + 4) === hash.low) offsets.push(bytes.readDoubleLE(at + 8));
+  }
+  return offsets;
+}
