@@ -231,7 +231,7 @@ function idOfLine(line: string): unknown {
 }
 
 /** What the archive holds, line by line, as ArchiveIndex.open reads the part no chunk covers. */
-export type ArchiveScan = (fromBytes: number, onRecord: (paymentId: string, committed: boolean, offsetBytes: number, endBytes: number) => Promise<void>) => Promise<{ completeBytes: number; tornBytes: number }>;
+export type ArchiveScan = (fromBytes: number, onRecord: (paymentId: string, committed: boolean, offsetBytes: number, endBytes: number) => Promise<void> | undefined) => Promise<{ completeBytes: number; tornBytes: number }>;
 
 export interface ArchiveIndexOpenOptions {
   archivePath: string;
@@ -300,12 +300,22 @@ export class ArchiveIndex {
     }
     index.#tailStartBytes = coveredBytes;
     index.#endBytes = coveredBytes;
-    const { completeBytes, tornBytes } = await options.scan(coveredBytes, async (paymentId, committed, offsetBytes, endBytes) => {
-      index.linesScannedAtOpen += 1;
-      // A payment archived twice (a crash before the snapshot dropped it) is counted and found once.
-      if (options.isLive(paymentId) || index.#tail.has(paymentId) || (await index.#findInChunks(paymentId)) !== undefined) return;
+    const indexLine = async (paymentId: string, committed: boolean, offsetBytes: number, endBytes: number, checkChunks: boolean): Promise<void> => {
+      if (checkChunks && (await index.#findInChunks(paymentId)) !== undefined) return;
       if (index.#tail.size >= chunkRecords) await index.#sealOne(offsetBytes);
       index.add(paymentId, offsetBytes, endBytes, committed);
+    };
+    const { completeBytes, tornBytes } = await options.scan(coveredBytes, (paymentId, committed, offsetBytes, endBytes) => {
+      index.linesScannedAtOpen += 1;
+      // A payment archived twice (a crash before the snapshot dropped it) is counted and found once.
+      if (options.isLive(paymentId) || index.#tail.has(paymentId)) return undefined;
+      const checkChunks = index.#mayBeSealed(paymentId);
+      if (!checkChunks && index.#tail.size < chunkRecords) {
+        // The common case, without a promise per line: a million lines are read when the index is rebuilt.
+        index.add(paymentId, offsetBytes, endBytes, committed);
+        return undefined;
+      }
+      return indexLine(paymentId, committed, offsetBytes, endBytes, checkChunks);
     });
     index.#endBytes = completeBytes;
     index.tornBytes = tornBytes;
@@ -351,7 +361,10 @@ export class ArchiveIndex {
 
   /** False when the id is surely not archived; true when it is, or (rarely) may be: see lineOf. */
   mayContain(paymentId: string): boolean {
-    if (this.#tail.has(paymentId)) return true;
+    return this.#tail.has(paymentId) || this.#mayBeSealed(paymentId);
+  }
+
+  #mayBeSealed(paymentId: string): boolean {
     if (this.#chunks.length === 0) return false;
     const hash = hashId(paymentId);
     return this.#chunks.some((chunk) => mayHold(chunk, hash));

@@ -224,7 +224,8 @@ async function readRecordLines(
     } catch (error) {
       throw new GatewayLogError(`${where}: not a payment record (${(error as Error).message}); refusing to start, fix or restore the file`);
     }
-    await onRecord(record, offset, offset + lineBytes, where);
+    const pending = onRecord(record, offset, offset + lineBytes, where);
+    if (pending !== undefined) await pending;
     offset += lineBytes;
   }
   return { lines: lineNumber, completeBytes: offset, tornBytes: 0 };
@@ -335,9 +336,9 @@ export class GatewayLog {
       scan: (fromBytes, onRecord) =>
         readRecordLines(
           archivePath,
-          async (record, offsetBytes, endBytes, where) => {
+          (record, offsetBytes, endBytes, where) => {
             if (!record.finished) throw new GatewayLogError(`${where}: an unfinished payment in the archive; refusing to start`);
-            await onRecord(record.paymentId, record.state === "committed", offsetBytes, endBytes);
+            return onRecord(record.paymentId, record.state === "committed", offsetBytes, endBytes);
           },
           fromBytes,
         ),
