@@ -6,6 +6,7 @@ import { dirname } from "node:path";
 import assert from "node:assert/strict";
 import { networkPerTest, runCli, waitUntil, type Network, type Proc } from "./helpers/network.js";
 import { readGatewayRecords } from "../src/core/gateway-log.js";
+import { crashPointsByRole } from "../src/core/crash.js";
 import { isAmbiguous, type PaymentError } from "../src/core/errors.js";
 import { PaymentStatus } from "../src/gen/paynet/v1/paynet_pb.js";
 
@@ -115,25 +116,63 @@ describe("crash points", () => {
   }
 });
 
-describe("finished payments beyond the retained ones", () => {
+/** Three payments with three answers: a committed and a refused cross-bank one, and a same-bank one. */
+async function payThree(net: Network, prefix: string): Promise<{ payments: Array<Parameters<Network["rawPay"]>[0]>; answers: Map<string, string>; balances: Awaited<ReturnType<Network["balancesOnDisk"]>> }> {
+  const payments = [
+    { paymentId: `${prefix}-committed`, ...crossBank, amountMinor: 1_000n },
+    { paymentId: `${prefix}-refused`, ...crossBank, amountMinor: 90_000_000n },
+    { paymentId: `${prefix}-same-bank`, ...sameBank, amountMinor: 500n },
+  ];
+  const answers = new Map<string, string>();
+  for (const payment of payments) answers.set(payment.paymentId, (await net.rawPay(payment))?.code ?? "committed");
+  assert.deepEqual([...answers.values()], ["committed", "INSUFFICIENT_FUNDS", "committed"]);
+  await net.settled();
+  return { payments, answers, balances: await net.balancesOnDisk() };
+}
+
+/** Each id repeated answers as it first did and moves nothing; a reuse with other details is refused; the counts hold. */
+async function assertAnswersKept(net: Network, paid: Awaited<ReturnType<typeof payThree>>): Promise<void> {
+  for (const payment of paid.payments) assert.equal((await net.rawPay(payment))?.code ?? "committed", paid.answers.get(payment.paymentId), `the repeat of ${payment.paymentId}`);
+  const conflict = await net.rawPay({ ...paid.payments[0]!, amountMinor: 1_001n });
+  assert.equal(conflict?.code, "IDEMPOTENCY_CONFLICT", "an id reused for another payment");
+  assert.deepEqual(await net.balancesOnDisk(), paid.balances, "the repeats moved nothing");
+  const found = await runCli(["payment", paid.payments[0]!.paymentId, "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
+  assert.equal(found.code, 0, found.stdout + found.stderr);
+  assert.equal(found.json?.state, "committed");
+  const status = await runCli(["status", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
+  assert.deepEqual((status.json as { payments: Record<string, number> }).payments, { preparing: 0, committing: 0, aborting: 0, committed: 2, aborted: 1 });
+}
+
+describe("the gateway's compaction and archive", () => {
   const networks = networkPerTest();
 
-  it("move to the archive; a crash after the archive's append loses nothing, and every id keeps its answer", async () => {
+  async function startNetwork(gateway: { args: string[]; env?: Record<string, string> }): Promise<Network> {
     const net = await networks.create();
+    await net.startGateway(gateway);
+    await Promise.all((["SBI", "HDFC"] as const).map((bank) => net.startBank(bank)));
+    return net;
+  }
+
+  it("a crash with the new snapshot in its temp file loses nothing, and every id keeps its answer", async () => {
+    const net = await startNetwork({ args: [], env: { PAYNET_CRASH_AT: "gateway-log-temp-written" } });
+    const paid = await payThree(net, "snapshot");
+    // The orderly stop compacts the journal into a new snapshot, and dies before renaming it.
+    net.gateway!.child.kill("SIGTERM");
+    assert.equal((await net.gateway!.exited).signal, "SIGKILL", "the gateway should die at gateway-log-temp-written");
+    const gatewayDir = dirname(net.paths.transactionLogsJson);
+    assert.equal((await readdir(gatewayDir)).filter((name) => name.endsWith(".tmp")).length, 1, "the crash left the snapshot's temp file");
+
+    await net.startGateway({ args: [] });
+    await net.gatewayReady();
+    assert.equal((await readdir(gatewayDir)).filter((name) => name.endsWith(".tmp")).length, 0, "the dead process's temp file is removed");
+    await assertAnswersKept(net, paid);
+  });
+
+  it("finished payments beyond the retained ones move to the archive; a crash after its append loses nothing, and every id keeps its answer", async () => {
     // Keep one finished payment in memory: the orderly stop's compaction archives the others, and dies there.
     const retainOne = { args: ["--records-retained", "1"] };
-    await net.startGateway({ ...retainOne, env: { PAYNET_CRASH_AT: "gateway-archive-appended" } });
-    await Promise.all((["SBI", "HDFC"] as const).map((bank) => net.startBank(bank)));
-    const payments = [
-      { paymentId: "archived-committed", ...crossBank, amountMinor: 1_000n },
-      { paymentId: "archived-refused", ...crossBank, amountMinor: 90_000_000n },
-      { paymentId: "retained-same-bank", ...sameBank, amountMinor: 500n },
-    ];
-    const answers = new Map<string, string>();
-    for (const payment of payments) answers.set(payment.paymentId, (await net.rawPay(payment))?.code ?? "committed");
-    assert.deepEqual([...answers.values()], ["committed", "INSUFFICIENT_FUNDS", "committed"]);
-    await net.settled();
-    const balances = await net.balancesOnDisk();
+    const net = await startNetwork({ ...retainOne, env: { PAYNET_CRASH_AT: "gateway-archive-appended" } });
+    const paid = await payThree(net, "archived");
 
     net.gateway!.child.kill("SIGTERM");
     assert.equal((await net.gateway!.exited).signal, "SIGKILL", "the gateway should die at gateway-archive-appended");
@@ -144,38 +183,19 @@ describe("finished payments beyond the retained ones", () => {
     for (const signal of ["SIGTERM", null] as const) {
       await net.startGateway(retainOne);
       await net.gatewayReady();
-      for (const payment of payments) assert.equal((await net.rawPay(payment))?.code ?? "committed", answers.get(payment.paymentId), `the repeat of ${payment.paymentId}`);
-      const conflict = await net.rawPay({ ...payments[0]!, amountMinor: 1_001n });
-      assert.equal(conflict?.code, "IDEMPOTENCY_CONFLICT", "an archived id reused for another payment");
-      assert.deepEqual(await net.balancesOnDisk(), balances, "the repeats moved nothing");
-      const archived = await runCli(["payment", "archived-committed", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
-      assert.equal(archived.code, 0, archived.stdout + archived.stderr);
-      assert.equal(archived.json?.state, "committed");
-      const status = await runCli(["status", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
-      assert.deepEqual((status.json as { payments: Record<string, number> }).payments, { preparing: 0, committing: 0, aborting: 0, committed: 2, aborted: 1 });
+      await assertAnswersKept(net, paid);
       if (signal !== null) await net.gateway!.stop(signal);
     }
     const snapshot = JSON.parse(await readFile(net.paths.transactionLogsJson, "utf8")) as { payments: Array<{ paymentId: string }> };
-    assert.deepEqual(snapshot.payments.map((payment) => payment.paymentId), ["retained-same-bank"], "the snapshot holds only the retained payment");
-    assert.deepEqual([...(await readGatewayRecords(net.paths)).keys()].sort(), payments.map((payment) => payment.paymentId).sort(), "tools still read every payment");
+    assert.deepEqual(snapshot.payments.map((payment) => payment.paymentId), ["archived-same-bank"], "the snapshot holds only the retained payment");
+    assert.deepEqual([...(await readGatewayRecords(net.paths)).keys()].sort(), paid.payments.map((payment) => payment.paymentId).sort(), "tools still read every payment");
   });
 
-  it("are indexed in sealed chunk files; a crash while one is written is repaired at the next start, and every id keeps its answer", async () => {
-    const net = await networks.create();
+  it("the archive is indexed in sealed chunk files; a crash while one is written is repaired at the next start, and every id keeps its answer", async () => {
     // Every finished payment is archived, and each sealed chunk of the archive's index holds one.
     const archiveAll = { args: ["--records-retained", "0", "--archive-chunk-records", "1"] };
-    await net.startGateway(archiveAll);
-    await Promise.all((["SBI", "HDFC"] as const).map((bank) => net.startBank(bank)));
-    const payments = [
-      { paymentId: "chunked-committed", ...crossBank, amountMinor: 1_000n },
-      { paymentId: "chunked-refused", ...crossBank, amountMinor: 90_000_000n },
-      { paymentId: "chunked-same-bank", ...sameBank, amountMinor: 500n },
-    ];
-    const answers = new Map<string, string>();
-    for (const payment of payments) answers.set(payment.paymentId, (await net.rawPay(payment))?.code ?? "committed");
-    assert.deepEqual([...answers.values()], ["committed", "INSUFFICIENT_FUNDS", "committed"]);
-    await net.settled();
-    const balances = await net.balancesOnDisk();
+    const net = await startNetwork(archiveAll);
+    const paid = await payThree(net, "chunked");
     await net.gateway!.stop("SIGTERM"); // its compaction archives all three; none is sealed yet
 
     // The next start reads the three archived lines and seals the first two into chunk files: it dies writing the first.
@@ -188,12 +208,16 @@ describe("finished payments beyond the retained ones", () => {
     const indexFiles = await readdir(net.paths.transactionArchiveIndex);
     assert.equal(indexFiles.filter((name) => name.endsWith(".idx")).length, 2, `two sealed chunks, the third payment in the tail: ${indexFiles.join(", ")}`);
     assert.equal(indexFiles.filter((name) => name.endsWith(".tmp")).length, 0, "the dead process's temp file is removed");
-    for (const payment of payments) assert.equal((await net.rawPay(payment))?.code ?? "committed", answers.get(payment.paymentId), `the repeat of ${payment.paymentId}`);
-    const conflict = await net.rawPay({ ...payments[0]!, amountMinor: 1_001n });
-    assert.equal(conflict?.code, "IDEMPOTENCY_CONFLICT", "an archived id reused for another payment");
-    assert.deepEqual(await net.balancesOnDisk(), balances, "the repeats moved nothing");
-    const status = await runCli(["status", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
-    assert.deepEqual((status.json as { payments: Record<string, number> }).payments, { preparing: 0, committing: 0, aborting: 0, committed: 2, aborted: 1 });
+    await assertAnswersKept(net, paid);
+  });
+});
+
+describe("the crash points", () => {
+  it("are each in README's table, with the process that passes it", async () => {
+    const readme = await readFile(new URL("../README.md", import.meta.url), "utf8");
+    const rows = [...readme.matchAll(/^\| `([a-z-]+)(?::[0-9]+)?` \| (gateway|bank|client) \|/gm)].map(([, point, role]) => `${point} ${role}`);
+    const named = Object.entries(crashPointsByRole).flatMap(([role, points]) => points.map((point) => `${point} ${role}`));
+    assert.deepEqual([...new Set(rows)].sort(), named.sort());
   });
 });
 

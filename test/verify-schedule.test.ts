@@ -3,7 +3,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Prng, seedMax } from "../src/core/prng.js";
-import { allCrashPoints, crashPointsByRole, faultKinds, nemesisBounds, planFaults, type PlanOptions } from "../src/roles/verify-nemesis.js";
+import { allCrashPoints, faultKinds, nemesisBounds, planFaults, type PlanOptions } from "../src/roles/verify-nemesis.js";
+import { crashPointsByRole } from "../src/core/crash.js";
 
 function draws(prng: Prng, count: number): number[] {
   return Array.from({ length: count }, () => prng.next());

@@ -2,7 +2,7 @@
 import { open, rename, mkdir, rm, readdir, type FileHandle } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { crashPoint, isCrashPointArmed } from "./crash.js";
+import { crashPoint, isCrashPointArmed, type CrashPointName } from "./crash.js";
 import { fsyncSeconds } from "./metrics.js";
 
 /** Makes a directory's entries (a created, renamed or deleted name) durable. */
@@ -19,7 +19,7 @@ export async function fsyncDirectory(directory: string): Promise<void> {
  * Replaces `path` with `data` so that a crash at any moment leaves either the old or the new content.
  * `crashName` names the crash point between writing the temp file and renaming it.
  */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, options: { mode?: number; crashName?: string; beforeRename?: () => Promise<void> } = {}): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | Uint8Array, options: { mode?: number; crashName?: CrashPointName; beforeRename?: () => Promise<void> } = {}): Promise<void> {
   const directory = dirname(path);
   const stopTimer = fsyncSeconds.startTimer({ file: basename(path) });
   await mkdir(directory, { recursive: true });
@@ -53,12 +53,12 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
  */
 export class AppendOnlyFile {
   readonly path: string;
-  readonly #tornCrashName: string | undefined;
+  readonly #tornCrashName: CrashPointName | undefined;
   readonly #metricsName: string;
   #handle: FileHandle | null = null;
 
   /** `metricsName` labels its fsync timings (default: the file's name). */
-  constructor(path: string, options: { tornCrashName?: string; metricsName?: string } = {}) {
+  constructor(path: string, options: { tornCrashName?: CrashPointName; metricsName?: string } = {}) {
     this.path = path;
     this.#tornCrashName = options.tornCrashName;
     this.#metricsName = options.metricsName ?? basename(path);

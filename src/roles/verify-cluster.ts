@@ -15,6 +15,9 @@ export const clusterBounds = Object.freeze({
   stopGraceMs: 5_000,
   /** Lines kept per process, for the report of a process that died. */
   linesKept: 20,
+  /** The gateway's --records-retained and --archive-chunk-records: small, so that a run archives and seals. */
+  gatewayRecordsRetained: 16,
+  gatewayArchiveChunkRecords: 8,
 });
 
 export interface ProcessEvent {
@@ -79,6 +82,11 @@ export class ManagedProcess {
 
   get paused(): boolean {
     return this.#paused;
+  }
+
+  /** Whether the latest incarnation died at its armed crash point. */
+  get crashReached(): boolean {
+    return this.#current?.crashReached === true;
   }
 
   /** The crash point the running incarnation was started with, if any. */
@@ -187,14 +195,15 @@ export class ManagedProcess {
   }
 
   #onClose(incarnation: Incarnation, code: number | null, signal: NodeJS.Signals | null): void {
-    if (incarnation.expectedExit) return;
     if (incarnation.crashReached) {
-      this.#onEvent({ process: this.name, kind: "crash-point-reached", detail: incarnation.crashSpec ?? "", atMs: Date.now() });
-    } else {
+      // An orderly stop may pass the point too: the gateway compacts its log on the way out.
+      const detail = `${incarnation.crashSpec ?? ""}${incarnation.expectedExit ? " (during an orderly stop)" : ""}`;
+      this.#onEvent({ process: this.name, kind: "crash-point-reached", detail, atMs: Date.now() });
+    } else if (!incarnation.expectedExit) {
       const last = this.#recent.slice(-3).join(" | ");
       this.#onEvent({ process: this.name, kind: "unplanned-exit", detail: `${this.name} exited on its own (code ${code}, signal ${signal}); last lines: ${last}`, atMs: Date.now() });
     }
-    if (this.#current === incarnation) this.#onDiedAlone(this);
+    if (!incarnation.expectedExit && this.#current === incarnation) this.#onDiedAlone(this);
   }
 
   #waitForLine(incarnation: Incarnation, pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
@@ -241,7 +250,8 @@ export class Cluster {
     this.gateway = new ManagedProcess(
       {
         name: "gateway",
-        args: () => ["gateway", "--data-dir", options.dataDir, "--host", "127.0.0.1", "--port", String(this.#gatewayPort)],
+        // Few finished payments retained and small index chunks: a run archives, seals and compacts, under faults.
+        args: () => ["gateway", "--data-dir", options.dataDir, "--host", "127.0.0.1", "--port", String(this.#gatewayPort), "--records-retained", String(clusterBounds.gatewayRecordsRetained), "--archive-chunk-records", String(clusterBounds.gatewayArchiveChunkRecords)],
         env: options.gatewayEnv,
         readyPattern: /\[gateway\] listening on (\S+)/,
       },
