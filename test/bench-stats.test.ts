@@ -18,7 +18,7 @@ import {
 import { accountRefs, benchUsername, choosePayers, generateAccountRows, PaymentPlanner } from "../src/core/bench-accounts.js";
 import { parseAccountsCsv, serializeAccountsCsv } from "../src/core/accounts-csv.js";
 import { Prng } from "../src/core/prng.js";
-import { benchUsageError, type BenchFlags } from "../src/roles/bench.js";
+import { balanceOfCreated, benchUsageError, type BenchFlags } from "../src/roles/bench.js";
 
 describe("percentileOfSorted (nearest rank)", () => {
   const oneToHundred = Array.from({ length: 100 }, (_, index) => index + 1);
@@ -207,6 +207,17 @@ describe("loggedOutcomes", () => {
   it("finds nothing in an empty log", () => assert.deepEqual(loggedOutcomes([], "bench-x-"), new Map()));
 });
 
+describe("balanceOfCreated", () => {
+  const cases: Array<[string, Pick<BenchFlags, "balance" | "payments" | "warmup" | "concurrency">, bigint]> = [
+    ["--balance as given", { balance: "2.00", payments: 40_000, warmup: 10_000, concurrency: 8 }, 200n],
+    ["--balance 0 as given", { balance: "0", payments: 200, warmup: 0, concurrency: 8 }, 0n],
+    ["1000.00 when the payments need less (64 payers, 12,000 payments of at most 1.00)", { balance: undefined, payments: 2_000, warmup: 10_000, concurrency: 64 }, 100_000n],
+    ["each payer's share at the largest amount when it needs more (8 payers, 50,000 payments: 6,250.00)", { balance: undefined, payments: 40_000, warmup: 10_000, concurrency: 8 }, 625_000n],
+    ["a share rounded up (3 payers, 100,001 payments: 33,334 each)", { balance: undefined, payments: 100_001, warmup: 0, concurrency: 3 }, 3_333_400n],
+  ];
+  for (const [name, flags, expected] of cases) it(name, () => assert.equal(balanceOfCreated(flags), expected));
+});
+
 describe("benchUsageError", () => {
   const valid: BenchFlags = {
     dataDir: ".", gateway: undefined, payments: 200, warmup: 0, concurrency: 8, accounts: 40, rate: undefined, batch: 1, sameBankPercent: 0,
@@ -237,6 +248,7 @@ describe("benchUsageError", () => {
     ["--balance -1", { balance: "-1" }, /--balance/],
     ["--balance 0", { balance: "0" }, null],
     ["--balance 1.001", { balance: "1.001" }, /--balance/],
+    ["no --balance (enough for every payment)", { balance: undefined }, null],
     ["--seed -1", { seed: -1 }, /--seed/],
     ["--call-timeout-ms 0", { callTimeoutMs: 0 }, /--call-timeout-ms/],
     ["--gateway without a port", { gateway: "localhost" }, /--gateway/],

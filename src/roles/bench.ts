@@ -5,7 +5,7 @@ import { banksOf, readAccountsCsv } from "../core/accounts-csv.js";
 import { accountRefs, benchAccountsMax, benchBanksDefault, choosePayers, PaymentPlanner } from "../core/bench-accounts.js";
 import { checkConservation, resolveOutcomes, summarizeLatencies, throughputPerS, type LoggedPayment } from "../core/bench-stats.js";
 import { clientFiles, loadIdentity } from "../core/certificates.js";
-import { balanceMinorMax, parseDecimalMinor } from "../core/money.js";
+import { balanceMinorMax, formatMinor, parseDecimalMinor } from "../core/money.js";
 import { dataPaths, type DataPaths } from "../core/paths.js";
 import { seedMax } from "../core/prng.js";
 import { validateAddress } from "../core/validate.js";
@@ -29,7 +29,8 @@ export interface BenchFlags {
   rate: number | undefined;
   batch: number;
   sameBankPercent: number;
-  balance: string;
+  /** Initial balance of every created account (a decimal); undefined: enough for every payment (balanceOfCreated). */
+  balance: string | undefined;
   seed: number;
   callTimeoutMs: number;
   timeoutMs: number;
@@ -45,6 +46,8 @@ export const benchLimits = Object.freeze({
   timeoutMsMax: 24 * 3_600_000,
   amountMinMinor: 1n,
   amountMaxMinor: 100n,
+  /** The created accounts' balance when --balance is not given, unless the payments need more. */
+  balanceMinorDefault: 100_000n,
   progressTtyMs: 200,
   progressPlainMs: 5_000,
 });
@@ -64,8 +67,10 @@ export function benchUsageError(flags: BenchFlags): string | null {
   if (flags.gateway === undefined && flags.concurrency > flags.accounts) return `--concurrency ${flags.concurrency} needs at least as many accounts (each client is a different account), got --accounts ${flags.accounts}`;
   if (flags.rate !== undefined && !(Number.isFinite(flags.rate) && flags.rate > 0 && flags.rate <= benchLimits.rateMax)) return `--rate must be a number of payments per second in (0, ${benchLimits.rateMax}], got ${flags.rate}`;
   if (!(Number.isFinite(flags.sameBankPercent) && flags.sameBankPercent >= 0 && flags.sameBankPercent <= 100)) return `--same-bank-percent must be in 0-100, got ${flags.sameBankPercent}`;
-  const balanceMinor = parseDecimalMinor(flags.balance);
-  if (balanceMinor === null || balanceMinor > balanceMinorMax) return `--balance must be a non-negative decimal with at most 2 places (e.g. 1000.00), got ${JSON.stringify(flags.balance)}`;
+  if (flags.balance !== undefined) {
+    const balanceMinor = parseDecimalMinor(flags.balance);
+    if (balanceMinor === null || balanceMinor > balanceMinorMax) return `--balance must be a non-negative decimal with at most 2 places (e.g. 1000.00), got ${JSON.stringify(flags.balance)}`;
+  }
   if (!isInteger(flags.seed, 0, seedMax)) return `--seed must be an integer in 0-${seedMax}, got ${flags.seed}`;
   for (const [name, value] of [["--call-timeout-ms", flags.callTimeoutMs], ["--timeout-ms", flags.timeoutMs], ["--settle-timeout-ms", flags.settleTimeoutMs]] as const) {
     if (!isInteger(value, 1, benchLimits.timeoutMsMax)) return `${name} must be an integer in 1-${benchLimits.timeoutMsMax}, got ${value}`;
@@ -105,14 +110,27 @@ function startProgress(progress: LoadProgress, total: number, label: string): ()
   };
 }
 
+/**
+ * The initial balance of every created account: --balance, or else enough that no payer runs out, so that
+ * a run measures payments rather than refusals. Each client pays from its own account: at most its share of
+ * the payments and the warm-up, each at most amountMaxMinor; at least balanceMinorDefault.
+ */
+export function balanceOfCreated(flags: Pick<BenchFlags, "balance" | "payments" | "warmup" | "concurrency">): bigint {
+  if (flags.balance !== undefined) return parseDecimalMinor(flags.balance)!;
+  const paymentsPerPayer = BigInt(Math.ceil((flags.payments + flags.warmup) / flags.concurrency));
+  const neededMinor = paymentsPerPayer * benchLimits.amountMaxMinor;
+  return neededMinor > benchLimits.balanceMinorDefault ? neededMinor : benchLimits.balanceMinorDefault;
+}
+
 async function openNetwork(flags: BenchFlags): Promise<BenchNetwork> {
   if (flags.gateway !== undefined) return existingNetwork(flags.dataDir, flags.gateway);
   const banks = [...benchBanksDefault];
-  note(`starting a gateway and ${banks.length} banks with ${flags.accounts} accounts`);
+  const balanceMinor = balanceOfCreated(flags);
+  note(`starting a gateway and ${banks.length} banks with ${flags.accounts} accounts of ${formatMinor(balanceMinor)} each`);
   const network = await startOwnNetwork({
     accounts: flags.accounts,
     banks,
-    balanceMinor: parseDecimalMinor(flags.balance)!,
+    balanceMinor,
     password: benchPasswordDefault,
     keep: flags.keep,
     env: process.env,
