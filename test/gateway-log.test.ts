@@ -2,9 +2,9 @@
 // `finishedRetainedMax` move to an append-only archive, from which they are still found by id.
 import { afterEach, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { appendFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { GatewayLog, GatewayLogError, readGatewayRecords, type PaymentDetails } from "../src/core/gateway-log.js";
 import { dataPaths, type DataPaths } from "../src/core/paths.js";
 
@@ -76,6 +76,54 @@ describe("the gateway's payment log", () => {
     await reopened.close();
     const ids = (await readFile(paths.transactionArchive, "utf8")).trim().split("\n").map((line) => (JSON.parse(line) as { paymentId: string }).paymentId);
     assert.deepEqual(ids, ["p0", "p1", "p2"], "appends continue after the cut");
+  });
+
+  it("journals a payment's first line as its whole record and each later change as its progress, and replays both", async () => {
+    const log = await GatewayLog.open(paths, { nowMs });
+    await log.begin(details(0)).durable;
+    await log.advance("p0", "prepared");
+    await log.advance("p0", "committed", { balanceAfterMinor: 900n });
+    await log.advance("p0", "committed", { finished: true });
+    const before = { ...log.get("p0")! };
+    const journal = await readFile(paths.transactionLogsJournal, "utf8");
+    const lines = journal.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.equal(lines.length, 4);
+    assert.equal(lines[0]!.fromUser, "alice", "the first line is the whole record");
+    assert.deepEqual(lines.slice(1).map((line) => [line.progress, line.state, line.finished, "fromUser" in line]), [["p0", "prepared", false, false], ["p0", "committed", false, false], ["p0", "committed", true, false]]);
+    assert.equal(lines[3]!.balanceAfterMinor, "900");
+    assert.ok(!("reason" in lines[3]!), "null fields are left out");
+
+    // As after a crash before any compaction: no snapshot, the journal alone is replayed.
+    await log.close();
+    await rm(paths.transactionLogsJson);
+    await writeFile(paths.transactionLogsJournal, journal);
+    const reopened = await GatewayLog.open(paths, { nowMs });
+    assert.deepEqual({ ...reopened.get("p0")! }, before);
+    await reopened.close();
+  });
+
+  it("answers from the archive a payment whose progress is in a journal its compaction did not empty (a crash)", async () => {
+    const first = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 0 });
+    await first.begin(details(0)).durable;
+    await first.close(); // p0, unfinished, moves to the snapshot
+    const second = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 0 });
+    await second.advance("p0", "committed", { balanceAfterMinor: 900n, finished: true });
+    const journal = await readFile(paths.transactionLogsJournal, "utf8");
+    assert.match(journal, /^\{"progress":"p0"/);
+    await second.close(); // archives p0 and writes a snapshot without it, then empties the journal
+    await writeFile(paths.transactionLogsJournal, journal); // as if it had died before emptying it
+
+    const reopened = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 0 });
+    assert.equal(reopened.get("p0"), undefined);
+    assert.equal((await reopened.find("p0"))?.state, "committed");
+    assert.deepEqual(reopened.archivedCounts(), { committed: 1, aborted: 0 });
+    await reopened.close();
+  });
+
+  it("refuses to start on the progress of a payment recorded nowhere", async () => {
+    await mkdir(dirname(paths.transactionLogsJournal), { recursive: true });
+    await writeFile(paths.transactionLogsJournal, `{"progress":"ghost","state":"committed","finished":true}\n`);
+    await assert.rejects(GatewayLog.open(paths, { nowMs }), (error: Error) => error instanceof GatewayLogError && error.message.includes(paths.transactionLogsJournal) && error.message.includes("ghost"));
   });
 
   it("refuses to start on a damaged archive line, naming the file and the line", async () => {

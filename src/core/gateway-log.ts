@@ -76,46 +76,94 @@ function recordLine(record: PaymentRecord): string {
   return `${JSON.stringify(encode(record))}\n`;
 }
 
-function decode(raw: Record<string, unknown>, where: string): PaymentRecord {
-  const text = (key: string): string => {
-    const value = raw[key];
-    if (typeof value !== "string") throw new GatewayLogError(`${where}.${key} must be a string`);
-    return value;
-  };
+/** What changes in a record after its payment begins: its state and outcome. */
+type PaymentProgress = Pick<PaymentRecord, "paymentId" | "state" | "reason" | "reasonMessage" | "finished" | "balanceAfterMinor" | "decidedAtMs" | "finishedAtMs">;
+
+const progressFields = ["state", "reason", "reasonMessage", "finished", "balanceAfterMinor", "decidedAtMs", "finishedAtMs"] as const;
+
+/**
+ * A journal line for a payment whose whole record is already durable (earlier in the journal, or in the
+ * snapshot): only what changes, a third of a whole record's bytes. Null fields are left out.
+ */
+function progressLine(record: PaymentRecord): string {
+  let line = `{"progress":${JSON.stringify(record.paymentId)},"state":"${record.state}","finished":${record.finished}`;
+  if (record.reason !== null) line += `,"reason":"${record.reason}"`;
+  if (record.reasonMessage !== null) line += `,"reasonMessage":${JSON.stringify(record.reasonMessage)}`;
+  if (record.balanceAfterMinor !== null) line += `,"balanceAfterMinor":"${record.balanceAfterMinor}"`;
+  if (record.decidedAtMs !== null) line += `,"decidedAtMs":${record.decidedAtMs}`;
+  if (record.finishedAtMs !== null) line += `,"finishedAtMs":${record.finishedAtMs}`;
+  return `${line}}\n`;
+}
+
+function decodeProgress(raw: Record<string, unknown>, where: string): PaymentProgress {
   const optionalNumber = (key: string): number | null => {
     const value = raw[key];
     if (value === null) return null;
     if (typeof value !== "number" || !Number.isSafeInteger(value)) throw new GatewayLogError(`${where}.${key} must be an integer or null`);
     return value;
   };
+  const paymentId = raw.paymentId;
+  if (typeof paymentId !== "string" || paymentId === "") throw new GatewayLogError(`${where}.paymentId must be a non-empty string`);
   const state = raw.state;
   if (state !== "preparing" && state !== "prepared" && state !== "committed" && state !== "aborted") throw new GatewayLogError(`${where}.state is not a payment state`);
   const reason = raw.reason;
   if (reason !== null && (typeof reason !== "string" || !isReason(reason))) throw new GatewayLogError(`${where}.reason is not a known reason`);
-  if (text("paymentId") === "") throw new GatewayLogError(`${where}.paymentId must not be empty`);
-  const amountText = text("amountMinor");
-  if (!/^[0-9]{1,20}$/.test(amountText)) throw new GatewayLogError(`${where}.amountMinor must be an integer string`);
   const balanceAfter = raw.balanceAfterMinor;
   if (balanceAfter !== null && (typeof balanceAfter !== "string" || !/^[0-9]{1,20}$/.test(balanceAfter))) throw new GatewayLogError(`${where}.balanceAfterMinor must be an integer string or null`);
-  const createdAtMs = optionalNumber("createdAtMs");
-  if (createdAtMs === null) throw new GatewayLogError(`${where}.createdAtMs is required`);
   if (typeof raw.finished !== "boolean") throw new GatewayLogError(`${where}.finished must be a boolean`);
   return {
-    paymentId: text("paymentId"),
-    fromUser: text("fromUser"),
-    fromBank: text("fromBank"),
-    toUser: text("toUser"),
-    toBank: text("toBank"),
-    amountMinor: BigInt(amountText),
+    paymentId,
     state,
     reason: reason as Reason | null,
     reasonMessage: typeof raw.reasonMessage === "string" ? raw.reasonMessage : null,
     finished: raw.finished,
     balanceAfterMinor: balanceAfter === null ? null : BigInt(balanceAfter as string),
-    createdAtMs,
     decidedAtMs: optionalNumber("decidedAtMs"),
     finishedAtMs: optionalNumber("finishedAtMs"),
   };
+}
+
+function decode(raw: Record<string, unknown>, where: string): PaymentRecord {
+  const text = (key: string): string => {
+    const value = raw[key];
+    if (typeof value !== "string") throw new GatewayLogError(`${where}.${key} must be a string`);
+    return value;
+  };
+  const progress = decodeProgress(raw, where);
+  const amountText = text("amountMinor");
+  if (!/^[0-9]{1,20}$/.test(amountText)) throw new GatewayLogError(`${where}.amountMinor must be an integer string`);
+  const createdAtMs = raw.createdAtMs;
+  if (typeof createdAtMs !== "number" || !Number.isSafeInteger(createdAtMs)) throw new GatewayLogError(`${where}.createdAtMs is required`);
+  return {
+    paymentId: progress.paymentId,
+    fromUser: text("fromUser"),
+    fromBank: text("fromBank"),
+    toUser: text("toUser"),
+    toBank: text("toBank"),
+    amountMinor: BigInt(amountText),
+    state: progress.state,
+    reason: progress.reason,
+    reasonMessage: progress.reasonMessage,
+    finished: progress.finished,
+    balanceAfterMinor: progress.balanceAfterMinor,
+    createdAtMs,
+    decidedAtMs: progress.decidedAtMs,
+    finishedAtMs: progress.finishedAtMs,
+  };
+}
+
+type JournalEntry = { record: PaymentRecord; progress?: undefined } | { progress: PaymentProgress; record?: undefined };
+
+/** A journal line: a whole record (a payment's first line), or the progress of one already recorded. */
+function decodeJournalLine(raw: Record<string, unknown>, where: string): JournalEntry {
+  if (!("progress" in raw)) return { record: decode(raw, where) };
+  // Left-out fields are null (progressLine writes only the others).
+  const full: Record<string, unknown> = { reason: null, reasonMessage: null, balanceAfterMinor: null, decidedAtMs: null, finishedAtMs: null, ...raw, paymentId: raw.progress };
+  return { progress: decodeProgress(full, where) };
+}
+
+function applyProgress(record: PaymentRecord, progress: PaymentProgress): void {
+  for (const field of progressFields) (record as unknown as Record<string, unknown>)[field] = progress[field];
 }
 
 export interface GatewayLogPaths {
@@ -149,6 +197,8 @@ interface LoadedRecords {
   /** Bytes of complete lines in the journal; anything after them is a torn final append. */
   journalCompleteBytes: number;
   tornBytes: number;
+  /** Payments with a progress line in the journal but no record before it: they must be archived. */
+  archivedProgress: Set<string>;
 }
 
 async function readOptional(path: string): Promise<string> {
@@ -159,8 +209,9 @@ async function readOptional(path: string): Promise<string> {
 }
 
 /**
- * Reads the snapshot (transaction_logs.json), then replays the journal over it: each journal line is a
- * whole record, so the last line of a payment is its state. A final line without its newline is an append
+ * Reads the snapshot (transaction_logs.json), then replays the journal over it: a payment's first journal
+ * line is its whole record, each later one its progress (state and outcome, absolute values), so the last
+ * line of a payment is its state. A final line without its newline is an append
  * that a crash cut short (its fsync never finished, so nothing was answered on it) and is ignored; any
  * other damage refuses to load, naming the file and the line.
  */
@@ -185,10 +236,19 @@ async function loadRecords(paths: GatewayLogPaths): Promise<LoadedRecords> {
       }
     });
   }
-  const journal = await readRecordLines(paths.transactionLogsJournal, (record) => {
-    records.set(record.paymentId, record);
+  const archivedProgress = new Set<string>();
+  const journal = await readLines(paths.transactionLogsJournal, decodeJournalLine, (entry) => {
+    if (entry.record !== undefined) {
+      records.set(entry.record.paymentId, entry.record);
+      return;
+    }
+    const record = records.get(entry.progress.paymentId);
+    // A compaction archived the payment and wrote a snapshot without it, then stopped before it emptied
+    // the journal: the archive holds its final record (checked once the archive is open).
+    if (record === undefined) archivedProgress.add(entry.progress.paymentId);
+    else applyProgress(record, entry.progress);
   });
-  return { records, journalLines: journal.lines, journalCompleteBytes: journal.completeBytes, tornBytes: journal.tornBytes };
+  return { records, journalLines: journal.lines, journalCompleteBytes: journal.completeBytes, tornBytes: journal.tornBytes, archivedProgress };
 }
 
 /**
@@ -200,6 +260,16 @@ async function loadRecords(paths: GatewayLogPaths): Promise<LoadedRecords> {
 async function readRecordLines(
   path: string,
   onRecord: (record: PaymentRecord, offsetBytes: number, endBytes: number, where: string) => void | Promise<void>,
+  fromBytes = 0,
+): Promise<{ lines: number; completeBytes: number; tornBytes: number }> {
+  return readLines(path, decode, onRecord, fromBytes);
+}
+
+/** readRecordLines with the line decoder given (the journal's lines are not all whole records). */
+async function readLines<T>(
+  path: string,
+  decodeLine: (raw: Record<string, unknown>, where: string) => T,
+  onEntry: (entry: T, offsetBytes: number, endBytes: number, where: string) => void | Promise<void>,
   fromBytes = 0,
 ): Promise<{ lines: number; completeBytes: number; tornBytes: number }> {
   const sizeBytes = await stat(path).then(
@@ -218,13 +288,13 @@ async function readRecordLines(
     lineNumber += 1;
     // Line numbers count from the start of the file only when reading starts there.
     const where = fromBytes === 0 ? `${path}:${lineNumber}` : `${path}: the line at byte ${offset}`;
-    let record: PaymentRecord;
+    let entry: T;
     try {
-      record = decode(JSON.parse(line) as Record<string, unknown>, `line ${lineNumber}`);
+      entry = decodeLine(JSON.parse(line) as Record<string, unknown>, `line ${lineNumber}`);
     } catch (error) {
       throw new GatewayLogError(`${where}: not a payment record (${(error as Error).message}); refusing to start, fix or restore the file`);
     }
-    const pending = onRecord(record, offset, offset + lineBytes, where);
+    const pending = onEntry(entry, offset, offset + lineBytes, where);
     if (pending !== undefined) await pending;
     offset += lineBytes;
   }
@@ -281,6 +351,8 @@ export class GatewayLog {
   readonly #nowMs: () => number;
   /** Records changed since the last write began, and ids begun since then (for transactions.txt). */
   #dirty = new Set<PaymentRecord>();
+  /** Records begun whose whole record is not yet in the journal: their next line is whole, later ones progress. */
+  #unjournaled = new Set<PaymentRecord>();
   #newIds: string[] = [];
   #journalLines = 0;
   #releaseLock: (() => Promise<void>) | null = null;
@@ -347,6 +419,10 @@ export class GatewayLog {
       isLive: (paymentId) => this.#records.has(paymentId),
     });
     if (this.#archiveIndex.tornBytes > 0) await truncate(archivePath, this.#archiveIndex.endBytes);
+    for (const paymentId of loaded.archivedProgress) {
+      if (this.#records.has(paymentId) || (await this.#archiveIndex.lineOf(paymentId)) !== undefined) continue;
+      throw new GatewayLogError(`${paths.transactionLogsJournal}: progress of payment ${paymentId}, whose record is in neither the snapshot, the journal nor the archive; refusing to start, fix or restore the files`);
+    }
   }
 
   get #archive(): ArchiveIndex {
@@ -443,6 +519,7 @@ export class GatewayLog {
     };
     this.#records.set(record.paymentId, record);
     this.#dirty.add(record);
+    this.#unjournaled.add(record);
     this.#newIds.push(record.paymentId);
     return { record, durable: this.#writer.flush() };
   }
@@ -469,6 +546,7 @@ export class GatewayLog {
     };
     this.#records.set(paymentId, record);
     this.#dirty.add(record);
+    this.#unjournaled.add(record);
     await this.#writer.flush();
   }
 
@@ -511,11 +589,19 @@ export class GatewayLog {
     const newIds = this.#newIds;
     this.#dirty = new Set();
     this.#newIds = [];
+    const whole: PaymentRecord[] = [];
     try {
       const journal = async () => {
         if (changed.length === 0) return;
         let lines = "";
-        for (const record of changed) lines += recordLine(record);
+        for (const record of changed) {
+          if (this.#unjournaled.delete(record)) {
+            whole.push(record);
+            lines += recordLine(record);
+          } else {
+            lines += progressLine(record);
+          }
+        }
         await this.#journal.append(lines);
         this.#journalLines += changed.length;
       };
@@ -525,6 +611,8 @@ export class GatewayLog {
       await Promise.all([journal(), ids()]);
       if (this.#journalLines >= Math.max(journalLinesCompactAfter, this.#records.size)) await this.#compact();
     } catch (error) {
+      // Not known to be durable: a later line of these payments must still be whole.
+      for (const record of whole) this.#unjournaled.add(record);
       this.#onWriteFailure(error);
       throw error;
     }
@@ -540,7 +628,8 @@ export class GatewayLog {
     await this.#archiveOldest();
     const payments = [...this.#records.values()].map(encode);
     await writeFileAtomic(this.#paths.transactionLogsJson, JSON.stringify({ format: formatTag, payments }) + "\n", { crashName: "gateway-log-temp-written" });
-    // A crash here replays the journal over a snapshot that already holds it: harmless, lines are whole records.
+    // A crash here replays the journal over a snapshot that already holds it: harmless, each line is a whole
+    // record or absolute progress, and a payment's last line is its state.
     await writeFileAtomic(this.#paths.transactionLogsJournal, "");
     await this.#journal.reopen();
     this.#journalLines = 0;
