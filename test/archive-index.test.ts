@@ -141,6 +141,39 @@ describe("the gateway archive's index", () => {
     }
   });
 
+  it("merges eight chunks of a level into one of the next, so that an id meets few filters; a merge's leftover inputs are removed", async () => {
+    const single = { archiveChunkRecords: 1 };
+    await archiveRun(0, 70, single);
+    // This start seals 69 chunks (the 70th payment stays in the tail) and merges them in the background.
+    await (await open(single)).close();
+    const log = await open(single);
+    const stats = log.archiveIndexStats();
+    assert.deepEqual(stats.chunkLevels, [2, 0, 0, 0, 0, 0], "64 chunks merged twice, 5 left as sealed");
+    assert.equal(stats.tailRecords, 1);
+    assert.equal(stats.mergeError, null);
+    await assertEveryPaymentAnswered(log, 70);
+    await log.close();
+    const files = await indexFiles();
+    assert.equal(files.size, 6);
+
+    // A crash between a merge's rename and the removal of its inputs leaves files inside the merged range.
+    const [merged, sealed] = [...files.keys()];
+    const [mergedStart] = merged!.replace(".idx", "").split("-");
+    const leftover = `${mergedStart}-${String(100).padStart(16, "0")}.idx`;
+    await writeFile(join(paths.transactionArchiveIndex, leftover), files.get(sealed!)!);
+    const reopened = await open(single);
+    assert.equal(reopened.archiveIndexStats().filesRebuiltAtOpen, 0);
+    assert.deepEqual(reopened.archiveIndexStats().chunkLevels, [2, 0, 0, 0, 0, 0]);
+    await assertEveryPaymentAnswered(reopened, 70);
+    await reopened.close();
+    assert.deepEqual(await indexFiles(), files, "the leftover input is removed, nothing else changes");
+
+    // Rebuilt from the archive alone, the same files, byte for byte.
+    await rm(paths.transactionArchiveIndex, { recursive: true });
+    await (await open(single)).close();
+    assert.deepEqual(await indexFiles(), files);
+  });
+
   it("keeps about two bytes of memory per payment under sealed chunks", async () => {
     await archiveRun(0, 4_096, { archiveChunkRecords: 1_024 });
     const log = await open({ archiveChunkRecords: 1_024 });

@@ -27,8 +27,18 @@ const bucketRecordsTarget = 32;
 /** The longest archive line read back; a record is a few hundred bytes. */
 const archiveLineBytesMax = 1024 * 1024;
 
-const magic = "PNARCIX1";
-const headerBytes = 48;
+/** Chunks merged into one of the next level (as an LSM tree does), so that an id is tested against few filters. */
+const mergeFanIn = 8;
+/**
+ * No merge beyond this level: a level-2 chunk holds 64 sealed chunks (4 million payments at the default)
+ * and its merge reads their entries into memory (16 bytes each).
+ */
+const mergedLevelMax = 2;
+/** A merge yields to the event loop after this many entries: the gateway keeps answering meanwhile. */
+const mergeSliceEntries = 65_536;
+
+const magic = "PNARCIX2";
+const headerBytes = 52;
 const entryBytes = 16;
 const checksumBytes = 32;
 const chunkNamePattern = /^([0-9]{16})-([0-9]{16})\.idx$/;
@@ -89,6 +99,8 @@ interface SealedChunk {
   /** Entry index where each bucket starts, and one past the last. */
   buckets: Uint32Array;
   entriesAtBytes: number;
+  /** 0 for a chunk sealed from the tail; a merge of mergeFanIn chunks of level L has level L + 1. */
+  level: number;
 }
 
 function mayHold(chunk: SealedChunk, hash: IdHash): boolean {
@@ -110,91 +122,182 @@ interface TailEntry {
   committed: boolean;
 }
 
-/**
- * The file of one chunk: header, Bloom filter, bucket table, entries sorted by hash, and a SHA-256 of all
- * that. Numbers are little-endian; offsets are float64 (safe integers).
- */
-function encodeChunk(startBytes: number, endBytes: number, entries: ReadonlyArray<readonly [string, TailEntry]>): Buffer {
+/** A chunk's entries, sorted by the high half of the hash. */
+interface SortedEntries {
+  high: Uint32Array;
+  low: Uint32Array;
+  offsetBytes: Float64Array;
+  committed: number;
+}
+
+/** The tail's oldest entries as a chunk's sorted entries. */
+function sortTailEntries(entries: ReadonlyArray<readonly [string, TailEntry]>): SortedEntries {
   const records = entries.length;
-  assert(records > 0 && records < chunkRecordsMax, `a chunk holds 1 to ${chunkRecordsMax - 1} payments, not ${records}`);
+  assert(records > 0 && records < chunkRecordsMax, `a sealed chunk holds 1 to ${chunkRecordsMax - 1} payments, not ${records}`);
+  const hashes = entries.map(([id]) => hashId(id));
+  const sortKeys = new Float64Array(records);
+  for (let index = 0; index < records; index += 1) sortKeys[index] = hashes[index]!.high * chunkRecordsMax + index;
+  sortKeys.sort();
+  const sorted: SortedEntries = { high: new Uint32Array(records), low: new Uint32Array(records), offsetBytes: new Float64Array(records), committed: 0 };
+  for (let rank = 0; rank < records; rank += 1) {
+    const index = sortKeys[rank]! % chunkRecordsMax;
+    sorted.high[rank] = hashes[index]!.high;
+    sorted.low[rank] = hashes[index]!.low;
+    const entry = entries[index]![1];
+    sorted.offsetBytes[rank] = entry.offsetBytes;
+    if (entry.committed) sorted.committed += 1;
+  }
+  return sorted;
+}
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * The file of one chunk: header, Bloom filter, bucket table, a SHA-256 of those (the head, read at open),
+ * the entries sorted by hash, and a SHA-256 of the whole file before it (checked when a merge reads the
+ * entries). Numbers are little-endian; offsets are float64 (safe integers).
+ */
+async function encodeChunk(startBytes: number, endBytes: number, level: number, entries: SortedEntries): Promise<Buffer> {
+  const records = entries.high.length;
   let bloomBits = 64;
   while (bloomBits < records * bloomBitsPerRecord) bloomBits *= 2;
   const bloomHashes = Math.min(16, Math.max(1, Math.round((Math.LN2 * bloomBits) / records)));
   let bucketBits = 0;
-  while (records >>> bucketBits > bucketRecordsTarget) bucketBits += 1;
+  while (bucketBits < 20 && records / 2 ** bucketBits > bucketRecordsTarget) bucketBits += 1;
   const bloom = new Uint32Array(bloomBits / 32);
-  const hashes = entries.map(([id]) => hashId(id));
-  const sortKeys = new Float64Array(records);
-  let committed = 0;
-  for (let index = 0; index < records; index += 1) {
-    const hash = hashes[index]!;
+  const buckets = new Uint32Array(2 ** bucketBits + 1);
+  const headBytes = headerBytes + bloom.length * 4 + buckets.length * 4;
+  const entriesAtBytes = headBytes + checksumBytes;
+  const file = Buffer.alloc(entriesAtBytes + records * entryBytes + checksumBytes);
+  const hash: IdHash = { high: 0, low: 0 };
+  for (let rank = 0; rank < records; rank += 1) {
+    if (rank > 0 && rank % mergeSliceEntries === 0) await yieldToEventLoop();
+    hash.high = entries.high[rank]!;
+    hash.low = entries.low[rank]!;
     for (let probe = 0; probe < bloomHashes; probe += 1) {
       const bit = bloomBit(hash, probe, bloomBits - 1);
       bloom[bit >>> 5]! |= 1 << (bit & 31);
     }
-    sortKeys[index] = hash.high * chunkRecordsMax + index;
-    if (entries[index]![1].committed) committed += 1;
-  }
-  sortKeys.sort();
-  const bucketCount = 2 ** bucketBits;
-  const buckets = new Uint32Array(bucketCount + 1);
-  const entriesAtBytes = headerBytes + bloom.length * 4 + buckets.length * 4;
-  const file = Buffer.alloc(entriesAtBytes + records * entryBytes + checksumBytes);
-  for (let rank = 0; rank < records; rank += 1) {
-    const index = sortKeys[rank]! % chunkRecordsMax;
-    const hash = hashes[index]!;
     buckets[bucketOf(hash.high, bucketBits) + 1]! += 1;
     const at = entriesAtBytes + rank * entryBytes;
     file.writeUInt32LE(hash.high, at);
     file.writeUInt32LE(hash.low, at + 4);
-    file.writeDoubleLE(entries[index]![1].offsetBytes, at + 8);
+    file.writeDoubleLE(entries.offsetBytes[rank]!, at + 8);
   }
-  for (let bucket = 1; bucket <= bucketCount; bucket += 1) buckets[bucket]! += buckets[bucket - 1]!;
+  for (let bucket = 1; bucket < buckets.length; bucket += 1) buckets[bucket]! += buckets[bucket - 1]!;
   file.write(magic, 0, "latin1");
   file.writeDoubleLE(startBytes, 8);
   file.writeDoubleLE(endBytes, 16);
   file.writeUInt32LE(records, 24);
-  file.writeUInt32LE(committed, 28);
-  file.writeUInt32LE(records - committed, 32);
+  file.writeUInt32LE(entries.committed, 28);
+  file.writeUInt32LE(records - entries.committed, 32);
   file.writeUInt32LE(bloomBits, 36);
   file.writeUInt32LE(bloomHashes, 40);
   file.writeUInt32LE(bucketBits, 44);
+  file.writeUInt32LE(level, 48);
   bloom.forEach((word, index) => file.writeUInt32LE(word, headerBytes + index * 4));
-  buckets.forEach((start, index) => file.writeUInt32LE(start, headerBytes + bloom.length * 4 + index * 4));
+  buckets.forEach((first, index) => file.writeUInt32LE(first, headerBytes + bloom.length * 4 + index * 4));
+  createHash("sha256").update(file.subarray(0, headBytes)).digest().copy(file, headBytes);
   createHash("sha256").update(file.subarray(0, file.length - checksumBytes)).digest().copy(file, file.length - checksumBytes);
   return file;
 }
 
-/** Reads a chunk's file back; null if it is damaged or does not describe the byte range its name says. */
-function decodeChunk(path: string, file: Buffer, startBytes: number, endBytes: number): SealedChunk | null {
-  if (file.length < headerBytes + checksumBytes || file.toString("latin1", 0, 8) !== magic) return null;
+/** The sizes a chunk's header announces, or null if it is not a chunk header. */
+function headerShape(header: Buffer): { records: number; committed: number; aborted: number; bloomBits: number; bloomHashes: number; bucketBits: number; level: number; headBytes: number; fileBytes: number } | null {
+  if (header.length < headerBytes || header.toString("latin1", 0, 8) !== magic) return null;
+  const records = header.readUInt32LE(24);
+  const committed = header.readUInt32LE(28);
+  const aborted = header.readUInt32LE(32);
+  const bloomBits = header.readUInt32LE(36);
+  const bloomHashes = header.readUInt32LE(40);
+  const bucketBits = header.readUInt32LE(44);
+  const level = header.readUInt32LE(48);
+  const ok = records > 0 && committed + aborted === records && bloomBits >= 64 && bloomBits <= 2 ** 31 && (bloomBits & (bloomBits - 1)) === 0 && bloomHashes >= 1 && bloomHashes <= 16 && bucketBits <= 20 && level <= mergedLevelMax;
+  if (!ok) return null;
+  const headBytes = headerBytes + bloomBits / 8 + (2 ** bucketBits + 1) * 4;
+  return { records, committed, aborted, bloomBits, bloomHashes, bucketBits, level, headBytes, fileBytes: headBytes + checksumBytes + records * entryBytes + checksumBytes };
+}
+
+/** A chunk from its head (header, filter, buckets and their checksum); null if damaged or not the named range. */
+function decodeChunkHead(path: string, head: Buffer, fileBytes: number, startBytes: number, endBytes: number): SealedChunk | null {
+  const shape = headerShape(head);
+  if (shape === null || shape.fileBytes !== fileBytes || head.length < shape.headBytes + checksumBytes) return null;
+  if (head.readDoubleLE(8) !== startBytes || head.readDoubleLE(16) !== endBytes) return null;
+  if (!createHash("sha256").update(head.subarray(0, shape.headBytes)).digest().equals(head.subarray(shape.headBytes, shape.headBytes + checksumBytes))) return null;
+  const bloom = new Uint32Array(shape.bloomBits / 32);
+  const buckets = new Uint32Array(2 ** shape.bucketBits + 1);
+  for (let index = 0; index < bloom.length; index += 1) bloom[index] = head.readUInt32LE(headerBytes + index * 4);
+  for (let index = 0; index < buckets.length; index += 1) buckets[index] = head.readUInt32LE(headerBytes + bloom.length * 4 + index * 4);
+  if (buckets[buckets.length - 1] !== shape.records) return null;
+  return {
+    path,
+    startBytes,
+    endBytes,
+    records: shape.records,
+    committed: shape.committed,
+    aborted: shape.aborted,
+    bloom,
+    bloomHashes: shape.bloomHashes,
+    bucketBits: shape.bucketBits,
+    buckets,
+    entriesAtBytes: shape.headBytes + checksumBytes,
+    level: shape.level,
+  };
+}
+
+/** Reads a chunk file's head; null if it is damaged, cut short, or not the named range. */
+async function readChunkHead(path: string, startBytes: number, endBytes: number): Promise<SealedChunk | null> {
+  const handle = await open(path, "r");
+  try {
+    const fileBytes = (await handle.stat()).size;
+    const header = Buffer.alloc(headerBytes);
+    if ((await handle.read(header, 0, headerBytes, 0)).bytesRead !== headerBytes) return null;
+    const shape = headerShape(header);
+    if (shape === null || shape.fileBytes !== fileBytes) return null;
+    const head = Buffer.alloc(shape.headBytes + checksumBytes);
+    if ((await handle.read(head, 0, head.length, 0)).bytesRead !== head.length) return null;
+    return decodeChunkHead(path, head, fileBytes, startBytes, endBytes);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A chunk's entries, read whole and checked against the file's checksum (a merge's input). */
+async function readChunkEntries(chunk: SealedChunk): Promise<SortedEntries> {
+  const file = await readFile(chunk.path);
   const body = file.subarray(0, file.length - checksumBytes);
-  if (!createHash("sha256").update(body).digest().equals(file.subarray(file.length - checksumBytes))) return null;
-  const records = file.readUInt32LE(24);
-  const committed = file.readUInt32LE(28);
-  const aborted = file.readUInt32LE(32);
-  const bloomBits = file.readUInt32LE(36);
-  const bloomHashes = file.readUInt32LE(40);
-  const bucketBits = file.readUInt32LE(44);
-  const shapeOk =
-    file.readDoubleLE(8) === startBytes &&
-    file.readDoubleLE(16) === endBytes &&
-    records > 0 &&
-    committed + aborted === records &&
-    bloomBits >= 64 &&
-    (bloomBits & (bloomBits - 1)) === 0 &&
-    bloomHashes >= 1 &&
-    bloomHashes <= 16 &&
-    bucketBits <= 20;
-  if (!shapeOk) return null;
-  const bloom = new Uint32Array(bloomBits / 32);
-  const buckets = new Uint32Array(2 ** bucketBits + 1);
-  const entriesAtBytes = headerBytes + bloom.length * 4 + buckets.length * 4;
-  if (body.length !== entriesAtBytes + records * entryBytes) return null;
-  for (let index = 0; index < bloom.length; index += 1) bloom[index] = file.readUInt32LE(headerBytes + index * 4);
-  for (let index = 0; index < buckets.length; index += 1) buckets[index] = file.readUInt32LE(headerBytes + bloom.length * 4 + index * 4);
-  if (buckets[buckets.length - 1] !== records) return null;
-  return { path, startBytes, endBytes, records, committed, aborted, bloom, bloomHashes, bucketBits, buckets, entriesAtBytes };
+  if (!createHash("sha256").update(body).digest().equals(file.subarray(file.length - checksumBytes))) {
+    throw new ArchiveIndexError(`${chunk.path}: its entries do not match its checksum; remove the file to rebuild it from the archive`);
+  }
+  const entries: SortedEntries = { high: new Uint32Array(chunk.records), low: new Uint32Array(chunk.records), offsetBytes: new Float64Array(chunk.records), committed: chunk.committed };
+  for (let index = 0; index < chunk.records; index += 1) {
+    const at = chunk.entriesAtBytes + index * entryBytes;
+    entries.high[index] = file.readUInt32LE(at);
+    entries.low[index] = file.readUInt32LE(at + 4);
+    entries.offsetBytes[index] = file.readDoubleLE(at + 8);
+  }
+  return entries;
+}
+
+/** Merges runs sorted by `high` into one sorted run. */
+async function mergeSorted(runs: readonly SortedEntries[]): Promise<SortedEntries> {
+  const records = runs.reduce((sum, run) => sum + run.high.length, 0);
+  const merged: SortedEntries = { high: new Uint32Array(records), low: new Uint32Array(records), offsetBytes: new Float64Array(records), committed: runs.reduce((sum, run) => sum + run.committed, 0) };
+  const heads = runs.map(() => 0);
+  for (let out = 0; out < records; out += 1) {
+    if (out > 0 && out % mergeSliceEntries === 0) await yieldToEventLoop();
+    let best = -1;
+    for (let run = 0; run < runs.length; run += 1) {
+      if (heads[run]! < runs[run]!.high.length && (best === -1 || runs[run]!.high[heads[run]!]! < runs[best]!.high[heads[best]!]!)) best = run;
+    }
+    const from = runs[best]!;
+    const at = heads[best]!;
+    merged.high[out] = from.high[at]!;
+    merged.low[out] = from.low[at]!;
+    merged.offsetBytes[out] = from.offsetBytes[at]!;
+    heads[best] = at + 1;
+  }
+  return merged;
 }
 
 /** Reads the line that starts at `offsetBytes` (without its newline). */
@@ -241,6 +344,8 @@ export interface ArchiveIndexOpenOptions {
   /** Ids held in memory (the snapshot and journal): their archived lines are left over from a crash, and skipped. */
   isLive: (paymentId: string) => boolean;
   chunkRecords?: number;
+  /** Told when a merge fails: the unmerged chunks keep answering, and no further merge is tried. */
+  onMergeError?: (error: Error) => void;
 }
 
 export class ArchiveIndex {
@@ -252,6 +357,7 @@ export class ArchiveIndex {
   #tail = new Map<string, TailEntry>();
   #tailStartBytes = 0;
   #tailCommitted = 0;
+  #merging: Promise<void> | null = null;
   /** Lines read at open (those no sealed chunk covered), for the operator's log. */
   linesScannedAtOpen = 0;
   /** Index files rebuilt at open (missing, damaged, or not fitting the archive). */
@@ -261,10 +367,13 @@ export class ArchiveIndex {
   /** A torn final line found at open, in bytes (the caller cuts it off). */
   tornBytes = 0;
 
-  private constructor(archivePath: string, directory: string, chunkRecords: number) {
+  readonly #onMergeError: (error: Error) => void;
+
+  private constructor(archivePath: string, directory: string, chunkRecords: number, onMergeError: (error: Error) => void) {
     this.#archivePath = archivePath;
     this.#directory = directory;
     this.#chunkRecords = chunkRecords;
+    this.#onMergeError = onMergeError;
   }
 
   /**
@@ -274,7 +383,7 @@ export class ArchiveIndex {
   static async open(options: ArchiveIndexOpenOptions): Promise<ArchiveIndex> {
     const chunkRecords = options.chunkRecords ?? archiveChunkRecordsDefault;
     assert(Number.isSafeInteger(chunkRecords) && chunkRecords >= 1 && chunkRecords <= archiveChunkRecordsMax, `chunkRecords must be 1 to ${archiveChunkRecordsMax}`);
-    const index = new ArchiveIndex(options.archivePath, options.directory, chunkRecords);
+    const index = new ArchiveIndex(options.archivePath, options.directory, chunkRecords, options.onMergeError ?? (() => undefined));
     const archiveBytes = await stat(options.archivePath).then(
       (stats) => stats.size,
       (error: NodeJS.ErrnoException) => {
@@ -283,12 +392,22 @@ export class ArchiveIndex {
       },
     );
     await removeStaleTempFiles(options.directory);
-    const names = (await readdir(options.directory).catch(() => [] as string[])).filter((name) => chunkNamePattern.test(name)).sort();
+    // By start, and the widest first: a merge's output before the inputs its crash left behind.
+    const files = (await readdir(options.directory).catch(() => [] as string[]))
+      .flatMap((name) => {
+        const match = chunkNamePattern.exec(name);
+        return match === null ? [] : [{ name, startBytes: Number(match[1]), endBytes: Number(match[2]) }];
+      })
+      .sort((a, b) => a.startBytes - b.startBytes || b.endBytes - a.endBytes);
     let coveredBytes = 0;
-    for (const name of names) {
-      const [, start, end] = chunkNamePattern.exec(name)!;
+    for (const { name, startBytes, endBytes } of files) {
       const path = join(options.directory, name);
-      const chunk = Number(start) === coveredBytes && Number(end) <= archiveBytes ? decodeChunk(path, await readFile(path), Number(start), Number(end)) : null;
+      if (index.filesDiscardedAtOpen === 0 && endBytes <= coveredBytes) {
+        // An input of a merge whose output is already loaded.
+        await rm(path, { force: true });
+        continue;
+      }
+      const chunk = startBytes === coveredBytes && endBytes <= archiveBytes ? await readChunkHead(path, startBytes, endBytes) : null;
       if (chunk === null || index.filesDiscardedAtOpen > 0) {
         // Everything after a file that does not fit is rebuilt: the chunks must tile the archive from byte 0.
         index.filesDiscardedAtOpen += 1;
@@ -319,11 +438,64 @@ export class ArchiveIndex {
     });
     index.#endBytes = completeBytes;
     index.tornBytes = tornBytes;
+    index.#scheduleMerge();
     return index;
+  }
+
+  /** Waits for a merge under way (an orderly stop leaves no half-done work behind). */
+  async close(): Promise<void> {
+    while (this.#merging !== null) await this.#merging;
+  }
+
+  /** The first failure of a merge in the background, if any (the unmerged chunks still answer). */
+  mergeError: Error | null = null;
+
+  #scheduleMerge(): void {
+    if (this.#merging !== null || this.mergeError !== null) return;
+    this.#merging = this.#mergeWhileFull()
+      .catch((error: unknown) => {
+        this.mergeError = error as Error;
+        this.#onMergeError(this.mergeError);
+      })
+      .finally(() => {
+        this.#merging = null;
+      });
+  }
+
+  /** Merges every run of mergeFanIn adjacent chunks of one level below mergedLevelMax, oldest first. */
+  async #mergeWhileFull(): Promise<void> {
+    for (;;) {
+      const first = this.#chunks.findIndex((chunk, index) => chunk.level < mergedLevelMax && index + mergeFanIn <= this.#chunks.length && this.#chunks.slice(index, index + mergeFanIn).every((other) => other.level === chunk.level));
+      if (first === -1) return;
+      await this.#merge(this.#chunks.slice(first, first + mergeFanIn));
+    }
+  }
+
+  /** Writes the merged chunk, swaps it in for its inputs, then removes their files. */
+  async #merge(inputs: SealedChunk[]): Promise<void> {
+    const runs: SortedEntries[] = [];
+    for (const chunk of inputs) runs.push(await readChunkEntries(chunk));
+    const merged = await mergeSorted(runs);
+    const startBytes = inputs[0]!.startBytes;
+    const endBytes = inputs.at(-1)!.endBytes;
+    const path = join(this.#directory, chunkName(startBytes, endBytes));
+    const file = await encodeChunk(startBytes, endBytes, inputs[0]!.level + 1, merged);
+    await writeFileAtomic(path, file, { crashName: "gateway-archive-index-temp-written" });
+    const chunk = decodeChunkHead(path, file, file.length, startBytes, endBytes);
+    assert(chunk !== null, "a chunk just encoded decodes");
+    const at = this.#chunks.indexOf(inputs[0]!);
+    assert(at !== -1 && inputs.every((input, offset) => this.#chunks[at + offset] === input), "a merge's inputs are still adjacent");
+    this.#chunks.splice(at, inputs.length, chunk);
+    for (const input of inputs) await rm(input.path, { force: true });
   }
 
   get sealedChunks(): number {
     return this.#chunks.length;
+  }
+
+  /** Each sealed chunk's level, oldest first. */
+  chunkLevels(): number[] {
+    return this.#chunks.map((chunk) => chunk.level);
   }
 
   get tailRecords(): number {
@@ -394,9 +566,9 @@ export class ArchiveIndex {
     const entries = [...this.#tail].slice(0, this.#chunkRecords);
     const startBytes = this.#tailStartBytes;
     const path = join(this.#directory, chunkName(startBytes, endBytes));
-    const file = encodeChunk(startBytes, endBytes, entries);
+    const file = await encodeChunk(startBytes, endBytes, 0, sortTailEntries(entries));
     await writeFileAtomic(path, file, { crashName: "gateway-archive-index-temp-written" });
-    const chunk = decodeChunk(path, file, startBytes, endBytes);
+    const chunk = decodeChunkHead(path, file, file.length, startBytes, endBytes);
     assert(chunk !== null, "a chunk just encoded decodes");
     this.#chunks.push(chunk);
     for (const [paymentId, entry] of entries) {
@@ -404,14 +576,27 @@ export class ArchiveIndex {
       if (entry.committed) this.#tailCommitted -= 1;
     }
     this.#tailStartBytes = endBytes;
+    this.#scheduleMerge();
   }
 
   /** Searches the sealed chunks, newest first; a hash match counts only if the line holds the same id. */
   async #findInChunks(paymentId: string): Promise<{ line: string } | undefined> {
-    if (this.#chunks.length === 0) return undefined;
     const hash = hashId(paymentId);
-    for (let index = this.#chunks.length - 1; index >= 0; index -= 1) {
-      const chunk = this.#chunks[index]!;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await this.#findInChunksOnce(paymentId, hash);
+      } catch (error) {
+        // A merge finished meanwhile and removed an input's file: the merged chunk has its entries.
+        if ((error as NodeJS.ErrnoException).code !== "ENOENT" || attempt >= 3) throw error;
+      }
+    }
+  }
+
+  async #findInChunksOnce(paymentId: string, hash: IdHash): Promise<{ line: string } | undefined> {
+    // A merge may swap chunks while this reads: it searches the list as it was, whose files stay until swapped.
+    const chunks = this.#chunks.slice();
+    for (let index = chunks.length - 1; index >= 0; index -= 1) {
+      const chunk = chunks[index]!;
       if (!mayHold(chunk, hash)) continue;
       for (const offsetBytes of await entryOffsets(chunk, hash)) {
         const line = await readLineAt(this.#archivePath, offsetBytes);
@@ -420,6 +605,7 @@ export class ArchiveIndex {
     }
     return undefined;
   }
+
 }
 
 /** Archive offsets of the chunk's entries with this hash (one bucket read from its file). */

@@ -334,6 +334,8 @@ export interface GatewayLogOptions {
   finishedRetainedMax?: number;
   /** Archived payments per sealed chunk of the archive's index (default archiveChunkRecordsDefault). */
   archiveChunkRecords?: number;
+  /** Told when merging the archive index's chunks fails (lookups still work, over more chunks). */
+  onArchiveIndexError?: (error: Error) => void;
 }
 
 export class GatewayLog {
@@ -343,6 +345,7 @@ export class GatewayLog {
   /** Where each older, archived payment's line is; set by #load. */
   #archiveIndex: ArchiveIndex | null = null;
   readonly #archiveChunkRecords: number | undefined;
+  readonly #onArchiveIndexError: ((error: Error) => void) | undefined;
   readonly #finishedRetainedMax: number;
   readonly #writer: CoalescingWriter;
   readonly #journal: AppendOnlyFile;
@@ -366,6 +369,7 @@ export class GatewayLog {
     this.#onWriteFailure = options.onWriteFailure ?? (() => undefined);
     this.#finishedRetainedMax = options.finishedRetainedMax ?? finishedRetainedDefault;
     this.#archiveChunkRecords = options.archiveChunkRecords;
+    this.#onArchiveIndexError = options.onArchiveIndexError;
     assert(Number.isSafeInteger(this.#finishedRetainedMax) && this.#finishedRetainedMax >= 0, "finishedRetainedMax must be a non-negative integer");
     this.#journal = new AppendOnlyFile(paths.transactionLogsJournal, { tornCrashName: "gateway-journal-torn" });
     this.#transactionsTxt = new AppendOnlyFile(paths.transactionsTxt);
@@ -405,6 +409,7 @@ export class GatewayLog {
       archivePath,
       directory: paths.transactionArchiveIndex,
       chunkRecords: this.#archiveChunkRecords,
+      onMergeError: this.#onArchiveIndexError,
       scan: (fromBytes, onRecord) =>
         readRecordLines(
           archivePath,
@@ -431,9 +436,17 @@ export class GatewayLog {
   }
 
   /** What opening the archive's index took, for the operator's log. */
-  archiveIndexStats(): { sealedChunks: number; tailRecords: number; linesReadAtOpen: number; filesRebuiltAtOpen: number; memoryBytes: number } {
+  archiveIndexStats(): { sealedChunks: number; chunkLevels: number[]; tailRecords: number; linesReadAtOpen: number; filesRebuiltAtOpen: number; memoryBytes: number; mergeError: string | null } {
     const index = this.#archive;
-    return { sealedChunks: index.sealedChunks, tailRecords: index.tailRecords, linesReadAtOpen: index.linesScannedAtOpen, filesRebuiltAtOpen: index.filesDiscardedAtOpen, memoryBytes: index.sealedMemoryBytes };
+    return {
+      sealedChunks: index.sealedChunks,
+      chunkLevels: index.chunkLevels(),
+      tailRecords: index.tailRecords,
+      linesReadAtOpen: index.linesScannedAtOpen,
+      filesRebuiltAtOpen: index.filesDiscardedAtOpen,
+      memoryBytes: index.sealedMemoryBytes,
+      mergeError: index.mergeError?.message ?? null,
+    };
   }
 
   async close(): Promise<void> {
@@ -442,6 +455,7 @@ export class GatewayLog {
     await this.#journal.close();
     await this.#transactionsTxt.close();
     await this.#archiveFile.close();
+    await this.#archiveIndex?.close();
     await this.#releaseLock?.();
     this.#releaseLock = null;
   }

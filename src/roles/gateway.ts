@@ -58,6 +58,7 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   const log = await GatewayLog.open(paths, {
     finishedRetainedMax: flags.recordsRetained,
     archiveChunkRecords: flags.archiveChunkRecords,
+    onArchiveIndexError: (error) => logger.warn({ error: error.message, directory: paths.transactionArchiveIndex }, "merging the archive index's chunks failed; lookups go through more chunks until a restart"),
     onWriteFailure: (error) => {
       // Memory is now ahead of disk: stop, and let a restart recover from what is durable.
       logger.error({ error: String(error) }, "a durable write of the payment log failed; exiting");
