@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { cp, mkdtemp, mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -35,7 +36,8 @@ function templateCertificates(): Promise<string> {
   certificateTemplate ??= (async () => {
     const dir = await mkdtemp(join(tmpdir(), "paynet-certs-"));
     await issueCertificates({ certificateDir: dir, banks: ["SBI", "HDFC", "ICICI"] });
-    process.on("exit", () => void rm(dir, { recursive: true, force: true }));
+    // Only synchronous work runs in an exit handler: an async rm here never ran, and left one directory per test process.
+    process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
     return dir;
   })();
   return certificateTemplate;
