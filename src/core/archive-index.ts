@@ -555,15 +555,24 @@ export class ArchiveIndex {
    * archive append): a sealed chunk never loses an entry, even to a crash.
    */
   async sealFull(): Promise<void> {
-    while (this.#tail.size >= this.#chunkRecords) {
-      const next = [...this.#tail.values()][this.#chunkRecords];
-      await this.#sealOne(next?.offsetBytes ?? this.#endBytes);
-    }
+    while (this.#tail.size >= this.#chunkRecords) await this.#sealOne();
   }
 
-  /** Seals the oldest chunkRecords entries of the tail as the chunk that ends at `endBytes`. */
-  async #sealOne(endBytes: number): Promise<void> {
-    const entries = [...this.#tail].slice(0, this.#chunkRecords);
+  /**
+   * Seals the oldest chunkRecords entries of the tail as the chunk that ends at `endBytes`: by default where
+   * the next tail entry starts, or where the archive ends.
+   */
+  async #sealOne(endBytesGiven?: number): Promise<void> {
+    const entries: Array<[string, TailEntry]> = [];
+    let next: TailEntry | undefined;
+    for (const entry of this.#tail) {
+      if (entries.length === this.#chunkRecords) {
+        next = entry[1];
+        break;
+      }
+      entries.push(entry);
+    }
+    const endBytes = endBytesGiven ?? next?.offsetBytes ?? this.#endBytes;
     const startBytes = this.#tailStartBytes;
     const path = join(this.#directory, chunkName(startBytes, endBytes));
     const file = await encodeChunk(startBytes, endBytes, 0, sortTailEntries(entries));
