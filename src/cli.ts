@@ -79,6 +79,7 @@ await yargs(hideBin(process.argv))
         .option("settle-timeout-ms", { type: "number", default: 120_000, describe: "how long to wait for every payment to finish before checking" })
         .option("gateway", { type: "string", describe: "target this running gateway host:port; accounts and certificates from --data-dir, password from PAYNET_PASSWORD" })
         .option("keep", { type: "boolean", default: false, describe: "keep the temp data dir" })
+        .option("cpu-prof", { type: "string", describe: "write a V8 CPU profile of the gateway and of each bank into this dir (gateway.cpuprofile, bank-NAME.cpuprofile), for Chrome DevTools" })
         .option("json", { type: "boolean", default: false, describe: "print one JSON object" }),
     async (args) => {
       const { runBench } = await import("./roles/bench.js");
@@ -99,6 +100,7 @@ await yargs(hideBin(process.argv))
           timeoutMs: args.timeoutMs,
           settleTimeoutMs: args.settleTimeoutMs,
           keep: args.keep,
+          cpuProf: args.cpuProf,
           json: args.json,
         }),
       );

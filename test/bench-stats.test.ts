@@ -221,7 +221,7 @@ describe("balanceOfCreated", () => {
 describe("benchUsageError", () => {
   const valid: BenchFlags = {
     dataDir: ".", gateway: undefined, payments: 200, warmup: 0, concurrency: 8, accounts: 40, rate: undefined, batch: 1, sameBankPercent: 0,
-    balance: "1000.00", seed: 1, callTimeoutMs: 20_000, timeoutMs: 600_000, settleTimeoutMs: 120_000, keep: false, json: true,
+    balance: "1000.00", seed: 1, callTimeoutMs: 20_000, timeoutMs: 600_000, settleTimeoutMs: 120_000, keep: false, cpuProf: undefined, json: true,
   };
   it("accepts valid flags", () => assert.equal(benchUsageError(valid), null));
   const cases: Array<[string, Partial<BenchFlags>, RegExp | null]> = [
@@ -252,6 +252,9 @@ describe("benchUsageError", () => {
     ["--seed -1", { seed: -1 }, /--seed/],
     ["--call-timeout-ms 0", { callTimeoutMs: 0 }, /--call-timeout-ms/],
     ["--gateway without a port", { gateway: "localhost" }, /--gateway/],
+    ["--cpu-prof DIR", { cpuProf: "profiles" }, null],
+    ["--cpu-prof with --gateway (the bench starts no process to profile)", { cpuProf: "profiles", gateway: "127.0.0.1:8080" }, /--cpu-prof profiles the processes the bench starts/],
+    ["--cpu-prof with an empty dir", { cpuProf: "" }, /--cpu-prof needs a directory/],
   ];
   for (const [name, change, expected] of cases) {
     it(`${expected === null ? "accepts" : "refuses"} ${name}`, () => {

@@ -2,6 +2,9 @@
 // for, and its counts and conservation check are right. Correctness only: no assertion on speed.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { runCli } from "./helpers/network.js";
 
 interface BenchJson {
@@ -72,14 +75,25 @@ describe("paynet bench", { timeout: 90_000 }, () => {
     assert.equal(report.conservation.sumBefore, "4.00");
   });
 
-  it("with --batch sends MakePayments calls of that many orders, and every order is counted and conserved", async () => {
-    const result = await runCli(["bench", "--payments", "300", "--warmup", "0", "--concurrency", "4", "--accounts", "20", "--batch", "25", "--same-bank-percent", "20", "--json"]);
-    assert.equal(result.code, 0, `exit ${result.code}; stderr:\n${result.stderr}`);
-    const report = result.json as unknown as BenchJson & { batch: number };
-    assertConsistent(report, 300);
-    assert.equal(report.batch, 25);
-    assert.ok(report.committed > 0);
-    assert.equal(report.conservation.sumBefore, "20000.00");
+  it("with --batch sends MakePayments calls of that many orders, and every order is counted and conserved; --cpu-prof profiles each process it starts", async () => {
+    const profileDir = await mkdtemp(join(tmpdir(), "paynet-bench-prof-"));
+    try {
+      const result = await runCli(["bench", "--payments", "300", "--warmup", "0", "--concurrency", "4", "--accounts", "20", "--batch", "25", "--same-bank-percent", "20", "--cpu-prof", profileDir, "--json"]);
+      assert.equal(result.code, 0, `exit ${result.code}; stderr:\n${result.stderr}`);
+      const report = result.json as unknown as BenchJson & { batch: number };
+      assertConsistent(report, 300);
+      assert.equal(report.batch, 25);
+      assert.ok(report.committed > 0);
+      assert.equal(report.conservation.sumBefore, "20000.00");
+      // Each child wrote its V8 profile when the bench stopped it: a call tree with samples, as DevTools reads it.
+      assert.deepEqual((await readdir(profileDir)).sort(), ["bank-BANKA.cpuprofile", "bank-BANKB.cpuprofile", "gateway.cpuprofile"]);
+      for (const name of await readdir(profileDir)) {
+        const profile = JSON.parse(await readFile(join(profileDir, name), "utf8")) as { nodes: unknown[]; samples: number[] };
+        assert.ok(profile.nodes.length > 1 && profile.samples.length > 0, `${name}: ${profile.nodes.length} nodes, ${profile.samples.length} samples`);
+      }
+    } finally {
+      await rm(profileDir, { recursive: true, force: true });
+    }
   });
 
   it("makes the warm-up payments first, untimed and uncounted, yet checks their outcomes and balances with the rest", async () => {

@@ -55,9 +55,9 @@ class Child {
   readonly #tail: string[] = [];
   #waiters: Array<{ pattern: RegExp; resolve: (match: RegExpExecArray) => void }> = [];
 
-  constructor(name: string, args: string[], env: NodeJS.ProcessEnv) {
+  constructor(name: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: readonly string[] = []) {
     this.name = name;
-    this.process = spawn(process.execPath, [cliPath, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...env, FORCE_COLOR: "0", PAYNET_LOG_FORMAT: "json" } });
+    this.process = spawn(process.execPath, [...nodeArgs, cliPath, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...env, FORCE_COLOR: "0", PAYNET_LOG_FORMAT: "json" } });
     for (const stream of [this.process.stdout!, this.process.stderr!]) createInterface({ input: stream }).on("line", (line) => this.#onLine(line));
     this.exited = new Promise((resolve) =>
       this.process.on("exit", (code, signal) => {
@@ -109,8 +109,15 @@ export interface OwnNetworkOptions {
   balanceMinor: bigint;
   password: string;
   keep: boolean;
-  /** Environment of the children (e.g. NODE_OPTIONS=--cpu-prof for profiling). */
   env: NodeJS.ProcessEnv;
+  /** Write a V8 CPU profile of each child (gateway.cpuprofile, bank-NAME.cpuprofile) into this dir when it stops. */
+  cpuProfileDir: string | undefined;
+}
+
+/** Node flags that make a child write its CPU profile as `<fileStem>.cpuprofile` when it exits. */
+function profilerArgs(options: OwnNetworkOptions, fileStem: string): string[] {
+  if (options.cpuProfileDir === undefined) return [];
+  return ["--cpu-prof", "--cpu-prof-dir", options.cpuProfileDir, "--cpu-prof-name", `${fileStem}.cpuprofile`];
 }
 
 /** Writes the generated accounts file and the certificates into a new temporary data dir. */
@@ -143,11 +150,11 @@ export async function startOwnNetwork(options: OwnNetworkOptions): Promise<Bench
     if (!options.keep) await rm(dataDir, { recursive: true, force: true });
   };
   try {
-    const gateway = watch(new Child("gateway", ["gateway", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0"], options.env));
+    const gateway = watch(new Child("gateway", ["gateway", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0"], options.env, profilerArgs(options, "gateway")));
     const [, gatewayAddress] = await gateway.waitFor(listeningPattern);
     await Promise.all(
       options.banks.map(async (bank) => {
-        const child = watch(new Child(`bank ${bank}`, ["bank", "--id", bank, "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0", "--gateway", gatewayAddress!], options.env));
+        const child = watch(new Child(`bank ${bank}`, ["bank", "--id", bank, "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0", "--gateway", gatewayAddress!], options.env, profilerArgs(options, `bank-${bank}`)));
         await child.waitFor(registeredPattern);
       }),
     );

@@ -1,6 +1,7 @@
 // `paynet bench`: starts (or targets) a network, runs a bounded load of payments, waits until every
 // payment is finished, then checks that money was conserved and prints throughput, latency and counts.
 import { randomBytes } from "node:crypto";
+import { resolve } from "node:path";
 import { banksOf, readAccountsCsv } from "../core/accounts-csv.js";
 import { accountRefs, benchAccountsMax, benchBanksDefault, choosePayers, PaymentPlanner } from "../core/bench-accounts.js";
 import { checkConservation, resolveOutcomes, summarizeLatencies, throughputPerS, type LoggedPayment } from "../core/bench-stats.js";
@@ -36,6 +37,8 @@ export interface BenchFlags {
   timeoutMs: number;
   settleTimeoutMs: number;
   keep: boolean;
+  /** Profile the gateway and the banks the bench starts (node --cpu-prof) into this dir. */
+  cpuProf: string | undefined;
   json: boolean;
 }
 
@@ -75,6 +78,8 @@ export function benchUsageError(flags: BenchFlags): string | null {
   for (const [name, value] of [["--call-timeout-ms", flags.callTimeoutMs], ["--timeout-ms", flags.timeoutMs], ["--settle-timeout-ms", flags.settleTimeoutMs]] as const) {
     if (!isInteger(value, 1, benchLimits.timeoutMsMax)) return `${name} must be an integer in 1-${benchLimits.timeoutMsMax}, got ${value}`;
   }
+  if (flags.cpuProf !== undefined && flags.gateway !== undefined) return "--cpu-prof profiles the processes the bench starts; with --gateway it starts none (start that network under node --cpu-prof instead)";
+  if (flags.cpuProf !== undefined && flags.cpuProf.trim() === "") return "--cpu-prof needs a directory";
   if (flags.gateway !== undefined) {
     try {
       validateAddress(flags.gateway, "--gateway");
@@ -134,6 +139,7 @@ async function openNetwork(flags: BenchFlags): Promise<BenchNetwork> {
     password: benchPasswordDefault,
     keep: flags.keep,
     env: process.env,
+    cpuProfileDir: flags.cpuProf === undefined ? undefined : resolve(flags.cpuProf),
   });
   note(`network ready: gateway ${network.gatewayAddress}, data dir ${network.dataDir}`);
   return network;
@@ -288,5 +294,6 @@ export async function runBench(flags: BenchFlags): Promise<number> {
     process.off("SIGTERM", onSignal);
     await network.close();
     if (network.owned && flags.keep) note(`data dir kept: ${network.dataDir}`);
+    if (flags.cpuProf !== undefined) note(`CPU profiles (the whole life of each process, warm-up included): ${resolve(flags.cpuProf)}/{gateway,bank-NAME}.cpuprofile`);
   }
 }
