@@ -1,5 +1,5 @@
 // LegBatcher: legs bound for one bank share batch calls, each leg keeps its own outcome.
-import { describe, it } from "node:test";
+import { afterEach, beforeEach, describe, it, mock } from "node:test";
 import assert from "node:assert/strict";
 import { LegBatcher } from "../src/core/leg-batcher.js";
 import { PaymentError } from "../src/core/errors.js";
@@ -90,9 +90,72 @@ describe("LegBatcher", () => {
     assert.equal(calls.length, 3);
   });
 
+  describe("lingering while the line is busy", () => {
+    beforeEach(() => mock.timers.enable({ apis: ["setTimeout"] }));
+    afterEach(() => mock.timers.reset());
+
+    it("sends lone legs on a quiet line at once; after a call of several legs, the next waits lingerMs for more and takes them all", async () => {
+      const { calls, send } = manualSender();
+      const batcher = new LegBatcher(send, { legsMax: 10, inFlightMax: 1, lingerMs: 2 });
+      const quiet = batcher.submit(1, 1000);
+      assert.deepEqual(calls.map((call) => call.legs), [[1]], "a quiet line: no wait");
+      calls[0]!.finish([10]);
+      assert.equal(await quiet, 10);
+      const alone = batcher.submit(2, 1000);
+      assert.equal(calls.length, 2, "the last call carried one leg: still quiet, no wait");
+      const busy = [3, 4].map((leg) => batcher.submit(leg, 1000));
+      calls[1]!.finish([20]);
+      assert.equal(await alone, 20);
+      await settle();
+      assert.deepEqual(calls.at(-1)!.legs, [3, 4], "legs that queued behind a call in flight go together");
+      calls[2]!.finish([30, 40]);
+      assert.deepEqual(await Promise.all(busy), [30, 40]);
+      // That call carried two legs: the line is busy, so the next batch waits 2 ms for company.
+      const first = batcher.submit(5, 1000);
+      mock.timers.tick(1);
+      const second = batcher.submit(6, 1000);
+      await settle();
+      assert.equal(calls.length, 3, "still lingering after 1 ms");
+      mock.timers.tick(1);
+      await settle();
+      assert.deepEqual(calls.at(-1)!.legs, [5, 6], "after 2 ms, one call for both");
+      calls[3]!.finish([50, 60]);
+      assert.deepEqual(await Promise.all([first, second]), [50, 60]);
+    });
+
+    it("sends a batch that fills up while it lingers at once, and a lone leg after a lingered one-leg call without waiting", async () => {
+      const { calls, send } = manualSender();
+      const batcher = new LegBatcher(send, { legsMax: 2, inFlightMax: 1, lingerMs: 1_000 });
+      const opening = [1, 2, 3].map((leg) => batcher.submit(leg, 1000));
+      calls[0]!.finish([10]);
+      await settle();
+      assert.deepEqual(calls.at(-1)!.legs, [2, 3], "full: no wait");
+      calls[1]!.finish([20, 30]);
+      assert.deepEqual(await Promise.all(opening), [10, 20, 30]);
+      const filling = batcher.submit(4, 1000);
+      await settle();
+      assert.equal(calls.length, 2, "busy line: [4] waits");
+      const filled = batcher.submit(5, 1000);
+      assert.deepEqual(calls.at(-1)!.legs, [4, 5], "it filled up: sent before the linger ends");
+      calls[2]!.finish([40, 50]);
+      assert.deepEqual(await Promise.all([filling, filled]), [40, 50]);
+      const lingered = batcher.submit(6, 1000);
+      mock.timers.tick(1_000);
+      await settle();
+      assert.deepEqual(calls.at(-1)!.legs, [6], "alone after the whole linger");
+      calls[3]!.finish([60]);
+      assert.equal(await lingered, 60);
+      const quietAgain = batcher.submit(7, 1000);
+      assert.deepEqual(calls.at(-1)!.legs, [7], "the last call carried one leg: the line is quiet again");
+      calls[4]!.finish([70]);
+      assert.equal(await quietAgain, 70);
+    });
+  });
+
   for (const options of [
     { legsMax: 0, inFlightMax: 1 },
     { legsMax: 1, inFlightMax: 0 },
+    { legsMax: 1, inFlightMax: 1, lingerMs: -1 },
   ]) {
     it(`refuses the bounds ${JSON.stringify(options)}`, () => {
       assert.throws(() => new LegBatcher(manualSender().send, options));

@@ -1,12 +1,19 @@
 // Coalesces the gateway's 2PC legs bound for one bank into batch RPCs: a leg that arrives while
 // `inFlightMax` batches are already on the wire waits for the next one, which carries up to `legsMax` legs.
-// Under light load a leg goes out alone at once; under heavy load many legs share one round trip.
+// While the line is busy (the last call carried more than one leg), a batch that is not full also waits
+// `lingerMs` for more. Under light load a leg goes out alone at once; under heavy load many legs share one
+// round trip.
 import { assert } from "./assert.js";
 import { PaymentError } from "./errors.js";
 
 export interface BatcherOptions {
   legsMax: number;
   inFlightMax: number;
+  /**
+   * How long a batch that is not full waits for more legs before it goes, while the line is busy: the
+   * previous call carried more than one leg (0 or absent: never). A lone leg on a quiet line goes at once.
+   */
+  lingerMs?: number;
 }
 
 /** Legs submitted together (one payment's leg, or a MakePayments call's legs for this bank): one promise for all. */
@@ -44,9 +51,15 @@ export class LegBatcher<Leg, Result> {
   readonly #options: BatcherOptions;
   #queue: Array<Waiting<Leg, Result>> = [];
   #inFlight = 0;
+  #previousBatchLegs = 0;
+  /** Set while a batch that is not full waits for more legs. */
+  #lingerTimer: NodeJS.Timeout | null = null;
+  /** The wait is over: the next batch goes with what is queued. */
+  #lingered = false;
 
   constructor(send: SendBatch<Leg, Result>, options: BatcherOptions) {
     assert(options.legsMax >= 1 && options.inFlightMax >= 1, "batch bounds must be positive");
+    assert((options.lingerMs ?? 0) >= 0, "the linger time must not be negative");
     this.#send = send;
     this.#options = options;
   }
@@ -69,7 +82,10 @@ export class LegBatcher<Leg, Result> {
 
   #pump(): void {
     while (this.#inFlight < this.#options.inFlightMax && this.#queue.length > 0) {
+      if (this.#queue.length < this.#options.legsMax && this.#waitsForMoreLegs()) return;
+      this.#stopLingering();
       const batch = this.#queue.splice(0, this.#options.legsMax);
+      this.#previousBatchLegs = batch.length;
       this.#inFlight += 1;
       // The batch's deadline is its most patient leg's: every leg shares the round trip.
       let timeoutMs = 0;
@@ -91,5 +107,24 @@ export class LegBatcher<Leg, Result> {
         this.#pump();
       });
     }
+  }
+
+  /** Whether the next batch, not full, waits for more legs; starts the wait when the line is busy. */
+  #waitsForMoreLegs(): boolean {
+    if (this.#lingerTimer !== null) return true;
+    const lingerMs = this.#options.lingerMs ?? 0;
+    if (this.#lingered || lingerMs === 0 || this.#previousBatchLegs <= 1) return false;
+    this.#lingerTimer = setTimeout(() => {
+      this.#lingerTimer = null;
+      this.#lingered = true;
+      this.#pump();
+    }, lingerMs);
+    return true;
+  }
+
+  #stopLingering(): void {
+    if (this.#lingerTimer !== null) clearTimeout(this.#lingerTimer);
+    this.#lingerTimer = null;
+    this.#lingered = false;
   }
 }
