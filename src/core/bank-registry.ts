@@ -37,8 +37,8 @@ export interface BankCalls extends BankLink {
  * and each of the bank's fsyncs, carries more of them. Measured against 4 in flight (docs/benchmarks.md):
  * 64 clients one payment per call 17–21 % more committed/s, and batched calls as fast or faster.
  * While the line is busy, a call that is not full waits 2 ms for more legs: each call costs both ends far
- * more CPU than a leg in it. Six interleaved pairs, 64 clients one per call: 9–29 % more committed/s in
- * five, 10 % fewer in one; 11 % less CPU per payment on average (docs/benchmarks.md).
+ * more CPU than a leg in it. Ten interleaved pairs, 64 clients one per call: faster in eight and cheaper
+ * per payment in eight, about 15 % each way at the median (docs/benchmarks.md, "Bank calls linger").
  */
 const batchLingerMs = 2;
 const batching = { legsMax: batchLegsMax, inFlightMax: 1, lingerMs: batchLingerMs };
