@@ -2,10 +2,10 @@
 import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import chalk from "chalk";
-import { armCrashPoint } from "./core/crash.js";
+import { armCrashPoint } from "./core/faults/crash.js";
 import { runGateway } from "./roles/gateway.js";
-import { finishedRetainedDefault } from "./core/gateway-log.js";
-import { archiveChunkRecordsDefault, archiveChunkRecordsMax } from "./core/archive-index.js";
+import { finishedRetainedDefault } from "./core/gateway/store/file/gateway-log.js";
+import { archiveChunkRecordsDefault, archiveChunkRecordsMax } from "./core/gateway/store/file/archive-index.js";
 import { bankTimeouts, runBank } from "./roles/bank.js";
 import { runBalance, runHistory, runPay, runQueue, runSync } from "./roles/client-scripted.js";
 import { runInteractive } from "./roles/client-interactive.js";
@@ -82,7 +82,7 @@ await yargs(hideBin(process.argv))
         .option("cpu-prof", { type: "string", describe: "write a V8 CPU profile of the gateway and of each bank into this dir (gateway.cpuprofile, bank-NAME.cpuprofile), for Chrome DevTools" })
         .option("json", { type: "boolean", default: false, describe: "print one JSON object" }),
     async (args) => {
-      const { runBench } = await import("./roles/bench.js");
+      const { runBench } = await import("./roles/bench/bench.js");
       await finish(
         runBench({
           dataDir: args.dataDir,
@@ -124,7 +124,7 @@ await yargs(hideBin(process.argv))
         .option("keep", { type: "boolean", default: false, describe: "keep the temp data dir for inspection" })
         .option("json", { type: "boolean", default: false, describe: "print one JSON object" }),
     async (args) => {
-      const { runVerify } = await import("./roles/verify.js");
+      const { runVerify } = await import("./roles/verify/verify.js");
       await finish(
         runVerify({
           durationS: args.duration,

@@ -14,9 +14,9 @@ import {
   serializeAccountsCsv,
   type AccountRow,
   type BankAccount,
-} from "../src/core/accounts-csv.js";
-import { balanceMinorMax } from "../src/core/money.js";
-import { hashPassword, isPasswordHash, verifyPassword } from "../src/core/passwords.js";
+} from "../src/core/bank/store/file/accounts-csv.js";
+import { balanceMinorMax } from "../src/core/domain/money.js";
+import { hashPassword, isPasswordHash, verifyPassword } from "../src/core/bank/passwords.js";
 
 const path = "/data/server/dummydata.csv";
 

@@ -7,9 +7,9 @@ import assert from "node:assert/strict";
 import { appendFile, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { hashId } from "../src/core/archive-index.js";
-import { GatewayLog, type PaymentDetails } from "../src/core/gateway-log.js";
-import { dataPaths, type DataPaths } from "../src/core/paths.js";
+import { hashId } from "../src/core/gateway/store/file/archive-index.js";
+import { GatewayLog, type PaymentDetails } from "../src/core/gateway/store/file/gateway-log.js";
+import { dataPaths, type DataPaths } from "../src/core/durable/paths.js";
 
 function details(index: number): PaymentDetails {
   return { paymentId: `pay-${index}`, fromUser: "alice", fromBank: "SBI", toUser: "bob", toBank: "HDFC", amountMinor: BigInt(100 + index) };

@@ -14,11 +14,11 @@ import {
   type SentPayment,
   type SeenOutcome,
   type Transfer,
-} from "../src/core/bench-stats.js";
-import { accountRefs, benchUsername, choosePayers, generateAccountRows, PaymentPlanner } from "../src/core/bench-accounts.js";
-import { parseAccountsCsv, serializeAccountsCsv } from "../src/core/accounts-csv.js";
-import { Prng } from "../src/core/prng.js";
-import { balanceOfCreated, benchUsageError, type BenchFlags } from "../src/roles/bench.js";
+} from "../src/roles/bench/stats.js";
+import { accountRefs, benchUsername, choosePayers, generateAccountRows, PaymentPlanner } from "../src/roles/bench/accounts.js";
+import { parseAccountsCsv, serializeAccountsCsv } from "../src/core/bank/store/file/accounts-csv.js";
+import { Prng } from "../src/roles/verify/prng.js";
+import { balanceOfCreated, benchUsageError, type BenchFlags } from "../src/roles/bench/bench.js";
 
 describe("percentileOfSorted (nearest rank)", () => {
   const oneToHundred = Array.from({ length: 100 }, (_, index) => index + 1);

@@ -5,9 +5,9 @@ import { readdir, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import assert from "node:assert/strict";
 import { networkPerTest, runCli, waitUntil, type Network, type Proc } from "./helpers/network.js";
-import { readGatewayRecords } from "../src/core/gateway-log.js";
-import { crashPointsByRole } from "../src/core/crash.js";
-import { isAmbiguous, type PaymentError } from "../src/core/errors.js";
+import { readGatewayRecords } from "../src/core/gateway/store/file/gateway-log.js";
+import { crashPointsByRole } from "../src/core/faults/crash.js";
+import { isAmbiguous, type PaymentError } from "../src/core/domain/errors.js";
 import { PaymentStatus } from "../src/gen/paynet/v1/paynet_pb.js";
 
 type Role = "gateway" | "SBI" | "HDFC";

@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { GatewayLog, GatewayLogError, readGatewayRecords, type PaymentDetails } from "../src/core/gateway-log.js";
-import { dataPaths, type DataPaths } from "../src/core/paths.js";
+import { GatewayLog, GatewayLogError, readGatewayRecords, type PaymentDetails } from "../src/core/gateway/store/file/gateway-log.js";
+import { dataPaths, type DataPaths } from "../src/core/durable/paths.js";
 
 function details(index: number): PaymentDetails {
   return { paymentId: `p${index}`, fromUser: "alice", fromBank: "SBI", toUser: "bob", toBank: "HDFC", amountMinor: BigInt(100 + index) };

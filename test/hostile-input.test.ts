@@ -4,10 +4,10 @@ import assert from "node:assert/strict";
 import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { Network, Proc, passwords, gatewayFiles } from "./helpers/network.js";
-import type { PaymentError } from "../src/core/errors.js";
-import { amountMinorMax } from "../src/core/money.js";
-import { messageBytesMax } from "../src/core/rpc.js";
-import { batchLegsMax } from "../src/core/bank-service.js";
+import type { PaymentError } from "../src/core/domain/errors.js";
+import { amountMinorMax } from "../src/core/domain/money.js";
+import { messageBytesMax } from "../src/core/transport/rpc.js";
+import { batchLegsMax } from "../src/core/bank/bank-service.js";
 import { LegKind } from "../src/gen/paynet/v1/paynet_pb.js";
 
 const call = { timeoutMs: 10_000 };

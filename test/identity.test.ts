@@ -6,11 +6,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { Network, passwords, bankFiles, clientFiles } from "./helpers/network.js";
-import { PaymentError } from "../src/core/errors.js";
-import { createClient } from "../src/core/rpc.js";
-import { expectServerName } from "../src/core/tls.js";
-import { gatewayServerName } from "../src/core/identity.js";
-import { issueCertificates, loadIdentity, serialNumber } from "../src/core/certificates.js";
+import { PaymentError } from "../src/core/domain/errors.js";
+import { createClient } from "../src/core/transport/rpc.js";
+import { expectServerName } from "../src/core/transport/tls.js";
+import { gatewayServerName } from "../src/core/transport/identity.js";
+import { issueCertificates, loadIdentity, serialNumber } from "../src/core/transport/certificates.js";
 import { LegKind, PaymentGateway } from "../src/gen/paynet/v1/paynet_pb.js";
 
 const call = { timeoutMs: 10_000 };

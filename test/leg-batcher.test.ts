@@ -1,8 +1,8 @@
 // LegBatcher: legs bound for one bank share batch calls, each leg keeps its own outcome.
 import { afterEach, beforeEach, describe, it, mock } from "node:test";
 import assert from "node:assert/strict";
-import { LegBatcher } from "../src/core/leg-batcher.js";
-import { PaymentError } from "../src/core/errors.js";
+import { LegBatcher } from "../src/core/gateway/leg-batcher.js";
+import { PaymentError } from "../src/core/domain/errors.js";
 
 interface Call {
   legs: number[];

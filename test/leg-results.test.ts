@@ -2,9 +2,9 @@
 // that does not match the legs sent is refused as a whole.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { legResults } from "../src/core/bank-registry.js";
-import type { LegResultColumns } from "../src/core/bank-service.js";
-import { PaymentError } from "../src/core/errors.js";
+import { legResults } from "../src/core/gateway/bank-registry.js";
+import type { LegResultColumns } from "../src/core/bank/bank-service.js";
+import { PaymentError } from "../src/core/domain/errors.js";
 
 const ids = ["p0", "p1", "p2"];
 const none = (): LegResultColumns => ({ refusedLegs: [], refusedReasons: [], refusedMessages: [], balancesAfterMinor: [] });

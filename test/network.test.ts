@@ -2,8 +2,8 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Network, passwords } from "./helpers/network.js";
-import { PaymentError } from "../src/core/errors.js";
-import { amountMinorMax } from "../src/core/money.js";
+import { PaymentError } from "../src/core/domain/errors.js";
+import { amountMinorMax } from "../src/core/domain/money.js";
 import { PaymentStatus } from "../src/gen/paynet/v1/paynet_pb.js";
 
 describe("payment network", () => {

@@ -2,7 +2,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Network, networkPerTest, passwords, runCli, waitUntil } from "./helpers/network.js";
-import type { PaymentError } from "../src/core/errors.js";
+import type { PaymentError } from "../src/core/domain/errors.js";
 
 const call = { timeoutMs: 30_000 };
 

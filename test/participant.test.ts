@@ -5,12 +5,12 @@ import assert from "node:assert/strict";
 import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Participant } from "../src/core/participant.js";
-import { readBankState } from "../src/core/bank-state.js";
+import { Participant } from "../src/core/bank/participant.js";
+import { readBankState } from "../src/core/bank/store/file/bank-state.js";
 import { waitUntil } from "./helpers/network.js";
-import { PaymentError, type Reason } from "../src/core/errors.js";
-import { parseAccountsCsv, type AccountRow } from "../src/core/accounts-csv.js";
-import { isPasswordHash, verifyPassword } from "../src/core/passwords.js";
+import { PaymentError, type Reason } from "../src/core/domain/errors.js";
+import { parseAccountsCsv, type AccountRow } from "../src/core/bank/store/file/accounts-csv.js";
+import { isPasswordHash, verifyPassword } from "../src/core/bank/passwords.js";
 
 const bank = "SBI";
 const holdTimeoutMs = 30_000;

@@ -1,7 +1,7 @@
 // Specification of src/core/passwords.ts: scrypt hashes `scrypt$N$r$p$salt$hash` with a per-password salt.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { hashPassword, isPasswordHash, verifyPassword } from "../src/core/passwords.js";
+import { hashPassword, isPasswordHash, verifyPassword } from "../src/core/bank/passwords.js";
 
 const salt16 = "AAAAAAAAAAAAAAAAAAAAAA"; // 16 bytes in base64url
 const hash32 = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"; // 32 bytes in base64url

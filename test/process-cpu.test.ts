@@ -1,7 +1,7 @@
 // Specification of how `paynet bench` reads the CPU time of the processes it measures.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { CpuMeter, cpuMsFromStat, processCpuMs } from "../src/core/process-cpu.js";
+import { CpuMeter, cpuMsFromStat, processCpuMs } from "../src/roles/bench/process-cpu.js";
 
 describe("cpuMsFromStat", () => {
   it("adds utime and stime (fields 14 and 15, in ticks of 10 ms)", () => {

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import { networkPerTest, Proc, waitUntil, type Network } from "./helpers/network.js";
-import type { PaymentError } from "../src/core/errors.js";
+import type { PaymentError } from "../src/core/domain/errors.js";
 
 function pay(network: Network, paymentId: string, amountMinor = 1000n): Promise<PaymentError | null> {
   return network.rawPay({ from: "alice", fromBank: "SBI", to: "bob", toBank: "HDFC", amountMinor, paymentId });

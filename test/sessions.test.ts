@@ -1,8 +1,8 @@
 // Specification of src/core/sessions.ts: bearer tokens with an expiry, bounded in number, on an injected clock.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { SessionStore } from "../src/core/sessions.js";
-import { PaymentError } from "../src/core/errors.js";
+import { SessionStore } from "../src/core/gateway/sessions.js";
+import { PaymentError } from "../src/core/domain/errors.js";
 
 function unauthenticated(error: unknown): true {
   assert.ok(error instanceof PaymentError, `expected a PaymentError, got ${String(error)}`);

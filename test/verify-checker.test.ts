@@ -1,4 +1,4 @@
-// Specification of src/core/verify-checker.ts: the invariants `paynet verify` checks, on small hand-made
+// Specification of src/roles/verify/checker.ts: the invariants `paynet verify` checks, on small hand-made
 // final states. One healthy state passes every invariant; each table row breaks it in one way and names
 // exactly the invariants that must fail.
 import { describe, it } from "node:test";
@@ -14,8 +14,8 @@ import {
   type InvariantId,
   type Observation,
   type OutcomeSeen,
-} from "../src/core/verify-checker.js";
-import type { PaymentDetails } from "../src/core/gateway-log.js";
+} from "../src/roles/verify/checker.js";
+import type { PaymentDetails } from "../src/core/gateway/store/file/gateway-log.js";
 
 interface MutableBank {
   holds: BankHoldView[];

@@ -2,9 +2,9 @@
 // the fault schedule drawn from it (planFaults in src/roles/verify-nemesis.ts). Pure: no process, no clock.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Prng, seedMax } from "../src/core/prng.js";
-import { allCrashPoints, faultKinds, nemesisBounds, planFaults, type PlanOptions } from "../src/roles/verify-nemesis.js";
-import { crashPointsByRole } from "../src/core/crash.js";
+import { Prng, seedMax } from "../src/roles/verify/prng.js";
+import { allCrashPoints, faultKinds, nemesisBounds, planFaults, type PlanOptions } from "../src/roles/verify/nemesis.js";
+import { crashPointsByRole } from "../src/core/faults/crash.js";
 
 function draws(prng: Prng, count: number): number[] {
   return Array.from({ length: count }, () => prng.next());

@@ -1,20 +1,20 @@
 // Wires a bank process: its accounts, its server, its registration with the gateway and its overdue holds.
 import { dirname } from "node:path";
-import { removeStaleTempFiles } from "../core/durable.js";
-import { holdFileLock } from "../core/file-lock.js";
-import { dataPaths, finishedLogPath } from "../core/paths.js";
-import { bankFiles, loadIdentity } from "../core/certificates.js";
-import { clientCredentials, expectServerName, serverCredentials } from "../core/tls.js";
-import { Participant } from "../core/participant.js";
-import { bankService } from "../core/bank-service.js";
+import { removeStaleTempFiles } from "../core/durable/files.js";
+import { holdFileLock } from "../core/durable/file-lock.js";
+import { dataPaths, finishedLogPath } from "../core/durable/paths.js";
+import { bankFiles, loadIdentity } from "../core/transport/certificates.js";
+import { clientCredentials, expectServerName, serverCredentials } from "../core/transport/tls.js";
+import { Participant } from "../core/bank/participant.js";
+import { bankService } from "../core/bank/bank-service.js";
 import { Bank, Decision, PaymentGateway } from "../gen/paynet/v1/paynet_pb.js";
-import { addService, createClient } from "../core/rpc.js";
-import { describePeer, gatewayServerName } from "../core/identity.js";
-import { bind, newServer, shutdown } from "../core/listen.js";
-import { takeNextPort } from "../core/port-file.js";
-import { banksOf, readAccountsCsv } from "../core/accounts-csv.js";
-import { validateBankName } from "../core/validate.js";
-import { PaymentError } from "../core/errors.js";
+import { addService, createClient } from "../core/transport/rpc.js";
+import { describePeer, gatewayServerName } from "../core/transport/identity.js";
+import { bind, newServer, shutdown } from "../core/transport/listen.js";
+import { takeNextPort } from "../core/durable/port-file.js";
+import { banksOf, readAccountsCsv } from "../core/bank/store/file/accounts-csv.js";
+import { validateBankName } from "../core/domain/validate.js";
+import { PaymentError } from "../core/domain/errors.js";
 import { gatewayAddress, onTerminate, roleLogger, startMetrics } from "./process.js";
 
 export interface BankFlags {

@@ -1,12 +1,12 @@
 // What every client command shares: its files, its connection, its password source and its output.
 import chalk from "chalk";
 import { text } from "node:stream/consumers";
-import { dataPaths } from "../core/paths.js";
-import { clientFiles, loadIdentity } from "../core/certificates.js";
-import { GatewayClient } from "../core/gateway-client.js";
-import { OfflineQueue, PaymentHistory, type Repair, type QueuedPayment, type HistoryEntry } from "../core/client-files.js";
-import { PaymentSender, type RetryPolicy, type SendOutcome } from "../core/payment-sender.js";
-import { formatMinor } from "../core/money.js";
+import { dataPaths } from "../core/durable/paths.js";
+import { clientFiles, loadIdentity } from "../core/transport/certificates.js";
+import { GatewayClient } from "../core/client/gateway-client.js";
+import { OfflineQueue, PaymentHistory, type Repair, type QueuedPayment, type HistoryEntry } from "../core/client/client-files.js";
+import { PaymentSender, type RetryPolicy, type SendOutcome } from "../core/client/payment-sender.js";
+import { formatMinor } from "../core/domain/money.js";
 import { gatewayAddress } from "./process.js";
 
 /** Exit codes of the scripted client, documented in `paynet client --help`. */

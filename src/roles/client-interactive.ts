@@ -1,11 +1,11 @@
 // The interactive client: a menu over the same payment life as the scripted commands.
 import chalk from "chalk";
-import { PaymentError, isAmbiguous } from "../core/errors.js";
-import { formatMinor, parseAmount } from "../core/money.js";
-import { newPaymentId } from "../core/ids.js";
-import { validateBankName, validateUsername } from "../core/validate.js";
-import type { QueuedPayment } from "../core/client-files.js";
-import type { SendOutcome } from "../core/payment-sender.js";
+import { PaymentError, isAmbiguous } from "../core/domain/errors.js";
+import { formatMinor, parseAmount } from "../core/domain/money.js";
+import { newPaymentId } from "../core/domain/ids.js";
+import { validateBankName, validateUsername } from "../core/domain/validate.js";
+import type { QueuedPayment } from "../core/client/client-files.js";
+import type { SendOutcome } from "../core/client/payment-sender.js";
 import { describePayment, exitCodes, flushPolicy, openClient, outcomeLine, type ClientContext } from "./client-context.js";
 
 interface Session {

@@ -1,12 +1,12 @@
 // Scripted client commands: balance, pay, queue, sync, history. One line (or one JSON object) each.
 import chalk from "chalk";
-import { PaymentError, isAmbiguous } from "../core/errors.js";
-import { formatMinor, parseAmount } from "../core/money.js";
-import { newPaymentId } from "../core/ids.js";
-import { crashPoint } from "../core/crash.js";
-import { validateBankName, validatePaymentId, validateUsername } from "../core/validate.js";
-import type { QueuedPayment } from "../core/client-files.js";
-import type { SendOutcome } from "../core/payment-sender.js";
+import { PaymentError, isAmbiguous } from "../core/domain/errors.js";
+import { formatMinor, parseAmount } from "../core/domain/money.js";
+import { newPaymentId } from "../core/domain/ids.js";
+import { crashPoint } from "../core/faults/crash.js";
+import { validateBankName, validatePaymentId, validateUsername } from "../core/domain/validate.js";
+import type { QueuedPayment } from "../core/client/client-files.js";
+import type { SendOutcome } from "../core/client/payment-sender.js";
 import {
   UsageError,
   exitCodes,

@@ -1,19 +1,19 @@
 // Wires the gateway process: certificates, log, registry, coordinator, server, signals.
-import { dataPaths } from "../core/paths.js";
-import { gatewayFiles, loadIdentity } from "../core/certificates.js";
-import { clientCredentials, serverCredentials } from "../core/tls.js";
-import { GatewayLog } from "../core/gateway-log.js";
-import { BankRegistry } from "../core/bank-registry.js";
-import { Coordinator } from "../core/coordinator.js";
-import { SessionStore } from "../core/sessions.js";
-import { LoginThrottle } from "../core/login-throttle.js";
-import { gatewayService } from "../core/gateway-service.js";
+import { dataPaths } from "../core/durable/paths.js";
+import { gatewayFiles, loadIdentity } from "../core/transport/certificates.js";
+import { clientCredentials, serverCredentials } from "../core/transport/tls.js";
+import { GatewayLog } from "../core/gateway/store/file/gateway-log.js";
+import { BankRegistry } from "../core/gateway/bank-registry.js";
+import { Coordinator } from "../core/gateway/coordinator.js";
+import { SessionStore } from "../core/gateway/sessions.js";
+import { LoginThrottle } from "../core/gateway/login-throttle.js";
+import { gatewayService } from "../core/gateway/gateway-service.js";
 import { PaymentGateway } from "../gen/paynet/v1/paynet_pb.js";
-import { addService } from "../core/rpc.js";
-import { describePeer } from "../core/identity.js";
-import { bind, newServer, shutdown } from "../core/listen.js";
+import { addService } from "../core/transport/rpc.js";
+import { describePeer } from "../core/transport/identity.js";
+import { bind, newServer, shutdown } from "../core/transport/listen.js";
 import { dirname } from "node:path";
-import { removeStaleTempFiles, writeFileAtomic } from "../core/durable.js";
+import { removeStaleTempFiles, writeFileAtomic } from "../core/durable/files.js";
 import { onTerminate, roleLogger, startMetrics } from "./process.js";
 
 export interface GatewayFlags {

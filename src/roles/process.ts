@@ -1,7 +1,7 @@
 // Process plumbing shared by the roles: the logger, the metrics endpoint, and orderly exit on SIGINT/SIGTERM.
 import { readFile } from "node:fs/promises";
-import { createLogger, type Logger } from "../core/log.js";
-import { serveMetrics } from "../core/metrics.js";
+import { createLogger, type Logger } from "../core/observability/log.js";
+import { serveMetrics } from "../core/observability/metrics.js";
 
 const logLevels = ["debug", "info", "warn", "error"];
 

@@ -2,9 +2,9 @@
 import { copyFile, mkdir, access } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { dataPaths } from "../core/paths.js";
-import { banksOf, readAccountsCsv } from "../core/accounts-csv.js";
-import { issueCertificates } from "../core/certificates.js";
+import { dataPaths } from "../core/durable/paths.js";
+import { banksOf, readAccountsCsv } from "../core/bank/store/file/accounts-csv.js";
+import { issueCertificates } from "../core/transport/certificates.js";
 
 export const fixturesDir = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "fixtures");
 

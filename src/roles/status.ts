@@ -1,15 +1,15 @@
 // The operator's view: `paynet status` and `paynet payment <id>`, with the operator certificate.
 import chalk from "chalk";
 import { PaymentGateway, type PaymentSummary } from "../gen/paynet/v1/paynet_pb.js";
-import { dataPaths } from "../core/paths.js";
-import { loadIdentity, operatorFiles } from "../core/certificates.js";
-import { createClient } from "../core/rpc.js";
-import { clientCredentials, expectServerName } from "../core/tls.js";
-import { gatewayServerName } from "../core/identity.js";
-import { PaymentError, isAmbiguous } from "../core/errors.js";
-import { formatMinor } from "../core/money.js";
-import { validatePaymentId } from "../core/validate.js";
-import { OfflineQueue } from "../core/client-files.js";
+import { dataPaths } from "../core/durable/paths.js";
+import { loadIdentity, operatorFiles } from "../core/transport/certificates.js";
+import { createClient } from "../core/transport/rpc.js";
+import { clientCredentials, expectServerName } from "../core/transport/tls.js";
+import { gatewayServerName } from "../core/transport/identity.js";
+import { PaymentError, isAmbiguous } from "../core/domain/errors.js";
+import { formatMinor } from "../core/domain/money.js";
+import { validatePaymentId } from "../core/domain/validate.js";
+import { OfflineQueue } from "../core/client/client-files.js";
 import { gatewayAddress } from "./process.js";
 import { reportRepair } from "./client-context.js";
 

@@ -4,7 +4,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { banksInDataDir, ensureCertificates, seedDataDir } from "./seed.js";
 import { roleLogger } from "./process.js";
-import { prettyLogLine } from "../core/log.js";
+import { prettyLogLine } from "../core/observability/log.js";
 
 export interface UpFlags {
   dataDir: string;

@@ -1,0 +1,197 @@
+// Owns server/journal_<BANK>.<generation>.jsonl: a bank's append-only record of every change to its state
+// (a hold made, a payment committed with absolute after-balances, a payment aborted), one JSON object per
+// line. It is the bank's commit point: a reply waits for the fsync of the append that carries its change.
+// Each bank writes only its own journal (the bank process holds its lock), so the hot path takes no
+// cross-process lock. A checkpoint folds a finished generation into the shared files (accounts CSV, pending
+// section, finished log) and deletes it; the pending section names the first generation not folded in.
+import { readdir, readFile, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { AppendOnlyFile } from "../../../durable/files.js";
+import type { Finished, LegKind } from "./pending-file.js";
+
+export type JournalEntry =
+  | { op: "hold"; paymentId: string; username: string; kind: LegKind; amountMinor: bigint; preparedAtMs: number; expiresAtMs: number }
+  | { op: "commit"; paymentId: string; balancesMinor: Record<string, bigint>; replyBalanceMinor: bigint; atMs: number; begunAtMs?: number }
+  | { op: "abort"; paymentId: string; atMs: number };
+
+/** The finished payment a decided entry records (what the finished log keeps once it is folded in). */
+export function finishedOf(entry: Exclude<JournalEntry, { op: "hold" }>): Finished {
+  if (entry.op === "abort") return { paymentId: entry.paymentId, outcome: "aborted", atMs: entry.atMs, replyBalanceMinor: null };
+  const finished: Finished = { paymentId: entry.paymentId, outcome: "committed", atMs: entry.atMs, replyBalanceMinor: entry.replyBalanceMinor };
+  if (entry.begunAtMs !== undefined) finished.begunAtMs = entry.begunAtMs;
+  return finished;
+}
+
+export class BankJournalError extends Error {
+  override readonly name = "BankJournalError";
+}
+
+const namePattern = (bank: string) => new RegExp(`^journal_${bank}\\.([0-9]{1,15})\\.jsonl$`);
+
+export function journalPath(directory: string, bank: string, generation: number): string {
+  return join(directory, `journal_${bank}.${String(generation).padStart(6, "0")}.jsonl`);
+}
+
+/** This bank's journal generations on disk, oldest first. */
+export async function listJournalGenerations(directory: string, bank: string): Promise<number[]> {
+  const pattern = namePattern(bank);
+  const names = await readdir(directory).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return [] as string[];
+    throw error;
+  });
+  return names.flatMap((name) => {
+    const match = pattern.exec(name);
+    return match === null ? [] : [Number(match[1])];
+  }).sort((a, b) => a - b);
+}
+
+// Entries are written field by field, not by spreading: one is made for every leg, and a spread object
+// falls out of V8's fast representation (as the gateway's records did).
+export function encodeEntry(entry: JournalEntry): string {
+  switch (entry.op) {
+    case "hold":
+      return JSON.stringify({
+        op: entry.op,
+        paymentId: entry.paymentId,
+        username: entry.username,
+        kind: entry.kind,
+        amountMinor: entry.amountMinor.toString(),
+        preparedAtMs: entry.preparedAtMs,
+        expiresAtMs: entry.expiresAtMs,
+      });
+    case "commit": {
+      const balancesMinor: Record<string, string> = {};
+      for (const [username, value] of Object.entries(entry.balancesMinor)) balancesMinor[username] = value.toString();
+      return JSON.stringify({ op: entry.op, paymentId: entry.paymentId, balancesMinor, replyBalanceMinor: entry.replyBalanceMinor.toString(), atMs: entry.atMs, begunAtMs: entry.begunAtMs });
+    }
+    case "abort":
+      return JSON.stringify(entry);
+  }
+}
+
+const integerText = /^[0-9]{1,20}$/;
+
+function decodeEntry(line: string, where: string): JournalEntry {
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(line) as Record<string, unknown>;
+  } catch (error) {
+    throw new BankJournalError(`${where}: not JSON (${(error as Error).message})`);
+  }
+  const text = (key: string): string => {
+    const value = raw[key];
+    if (typeof value !== "string" || value === "") throw new BankJournalError(`${where}: ${key} must be a non-empty string`);
+    return value;
+  };
+  const integer = (key: string): number => {
+    const value = raw[key];
+    if (typeof value !== "number" || !Number.isSafeInteger(value)) throw new BankJournalError(`${where}: ${key} must be an integer`);
+    return value;
+  };
+  const minor = (value: unknown, key: string): bigint => {
+    if (typeof value !== "string" || !integerText.test(value)) throw new BankJournalError(`${where}: ${key} must be an integer string`);
+    return BigInt(value);
+  };
+  switch (raw.op) {
+    case "hold": {
+      const kind = raw.kind;
+      if (kind !== "debit" && kind !== "credit") throw new BankJournalError(`${where}: kind must be debit or credit`);
+      return { op: "hold", paymentId: text("paymentId"), username: text("username"), kind, amountMinor: minor(raw.amountMinor, "amountMinor"), preparedAtMs: integer("preparedAtMs"), expiresAtMs: integer("expiresAtMs") };
+    }
+    case "commit": {
+      const balances = raw.balancesMinor;
+      if (typeof balances !== "object" || balances === null || Array.isArray(balances)) throw new BankJournalError(`${where}: balancesMinor must be an object`);
+      const balancesMinor: Record<string, bigint> = {};
+      for (const [username, value] of Object.entries(balances)) balancesMinor[username] = minor(value, `balancesMinor.${username}`);
+      const entry: JournalEntry = { op: "commit", paymentId: text("paymentId"), balancesMinor, replyBalanceMinor: minor(raw.replyBalanceMinor, "replyBalanceMinor"), atMs: integer("atMs") };
+      if (raw.begunAtMs !== undefined) entry.begunAtMs = integer("begunAtMs");
+      return entry;
+    }
+    case "abort":
+      return { op: "abort", paymentId: text("paymentId"), atMs: integer("atMs") };
+    default:
+      throw new BankJournalError(`${where}: op must be hold, commit or abort`);
+  }
+}
+
+/**
+ * Reads one generation, oldest entry first. A last line without its newline is an append cut short by a
+ * crash before its fsync returned (nothing was answered on it): it is left out. Any other bad line is
+ * refused by file and line: the journal is the only copy of what it records.
+ */
+export async function readJournal(path: string): Promise<{ entries: JournalEntry[]; completeBytes: number; tornBytes: number }> {
+  const buffer = await readFile(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return Buffer.alloc(0);
+    throw error;
+  });
+  const completeBytes = buffer.lastIndexOf(0x0a) + 1;
+  const lines = buffer.subarray(0, completeBytes).toString("utf8").split("\n");
+  lines.pop();
+  const entries = lines.map((line, index) => {
+    try {
+      return decodeEntry(line, `${path}:${index + 1}`);
+    } catch (error) {
+      throw new BankJournalError(`${(error as Error).message}; refusing to start, fix or restore the file`);
+    }
+  });
+  return { entries, completeBytes, tornBytes: buffer.length - completeBytes };
+}
+
+/** The writer of the current generation. One per bank process; appends never overlap (the caller serializes them). */
+export class BankJournal {
+  readonly directory: string;
+  readonly bank: string;
+  #generation: number;
+  #file: AppendOnlyFile;
+  /** Lines appended to the current generation. */
+  #lines = 0;
+
+  constructor(directory: string, bank: string, generation: number) {
+    this.directory = directory;
+    this.bank = bank;
+    this.#generation = generation;
+    this.#file = this.#fileOf(generation);
+  }
+
+  get generation(): number {
+    return this.#generation;
+  }
+
+  get lines(): number {
+    return this.#lines;
+  }
+
+  /** Appends the entries and fsyncs them; resolves only once they are durable. */
+  async append(entries: readonly JournalEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    let text = "";
+    for (const entry of entries) text += `${encodeEntry(entry)}\n`;
+    await this.#file.append(text);
+    this.#lines += entries.length;
+  }
+
+  /** Starts the next generation; the caller makes sure no append is in flight. Returns the finished one. */
+  async rotate(): Promise<number> {
+    const finished = this.#generation;
+    await this.#file.close();
+    this.#generation += 1;
+    this.#file = this.#fileOf(this.#generation);
+    this.#lines = 0;
+    return finished;
+  }
+
+  async close(): Promise<void> {
+    await this.#file.close();
+  }
+
+  #fileOf(generation: number): AppendOnlyFile {
+    return new AppendOnlyFile(journalPath(this.directory, this.bank, generation), { tornCrashName: "bank-journal-torn", metricsName: `journal_${this.bank}` });
+  }
+}
+
+/** Deletes the generations before `firstKept`: they are folded into the shared files. */
+export async function deleteJournalsBefore(directory: string, bank: string, firstKept: number): Promise<void> {
+  for (const generation of await listJournalGenerations(directory, bank)) {
+    if (generation < firstKept) await unlink(journalPath(directory, bank, generation)).catch(() => undefined);
+  }
+}

@@ -1,0 +1,136 @@
+// A bank's durable state rebuilt from its files: the accounts CSV rows and the pending section as of its last
+// checkpoint, its finished log, then every journal generation not folded in yet, replayed in order. Journal
+// balances are absolute, so replaying a change the CSV already holds sets the same value again: nothing is
+// applied twice, whichever step of a checkpoint a crash interrupted.
+import { dirname } from "node:path";
+import { banksOf, readAccountsCsv, type BankAccount } from "./accounts-csv.js";
+import { finishedOf, listJournalGenerations, journalPath, readJournal, type JournalEntry } from "./bank-journal.js";
+import { readFinishedLog } from "./finished-log.js";
+import { readBankPending, type Finished, type Hold } from "./pending-file.js";
+import { finishedLogPath, type DataPaths } from "../../../durable/paths.js";
+
+export interface BankFiles {
+  accountsCsvPath: string;
+  pendingJsonPath: string;
+  finishedLogPath: string;
+  /** Where the bank's journal generations live (server/). */
+  journalDirectory: string;
+}
+
+export function bankStateFiles(paths: DataPaths, bank: string): BankFiles {
+  return { accountsCsvPath: paths.accountsCsv, pendingJsonPath: paths.pendingJson, finishedLogPath: finishedLogPath(paths, bank), journalDirectory: dirname(paths.pendingJson) };
+}
+
+export interface BankState {
+  /** Every account of the bank, balances as durable. */
+  accounts: Map<string, BankAccount>;
+  holds: Map<string, Hold>;
+  /** Finished payments, oldest first (the caller bounds how many it keeps). */
+  finished: Map<string, Finished>;
+  /** What the shared files do not hold yet: a checkpoint must fold these in before the journals go. */
+  unfolded: { balancesMinor: Map<string, bigint>; finished: Finished[]; changes: number };
+  /** The journal generations replayed, oldest first (empty when the last checkpoint covers everything). */
+  generations: number[];
+  /** The first generation the pending section does not cover. */
+  firstGeneration: number;
+}
+
+/** Applies one journal entry (or an earlier build's applying entry) to the state. */
+export function replayEntry(state: Pick<BankState, "accounts" | "holds" | "finished" | "unfolded">, entry: JournalEntry): void {
+  state.unfolded.changes += 1;
+  switch (entry.op) {
+    case "hold":
+      state.holds.set(entry.paymentId, { paymentId: entry.paymentId, username: entry.username, kind: entry.kind, amountMinor: entry.amountMinor, preparedAtMs: entry.preparedAtMs, expiresAtMs: entry.expiresAtMs });
+      return;
+    case "commit": {
+      for (const [username, afterMinor] of Object.entries(entry.balancesMinor)) {
+        const account = state.accounts.get(username);
+        if (account === undefined) throw new Error(`journal: payment ${entry.paymentId} names unknown account ${username}`);
+        account.balanceMinor = afterMinor;
+        state.unfolded.balancesMinor.set(username, afterMinor);
+      }
+      state.holds.delete(entry.paymentId);
+      const finished = finishedOf(entry);
+      state.finished.delete(entry.paymentId);
+      state.finished.set(entry.paymentId, finished);
+      state.unfolded.finished.push(finished);
+      return;
+    }
+    case "abort": {
+      state.holds.delete(entry.paymentId);
+      const finished = finishedOf(entry);
+      state.finished.delete(entry.paymentId);
+      state.finished.set(entry.paymentId, finished);
+      state.unfolded.finished.push(finished);
+      return;
+    }
+  }
+}
+
+/**
+ * Reads the bank's state. `accounts` are its CSV rows, and `finishedLog` its finished log's records, when the
+ * caller has read them already (the bank does, migrating passwords and opening the log); the balances in
+ * `accounts` are updated in place by the replay.
+ */
+export async function readBankState(files: BankFiles, bank: string, accounts?: Map<string, BankAccount>, finishedLog?: readonly Finished[]): Promise<BankState> {
+  const pending = await readBankPending(files.pendingJsonPath, bank);
+  const rows = accounts ?? new Map((await readAccountsCsv(files.accountsCsvPath)).filter((row) => row.bank === bank).map((row) => [row.username, { balanceMinor: row.balanceMinor, password: row.password }]));
+  const finished = new Map<string, Finished>(pending.finished);
+  for (const record of finishedLog ?? (await readFinishedLog(files.finishedLogPath))) {
+    finished.delete(record.paymentId);
+    finished.set(record.paymentId, record);
+  }
+  const state: BankState = {
+    accounts: rows,
+    holds: pending.holds,
+    finished,
+    unfolded: { balancesMinor: new Map(), finished: [], changes: 0 },
+    generations: [],
+    firstGeneration: pending.journalGeneration,
+  };
+  // An earlier build's half-applied changes come first: they are older than any journal.
+  for (const applying of pending.applying.values()) {
+    replayEntry(state, { op: "commit", paymentId: applying.paymentId, balancesMinor: applying.balancesMinor, replyBalanceMinor: applying.replyBalanceMinor, atMs: 0 });
+  }
+  for (const [paymentId, record] of finished) if (record.outcome === "aborted") state.holds.delete(paymentId);
+  for (const generation of await listJournalGenerations(files.journalDirectory, bank)) {
+    if (generation < pending.journalGeneration) continue; // folded in; its deletion was cut short
+    const { entries } = await readJournal(journalPath(files.journalDirectory, bank, generation));
+    for (const entry of entries) replayEntry(state, entry);
+    state.generations.push(generation);
+  }
+  return state;
+}
+
+/**
+ * The bank's state for a reader outside the bank process (tests, bench, verify), which may race a checkpoint:
+ * read again until the pending section is the same before and after the read.
+ */
+export async function readBankStateSettled(files: BankFiles, bank: string, attemptsMax = 50): Promise<BankState> {
+  for (let attempt = 1; ; attempt += 1) {
+    const before = await readBankPending(files.pendingJsonPath, bank);
+    const state = await readBankState(files, bank);
+    const after = await readBankPending(files.pendingJsonPath, bank);
+    if (before.journalGeneration === after.journalGeneration && after.journalGeneration === state.firstGeneration) return state;
+    if (attempt >= attemptsMax) throw new Error(`bank ${bank}: its state kept changing while being read (${attemptsMax} attempts)`);
+  }
+}
+
+export interface NetworkState {
+  /** Durable balances by `user@BANK`. */
+  balancesMinor: Map<string, bigint>;
+  banks: Map<string, BankState>;
+}
+
+/** Every bank's durable state (the banks named in the accounts file), as a restart would find it. */
+export async function readNetworkState(paths: DataPaths, banks?: readonly string[]): Promise<NetworkState> {
+  const names = banks ?? banksOf(await readAccountsCsv(paths.accountsCsv));
+  const balancesMinor = new Map<string, bigint>();
+  const states = new Map<string, BankState>();
+  for (const bank of names) {
+    const state = await readBankStateSettled(bankStateFiles(paths, bank), bank);
+    states.set(bank, state);
+    for (const [username, account] of state.accounts) balancesMinor.set(`${username}@${bank}`, account.balanceMinor);
+  }
+  return { balancesMinor, banks: states };
+}

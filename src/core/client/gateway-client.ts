@@ -1,0 +1,84 @@
+// A client's connection to the gateway: mTLS with the client certificate, gateway name checked, deadlines on every call.
+import { PaymentGateway } from "../../gen/paynet/v1/paynet_pb.js";
+import { createClient, type ServiceClient } from "../transport/rpc.js";
+import { clientCredentials, expectServerName } from "../transport/tls.js";
+import { gatewayServerName } from "../transport/identity.js";
+import { PaymentError } from "../domain/errors.js";
+import type { LoadedIdentity } from "../transport/certificates.js";
+
+export const clientTimeouts = Object.freeze({ loginTimeoutMs: 10_000, balanceTimeoutMs: 10_000, paymentTimeoutMs: 20_000 });
+
+export interface BalanceResult {
+  username: string;
+  bank: string;
+  balanceMinor: bigint;
+  availableMinor: bigint;
+}
+
+export interface PaymentResult {
+  paymentId: string;
+  balanceAfterMinor: bigint | null;
+}
+
+export class GatewayClient {
+  readonly #client: ServiceClient<(typeof PaymentGateway)["method"]>;
+  #token: string | null = null;
+
+  readonly address: string;
+
+  constructor(address: string, identity: LoadedIdentity) {
+    this.address = address;
+    this.#client = createClient(PaymentGateway, address, clientCredentials(identity), expectServerName(gatewayServerName), "GATEWAY_UNAVAILABLE");
+  }
+
+  /** Transport failures read as "cannot reach the gateway", not as grpc-js internals. */
+  async #call<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (error instanceof PaymentError && error.code === "GATEWAY_UNAVAILABLE") {
+        throw new PaymentError("GATEWAY_UNAVAILABLE", `cannot reach the gateway at ${this.address}`, { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  async login(username: string, bank: string, password: string): Promise<void> {
+    const reply = await this.#call(() => this.#client.registerClient({ username, bank, password }, { timeoutMs: clientTimeouts.loginTimeoutMs }));
+    this.#token = reply.token;
+  }
+
+  logout(): void {
+    this.#token = null;
+  }
+
+  async balance(): Promise<BalanceResult> {
+    const reply = await this.#call(() => this.#client.viewBalance({ token: this.#requireToken() }, { timeoutMs: clientTimeouts.balanceTimeoutMs }));
+    return { username: reply.username, bank: reply.bank, balanceMinor: reply.balanceMinor, availableMinor: reply.availableMinor };
+  }
+
+  async pay(paymentId: string, toUser: string, toBank: string, amountMinor: bigint): Promise<PaymentResult> {
+    const token = this.#requireToken();
+    const reply = await this.#call(() => this.#client.makePayment({ token, paymentId, toUser, toBank, amountMinor }, { timeoutMs: clientTimeouts.paymentTimeoutMs }));
+    return { paymentId: reply.paymentId, balanceAfterMinor: reply.balanceAfterMinor ?? null };
+  }
+
+  /** Resolves true once the channel to the gateway is READY (grpc-js connectivity), false at the deadline. */
+  waitForReady(timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => this.#client.channel.waitForReady(new Date(Date.now() + timeoutMs), (error) => resolve(error === undefined || error === null)));
+  }
+
+  get loggedIn(): boolean {
+    return this.#token !== null;
+  }
+
+  close(): void {
+    this.#client.close();
+  }
+
+  #requireToken(): string {
+    if (this.#token === null) throw new PaymentError("UNAUTHENTICATED", "not logged in");
+    return this.#token;
+  }
+
+}

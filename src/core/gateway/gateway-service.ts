@@ -1,0 +1,180 @@
+// The gateway's RPC surface: who may call what, and which session acts on which account.
+import { PaymentGateway, Decision, PaymentStatus } from "../../gen/paynet/v1/paynet_pb.js";
+import { PaymentError, isAmbiguous } from "../domain/errors.js";
+import { requireRole, describePeer } from "../transport/identity.js";
+import { validateAddress, validateBankName, validatePassword, validatePaymentId, validateUsername } from "../domain/validate.js";
+import type { ServiceImplementation } from "../transport/rpc.js";
+import type { Coordinator } from "./coordinator.js";
+import type { BankRegistry } from "./bank-registry.js";
+import type { SessionStore } from "./sessions.js";
+import type { LoginThrottle } from "./login-throttle.js";
+import type { GatewayLog, PaymentRecord } from "./store/file/gateway-log.js";
+import type { Logger } from "../observability/log.js";
+
+const statusCallTimeoutMs = 1_000;
+/** Orders per MakePayments call: a bound on the work and memory one call can ask for. */
+export const paymentOrdersPerCallMax = 1_000;
+const inDoubtListedMax = 20;
+
+function summaryOf(record: PaymentRecord) {
+  return {
+    paymentId: record.paymentId,
+    state: record.state,
+    finished: record.finished,
+    fromUser: record.fromUser,
+    fromBank: record.fromBank,
+    toUser: record.toUser,
+    toBank: record.toBank,
+    amountMinor: record.amountMinor,
+    createdAtMs: BigInt(record.createdAtMs),
+    decidedAtMs: BigInt(record.decidedAtMs ?? 0),
+    finishedAtMs: BigInt(record.finishedAtMs ?? 0),
+    reason: record.reason ?? "",
+    reasonMessage: record.reasonMessage ?? "",
+  };
+}
+
+export interface GatewayServiceDeps {
+  coordinator: Coordinator;
+  coordinatorLog: GatewayLog;
+  registry: BankRegistry;
+  sessions: SessionStore;
+  throttle: LoginThrottle;
+  bankCallTimeoutMs: number;
+  logger: Logger;
+}
+
+/** "ipv4:127.0.0.1:5555" → "127.0.0.1": throttling is per host, not per connection. */
+function peerHost(peerAddress: string): string {
+  const withoutScheme = peerAddress.replace(/^ipv[46]:/, "");
+  return withoutScheme.replace(/:[0-9]+$/, "");
+}
+
+export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<(typeof PaymentGateway)["method"]> {
+  const { coordinator, coordinatorLog, registry, sessions, throttle, bankCallTimeoutMs, logger } = deps;
+
+  const bankOf = (bank: string) => {
+    const link = registry.link(bank);
+    if (link === null) throw new PaymentError("UNKNOWN_BANK", `no bank named ${bank} is registered`);
+    return link;
+  };
+
+  return {
+    async registerClient(request, context) {
+      requireRole(context.peer, ["client"], "RegisterClient");
+      const username = validateUsername(request.username);
+      const bank = validateBankName(request.bank);
+      validatePassword(request.password);
+      const userKey = `${username}@${bank}`;
+      const peerKey = peerHost(context.peerAddress);
+      throttle.check(userKey, peerKey);
+      try {
+        await bankOf(bank).authenticate(username, request.password, bankCallTimeoutMs);
+      } catch (error) {
+        if (error instanceof PaymentError && error.code === "UNAUTHENTICATED") {
+          throttle.failure(userKey, peerKey);
+          logger.warn({ user: userKey, peer: peerKey }, "failed login");
+        }
+        throw error;
+      }
+      throttle.success(userKey);
+      const session = sessions.open(username, bank);
+      logger.info({ user: `${username}@${bank}` }, "login");
+      return { token: session.token, expiresAtMs: BigInt(session.expiresAtMs) };
+    },
+
+    async registerServer(request, context) {
+      requireRole(context.peer, ["bank"], "RegisterServer");
+      const bank = validateBankName(request.bank);
+      const address = validateAddress(request.address);
+      if (context.peer.role !== "bank" || context.peer.bank !== bank) {
+        throw new PaymentError("PERMISSION_DENIED", `${describePeer(context.peer)} may not register as bank ${bank}`);
+      }
+      if (await registry.register(bank, address)) logger.info({ bank, address }, `bank ${bank} registered at ${address}`);
+      return {};
+    },
+
+    async makePayment(request, context) {
+      requireRole(context.peer, ["client"], "MakePayment");
+      const payer = sessions.resolve(request.token);
+      const outcome = await coordinator.makePayment(payer, {
+        paymentId: validatePaymentId(request.paymentId),
+        toUser: request.toUser,
+        toBank: request.toBank,
+        amountMinor: request.amountMinor,
+      });
+      return { paymentId: outcome.paymentId, status: 1, ...(outcome.balanceAfterMinor === null ? {} : { balanceAfterMinor: outcome.balanceAfterMinor }) };
+    },
+
+    async makePayments(request, context) {
+      requireRole(context.peer, ["client"], "MakePayments");
+      const payer = sessions.resolve(request.token);
+      const orders = request.payments;
+      if (orders.length === 0 || orders.length > paymentOrdersPerCallMax) {
+        throw new PaymentError("INVALID_ARGUMENT", `a MakePayments call carries 1 to ${paymentOrdersPerCallMax} payments, got ${orders.length}`);
+      }
+      // Each order is a payment of its own, with its own outcome (see Coordinator.makePayments).
+      const answers = await coordinator.makePayments(
+        payer,
+        orders.map((order) => ({ paymentId: order.paymentId, toUser: order.toUser, toBank: order.toBank, amountMinor: order.amountMinor })),
+      );
+      const results = answers.map((answer, index) => {
+        const paymentId = orders[index]!.paymentId;
+        if (!(answer instanceof PaymentError)) {
+          return { paymentId, status: PaymentStatus.COMMITTED, ...(answer.balanceAfterMinor === null ? {} : { balanceAfterMinor: answer.balanceAfterMinor }) };
+        }
+        const status = isAmbiguous(answer) || (answer.code === "INTERNAL" && !answer.final) ? PaymentStatus.IN_DOUBT : PaymentStatus.ABORTED;
+        return { paymentId, status, reason: answer.code, message: answer.message, final: answer.final };
+      });
+      return { results };
+    },
+
+    async viewBalance(request, context) {
+      requireRole(context.peer, ["client"], "ViewBalance");
+      const session = sessions.resolve(request.token);
+      const view = await bankOf(session.bank).balance(session.username, bankCallTimeoutMs);
+      return { username: session.username, bank: session.bank, balanceMinor: view.balanceMinor, availableMinor: view.availableMinor };
+    },
+
+    async getStatus(_request, context) {
+      requireRole(context.peer, ["operator"], "GetStatus");
+      const counts = { preparing: 0, committing: 0, aborting: 0, ...coordinatorLog.archivedCounts() };
+      const unfinished: PaymentRecord[] = [];
+      for (const record of coordinatorLog.all()) {
+        if (record.finished) counts[record.state === "committed" ? "committed" : "aborted"] += 1;
+        else {
+          unfinished.push(record);
+          if (record.state === "committed") counts.committing += 1;
+          else if (record.state === "aborted") counts.aborting += 1;
+          else counts.preparing += 1;
+        }
+      }
+      const banks = await Promise.all(
+        registry.entries().map(async ({ bank, address, lastSeenMs }) => {
+          try {
+            const holds = await registry.link(bank)!.holds(statusCallTimeoutMs);
+            return { name: bank, address, up: true, lastSeenMs: BigInt(lastSeenMs), holds: holds.length, oldestHoldPreparedAtMs: BigInt(holds[0]?.preparedAtMs ?? 0) };
+          } catch {
+            return { name: bank, address, up: false, lastSeenMs: BigInt(lastSeenMs), holds: 0, oldestHoldPreparedAtMs: 0n };
+          }
+        }),
+      );
+      unfinished.sort((a, b) => a.createdAtMs - b.createdAtMs);
+      return { banks, ...counts, inDoubt: unfinished.slice(0, inDoubtListedMax).map(summaryOf) };
+    },
+
+    async getPayment(request, context) {
+      requireRole(context.peer, ["operator"], "GetPayment");
+      const paymentId = validatePaymentId(request.paymentId);
+      const record = await coordinatorLog.find(paymentId);
+      if (record === undefined) throw new PaymentError("UNKNOWN_PAYMENT", `no payment with id ${paymentId}`);
+      return { payment: summaryOf(record) };
+    },
+
+    async getDecision(request, context) {
+      requireRole(context.peer, ["bank"], "GetDecision");
+      const decision = await coordinator.decisionFor(validatePaymentId(request.paymentId));
+      return { decision: decision === "commit" ? Decision.COMMIT : decision === "abort" ? Decision.ABORT : Decision.PENDING };
+    },
+  };
+}

@@ -1,0 +1,172 @@
+// The network `paynet bench` measures: by default a fresh one in a temporary data dir (generated accounts,
+// certificates, a gateway and one bank per bank as child processes), or an existing one (--gateway).
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { serializeAccountsCsv } from "../../core/bank/store/file/accounts-csv.js";
+import { generateAccountRows } from "./accounts.js";
+import { issueCertificates } from "../../core/transport/certificates.js";
+import { hashPassword } from "../../core/bank/passwords.js";
+import { dataPaths } from "../../core/durable/paths.js";
+
+export const benchNetworkLimits = Object.freeze({
+  readyTimeoutMs: 120_000,
+  stopGraceMs: 10_000,
+  /** Output lines kept per child, shown when it fails. */
+  tailLinesMax: 40,
+});
+/** Last output lines of a child that exited during the run, in the report. */
+const exitLinesShown = 5;
+
+const cliPath = fileURLToPath(new URL("../../cli.js", import.meta.url));
+const listeningPattern = /listening on ([0-9A-Za-z.:\[\]-]+:[0-9]+)/;
+const registeredPattern = /registered with the gateway/;
+
+/** A process of the network that exited while the bench still needed it. */
+export interface ChildExit {
+  name: string;
+  code: number | null;
+  signal: string | null;
+  lastLines: string[];
+}
+
+export interface BenchNetwork {
+  readonly dataDir: string;
+  readonly gatewayAddress: string;
+  /** Whether the bench started it (and so stops it). */
+  readonly owned: boolean;
+  /** The started processes that have exited before close(), in the order they did. */
+  unexpectedExits(): ChildExit[];
+  /** The processes the bench started, by name (none for an existing network). */
+  processes(): Array<{ name: string; pid: number }>;
+  /** Stops the children, and removes the data dir unless kept. */
+  close(): Promise<void>;
+}
+
+class Child {
+  readonly name: string;
+  readonly process: ChildProcess;
+  readonly exited: Promise<number | null>;
+  /** Set when the process exits: its code and signal. */
+  exit: { code: number | null; signal: string | null } | null = null;
+  readonly #tail: string[] = [];
+  #waiters: Array<{ pattern: RegExp; resolve: (match: RegExpExecArray) => void }> = [];
+
+  constructor(name: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: readonly string[] = []) {
+    this.name = name;
+    this.process = spawn(process.execPath, [...nodeArgs, cliPath, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...env, FORCE_COLOR: "0", PAYNET_LOG_FORMAT: "json" } });
+    for (const stream of [this.process.stdout!, this.process.stderr!]) createInterface({ input: stream }).on("line", (line) => this.#onLine(line));
+    this.exited = new Promise((resolve) =>
+      this.process.on("exit", (code, signal) => {
+        this.exit = { code, signal };
+        resolve(code);
+      }),
+    );
+  }
+
+  get lastLines(): string[] {
+    return [...this.#tail];
+  }
+
+  #onLine(line: string): void {
+    this.#tail.push(line);
+    if (this.#tail.length > benchNetworkLimits.tailLinesMax) this.#tail.shift();
+    this.#waiters = this.#waiters.filter((waiter) => {
+      const match = waiter.pattern.exec(line);
+      if (match !== null) waiter.resolve(match);
+      return match === null;
+    });
+  }
+
+  /** The next output line matching `pattern`; rejects with the child's last lines if it exits or times out. */
+  waitFor(pattern: RegExp): Promise<RegExpExecArray> {
+    return new Promise((resolve, reject) => {
+      const fail = (why: string) => reject(new Error(`${this.name} ${why}; its last output:\n${this.#tail.join("\n")}`));
+      const timer = setTimeout(() => fail(`not ready after ${benchNetworkLimits.readyTimeoutMs} ms`), benchNetworkLimits.readyTimeoutMs);
+      this.#waiters.push({ pattern, resolve: (match) => (clearTimeout(timer), resolve(match)) });
+      void this.exited.then((code) => (clearTimeout(timer), fail(`exited with code ${code} before it was ready`)));
+    });
+  }
+
+  get running(): boolean {
+    return this.process.exitCode === null && this.process.signalCode === null;
+  }
+}
+
+async function stopChildren(children: readonly Child[]): Promise<void> {
+  for (const child of children) if (child.running) child.process.kill("SIGTERM");
+  const timer = setTimeout(() => children.forEach((child) => child.running && child.process.kill("SIGKILL")), benchNetworkLimits.stopGraceMs);
+  await Promise.all(children.map((child) => child.exited));
+  clearTimeout(timer);
+}
+
+export interface OwnNetworkOptions {
+  accounts: number;
+  banks: readonly string[];
+  balanceMinor: bigint;
+  password: string;
+  keep: boolean;
+  env: NodeJS.ProcessEnv;
+  /** Write a V8 CPU profile of each child (gateway.cpuprofile, bank-NAME.cpuprofile) into this dir when it stops. */
+  cpuProfileDir: string | undefined;
+}
+
+/** Node flags that make a child write its CPU profile as `<fileStem>.cpuprofile` when it exits. */
+function profilerArgs(options: OwnNetworkOptions, fileStem: string): string[] {
+  if (options.cpuProfileDir === undefined) return [];
+  return ["--cpu-prof", "--cpu-prof-dir", options.cpuProfileDir, "--cpu-prof-name", `${fileStem}.cpuprofile`];
+}
+
+/** Writes the generated accounts file and the certificates into a new temporary data dir. */
+async function prepareDataDir(options: OwnNetworkOptions): Promise<string> {
+  const dataDir = await mkdtemp(join(tmpdir(), "paynet-bench-"));
+  const paths = dataPaths(dataDir);
+  await mkdir(join(dataDir, "server"), { recursive: true });
+  const passwordHash = await hashPassword(options.password);
+  const rows = generateAccountRows({ accounts: options.accounts, banks: options.banks, balanceMinor: options.balanceMinor, passwordHash });
+  await writeFile(paths.accountsCsv, serializeAccountsCsv(rows));
+  await issueCertificates({ certificateDir: paths.certificateDir, banks: options.banks });
+  return dataDir;
+}
+
+export async function startOwnNetwork(options: OwnNetworkOptions): Promise<BenchNetwork> {
+  const dataDir = await prepareDataDir(options);
+  const children: Child[] = [];
+  const exits: ChildExit[] = [];
+  let closing = false;
+  const watch = (child: Child) => {
+    children.push(child);
+    void child.exited.then(() => {
+      if (!closing) exits.push({ name: child.name, code: child.exit?.code ?? null, signal: child.exit?.signal ?? null, lastLines: child.lastLines.slice(-exitLinesShown) });
+    });
+    return child;
+  };
+  const close = async () => {
+    closing = true;
+    await stopChildren(children);
+    if (!options.keep) await rm(dataDir, { recursive: true, force: true });
+  };
+  try {
+    const gateway = watch(new Child("gateway", ["gateway", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0"], options.env, profilerArgs(options, "gateway")));
+    const [, gatewayAddress] = await gateway.waitFor(listeningPattern);
+    await Promise.all(
+      options.banks.map(async (bank) => {
+        const child = watch(new Child(`bank ${bank}`, ["bank", "--id", bank, "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0", "--gateway", gatewayAddress!], options.env, profilerArgs(options, `bank-${bank}`)));
+        await child.waitFor(registeredPattern);
+      }),
+    );
+    const processes = () => children.flatMap((child) => (child.process.pid === undefined ? [] : [{ name: child.name, pid: child.process.pid }]));
+    return { dataDir, gatewayAddress: gatewayAddress!, owned: true, unexpectedExits: () => [...exits], processes, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+/** An existing network: nothing to start or stop. */
+export function existingNetwork(dataDir: string, gatewayAddress: string): BenchNetwork {
+  return { dataDir, gatewayAddress, owned: false, unexpectedExits: () => [], processes: () => [], close: async () => undefined };
+}

@@ -1,0 +1,329 @@
+// The network `paynet verify` runs: one gateway and K bank processes (spawned from this CLI), the TCP proxies
+// its partitions cut, and a supervisor that starts, kills, pauses and restarts each process on command and
+// restarts one that died on its own (at an armed crash point, or a real crash, which is recorded).
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { Mutex } from "../../core/durable/mutex.js";
+import { TcpProxy } from "./tcp-proxy.js";
+
+const cliPath = fileURLToPath(new URL("../../cli.js", import.meta.url));
+
+export const clusterBounds = Object.freeze({
+  readyTimeoutMs: 30_000,
+  startAttemptsMax: 3,
+  stopGraceMs: 5_000,
+  /** Lines kept per process, for the report of a process that died. */
+  linesKept: 20,
+  /** The gateway's --records-retained and --archive-chunk-records: small, so that a run archives and seals. */
+  gatewayRecordsRetained: 16,
+  gatewayArchiveChunkRecords: 8,
+});
+
+export interface ProcessEvent {
+  process: string;
+  kind: "crash-point-reached" | "unplanned-exit" | "start-failed";
+  detail: string;
+  atMs: number;
+}
+
+/** A log line as text: a JSON log record becomes "[role] message"; any other line stays as it is. */
+export function lineText(line: string): string {
+  if (!line.startsWith("{")) return line;
+  try {
+    const record = JSON.parse(line) as { msg?: unknown; role?: unknown };
+    if (typeof record.msg === "string" && typeof record.role === "string") return `[${record.role}] ${record.msg}`;
+  } catch {
+    // not JSON after all
+  }
+  return line;
+}
+
+interface Incarnation {
+  child: ChildProcess;
+  closed: Promise<void>;
+  lines: string[];
+  waiters: Array<{ pattern: RegExp; resolve: (match: RegExpExecArray) => void }>;
+  expectedExit: boolean;
+  crashSpec: string | null;
+  crashReached: boolean;
+}
+
+export interface ProcessSpec {
+  name: string;
+  /** Evaluated at each start, so a restart can reuse what the first start learned (the gateway's port). */
+  args: () => string[];
+  env: Readonly<Record<string, string>>;
+  readyPattern: RegExp;
+}
+
+/** One supervised process. Operations that change its state run one at a time through `mutex`. */
+export class ManagedProcess {
+  readonly name: string;
+  readonly mutex = new Mutex();
+  readonly #spec: ProcessSpec;
+  readonly #onEvent: (event: ProcessEvent) => void;
+  readonly #onDiedAlone: (process: ManagedProcess) => void;
+  #current: Incarnation | null = null;
+  #paused = false;
+  #recent: string[] = [];
+
+  constructor(spec: ProcessSpec, onEvent: (event: ProcessEvent) => void, onDiedAlone: (process: ManagedProcess) => void) {
+    this.name = spec.name;
+    this.#spec = spec;
+    this.#onEvent = onEvent;
+    this.#onDiedAlone = onDiedAlone;
+  }
+
+  get running(): boolean {
+    const child = this.#current?.child;
+    return child !== undefined && child.exitCode === null && child.signalCode === null;
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** Whether the latest incarnation died at its armed crash point. */
+  get crashReached(): boolean {
+    return this.#current?.crashReached === true;
+  }
+
+  /** The crash point the running incarnation was started with, if any. */
+  get armed(): string | null {
+    return this.running ? (this.#current?.crashSpec ?? null) : null;
+  }
+
+  get pid(): number | undefined {
+    return this.running ? this.#current?.child.pid : undefined;
+  }
+
+  /**
+   * Starts a new incarnation (optionally armed with PAYNET_CRASH_AT) and waits for its readiness line. A start
+   * that fails is retried unarmed: an armed process may reach its crash point while recovering at start.
+   */
+  async start(crashSpec: string | null = null): Promise<RegExpExecArray> {
+    let lastError: Error | null = null;
+    for (let attempt = 1; attempt <= clusterBounds.startAttemptsMax; attempt += 1) {
+      const incarnation = this.#spawn(attempt === 1 ? crashSpec : null);
+      try {
+        return await this.#waitForLine(incarnation, this.#spec.readyPattern, clusterBounds.readyTimeoutMs);
+      } catch (error) {
+        lastError = error as Error;
+        incarnation.expectedExit = true;
+        incarnation.child.kill("SIGKILL");
+        await incarnation.closed;
+      }
+    }
+    const detail = `${this.name} did not start after ${clusterBounds.startAttemptsMax} attempts: ${lastError?.message ?? "unknown"}`;
+    this.#onEvent({ process: this.name, kind: "start-failed", detail, atMs: Date.now() });
+    throw new Error(detail);
+  }
+
+  /** The first line of the running incarnation (seen or to come) that matches. */
+  waitForLine(pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
+    if (this.#current === null) return Promise.reject(new Error(`${this.name} is not running`));
+    return this.#waitForLine(this.#current, pattern, timeoutMs);
+  }
+
+  /** Stops the running incarnation with `signal` (SIGTERM: SIGKILL after the grace period) and waits for it. */
+  async kill(signal: "SIGKILL" | "SIGTERM"): Promise<void> {
+    const incarnation = this.#current;
+    if (incarnation === null || !this.running) return;
+    incarnation.expectedExit = true;
+    if (this.#paused) this.resume();
+    incarnation.child.kill(signal);
+    const timer = setTimeout(() => incarnation.child.kill("SIGKILL"), clusterBounds.stopGraceMs);
+    await incarnation.closed;
+    clearTimeout(timer);
+  }
+
+  pause(): void {
+    if (!this.running || this.#paused) return;
+    this.#current!.child.kill("SIGSTOP");
+    this.#paused = true;
+  }
+
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    if (this.running) this.#current!.child.kill("SIGCONT");
+  }
+
+  /** Resolves true when the running incarnation exits within `timeoutMs`, false otherwise. */
+  async exitsWithin(timeoutMs: number): Promise<boolean> {
+    const incarnation = this.#current;
+    if (incarnation === null || !this.running) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, timeoutMs))));
+    const exited = await Promise.race([incarnation.closed.then(() => true), timedOut]);
+    clearTimeout(timer);
+    return exited;
+  }
+
+  /** Synchronous last resort on exit: no process of ours outlives verify. */
+  killNow(): void {
+    if (!this.running) return;
+    this.#current!.expectedExit = true;
+    this.#current!.child.kill("SIGKILL");
+  }
+
+  #spawn(crashSpec: string | null): Incarnation {
+    // PAYNET_CRASH_AT is always set, so that one in verify's own environment never reaches a child.
+    const env = { ...process.env, FORCE_COLOR: "0", ...this.#spec.env, PAYNET_CRASH_AT: crashSpec ?? "" };
+    const child = spawn(process.execPath, [cliPath, ...this.#spec.args()], { stdio: ["ignore", "pipe", "pipe"], env });
+    const incarnation: Incarnation = { child, closed: Promise.resolve(), lines: [], waiters: [], expectedExit: false, crashSpec, crashReached: false };
+    for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on("line", (line) => this.#onLine(incarnation, lineText(line)));
+    incarnation.closed = new Promise((resolve) => child.on("close", (code, signal) => (this.#onClose(incarnation, code, signal), resolve())));
+    this.#current = incarnation;
+    this.#paused = false;
+    return incarnation;
+  }
+
+  #onLine(incarnation: Incarnation, line: string): void {
+    if (process.env.PAYNET_VERIFY_VERBOSE === "1") process.stderr.write(`  ${this.name}| ${line}\n`);
+    if (incarnation.crashSpec !== null && line.includes(`crash point ${incarnation.crashSpec.split(":")[0]} reached`)) incarnation.crashReached = true;
+    incarnation.lines.push(line);
+    if (incarnation.lines.length > 1_000) incarnation.lines.splice(0, 500);
+    this.#recent.push(line);
+    if (this.#recent.length > clusterBounds.linesKept) this.#recent.shift();
+    incarnation.waiters = incarnation.waiters.filter((waiter) => {
+      const match = waiter.pattern.exec(line);
+      if (match !== null) waiter.resolve(match);
+      return match === null;
+    });
+  }
+
+  #onClose(incarnation: Incarnation, code: number | null, signal: NodeJS.Signals | null): void {
+    if (incarnation.crashReached) {
+      // An orderly stop may pass the point too: the gateway compacts its log on the way out.
+      const detail = `${incarnation.crashSpec ?? ""}${incarnation.expectedExit ? " (during an orderly stop)" : ""}`;
+      this.#onEvent({ process: this.name, kind: "crash-point-reached", detail, atMs: Date.now() });
+    } else if (!incarnation.expectedExit) {
+      const last = this.#recent.slice(-3).join(" | ");
+      this.#onEvent({ process: this.name, kind: "unplanned-exit", detail: `${this.name} exited on its own (code ${code}, signal ${signal}); last lines: ${last}`, atMs: Date.now() });
+    }
+    if (!incarnation.expectedExit && this.#current === incarnation) this.#onDiedAlone(this);
+  }
+
+  #waitForLine(incarnation: Incarnation, pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
+    for (const line of incarnation.lines) {
+      const match = pattern.exec(line);
+      if (match !== null) return Promise.resolve(match);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no line matching ${pattern.source} within ${timeoutMs} ms`)), timeoutMs);
+      incarnation.waiters.push({ pattern, resolve: (match) => (clearTimeout(timer), resolve(match)) });
+      incarnation.closed.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`exited before a line matching ${pattern.source}; last lines: ${incarnation.lines.slice(-3).join(" | ")}`));
+      });
+    });
+  }
+}
+
+export interface ClusterOptions {
+  dataDir: string;
+  banks: readonly string[];
+  /** Extra environment of the gateway process (the deliberately broken build's flag). */
+  gatewayEnv: Readonly<Record<string, string>>;
+  holdTimeoutMs: number;
+}
+
+/** The gateway, the banks, the clients' proxy to the gateway and each bank's proxy to the gateway. */
+export class Cluster {
+  readonly gateway: ManagedProcess;
+  readonly banks = new Map<string, ManagedProcess>();
+  readonly events: ProcessEvent[] = [];
+  readonly proxyMutexes = new Map<string, Mutex>();
+  clientProxy: TcpProxy | null = null;
+  readonly bankProxies = new Map<string, TcpProxy>();
+  #gatewayPort = 0;
+  #stopping = false;
+  #stopped = false;
+  readonly #options: ClusterOptions;
+
+  constructor(options: ClusterOptions) {
+    this.#options = options;
+    const onEvent = (event: ProcessEvent) => this.events.push(event);
+    const onDiedAlone = (managed: ManagedProcess) => void this.#restartAfterDeath(managed);
+    this.gateway = new ManagedProcess(
+      {
+        name: "gateway",
+        // Few finished payments retained and small index chunks: a run archives, seals and compacts, under faults.
+        args: () => ["gateway", "--data-dir", options.dataDir, "--host", "127.0.0.1", "--port", String(this.#gatewayPort), "--records-retained", String(clusterBounds.gatewayRecordsRetained), "--archive-chunk-records", String(clusterBounds.gatewayArchiveChunkRecords)],
+        env: options.gatewayEnv,
+        readyPattern: /\[gateway\] listening on (\S+)/,
+      },
+      onEvent,
+      onDiedAlone,
+    );
+    for (const bank of options.banks) {
+      const spec: ProcessSpec = {
+        name: `bank ${bank}`,
+        args: () => ["bank", "--id", bank, "--data-dir", options.dataDir, "--host", "127.0.0.1", "--port", "0", "--gateway", this.bankProxies.get(bank)!.address, "--hold-timeout-ms", String(options.holdTimeoutMs)],
+        env: {},
+        readyPattern: new RegExp(`\\[bank ${bank}\\] listening on (\\S+)`),
+      };
+      this.banks.set(bank, new ManagedProcess(spec, onEvent, onDiedAlone));
+    }
+  }
+
+  all(): ManagedProcess[] {
+    return [this.gateway, ...this.banks.values()];
+  }
+
+  /** Starts the gateway, the proxies in front of it, then every bank, and waits until each bank registered. */
+  async start(): Promise<{ gatewayAddress: string; clientAddress: string }> {
+    const [, gatewayAddress] = await this.gateway.start();
+    this.#gatewayPort = Number(gatewayAddress!.split(":").at(-1));
+    this.clientProxy = await TcpProxy.start(gatewayAddress!);
+    this.proxyMutexes.set("clients", new Mutex());
+    for (const bank of this.#options.banks) {
+      this.bankProxies.set(bank, await TcpProxy.start(gatewayAddress!));
+      this.proxyMutexes.set(bank, new Mutex());
+    }
+    await Promise.all(
+      [...this.banks.entries()].map(async ([bank, managed]) => {
+        await managed.start();
+        await managed.waitForLine(new RegExp(`\\[bank ${bank}\\] registered with the gateway`), clusterBounds.readyTimeoutMs);
+      }),
+    );
+    return { gatewayAddress: gatewayAddress!, clientAddress: this.clientProxy.address };
+  }
+
+  /** Ends every fault: resumes paused processes, heals the proxies, restarts dead or armed processes unarmed. */
+  async healAll(): Promise<void> {
+    for (const proxy of [this.clientProxy, ...this.bankProxies.values()]) proxy?.heal();
+    await Promise.all(
+      this.all().map((managed) =>
+        managed.mutex.run(async () => {
+          managed.resume();
+          if (managed.armed !== null) await managed.kill("SIGTERM");
+          if (!managed.running) await managed.start().catch(() => undefined);
+        }),
+      ),
+    );
+  }
+
+  /** Orderly stop of every process (SIGKILL after the grace period) and of the proxies. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#stopping = true;
+    await Promise.all(this.all().map((managed) => managed.kill("SIGTERM")));
+    await Promise.all([this.clientProxy, ...this.bankProxies.values()].map((proxy) => proxy?.close()));
+  }
+
+  killNow(): void {
+    this.#stopping = true;
+    for (const managed of this.all()) managed.killNow();
+  }
+
+  async #restartAfterDeath(managed: ManagedProcess): Promise<void> {
+    await managed.mutex.run(async () => {
+      if (this.#stopping || managed.running) return;
+      await managed.start().catch(() => undefined);
+    });
+  }
+}

@@ -1,0 +1,208 @@
+// The nemesis of `paynet verify`: a fault schedule drawn from the seed (what, where, when, for how long),
+// then played against the cluster. Each fault is an episode that ends by itself (the process is back, the
+// partition healed); episodes on one process or proxy run one at a time, others overlap.
+import { crashPointsByRole } from "../../core/faults/crash.js";
+import { Prng } from "./prng.js";
+import { Mutex } from "../../core/durable/mutex.js";
+import type { Cluster, ManagedProcess } from "./cluster.js";
+
+export const faultKinds = ["kill-gateway", "kill-bank", "pause-gateway", "pause-bank", "crash-point", "partition-bank", "partition-clients"] as const;
+export type FaultKind = (typeof faultKinds)[number];
+
+/** The crash points of the network's processes (the clients' are exercised by their own tests). */
+export const allCrashPoints: readonly string[] = [...crashPointsByRole.gateway, ...crashPointsByRole.bank];
+
+export const nemesisBounds = Object.freeze({
+  faultsMax: 1_000,
+  killDowntimeMaxMs: 1_000,
+  pauseGatewayMinMs: 1_000,
+  pauseGatewayMaxMs: 5_000,
+  // A bank paused longer than the shared state files' lock stale time (4 s) can lose another bank's write
+  // (see the README's Verify section), so bank pauses stay well below it.
+  pauseBankMinMs: 500,
+  pauseBankMaxMs: 2_500,
+  partitionMinMs: 1_000,
+  partitionMaxMs: 4_000,
+  /** An armed process crashes the n-th time it passes its point, n in 1..crashPassesMax. */
+  crashPassesMax: 5,
+  crashWaitMinMs: 3_000,
+  crashWaitMaxMs: 10_000,
+});
+
+export interface PlannedFault {
+  /** Offset from the start of the run. */
+  atMs: number;
+  kind: FaultKind;
+  /** "gateway", a bank name, or "clients". */
+  target: string;
+  /** Downtime, pause, partition or crash-wait length. */
+  holdMs: number;
+  /** PAYNET_CRASH_AT for a crash-point fault. */
+  crashSpec: string | null;
+}
+
+export interface PlanOptions {
+  durationMs: number;
+  /** Mean time between fault starts; 0 plans no fault. */
+  killEveryMs: number;
+  kinds: readonly FaultKind[];
+  crashPoints: readonly string[];
+  banks: readonly string[];
+}
+
+function planOne(prng: Prng, kind: FaultKind, atMs: number, options: PlanOptions): PlannedFault {
+  const bounds = nemesisBounds;
+  const bank = prng.pick(options.banks);
+  switch (kind) {
+    case "kill-gateway":
+      return { atMs, kind, target: "gateway", holdMs: prng.int(0, bounds.killDowntimeMaxMs), crashSpec: null };
+    case "kill-bank":
+      return { atMs, kind, target: bank, holdMs: prng.int(0, bounds.killDowntimeMaxMs), crashSpec: null };
+    case "pause-gateway":
+      return { atMs, kind, target: "gateway", holdMs: prng.int(bounds.pauseGatewayMinMs, bounds.pauseGatewayMaxMs), crashSpec: null };
+    case "pause-bank":
+      return { atMs, kind, target: bank, holdMs: prng.int(bounds.pauseBankMinMs, bounds.pauseBankMaxMs), crashSpec: null };
+    case "partition-bank":
+      return { atMs, kind, target: bank, holdMs: prng.int(bounds.partitionMinMs, bounds.partitionMaxMs), crashSpec: null };
+    case "partition-clients":
+      return { atMs, kind, target: "clients", holdMs: prng.int(bounds.partitionMinMs, bounds.partitionMaxMs), crashSpec: null };
+    case "crash-point": {
+      const point = prng.pick(options.crashPoints);
+      const target = (crashPointsByRole.gateway as readonly string[]).includes(point) ? "gateway" : bank;
+      const holdMs = Math.min(bounds.crashWaitMaxMs, Math.max(bounds.crashWaitMinMs, 3 * options.killEveryMs));
+      return { atMs, kind, target, holdMs, crashSpec: `${point}:${prng.int(1, bounds.crashPassesMax)}` };
+    }
+  }
+}
+
+/**
+ * The whole schedule, from the seed alone: fault starts spaced killEveryMs × [0.5, 1.5), kinds in rounds
+ * (each round every enabled kind once, in a random order), targets and lengths drawn per fault.
+ */
+export function planFaults(prng: Prng, options: PlanOptions): PlannedFault[] {
+  const kinds = options.kinds.filter((kind) => kind !== "crash-point" || options.crashPoints.length > 0);
+  if (options.killEveryMs <= 0 || kinds.length === 0) return [];
+  const plan: PlannedFault[] = [];
+  let round: FaultKind[] = [];
+  let atMs = 0;
+  while (plan.length < nemesisBounds.faultsMax) {
+    atMs += Math.round(options.killEveryMs * (0.5 + prng.next()));
+    if (atMs >= options.durationMs) break;
+    if (round.length === 0) round = prng.shuffle(kinds);
+    plan.push(planOne(prng, round.shift()!, atMs, options));
+  }
+  return plan;
+}
+
+export interface FaultRecord {
+  kind: FaultKind;
+  target: string;
+  /** Offset from the start of the run at which the fault began. */
+  atMs: number;
+  holdMs: number;
+  crashSpec: string | null;
+  /** What came of it: "done", "crash point reached", "crash point not reached", or why it failed. */
+  outcome: string;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+}
+
+/** Waits `holdMs`, but never past the end of the run. */
+function hold(holdMs: number, stopAtMs: number): Promise<void> {
+  return sleep(Math.min(holdMs, stopAtMs - Date.now()));
+}
+
+async function ensureRunning(managed: ManagedProcess): Promise<void> {
+  if (!managed.running) await managed.start();
+}
+
+async function killEpisode(managed: ManagedProcess, fault: PlannedFault, stopAtMs: number): Promise<string> {
+  await ensureRunning(managed);
+  await managed.kill("SIGKILL");
+  await hold(fault.holdMs, stopAtMs);
+  await managed.start();
+  return "done";
+}
+
+async function pauseEpisode(managed: ManagedProcess, fault: PlannedFault, stopAtMs: number): Promise<string> {
+  await ensureRunning(managed);
+  managed.pause();
+  try {
+    await hold(fault.holdMs, stopAtMs);
+  } finally {
+    managed.resume();
+  }
+  return "done";
+}
+
+/** Restarts the process armed (an orderly stop first, so no lock is left to go stale), waits for the crash, restarts it unarmed. */
+async function crashPointEpisode(managed: ManagedProcess, fault: PlannedFault, stopAtMs: number): Promise<string> {
+  await managed.kill("SIGTERM");
+  await managed.start(fault.crashSpec);
+  if (managed.armed === null) {
+    // The armed start crashed while recovering (start retries unarmed): the point was reached.
+    return "crash point reached at start";
+  }
+  const reached = await managed.exitsWithin(Math.min(fault.holdMs, stopAtMs - Date.now()));
+  if (!reached) await managed.kill("SIGTERM");
+  const reachedAtStop = !reached && managed.crashReached;
+  await managed.start();
+  return reached ? "crash point reached" : reachedAtStop ? "crash point reached at an orderly stop" : "crash point not reached";
+}
+
+async function partitionEpisode(cluster: Cluster, fault: PlannedFault, stopAtMs: number): Promise<string> {
+  const proxy = fault.target === "clients" ? cluster.clientProxy : cluster.bankProxies.get(fault.target);
+  if (proxy === null || proxy === undefined) return "no such proxy";
+  proxy.cut();
+  try {
+    await hold(fault.holdMs, stopAtMs);
+  } finally {
+    proxy.heal();
+  }
+  return "done";
+}
+
+function runEpisode(cluster: Cluster, fault: PlannedFault, stopAtMs: number): Promise<string> {
+  if (fault.kind === "partition-bank" || fault.kind === "partition-clients") {
+    const mutex = cluster.proxyMutexes.get(fault.kind === "partition-clients" ? "clients" : fault.target) ?? new Mutex();
+    return mutex.run(() => partitionEpisode(cluster, fault, stopAtMs));
+  }
+  const managed = fault.target === "gateway" ? cluster.gateway : cluster.banks.get(fault.target)!;
+  return managed.mutex.run(() => {
+    if (Date.now() >= stopAtMs) return Promise.resolve("skipped: the run ended first");
+    if (fault.kind === "kill-gateway" || fault.kind === "kill-bank") return killEpisode(managed, fault, stopAtMs);
+    if (fault.kind === "pause-gateway" || fault.kind === "pause-bank") return pauseEpisode(managed, fault, stopAtMs);
+    return crashPointEpisode(managed, fault, stopAtMs);
+  });
+}
+
+/**
+ * Plays the schedule from `startMs` until `stopAtMs`, then waits for every episode to end. Records each
+ * fault as it begins; `say` reports progress.
+ */
+export async function runNemesis(
+  cluster: Cluster,
+  plan: readonly PlannedFault[],
+  clock: { startMs: number; stopAtMs: number },
+  records: FaultRecord[],
+  say: (line: string) => void,
+): Promise<void> {
+  const episodes: Array<Promise<void>> = [];
+  for (const fault of plan) {
+    const startAtMs = clock.startMs + fault.atMs;
+    if (startAtMs >= clock.stopAtMs) break;
+    await sleep(startAtMs - Date.now());
+    const record: FaultRecord = { kind: fault.kind, target: fault.target, atMs: Date.now() - clock.startMs, holdMs: fault.holdMs, crashSpec: fault.crashSpec, outcome: "running" };
+    records.push(record);
+    say(`fault ${fault.kind} ${fault.target}${fault.crashSpec === null ? "" : ` ${fault.crashSpec}`} for ${fault.holdMs} ms`);
+    episodes.push(
+      runEpisode(cluster, fault, clock.stopAtMs).then(
+        (outcome) => void (record.outcome = outcome),
+        (error: unknown) => void (record.outcome = `failed: ${(error as Error).message}`),
+      ),
+    );
+  }
+  await Promise.all(episodes);
+}
