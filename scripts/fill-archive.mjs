@@ -2,8 +2,8 @@
 // (docs/benchmarks.md, "The archive's index"). Run after `npm run build`:
 //   node scripts/fill-archive.mjs DATA_DIR COUNT
 // Copy a network's certificate/ into DATA_DIR to start a gateway on it afterwards.
-import { GatewayLog } from "../dist/core/gateway-log.js";
-import { dataPaths } from "../dist/core/paths.js";
+import { GatewayLog } from "../dist/core/gateway/store/file/gateway-log.js";
+import { dataPaths } from "../dist/core/durable/paths.js";
 
 const [dataDir, countText] = process.argv.slice(2);
 const count = Number(countText);
@@ -15,11 +15,11 @@ const batch = 10_000;
 const log = await GatewayLog.open(dataPaths(dataDir), { finishedRetainedMax: 0 });
 for (let from = 0; from < count; from += batch) {
   const to = Math.min(count, from + batch);
-  let durable = Promise.resolve();
+  const payments = [];
   for (let index = from; index < to; index += 1) {
-    durable = log.begin({ paymentId: `fill-${index}`, fromUser: `user${index % 1000}`, fromBank: "BANKA", toUser: `user${(index * 7) % 1000}`, toBank: "BANKB", amountMinor: BigInt(1 + (index % 5000)) }).durable;
+    payments.push({ paymentId: `fill-${index}`, fromUser: `user${index % 1000}`, fromBank: "BANKA", toUser: `user${(index * 7) % 1000}`, toBank: "BANKB", amountMinor: BigInt(1 + (index % 5000)) });
   }
-  await durable;
+  await Promise.all((await log.beginOrGetAll(payments)).map((begun) => (begun.created ? begun.durable : undefined)));
   const changes = [];
   for (let index = from; index < to; index += 1) changes.push({ paymentId: `fill-${index}`, state: "committed", outcome: { balanceAfterMinor: 1000n, finished: true } });
   await log.advanceAll(changes);

@@ -26,9 +26,9 @@ describe("the gateway archive's index", () => {
   /** Finishes payments [from, to) in one run of the log (even: committed, odd: aborted); its close archives them. */
   async function archiveRun(from: number, to: number, options: { archiveChunkRecords?: number } = {}): Promise<void> {
     const log = await open(options);
-    let durable: Promise<void> = Promise.resolve();
-    for (let index = from; index < to; index += 1) durable = log.begin(details(index)).durable;
-    await durable;
+    const payments = [];
+    for (let index = from; index < to; index += 1) payments.push(details(index));
+    await Promise.all((await log.beginOrGetAll(payments)).map((begun) => (assert.ok(begun.created), begun.durable)));
     const changes = [];
     for (let index = from; index < to; index += 1) {
       changes.push(

@@ -12,12 +12,18 @@ function details(index: number): PaymentDetails {
   return { paymentId: `p${index}`, fromUser: "alice", fromBank: "SBI", toUser: "bob", toBank: "HDFC", amountMinor: BigInt(100 + index) };
 }
 
+/** Begins a new payment; resolves once its record is durable. */
+async function begin(log: GatewayLog, payment: PaymentDetails): Promise<void> {
+  const begun = await log.beginOrGet(payment);
+  assert.ok(begun.created, `${payment.paymentId} was new`);
+  await begun.durable;
+}
+
 /** Begins payment `index` and finishes it, committed when even and aborted when odd. */
 async function finishOne(log: GatewayLog, index: number): Promise<void> {
-  const { durable } = log.begin(details(index));
-  await durable;
-  if (index % 2 === 0) await log.advance(`p${index}`, "committed", { balanceAfterMinor: 900n, finished: true });
-  else await log.advance(`p${index}`, "aborted", { reason: "INSUFFICIENT_FUNDS", reasonMessage: "no", finished: true });
+  await begin(log, details(index));
+  if (index % 2 === 0) await log.advance({ paymentId: `p${index}`, state: "committed", outcome: { balanceAfterMinor: 900n, finished: true } });
+  else await log.advance({ paymentId: `p${index}`, state: "aborted", outcome: { reason: "INSUFFICIENT_FUNDS", reasonMessage: "no", finished: true } });
 }
 
 describe("the gateway's payment log", () => {
@@ -38,7 +44,7 @@ describe("the gateway's payment log", () => {
   it("archives finished payments beyond the retained ones at a compaction, and still finds them by id", async () => {
     const log = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 2 });
     for (let index = 0; index < 5; index += 1) await finishOne(log, index);
-    log.begin(details(5)); // still unfinished: never archived
+    await log.beginOrGet(details(5)); // still unfinished: never archived
     await log.close();
 
     const reopened = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 2 });
@@ -80,10 +86,10 @@ describe("the gateway's payment log", () => {
 
   it("journals a payment's first line as its whole record and each later change as its progress, and replays both", async () => {
     const log = await GatewayLog.open(paths, { nowMs });
-    await log.begin(details(0)).durable;
-    await log.advance("p0", "prepared");
-    await log.advance("p0", "committed", { balanceAfterMinor: 900n });
-    await log.advance("p0", "committed", { finished: true });
+    await begin(log, details(0));
+    await log.advance({ paymentId: "p0", state: "prepared" });
+    await log.advance({ paymentId: "p0", state: "committed", outcome: { balanceAfterMinor: 900n } });
+    await log.advance({ paymentId: "p0", state: "committed", outcome: { finished: true } });
     const before = { ...log.get("p0")! };
     const journal = await readFile(paths.transactionLogsJournal, "utf8");
     const lines = journal.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
@@ -104,10 +110,10 @@ describe("the gateway's payment log", () => {
 
   it("answers from the archive a payment whose progress is in a journal its compaction did not empty (a crash)", async () => {
     const first = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 0 });
-    await first.begin(details(0)).durable;
+    await begin(first, details(0));
     await first.close(); // p0, unfinished, moves to the snapshot
     const second = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 0 });
-    await second.advance("p0", "committed", { balanceAfterMinor: 900n, finished: true });
+    await second.advance({ paymentId: "p0", state: "committed", outcome: { balanceAfterMinor: 900n, finished: true } });
     const journal = await readFile(paths.transactionLogsJournal, "utf8");
     assert.match(journal, /^\{"progress":"p0"/);
     await second.close(); // archives p0 and writes a snapshot without it, then empties the journal

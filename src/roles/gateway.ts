@@ -78,7 +78,7 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   const recovering = await coordinator.recover();
 
   const server = newServer();
-  addService(server, PaymentGateway, gatewayService({ coordinator, coordinatorLog: log, registry, sessions, throttle: new LoginThrottle(loginThrottling), bankCallTimeoutMs: gatewayTimeouts.bankCallTimeoutMs, logger }), {
+  addService(server, PaymentGateway, gatewayService({ coordinator, coordinatorStore: log, registry, sessions, throttle: new LoginThrottle(loginThrottling), bankCallTimeoutMs: gatewayTimeouts.bankCallTimeoutMs, logger }), {
     onError: (error, context) => {
       if (error.code === "PERMISSION_DENIED") logger.warn({ method: context.method, peer: describePeer(context.peer), peerAddress: context.peerAddress }, `refused: ${error.message}`);
     },

@@ -8,7 +8,7 @@ import { isReason } from "../domain/errors.js";
 import { createClient, type ServiceClient } from "../transport/rpc.js";
 import { expectServerName } from "../transport/tls.js";
 import { bankServerName } from "../transport/identity.js";
-import type { BankDirectory, BankLink, PrepareLeg } from "./coordinator.js";
+import type { BankDirectory, BankLink, PrepareLeg } from "./bank-link.js";
 import { readFile } from "node:fs/promises";
 import { PaymentError } from "../domain/errors.js";
 import { writeFileAtomic } from "../durable/files.js";
@@ -80,13 +80,6 @@ function linkOf(client: BankClient): BankCalls {
   const aborts = new LegBatcher<string, bigint>(async (paymentIds, timeoutMs) => legResults(paymentIds, await client.abortBatch({ paymentIds }, { timeoutMs }), { balances: false }), batching);
   const errorsOnly = (results: Array<bigint | PaymentError>) => results.map((result) => (result instanceof PaymentError ? result : null));
   return {
-    prepare: async (paymentId, username, kind, amountMinor, timeoutMs) => {
-      await prepares.submit({ paymentId, username, kind, amountMinor }, timeoutMs);
-    },
-    commit: (paymentId, timeoutMs) => commits.submit(paymentId, timeoutMs),
-    abort: async (paymentId, timeoutMs) => {
-      await aborts.submit(paymentId, timeoutMs);
-    },
     prepareAll: async (legs, timeoutMs) => errorsOnly(await prepares.submitAll(legs, timeoutMs)),
     commitAll: (paymentIds, timeoutMs) => commits.submitAll(paymentIds, timeoutMs),
     abortAll: async (paymentIds, timeoutMs) => errorsOnly(await aborts.submitAll(paymentIds, timeoutMs)),

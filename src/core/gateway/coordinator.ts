@@ -1,51 +1,31 @@
-// The life of a payment at the gateway, top to bottom. Cross-bank payments run strict two-phase commit:
-//   1. log `preparing`; its fsync runs beside step 2 (crash point gateway-after-preparing, once durable)
-//   2. Prepare debit and credit in parallel, each with a deadline   (gateway-after-prepares)
-//   3. log the decision durably: committed only if both voted yes   (gateway-after-commit-logged)
-//   4. send Commit/Abort to both banks until each acknowledges       (gateway-after-first-commit)
-//   5. answer; log `finished` in the background
+// The life of a payment at the gateway, top to bottom. One path for every payment: a MakePayment call is a
+// MakePayments call of one order. Cross-bank payments run strict two-phase commit, the new ones of a call
+// through each step together (one durable write per step covers all of them, and each bank's legs travel
+// in one batched call):
+//   1. record `preparing` (store.beginOrGetAll); its write runs beside step 2 (crash point
+//      gateway-after-preparing, once durable)
+//   2. Prepare every debit and credit in parallel, each bank's legs batched, with a deadline
+//                                                                          (gateway-after-prepares)
+//   3. record the decisions durably: commit only where both banks voted yes (gateway-after-commit-logged)
+//   4. send Commit/Abort to every bank until each acknowledges             (gateway-after-first-commit)
+//   5. answer; record `finished` in the background
 // The client hears "committed" only after step 3 is durable. A Prepare may reach a bank before the
 // `preparing` record is durable: if the gateway dies then, it has no record, and a bank asking about its
 // hold is answered abort (presumed abort), the id tombstoned so that it can never commit afterwards.
-// Same-bank payments are one bank-local step. A MakePayments call's new cross-bank payments take the same
-// steps together (makePayments): one group commit per step covers all of them.
+// Same-bank payments are one bank-local step. The coordinator talks to its log only through
+// CoordinatorStore, whose records are values: every change is a store call that returns the new record.
 import { assert } from "../domain/assert.js";
 import { PaymentError, isAmbiguous, type Reason } from "../domain/errors.js";
 import { crashPoint } from "../faults/crash.js";
 import { validateAmountMinor } from "../domain/money.js";
 import { validateBankName, validatePaymentId, validateUsername } from "../domain/validate.js";
-import { sameDetails, type GatewayLog, type PaymentChange, type PaymentDetails, type PaymentRecord } from "./store/file/gateway-log.js";
-import type { LegKind } from "../bank/store/file/pending-file.js";
+import { advancedRecord, isTombstone, sameDetails, type PaymentChange, type PaymentDetails, type PaymentRecord } from "../domain/payment.js";
+import type { CoordinatorStore } from "./store/coordinator-store.js";
+import type { BankDirectory, BankLink, PrepareLeg } from "./bank-link.js";
 import { silentLogger, type Logger } from "../observability/log.js";
 import { inDoubtPayments, paymentsTotal, phaseSeconds } from "../observability/metrics.js";
 
-/** The gateway's view of one bank; every call has a deadline and rejects with a PaymentError. */
-export interface BankLink {
-  prepare(paymentId: string, username: string, kind: LegKind, amountMinor: bigint, timeoutMs: number): Promise<void>;
-  commit(paymentId: string, timeoutMs: number): Promise<bigint>;
-  abort(paymentId: string, timeoutMs: number): Promise<void>;
-  /** A same-bank payment; `begunAtMs` is when this gateway began it (its record's createdAtMs). */
-  transfer(paymentId: string, fromUser: string, toUser: string, amountMinor: bigint, begunAtMs: number, timeoutMs: number): Promise<bigint>;
-  /** Settles a transfer whose answer was lost: resolves if it will never apply, IDEMPOTENCY_CONFLICT if it applied. */
-  settleTransfer(paymentId: string, begunAtMs: number, timeoutMs: number): Promise<void>;
-  /** Many payments' legs at once (a MakePayments call's): each leg's refusal, or null for a yes; never rejects. */
-  prepareAll(legs: readonly PrepareLeg[], timeoutMs: number): Promise<Array<PaymentError | null>>;
-  /** Each payment's balance after (of its account at this bank), or the error; never rejects. */
-  commitAll(paymentIds: readonly string[], timeoutMs: number): Promise<Array<bigint | PaymentError>>;
-  abortAll(paymentIds: readonly string[], timeoutMs: number): Promise<Array<PaymentError | null>>;
-}
-
-export interface PrepareLeg {
-  paymentId: string;
-  username: string;
-  kind: LegKind;
-  amountMinor: bigint;
-}
-
-export interface BankDirectory {
-  /** The bank's link, or null when no bank of that name has registered. */
-  link(bank: string): BankLink | null;
-}
+export type { BankDirectory, BankLink, PrepareLeg };
 
 export interface CoordinatorOptions {
   prepareTimeoutMs: number;
@@ -56,8 +36,9 @@ export interface CoordinatorOptions {
   retryDelayMinMs: number;
   retryDelayMaxMs: number;
   /**
-   * A deliberately broken mode, for proving that `paynet verify` catches a real bug: the commit decision
-   * is logged only after phase 2 has reached the banks, so a crash in between loses it. Never in production.
+   * A deliberately broken mode, for proving that `paynet verify` and the power-loss tests catch a real bug:
+   * a commit decision is recorded only once phase 2 has reached the banks (with `finished`), so a crash in
+   * between loses it. Never in production.
    */
   unsafeLogDecisionLate?: boolean;
 }
@@ -80,90 +61,92 @@ export interface PaymentOutcome {
 }
 
 type Decision = "commit" | "abort";
+type Answer = PaymentOutcome | PaymentError;
 
-/** A payment driven as one of a MakePayments call's: its answer is ready once the call's `done` settles. */
-interface BatchMember {
-  done: Promise<void>;
-  record: PaymentRecord;
+/** A payment this process is driving: duplicates wait for the record it will be answered from. */
+interface Driving {
+  promise: Promise<PaymentRecord>;
+  resolve: (record: PaymentRecord) => void;
 }
 
 export class Coordinator {
-  readonly #log: GatewayLog;
+  readonly #store: CoordinatorStore;
   readonly #banks: BankDirectory;
   readonly #options: CoordinatorOptions;
-  /** Payments being driven by this process, so a duplicate request waits for the same outcome. */
-  readonly #inFlight = new Map<string, Promise<PaymentOutcome> | BatchMember>();
-  /** Phase-2 drivers running in the background, one per payment. */
-  readonly #drivers = new Map<string, Promise<void>>();
+  /** Payments being begun or driven by this process, so that a duplicate request waits for the same outcome. */
+  readonly #inFlight = new Map<string, Driving>();
   readonly #logger: Logger;
   #stopping = false;
 
-  constructor(log: GatewayLog, banks: BankDirectory, options: CoordinatorOptions, logger: Logger = silentLogger) {
-    this.#log = log;
+  constructor(store: CoordinatorStore, banks: BankDirectory, options: CoordinatorOptions, logger: Logger = silentLogger) {
+    this.#store = store;
     this.#banks = banks;
     this.#options = options;
     this.#logger = logger;
   }
 
+  /** One payment: a MakePayments call of one order. Rejects with the refusal (or "still in doubt"). */
   async makePayment(payer: Payer, request: PaymentRequest): Promise<PaymentOutcome> {
-    const details = this.#validate(payer, request);
-    let existing = this.#log.get(details.paymentId);
-    // Reading the archive yields: a call with the same id may begin it meanwhile, so memory is asked again.
-    if (existing === undefined && this.#log.mayBeArchived(details.paymentId)) existing = (await this.#log.find(details.paymentId)) ?? this.#log.get(details.paymentId);
-    if (existing !== undefined) return this.#replay(existing, details);
-    const outcome = this.#drive(details);
-    this.#inFlight.set(details.paymentId, outcome);
-    try {
-      return await outcome;
-    } finally {
-      this.#inFlight.delete(details.paymentId);
-    }
+    const [answer] = await this.makePayments(payer, [request]);
+    assert(answer !== undefined, "one order, one answer");
+    if (answer instanceof PaymentError) throw answer;
+    return answer;
   }
 
   /**
-   * A MakePayments call. Each order is a payment of its own, with its own answer, and goes through the same
-   * steps as in makePayment. The fresh cross-bank orders go through them together: one group commit per step
-   * covers all of them, and each bank's legs are handed to its batcher at once, instead of a chain of
-   * promises and timers per payment. Any other order (a repeated id, a same-bank payment) takes makePayment.
+   * A MakePayments call. Each order is a payment of its own, with its own answer, in order. An id repeated
+   * (within the call, or while another call drives it) is one payment: the repeat waits for its answer.
    */
-  async makePayments(payer: Payer, requests: readonly PaymentRequest[]): Promise<Array<PaymentOutcome | PaymentError>> {
-    const answers: Array<PaymentOutcome | PaymentError | Promise<PaymentOutcome | PaymentError>> = new Array(requests.length);
-    const batch: PaymentRecord[] = [];
-    const batchSlots: number[] = [];
-    let durable: Promise<void> | null = null;
-    let settle: () => void = () => undefined;
-    const done = new Promise<void>((resolve) => (settle = resolve));
-    for (let index = 0; index < requests.length; index += 1) {
-      const request = requests[index]!;
+  async makePayments(payer: Payer, requests: readonly PaymentRequest[]): Promise<Answer[]> {
+    const answers: Array<Answer | Promise<Answer>> = new Array(requests.length);
+    const toBegin: PaymentDetails[] = [];
+    const toBeginSlots: number[] = [];
+    requests.forEach((request, slot) => {
       let details: PaymentDetails;
       try {
         details = this.#validate(payer, request);
       } catch (thrown) {
-        answers[index] = PaymentError.fromGrpc(thrown);
-        continue;
+        answers[slot] = PaymentError.fromGrpc(thrown);
+        return;
       }
-      const known = this.#log.get(details.paymentId) !== undefined || this.#log.mayBeArchived(details.paymentId);
-      if (known || details.fromBank === details.toBank || this.#options.unsafeLogDecisionLate === true) {
-        answers[index] = this.makePayment(payer, request).catch((thrown: unknown) => PaymentError.fromGrpc(thrown));
-        continue;
+      const driving = this.#inFlight.get(details.paymentId);
+      if (driving !== undefined) {
+        answers[slot] = driving.promise.then((record) => this.#replay(record, details));
+        return;
       }
-      // Begun here, one by one, so that a later order with the same id finds it (and waits for its answer).
-      const begun = this.#log.begin(details);
-      durable = begun.durable;
-      this.#inFlight.set(details.paymentId, { done, record: begun.record });
-      batch.push(begun.record);
-      batchSlots.push(index);
-    }
-    if (durable !== null) {
+      // Claimed before the store is asked: a duplicate arriving meanwhile waits for this one's answer.
+      this.#claim(details.paymentId);
+      toBegin.push(details);
+      toBeginSlots.push(slot);
+    });
+    if (toBegin.length > 0) {
+      let begun;
       try {
-        const outcomes = await this.#runTwoPhaseAll(batch, durable);
-        batchSlots.forEach((slot, index) => (answers[slot] = outcomes[index]!));
+        begun = await this.#store.beginOrGetAll(toBegin);
       } catch (thrown) {
-        const error = PaymentError.fromGrpc(thrown);
-        for (const slot of batchSlots) answers[slot] = error;
-      } finally {
-        for (const record of batch) this.#inFlight.delete(record.paymentId);
-        settle();
+        for (const details of toBegin) this.#release(details.paymentId, null);
+        throw thrown;
+      }
+      const fresh: PaymentRecord[] = [];
+      const freshSlots: number[] = [];
+      const durable: Array<Promise<void>> = [];
+      begun.forEach((one, index) => {
+        const details = toBegin[index]!;
+        const slot = toBeginSlots[index]!;
+        if (!one.created) {
+          this.#release(details.paymentId, one.record);
+          answers[slot] = this.#replay(one.record, details);
+        } else if (details.fromBank === details.toBank) {
+          answers[slot] = this.#runLocal(one.record, one.durable);
+        } else {
+          fresh.push(one.record);
+          freshSlots.push(slot);
+          durable.push(one.durable);
+        }
+      });
+      if (fresh.length > 0) {
+        const decided = await this.#runTwoPhase(fresh, Promise.all(durable));
+        decided.forEach((answer, index) => (answers[freshSlots[index]!] = answer));
       }
     }
     return Promise.all(answers);
@@ -171,15 +154,10 @@ export class Coordinator {
 
   /**
    * The coordinator's answer to a bank asking about a prepared hold. Abort only when no commit was ever
-   * logged; an id never seen is first recorded as aborted, so it can never be committed afterwards.
+   * recorded; an id never seen is first recorded as aborted (a tombstone), so it can never commit afterwards.
    */
   async decisionFor(paymentId: string): Promise<"commit" | "abort" | "pending"> {
-    // find() may read the archive and yield; a payment begun meanwhile is then in memory.
-    const record = this.#log.get(paymentId) ?? (await this.#log.find(paymentId)) ?? this.#log.get(paymentId);
-    if (record === undefined) {
-      await this.#log.tombstone(paymentId);
-      return "abort";
-    }
+    const record = await this.#store.tombstone(paymentId);
     if (record.state === "committed") return "commit";
     if (record.state === "aborted") return "abort";
     return "pending";
@@ -187,42 +165,44 @@ export class Coordinator {
 
   /**
    * On start, before serving: every undecided cross-bank payment is decided abort (presumed abort: no commit
-   * was logged, so none was sent), then every unfinished payment is driven to its end in the background.
+   * was recorded, so none was sent), then every unfinished payment is driven to its end in the background.
    */
   async recover(): Promise<number> {
-    const unfinished = this.#log.unfinished();
+    const unfinished = await this.#store.unfinished();
     inDoubtPayments.set(unfinished.length);
+    const presumedAborts: PaymentChange[] = [];
+    const decided: PaymentRecord[] = [];
     for (const record of unfinished) {
-      if (record.fromBank !== record.toBank && (record.state === "preparing" || record.state === "prepared")) {
-        await this.#log.advance(record.paymentId, "aborted", { reason: "PAYMENT_ABORTED", reasonMessage: "the gateway restarted before deciding" });
+      if (record.fromBank === record.toBank) {
+        if (record.state !== "preparing") {
+          decided.push(record);
+          continue;
+        }
+        this.#claim(record.paymentId);
+        void this.#resolveLocal(record, new PaymentError("PAYMENT_ABORTED", "the gateway restarted before the bank answered")).then(
+          (final) => this.#release(record.paymentId, final),
+          () => this.#release(record.paymentId, record),
+        );
+      } else if (record.state === "preparing" || record.state === "prepared") {
+        presumedAborts.push({ paymentId: record.paymentId, state: "aborted", outcome: { reason: "PAYMENT_ABORTED", reasonMessage: "the gateway restarted before deciding" } });
         this.#logger.warn({ paymentId: record.paymentId }, "presumed abort: undecided when the gateway restarted");
       } else {
-        this.#logger.info({ paymentId: record.paymentId, state: record.state }, "recovering: driving the logged decision to every bank");
+        decided.push(record);
+        this.#logger.info({ paymentId: record.paymentId, state: record.state }, "recovering: driving the recorded decision to every bank");
       }
     }
-    for (const record of unfinished) {
-      const outcome = this.#recoverOne(record);
-      this.#inFlight.set(record.paymentId, outcome);
-      outcome.then(
-        () => this.#inFlight.delete(record.paymentId),
-        () => this.#inFlight.delete(record.paymentId),
-      );
-    }
+    if (presumedAborts.length > 0) decided.push(...(await this.#store.advanceAll(presumedAborts)));
+    // Same-bank payments whose transfer is decided only need their `finished` record: phase 2 has no leg for them.
+    const crossBank = decided.filter((record) => record.fromBank !== record.toBank);
+    const local = decided.filter((record) => record.fromBank === record.toBank);
+    if (local.length > 0) void this.#recordFinished(local, process.hrtime.bigint());
+    if (crossBank.length > 0) void this.#phase2(crossBank, new Map());
     return unfinished.length;
   }
 
   /** Stops retry loops (for shutdown); durable state lets the next start finish them. */
   stop(): void {
     this.#stopping = true;
-  }
-
-  async #recoverOne(record: PaymentRecord): Promise<PaymentOutcome> {
-    if (record.fromBank === record.toBank) {
-      if (record.state === "preparing") return this.#resolveLocal(record, new PaymentError("PAYMENT_ABORTED", "the gateway restarted before the bank answered"));
-      return this.#outcomeOf(record);
-    }
-    this.#startPhase2(record, record.state === "committed" ? "commit" : "abort");
-    return this.#outcomeOf(record);
   }
 
   #validate(payer: Payer, request: PaymentRequest): PaymentDetails {
@@ -239,89 +219,73 @@ export class Coordinator {
     return { paymentId: request.paymentId, fromUser: payer.username, fromBank: payer.bank, toUser: request.toUser, toBank: request.toBank, amountMinor: request.amountMinor };
   }
 
-  async #replay(existing: PaymentRecord, details: PaymentDetails): Promise<PaymentOutcome> {
+  #claim(paymentId: string): void {
+    let resolve!: (record: PaymentRecord) => void;
+    const promise = new Promise<PaymentRecord>((settle) => (resolve = settle));
+    this.#inFlight.set(paymentId, { promise, resolve });
+  }
+
+  /** Ends a claim: its waiters answer from `record` (null: the begin failed, and they retry). */
+  #release(paymentId: string, record: PaymentRecord | null): void {
+    const driving = this.#inFlight.get(paymentId);
+    if (driving === undefined) return;
+    this.#inFlight.delete(paymentId);
+    driving.resolve(record ?? inDoubtRecord(paymentId));
+  }
+
+  /** The answer to a repeated id, from the record it was recorded with. */
+  #replay(existing: PaymentRecord, details: PaymentDetails): Answer {
     if (isTombstone(existing)) {
-      throw new PaymentError("PAYMENT_ABORTED", `payment ${details.paymentId} was aborted: the gateway restarted before recording it`, { paymentId: details.paymentId, final: true });
+      return new PaymentError("PAYMENT_ABORTED", `payment ${details.paymentId} was aborted: the gateway restarted before recording it`, { paymentId: details.paymentId, final: true });
     }
     if (!sameDetails(existing, details)) {
-      throw new PaymentError("IDEMPOTENCY_CONFLICT", `payment id ${details.paymentId} was already used for a different payment`, { paymentId: details.paymentId });
+      return new PaymentError("IDEMPOTENCY_CONFLICT", `payment id ${details.paymentId} was already used for a different payment`, { paymentId: details.paymentId });
     }
-    const inFlight = this.#inFlight.get(details.paymentId);
-    if (inFlight instanceof Promise) return inFlight;
-    if (inFlight !== undefined) {
-      await inFlight.done;
-      return this.#outcomeOf(inFlight.record);
-    }
-    return this.#outcomeOf(existing);
-  }
-
-  /** The final answer for a decided payment: its result, or the refusal it was aborted with (thrown). */
-  #outcomeOf(record: PaymentRecord): PaymentOutcome {
-    const answer = answerOf(record);
-    if (answer instanceof PaymentError) throw answer;
-    return answer;
-  }
-
-  async #drive(details: PaymentDetails): Promise<PaymentOutcome> {
-    const { record, durable } = this.#log.begin(details);
-    inDoubtPayments.inc();
-    const begun = durable.then(() => {
-      this.#logBegun(record);
-      crashPoint("gateway-after-preparing");
-    });
-    if (details.fromBank === details.toBank) {
-      // A same-bank transfer is applied by the bank in one step: its record must be durable first.
-      await begun;
-      return this.#runLocal(record);
-    }
-    return this.#runTwoPhase(record, begun);
-  }
-
-  async #runTwoPhase(record: PaymentRecord, begun: Promise<void>): Promise<PaymentOutcome> {
-    const source = this.#requireLink(record.fromBank);
-    const target = this.#requireLink(record.toBank);
-    const timeoutMs = this.#options.prepareTimeoutMs;
-    const stopPrepareTimer = phaseSeconds.startTimer({ phase: "prepare" });
-    const votes = await Promise.allSettled([
-      source.prepare(record.paymentId, record.fromUser, "debit", record.amountMinor, timeoutMs),
-      target.prepare(record.paymentId, record.toUser, "credit", record.amountMinor, timeoutMs),
-    ]);
-    // The decision record follows the `preparing` one: a failed write of that one fails the payment here.
-    await begun;
-    stopPrepareTimer();
-    crashPoint("gateway-after-prepares");
-    const refusal = chooseRefusal(votes.flatMap((vote) => (vote.status === "rejected" ? [PaymentError.fromGrpc(vote.reason)] : [])));
-    const stopDecisionTimer = phaseSeconds.startTimer({ phase: "decision_log" });
-    if (refusal === null && this.#options.unsafeLogDecisionLate === true) {
-      record.state = "committed"; // in memory only: the bug under test
-      await this.#startPhase2(record, "commit");
-      return this.#outcomeOf(record);
-    }
-    if (refusal === null) {
-      await this.#log.advance(record.paymentId, "committed");
-      crashPoint("gateway-after-commit-logged");
-    } else {
-      await this.#log.advance(record.paymentId, "aborted", { reason: refusal.code, reasonMessage: refusal.message });
-    }
-    stopDecisionTimer();
-    this.#logDecision(record);
-    const phase2 = this.#startPhase2(record, refusal === null ? "commit" : "abort");
-    await waitAtMost(phase2, this.#options.replyWaitMs);
-    return this.#outcomeOf(record);
+    return answerOf(existing);
   }
 
   /**
-   * Steps 1–5 for a MakePayments call's fresh cross-bank payments, all begun (step 1) by the caller. Crash
-   * points are passed once per call, where the first of its payments would pass them.
+   * Steps 1–5 for a call's new cross-bank payments, all begun (step 1) by the caller, `durable` once their
+   * records are. Crash points are passed once per call, where the first of its payments passes them.
    */
-  async #runTwoPhaseAll(records: readonly PaymentRecord[], durable: Promise<void>): Promise<Array<PaymentOutcome | PaymentError>> {
+  async #runTwoPhase(records: readonly PaymentRecord[], durable: Promise<unknown>): Promise<Answer[]> {
     inDoubtPayments.inc(records.length);
     const begun = durable.then(() => {
       for (const record of records) this.#logBegun(record);
       crashPoint("gateway-after-preparing");
     });
-    const prepareStartedNs = process.hrtime.bigint();
-    // Votes, two per payment: [2i] the debit's, [2i + 1] the credit's, each null for yes or the refusal.
+    let decided: PaymentRecord[];
+    try {
+      const prepareStartedNs = process.hrtime.bigint();
+      const votes = await this.#prepareAll(records);
+      // The decisions follow the `preparing` records: a failed write of those fails the payments here.
+      await begun;
+      observePhase("prepare", prepareStartedNs, records.length);
+      crashPoint("gateway-after-prepares");
+      const decisionStartedNs = process.hrtime.bigint();
+      decided = await this.#recordDecisions(records, votes);
+      observePhase("decision_log", decisionStartedNs, records.length);
+    } catch (thrown) {
+      // Nothing was decided durably: each payment stays in doubt until a restart decides it (presumed abort).
+      const error = PaymentError.fromGrpc(thrown);
+      for (const record of records) this.#release(record.paymentId, null);
+      return records.map(() => error);
+    }
+    for (const record of decided) this.#logDecision(record);
+    const balancesMinor = new Map<string, bigint>();
+    const phase2 = this.#phase2(decided, balancesMinor);
+    if (this.#options.unsafeLogDecisionLate === true) await phase2;
+    else await waitAtMost(phase2, this.#options.replyWaitMs);
+    return decided.map((record) => {
+      const balanceAfterMinor = balancesMinor.get(record.paymentId);
+      const answered = balanceAfterMinor === undefined ? record : { ...record, balanceAfterMinor };
+      this.#release(record.paymentId, answered);
+      return answerOf(answered);
+    });
+  }
+
+  /** Step 2: each bank's legs in one batched call. Two votes per payment: [2i] its debit's, [2i + 1] its credit's, null for yes. */
+  async #prepareAll(records: readonly PaymentRecord[]): Promise<Array<PaymentError | null>> {
     const votes: Array<PaymentError | null> = new Array(records.length * 2).fill(null);
     const legsByBank = new Map<string, { legs: PrepareLeg[]; voteSlots: number[] }>();
     const addLeg = (bank: string, leg: PrepareLeg, voteSlot: number) => {
@@ -340,105 +304,33 @@ export class Coordinator {
         results.forEach((result, index) => (votes[voteSlots[index]!] = result));
       }),
     );
-    await begun;
-    observePhase("prepare", prepareStartedNs, records.length);
-    crashPoint("gateway-after-prepares");
-    const decisionStartedNs = process.hrtime.bigint();
+    return votes;
+  }
+
+  /** Step 3: commit where both votes are yes, abort with the better refusal elsewhere; durable before it returns. */
+  async #recordDecisions(records: readonly PaymentRecord[], votes: ReadonlyArray<PaymentError | null>): Promise<PaymentRecord[]> {
     const changes: PaymentChange[] = records.map((record, index) => {
       const refusal = chooseRefusal([votes[2 * index], votes[2 * index + 1]].filter((vote): vote is PaymentError => vote !== null));
       if (refusal === null) return { paymentId: record.paymentId, state: "committed" };
       return { paymentId: record.paymentId, state: "aborted", outcome: { reason: refusal.code, reasonMessage: refusal.message } };
     });
-    await this.#log.advanceAll(changes);
-    if (changes.some((change) => change.state === "committed")) crashPoint("gateway-after-commit-logged");
-    observePhase("decision_log", decisionStartedNs, records.length);
-    for (const record of records) this.#logDecision(record);
-    await waitAtMost(this.#phase2All(records), this.#options.replyWaitMs);
-    return records.map(answerOf);
-  }
-
-  async #runLocal(record: PaymentRecord): Promise<PaymentOutcome> {
-    const bank = this.#requireLink(record.fromBank);
-    const stopTimer = phaseSeconds.startTimer({ phase: "same_bank" });
-    try {
-      const balanceAfterMinor = await bank.transfer(record.paymentId, record.fromUser, record.toUser, record.amountMinor, record.createdAtMs, this.#options.decisionCallTimeoutMs);
-      await this.#log.advance(record.paymentId, "committed", { balanceAfterMinor, finished: true });
-      stopTimer();
-      this.#finished(record);
-      return this.#outcomeOf(record);
-    } catch (thrown) {
-      const error = PaymentError.fromGrpc(thrown);
-      if (!isAmbiguous(error)) {
-        await this.#log.advance(record.paymentId, "aborted", { reason: error.code, reasonMessage: error.message, finished: true });
-        this.#finished(record);
-        return this.#outcomeOf(record);
-      }
-      this.#logger.warn({ paymentId: record.paymentId, reason: error.code }, "same-bank transfer unanswered; settling it with the bank");
-      const resolution = this.#resolveLocal(record, error);
-      return waitAtMost(resolution, this.#options.replyWaitMs).then(() => this.#outcomeOf(record));
+    if (this.#options.unsafeLogDecisionLate === true) {
+      // The bug under test: commits are decided in memory only; phase 2's `finished` record is their first.
+      const aborts = changes.filter((change) => change.state === "aborted");
+      const recorded = new Map((await this.#store.advanceAll(aborts)).map((record) => [record.paymentId, record]));
+      return records.map((record, index) => recorded.get(record.paymentId) ?? advancedRecord(record, changes[index]!, Date.now()));
     }
+    const decided = await this.#store.advanceAll(changes);
+    if (decided.some((record) => record.state === "committed")) crashPoint("gateway-after-commit-logged");
+    return decided;
   }
 
   /**
-   * The bank may or may not have applied a same-bank transfer. An Abort settles it: either the bank records
-   * that the payment must never apply, or it answers that it already committed it.
+   * Step 4 for decided cross-bank payments: each bank's commits and aborts handed to its link at once; a leg
+   * that fails is then retried on its own until acknowledged. The payer's bank answers a commit with the
+   * payer's balance after, put in `balancesMinor`. Then step 5's `finished` records, in the background.
    */
-  async #resolveLocal(record: PaymentRecord, cause: PaymentError): Promise<PaymentOutcome> {
-    await this.#retryUntilAcknowledged(record.paymentId, record.fromBank, async (bank) => {
-      try {
-        await bank.settleTransfer(record.paymentId, record.createdAtMs, this.#options.decisionCallTimeoutMs);
-        await this.#log.advance(record.paymentId, "aborted", { reason: cause.code === "PAYMENT_ABORTED" ? cause.code : "BANK_UNAVAILABLE", reasonMessage: cause.message, finished: true });
-      } catch (thrown) {
-        const error = PaymentError.fromGrpc(thrown);
-        if (error.code !== "IDEMPOTENCY_CONFLICT") throw error;
-        await this.#log.advance(record.paymentId, "committed", { finished: true });
-      }
-    });
-    this.#finished(record);
-    return this.#outcomeOf(record);
-  }
-
-  #startPhase2(record: PaymentRecord, decision: Decision): Promise<void> {
-    const running = this.#drivers.get(record.paymentId);
-    if (running !== undefined) return running;
-    const driver = this.#phase2(record, decision).finally(() => this.#drivers.delete(record.paymentId));
-    this.#drivers.set(record.paymentId, driver);
-    return driver;
-  }
-
-  async #phase2(record: PaymentRecord, decision: Decision): Promise<void> {
-    let acknowledged = 0;
-    const stopTimer = phaseSeconds.startTimer({ phase: decision });
-    const legs = [
-      { bank: record.fromBank, isSource: true },
-      { bank: record.toBank, isSource: false },
-    ];
-    await Promise.all(
-      legs.map(({ bank, isSource }) =>
-        this.#retryUntilAcknowledged(record.paymentId, bank, async (link) => {
-          await this.#deliver(link, record, decision, isSource);
-          acknowledged += 1;
-          if (acknowledged === 1 && decision === "commit") crashPoint("gateway-after-first-commit");
-        }),
-      ),
-    );
-    if (this.#stopping) return;
-    // The reply need not wait for this record: the decision is durable and every bank has it. If it is lost,
-    // a restart drives phase 2 again, and the banks answer the repeat as they did the first time.
-    this.#log.advance(record.paymentId, record.state, { finished: true, balanceAfterMinor: record.balanceAfterMinor }).then(
-      () => {
-        stopTimer();
-        this.#finished(record);
-      },
-      (error: unknown) => this.#logger.error({ paymentId: record.paymentId, error: String(error) }, "could not record the payment as finished; a restart will finish it"),
-    );
-  }
-
-  /**
-   * Step 4 for a MakePayments call's payments: each bank's commits and aborts handed to its batcher at once.
-   * A leg that fails is then retried on its own until acknowledged, as in #phase2.
-   */
-  async #phase2All(records: readonly PaymentRecord[]): Promise<void> {
+  async #phase2(records: readonly PaymentRecord[], balancesMinor: Map<string, bigint>): Promise<void> {
     const startedNs = process.hrtime.bigint();
     const legsByBank = new Map<string, { commits: PaymentRecord[]; commitsAtSource: boolean[]; aborts: PaymentRecord[] }>();
     const addLeg = (bank: string, record: PaymentRecord, isSource: boolean) => {
@@ -452,15 +344,26 @@ export class Coordinator {
       }
     };
     for (const record of records) {
+      assert(record.state === "committed" || record.state === "aborted", `phase 2 of undecided payment ${record.paymentId}`);
       addLeg(record.fromBank, record, true);
       addLeg(record.toBank, record, false);
     }
+    let anyCommitAcknowledged = false;
+    const acknowledged = (record: PaymentRecord) => {
+      if (record.state !== "committed" || anyCommitAcknowledged) return;
+      anyCommitAcknowledged = true;
+      crashPoint("gateway-after-first-commit");
+    };
     const retries: Array<Promise<void>> = [];
     const retry = (record: PaymentRecord, bank: string, isSource: boolean): void => {
-      const decision = record.state === "committed" ? "commit" : "abort";
-      retries.push(this.#retryUntilAcknowledged(record.paymentId, bank, (link) => this.#deliver(link, record, decision, isSource)));
+      retries.push(
+        this.#retryUntilAcknowledged(record.paymentId, bank, async (link) => {
+          const balanceAfterMinor = await deliver(link, record, this.#options.decisionCallTimeoutMs);
+          if (isSource && balanceAfterMinor !== null) balancesMinor.set(record.paymentId, balanceAfterMinor);
+          acknowledged(record);
+        }),
+      );
     };
-    let anyCommitAcknowledged = false;
     await Promise.all(
       [...legsByBank].map(async ([bank, { commits, commitsAtSource, aborts }]) => {
         const link = this.#banks.link(bank);
@@ -471,15 +374,9 @@ export class Coordinator {
         ]);
         commits.forEach((record, index) => {
           const result = commitResults?.[index];
-          if (typeof result !== "bigint") {
-            retry(record, bank, commitsAtSource[index]!);
-            return;
-          }
-          if (commitsAtSource[index]!) record.balanceAfterMinor = result;
-          if (!anyCommitAcknowledged) {
-            anyCommitAcknowledged = true;
-            crashPoint("gateway-after-first-commit");
-          }
+          if (typeof result !== "bigint") return retry(record, bank, commitsAtSource[index]!);
+          if (commitsAtSource[index]!) balancesMinor.set(record.paymentId, result);
+          acknowledged(record);
         });
         aborts.forEach((record, index) => {
           if (abortResults?.[index] !== null) retry(record, bank, false);
@@ -488,27 +385,91 @@ export class Coordinator {
     );
     await Promise.all(retries);
     if (this.#stopping) return;
-    // As in #phase2, the reply need not wait for the `finished` records.
-    const finished: PaymentChange[] = records.map((record) => ({ paymentId: record.paymentId, state: record.state, outcome: { finished: true, balanceAfterMinor: record.balanceAfterMinor } }));
-    this.#log.advanceAll(finished).then(
-      () => {
-        const committed = records.filter((record) => record.state === "committed").length;
-        observePhase("commit", startedNs, committed);
-        observePhase("abort", startedNs, records.length - committed);
-        for (const record of records) this.#finished(record);
-      },
-      (error: unknown) => this.#logger.error({ payments: records.length, error: String(error) }, "could not record a batch of payments as finished; a restart will finish them"),
-    );
+    // The reply need not wait for the `finished` records: the decisions are durable and every bank has them.
+    // If they are lost, a restart drives phase 2 again, and the banks answer the repeat as the first time.
+    const finished = records.map((record) => ({ ...record, balanceAfterMinor: balancesMinor.get(record.paymentId) ?? record.balanceAfterMinor }));
+    void this.#recordFinished(finished, startedNs);
   }
 
-  /** One attempt to tell one bank the decision; the payer's bank answers a Commit with the balance after. */
-  async #deliver(link: BankLink, record: PaymentRecord, decision: Decision, isSource: boolean): Promise<void> {
-    if (decision === "commit") {
-      const balanceAfterMinor = await link.commit(record.paymentId, this.#options.decisionCallTimeoutMs);
-      if (isSource) record.balanceAfterMinor = balanceAfterMinor;
-    } else {
-      await link.abort(record.paymentId, this.#options.decisionCallTimeoutMs);
+  /** Step 5: the payments' `finished` records, with their final state and balance (never rejects). */
+  async #recordFinished(records: readonly PaymentRecord[], startedNs: bigint): Promise<void> {
+    const changes: PaymentChange[] = records.map((record) => ({ paymentId: record.paymentId, state: record.state, outcome: { finished: true, balanceAfterMinor: record.balanceAfterMinor } }));
+    try {
+      await this.#store.advanceAll(changes);
+    } catch (error) {
+      this.#logger.error({ payments: records.length, error: String(error) }, "could not record payments as finished; a restart will finish them");
+      return;
     }
+    const committed = records.filter((record) => record.state === "committed").length;
+    observePhase("commit", startedNs, committed);
+    observePhase("abort", startedNs, records.length - committed);
+    for (const record of records) this.#finished(record);
+  }
+
+  /** A same-bank payment: one step at its bank once its record is durable. */
+  async #runLocal(record: PaymentRecord, durable: Promise<void>): Promise<Answer> {
+    inDoubtPayments.inc();
+    let final: PaymentRecord = record;
+    try {
+      // A same-bank transfer is applied by the bank in one step: its record must be durable first.
+      await durable;
+      this.#logBegun(record);
+      crashPoint("gateway-after-preparing");
+      final = await this.#transferLocal(record);
+      return answerOf(final);
+    } catch (thrown) {
+      return PaymentError.fromGrpc(thrown);
+    } finally {
+      this.#release(record.paymentId, final);
+    }
+  }
+
+  async #transferLocal(record: PaymentRecord): Promise<PaymentRecord> {
+    const bank = this.#requireLink(record.fromBank);
+    const stopTimer = phaseSeconds.startTimer({ phase: "same_bank" });
+    let balanceAfterMinor: bigint;
+    try {
+      balanceAfterMinor = await bank.transfer(record.paymentId, record.fromUser, record.toUser, record.amountMinor, record.createdAtMs, this.#options.decisionCallTimeoutMs);
+    } catch (thrown) {
+      const error = PaymentError.fromGrpc(thrown);
+      if (isAmbiguous(error)) {
+        this.#logger.warn({ paymentId: record.paymentId, reason: error.code }, "same-bank transfer unanswered; settling it with the bank");
+        const resolution = this.#resolveLocal(record, error);
+        let settled: PaymentRecord | null = null;
+        await waitAtMost(
+          resolution.then((final) => (settled = final)),
+          this.#options.replyWaitMs,
+        );
+        return settled ?? record;
+      }
+      const aborted = await this.#store.advance({ paymentId: record.paymentId, state: "aborted", outcome: { reason: error.code, reasonMessage: error.message, finished: true } });
+      this.#finished(aborted);
+      return aborted;
+    }
+    const committed = await this.#store.advance({ paymentId: record.paymentId, state: "committed", outcome: { balanceAfterMinor, finished: true } });
+    stopTimer();
+    this.#finished(committed);
+    return committed;
+  }
+
+  /**
+   * The bank may or may not have applied a same-bank transfer. An Abort settles it: either the bank records
+   * that the payment must never apply, or it answers that it already committed it.
+   */
+  async #resolveLocal(record: PaymentRecord, cause: PaymentError): Promise<PaymentRecord> {
+    let final = record;
+    await this.#retryUntilAcknowledged(record.paymentId, record.fromBank, async (bank) => {
+      try {
+        await bank.settleTransfer(record.paymentId, record.createdAtMs, this.#options.decisionCallTimeoutMs);
+        final = await this.#store.advance({ paymentId: record.paymentId, state: "aborted", outcome: { reason: cause.code === "PAYMENT_ABORTED" ? cause.code : "BANK_UNAVAILABLE", reasonMessage: cause.message, finished: true } });
+      } catch (thrown) {
+        const error = PaymentError.fromGrpc(thrown);
+        if (error.code !== "IDEMPOTENCY_CONFLICT") throw error;
+        final = await this.#store.advance({ paymentId: record.paymentId, state: "committed", outcome: { finished: true } });
+      }
+    });
+    if (final.finished) this.#finished(final);
+    return final;
   }
 
   #logBegun(record: PaymentRecord): void {
@@ -519,7 +480,7 @@ export class Coordinator {
   }
 
   #logDecision(record: PaymentRecord): void {
-    this.#logger.debug({ paymentId: record.paymentId, decision: record.state === "committed" ? "commit" : "abort", ...(record.state === "committed" ? {} : { reason: record.reason }) }, "decision logged");
+    this.#logger.debug({ paymentId: record.paymentId, decision: record.state === "committed" ? "commit" : "abort", ...(record.state === "committed" ? {} : { reason: record.reason }) }, "decision recorded");
   }
 
   #finished(record: PaymentRecord): void {
@@ -560,13 +521,25 @@ export class Coordinator {
   }
 }
 
-/** The record of an id a bank asked about before the gateway had recorded it (see GatewayLog.tombstone). */
-function isTombstone(record: PaymentRecord): boolean {
-  return record.fromUser === "" && record.state === "aborted";
+/** One attempt to tell one bank one payment's decision; a commit's balance after, or null for an abort. */
+async function deliver(link: BankLink, record: PaymentRecord, timeoutMs: number): Promise<bigint | null> {
+  if (record.state === "committed") {
+    const [result] = await link.commitAll([record.paymentId], timeoutMs);
+    if (typeof result !== "bigint") throw result ?? new PaymentError("INTERNAL", "a commit of one leg got no result");
+    return result;
+  }
+  const [result] = await link.abortAll([record.paymentId], timeoutMs);
+  if (result !== null) throw result ?? new PaymentError("INTERNAL", "an abort of one leg got no result");
+  return null;
+}
+
+/** The record a waiter answers from when the payment it waited for could not be begun: still in doubt. */
+function inDoubtRecord(paymentId: string): PaymentRecord {
+  return { paymentId, fromUser: "", fromBank: "", toUser: "", toBank: "", amountMinor: 0n, state: "preparing", reason: null, reasonMessage: null, finished: false, balanceAfterMinor: null, createdAtMs: 0, decidedAtMs: null, finishedAtMs: null };
 }
 
 /** A decided payment's answer: its result, or the refusal it was aborted with; "in progress" otherwise. */
-function answerOf(record: PaymentRecord): PaymentOutcome | PaymentError {
+function answerOf(record: PaymentRecord): Answer {
   if (record.state === "committed") return { paymentId: record.paymentId, balanceAfterMinor: record.balanceAfterMinor };
   if (record.state === "aborted") {
     return new PaymentError(record.reason ?? "PAYMENT_ABORTED", record.reasonMessage ?? "payment aborted", { paymentId: record.paymentId, final: true });

@@ -8,7 +8,8 @@ import type { Coordinator } from "./coordinator.js";
 import type { BankRegistry } from "./bank-registry.js";
 import type { SessionStore } from "./sessions.js";
 import type { LoginThrottle } from "./login-throttle.js";
-import type { GatewayLog, PaymentRecord } from "./store/file/gateway-log.js";
+import type { PaymentRecord } from "../domain/payment.js";
+import type { CoordinatorStore } from "./store/coordinator-store.js";
 import type { Logger } from "../observability/log.js";
 
 const statusCallTimeoutMs = 1_000;
@@ -36,7 +37,7 @@ function summaryOf(record: PaymentRecord) {
 
 export interface GatewayServiceDeps {
   coordinator: Coordinator;
-  coordinatorLog: GatewayLog;
+  coordinatorStore: CoordinatorStore;
   registry: BankRegistry;
   sessions: SessionStore;
   throttle: LoginThrottle;
@@ -51,7 +52,7 @@ function peerHost(peerAddress: string): string {
 }
 
 export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<(typeof PaymentGateway)["method"]> {
-  const { coordinator, coordinatorLog, registry, sessions, throttle, bankCallTimeoutMs, logger } = deps;
+  const { coordinator, coordinatorStore, registry, sessions, throttle, bankCallTimeoutMs, logger } = deps;
 
   const bankOf = (bank: string) => {
     const link = registry.link(bank);
@@ -138,17 +139,7 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
 
     async getStatus(_request, context) {
       requireRole(context.peer, ["operator"], "GetStatus");
-      const counts = { preparing: 0, committing: 0, aborting: 0, ...coordinatorLog.archivedCounts() };
-      const unfinished: PaymentRecord[] = [];
-      for (const record of coordinatorLog.all()) {
-        if (record.finished) counts[record.state === "committed" ? "committed" : "aborted"] += 1;
-        else {
-          unfinished.push(record);
-          if (record.state === "committed") counts.committing += 1;
-          else if (record.state === "aborted") counts.aborting += 1;
-          else counts.preparing += 1;
-        }
-      }
+      const [counts, unfinished] = await Promise.all([coordinatorStore.counts(), coordinatorStore.unfinished()]);
       const banks = await Promise.all(
         registry.entries().map(async ({ bank, address, lastSeenMs }) => {
           try {
@@ -166,7 +157,7 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
     async getPayment(request, context) {
       requireRole(context.peer, ["operator"], "GetPayment");
       const paymentId = validatePaymentId(request.paymentId);
-      const record = await coordinatorLog.find(paymentId);
+      const record = await coordinatorStore.find(paymentId);
       if (record === undefined) throw new PaymentError("UNKNOWN_PAYMENT", `no payment with id ${paymentId}`);
       return { payment: summaryOf(record) };
     },

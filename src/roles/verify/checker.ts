@@ -5,8 +5,8 @@
 // A bank's finished records say what it applied: `committed` for a payment id means its leg (or, for a
 // same-bank payment, both legs) changed the balances there once. The ledger invariant checks that the
 // balances are exactly the initial ones plus those legs, so "applied" below means "applied exactly once".
-import type { PaymentDetails, PaymentState } from "../../core/gateway/store/file/gateway-log.js";
-import type { LegKind } from "../../core/bank/store/file/pending-file.js";
+import type { PaymentDetails, PaymentState } from "../../core/domain/payment.js";
+import type { LegKind } from "../../core/domain/ledger.js";
 import { formatMinor } from "../../core/domain/money.js";
 
 /** One answer a client got for a payment id. `afterRun`: asked again after the faults were healed. */

@@ -1,5 +1,7 @@
-// Owns payment_gateway/transaction_logs.json (each payment's state) and transactions.txt (its idempotency
-// keys, append-only). Both are durable before the promise of a change resolves; the JSON is group-committed.
+// The coordinator's store on files (CoordinatorStore, ../coordinator-store.ts). Owns
+// payment_gateway/transaction_logs.json (a snapshot of each payment's state), transaction_logs.journal (every
+// change since, appended) and transactions.txt (its idempotency keys, append-only). All are durable before
+// the promise of a change resolves; the journal is group-committed (durable/group-commit.ts).
 // Memory and the snapshot hold the unfinished payments and the newest finished ones; older finished
 // records move to transaction_archive.jsonl (append-only), from which a repeated id is still answered
 // through the archive's index (archive-index.ts).
@@ -14,40 +16,15 @@ import { GroupCommit } from "../../../durable/group-commit.js";
 import { holdFileLock } from "../../../durable/file-lock.js";
 import { isReason, type Reason } from "../../../domain/errors.js";
 import { groupCommitBatchSize } from "../../../observability/metrics.js";
+import { advancedRecord, beganRecord, tombstoneRecord, type Outcome, type PaymentChange, type PaymentDetails, type PaymentRecord, type PaymentState } from "../../../domain/payment.js";
+import { countsKey, type Begun, type CoordinatorStore, type PaymentCounts } from "../coordinator-store.js";
 
-/** A payment's state only moves forward: preparing → prepared → committed | aborted. */
-export type PaymentState = "preparing" | "prepared" | "committed" | "aborted";
-const stateRank: Record<PaymentState, number> = { preparing: 0, prepared: 1, committed: 2, aborted: 2 };
-
-export interface PaymentDetails {
-  paymentId: string;
-  fromUser: string;
-  fromBank: string;
-  toUser: string;
-  toBank: string;
-  amountMinor: bigint;
-}
-
-export interface PaymentRecord extends PaymentDetails {
-  state: PaymentState;
-  reason: Reason | null;
-  reasonMessage: string | null;
-  /** Every bank has acknowledged the decision: nothing is left to drive. */
-  finished: boolean;
-  balanceAfterMinor: bigint | null;
-  createdAtMs: number;
-  decidedAtMs: number | null;
-  finishedAtMs: number | null;
-}
+export type { PaymentChange, PaymentDetails, PaymentRecord, PaymentState, Outcome };
 
 const formatTag = "paynet-gateway-log/1";
 
 export class GatewayLogError extends Error {
   override readonly name = "GatewayLogError";
-}
-
-export function sameDetails(a: PaymentDetails, b: PaymentDetails): boolean {
-  return a.fromUser === b.fromUser && a.fromBank === b.fromBank && a.toUser === b.toUser && a.toBank === b.toBank && a.amountMinor === b.amountMinor;
 }
 
 // Records are built field by field, not by spreading: a spread object with this many fields can fall out
@@ -160,14 +137,24 @@ function decodeJournalLine(raw: Record<string, unknown>, where: string): Journal
   return { progress: decodeProgress(full, where) };
 }
 
-function applyProgress(record: PaymentRecord, progress: PaymentProgress): void {
-  record.state = progress.state;
-  record.reason = progress.reason;
-  record.reasonMessage = progress.reasonMessage;
-  record.finished = progress.finished;
-  record.balanceAfterMinor = progress.balanceAfterMinor;
-  record.decidedAtMs = progress.decidedAtMs;
-  record.finishedAtMs = progress.finishedAtMs;
+/** The record with a progress line's state and outcome (absolute values: the line is the whole truth of them). */
+function withProgress(record: PaymentRecord, progress: PaymentProgress): PaymentRecord {
+  return {
+    paymentId: record.paymentId,
+    fromUser: record.fromUser,
+    fromBank: record.fromBank,
+    toUser: record.toUser,
+    toBank: record.toBank,
+    amountMinor: record.amountMinor,
+    state: progress.state,
+    reason: progress.reason,
+    reasonMessage: progress.reasonMessage,
+    finished: progress.finished,
+    balanceAfterMinor: progress.balanceAfterMinor,
+    createdAtMs: record.createdAtMs,
+    decidedAtMs: progress.decidedAtMs,
+    finishedAtMs: progress.finishedAtMs,
+  };
 }
 
 export interface GatewayLogPaths {
@@ -250,7 +237,7 @@ async function loadRecords(paths: GatewayLogPaths): Promise<LoadedRecords> {
     // A compaction archived the payment and wrote a snapshot without it, then stopped before it emptied
     // the journal: the archive holds its final record (checked once the archive is open).
     if (record === undefined) archivedProgress.add(entry.progress.paymentId);
-    else applyProgress(record, entry.progress);
+    else records.set(record.paymentId, withProgress(record, entry.progress));
   });
   return { records, journalLines: journal.lines, journalCompleteBytes: journal.completeBytes, tornBytes: journal.tornBytes, archivedProgress };
 }
@@ -316,20 +303,6 @@ export async function readGatewayRecords(paths: GatewayLogPaths): Promise<Map<st
   return records;
 }
 
-/** What a step of a payment adds to its record (see GatewayLog.advance). */
-export interface Outcome {
-  reason?: Reason;
-  reasonMessage?: string;
-  balanceAfterMinor?: bigint | null;
-  finished?: boolean;
-}
-
-export interface PaymentChange {
-  paymentId: string;
-  state: PaymentState;
-  outcome?: Outcome;
-}
-
 export interface GatewayLogOptions {
   nowMs?: () => number;
   /** Told when a durable write fails: memory is then ahead of disk. */
@@ -342,7 +315,7 @@ export interface GatewayLogOptions {
   onArchiveIndexError?: (error: Error) => void;
 }
 
-export class GatewayLog {
+export class GatewayLog implements CoordinatorStore {
   readonly #paths: GatewayLogPaths;
   /** Unfinished payments and the newest finished ones; never an id that is also archived. */
   readonly #records = new Map<string, PaymentRecord>();
@@ -357,9 +330,9 @@ export class GatewayLog {
   readonly #archiveFile: AppendOnlyFile;
   readonly #nowMs: () => number;
   /** Records changed since the last write began, and ids begun since then (for transactions.txt). */
-  #dirty = new Set<PaymentRecord>();
+  #dirty = new Set<string>();
   /** Records begun whose whole record is not yet in the journal: their next line is whole, later ones progress. */
-  #unjournaled = new Set<PaymentRecord>();
+  #unjournaled = new Set<string>();
   #newIds: string[] = [];
   #journalLines = 0;
   #releaseLock: (() => Promise<void>) | null = null;
@@ -478,8 +451,12 @@ export class GatewayLog {
 
   /** The record of any payment this gateway ever began, reading the archive for an old one. */
   async find(paymentId: string): Promise<PaymentRecord | undefined> {
-    const record = this.#records.get(paymentId);
-    if (record !== undefined || !this.#archive.mayContain(paymentId)) return record;
+    return this.#records.get(paymentId) ?? (await this.#findArchived(paymentId));
+  }
+
+  /** An archived payment's record; undefined (without reading anything, nearly always) for one never archived. */
+  async #findArchived(paymentId: string): Promise<PaymentRecord | undefined> {
+    if (!this.#archive.mayContain(paymentId)) return undefined;
     const line = await this.#archive.lineOf(paymentId);
     // A compaction may have archived it while the index was read; memory no longer holds it then.
     if (line === undefined) return this.#records.get(paymentId);
@@ -503,8 +480,14 @@ export class GatewayLog {
     return this.#archive.counts();
   }
 
-  unfinished(): PaymentRecord[] {
+  async unfinished(): Promise<PaymentRecord[]> {
     return [...this.#records.values()].filter((record) => !record.finished);
+  }
+
+  async counts(): Promise<PaymentCounts> {
+    const counts: PaymentCounts = { preparing: 0, committing: 0, aborting: 0, ...this.#archive.counts() };
+    for (const record of this.#records.values()) counts[countsKey(record)] += 1;
+    return counts;
   }
 
   get size(): number {
@@ -512,88 +495,67 @@ export class GatewayLog {
   }
 
   /**
-   * Records a new payment as preparing. The record is visible at once (so a concurrent duplicate finds it);
-   * the promise resolves when it is durable.
+   * The payment recorded under the id, or a new `preparing` one, visible at once (so that a concurrent
+   * duplicate finds it); `durable` resolves when it is. Reading the archive yields, so memory is asked again
+   * after it: whatever began the id meanwhile wins.
    */
-  begin(details: PaymentDetails): { record: PaymentRecord; durable: Promise<void> } {
-    // Whether it was archived is the caller's check (find() may have to read the archive for it).
+  async beginOrGet(details: PaymentDetails): Promise<Begun> {
+    const known = this.#records.get(details.paymentId) ?? (await this.#findArchived(details.paymentId));
+    if (known !== undefined) return { created: false, record: known };
+    return this.#begin(details);
+  }
+
+  async beginOrGetAll(details: readonly PaymentDetails[]): Promise<Begun[]> {
+    const begun: Begun[] = [];
+    for (const one of details) {
+      const known = this.#records.get(one.paymentId);
+      begun.push(known !== undefined ? { created: false, record: known } : this.#archive.mayContain(one.paymentId) ? await this.beginOrGet(one) : this.#begin(one));
+    }
+    return begun;
+  }
+
+  #begin(details: PaymentDetails): Begun {
     assert(!this.#records.has(details.paymentId), "payment begun twice");
-    const record: PaymentRecord = {
-      paymentId: details.paymentId,
-      fromUser: details.fromUser,
-      fromBank: details.fromBank,
-      toUser: details.toUser,
-      toBank: details.toBank,
-      amountMinor: details.amountMinor,
-      state: "preparing",
-      reason: null,
-      reasonMessage: null,
-      finished: false,
-      balanceAfterMinor: null,
-      createdAtMs: this.#nowMs(),
-      decidedAtMs: null,
-      finishedAtMs: null,
-    };
+    const record = beganRecord(details, this.#nowMs());
     this.#records.set(record.paymentId, record);
-    this.#dirty.add(record);
-    this.#unjournaled.add(record);
+    this.#dirty.add(record.paymentId);
+    this.#unjournaled.add(record.paymentId);
     this.#newIds.push(record.paymentId);
-    return { record, durable: this.#writer.flush() };
+    return { created: true, record, durable: this.#writer.flush() };
   }
 
-  /** Records an id the coordinator never began as aborted, so that it can never be committed later. */
-  async tombstone(paymentId: string): Promise<void> {
-    assert(!this.#records.has(paymentId), `tombstone over existing payment ${paymentId}`);
-    const nowMs = this.#nowMs();
-    const record: PaymentRecord = {
-      paymentId,
-      fromUser: "",
-      fromBank: "",
-      toUser: "",
-      toBank: "",
-      amountMinor: 0n,
-      state: "aborted",
-      reason: "PAYMENT_ABORTED",
-      reasonMessage: "a bank asked about a payment this gateway never began",
-      finished: true,
-      balanceAfterMinor: null,
-      createdAtMs: nowMs,
-      decidedAtMs: nowMs,
-      finishedAtMs: nowMs,
-    };
+  /** The record of the id; if none, an id the coordinator never began recorded as aborted, so that it can never be committed later. */
+  async tombstone(paymentId: string): Promise<PaymentRecord> {
+    const known = this.#records.get(paymentId) ?? (await this.#findArchived(paymentId));
+    if (known !== undefined) return known;
+    const record = tombstoneRecord(paymentId, this.#nowMs());
     this.#records.set(paymentId, record);
-    this.#dirty.add(record);
-    this.#unjournaled.add(record);
+    this.#dirty.add(paymentId);
+    this.#unjournaled.add(paymentId);
     await this.#writer.flush();
+    return record;
   }
 
-  async advance(paymentId: string, state: PaymentState, outcome: Outcome = {}): Promise<void> {
-    this.#apply(paymentId, state, outcome);
+  async advance(change: PaymentChange): Promise<PaymentRecord> {
+    const record = this.#apply(change);
     await this.#writer.flush();
+    return record;
   }
 
   /** advance() for many payments, made durable together by one group commit. */
-  async advanceAll(changes: readonly PaymentChange[]): Promise<void> {
-    for (const change of changes) this.#apply(change.paymentId, change.state, change.outcome);
+  async advanceAll(changes: readonly PaymentChange[]): Promise<PaymentRecord[]> {
+    const records = changes.map((change) => this.#apply(change));
     await this.#writer.flush();
+    return records;
   }
 
-  #apply(paymentId: string, state: PaymentState, outcome: Outcome = {}): void {
-    const record = this.#records.get(paymentId);
-    assert(record !== undefined, `advance: unknown payment ${paymentId}`);
-    assert(stateRank[state] >= stateRank[record.state], `payment ${paymentId} may not move from ${record.state} to ${state}`);
-    assert(!(stateRank[record.state] === 2 && state !== record.state), `payment ${paymentId} is already ${record.state}`);
-    if (record.state !== state && stateRank[state] === 2) record.decidedAtMs = this.#nowMs();
-    record.state = state;
-    if (outcome.reason !== undefined) record.reason = outcome.reason;
-    if (outcome.reasonMessage !== undefined) record.reasonMessage = outcome.reasonMessage;
-    if (outcome.balanceAfterMinor !== undefined && outcome.balanceAfterMinor !== null) record.balanceAfterMinor = outcome.balanceAfterMinor;
-    if (outcome.finished === true) {
-      assert(stateRank[state] === 2, `payment ${paymentId} finished before a decision`);
-      record.finished = true;
-      record.finishedAtMs = this.#nowMs();
-    }
-    this.#dirty.add(record);
+  #apply(change: PaymentChange): PaymentRecord {
+    const record = this.#records.get(change.paymentId);
+    assert(record !== undefined, `advance: unknown payment ${change.paymentId}`);
+    const next = advancedRecord(record, change, this.#nowMs());
+    this.#records.set(next.paymentId, next);
+    this.#dirty.add(next.paymentId);
+    return next;
   }
 
   /**
@@ -606,14 +568,16 @@ export class GatewayLog {
     const newIds = this.#newIds;
     this.#dirty = new Set();
     this.#newIds = [];
-    const whole: PaymentRecord[] = [];
+    const whole: string[] = [];
     try {
       const journal = async () => {
         if (changed.length === 0) return;
         let lines = "";
-        for (const record of changed) {
-          if (this.#unjournaled.delete(record)) {
-            whole.push(record);
+        for (const paymentId of changed) {
+          const record = this.#records.get(paymentId);
+          assert(record !== undefined, `a changed payment ${paymentId} left memory before its write`);
+          if (this.#unjournaled.delete(paymentId)) {
+            whole.push(paymentId);
             lines += recordLine(record);
           } else {
             lines += progressLine(record);
@@ -629,7 +593,7 @@ export class GatewayLog {
       if (this.#journalLines >= Math.max(journalLinesCompactAfter, this.#records.size)) await this.#compact();
     } catch (error) {
       // Not known to be durable: a later line of these payments must still be whole.
-      for (const record of whole) this.#unjournaled.add(record);
+      for (const paymentId of whole) this.#unjournaled.add(paymentId);
       this.#onWriteFailure(error);
       throw error;
     }
