@@ -188,7 +188,7 @@ export class Coordinator {
         this.#logger.warn({ paymentId: record.paymentId }, "presumed abort: undecided when the gateway restarted");
       } else {
         decided.push(record);
-        this.#logger.info({ paymentId: record.paymentId, state: record.state }, "recovering: driving the recorded decision to every bank");
+        this.#logger.info({ paymentId: record.paymentId, state: record.state }, "recovering: driving the logged decision to every bank");
       }
     }
     if (presumedAborts.length > 0) decided.push(...(await this.#store.advanceAll(presumedAborts)));
@@ -480,7 +480,7 @@ export class Coordinator {
   }
 
   #logDecision(record: PaymentRecord): void {
-    this.#logger.debug({ paymentId: record.paymentId, decision: record.state === "committed" ? "commit" : "abort", ...(record.state === "committed" ? {} : { reason: record.reason }) }, "decision recorded");
+    this.#logger.debug({ paymentId: record.paymentId, decision: record.state === "committed" ? "commit" : "abort", ...(record.state === "committed" ? {} : { reason: record.reason }) }, "decision logged");
   }
 
   #finished(record: PaymentRecord): void {
