@@ -5,9 +5,8 @@
 // Memory and the snapshot hold the unfinished payments and the newest finished ones; older finished
 // records move to transaction_archive.jsonl (append-only), from which a repeated id is still answered
 // through the archive's index (archive-index.ts).
-import { createReadStream } from "node:fs";
-import { readFile, stat, truncate } from "node:fs/promises";
-import { createInterface } from "node:readline";
+import { readFile, truncate } from "node:fs/promises";
+import { JsonLinesError, readJsonLines, RecordDecodeError } from "../../../durable/jsonl.js";
 import { ArchiveIndex } from "./archive-index.js";
 import { assert } from "../../../domain/assert.js";
 import { crashPoint } from "../../../faults/crash.js";
@@ -256,40 +255,29 @@ async function readRecordLines(
   return readLines(path, decode, onRecord, fromBytes);
 }
 
-/** readRecordLines with the line decoder given (the journal's lines are not all whole records). */
+/** readRecordLines with the line decoder given (the journal's lines are not all whole records), through the one JSON-lines reader. */
 async function readLines<T>(
   path: string,
   decodeLine: (raw: Record<string, unknown>, where: string) => T,
   onEntry: (entry: T, offsetBytes: number, endBytes: number, where: string) => void | Promise<void>,
   fromBytes = 0,
 ): Promise<{ lines: number; completeBytes: number; tornBytes: number }> {
-  const sizeBytes = await stat(path).then(
-    (stats) => stats.size,
-    (error: NodeJS.ErrnoException) => {
-      if (error.code === "ENOENT") return 0;
-      throw error;
-    },
-  );
-  let offset = fromBytes;
-  let lineNumber = 0;
-  if (sizeBytes <= fromBytes) return { lines: 0, completeBytes: fromBytes, tornBytes: 0 };
-  for await (const line of createInterface({ input: createReadStream(path, { encoding: "utf8", start: fromBytes }), crlfDelay: Infinity })) {
-    const lineBytes = Buffer.byteLength(line) + 1;
-    if (offset + lineBytes > sizeBytes) return { lines: lineNumber, completeBytes: offset, tornBytes: sizeBytes - offset };
-    lineNumber += 1;
-    // Line numbers count from the start of the file only when reading starts there.
-    const where = fromBytes === 0 ? `${path}:${lineNumber}` : `${path}: the line at byte ${offset}`;
-    let entry: T;
+  const decode = (raw: unknown): T => {
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new RecordDecodeError("", "must be a JSON object");
     try {
-      entry = decodeLine(JSON.parse(line) as Record<string, unknown>, `line ${lineNumber}`);
+      return decodeLine(raw as Record<string, unknown>, "record");
     } catch (error) {
-      throw new GatewayLogError(`${where}: not a payment record (${(error as Error).message}); refusing to start, fix or restore the file`);
+      // The record's own checks name the field; the reader adds the file and the line.
+      if (error instanceof GatewayLogError) throw new RecordDecodeError("", `is not a payment record (${error.message})`);
+      throw error;
     }
-    const pending = onEntry(entry, offset, offset + lineBytes, where);
-    if (pending !== undefined) await pending;
-    offset += lineBytes;
+  };
+  try {
+    return await readJsonLines(path, decode, onEntry, { fromBytes });
+  } catch (error) {
+    if (error instanceof JsonLinesError) throw new GatewayLogError(error.message, { cause: error });
+    throw error;
   }
-  return { lines: lineNumber, completeBytes: offset, tornBytes: 0 };
 }
 
 /** Every payment record as the files hold them now, archived ones included, for tools that read a data dir (no lock taken). */
