@@ -13,8 +13,8 @@ import {
   rewriteBankRows,
   serializeAccountsCsv,
   type AccountRow,
-  type BankAccount,
 } from "../src/core/bank/store/file/accounts-csv.js";
+import type { Account } from "../src/core/domain/ledger.js";
 import { balanceMinorMax } from "../src/core/domain/money.js";
 import { hashPassword, isPasswordHash, verifyPassword } from "../src/core/bank/passwords.js";
 
@@ -207,7 +207,7 @@ describe("rewriteBankRows and loadBankAccounts (on disk)", () => {
 
   it("rewriteBankRows changes only the named bank's rows", async () => {
     const file = await seedFile(`${accountsHeader}\nalice,1000,alice123,SBI\nalice,300,alice-hdfc,HDFC\nbob,500,bob123,HDFC\ncarol,750,carol123,SBI\n`);
-    const accounts = new Map<string, BankAccount>([
+    const accounts = new Map<string, Account>([
       ["alice", { balanceMinor: 12_345n, password: "new-alice" }],
       ["ghost", { balanceMinor: 1n, password: "ghost" }], // not a row of the file: never added
     ]);
@@ -245,7 +245,7 @@ describe("rewriteBankRows and loadBankAccounts (on disk)", () => {
   for (const [shape, text] of shapes) {
     it(`rewriteBankRows writes the parser's reading of a file with ${shape}, with the rows replaced`, async () => {
       const file = await seedFile(text);
-      const accounts = new Map<string, BankAccount>([["alice", { balanceMinor: 4_200n, password: "new-alice" }], [`${"a".repeat(64)}`, { balanceMinor: 9n, password: "long" }]]);
+      const accounts = new Map<string, Account>([["alice", { balanceMinor: 4_200n, password: "new-alice" }], [`${"a".repeat(64)}`, { balanceMinor: 9n, password: "long" }]]);
       const expected = parseAccountsCsv(text, file).map((row) => {
         const account = row.bank === "SBI" ? accounts.get(row.username) : undefined;
         return account === undefined ? row : { ...row, balanceMinor: account.balanceMinor, password: account.password };

@@ -1,14 +1,18 @@
-// Specification of src/core/participant.ts: one bank's accounts and its side of two-phase commit, on real
-// files in a temp dir (no sockets). Every test gets its own copy of the files; the clock is injected.
+// Specification of src/core/bank/participant.ts: one bank's accounts and its side of two-phase commit, on real
+// files in a temp dir through its file store (no sockets), and at its seam with the store over one in memory.
+// Every test gets its own copy of the files; the clock is injected.
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Participant } from "../src/core/bank/participant.js";
+import { FileLedgerStore, type FileLedgerStoreOptions } from "../src/core/bank/store/file/file-ledger-store.js";
 import { readBankState } from "../src/core/bank/store/file/bank-state.js";
 import { waitUntil } from "./helpers/network.js";
 import { PaymentError, type Reason } from "../src/core/domain/errors.js";
+import type { Account, LedgerEntry } from "../src/core/domain/ledger.js";
+import type { LedgerState, LedgerStore } from "../src/core/bank/store/ledger-store.js";
 import { parseAccountsCsv, type AccountRow } from "../src/core/bank/store/file/accounts-csv.js";
 import { isPasswordHash, verifyPassword } from "../src/core/bank/passwords.js";
 
@@ -58,8 +62,24 @@ describe("Participant", () => {
     opened.push(participant);
     return participant;
   }
+  /** The file store under each participant opened on files. */
+  const stores = new Map<Participant, FileLedgerStore>();
+  function storeOf(participant: Participant): FileLedgerStore {
+    const store = stores.get(participant);
+    assert.ok(store !== undefined, "a participant opened on files");
+    return store;
+  }
+
+  /** A participant over the bank's files, as the bank process opens it. */
+  async function openOnFiles(files: BankFiles, finishedRetainedMax: number, storeOptions: Pick<FileLedgerStoreOptions, "checkpointDelayMs" | "checkpointEntriesMax" | "onWriteFailure"> = {}): Promise<Participant> {
+    const store = await FileLedgerStore.open({ bank, files, finishedRetainedMax, ...storeOptions });
+    const participant = await tracked(Participant.open(store, { bank, holdTimeoutMs, finishedRetainedMax, nowMs: () => clock.nowMs }));
+    stores.set(participant, store);
+    return participant;
+  }
   afterEach(async () => {
     for (const participant of opened.splice(0)) await participant.close().catch(() => undefined);
+    stores.clear();
   });
 
   async function newFiles(options: { csv?: string; pending?: unknown } = {}): Promise<BankFiles> {
@@ -77,7 +97,7 @@ describe("Participant", () => {
   }
 
   function open(files: BankFiles, finishedRetainedMax = 1_000): Promise<Participant> {
-    return tracked(Participant.open({ bank, ...files, holdTimeoutMs, finishedRetainedMax, nowMs: () => clock.nowMs }));
+    return openOnFiles(files, finishedRetainedMax);
   }
 
   async function fresh(): Promise<{ files: BankFiles; participant: Participant }> {
@@ -236,7 +256,7 @@ describe("Participant", () => {
     const durable = await durableState(files);
     assert.deepEqual(durable.holds, new Map());
     assert.deepEqual([...durable.finished.values()], [{ paymentId: "p1", outcome: "aborted", atMs: startMs, replyBalanceMinor: null }]);
-    await participant.flushCheckpoint();
+    await storeOf(participant).flushCheckpoint();
     assert.deepEqual((await pendingSection(files)).holds, []);
     assert.deepEqual(await finishedOnDisk(files), [{ paymentId: "p1", outcome: "aborted", atMs: startMs, replyBalanceMinor: null }]);
   });
@@ -302,7 +322,7 @@ describe("Participant", () => {
     await participant.commit("c1");
     await participant.transfer("t1", "bob", "alice", 75n, clock.nowMs);
     await participant.prepare("open-hold", "alice", "debit", 100n); // not committed: not on disk
-    await participant.flushCheckpoint();
+    await storeOf(participant).flushCheckpoint();
     assert.deepEqual(await csvBalances(files), ["alice@SBI=9025", "bob@SBI=6000", "carol@HDFC=1000", "alice@HDFC=700"]);
     const rows = await csvRows(files);
     for (const row of rows.filter((row) => row.bank === bank)) assert.equal(isPasswordHash(row.password), true, `${row.username}@${bank} is hashed`);
@@ -424,12 +444,12 @@ describe("Participant", () => {
   it("keeps the CSV equal to the committed balances when checkpoints follow each other closely", async () => {
     clock.nowMs = startMs;
     const files = await newFiles();
-    const participant = await tracked(Participant.open({ bank, ...files, holdTimeoutMs, finishedRetainedMax: 1_000, nowMs: () => clock.nowMs, checkpointDelayMs: 0 }));
+    const participant = await openOnFiles(files, 1_000, { checkpointDelayMs: 0 });
     // Waves of transfers, each wave durable before the next starts, so that many checkpoints are due at once.
     for (let wave = 0; wave < 20; wave += 1) {
       await Promise.all(Array.from({ length: 10 }, (_, index) => participant.transfer(`w${wave}-${index}`, index % 2 === 0 ? "alice" : "bob", index % 2 === 0 ? "bob" : "alice", BigInt(wave + index + 1), clock.nowMs)));
     }
-    await participant.flushCheckpoint();
+    await storeOf(participant).flushCheckpoint();
     const onDisk = new Map((await csvRows(files)).filter((row) => row.bank === bank).map((row) => [row.username, row.balanceMinor]));
     assert.equal(onDisk.get("alice"), participant.balance("alice").balanceMinor);
     assert.equal(onDisk.get("bob"), participant.balance("bob").balanceMinor);
@@ -443,7 +463,7 @@ describe("Participant", () => {
     await participant.abort("a1");
     await participant.abort("a2");
     await participant.transfer("t3", "alice", "bob", 1n, clock.nowMs);
-    await participant.flushCheckpoint(); // t3 is finished once its balances are in the CSV
+    await storeOf(participant).flushCheckpoint(); // t3 is finished once its balances are in the CSV
     assert.deepEqual(
       participant.finishedIds(),
       ["a2", "t3"],
@@ -537,7 +557,7 @@ describe("Participant", () => {
   describe("the journal", () => {
     /** A bank whose checkpoints wait for a flush, a close or a full generation: its changes stay in the journal. */
     function openLazy(files: BankFiles, checkpointEntriesMax = 1_000_000): Promise<Participant> {
-      return tracked(Participant.open({ bank, ...files, holdTimeoutMs, finishedRetainedMax: 1_000, nowMs: () => clock.nowMs, checkpointDelayMs: 3_600_000, checkpointEntriesMax }));
+      return openOnFiles(files, 1_000, { checkpointDelayMs: 3_600_000, checkpointEntriesMax });
     }
 
     async function journals(files: BankFiles): Promise<string[]> {
@@ -610,6 +630,27 @@ describe("Participant", () => {
       assert.deepEqual(await journals(files), []);
     });
 
+    it("a journal append that fails stops the store: reported once, the operation rejected, every later append and settled() refused", async () => {
+      clock.nowMs = startMs;
+      const files = await newFiles();
+      const failures: unknown[] = [];
+      const participant = await openOnFiles(files, 1_000, { checkpointDelayMs: 3_600_000, onWriteFailure: (error) => failures.push(error) });
+      // The journal is opened at its first append: a file where its directory was makes that append fail.
+      await rm(files.journalDirectory, { recursive: true });
+      await writeFile(files.journalDirectory, "not a directory");
+      const failure = await participant.prepare("p1", "alice", "debit", 1_000n).then(
+        () => assert.fail("a hold that is not durable must not be a yes"),
+        (error: unknown) => error,
+      );
+      assert.equal(failures.length, 1);
+      assert.equal(failures[0], failure);
+      const store = storeOf(participant);
+      await assert.rejects(store.append([{ op: "abort", paymentId: "a1", atMs: startMs }]), (error) => error === failure);
+      await assert.rejects(store.settled(), (error) => error === failure);
+      await assert.rejects(participant.transfer("t1", "alice", "bob", 1n, clock.nowMs), (error) => error === failure);
+      assert.equal(failures.length, 1, "reported once");
+    });
+
     it("replays a generation whose checkpoint was cut short after the CSV was written: the absolute balances apply once", async () => {
       clock.nowMs = startMs;
       const files = await newFiles();
@@ -623,5 +664,115 @@ describe("Participant", () => {
       assert.equal(reopened.totalBalanceMinor(), 15_025n);
       await reopened.close();
     });
+  });
+});
+
+/** A ledger store in memory whose every append waits until the test settles it, in order. */
+class ManualStore implements LedgerStore {
+  readonly appended: LedgerEntry[][] = [];
+  readonly #writes: Array<{ resolve: () => void; reject: (error: Error) => void }> = [];
+  /** Settles once the last append so far has. */
+  #last: Promise<void> = Promise.resolve();
+  readonly #state: LedgerState;
+
+  constructor(accounts: Array<[string, bigint]>) {
+    this.#state = {
+      accounts: new Map(accounts.map(([username, balanceMinor]): [string, Account] => [username, { balanceMinor, password: "unused" }])),
+      holds: new Map(),
+      finished: new Map(),
+      transfersForgottenThroughMs: 0,
+    };
+  }
+
+  async load(): Promise<LedgerState> {
+    return this.#state;
+  }
+
+  append(entries: readonly LedgerEntry[]): Promise<void> {
+    this.appended.push([...entries]);
+    const write = new Promise<void>((resolve, reject) => this.#writes.push({ resolve, reject }));
+    this.#last = write.catch(() => undefined);
+    return write;
+  }
+
+  settled(): Promise<void> {
+    return this.#last;
+  }
+
+  async close(): Promise<void> {}
+
+  /** Completes the oldest append not yet completed. */
+  resolveNext(): void {
+    const write = this.#writes.shift();
+    assert.ok(write !== undefined, "an append to complete");
+    write.resolve();
+  }
+
+  rejectNext(error: Error): void {
+    const write = this.#writes.shift();
+    assert.ok(write !== undefined, "an append to fail");
+    write.reject(error);
+  }
+}
+
+/** Tracks how a promise settled, without leaving a rejection unhandled. */
+function observe(promise: Promise<unknown>) {
+  const state: { settled: "pending" | "resolved" | "rejected"; error: unknown } = { settled: "pending", error: undefined };
+  promise.then(
+    () => {
+      state.settled = "resolved";
+    },
+    (error: unknown) => {
+      state.settled = "rejected";
+      state.error = error;
+    },
+  );
+  return state;
+}
+
+/** Lets every already-queued promise reaction run (one macrotask turn); not a delay that decides an outcome. */
+function drainMicrotasks(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+describe("Participant over its LedgerStore", () => {
+  const options = { bank, holdTimeoutMs, finishedRetainedMax: 1_000, nowMs: () => startMs };
+
+  it("answers a prepare only once the store's append of its hold has resolved; a repeat waits for it too", async () => {
+    const store = new ManualStore([["alice", 10_000n], ["bob", 5_025n]]);
+    const participant = await Participant.open(store, options);
+    const vote = observe(participant.prepare("p1", "alice", "debit", 6_000n));
+    await drainMicrotasks();
+    assert.deepEqual(store.appended, [[{ op: "hold", paymentId: "p1", username: "alice", kind: "debit", amountMinor: 6_000n, preparedAtMs: startMs, expiresAtMs: startMs + holdTimeoutMs }]]);
+    assert.equal(vote.settled, "pending", "no vote before the hold is durable");
+    assert.equal(participant.balance("alice").availableMinor, 4_000n, "the hold counts in memory at once");
+    const repeat = observe(participant.prepare("p1", "alice", "debit", 6_000n));
+    await drainMicrotasks();
+    assert.equal(repeat.settled, "pending", "a repeat waits for the first vote's append");
+    assert.equal(store.appended.length, 1, "a repeat appends nothing");
+    store.resolveNext();
+    await drainMicrotasks();
+    assert.equal(vote.settled, "resolved");
+    assert.equal(repeat.settled, "resolved");
+  });
+
+  it("rejects an operation whose append rejected, and refuses every later one without appending", async () => {
+    const store = new ManualStore([["alice", 10_000n], ["bob", 5_025n]]);
+    const participant = await Participant.open(store, options);
+    const failure = new Error("EIO: the disk failed");
+    const vote = observe(participant.prepare("p1", "alice", "debit", 1_000n));
+    await drainMicrotasks();
+    store.rejectNext(failure);
+    await drainMicrotasks();
+    assert.equal(vote.settled, "rejected");
+    assert.equal(vote.error, failure);
+    // Memory may be ahead of disk: nothing more is answered, not even a repeat, and nothing more is appended.
+    await assert.rejects(participant.prepare("p1", "alice", "debit", 1_000n), (error) => error === failure);
+    await assert.rejects(participant.prepare("p2", "bob", "credit", 1n), (error) => error === failure);
+    await assert.rejects(participant.commit("p1"), (error) => error === failure);
+    await assert.rejects(participant.abort("p1"), (error) => error === failure);
+    await assert.rejects(participant.transfer("t1", "alice", "bob", 1n, startMs), (error) => error === failure);
+    await assert.rejects(participant.settleTransfer("t2", startMs), (error) => error === failure);
+    assert.equal(store.appended.length, 1);
   });
 });

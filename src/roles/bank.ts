@@ -6,6 +6,8 @@ import { dataPaths, finishedLogPath } from "../core/durable/paths.js";
 import { bankFiles, loadIdentity } from "../core/transport/certificates.js";
 import { clientCredentials, expectServerName, serverCredentials } from "../core/transport/tls.js";
 import { Participant } from "../core/bank/participant.js";
+import { FileLedgerStore } from "../core/bank/store/file/file-ledger-store.js";
+import { bankStateFiles } from "../core/bank/store/file/bank-state.js";
 import { bankService } from "../core/bank/bank-service.js";
 import { Bank, Decision, PaymentGateway } from "../gen/paynet/v1/paynet_pb.js";
 import { addService, createClient } from "../core/transport/rpc.js";
@@ -80,13 +82,9 @@ export async function runBank(flags: BankFlags): Promise<void> {
   // One process per bank: its rows, its pending section and its finished log are its alone.
   const releaseBankLock = await holdFileLock(finishedLogPath(paths, bank));
   for (const name of await removeStaleTempFiles(dirname(paths.accountsCsv))) logger.warn({ file: name }, "removed a temp file left by a process that died mid-write");
-  const participant = await Participant.open({
+  const store = await FileLedgerStore.open({
     bank,
-    accountsCsvPath: paths.accountsCsv,
-    pendingJsonPath: paths.pendingJson,
-    finishedLogPath: finishedLogPath(paths, bank),
-    journalDirectory: dirname(paths.pendingJson),
-    holdTimeoutMs: flags.holdTimeoutMs,
+    files: bankStateFiles(paths, bank),
     finishedRetainedMax: bankTimeouts.finishedRetainedMax,
     logger,
     onWriteFailure: (error) => {
@@ -95,6 +93,7 @@ export async function runBank(flags: BankFlags): Promise<void> {
       process.exit(70);
     },
   });
+  const participant = await Participant.open(store, { bank, holdTimeoutMs: flags.holdTimeoutMs, finishedRetainedMax: bankTimeouts.finishedRetainedMax, logger });
 
   const server = newServer();
   addService(server, Bank, bankService(participant), {

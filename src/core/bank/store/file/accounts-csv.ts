@@ -5,6 +5,7 @@ import { writeFileAtomic } from "../../../durable/files.js";
 import { withFileLock } from "../../../durable/file-lock.js";
 import { balanceMinorMax, parseDecimalMinor } from "../../../domain/money.js";
 import { validateBankName, validateUsername } from "../../../domain/validate.js";
+import type { Account } from "../../../domain/ledger.js";
 
 export interface AccountRow {
   username: string;
@@ -80,11 +81,6 @@ export function banksOf(rows: readonly AccountRow[]): string[] {
   return [...new Set(rows.map((row) => row.bank))];
 }
 
-export interface BankAccount {
-  balanceMinor: bigint;
-  password: string;
-}
-
 const byte = { newline: 0x0a, comma: 0x2c, dot: 0x2e, quote: 0x22, zero: 0x30, nine: 0x39, at: 0x40, dash: 0x2d, underscore: 0x5f, space: 0x20, del: 0x7f };
 
 /**
@@ -155,7 +151,7 @@ function bytesEqual(data: Uint8Array, start: number, end: number, name: Uint8Arr
  * The file with the rows of `bank` named in `accounts` replaced, every other byte kept, or null if some line
  * is not in canonical form. Unchanged stretches are slices of `data`: only the replaced rows are new.
  */
-function replaceCanonicalRows(data: Buffer, bank: string, accounts: ReadonlyMap<string, BankAccount>): Buffer | null {
+function replaceCanonicalRows(data: Buffer, bank: string, accounts: ReadonlyMap<string, Account>): Buffer | null {
   const firstNewline = data.indexOf(byte.newline);
   const firstLineEnd = firstNewline < 0 ? data.length : firstNewline;
   const hasHeader = data.toString("utf8", 0, firstLineEnd).trim().toLowerCase().replace(/\s/g, "") === accountsHeader;
@@ -185,7 +181,7 @@ function replaceCanonicalRows(data: Buffer, bank: string, accounts: ReadonlyMap<
   return Buffer.concat(parts);
 }
 
-function replaceParsedRows(rows: readonly AccountRow[], bank: string, accounts: ReadonlyMap<string, BankAccount>): string {
+function replaceParsedRows(rows: readonly AccountRow[], bank: string, accounts: ReadonlyMap<string, Account>): string {
   return serializeAccountsCsv(
     rows.map((row) => {
       const account = row.bank === bank ? accounts.get(row.username) : undefined;
@@ -199,7 +195,7 @@ function replaceParsedRows(rows: readonly AccountRow[], bank: string, accounts: 
  * under the file's lock, atomically. Every other line is kept as it is on disk. A file any of whose lines is
  * malformed is refused, naming the line, and left as it was.
  */
-export async function rewriteBankRows(path: string, bank: string, accounts: ReadonlyMap<string, BankAccount>): Promise<void> {
+export async function rewriteBankRows(path: string, bank: string, accounts: ReadonlyMap<string, Account>): Promise<void> {
   await withFileLock(path, async (stillHeld) => {
     const data = await readFile(path).catch((error: NodeJS.ErrnoException) => {
       throw new AccountsFileError(`${path}: cannot read accounts file: ${error.code ?? error.message}`);
@@ -217,7 +213,7 @@ export async function loadBankAccounts(
   bank: string,
   hash: (password: string) => Promise<string>,
   isHashed: (stored: string) => boolean,
-): Promise<Map<string, BankAccount>> {
+): Promise<Map<string, Account>> {
   return withFileLock(path, async (stillHeld) => {
     const rows = await readAccountsCsv(path);
     let migrated = false;

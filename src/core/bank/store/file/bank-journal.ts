@@ -7,20 +7,7 @@
 import { readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { AppendOnlyFile } from "../../../durable/files.js";
-import type { Finished, LegKind } from "./pending-file.js";
-
-export type JournalEntry =
-  | { op: "hold"; paymentId: string; username: string; kind: LegKind; amountMinor: bigint; preparedAtMs: number; expiresAtMs: number }
-  | { op: "commit"; paymentId: string; balancesMinor: Record<string, bigint>; replyBalanceMinor: bigint; atMs: number; begunAtMs?: number }
-  | { op: "abort"; paymentId: string; atMs: number };
-
-/** The finished payment a decided entry records (what the finished log keeps once it is folded in). */
-export function finishedOf(entry: Exclude<JournalEntry, { op: "hold" }>): Finished {
-  if (entry.op === "abort") return { paymentId: entry.paymentId, outcome: "aborted", atMs: entry.atMs, replyBalanceMinor: null };
-  const finished: Finished = { paymentId: entry.paymentId, outcome: "committed", atMs: entry.atMs, replyBalanceMinor: entry.replyBalanceMinor };
-  if (entry.begunAtMs !== undefined) finished.begunAtMs = entry.begunAtMs;
-  return finished;
-}
+import type { LedgerEntry } from "../../../domain/ledger.js";
 
 export class BankJournalError extends Error {
   override readonly name = "BankJournalError";
@@ -47,7 +34,7 @@ export async function listJournalGenerations(directory: string, bank: string): P
 
 // Entries are written field by field, not by spreading: one is made for every leg, and a spread object
 // falls out of V8's fast representation (as the gateway's records did).
-export function encodeEntry(entry: JournalEntry): string {
+export function encodeEntry(entry: LedgerEntry): string {
   switch (entry.op) {
     case "hold":
       return JSON.stringify({
@@ -71,7 +58,7 @@ export function encodeEntry(entry: JournalEntry): string {
 
 const integerText = /^[0-9]{1,20}$/;
 
-function decodeEntry(line: string, where: string): JournalEntry {
+function decodeEntry(line: string, where: string): LedgerEntry {
   let raw: Record<string, unknown>;
   try {
     raw = JSON.parse(line) as Record<string, unknown>;
@@ -103,7 +90,7 @@ function decodeEntry(line: string, where: string): JournalEntry {
       if (typeof balances !== "object" || balances === null || Array.isArray(balances)) throw new BankJournalError(`${where}: balancesMinor must be an object`);
       const balancesMinor: Record<string, bigint> = {};
       for (const [username, value] of Object.entries(balances)) balancesMinor[username] = minor(value, `balancesMinor.${username}`);
-      const entry: JournalEntry = { op: "commit", paymentId: text("paymentId"), balancesMinor, replyBalanceMinor: minor(raw.replyBalanceMinor, "replyBalanceMinor"), atMs: integer("atMs") };
+      const entry: LedgerEntry = { op: "commit", paymentId: text("paymentId"), balancesMinor, replyBalanceMinor: minor(raw.replyBalanceMinor, "replyBalanceMinor"), atMs: integer("atMs") };
       if (raw.begunAtMs !== undefined) entry.begunAtMs = integer("begunAtMs");
       return entry;
     }
@@ -119,7 +106,7 @@ function decodeEntry(line: string, where: string): JournalEntry {
  * crash before its fsync returned (nothing was answered on it): it is left out. Any other bad line is
  * refused by file and line: the journal is the only copy of what it records.
  */
-export async function readJournal(path: string): Promise<{ entries: JournalEntry[]; completeBytes: number; tornBytes: number }> {
+export async function readJournal(path: string): Promise<{ entries: LedgerEntry[]; completeBytes: number; tornBytes: number }> {
   const buffer = await readFile(path).catch((error: NodeJS.ErrnoException) => {
     if (error.code === "ENOENT") return Buffer.alloc(0);
     throw error;
@@ -162,7 +149,7 @@ export class BankJournal {
   }
 
   /** Appends the entries and fsyncs them; resolves only once they are durable. */
-  async append(entries: readonly JournalEntry[]): Promise<void> {
+  async append(entries: readonly LedgerEntry[]): Promise<void> {
     if (entries.length === 0) return;
     let text = "";
     for (const entry of entries) text += `${encodeEntry(entry)}\n`;

@@ -3,10 +3,11 @@
 // balances are absolute, so replaying a change the CSV already holds sets the same value again: nothing is
 // applied twice, whichever step of a checkpoint a crash interrupted.
 import { dirname } from "node:path";
-import { banksOf, readAccountsCsv, type BankAccount } from "./accounts-csv.js";
-import { finishedOf, listJournalGenerations, journalPath, readJournal, type JournalEntry } from "./bank-journal.js";
+import { finishedOf, holdOf, type Account, type Finished, type Hold, type LedgerEntry } from "../../../domain/ledger.js";
+import { banksOf, readAccountsCsv } from "./accounts-csv.js";
+import { listJournalGenerations, journalPath, readJournal } from "./bank-journal.js";
 import { readFinishedLog } from "./finished-log.js";
-import { readBankPending, type Finished, type Hold } from "./pending-file.js";
+import { readBankPending } from "./pending-file.js";
 import { finishedLogPath, type DataPaths } from "../../../durable/paths.js";
 
 export interface BankFiles {
@@ -23,7 +24,7 @@ export function bankStateFiles(paths: DataPaths, bank: string): BankFiles {
 
 export interface BankState {
   /** Every account of the bank, balances as durable. */
-  accounts: Map<string, BankAccount>;
+  accounts: Map<string, Account>;
   holds: Map<string, Hold>;
   /** Finished payments, oldest first (the caller bounds how many it keeps). */
   finished: Map<string, Finished>;
@@ -36,11 +37,11 @@ export interface BankState {
 }
 
 /** Applies one journal entry (or an earlier build's applying entry) to the state. */
-export function replayEntry(state: Pick<BankState, "accounts" | "holds" | "finished" | "unfolded">, entry: JournalEntry): void {
+export function replayEntry(state: Pick<BankState, "accounts" | "holds" | "finished" | "unfolded">, entry: LedgerEntry): void {
   state.unfolded.changes += 1;
   switch (entry.op) {
     case "hold":
-      state.holds.set(entry.paymentId, { paymentId: entry.paymentId, username: entry.username, kind: entry.kind, amountMinor: entry.amountMinor, preparedAtMs: entry.preparedAtMs, expiresAtMs: entry.expiresAtMs });
+      state.holds.set(entry.paymentId, holdOf(entry));
       return;
     case "commit": {
       for (const [username, afterMinor] of Object.entries(entry.balancesMinor)) {
@@ -72,7 +73,7 @@ export function replayEntry(state: Pick<BankState, "accounts" | "holds" | "finis
  * caller has read them already (the bank does, migrating passwords and opening the log); the balances in
  * `accounts` are updated in place by the replay.
  */
-export async function readBankState(files: BankFiles, bank: string, accounts?: Map<string, BankAccount>, finishedLog?: readonly Finished[]): Promise<BankState> {
+export async function readBankState(files: BankFiles, bank: string, accounts?: Map<string, Account>, finishedLog?: readonly Finished[]): Promise<BankState> {
   const pending = await readBankPending(files.pendingJsonPath, bank);
   const rows = accounts ?? new Map((await readAccountsCsv(files.accountsCsvPath)).filter((row) => row.bank === bank).map((row) => [row.username, { balanceMinor: row.balanceMinor, password: row.password }]));
   const finished = new Map<string, Finished>(pending.finished);

@@ -10,7 +10,7 @@
 // could be wrong (see Participant.settleTransfer).
 import { readFile, truncate } from "node:fs/promises";
 import { AppendOnlyFile, writeFileAtomic } from "../../../durable/files.js";
-import type { Finished } from "./pending-file.js";
+import { retainNewest, type Finished } from "../../../domain/ledger.js";
 
 export class FinishedLogError extends Error {
   override readonly name = "FinishedLogError";
@@ -39,23 +39,6 @@ function decode(line: string, where: string): Finished {
 }
 
 const watermarkKey = "transfersForgottenThroughMs";
-
-/**
- * Puts `finished` last in `records` (a later record for the same payment replaces the earlier one) and
- * forgets the oldest beyond `retainedMax`. Returns the watermark raised by what was forgotten: the latest
- * start of a forgotten same-bank transfer, or `watermarkMs` unchanged.
- */
-export function retainNewest(records: Map<string, Finished>, finished: Finished, retainedMax: number, watermarkMs: number): number {
-  records.delete(finished.paymentId);
-  records.set(finished.paymentId, finished);
-  let raisedMs = watermarkMs;
-  while (records.size > retainedMax) {
-    const oldest = records.values().next().value as Finished;
-    if (oldest.begunAtMs !== undefined) raisedMs = Math.max(raisedMs, oldest.begunAtMs);
-    records.delete(oldest.paymentId);
-  }
-  return raisedMs;
-}
 
 function parse(text: string, path: string): { records: Finished[]; forgottenThroughMs: number } {
   const lines = text.split("\n");

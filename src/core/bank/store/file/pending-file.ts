@@ -6,18 +6,10 @@
 import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../../../durable/files.js";
 import { withFileLock } from "../../../durable/file-lock.js";
+import type { Finished, Hold } from "../../../domain/ledger.js";
 
-export type LegKind = "debit" | "credit";
-export type FinalOutcome = "committed" | "aborted";
-
-export interface Hold {
-  paymentId: string;
-  username: string;
-  kind: LegKind;
-  amountMinor: bigint;
-  preparedAtMs: number;
-  expiresAtMs: number;
-}
+// Kept for the importers of LegKind from here that are not moved to domain/ledger.ts yet.
+export type { LegKind } from "../../../domain/ledger.js";
 
 /** A decided balance change, recorded before the accounts file is rewritten. */
 export interface Applying {
@@ -25,18 +17,6 @@ export interface Applying {
   balancesMinor: Record<string, bigint>;
   /** The balance returned to the caller (the payer's after a debit, the payee's after a credit). */
   replyBalanceMinor: bigint;
-}
-
-export interface Finished {
-  paymentId: string;
-  outcome: FinalOutcome;
-  atMs: number;
-  replyBalanceMinor: bigint | null;
-  /**
-   * A same-bank transfer's: when the gateway began it, by the gateway's clock. Once the bank forgets the
-   * transfer, this tells a late question about it from a question about a payment never seen.
-   */
-  begunAtMs?: number;
 }
 
 export interface BankPending {
