@@ -8,9 +8,6 @@ import { writeFileAtomic } from "../../../durable/files.js";
 import { withFileLock } from "../../../durable/file-lock.js";
 import type { Finished, Hold } from "../../../domain/ledger.js";
 
-// Kept for the importers of LegKind from here that are not moved to domain/ledger.ts yet.
-export type { LegKind } from "../../../domain/ledger.js";
-
 /** A decided balance change, recorded before the accounts file is rewritten. */
 export interface Applying {
   paymentId: string;

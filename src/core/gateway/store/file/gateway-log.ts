@@ -268,15 +268,26 @@ async function readLines<T>(
       return decodeLine(raw as Record<string, unknown>, "record");
     } catch (error) {
       // The record's own checks name the field; the reader adds the file and the line.
-      if (error instanceof GatewayLogError) throw new RecordDecodeError("", `is not a payment record (${error.message})`);
+      if (error instanceof GatewayLogError) throw new PaymentRecordError(error.message);
       throw error;
     }
   };
   try {
     return await readJsonLines(path, decode, onEntry, { fromBytes });
   } catch (error) {
-    if (error instanceof JsonLinesError) throw new GatewayLogError(error.message, { cause: error });
-    throw error;
+    if (!(error instanceof JsonLinesError)) throw error;
+    if (error.cause instanceof PaymentRecordError) throw new GatewayLogError(`${error.where}: not a payment record (${error.cause.detail}); refusing to start, fix or restore the file`, { cause: error });
+    throw new GatewayLogError(error.message, { cause: error });
+  }
+}
+
+/** A line that is JSON but not a payment record (the record's own checks name the field). */
+class PaymentRecordError extends RecordDecodeError {
+  readonly detail: string;
+
+  constructor(detail: string) {
+    super("", `is not a payment record (${detail})`);
+    this.detail = detail;
   }
 }
 
