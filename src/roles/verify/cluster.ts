@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { Mutex } from "../../core/durable/mutex.js";
+import { Mutex } from "./mutex.js";
 import { TcpProxy } from "./tcp-proxy.js";
 
 const cliPath = fileURLToPath(new URL("../../cli.js", import.meta.url));

@@ -3,7 +3,7 @@
 // partition healed); episodes on one process or proxy run one at a time, others overlap.
 import { crashPointsByRole } from "../../core/faults/crash.js";
 import { Prng } from "./prng.js";
-import { Mutex } from "../../core/durable/mutex.js";
+import { Mutex } from "./mutex.js";
 import type { Cluster, ManagedProcess } from "./cluster.js";
 
 export const faultKinds = ["kill-gateway", "kill-bank", "pause-gateway", "pause-bank", "crash-point", "partition-bank", "partition-clients"] as const;
