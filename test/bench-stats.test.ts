@@ -17,7 +17,7 @@ import {
 } from "../src/roles/bench/stats.js";
 import { accountRefs, benchUsername, choosePayers, generateAccountRows, PaymentPlanner } from "../src/roles/bench/accounts.js";
 import { parseAccountsCsv, serializeAccountsCsv } from "../src/core/bank/store/file/accounts-csv.js";
-import { Prng } from "../src/roles/verify/prng.js";
+import { Prng } from "../src/core/testing/prng.js";
 import { balanceOfCreated, benchUsageError, type BenchFlags } from "../src/roles/bench/bench.js";
 
 describe("percentileOfSorted (nearest rank)", () => {

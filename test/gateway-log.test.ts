@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { GatewayLog, GatewayLogError, readGatewayRecords, type PaymentDetails } from "../src/core/gateway/store/file/gateway-log.js";
 import { dataPaths, type DataPaths } from "../src/core/durable/paths.js";
+import { reasonMessageCharsMax } from "../src/core/domain/payment.js";
 
 function details(index: number): PaymentDetails {
   return { paymentId: `p${index}`, fromUser: "alice", fromBank: "SBI", toUser: "bob", toBank: "HDFC", amountMinor: BigInt(100 + index) };
@@ -140,5 +141,128 @@ describe("the gateway's payment log", () => {
     lines[0] = lines[0]!.replace('"state":"committed"', '"state":"spent"');
     await writeFile(paths.transactionArchive, lines.join("\n"));
     await assert.rejects(GatewayLog.open(paths, { nowMs }), (error: Error) => error instanceof GatewayLogError && error.message.includes(`${paths.transactionArchive}:1`));
+  });
+});
+
+describe("the gateway log's record schemas", () => {
+  let dir: string;
+  let paths: DataPaths;
+  const nowMs = () => 1_800_000_000_000;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "paynet-gateway-schemas-"));
+    paths = dataPaths(dir);
+    await mkdir(dirname(paths.transactionLogsJournal), { recursive: true });
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  // Byte for byte as the build before the schemas wrote them: a payment begun, prepared and committed; one
+  // refused (a message with quotes and a non-ASCII character); a tombstone.
+  const whole1 = '{"paymentId":"p1","fromUser":"alice","fromBank":"SBI","toUser":"bob","toBank":"HDFC","amountMinor":"2500","state":"preparing","reason":null,"reasonMessage":null,"finished":false,"balanceAfterMinor":null,"createdAtMs":1700000000001,"decidedAtMs":null,"finishedAtMs":null}';
+  const whole2 = '{"paymentId":"p2","fromUser":"bob","fromBank":"HDFC","toUser":"alice","toBank":"SBI","amountMinor":"9","state":"preparing","reason":null,"reasonMessage":null,"finished":false,"balanceAfterMinor":null,"createdAtMs":1700000000004,"decidedAtMs":null,"finishedAtMs":null}';
+  const tombstone = '{"paymentId":"p3","fromUser":"","fromBank":"","toUser":"","toBank":"","amountMinor":"0","state":"aborted","reason":"PAYMENT_ABORTED","reasonMessage":"a bank asked about a payment this gateway never began","finished":true,"balanceAfterMinor":null,"createdAtMs":1700000000006,"decidedAtMs":1700000000006,"finishedAtMs":1700000000006}';
+  const earlierJournal = [
+    whole1,
+    '{"progress":"p1","state":"prepared","finished":false}',
+    '{"progress":"p1","state":"committed","finished":true,"balanceAfterMinor":"7500","decidedAtMs":1700000000003,"finishedAtMs":1700000000003}',
+    whole2,
+    '{"progress":"p2","state":"aborted","finished":true,"reason":"INSUFFICIENT_FUNDS","reasonMessage":"bob has 0.00, needs 0.09 \\"quoted\\" é","decidedAtMs":1700000000005,"finishedAtMs":1700000000005}',
+    tombstone,
+  ].map((line) => `${line}\n`).join("");
+  const earlierSnapshot = `{"format":"paynet-gateway-log/1","payments":[{"paymentId":"p1","fromUser":"alice","fromBank":"SBI","toUser":"bob","toBank":"HDFC","amountMinor":"2500","state":"committed","reason":null,"reasonMessage":null,"finished":true,"balanceAfterMinor":"7500","createdAtMs":1700000000001,"decidedAtMs":1700000000003,"finishedAtMs":1700000000003},{"paymentId":"p2","fromUser":"bob","fromBank":"HDFC","toUser":"alice","toBank":"SBI","amountMinor":"9","state":"aborted","reason":"INSUFFICIENT_FUNDS","reasonMessage":"bob has 0.00, needs 0.09 \\"quoted\\" é","finished":true,"balanceAfterMinor":null,"createdAtMs":1700000000004,"decidedAtMs":1700000000005,"finishedAtMs":1700000000005},${tombstone}]}\n`;
+  const expected = {
+    p1: { paymentId: "p1", fromUser: "alice", fromBank: "SBI", toUser: "bob", toBank: "HDFC", amountMinor: 2500n, state: "committed", reason: null, reasonMessage: null, finished: true, balanceAfterMinor: 7500n, createdAtMs: 1700000000001, decidedAtMs: 1700000000003, finishedAtMs: 1700000000003 },
+    p2: { paymentId: "p2", fromUser: "bob", fromBank: "HDFC", toUser: "alice", toBank: "SBI", amountMinor: 9n, state: "aborted", reason: "INSUFFICIENT_FUNDS", reasonMessage: 'bob has 0.00, needs 0.09 "quoted" é', finished: true, balanceAfterMinor: null, createdAtMs: 1700000000004, decidedAtMs: 1700000000005, finishedAtMs: 1700000000005 },
+    p3: { paymentId: "p3", fromUser: "", fromBank: "", toUser: "", toBank: "", amountMinor: 0n, state: "aborted", reason: "PAYMENT_ABORTED", reasonMessage: "a bank asked about a payment this gateway never began", finished: true, balanceAfterMinor: null, createdAtMs: 1700000000006, decidedAtMs: 1700000000006, finishedAtMs: 1700000000006 },
+  };
+
+  it("loads a journal, a snapshot and an archive as the earlier build wrote them", async () => {
+    await writeFile(paths.transactionLogsJournal, earlierJournal);
+    assert.deepEqual(Object.fromEntries(await readGatewayRecords(paths)), expected);
+    await rm(paths.transactionLogsJournal);
+    await writeFile(paths.transactionLogsJson, earlierSnapshot);
+    assert.deepEqual(Object.fromEntries(await readGatewayRecords(paths)), expected);
+    await rm(paths.transactionLogsJson);
+    const archived = (JSON.parse(earlierSnapshot) as { payments: unknown[] }).payments.map((payment) => `${JSON.stringify(payment)}\n`).join("");
+    await writeFile(paths.transactionArchive, archived);
+    const log = await GatewayLog.open(paths, { nowMs });
+    for (const [id, record] of Object.entries(expected)) assert.deepEqual(await log.find(id), record);
+    assert.deepEqual(log.archivedCounts(), { committed: 1, aborted: 2 });
+    await log.close();
+  });
+
+  const int64Max = "9223372036854775807";
+  const beyondInt64 = "9223372036854775808";
+  // Each a second journal line after whole1; null is "refused" or the state of p1 it leaves.
+  const secondLines: ReadonlyArray<[string, string, RegExp | Partial<Record<string, unknown>>]> = [
+    ["an amount of int64's maximum", whole1.replace('"p1"', '"p9"').replace('"2500"', `"${int64Max}"`), {}],
+    ["an amount beyond int64", whole1.replace('"p1"', '"p9"').replace('"2500"', `"${beyondInt64}"`), /:2: not a payment record \(amountMinor must be an integer string from 0 to 9223372036854775807, got "9223372036854775808"\); refusing to start, fix or restore the file$/],
+    ["a negative amount", whole1.replace('"p1"', '"p9"').replace('"2500"', '"-1"'), /:2: not a payment record \(amountMinor must be an integer string from 0 to /],
+    ["a whole record without createdAtMs", whole1.replace('"p1"', '"p9"').replace(',"createdAtMs":1700000000001', ""), /:2: not a payment record \(createdAtMs must be an integer, got nothing\)/],
+    ["a whole record with a reasonMessage that is not a string", whole1.replace('"p1"', '"p9"').replace('"reasonMessage":null', '"reasonMessage":5'), /:2: not a payment record \(reasonMessage must be a string, got 5\)/],
+    ["an unknown state", whole1.replace('"p1"', '"p9"').replace('"preparing"', '"lost"'), /:2: not a payment record \(state must be one of "preparing", "prepared", "committed", "aborted", got "lost"\)/],
+    ["progress with balanceAfterMinor at int64's maximum", `{"progress":"p1","state":"committed","finished":false,"balanceAfterMinor":"${int64Max}"}`, { state: "committed", balanceAfterMinor: BigInt(int64Max) }],
+    ["progress with balanceAfterMinor beyond int64", `{"progress":"p1","state":"committed","finished":false,"balanceAfterMinor":"${beyondInt64}"}`, /:2: not a payment record \(balanceAfterMinor must be an integer string from 0 to 9223372036854775807, got "9223372036854775808"\)/],
+    ["progress with its null fields written out", '{"progress":"p1","state":"aborted","finished":true,"reason":null,"reasonMessage":null,"balanceAfterMinor":null,"decidedAtMs":null,"finishedAtMs":null}', { state: "aborted", finished: true, reason: null, decidedAtMs: null }],
+    ["progress with an unknown reason", '{"progress":"p1","state":"aborted","finished":true,"reason":"NOPE"}', /:2: not a payment record \(reason must be a known reason, got "NOPE"\)/],
+    ["progress with an empty id", '{"progress":"","state":"aborted","finished":true}', /:2: not a payment record \(progress must be a non-empty string, got ""\)/],
+    ["progress without finished", '{"progress":"p1","state":"aborted"}', /:2: not a payment record \(finished must be a boolean, got nothing\)/],
+    ["progress with a fractional time", '{"progress":"p1","state":"aborted","finished":true,"decidedAtMs":1.5}', /:2: not a payment record \(decidedAtMs must be an integer, got 1\.5\)/],
+    ["an array", "[1]", /:2: not a payment record \(the record must be an object, got an array\)/],
+    ["not JSON", '{"progress":', /transaction_logs\.journal:2: not JSON \(/],
+  ];
+  for (const [name, second, outcome] of secondLines) {
+    it(`journal: ${outcome instanceof RegExp ? "refuses" : "reads"} ${name}`, async () => {
+      await writeFile(paths.transactionLogsJournal, `${whole1}\n${second}\n`);
+      if (outcome instanceof RegExp) {
+        await assert.rejects(GatewayLog.open(paths, { nowMs }), (error: Error) => {
+          assert.ok(error instanceof GatewayLogError, `a GatewayLogError, got ${String(error)}`);
+          assert.ok(error.message.startsWith(`${paths.transactionLogsJournal}:2: `), error.message);
+          assert.match(error.message, outcome);
+          return true;
+        });
+        assert.equal(await readFile(paths.transactionLogsJournal, "utf8"), `${whole1}\n${second}\n`, "a refused file is left as it was");
+        return;
+      }
+      const records = await readGatewayRecords(paths);
+      for (const [key, value] of Object.entries(outcome)) assert.deepEqual((records.get("p1") as unknown as Record<string, unknown>)[key], value, key);
+      if (second.startsWith('{"paymentId"')) assert.equal(records.get("p9")?.amountMinor, BigInt(int64Max));
+    });
+  }
+
+  it("refuses a damaged snapshot entry, naming the file and the entry", async () => {
+    await writeFile(paths.transactionLogsJson, earlierSnapshot.replace('"amountMinor":"9"', `"amountMinor":"${beyondInt64}"`));
+    await assert.rejects(GatewayLog.open(paths, { nowMs }), (error: Error) => {
+      assert.ok(error instanceof GatewayLogError);
+      assert.equal(error.message, `${paths.transactionLogsJson}: not a paynet-gateway-log/1 document (payments[1].amountMinor must be an integer string from 0 to 9223372036854775807, got "9223372036854775808"); refusing to start, fix or restore the file`);
+      return true;
+    });
+    await writeFile(paths.transactionLogsJson, '{"format":"paynet-gateway-log/2","payments":[]}');
+    await assert.rejects(GatewayLog.open(paths, { nowMs }), /transaction_logs\.json: not a paynet-gateway-log\/1 document \(format must be "paynet-gateway-log\/1", got "paynet-gateway-log\/2"\)/);
+    await writeFile(paths.transactionLogsJson, "null");
+    await assert.rejects(GatewayLog.open(paths, { nowMs }), /transaction_logs\.json: not a paynet-gateway-log\/1 document \(the record must be an object, got null\)/);
+  });
+
+  it("refuses a damaged archive line with its file, line and field", async () => {
+    await writeFile(paths.transactionArchive, `${tombstone}\n${tombstone.replace('"p3"', '"p4"').replace('"finished":true', '"finished":"yes"')}\n`);
+    await assert.rejects(GatewayLog.open(paths, { nowMs }), (error: Error) => {
+      assert.ok(error instanceof GatewayLogError);
+      assert.equal(error.message, `${paths.transactionArchive}:2: not a payment record (finished must be a boolean, got "yes"); refusing to start, fix or restore the file`);
+      return true;
+    });
+  });
+
+  it("keeps a refusal's message only up to reasonMessageCharsMax, so that every line fits its reader", async () => {
+    const log = await GatewayLog.open(paths, { nowMs });
+    await begin(log, details(0));
+    const change = { paymentId: "p0", state: "aborted" as const, outcome: { reason: "INTERNAL" as const, reasonMessage: "€".repeat(2 ** 20 / 3 + 1), finished: true } };
+    const recorded = await log.advance(change);
+    assert.equal(recorded.reasonMessage, "€".repeat(reasonMessageCharsMax));
+    await log.close();
+    const reopened = await GatewayLog.open(paths, { nowMs });
+    assert.equal((await reopened.find("p0"))?.reasonMessage, "€".repeat(reasonMessageCharsMax));
+    await reopened.close();
   });
 });

@@ -6,6 +6,8 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import {
   JsonLinesError,
   RecordDecodeError,
@@ -13,13 +15,16 @@ import {
   boolean,
   decodeJsonLines,
   decodeRecord,
+  fitsOneLine,
   int64Max,
   int64Min,
   int64String,
   literal,
+  maxLineBytesDefault,
   minorUnits,
   nonEmptyString,
   nullable,
+  nullWhenAbsent,
   object,
   oneOf,
   optional,
@@ -171,6 +176,11 @@ describe("scalar decoders", () => {
     ["optional", optional(minorUnits()), undefined, undefined],
     ["optional", optional(minorUnits()), "5", 5n],
     ["optional", optional(minorUnits()), null, "refused"],
+    ["nullWhenAbsent", nullWhenAbsent(minorUnits()), undefined, null],
+    ["nullWhenAbsent", nullWhenAbsent(minorUnits()), null, null],
+    ["nullWhenAbsent", nullWhenAbsent(minorUnits()), "5", 5n],
+    ["nullWhenAbsent", nullWhenAbsent(minorUnits()), "-5", "refused"],
+    ["nullWhenAbsent", nullWhenAbsent(minorUnits()), 5, "refused"],
     ["refine", refine(string(), (value) => value.startsWith("p"), "must start with p"), "p1", "p1"],
     ["refine", refine(string(), (value) => value.startsWith("p"), "must start with p"), "q1", "refused"],
   ];
@@ -251,6 +261,95 @@ describe("object, record, array, union", () => {
     const broken = object({ a: (() => { throw new TypeError("bug"); }) as Decoder<never> });
     assert.throws(() => broken({ a: 1 }), TypeError);
     assert.throws(() => decodeRecord(broken, { a: 1 }), TypeError);
+  });
+});
+
+describe("object(): its builder, written out for the shape, and the loop used where code generation is disallowed", () => {
+  // Both are run on each case; the loop in a child process started with code generation disallowed.
+  const cases: ReadonlyArray<[string, unknown]> = [
+    ["all fields", { a: "x", b: "y", c: 1, "a b": true, 'q"t': "q", é: null, d: 2 }],
+    ["an optional field in the middle left out, order kept", { a: "x", c: 1, "a b": false, 'q"t': "q", é: "e", d: 2 }],
+    ["the optional field at the end left out", { a: "x", b: "y", c: 1, "a b": true, 'q"t': "q", é: null }],
+    ["unknown keys ignored", { z: 1, d: 2, é: null, 'q"t': "", "a b": true, c: 3, a: "", extra: [] }],
+    ["a bad field after an optional one", { a: "x", c: "one", "a b": true, 'q"t': "q", é: null }],
+    ["a bad field with an odd name", { a: "x", c: 1, "a b": "yes", 'q"t': "q", é: null }],
+    ["a bad field with a quote in its name", { a: "x", c: 1, "a b": true, 'q"t': 5, é: null }],
+    ["a required field missing", { a: "x", c: 1, "a b": true, é: null }],
+    ["not an object", "x"],
+  ];
+  const decodeAll = `
+    const shape = { a: J.string(), b: J.optional(J.string()), c: J.safeInteger(), "a b": J.boolean(), 'q"t': J.string(), "é": J.nullable(J.string()), d: J.optional(J.safeInteger()) };
+    const decode = J.object(shape);
+    const outcomes = cases.map(([, value]) => {
+      try {
+        const decoded = decode(value);
+        return { keys: Object.keys(decoded), decoded };
+      } catch (error) {
+        return { field: error.field, message: error.message, name: error.constructor.name };
+      }
+    });`;
+  const moduleUrl = new URL("../src/core/durable/jsonl.ts", import.meta.url).href;
+
+  function run(codeGeneration: boolean): unknown[] {
+    const script = `const J = await import(${JSON.stringify(moduleUrl)}); const cases = ${JSON.stringify(cases)}; ${decodeAll} process.stdout.write(JSON.stringify(outcomes));`;
+    const flags = codeGeneration ? [] : ["--disallow-code-generation-from-strings"];
+    const child = spawnSync(process.execPath, [...flags, "--import", "tsx", "--input-type=module", "-e", script], { encoding: "utf8", cwd: fileURLToPath(new URL("..", import.meta.url)) });
+    assert.equal(child.status, 0, child.stderr);
+    return JSON.parse(child.stdout) as unknown[];
+  }
+
+  it("decode alike, field by field, in the shape's order, naming the bad field", () => {
+    const compiled = run(true);
+    assert.deepEqual(run(false), compiled);
+    assert.deepEqual(compiled, [
+      { keys: ["a", "b", "c", "a b", 'q"t', "é", "d"], decoded: { a: "x", b: "y", c: 1, "a b": true, 'q"t': "q", é: null, d: 2 } },
+      { keys: ["a", "c", "a b", 'q"t', "é", "d"], decoded: { a: "x", c: 1, "a b": false, 'q"t': "q", é: "e", d: 2 } },
+      { keys: ["a", "b", "c", "a b", 'q"t', "é"], decoded: { a: "x", b: "y", c: 1, "a b": true, 'q"t': "q", é: null } },
+      { keys: ["a", "c", "a b", 'q"t', "é", "d"], decoded: { a: "", c: 3, "a b": true, 'q"t': "", é: null, d: 2 } },
+      { field: "c", message: 'c must be an integer, got "one"', name: "RecordDecodeError" },
+      { field: '["a b"]', message: '["a b"] must be a boolean, got "yes"', name: "RecordDecodeError" },
+      { field: '["q\\"t"]', message: '["q\\"t"] must be a string, got 5', name: "RecordDecodeError" },
+      { field: '["q\\"t"]', message: '["q\\"t"] must be a string, got nothing', name: "RecordDecodeError" },
+      { field: "", message: 'the record must be an object, got "x"', name: "RecordDecodeError" },
+    ]);
+  });
+
+  it("decodes records of one type to objects of one shape (V8's hidden class)", () => {
+    const decode = object({ a: string(), b: optional(string()), c: safeInteger() });
+    const first = decode({ c: 1, a: "x", b: "y" });
+    const second = decode({ b: "z", a: "w", c: 2, extra: 3 });
+    assert.deepEqual(Object.keys(first), Object.keys(second));
+  });
+
+  it("refuses a field named __proto__ (a literal's would set the prototype)", () => {
+    const shape: Record<string, Decoder<unknown>> = { a: string() };
+    Object.defineProperty(shape, "__proto__", { value: string(), enumerable: true });
+    assert.deepEqual(Object.keys(shape), ["a", "__proto__"]);
+    assert.throws(() => object(shape), /no field may be named __proto__/);
+  });
+});
+
+describe("fitsOneLine", () => {
+  const cases: ReadonlyArray<[string, string, boolean]> = [
+    ["an empty line", "", true],
+    ["ASCII at the limit", "a".repeat(maxLineBytesDefault), true],
+    ["ASCII one byte over", "a".repeat(maxLineBytesDefault + 1), false],
+    ["3-byte characters at the limit", "€".repeat(maxLineBytesDefault / 4) + "a".repeat(maxLineBytesDefault / 4), true],
+    ["3-byte characters one byte over", "€".repeat(maxLineBytesDefault / 4) + "a".repeat(maxLineBytesDefault / 4 + 1), false],
+    ["4-byte characters (two UTF-16 units each) at the limit", "😀".repeat(maxLineBytesDefault / 4), true],
+    ["4-byte characters one byte over", `${"😀".repeat(maxLineBytesDefault / 4)}a`, false],
+    ["short lines of any characters", "é€😀".repeat(1000), true],
+  ];
+  for (const [name, text, fits] of cases) {
+    it(`${fits ? "passes" : "refuses"} ${name}`, () => {
+      assert.equal(Buffer.byteLength(text) <= maxLineBytesDefault, fits, "the case is what it says");
+      assert.equal(fitsOneLine(text), fits);
+    });
+  }
+
+  it("takes another bound", () => {
+    assert.equal(fitsOneLine("€€", 6), true);
+    assert.equal(fitsOneLine("€€", 5), false);
   });
 });
 

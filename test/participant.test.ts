@@ -15,6 +15,9 @@ import type { Account, LedgerEntry } from "../src/core/domain/ledger.js";
 import type { LedgerState, LedgerStore } from "../src/core/bank/store/ledger-store.js";
 import { parseAccountsCsv, type AccountRow } from "../src/core/bank/store/file/accounts-csv.js";
 import { isPasswordHash, verifyPassword } from "../src/core/bank/passwords.js";
+import { BankJournalError, encodeEntry, readJournal } from "../src/core/bank/store/file/bank-journal.js";
+import { FinishedLog, FinishedLogError, readFinishedLog } from "../src/core/bank/store/file/finished-log.js";
+import { PendingFileError, readBankPending, writeBankPending } from "../src/core/bank/store/file/pending-file.js";
 
 const bank = "SBI";
 const holdTimeoutMs = 30_000;
@@ -774,5 +777,177 @@ describe("Participant over its LedgerStore", () => {
     await assert.rejects(participant.transfer("t1", "alice", "bob", 1n, startMs), (error) => error === failure);
     await assert.rejects(participant.settleTransfer("t2", startMs), (error) => error === failure);
     assert.equal(store.appended.length, 1);
+  });
+});
+
+describe("the bank's file formats: journal, finished log, pending section", () => {
+  let dir = "";
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "paynet-bank-formats-"));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  let fileCount = 0;
+  async function fileOf(content: string): Promise<string> {
+    fileCount += 1;
+    const path = join(dir, `file-${fileCount}`);
+    await writeFile(path, content);
+    return path;
+  }
+  const int64Max = "9223372036854775807";
+  const beyondInt64 = "9223372036854775808";
+
+  describe("the journal", () => {
+    // Byte for byte as the build before the schemas wrote them.
+    const earlier = [
+      '{"op":"hold","paymentId":"p1","username":"alice","kind":"debit","amountMinor":"2500","preparedAtMs":1700000000006,"expiresAtMs":1700000030006}',
+      '{"op":"commit","paymentId":"p1","balancesMinor":{"alice":"7500"},"replyBalanceMinor":"7500","atMs":1700000000007}',
+      '{"op":"commit","paymentId":"t1","balancesMinor":{"alice":"7000","bob.x":"0"},"replyBalanceMinor":"7000","atMs":1700000000008,"begunAtMs":1700000000001}',
+      '{"op":"abort","paymentId":"p2","atMs":1700000000009}',
+    ];
+    const entries: LedgerEntry[] = [
+      { op: "hold", paymentId: "p1", username: "alice", kind: "debit", amountMinor: 2500n, preparedAtMs: 1700000000006, expiresAtMs: 1700000030006 },
+      { op: "commit", paymentId: "p1", balancesMinor: { alice: 7500n }, replyBalanceMinor: 7500n, atMs: 1700000000007 },
+      { op: "commit", paymentId: "t1", balancesMinor: { alice: 7000n, "bob.x": 0n }, replyBalanceMinor: 7000n, atMs: 1700000000008, begunAtMs: 1700000000001 },
+      { op: "abort", paymentId: "p2", atMs: 1700000000009 },
+    ];
+
+    it("reads a generation as the earlier build wrote it, and writes the same bytes", async () => {
+      const path = await fileOf(`${earlier.join("\n")}\n{"op":"ab`);
+      assert.deepEqual(await readJournal(path), { entries, completeBytes: Buffer.byteLength(`${earlier.join("\n")}\n`), tornBytes: 9 });
+      assert.deepEqual(entries.map(encodeEntry), earlier);
+      assert.deepEqual(await readJournal(join(dir, "missing.jsonl")), { entries: [], completeBytes: 0, tornBytes: 0 });
+    });
+
+    const damaged: ReadonlyArray<[string, string, RegExp | LedgerEntry]> = [
+      ["an amount of int64's maximum", earlier[0]!.replace('"2500"', `"${int64Max}"`), { ...entries[0]!, amountMinor: BigInt(int64Max) } as LedgerEntry],
+      ["an amount beyond int64", earlier[0]!.replace('"2500"', `"${beyondInt64}"`), /:2: amountMinor must be an integer string from 0 to 9223372036854775807, got "9223372036854775808"; refusing to start, fix or restore the file$/],
+      ["a negative balance", earlier[1]!.replace('"7500"}', '"-1"}'), /:2: balancesMinor\.alice must be an integer string from 0 to /],
+      ["an unknown op", '{"op":"refund","paymentId":"p1","atMs":1}', /:2: op must be one of "hold", "commit", "abort", got "refund"; refusing to start/],
+      ["an unknown kind", earlier[0]!.replace('"debit"', '"both"'), /:2: kind must be one of "debit", "credit", got "both"/],
+      ["an empty payment id", earlier[3]!.replace('"p2"', '""'), /:2: paymentId must be a non-empty string, got ""/],
+      ["a balances map that is an array", earlier[1]!.replace('{"alice":"7500"}', '["7500"]'), /:2: balancesMinor must be an object, got an array/],
+      ["a begunAtMs that is not an integer", earlier[2]!.replace('"begunAtMs":1700000000001', '"begunAtMs":"soon"'), /:2: begunAtMs must be an integer, got "soon"/],
+      ["not JSON", '{"op":"hold",', /:2: not JSON \(/],
+    ];
+    for (const [name, line, outcome] of damaged) {
+      it(`${outcome instanceof RegExp ? "refuses" : "reads"} a line with ${name}${outcome instanceof RegExp ? ", naming the file and the line" : ""}`, async () => {
+        const path = await fileOf(`${earlier[3]}\n${line}\n`);
+        if (!(outcome instanceof RegExp)) {
+          assert.deepEqual((await readJournal(path)).entries, [entries[3], outcome]);
+          return;
+        }
+        await assert.rejects(readJournal(path), (error: Error) => {
+          assert.ok(error instanceof BankJournalError, `a BankJournalError, got ${String(error)}`);
+          assert.ok(error.message.startsWith(`${path}:2: `), error.message);
+          assert.match(error.message, outcome);
+          return true;
+        });
+      });
+    }
+  });
+
+  describe("the finished log", () => {
+    const earlier = [
+      '{"transfersForgottenThroughMs":1699999999997}',
+      '{"paymentId":"t0","outcome":"committed","atMs":1700000000000,"replyBalanceMinor":"5","begunAtMs":1699999999991}',
+      '{"paymentId":"p2","outcome":"aborted","atMs":1700000000007,"replyBalanceMinor":null}',
+      '{"paymentId":"t0","outcome":"committed","atMs":1700000000008,"replyBalanceMinor":"6"}',
+    ];
+    const records = [
+      { paymentId: "p2", outcome: "aborted", atMs: 1700000000007, replyBalanceMinor: null },
+      { paymentId: "t0", outcome: "committed", atMs: 1700000000008, replyBalanceMinor: 6n },
+    ];
+
+    it("reads a log as the earlier build wrote it, a later line of a payment replacing an earlier one; a torn last line is skipped, and cut off at open", async () => {
+      const complete = `${earlier.join("\n")}\n`;
+      const path = await fileOf(`${complete}{"paymentId":"p9","out`);
+      assert.deepEqual(await readFinishedLog(path), records);
+      assert.equal(await readFile(path, "utf8"), `${complete}{"paymentId":"p9","out`, "a reader other than the bank cuts nothing");
+      const { log, records: opened } = await FinishedLog.open(path, 10);
+      assert.deepEqual(opened, records);
+      assert.equal(log.transfersForgottenThroughMs, 1699999999997);
+      await log.close();
+      assert.equal(await readFile(path, "utf8"), complete);
+      assert.deepEqual(await readFinishedLog(join(dir, "missing.jsonl")), []);
+    });
+
+    it("keeps the highest of several marks", async () => {
+      const path = await fileOf(`{"transfersForgottenThroughMs":7}\n${earlier[2]}\n{"transfersForgottenThroughMs":5}\n`);
+      const { log } = await FinishedLog.open(path, 10);
+      assert.equal(log.transfersForgottenThroughMs, 7);
+      await log.close();
+    });
+
+    const damaged: ReadonlyArray<[string, string, RegExp]> = [
+      ["a reply balance beyond int64", earlier[3]!.replace('"6"', `"${beyondInt64}"`), /:2: replyBalanceMinor must be an integer string from 0 to 9223372036854775807, got "9223372036854775808"; refusing to start, fix or restore the file$/],
+      ["no reply balance", earlier[3]!.replace(',"replyBalanceMinor":"6"', ""), /:2: replyBalanceMinor must be an integer string .*, got nothing/],
+      ["an unknown outcome", earlier[2]!.replace('"aborted"', '"refunded"'), /:2: outcome must be one of "committed", "aborted", got "refunded"/],
+      ["a negative begunAtMs", earlier[1]!.replace("1699999999991", "-1"), /:2: begunAtMs must be an integer from 0 to /],
+      ["a negative mark", '{"transfersForgottenThroughMs":-1}', /:2: transfersForgottenThroughMs must be an integer from 0 to /],
+      ["a mark that is not JSON", '{"transfersForgottenThroughMs":', /:2: not JSON \(/],
+    ];
+    for (const [name, line, message] of damaged) {
+      it(`refuses a line with ${name}, naming the file and the line, and leaves the file as it was`, async () => {
+        const content = `${earlier[2]}\n${line}\n{"torn`;
+        const path = await fileOf(content);
+        for (const reading of [() => readFinishedLog(path), () => FinishedLog.open(path, 10)]) {
+          await assert.rejects(reading(), (error: Error) => {
+            assert.ok(error instanceof FinishedLogError, `a FinishedLogError, got ${String(error)}`);
+            assert.ok(error.message.startsWith(`${path}:2: `), error.message);
+            assert.match(error.message, message);
+            return true;
+          });
+        }
+        assert.equal(await readFile(path, "utf8"), content);
+      });
+    }
+  });
+
+  describe("the pending section", () => {
+    const earlier = '{"format":"paynet-pending/1","banks":{"SBI":{"holds":[{"paymentId":"p4","username":"alice","kind":"credit","amountMinor":"100","preparedAtMs":1700000000006,"expiresAtMs":1700000030006}],"applying":[{"paymentId":"x","balancesMinor":{"alice":"1"},"replyBalanceMinor":"1"}],"finished":[{"paymentId":"q","outcome":"aborted","atMs":1700000000006,"replyBalanceMinor":null}],"journalGeneration":4},"HDFC":{"holds":"not decoded by SBI"}}}\n';
+    const section = {
+      holds: new Map([["p4", { paymentId: "p4", username: "alice", kind: "credit", amountMinor: 100n, preparedAtMs: 1700000000006, expiresAtMs: 1700000030006 }]]),
+      applying: new Map([["x", { paymentId: "x", balancesMinor: { alice: 1n }, replyBalanceMinor: 1n }]]),
+      finished: new Map([["q", { paymentId: "q", outcome: "aborted", atMs: 1700000000006, replyBalanceMinor: null }]]),
+      journalGeneration: 4,
+    };
+
+    it("reads a section as the earlier build wrote it, decoding only its own bank's, and writes it back the same", async () => {
+      const path = await fileOf(earlier);
+      assert.deepEqual(await readBankPending(path, "SBI"), section);
+      assert.deepEqual(await readBankPending(path, "ICICI"), { holds: new Map(), applying: new Map(), finished: new Map(), journalGeneration: 0 });
+      assert.deepEqual(await readBankPending(path, "constructor"), { holds: new Map(), applying: new Map(), finished: new Map(), journalGeneration: 0 }, "no section from Object's prototype");
+      await writeBankPending(path, "SBI", await readBankPending(path, "SBI"));
+      assert.equal(await readFile(path, "utf8"), earlier);
+    });
+
+    it("reads a finished entry without a reply balance, and a section without journalGeneration", async () => {
+      const path = await fileOf('{"format":"paynet-pending/1","banks":{"SBI":{"holds":[],"applying":[],"finished":[{"paymentId":"q","outcome":"committed","atMs":1}]}}}');
+      assert.deepEqual(await readBankPending(path, "SBI"), { holds: new Map(), applying: new Map(), finished: new Map([["q", { paymentId: "q", outcome: "committed", atMs: 1, replyBalanceMinor: null }]]), journalGeneration: 0 });
+    });
+
+    const damaged: ReadonlyArray<[string, string, string]> = [
+      ["a hold's amount beyond int64", earlier.replace('"100"', `"${beyondInt64}"`), `banks.SBI.holds[0].amountMinor must be an integer string from 0 to 9223372036854775807, got "${beyondInt64}"; refusing to start, fix or restore the file`],
+      ["a negative hold amount", earlier.replace('"100"', '"-100"'), 'banks.SBI.holds[0].amountMinor must be an integer string from 0 to 9223372036854775807, got "-100"; refusing to start, fix or restore the file'],
+      ["a negative applying balance", earlier.replace('{"alice":"1"}', '{"alice":"-1"}'), 'banks.SBI.applying[0].balancesMinor.alice must be an integer string from 0 to 9223372036854775807, got "-1"; refusing to start, fix or restore the file'],
+      ["a hold of an unknown kind", earlier.replace('"credit"', '"both"'), 'banks.SBI.holds[0].kind must be one of "debit", "credit", got "both"; refusing to start, fix or restore the file'],
+      ["a negative journalGeneration", earlier.replace('"journalGeneration":4', '"journalGeneration":-1'), "banks.SBI.journalGeneration must be an integer from 0 to 9007199254740991, got -1; refusing to start, fix or restore the file"],
+      ["no holds", earlier.replace('"holds":[{', '"holdz":[{'), "banks.SBI.holds must be an array, got nothing; refusing to start, fix or restore the file"],
+      ["a section that is not an object", earlier.replace(/"SBI":\{.*\},"HDFC"/, '"SBI":null,"HDFC"'), "banks.SBI must be an object, got null; refusing to start, fix or restore the file"],
+      ["another format", earlier.replace("paynet-pending/1", "paynet-pending/2"), 'not a paynet-pending/1 document (format must be "paynet-pending/1", got "paynet-pending/2"); refusing to start, fix or restore the file'],
+      ["no banks", '{"format":"paynet-pending/1"}', "not a paynet-pending/1 document (banks must be an object, got nothing); refusing to start, fix or restore the file"],
+    ];
+    for (const [name, content, message] of damaged) {
+      it(`refuses ${name}, naming the file and the field`, async () => {
+        const path = await fileOf(content);
+        await assert.rejects(readBankPending(path, "SBI"), (error: Error) => {
+          assert.ok(error instanceof PendingFileError, `a PendingFileError, got ${String(error)}`);
+          assert.equal(error.message, `${path}: ${message}`);
+          return true;
+        });
+      });
+    }
   });
 });

@@ -1,4 +1,4 @@
-// Specification of src/roles/verify/checker.ts: the invariants `paynet verify` checks, on small hand-made
+// Specification of src/core/testing/checker.ts: the invariants `paynet verify` checks, on small hand-made
 // final states. One healthy state passes every invariant; each table row breaks it in one way and names
 // exactly the invariants that must fail.
 import { describe, it } from "node:test";
@@ -14,7 +14,7 @@ import {
   type InvariantId,
   type Observation,
   type OutcomeSeen,
-} from "../src/roles/verify/checker.js";
+} from "../src/core/testing/checker.js";
 import type { PaymentDetails } from "../src/core/domain/payment.js";
 
 interface MutableBank {

@@ -2,7 +2,7 @@
 // the fault schedule drawn from it (planFaults in src/roles/verify-nemesis.ts). Pure: no process, no clock.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Prng, seedMax } from "../src/roles/verify/prng.js";
+import { Prng, seedMax } from "../src/core/testing/prng.js";
 import { allCrashPoints, faultKinds, nemesisBounds, planFaults, type PlanOptions } from "../src/roles/verify/nemesis.js";
 import { crashPointsByRole } from "../src/core/faults/crash.js";
 

@@ -145,7 +145,9 @@ export class Participant {
     this.#refuseIfBroken();
     const done = this.#finishedOutcome(paymentId, "committed");
     if (done !== undefined) {
+      // The first answer, or the refusal, rests on an entry that may still be on its way to disk.
       await this.#store.settled();
+      if (done instanceof PaymentError) throw done;
       return done.replyBalanceMinor ?? 0n;
     }
     const hold = this.#holds.get(paymentId);
@@ -169,8 +171,11 @@ export class Participant {
   /** Releases a hold, or records that the payment must never be prepared here. Idempotent. */
   async abort(paymentId: string): Promise<void> {
     this.#refuseIfBroken();
-    if (this.#finishedOutcome(paymentId, "aborted") !== undefined) {
+    const done = this.#finishedOutcome(paymentId, "aborted");
+    if (done !== undefined) {
+      // An "already committed" refusal tells the gateway the payment applied: only once that is durable.
       await this.#store.settled();
+      if (done instanceof PaymentError) throw done;
       return;
     }
     const hold = this.#holds.get(paymentId);
@@ -197,7 +202,9 @@ export class Participant {
     this.#refuseIfBroken();
     const done = this.#finishedOutcome(paymentId, "committed");
     if (done !== undefined) {
+      // The first answer, or the refusal, rests on an entry that may still be on its way to disk.
       await this.#store.settled();
+      if (done instanceof PaymentError) throw done;
       return done.replyBalanceMinor ?? 0n;
     }
     if (this.#holds.has(paymentId)) throw new PaymentError("IDEMPOTENCY_CONFLICT", `payment ${paymentId} is prepared here as a 2PC leg`);
@@ -290,12 +297,13 @@ export class Participant {
     this.#transfersForgottenThroughMs = retainNewest(this.#finished, finished, this.#options.finishedRetainedMax, this.#transfersForgottenThroughMs);
   }
 
-  #finishedOutcome(paymentId: string, wanted: "committed" | "aborted"): Finished | undefined {
+  /** The payment's finished record when it is `wanted`, the refusal when it finished otherwise, or undefined. */
+  #finishedOutcome(paymentId: string, wanted: "committed" | "aborted"): Finished | PaymentError | undefined {
     const finished = this.#finished.get(paymentId);
     if (finished === undefined) return undefined;
     if (finished.outcome !== wanted) {
       const verb = wanted === "committed" ? "commit" : "abort";
-      throw new PaymentError(finished.outcome === "aborted" ? "PAYMENT_ABORTED" : "IDEMPOTENCY_CONFLICT", `cannot ${verb} payment ${paymentId}: it is already ${finished.outcome} here`);
+      return new PaymentError(finished.outcome === "aborted" ? "PAYMENT_ABORTED" : "IDEMPOTENCY_CONFLICT", `cannot ${verb} payment ${paymentId}: it is already ${finished.outcome} here`);
     }
     return finished;
   }

@@ -35,6 +35,12 @@ export interface PaymentRecord extends PaymentDetails {
   readonly finishedAtMs: number | null;
 }
 
+/**
+ * The longest reason message a record keeps. A refusal's message comes from a bank; cut to this, a record
+ * always fits one line of a store's journal, whatever a bank answered.
+ */
+export const reasonMessageCharsMax = 1_024;
+
 /** What a step of a payment adds to its record (see CoordinatorStore.advance). */
 export interface Outcome {
   reason?: Reason;
@@ -118,7 +124,7 @@ export function advancedRecord(record: PaymentRecord, change: PaymentChange, now
     amountMinor: record.amountMinor,
     state,
     reason: outcome.reason ?? record.reason,
-    reasonMessage: outcome.reasonMessage ?? record.reasonMessage,
+    reasonMessage: outcome.reasonMessage === undefined ? record.reasonMessage : outcome.reasonMessage.slice(0, reasonMessageCharsMax),
     finished: record.finished || outcome.finished === true,
     balanceAfterMinor: outcome.balanceAfterMinor ?? record.balanceAfterMinor,
     createdAtMs: record.createdAtMs,

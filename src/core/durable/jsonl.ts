@@ -199,6 +199,11 @@ export function nullable<T>(decoder: Decoder<T>): Decoder<T | null> {
   return (value) => (value === null ? null : decoder(value));
 }
 
+/** A field its writer leaves out when it is null (`{"progress": …}` lines): absent or null decodes to null. */
+export function nullWhenAbsent<T>(decoder: Decoder<T>): Decoder<T | null> {
+  return (value) => (value === undefined || value === null ? null : decoder(value));
+}
+
 /** A field that may be absent (undefined); object() then leaves it out of what it builds. */
 export function optional<T>(decoder: Decoder<T>): OptionalDecoder<T> {
   const decode = (value: unknown): T | undefined => (value === undefined ? undefined : decoder(value));
@@ -221,25 +226,68 @@ function isJsonObject(value: unknown): value is Record<string, unknown> {
 
 /**
  * A JSON object with the given fields, built field by field in the shape's order (records of one type then
- * share one hidden class). Other keys are ignored, as every earlier reader ignored them.
+ * share one hidden class), an absent optional field left out. Other keys are ignored, as every earlier
+ * reader ignored them.
  */
 export function object<S extends Shape>(shape: S): Decoder<ObjectOf<S>> {
-  const keys = Object.keys(shape);
-  const decoders = keys.map((key) => shape[key]!);
-  const optionals = decoders.map((decoder) => optionalMark in decoder);
+  const fields = Object.keys(shape).map((key) => ({ key, decode: shape[key]!, optional: optionalMark in shape[key]! }));
+  // A literal's "__proto__" would set the prototype; no record has such a field.
+  assert(fields.every((field) => field.key !== "__proto__"), "object: no field may be named __proto__");
+  const build = compiledBuilder(fields) ?? loopBuilder(fields);
+  return (value) => (isJsonObject(value) ? (build(value) as ObjectOf<S>) : refuse(value, "must be an object"));
+}
+
+type Field = { key: string; decode: Decoder<unknown>; optional: boolean };
+type Builder = (value: Record<string, unknown>) => Record<string, unknown>;
+
+function withinField(error: unknown, key: string): unknown {
+  return error instanceof RecordDecodeError ? error.within(key) : error;
+}
+
+/**
+ * The builder of object(), written out for its shape: a read of each field by its name and one object
+ * literal, as a hand-written decoder has. A loop over the names (loopBuilder) reads and writes properties by a
+ * varying key, which V8 cannot specialize: 300,000 parsed payment records decoded in about 0.55 s that way,
+ * against 0.1–0.15 s written out (0.2 s for the hand-written decoder this replaced). Null when code
+ * generation is disallowed (node --disallow-code-generation-from-strings).
+ */
+function compiledBuilder(fields: readonly Field[]): Builder | null {
+  // Every name is quoted by JSON.stringify, a valid JavaScript string literal; decoders are parameters.
+  const name = (index: number) => JSON.stringify(fields[index]!.key);
+  const lines: string[] = [];
+  fields.forEach((field, index) => lines.push(`at = ${index}; const v${index} = d${index}(value[${name(index)}]);`));
+  const firstOptional = fields.findIndex((field) => field.optional);
+  const literalEnd = firstOptional === -1 ? fields.length : firstOptional;
+  lines.push(`const decoded = { ${fields.slice(0, literalEnd).map((_, index) => `${name(index)}: v${index}`).join(", ")} };`);
+  for (let index = literalEnd; index < fields.length; index += 1) {
+    lines.push(fields[index]!.optional ? `if (v${index} !== undefined) decoded[${name(index)}] = v${index};` : `decoded[${name(index)}] = v${index};`);
+  }
+  const source = `"use strict"; return function build(value) { let at = 0; try { ${lines.join(" ")} return decoded; } catch (error) { throw within(error, keys[at]); } };`;
+  const parameters = [...fields.map((_, index) => `d${index}`), "within", "keys"];
+  try {
+    const make = new Function(...parameters, source) as (...args: unknown[]) => Builder;
+    return make(...fields.map((field) => field.decode), withinField, fields.map((field) => field.key));
+  } catch (error) {
+    if (error instanceof EvalError) return null;
+    throw error;
+  }
+}
+
+/** object()'s builder where code generation is disallowed: the same result, slower. */
+function loopBuilder(fields: readonly Field[]): Builder {
   return (value) => {
-    if (!isJsonObject(value)) return refuse(value, "must be an object");
     const decoded: Record<string, unknown> = {};
     let index = 0;
     try {
-      for (; index < keys.length; index += 1) {
-        const field = decoders[index]!(value[keys[index]!]);
-        if (field !== undefined || !optionals[index]) decoded[keys[index]!] = field;
+      for (; index < fields.length; index += 1) {
+        const field = fields[index]!;
+        const decodedField = field.decode(value[field.key]);
+        if (decodedField !== undefined || !field.optional) decoded[field.key] = decodedField;
       }
     } catch (error) {
-      throw error instanceof RecordDecodeError ? error.within(keys[index]!) : error;
+      throw withinField(error, fields[index]!.key);
     }
-    return decoded as ObjectOf<S>;
+    return decoded;
   };
 }
 
@@ -328,6 +376,15 @@ export const maxLineBytesDefault = 1 << 20;
 /** V8's longest string is about 2^29 characters: a line must fit in one. */
 const maxLineBytesLimit = 1 << 28;
 const readChunkBytes = 1 << 20;
+
+/**
+ * Whether a writer's line (its text without the newline) is within `maxLineBytes`, as the readers require:
+ * each writer asserts it before appending, so that it never writes a line its own reader refuses.
+ */
+export function fitsOneLine(text: string, maxLineBytes = maxLineBytesDefault): boolean {
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: nearly every line passes without being measured.
+  return text.length * 3 <= maxLineBytes || Buffer.byteLength(text, "utf8") <= maxLineBytes;
+}
 const newline = 0x0a;
 
 export interface JsonLinesRead {

@@ -3,7 +3,7 @@
 // receiver and amount, so two runs with the same seed make the same choices.
 import { assert } from "../../core/domain/assert.js";
 import type { AccountRow } from "../../core/bank/store/file/accounts-csv.js";
-import type { Prng } from "../verify/prng.js";
+import type { Prng } from "../../core/testing/prng.js";
 
 export const benchAccountsMax = 1_000_000;
 export const benchBanksDefault = Object.freeze(["BANKA", "BANKB"]);

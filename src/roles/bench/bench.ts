@@ -8,7 +8,7 @@ import { checkConservation, resolveOutcomes, summarizeLatencies, throughputPerS,
 import { clientFiles, loadIdentity } from "../../core/transport/certificates.js";
 import { balanceMinorMax, formatMinor, parseDecimalMinor } from "../../core/domain/money.js";
 import { dataPaths, type DataPaths } from "../../core/durable/paths.js";
-import { seedMax } from "../verify/prng.js";
+import { seedMax } from "../../core/testing/prng.js";
 import { validateAddress } from "../../core/domain/validate.js";
 import { exitCodes } from "../client-context.js";
 import { existingNetwork, startOwnNetwork, type BenchNetwork } from "./network.js";

@@ -11,7 +11,7 @@ import { createClient, type ServiceClient } from "../../core/transport/rpc.js";
 import { clientCredentials, expectServerName } from "../../core/transport/tls.js";
 import { gatewayServerName } from "../../core/transport/identity.js";
 import { PaymentError, isAmbiguous, isReason, type Reason } from "../../core/domain/errors.js";
-import { Prng } from "../verify/prng.js";
+import { Prng } from "../../core/testing/prng.js";
 import type { LoadedIdentity } from "../../core/transport/certificates.js";
 import type { AccountRef, PaymentPlanner } from "./accounts.js";
 import type { SentPayment, SeenOutcome } from "./stats.js";

@@ -2,7 +2,7 @@
 // then played against the cluster. Each fault is an episode that ends by itself (the process is back, the
 // partition healed); episodes on one process or proxy run one at a time, others overlap.
 import { crashPointsByRole } from "../../core/faults/crash.js";
-import { Prng } from "./prng.js";
+import { Prng } from "../../core/testing/prng.js";
 import { Mutex } from "./mutex.js";
 import type { Cluster, ManagedProcess } from "./cluster.js";
 

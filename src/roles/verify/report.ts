@@ -1,7 +1,7 @@
 // The report of a `paynet verify` run: a readable table, or one JSON object.
 import chalk from "chalk";
 import { formatMinor } from "../../core/domain/money.js";
-import type { InvariantResult } from "./checker.js";
+import type { InvariantResult } from "../../core/testing/checker.js";
 import type { FaultKind, FaultRecord } from "./nemesis.js";
 import type { PaymentKind } from "./workload.js";
 

@@ -1,7 +1,7 @@
 // `paynet verify`: a Jepsen-style bank test that any user can run. It starts a fresh network in a temp dir,
 // runs concurrent clients making random payments while a seeded nemesis kills, pauses, crashes (at named
 // protocol points) and partitions its processes, then heals everything, waits for recovery and checks the
-// invariants of src/roles/verify/checker.ts over the final state.
+// invariants of src/core/testing/checker.ts over the final state.
 // Exit codes: 0 every invariant holds, 1 a violation, 2 usage error, 3 verify itself could not run.
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { rmSync } from "node:fs";
@@ -14,8 +14,8 @@ import { readNetworkState } from "../../core/bank/store/file/bank-state.js";
 import { clientFiles, issueCertificates, loadIdentity } from "../../core/transport/certificates.js";
 import { serializeAccountsCsv } from "../../core/bank/store/file/accounts-csv.js";
 import { OfflineQueue, PaymentHistory } from "../../core/client/client-files.js";
-import { Prng, seedMax } from "./prng.js";
-import { checkInvariants, outcomeSeen, type BankFinalState, type CheckInput } from "./checker.js";
+import { Prng, seedMax } from "../../core/testing/prng.js";
+import { checkInvariants, outcomeSeen, type BankFinalState, type CheckInput } from "../../core/testing/checker.js";
 import { readGatewayRecords } from "../../core/gateway/store/file/gateway-log.js";
 import { Cluster } from "./cluster.js";
 import { allCrashPoints, faultKinds, planFaults, runNemesis, type FaultKind, type FaultRecord } from "./nemesis.js";

@@ -10,10 +10,10 @@ import { GatewayClient } from "../../core/client/gateway-client.js";
 import { OfflineQueue, PaymentHistory } from "../../core/client/client-files.js";
 import { PaymentSender, type RetryPolicy, type SendOutcome } from "../../core/client/payment-sender.js";
 import { amountMinorMax } from "../../core/domain/money.js";
-import { outcomeSeen, type Attempt, type Observation } from "./checker.js";
+import { outcomeSeen, type Attempt, type Observation } from "../../core/testing/checker.js";
 import type { PaymentDetails } from "../../core/domain/payment.js";
 import type { LoadedIdentity } from "../../core/transport/certificates.js";
-import type { Prng } from "./prng.js";
+import type { Prng } from "../../core/testing/prng.js";
 import { bankTimeouts } from "../bank.js";
 
 export interface Account {

@@ -1,6 +1,8 @@
 // The port between the coordinator and whatever keeps its log (files today; a database server later). It is
 // written in the protocol's words, not in files' or SQL's. Every method that changes a record resolves only
-// once the change is durable; every record handed out is a value the coordinator never mutates.
+// once the change is durable; every record handed out is a value the coordinator never mutates, and every
+// record it hands out as already known (beginOrGet's existing one, find's, tombstone's) is durable: an
+// answer to a client, or a decision told to a bank, may rest on it, so it waits for a write in flight.
 //
 // The idempotency decision lives here: beginOrGet creates a payment or returns the one already recorded under
 // its id, atomically, so that however many callers (or, with a shared database, gateways) race on one id,
@@ -32,7 +34,7 @@ export interface CoordinatorStore {
   beginOrGetAll(details: readonly PaymentDetails[]): Promise<Begun[]>;
   /** Moves one payment forward (see domain/payment.ts advancedRecord); resolves with its new record once durable. */
   advance(change: PaymentChange): Promise<PaymentRecord>;
-  /** advance for many payments, made durable together; their new records, in order. */
+  /** advance for many payments, made durable together; their new records, in order (none for none). */
   advanceAll(changes: readonly PaymentChange[]): Promise<PaymentRecord[]>;
   /** The record of any payment this store ever recorded, however old. */
   find(paymentId: string): Promise<PaymentRecord | undefined>;

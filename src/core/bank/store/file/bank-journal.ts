@@ -7,6 +7,8 @@
 import { readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { AppendOnlyFile } from "../../../durable/files.js";
+import { decodeJsonLines, fitsOneLine, JsonLinesError, literal, minorUnits, nonEmptyString, object, oneOf, optional, record, safeInteger, union, type Decoder } from "../../../durable/jsonl.js";
+import { assert } from "../../../domain/assert.js";
 import type { LedgerEntry } from "../../../domain/ledger.js";
 
 export class BankJournalError extends Error {
@@ -35,6 +37,14 @@ export async function listJournalGenerations(directory: string, bank: string): P
 // Entries are written field by field, not by spreading: one is made for every leg, and a spread object
 // falls out of V8's fast representation (as the gateway's records did).
 export function encodeEntry(entry: LedgerEntry): string {
+  const text = entryText(entry);
+  // Ids and names are bounded where they enter (domain/validate.ts) and a commit names the accounts of one
+  // payment, so a line is well under a kilobyte: this guards that bound.
+  assert(fitsOneLine(text), "a journal entry's line must fit the reader's bound (maxLineBytesDefault)");
+  return text;
+}
+
+function entryText(entry: LedgerEntry): string {
   switch (entry.op) {
     case "hold":
       return JSON.stringify({
@@ -56,50 +66,27 @@ export function encodeEntry(entry: LedgerEntry): string {
   }
 }
 
-const integerText = /^[0-9]{1,20}$/;
-
-function decodeEntry(line: string, where: string): LedgerEntry {
-  let raw: Record<string, unknown>;
-  try {
-    raw = JSON.parse(line) as Record<string, unknown>;
-  } catch (error) {
-    throw new BankJournalError(`${where}: not JSON (${(error as Error).message})`);
-  }
-  const text = (key: string): string => {
-    const value = raw[key];
-    if (typeof value !== "string" || value === "") throw new BankJournalError(`${where}: ${key} must be a non-empty string`);
-    return value;
-  };
-  const integer = (key: string): number => {
-    const value = raw[key];
-    if (typeof value !== "number" || !Number.isSafeInteger(value)) throw new BankJournalError(`${where}: ${key} must be an integer`);
-    return value;
-  };
-  const minor = (value: unknown, key: string): bigint => {
-    if (typeof value !== "string" || !integerText.test(value)) throw new BankJournalError(`${where}: ${key} must be an integer string`);
-    return BigInt(value);
-  };
-  switch (raw.op) {
-    case "hold": {
-      const kind = raw.kind;
-      if (kind !== "debit" && kind !== "credit") throw new BankJournalError(`${where}: kind must be debit or credit`);
-      return { op: "hold", paymentId: text("paymentId"), username: text("username"), kind, amountMinor: minor(raw.amountMinor, "amountMinor"), preparedAtMs: integer("preparedAtMs"), expiresAtMs: integer("expiresAtMs") };
-    }
-    case "commit": {
-      const balances = raw.balancesMinor;
-      if (typeof balances !== "object" || balances === null || Array.isArray(balances)) throw new BankJournalError(`${where}: balancesMinor must be an object`);
-      const balancesMinor: Record<string, bigint> = {};
-      for (const [username, value] of Object.entries(balances)) balancesMinor[username] = minor(value, `balancesMinor.${username}`);
-      const entry: LedgerEntry = { op: "commit", paymentId: text("paymentId"), balancesMinor, replyBalanceMinor: minor(raw.replyBalanceMinor, "replyBalanceMinor"), atMs: integer("atMs") };
-      if (raw.begunAtMs !== undefined) entry.begunAtMs = integer("begunAtMs");
-      return entry;
-    }
-    case "abort":
-      return { op: "abort", paymentId: text("paymentId"), atMs: integer("atMs") };
-    default:
-      throw new BankJournalError(`${where}: op must be hold, commit or abort`);
-  }
-}
+/** A journal line (encodeEntry), one schema per op. */
+const journalEntry: Decoder<LedgerEntry> = union("op", {
+  hold: object({
+    op: literal("hold"),
+    paymentId: nonEmptyString(),
+    username: nonEmptyString(),
+    kind: oneOf(["debit", "credit"]),
+    amountMinor: minorUnits(),
+    preparedAtMs: safeInteger(),
+    expiresAtMs: safeInteger(),
+  }),
+  commit: object({
+    op: literal("commit"),
+    paymentId: nonEmptyString(),
+    balancesMinor: record(minorUnits()),
+    replyBalanceMinor: minorUnits(),
+    atMs: safeInteger(),
+    begunAtMs: optional(safeInteger()),
+  }),
+  abort: object({ op: literal("abort"), paymentId: nonEmptyString(), atMs: safeInteger() }),
+});
 
 /**
  * Reads one generation, oldest entry first. A last line without its newline is an append cut short by a
@@ -111,17 +98,14 @@ export async function readJournal(path: string): Promise<{ entries: LedgerEntry[
     if (error.code === "ENOENT") return Buffer.alloc(0);
     throw error;
   });
-  const completeBytes = buffer.lastIndexOf(0x0a) + 1;
-  const lines = buffer.subarray(0, completeBytes).toString("utf8").split("\n");
-  lines.pop();
-  const entries = lines.map((line, index) => {
-    try {
-      return decodeEntry(line, `${path}:${index + 1}`);
-    } catch (error) {
-      throw new BankJournalError(`${(error as Error).message}; refusing to start, fix or restore the file`);
-    }
-  });
-  return { entries, completeBytes, tornBytes: buffer.length - completeBytes };
+  try {
+    const { entries, completeBytes, tornBytes } = decodeJsonLines(buffer, path, journalEntry);
+    return { entries, completeBytes, tornBytes };
+  } catch (error) {
+    // Its message names the file and the line, and says to refuse to start, fix or restore the file.
+    if (error instanceof JsonLinesError) throw new BankJournalError(error.message, { cause: error });
+    throw error;
+  }
 }
 
 /** The writer of the current generation. One per bank process; appends never overlap (the caller serializes them). */

@@ -10,6 +10,8 @@
 // could be wrong (see Participant.settleTransfer).
 import { readFile, truncate } from "node:fs/promises";
 import { AppendOnlyFile, writeFileAtomic } from "../../../durable/files.js";
+import { decodeJsonLines, fitsOneLine, JsonLinesError, minorUnits, nonEmptyString, nullable, object, oneOf, optional, safeInteger, type Decoder } from "../../../durable/jsonl.js";
+import { assert } from "../../../domain/assert.js";
 import { retainNewest, type Finished } from "../../../domain/ledger.js";
 
 export class FinishedLogError extends Error {
@@ -17,63 +19,68 @@ export class FinishedLogError extends Error {
 }
 
 function encode(finished: Finished): string {
-  return JSON.stringify({ ...finished, replyBalanceMinor: finished.replyBalanceMinor === null ? null : finished.replyBalanceMinor.toString() });
-}
-
-function decode(line: string, where: string): Finished {
-  let raw: Record<string, unknown>;
-  try {
-    raw = JSON.parse(line) as Record<string, unknown>;
-  } catch (error) {
-    throw new FinishedLogError(`${where}: not JSON (${(error as Error).message})`);
-  }
-  const { paymentId, outcome, atMs, replyBalanceMinor, begunAtMs } = raw;
-  if (typeof paymentId !== "string" || paymentId === "") throw new FinishedLogError(`${where}: paymentId must be a non-empty string`);
-  if (outcome !== "committed" && outcome !== "aborted") throw new FinishedLogError(`${where}: outcome must be committed or aborted`);
-  if (typeof atMs !== "number" || !Number.isSafeInteger(atMs)) throw new FinishedLogError(`${where}: atMs must be an integer`);
-  if (replyBalanceMinor !== null && (typeof replyBalanceMinor !== "string" || !/^[0-9]{1,19}$/.test(replyBalanceMinor))) throw new FinishedLogError(`${where}: replyBalanceMinor must be an integer string or null`);
-  if (begunAtMs !== undefined && (typeof begunAtMs !== "number" || !Number.isSafeInteger(begunAtMs) || begunAtMs < 0)) throw new FinishedLogError(`${where}: begunAtMs must be a non-negative integer`);
-  const finished: Finished = { paymentId, outcome, atMs, replyBalanceMinor: replyBalanceMinor === null ? null : BigInt(replyBalanceMinor) };
-  if (begunAtMs !== undefined) finished.begunAtMs = begunAtMs;
-  return finished;
+  const text = JSON.stringify({ ...finished, replyBalanceMinor: finished.replyBalanceMinor === null ? null : finished.replyBalanceMinor.toString() });
+  // A payment id is bounded where it enters (domain/validate.ts), so a line is a few hundred bytes: this guards that bound.
+  assert(fitsOneLine(text), "a finished record's line must fit the reader's bound (maxLineBytesDefault)");
+  return text;
 }
 
 const watermarkKey = "transfersForgottenThroughMs";
 
-function parse(text: string, path: string): { records: Finished[]; forgottenThroughMs: number } {
-  const lines = text.split("\n");
-  lines.pop();
+/** A finished payment's line (encode). */
+const finishedRecord: Decoder<Finished> = object({
+  paymentId: nonEmptyString(),
+  outcome: oneOf(["committed", "aborted"]),
+  atMs: safeInteger(),
+  replyBalanceMinor: nullable(minorUnits()),
+  begunAtMs: optional(safeInteger({ min: 0 })),
+});
+
+/** The mark forgotten transfers leave, the first line of a rewritten log: `{"transfersForgottenThroughMs": N}`. */
+const watermark = object({ [watermarkKey]: safeInteger({ min: 0 }) });
+type Watermark = { [watermarkKey]: number };
+
+/** A line of the log: the mark (told apart by its one key) or a finished payment. */
+const finishedLine: Decoder<Finished | Watermark> = (value) =>
+  typeof value === "object" && value !== null && Object.hasOwn(value, watermarkKey) ? watermark(value) : finishedRecord(value);
+
+/**
+ * Decodes the log's complete lines (a torn last line is left out, not decoded): its records, a later line
+ * for the same payment replacing an earlier one, and the highest mark. A bad complete line is refused by
+ * file and line.
+ */
+function decodeLog(buffer: Buffer, path: string): { records: Finished[]; lines: number; completeBytes: number; tornBytes: number; forgottenThroughMs: number } {
+  let read;
+  try {
+    read = decodeJsonLines(buffer, path, finishedLine);
+  } catch (error) {
+    // Its message names the file and the line, and says to refuse to start, fix or restore the file.
+    if (error instanceof JsonLinesError) throw new FinishedLogError(error.message, { cause: error });
+    throw error;
+  }
   const records = new Map<string, Finished>();
   let watermarkMs = 0;
-  lines.forEach((line, index) => {
-    try {
-      if (line.startsWith(`{"${watermarkKey}":`)) {
-        const value = (JSON.parse(line) as Record<string, unknown>)[watermarkKey];
-        if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) throw new FinishedLogError(`${path}:${index + 1}: ${watermarkKey} must be a non-negative integer`);
-        watermarkMs = Math.max(watermarkMs, value);
-        return;
-      }
-      const finished = decode(line, `${path}:${index + 1}`);
-      records.delete(finished.paymentId);
-      records.set(finished.paymentId, finished);
-    } catch (error) {
-      throw new FinishedLogError(`${(error as Error).message}; refusing to start, fix or restore the file`);
+  for (const entry of read.entries) {
+    if (watermarkKey in entry) {
+      watermarkMs = Math.max(watermarkMs, entry[watermarkKey]);
+      continue;
     }
-  });
-  return { records: [...records.values()], forgottenThroughMs: watermarkMs };
+    records.delete(entry.paymentId);
+    records.set(entry.paymentId, entry);
+  }
+  return { records: [...records.values()], lines: read.lines, completeBytes: read.completeBytes, tornBytes: read.tornBytes, forgottenThroughMs: watermarkMs };
 }
 
-async function readText(path: string): Promise<string> {
-  return readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "ENOENT") return "";
+async function readOptional(path: string): Promise<Buffer> {
+  return readFile(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return Buffer.alloc(0);
     throw error;
   });
 }
 
 /** Every record of the log, oldest first, for readers other than the bank (a torn last line is skipped, not cut). */
 export async function readFinishedLog(path: string): Promise<Finished[]> {
-  const text = await readText(path);
-  return parse(text.slice(0, text.lastIndexOf("\n") + 1), path).records;
+  return decodeLog(await readOptional(path), path).records;
 }
 
 export class FinishedLog {
@@ -105,13 +112,10 @@ export class FinishedLog {
    * before its fsync returned: it is cut off.
    */
   static async open(path: string, retainedMax: number): Promise<{ log: FinishedLog; records: Finished[] }> {
-    const text = await readText(path);
-    const completeEnd = text.lastIndexOf("\n") + 1;
-    if (completeEnd < text.length) await truncate(path, Buffer.byteLength(text.slice(0, completeEnd)));
-    const complete = text.slice(0, completeEnd);
-    const { records, forgottenThroughMs: watermarkMs } = parse(complete, path);
-    const lines = complete === "" ? 0 : complete.split("\n").length - 1;
-    return { log: new FinishedLog(path, retainedMax, lines, records, watermarkMs), records };
+    const { records, lines, completeBytes, tornBytes, forgottenThroughMs } = decodeLog(await readOptional(path), path);
+    // Cut off only once the rest is known good: a log refused is left as it was, for the operator.
+    if (tornBytes > 0) await truncate(path, completeBytes);
+    return { log: new FinishedLog(path, retainedMax, lines, records, forgottenThroughMs), records };
   }
 
   /** Appends records durably; rewrites the log down to the newest `retainedMax` once it holds twice that. */

@@ -6,6 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../../../durable/files.js";
 import { withFileLock } from "../../../durable/file-lock.js";
+import { array, decodeRecord, literal, minorUnits, nonEmptyString, nullWhenAbsent, object, oneOf, optional, record, safeInteger, type DecodedBy, type Decoder } from "../../../durable/jsonl.js";
 import type { Finished, Hold } from "../../../domain/ledger.js";
 
 /** A decided balance change, recorded before the accounts file is rewritten. */
@@ -36,66 +37,49 @@ export function emptyPending(): BankPending {
 
 type Json = Record<string, unknown>;
 
-function bigintField(value: unknown, what: string): bigint {
-  if (typeof value !== "string" || !/^-?[0-9]{1,20}$/.test(value)) throw new PendingFileError(`${what} must be an integer string`);
-  return BigInt(value);
-}
-function stringField(value: unknown, what: string): string {
-  if (typeof value !== "string" || value === "") throw new PendingFileError(`${what} must be a non-empty string`);
-  return value;
-}
-function numberField(value: unknown, what: string): number {
-  if (typeof value !== "number" || !Number.isSafeInteger(value)) throw new PendingFileError(`${what} must be an integer`);
-  return value;
-}
-function arrayField(value: unknown, what: string): Json[] {
-  if (!Array.isArray(value)) throw new PendingFileError(`${what} must be an array`);
-  return value as Json[];
-}
+// The schemas of a bank's section (encodeSection), and of the document that holds the sections.
 
-function decodeSection(section: Json, where: string): BankPending {
-  const pending = emptyPending();
-  if (section.journalGeneration !== undefined) {
-    pending.journalGeneration = numberField(section.journalGeneration, `${where}.journalGeneration`);
-    if (pending.journalGeneration < 0) throw new PendingFileError(`${where}.journalGeneration must not be negative`);
-  }
-  for (const [index, hold] of arrayField(section.holds, `${where}.holds`).entries()) {
-    const at = `${where}.holds[${index}]`;
-    const kind = hold.kind;
-    if (kind !== "debit" && kind !== "credit") throw new PendingFileError(`${at}.kind must be debit or credit`);
-    const decoded: Hold = {
-      paymentId: stringField(hold.paymentId, `${at}.paymentId`),
-      username: stringField(hold.username, `${at}.username`),
-      kind,
-      amountMinor: bigintField(hold.amountMinor, `${at}.amountMinor`),
-      preparedAtMs: numberField(hold.preparedAtMs, `${at}.preparedAtMs`),
-      expiresAtMs: numberField(hold.expiresAtMs, `${at}.expiresAtMs`),
-    };
-    pending.holds.set(decoded.paymentId, decoded);
-  }
-  for (const [index, applying] of arrayField(section.applying, `${where}.applying`).entries()) {
-    const at = `${where}.applying[${index}]`;
-    const balances = applying.balancesMinor;
-    if (typeof balances !== "object" || balances === null) throw new PendingFileError(`${at}.balancesMinor must be an object`);
-    const balancesMinor: Record<string, bigint> = {};
-    for (const [username, value] of Object.entries(balances)) balancesMinor[username] = bigintField(value, `${at}.balancesMinor.${username}`);
-    const paymentId = stringField(applying.paymentId, `${at}.paymentId`);
-    pending.applying.set(paymentId, { paymentId, balancesMinor, replyBalanceMinor: bigintField(applying.replyBalanceMinor, `${at}.replyBalanceMinor`) });
-  }
-  for (const [index, finished] of arrayField(section.finished, `${where}.finished`).entries()) {
-    const at = `${where}.finished[${index}]`;
-    const outcome = finished.outcome;
-    if (outcome !== "committed" && outcome !== "aborted") throw new PendingFileError(`${at}.outcome must be committed or aborted`);
-    const paymentId = stringField(finished.paymentId, `${at}.paymentId`);
-    const reply = finished.replyBalanceMinor;
-    pending.finished.set(paymentId, {
-      paymentId,
-      outcome,
-      atMs: numberField(finished.atMs, `${at}.atMs`),
-      replyBalanceMinor: reply === null || reply === undefined ? null : bigintField(reply, `${at}.replyBalanceMinor`),
-    });
-  }
-  return pending;
+const pendingHold: Decoder<Hold> = object({
+  paymentId: nonEmptyString(),
+  username: nonEmptyString(),
+  kind: oneOf(["debit", "credit"]),
+  amountMinor: minorUnits(),
+  preparedAtMs: safeInteger(),
+  expiresAtMs: safeInteger(),
+});
+
+const pendingApplying: Decoder<Applying> = object({
+  paymentId: nonEmptyString(),
+  balancesMinor: record(minorUnits()),
+  replyBalanceMinor: minorUnits(),
+});
+
+/** As earlier builds wrote them (none wrote begunAtMs here); a left-out reply balance is none. */
+const pendingFinished: Decoder<Finished> = object({
+  paymentId: nonEmptyString(),
+  outcome: oneOf(["committed", "aborted"]),
+  atMs: safeInteger(),
+  replyBalanceMinor: nullWhenAbsent(minorUnits()),
+});
+
+const bankSection = object({
+  holds: array(pendingHold),
+  applying: array(pendingApplying),
+  finished: array(pendingFinished),
+  journalGeneration: optional(safeInteger({ min: 0 })),
+});
+
+/** Other banks' sections are carried over as they are: only a bank's own is decoded, by that bank. */
+const pendingDocument = object({ format: literal(formatTag), banks: record((section: unknown) => section) });
+
+function pendingOf(section: DecodedBy<typeof bankSection>): BankPending {
+  const { holds, applying, finished, journalGeneration } = section;
+  return {
+    holds: new Map(holds.map((hold) => [hold.paymentId, hold])),
+    applying: new Map(applying.map((entry) => [entry.paymentId, entry])),
+    finished: new Map(finished.map((entry) => [entry.paymentId, entry])),
+    journalGeneration: journalGeneration ?? 0,
+  };
 }
 
 function encodeSection(pending: BankPending): Json {
@@ -114,7 +98,7 @@ function encodeSection(pending: BankPending): Json {
   };
 }
 
-async function readWholeFile(path: string): Promise<Record<string, Json>> {
+async function readWholeFile(path: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
@@ -129,23 +113,20 @@ async function readWholeFile(path: string): Promise<Record<string, Json>> {
   } catch (error) {
     throw new PendingFileError(`${path}: not valid JSON (truncated or corrupt?): ${(error as Error).message}; refusing to start, fix or restore the file`);
   }
-  const banks = (document as Json)?.banks;
-  if ((document as Json)?.format !== formatTag || typeof banks !== "object" || banks === null) {
-    throw new PendingFileError(`${path}: not a ${formatTag} document; refusing to start`);
-  }
-  return banks as Record<string, Json>;
+  const decoded = decodeRecord(pendingDocument, document);
+  if (!decoded.ok) throw new PendingFileError(`${path}: not a ${formatTag} document (${decoded.error.message}); refusing to start, fix or restore the file`);
+  return decoded.value.banks;
 }
 
 export async function readBankPending(path: string, bank: string): Promise<BankPending> {
   return withFileLock(path, async () => {
     const banks = await readWholeFile(path);
+    // An own key only: a bank named "constructor" has no section from Object's prototype.
+    if (!Object.hasOwn(banks, bank)) return emptyPending();
     const section = banks[bank];
-    if (section === undefined) return emptyPending();
-    try {
-      return decodeSection(section, `banks.${bank}`);
-    } catch (error) {
-      throw new PendingFileError(`${path}: ${(error as Error).message}; refusing to start`);
-    }
+    const decoded = decodeRecord(bankSection, section);
+    if (!decoded.ok) throw new PendingFileError(`${path}: ${decoded.error.within(bank).within("banks").message}; refusing to start, fix or restore the file`, { cause: decoded.error });
+    return pendingOf(decoded.value);
   });
 }
 

@@ -6,14 +6,36 @@
 // records move to transaction_archive.jsonl (append-only), from which a repeated id is still answered
 // through the archive's index (archive-index.ts).
 import { readFile, truncate } from "node:fs/promises";
-import { JsonLinesError, readJsonLines, RecordDecodeError } from "../../../durable/jsonl.js";
+import {
+  array,
+  boolean,
+  decodeRecord,
+  fitsOneLine,
+  JsonLinesError,
+  literal,
+  minorUnits,
+  nonEmptyString,
+  nullable,
+  nullWhenAbsent,
+  object,
+  oneOf,
+  parseRecord,
+  readJsonLines,
+  RecordDecodeError,
+  refine,
+  safeInteger,
+  string,
+  type DecodedBy,
+  type Decoder,
+  type OnJsonLine,
+} from "../../../durable/jsonl.js";
 import { ArchiveIndex } from "./archive-index.js";
 import { assert } from "../../../domain/assert.js";
 import { crashPoint } from "../../../faults/crash.js";
 import { AppendOnlyFile, writeFileAtomic } from "../../../durable/files.js";
 import { GroupCommit } from "../../../durable/group-commit.js";
 import { holdFileLock } from "../../../durable/file-lock.js";
-import { isReason, type Reason } from "../../../domain/errors.js";
+import { isReason } from "../../../domain/errors.js";
 import { groupCommitBatchSize } from "../../../observability/metrics.js";
 import { advancedRecord, beganRecord, tombstoneRecord, type Outcome, type PaymentChange, type PaymentDetails, type PaymentRecord, type PaymentState } from "../../../domain/payment.js";
 import { countsKey, type Begun, type CoordinatorStore, type PaymentCounts } from "../coordinator-store.js";
@@ -49,11 +71,10 @@ function encode(record: PaymentRecord): Record<string, unknown> {
 
 /** A record as one line of the journal or the archive. */
 function recordLine(record: PaymentRecord): string {
-  return `${JSON.stringify(encode(record))}\n`;
+  const text = JSON.stringify(encode(record));
+  assert(fitsOneLine(text), "a payment record's line must fit the reader's bound (maxLineBytesDefault): its reasonMessage is too long");
+  return `${text}\n`;
 }
-
-/** What changes in a record after its payment begins: its state and outcome. */
-type PaymentProgress = Pick<PaymentRecord, "paymentId" | "state" | "reason" | "reasonMessage" | "finished" | "balanceAfterMinor" | "decidedAtMs" | "finishedAtMs">;
 
 /**
  * A journal line for a payment whose whole record is already durable (earlier in the journal, or in the
@@ -66,75 +87,55 @@ function progressLine(record: PaymentRecord): string {
   if (record.balanceAfterMinor !== null) line += `,"balanceAfterMinor":"${record.balanceAfterMinor}"`;
   if (record.decidedAtMs !== null) line += `,"decidedAtMs":${record.decidedAtMs}`;
   if (record.finishedAtMs !== null) line += `,"finishedAtMs":${record.finishedAtMs}`;
-  return `${line}}\n`;
+  line += "}";
+  assert(fitsOneLine(line), "a progress line must fit the reader's bound (maxLineBytesDefault): its reasonMessage is too long");
+  return `${line}\n`;
 }
 
-function decodeProgress(raw: Record<string, unknown>, where: string): PaymentProgress {
-  const optionalNumber = (key: string): number | null => {
-    const value = raw[key];
-    if (value === null) return null;
-    if (typeof value !== "number" || !Number.isSafeInteger(value)) throw new GatewayLogError(`${where}.${key} must be an integer or null`);
-    return value;
-  };
-  const paymentId = raw.paymentId;
-  if (typeof paymentId !== "string" || paymentId === "") throw new GatewayLogError(`${where}.paymentId must be a non-empty string`);
-  const state = raw.state;
-  if (state !== "preparing" && state !== "prepared" && state !== "committed" && state !== "aborted") throw new GatewayLogError(`${where}.state is not a payment state`);
-  const reason = raw.reason;
-  if (reason !== null && (typeof reason !== "string" || !isReason(reason))) throw new GatewayLogError(`${where}.reason is not a known reason`);
-  const balanceAfter = raw.balanceAfterMinor;
-  if (balanceAfter !== null && (typeof balanceAfter !== "string" || !/^[0-9]{1,20}$/.test(balanceAfter))) throw new GatewayLogError(`${where}.balanceAfterMinor must be an integer string or null`);
-  if (typeof raw.finished !== "boolean") throw new GatewayLogError(`${where}.finished must be a boolean`);
-  return {
-    paymentId,
-    state,
-    reason: reason as Reason | null,
-    reasonMessage: typeof raw.reasonMessage === "string" ? raw.reasonMessage : null,
-    finished: raw.finished,
-    balanceAfterMinor: balanceAfter === null ? null : BigInt(balanceAfter as string),
-    decidedAtMs: optionalNumber("decidedAtMs"),
-    finishedAtMs: optionalNumber("finishedAtMs"),
-  };
-}
+// The schemas of the records above, one per record type (durable/jsonl.ts decodes them).
 
-function decode(raw: Record<string, unknown>, where: string): PaymentRecord {
-  const text = (key: string): string => {
-    const value = raw[key];
-    if (typeof value !== "string") throw new GatewayLogError(`${where}.${key} must be a string`);
-    return value;
-  };
-  const progress = decodeProgress(raw, where);
-  const amountText = text("amountMinor");
-  if (!/^[0-9]{1,20}$/.test(amountText)) throw new GatewayLogError(`${where}.amountMinor must be an integer string`);
-  const createdAtMs = raw.createdAtMs;
-  if (typeof createdAtMs !== "number" || !Number.isSafeInteger(createdAtMs)) throw new GatewayLogError(`${where}.createdAtMs is required`);
-  return {
-    paymentId: progress.paymentId,
-    fromUser: text("fromUser"),
-    fromBank: text("fromBank"),
-    toUser: text("toUser"),
-    toBank: text("toBank"),
-    amountMinor: BigInt(amountText),
-    state: progress.state,
-    reason: progress.reason,
-    reasonMessage: progress.reasonMessage,
-    finished: progress.finished,
-    balanceAfterMinor: progress.balanceAfterMinor,
-    createdAtMs,
-    decidedAtMs: progress.decidedAtMs,
-    finishedAtMs: progress.finishedAtMs,
-  };
-}
+const paymentState: Decoder<PaymentState> = oneOf(["preparing", "prepared", "committed", "aborted"]);
+const reason = refine(string(), isReason, "must be a known reason");
+const timeMs = safeInteger();
 
-type JournalEntry = { record: PaymentRecord; progress?: undefined } | { progress: PaymentProgress; record?: undefined };
+/** A whole record (encode): a snapshot's `payments` entry, a payment's first journal line, an archive line. */
+const paymentRecord: Decoder<PaymentRecord> = object({
+  paymentId: nonEmptyString(),
+  // A tombstone's (domain/payment.ts) are empty.
+  fromUser: string(),
+  fromBank: string(),
+  toUser: string(),
+  toBank: string(),
+  amountMinor: minorUnits(),
+  state: paymentState,
+  reason: nullable(reason),
+  reasonMessage: nullable(string()),
+  finished: boolean(),
+  balanceAfterMinor: nullable(minorUnits()),
+  createdAtMs: timeMs,
+  decidedAtMs: nullable(timeMs),
+  finishedAtMs: nullable(timeMs),
+});
+
+/** A progress line (progressLine): what changes in a record after its payment begins, null fields left out. */
+const paymentProgress = object({
+  progress: nonEmptyString(),
+  state: paymentState,
+  finished: boolean(),
+  reason: nullWhenAbsent(reason),
+  reasonMessage: nullWhenAbsent(string()),
+  balanceAfterMinor: nullWhenAbsent(minorUnits()),
+  decidedAtMs: nullWhenAbsent(timeMs),
+  finishedAtMs: nullWhenAbsent(timeMs),
+});
+type PaymentProgress = DecodedBy<typeof paymentProgress>;
 
 /** A journal line: a whole record (a payment's first line), or the progress of one already recorded. */
-function decodeJournalLine(raw: Record<string, unknown>, where: string): JournalEntry {
-  if (!("progress" in raw)) return { record: decode(raw, where) };
-  // Left-out fields are null (progressLine writes only the others).
-  const full: Record<string, unknown> = { reason: null, reasonMessage: null, balanceAfterMinor: null, decidedAtMs: null, finishedAtMs: null, ...raw, paymentId: raw.progress };
-  return { progress: decodeProgress(full, where) };
-}
+const journalLine: Decoder<PaymentRecord | PaymentProgress> = (value) =>
+  typeof value === "object" && value !== null && Object.hasOwn(value, "progress") ? paymentProgress(value) : paymentRecord(value);
+
+/** The snapshot, transaction_logs.json: one JSON document. */
+const gatewaySnapshot = object({ format: literal(formatTag), payments: array(paymentRecord) });
 
 /** The record with a progress line's state and outcome (absolute values: the line is the whole truth of them). */
 function withProgress(record: PaymentRecord, progress: PaymentProgress): PaymentRecord {
@@ -210,84 +211,46 @@ async function loadRecords(paths: GatewayLogPaths): Promise<LoadedRecords> {
   const snapshotPath = paths.transactionLogsJson;
   const text = await readOptional(snapshotPath);
   if (text.trim() !== "") {
-    let document: { format?: unknown; payments?: unknown };
+    let document: unknown;
     try {
       document = JSON.parse(text);
     } catch (error) {
       throw new GatewayLogError(`${snapshotPath}: not valid JSON (truncated or corrupt?): ${(error as Error).message}; refusing to start, fix or restore the file`);
     }
-    if (document.format !== formatTag || !Array.isArray(document.payments)) throw new GatewayLogError(`${snapshotPath}: not a ${formatTag} document; refusing to start`);
-    document.payments.forEach((raw, index) => {
-      try {
-        const record = decode(raw as Record<string, unknown>, `payments[${index}]`);
-        records.set(record.paymentId, record);
-      } catch (error) {
-        throw new GatewayLogError(`${snapshotPath}: ${(error as Error).message}; refusing to start`);
-      }
-    });
+    const snapshot = decodeRecord(gatewaySnapshot, document);
+    if (!snapshot.ok) throw new GatewayLogError(`${snapshotPath}: not a ${formatTag} document (${snapshot.error.message}); refusing to start, fix or restore the file`);
+    for (const record of snapshot.value.payments) records.set(record.paymentId, record);
   }
   const archivedProgress = new Set<string>();
-  const journal = await readLines(paths.transactionLogsJournal, decodeJournalLine, (entry) => {
-    if (entry.record !== undefined) {
-      records.set(entry.record.paymentId, entry.record);
+  const journal = await readLines(paths.transactionLogsJournal, journalLine, (entry) => {
+    if (!("progress" in entry)) {
+      records.set(entry.paymentId, entry);
       return;
     }
-    const record = records.get(entry.progress.paymentId);
+    const record = records.get(entry.progress);
     // A compaction archived the payment and wrote a snapshot without it, then stopped before it emptied
     // the journal: the archive holds its final record (checked once the archive is open).
-    if (record === undefined) archivedProgress.add(entry.progress.paymentId);
-    else records.set(record.paymentId, withProgress(record, entry.progress));
+    if (record === undefined) archivedProgress.add(entry.progress);
+    else records.set(record.paymentId, withProgress(record, entry));
   });
   return { records, journalLines: journal.lines, journalCompleteBytes: journal.completeBytes, tornBytes: journal.tornBytes, archivedProgress };
 }
 
 /**
- * Streams an append-only file of whole records (the journal, the archive; either may be larger than one
- * string may hold) from byte `fromBytes` on, giving each record with the byte range of its line. A final
- * line without its newline is an append a crash cut short before its fsync returned, so nothing depended
- * on it: it is reported as torn, not read. Any other damage refuses to load, naming the file and the line.
+ * Streams an append-only file of records (the journal, the archive; either may be larger than one string may
+ * hold) from byte `fromBytes` on through the one JSON-lines reader, giving each decoded line with its byte
+ * range. A final line without its newline is an append a crash cut short before its fsync returned, so
+ * nothing depended on it: it is reported as torn, not read. Any other damage refuses to load, naming the
+ * file and the line.
  */
-async function readRecordLines(
-  path: string,
-  onRecord: (record: PaymentRecord, offsetBytes: number, endBytes: number, where: string) => void | Promise<void>,
-  fromBytes = 0,
-): Promise<{ lines: number; completeBytes: number; tornBytes: number }> {
-  return readLines(path, decode, onRecord, fromBytes);
-}
-
-/** readRecordLines with the line decoder given (the journal's lines are not all whole records), through the one JSON-lines reader. */
-async function readLines<T>(
-  path: string,
-  decodeLine: (raw: Record<string, unknown>, where: string) => T,
-  onEntry: (entry: T, offsetBytes: number, endBytes: number, where: string) => void | Promise<void>,
-  fromBytes = 0,
-): Promise<{ lines: number; completeBytes: number; tornBytes: number }> {
-  const decode = (raw: unknown): T => {
-    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new RecordDecodeError("", "must be a JSON object");
-    try {
-      return decodeLine(raw as Record<string, unknown>, "record");
-    } catch (error) {
-      // The record's own checks name the field; the reader adds the file and the line.
-      if (error instanceof GatewayLogError) throw new PaymentRecordError(error.message);
-      throw error;
-    }
-  };
+async function readLines<T>(path: string, decodeLine: Decoder<T>, onEntry: OnJsonLine<T>, fromBytes = 0): Promise<{ lines: number; completeBytes: number; tornBytes: number }> {
   try {
-    return await readJsonLines(path, decode, onEntry, { fromBytes });
+    return await readJsonLines(path, decodeLine, onEntry, { fromBytes });
   } catch (error) {
     if (!(error instanceof JsonLinesError)) throw error;
-    if (error.cause instanceof PaymentRecordError) throw new GatewayLogError(`${error.where}: not a payment record (${error.cause.detail}); refusing to start, fix or restore the file`, { cause: error });
+    // JSON that the record's schema refused: its error names the field.
+    if (error.cause instanceof RecordDecodeError) throw new GatewayLogError(`${error.where}: not a payment record (${error.cause.message}); refusing to start, fix or restore the file`, { cause: error });
     throw new GatewayLogError(error.message, { cause: error });
-  }
-}
-
-/** A line that is JSON but not a payment record (the record's own checks name the field). */
-class PaymentRecordError extends RecordDecodeError {
-  readonly detail: string;
-
-  constructor(detail: string) {
-    super("", `is not a payment record (${detail})`);
-    this.detail = detail;
   }
 }
 
@@ -296,7 +259,7 @@ export async function readGatewayRecords(paths: GatewayLogPaths): Promise<Map<st
   // The archive is read last: a compaction appends to it before it rewrites the snapshot, so a record
   // leaving the snapshot is already in the archive by the time this reads it.
   const { records } = await loadRecords(paths);
-  await readRecordLines(paths.transactionArchive, (record) => {
+  await readLines(paths.transactionArchive, paymentRecord, (record) => {
     if (!records.has(record.paymentId)) records.set(record.paymentId, record);
   });
   return records;
@@ -332,6 +295,11 @@ export class GatewayLog implements CoordinatorStore {
   #dirty = new Set<string>();
   /** Records begun whose whole record is not yet in the journal: their next line is whole, later ones progress. */
   #unjournaled = new Set<string>();
+  /**
+   * The write that makes each record held in memory durable, while it may be in flight (resolved ones stay
+   * until the record is replaced or dropped: a weak map, so they cost nothing after).
+   */
+  readonly #pendingWrites = new WeakMap<PaymentRecord, Promise<void>>();
   #newIds: string[] = [];
   #journalLines = 0;
   #releaseLock: (() => Promise<void>) | null = null;
@@ -386,8 +354,9 @@ export class GatewayLog implements CoordinatorStore {
       chunkRecords: this.#archiveChunkRecords,
       onMergeError: this.#onArchiveIndexError,
       scan: (fromBytes, onRecord) =>
-        readRecordLines(
+        readLines(
           archivePath,
+          paymentRecord,
           (record, offsetBytes, endBytes, where) => {
             if (!record.finished) throw new GatewayLogError(`${where}: an unfinished payment in the archive; refusing to start`);
             return onRecord(record.paymentId, record.state === "committed", offsetBytes, endBytes);
@@ -450,7 +419,9 @@ export class GatewayLog implements CoordinatorStore {
 
   /** The record of any payment this gateway ever began, reading the archive for an old one. */
   async find(paymentId: string): Promise<PaymentRecord | undefined> {
-    return this.#records.get(paymentId) ?? (await this.#findArchived(paymentId));
+    const record = this.#records.get(paymentId) ?? (await this.#findArchived(paymentId));
+    if (record !== undefined) await this.#durable(record);
+    return record;
   }
 
   /** An archived payment's record; undefined (without reading anything, nearly always) for one never archived. */
@@ -459,12 +430,9 @@ export class GatewayLog implements CoordinatorStore {
     const line = await this.#archive.lineOf(paymentId);
     // A compaction may have archived it while the index was read; memory no longer holds it then.
     if (line === undefined) return this.#records.get(paymentId);
-    let archived: PaymentRecord;
-    try {
-      archived = decode(JSON.parse(line) as Record<string, unknown>, "line");
-    } catch (error) {
-      throw new GatewayLogError(`${this.#paths.transactionArchive}: the line of ${paymentId} is not a payment record: ${(error as Error).message}`);
-    }
+    const decoded = parseRecord(paymentRecord, line);
+    if (!decoded.ok) throw new GatewayLogError(`${this.#paths.transactionArchive}: the line of ${paymentId} is not a payment record: ${decoded.error.message}`);
+    const archived = decoded.value;
     assert(archived.paymentId === paymentId, `the archive line found for ${paymentId} holds ${archived.paymentId}`);
     return archived;
   }
@@ -499,9 +467,14 @@ export class GatewayLog implements CoordinatorStore {
    * after it: whatever began the id meanwhile wins.
    */
   async beginOrGet(details: PaymentDetails): Promise<Begun> {
-    const known = this.#records.get(details.paymentId) ?? (await this.#findArchived(details.paymentId));
-    if (known !== undefined) return { created: false, record: known };
-    return this.#begin(details);
+    let known = this.#records.get(details.paymentId);
+    if (known === undefined && this.#archive.mayContain(details.paymentId)) {
+      // Reading the archive yields: a call with the same id may begin it meanwhile, so memory is asked again.
+      known = (await this.#findArchived(details.paymentId)) ?? this.#records.get(details.paymentId);
+    }
+    if (known === undefined) return this.#begin(details);
+    await this.#durable(known);
+    return { created: false, record: known };
   }
 
   async beginOrGetAll(details: readonly PaymentDetails[]): Promise<Begun[]> {
@@ -510,7 +483,21 @@ export class GatewayLog implements CoordinatorStore {
       const known = this.#records.get(one.paymentId);
       begun.push(known !== undefined ? { created: false, record: known } : this.#archive.mayContain(one.paymentId) ? await this.beginOrGet(one) : this.#begin(one));
     }
+    // New records are handed out before they are durable (their `durable` says when); known ones only once
+    // they are: an answer, or a decision, may rest on them.
+    for (const one of begun) if (!one.created) await this.#durable(one.record);
     return begun;
+  }
+
+  /** Resolves once `record` (a value this store handed out or holds) is durable: at once, nearly always. */
+  #durable(record: PaymentRecord): Promise<void> {
+    return this.#pendingWrites.get(record) ?? Promise.resolve();
+  }
+
+  /** Remembers the write that makes `record` durable (a record is a value: each change is a new one). */
+  #written(record: PaymentRecord, durable: Promise<void>): Promise<void> {
+    this.#pendingWrites.set(record, durable);
+    return durable;
   }
 
   #begin(details: PaymentDetails): Begun {
@@ -520,31 +507,38 @@ export class GatewayLog implements CoordinatorStore {
     this.#dirty.add(record.paymentId);
     this.#unjournaled.add(record.paymentId);
     this.#newIds.push(record.paymentId);
-    return { created: true, record, durable: this.#writer.flush() };
+    return { created: true, record, durable: this.#written(record, this.#writer.flush()) };
   }
 
   /** The record of the id; if none, an id the coordinator never began recorded as aborted, so that it can never be committed later. */
   async tombstone(paymentId: string): Promise<PaymentRecord> {
-    const known = this.#records.get(paymentId) ?? (await this.#findArchived(paymentId));
-    if (known !== undefined) return known;
+    let known = this.#records.get(paymentId);
+    if (known === undefined && this.#archive.mayContain(paymentId)) known = (await this.#findArchived(paymentId)) ?? this.#records.get(paymentId);
+    if (known !== undefined) {
+      await this.#durable(known);
+      return known;
+    }
     const record = tombstoneRecord(paymentId, this.#nowMs());
     this.#records.set(paymentId, record);
     this.#dirty.add(paymentId);
     this.#unjournaled.add(paymentId);
-    await this.#writer.flush();
+    await this.#written(record, this.#writer.flush());
     return record;
   }
 
   async advance(change: PaymentChange): Promise<PaymentRecord> {
     const record = this.#apply(change);
-    await this.#writer.flush();
+    await this.#written(record, this.#writer.flush());
     return record;
   }
 
   /** advance() for many payments, made durable together by one group commit. */
   async advanceAll(changes: readonly PaymentChange[]): Promise<PaymentRecord[]> {
+    if (changes.length === 0) return [];
     const records = changes.map((change) => this.#apply(change));
-    await this.#writer.flush();
+    const durable = this.#writer.flush();
+    for (const record of records) this.#pendingWrites.set(record, durable);
+    await durable;
     return records;
   }
 

@@ -5,9 +5,9 @@
 // A bank's finished records say what it applied: `committed` for a payment id means its leg (or, for a
 // same-bank payment, both legs) changed the balances there once. The ledger invariant checks that the
 // balances are exactly the initial ones plus those legs, so "applied" below means "applied exactly once".
-import type { PaymentDetails, PaymentState } from "../../core/domain/payment.js";
-import type { LegKind } from "../../core/domain/ledger.js";
-import { formatMinor } from "../../core/domain/money.js";
+import type { PaymentDetails, PaymentState } from "../domain/payment.js";
+import type { LegKind } from "../domain/ledger.js";
+import { formatMinor } from "../domain/money.js";
 
 /** One answer a client got for a payment id. `afterRun`: asked again after the faults were healed. */
 export type Attempt = ({ result: "committed" } | { result: "aborted"; reason: string; final: boolean } | { result: "ambiguous"; reason: string }) & {

@@ -1,7 +1,7 @@
 // A small seeded pseudo-random generator (mulberry32) for `paynet verify`: every random choice of a run
 // (payment kinds, accounts, amounts, which process to kill and when) flows from one 32-bit seed, so the
 // same seed gives the same schedule. Not for secrets: ids, tokens and keys use node:crypto.
-import { assert } from "../../core/domain/assert.js";
+import { assert } from "../domain/assert.js";
 
 export const seedMax = 0xffff_ffff;
 
