@@ -1,48 +1,46 @@
-// Atomic, durable file writes: temp file, fsync, rename, fsync the directory.
-import { open, rename, mkdir, rm, readdir, type FileHandle } from "node:fs/promises";
+// Atomic, durable file writes: temp file, fsync, rename, fsync the directory; and fsynced appends. Both go
+// through a Disk (disk.ts): the real file system, or in power-loss tests a simulated one.
 import { dirname, basename, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { crashPoint, isCrashPointArmed, type CrashPointName } from "../faults/crash.js";
 import { fsyncSeconds } from "../observability/metrics.js";
+import { nodeDisk, type Disk, type DiskFile } from "./disk.js";
 
-/** Makes a directory's entries (a created, renamed or deleted name) durable. */
-export async function fsyncDirectory(directory: string): Promise<void> {
-  const handle = await open(directory, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+export interface AtomicWriteOptions {
+  mode?: number;
+  /** Names the crash point between writing the temp file and renaming it. */
+  crashName?: CrashPointName;
+  /** Runs just before the rename (a lock's check that it is still held); a rejection removes the temp file. */
+  beforeRename?: () => Promise<void>;
+  disk?: Disk;
 }
 
-/**
- * Replaces `path` with `data` so that a crash at any moment leaves either the old or the new content.
- * `crashName` names the crash point between writing the temp file and renaming it.
- */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, options: { mode?: number; crashName?: CrashPointName; beforeRename?: () => Promise<void> } = {}): Promise<void> {
+/** Replaces `path` with `data` so that a crash or a power loss at any moment leaves either the old or the new content. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): Promise<void> {
+  const disk = options.disk ?? nodeDisk;
   const directory = dirname(path);
   const stopTimer = fsyncSeconds.startTimer({ file: basename(path) });
-  await mkdir(directory, { recursive: true });
+  await disk.mkdir(directory);
   const temp = join(directory, `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
-  const handle = await open(temp, "w", options.mode ?? 0o644);
+  const file = await disk.open(temp, "w", options.mode ?? 0o644);
   try {
-    await handle.writeFile(data, typeof data === "string" ? "utf8" : undefined);
-    await handle.sync();
+    await file.write(data);
+    await file.sync();
   } catch (error) {
-    await handle.close();
-    await rm(temp, { force: true });
+    await file.close();
+    await disk.remove(temp);
     throw error;
   }
-  await handle.close();
+  await file.close();
   if (options.crashName !== undefined) crashPoint(options.crashName);
   try {
     await options.beforeRename?.();
   } catch (error) {
-    await rm(temp, { force: true });
+    await disk.remove(temp);
     throw error;
   }
-  await rename(temp, path);
-  await fsyncDirectory(directory);
+  await disk.rename(temp, path);
+  await disk.syncDirectory(directory);
   stopTimer();
 }
 
@@ -53,32 +51,34 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
  */
 export class AppendOnlyFile {
   readonly path: string;
+  readonly #disk: Disk;
   readonly #tornCrashName: CrashPointName | undefined;
   readonly #metricsName: string;
-  #handle: FileHandle | null = null;
+  #file: DiskFile | null = null;
 
   /** `metricsName` labels its fsync timings (default: the file's name). */
-  constructor(path: string, options: { tornCrashName?: CrashPointName; metricsName?: string } = {}) {
+  constructor(path: string, options: { tornCrashName?: CrashPointName; metricsName?: string; disk?: Disk } = {}) {
     this.path = path;
+    this.#disk = options.disk ?? nodeDisk;
     this.#tornCrashName = options.tornCrashName;
     this.#metricsName = options.metricsName ?? basename(path);
   }
 
   async append(text: string): Promise<void> {
     const stopTimer = fsyncSeconds.startTimer({ file: this.#metricsName });
-    if (this.#handle === null) {
-      await mkdir(dirname(this.path), { recursive: true });
-      this.#handle = await open(this.path, "a", 0o644);
+    if (this.#file === null) {
+      await this.#disk.mkdir(dirname(this.path));
+      this.#file = await this.#disk.open(this.path, "a", 0o644);
       // The name of a file just created must be durable too, or a crash could lose the whole file.
-      await fsyncDirectory(dirname(this.path));
+      await this.#disk.syncDirectory(dirname(this.path));
     }
     if (this.#tornCrashName !== undefined && isCrashPointArmed(this.#tornCrashName)) {
-      await this.#handle.write(text.slice(0, Math.max(1, Math.floor(text.length / 2))));
-      await this.#handle.datasync();
+      await this.#file.write(text.slice(0, Math.max(1, Math.floor(text.length / 2))));
+      await this.#file.datasync();
     }
     if (this.#tornCrashName !== undefined) crashPoint(this.#tornCrashName);
-    await this.#handle.write(text);
-    await this.#handle.datasync();
+    await this.#file.write(text);
+    await this.#file.datasync();
     stopTimer();
   }
 
@@ -87,9 +87,9 @@ export class AppendOnlyFile {
   }
 
   async close(): Promise<void> {
-    const handle = this.#handle;
-    this.#handle = null;
-    await handle?.close();
+    const file = this.#file;
+    this.#file = null;
+    await file?.close();
   }
 }
 
@@ -108,13 +108,13 @@ function isAlive(pid: number): boolean {
  * Removes temp files left by a process that died between writing and renaming them. Files of live
  * processes are kept: another process sharing the directory may be about to rename its own.
  */
-export async function removeStaleTempFiles(directory: string): Promise<string[]> {
-  const names = await readdir(directory).catch(() => [] as string[]);
+export async function removeStaleTempFiles(directory: string, disk: Disk = nodeDisk): Promise<string[]> {
+  const names = await disk.readdir(directory).catch(() => [] as string[]);
   const removed: string[] = [];
   for (const name of names) {
     const match = tempNamePattern.exec(name);
     if (match === null || isAlive(Number(match[1]))) continue;
-    await rm(join(directory, name), { force: true });
+    await disk.remove(join(directory, name));
     removed.push(name);
   }
   return removed;

@@ -10,9 +10,9 @@
 // Decoders throw a RecordDecodeError naming the field (`balancesMinor.alice must be an integer string …`);
 // decodeRecord and parseRecord turn it into a result value, and the readers into a JsonLinesError naming the
 // file and the line. The caller decides what an error means.
-import { open, type FileHandle } from "node:fs/promises";
 import { isUtf8 } from "node:buffer";
 import { assert } from "../domain/assert.js";
+import { isMissing, nodeDisk, type Disk, type DiskFile } from "./disk.js";
 
 // ---------------------------------------------------------------------------------------------------------
 // Errors
@@ -468,17 +468,28 @@ function regionIsUtf8(buffer: Buffer, start: number): boolean {
   return lastNewline < start || isUtf8(buffer.subarray(start, lastNewline));
 }
 
-async function openOptional(path: string): Promise<FileHandle | null> {
+async function openOptional(disk: Disk, path: string): Promise<DiskFile | null> {
   try {
-    return await open(path, "r");
+    return await disk.open(path, "r");
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    if (isMissing(error)) return null;
     throw error;
   }
 }
 
+/** The file's bytes [fromBytes, toBytes) in chunks of at most readChunkBytes, each a buffer of its own. */
+async function* chunksOf(file: DiskFile, fromBytes: number, toBytes: number): AsyncGenerator<Buffer> {
+  for (let position = fromBytes; position < toBytes; ) {
+    const chunk = Buffer.allocUnsafe(Math.min(readChunkBytes, toBytes - position));
+    const bytesRead = await file.read(chunk, 0, chunk.length, position);
+    if (bytesRead === 0) return; // cut short while read: what is there is read
+    position += bytesRead;
+    yield chunk.subarray(0, bytesRead);
+  }
+}
+
 /** Checks that reading may start at `fromBytes` of a file of `sizeBytes`: at its end or just after a newline. */
-async function checkStart(handle: FileHandle | null, lines: LineDecoder<unknown>, fromBytes: number, sizeBytes: number): Promise<void> {
+async function checkStart(handle: DiskFile | null, lines: LineDecoder<unknown>, fromBytes: number, sizeBytes: number): Promise<void> {
   if (fromBytes === 0) return;
   if (fromBytes > sizeBytes) lines.refuse("JSONL_BAD_START", `reading was to start at byte ${fromBytes}, beyond the file's end (${sizeBytes} bytes)`);
   const before = Buffer.alloc(1);
@@ -498,17 +509,16 @@ export async function readJsonLines<T>(
   path: string,
   decodeLine: Decoder<T>,
   onEntry: OnJsonLine<T>,
-  options: { fromBytes?: number; maxLineBytes?: number } = {},
+  options: { fromBytes?: number; maxLineBytes?: number; disk?: Disk } = {},
 ): Promise<JsonLinesRead> {
   const fromBytes = options.fromBytes ?? 0;
   const lines = new LineDecoder(path, decodeLine, fromBytes, options.maxLineBytes ?? maxLineBytesDefault);
-  const handle = await openOptional(path);
+  const handle = await openOptional(options.disk ?? nodeDisk, path);
   try {
-    const sizeBytes = handle === null ? 0 : (await handle.stat()).size;
+    const sizeBytes = handle === null ? 0 : await handle.sizeBytes();
     await checkStart(handle, lines, fromBytes, sizeBytes);
     if (handle === null || sizeBytes === fromBytes) return { lines: 0, completeBytes: fromBytes, tornBytes: 0 };
-    const stream = handle.createReadStream({ start: fromBytes, end: sizeBytes - 1, highWaterMark: readChunkBytes, autoClose: false });
-    const tornBytes = await splitStream(stream, lines, onEntry);
+    const tornBytes = await splitStream(chunksOf(handle, fromBytes, sizeBytes), lines, onEntry);
     return { lines: lines.lines, completeBytes: lines.offsetBytes, tornBytes };
   } finally {
     await handle?.close();

@@ -12,7 +12,11 @@ export interface LedgerState {
   holds: Map<string, Hold>;
   /** Finished payments the store remembers, oldest first (at most the retention the store was opened with). */
   finished: Map<string, Finished>;
-  /** The latest gateway start time of a same-bank transfer the store no longer remembers (0: none). */
+  /**
+   * At least the latest gateway start time of a same-bank transfer the store no longer remembers (0: none).
+   * Higher is safe (the participant is only more careful about a transfer it does not know): a file store
+   * that folds an interrupted checkpoint in again may raise it past what it strictly has to.
+   */
   transfersForgottenThroughMs: number;
 }
 

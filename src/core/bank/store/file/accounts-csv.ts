@@ -1,8 +1,7 @@
 // Owns the format of server/dummydata.csv: `username,balance,password,bank`, one account per row.
 // Balances are decimals in major units ("1000" or "12.50"); passwords are scrypt hashes once migrated.
-import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../../../durable/files.js";
-import { withFileLock } from "../../../durable/file-lock.js";
+import { nodeDisk, type Disk } from "../../../durable/disk.js";
 import { balanceMinorMax, parseDecimalMinor } from "../../../domain/money.js";
 import { validateBankName, validateUsername } from "../../../domain/validate.js";
 import type { Account } from "../../../domain/ledger.js";
@@ -69,12 +68,16 @@ export function serializeAccountsCsv(rows: readonly AccountRow[]): string {
   return [accountsHeader, ...body].join("\n") + "\n";
 }
 
-export async function readAccountsCsv(path: string): Promise<AccountRow[]> {
-  const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
-    throw new AccountsFileError(`${path}: cannot read accounts file: ${error.code ?? error.message}`);
-  });
+export async function readAccountsCsv(path: string, disk: Disk = nodeDisk): Promise<AccountRow[]> {
+  const text = (await readAccountsFile(disk, path)).toString("utf8");
   if (text.length > accountsFileBytesMax) throw new AccountsFileError(`${path}: file larger than ${accountsFileBytesMax} bytes`);
   return parseAccountsCsv(text, path);
+}
+
+async function readAccountsFile(disk: Disk, path: string): Promise<Buffer> {
+  return disk.readFile(path).catch((error: NodeJS.ErrnoException) => {
+    throw new AccountsFileError(`${path}: cannot read accounts file: ${error.code ?? error.message}`);
+  });
 }
 
 export function banksOf(rows: readonly AccountRow[]): string[] {
@@ -195,15 +198,13 @@ function replaceParsedRows(rows: readonly AccountRow[], bank: string, accounts: 
  * under the file's lock, atomically. Every other line is kept as it is on disk. A file any of whose lines is
  * malformed is refused, naming the line, and left as it was.
  */
-export async function rewriteBankRows(path: string, bank: string, accounts: ReadonlyMap<string, Account>): Promise<void> {
-  await withFileLock(path, async (stillHeld) => {
-    const data = await readFile(path).catch((error: NodeJS.ErrnoException) => {
-      throw new AccountsFileError(`${path}: cannot read accounts file: ${error.code ?? error.message}`);
-    });
+export async function rewriteBankRows(path: string, bank: string, accounts: ReadonlyMap<string, Account>, disk: Disk = nodeDisk): Promise<void> {
+  await disk.withLock(path, async (stillHeld) => {
+    const data = await readAccountsFile(disk, path);
     if (data.length > accountsFileBytesMax) throw new AccountsFileError(`${path}: file larger than ${accountsFileBytesMax} bytes`);
     // Rare (a hand-edited file): parse it all, which names a malformed line, and write it back canonically.
     const out = replaceCanonicalRows(data, bank, accounts) ?? replaceParsedRows(parseAccountsCsv(data.toString("utf8"), path), bank, accounts);
-    await writeFileAtomic(path, out, { crashName: "bank-csv-temp-written", beforeRename: stillHeld });
+    await writeFileAtomic(path, out, { crashName: "bank-csv-temp-written", beforeRename: stillHeld, disk });
   });
 }
 
@@ -213,9 +214,10 @@ export async function loadBankAccounts(
   bank: string,
   hash: (password: string) => Promise<string>,
   isHashed: (stored: string) => boolean,
+  disk: Disk = nodeDisk,
 ): Promise<Map<string, Account>> {
-  return withFileLock(path, async (stillHeld) => {
-    const rows = await readAccountsCsv(path);
+  return disk.withLock(path, async (stillHeld) => {
+    const rows = await readAccountsCsv(path, disk);
     let migrated = false;
     const updated: AccountRow[] = [];
     for (const row of rows) {
@@ -226,7 +228,7 @@ export async function loadBankAccounts(
         updated.push(row);
       }
     }
-    if (migrated) await writeFileAtomic(path, serializeAccountsCsv(updated), { beforeRename: stillHeld });
+    if (migrated) await writeFileAtomic(path, serializeAccountsCsv(updated), { beforeRename: stillHeld, disk });
     return new Map(updated.filter((row) => row.bank === bank).map((row) => [row.username, { balanceMinor: row.balanceMinor, password: row.password }]));
   });
 }

@@ -4,9 +4,9 @@
 // Each bank writes only its own journal (the bank process holds its lock), so the hot path takes no
 // cross-process lock. A checkpoint folds a finished generation into the shared files (accounts CSV, pending
 // section, finished log) and deletes it; the pending section names the first generation not folded in.
-import { readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { AppendOnlyFile } from "../../../durable/files.js";
+import { isMissing, nodeDisk, readOptionalFile, type Disk } from "../../../durable/disk.js";
 import { decodeJsonLines, fitsOneLine, JsonLinesError, literal, minorUnits, nonEmptyString, object, oneOf, optional, record, safeInteger, union, type Decoder } from "../../../durable/jsonl.js";
 import { assert } from "../../../domain/assert.js";
 import type { LedgerEntry } from "../../../domain/ledger.js";
@@ -22,10 +22,10 @@ export function journalPath(directory: string, bank: string, generation: number)
 }
 
 /** This bank's journal generations on disk, oldest first. */
-export async function listJournalGenerations(directory: string, bank: string): Promise<number[]> {
+export async function listJournalGenerations(directory: string, bank: string, disk: Disk = nodeDisk): Promise<number[]> {
   const pattern = namePattern(bank);
-  const names = await readdir(directory).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "ENOENT") return [] as string[];
+  const names = await disk.readdir(directory).catch((error: unknown) => {
+    if (isMissing(error)) return [] as string[];
     throw error;
   });
   return names.flatMap((name) => {
@@ -93,11 +93,8 @@ const journalEntry: Decoder<LedgerEntry> = union("op", {
  * crash before its fsync returned (nothing was answered on it): it is left out. Any other bad line is
  * refused by file and line: the journal is the only copy of what it records.
  */
-export async function readJournal(path: string): Promise<{ entries: LedgerEntry[]; completeBytes: number; tornBytes: number }> {
-  const buffer = await readFile(path).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "ENOENT") return Buffer.alloc(0);
-    throw error;
-  });
+export async function readJournal(path: string, disk: Disk = nodeDisk): Promise<{ entries: LedgerEntry[]; completeBytes: number; tornBytes: number }> {
+  const buffer = (await readOptionalFile(disk, path)) ?? Buffer.alloc(0);
   try {
     const { entries, completeBytes, tornBytes } = decodeJsonLines(buffer, path, journalEntry);
     return { entries, completeBytes, tornBytes };
@@ -112,14 +109,16 @@ export async function readJournal(path: string): Promise<{ entries: LedgerEntry[
 export class BankJournal {
   readonly directory: string;
   readonly bank: string;
+  readonly #disk: Disk;
   #generation: number;
   #file: AppendOnlyFile;
   /** Lines appended to the current generation. */
   #lines = 0;
 
-  constructor(directory: string, bank: string, generation: number) {
+  constructor(directory: string, bank: string, generation: number, disk: Disk = nodeDisk) {
     this.directory = directory;
     this.bank = bank;
+    this.#disk = disk;
     this.#generation = generation;
     this.#file = this.#fileOf(generation);
   }
@@ -156,13 +155,13 @@ export class BankJournal {
   }
 
   #fileOf(generation: number): AppendOnlyFile {
-    return new AppendOnlyFile(journalPath(this.directory, this.bank, generation), { tornCrashName: "bank-journal-torn", metricsName: `journal_${this.bank}` });
+    return new AppendOnlyFile(journalPath(this.directory, this.bank, generation), { tornCrashName: "bank-journal-torn", metricsName: `journal_${this.bank}`, disk: this.#disk });
   }
 }
 
 /** Deletes the generations before `firstKept`: they are folded into the shared files. */
-export async function deleteJournalsBefore(directory: string, bank: string, firstKept: number): Promise<void> {
-  for (const generation of await listJournalGenerations(directory, bank)) {
-    if (generation < firstKept) await unlink(journalPath(directory, bank, generation)).catch(() => undefined);
+export async function deleteJournalsBefore(directory: string, bank: string, firstKept: number, disk: Disk = nodeDisk): Promise<void> {
+  for (const generation of await listJournalGenerations(directory, bank, disk)) {
+    if (generation < firstKept) await disk.remove(journalPath(directory, bank, generation));
   }
 }

@@ -9,6 +9,7 @@ import { listJournalGenerations, journalPath, readJournal } from "./bank-journal
 import { readFinishedLog } from "./finished-log.js";
 import { readBankPending } from "./pending-file.js";
 import { finishedLogPath, type DataPaths } from "../../../durable/paths.js";
+import { nodeDisk, type Disk } from "../../../durable/disk.js";
 
 export interface BankFiles {
   accountsCsvPath: string;
@@ -16,6 +17,8 @@ export interface BankFiles {
   finishedLogPath: string;
   /** Where the bank's journal generations live (server/). */
   journalDirectory: string;
+  /** The disk they are on (default: the real file system; a simulated one in power-loss tests). */
+  disk?: Disk;
 }
 
 export function bankStateFiles(paths: DataPaths, bank: string): BankFiles {
@@ -74,10 +77,11 @@ export function replayEntry(state: Pick<BankState, "accounts" | "holds" | "finis
  * `accounts` are updated in place by the replay.
  */
 export async function readBankState(files: BankFiles, bank: string, accounts?: Map<string, Account>, finishedLog?: readonly Finished[]): Promise<BankState> {
-  const pending = await readBankPending(files.pendingJsonPath, bank);
-  const rows = accounts ?? new Map((await readAccountsCsv(files.accountsCsvPath)).filter((row) => row.bank === bank).map((row) => [row.username, { balanceMinor: row.balanceMinor, password: row.password }]));
+  const disk = files.disk ?? nodeDisk;
+  const pending = await readBankPending(files.pendingJsonPath, bank, disk);
+  const rows = accounts ?? new Map((await readAccountsCsv(files.accountsCsvPath, disk)).filter((row) => row.bank === bank).map((row) => [row.username, { balanceMinor: row.balanceMinor, password: row.password }]));
   const finished = new Map<string, Finished>(pending.finished);
-  for (const record of finishedLog ?? (await readFinishedLog(files.finishedLogPath))) {
+  for (const record of finishedLog ?? (await readFinishedLog(files.finishedLogPath, disk))) {
     finished.delete(record.paymentId);
     finished.set(record.paymentId, record);
   }
@@ -94,9 +98,9 @@ export async function readBankState(files: BankFiles, bank: string, accounts?: M
     replayEntry(state, { op: "commit", paymentId: applying.paymentId, balancesMinor: applying.balancesMinor, replyBalanceMinor: applying.replyBalanceMinor, atMs: 0 });
   }
   for (const [paymentId, record] of finished) if (record.outcome === "aborted") state.holds.delete(paymentId);
-  for (const generation of await listJournalGenerations(files.journalDirectory, bank)) {
+  for (const generation of await listJournalGenerations(files.journalDirectory, bank, disk)) {
     if (generation < pending.journalGeneration) continue; // folded in; its deletion was cut short
-    const { entries } = await readJournal(journalPath(files.journalDirectory, bank, generation));
+    const { entries } = await readJournal(journalPath(files.journalDirectory, bank, generation), disk);
     for (const entry of entries) replayEntry(state, entry);
     state.generations.push(generation);
   }
@@ -109,9 +113,9 @@ export async function readBankState(files: BankFiles, bank: string, accounts?: M
  */
 export async function readBankStateSettled(files: BankFiles, bank: string, attemptsMax = 50): Promise<BankState> {
   for (let attempt = 1; ; attempt += 1) {
-    const before = await readBankPending(files.pendingJsonPath, bank);
+    const before = await readBankPending(files.pendingJsonPath, bank, files.disk);
     const state = await readBankState(files, bank);
-    const after = await readBankPending(files.pendingJsonPath, bank);
+    const after = await readBankPending(files.pendingJsonPath, bank, files.disk);
     if (before.journalGeneration === after.journalGeneration && after.journalGeneration === state.firstGeneration) return state;
     if (attempt >= attemptsMax) throw new Error(`bank ${bank}: its state kept changing while being read (${attemptsMax} attempts)`);
   }

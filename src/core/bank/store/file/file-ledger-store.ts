@@ -21,6 +21,7 @@ import { loadBankAccounts, rewriteBankRows } from "./accounts-csv.js";
 import { BankJournal, deleteJournalsBefore } from "./bank-journal.js";
 import { readBankState, type BankFiles } from "./bank-state.js";
 import { FinishedLog } from "./finished-log.js";
+import { nodeDisk, type Disk } from "../../../durable/disk.js";
 import { writeBankPending } from "./pending-file.js";
 
 export interface FileLedgerStoreOptions {
@@ -69,6 +70,7 @@ interface Fold {
 export class FileLedgerStore implements LedgerStore {
   readonly bank: string;
   readonly #files: BankFiles;
+  readonly #disk: Disk;
   readonly #onWriteFailure: (error: unknown) => void;
   readonly #journal: BankJournal;
   readonly #finishedLog: FinishedLog;
@@ -98,6 +100,7 @@ export class FileLedgerStore implements LedgerStore {
   private constructor(options: FileLedgerStoreOptions, loaded: LedgerState, journal: BankJournal, finishedLog: FinishedLog) {
     this.bank = options.bank;
     this.#files = options.files;
+    this.#disk = options.files.disk ?? nodeDisk;
     this.#onWriteFailure = options.onWriteFailure ?? (() => undefined);
     this.#journal = journal;
     this.#finishedLog = finishedLog;
@@ -125,15 +128,16 @@ export class FileLedgerStore implements LedgerStore {
    */
   static async open(options: FileLedgerStoreOptions): Promise<FileLedgerStore> {
     const { bank, files } = options;
-    const accounts = await loadBankAccounts(files.accountsCsvPath, bank, options.hashPassword ?? hashPassword, isPasswordHash);
+    const disk = files.disk ?? nodeDisk;
+    const accounts = await loadBankAccounts(files.accountsCsvPath, bank, options.hashPassword ?? hashPassword, isPasswordHash, disk);
     // Opened first: it cuts off a torn last line, and its records are the state's (read once).
-    const { log, records } = await FinishedLog.open(files.finishedLogPath, options.finishedRetainedMax);
+    const { log, records } = await FinishedLog.open(files.finishedLogPath, options.finishedRetainedMax, disk);
     const state = await readBankState(files, bank, accounts, records);
     for (const hold of state.holds.values()) {
       assert(accounts.has(hold.username), `hold ${hold.paymentId} names unknown account ${hold.username}`);
     }
     const lastGeneration = state.generations.at(-1);
-    const journal = new BankJournal(files.journalDirectory, bank, lastGeneration === undefined ? state.firstGeneration : lastGeneration + 1);
+    const journal = new BankJournal(files.journalDirectory, bank, lastGeneration === undefined ? state.firstGeneration : lastGeneration + 1, disk);
     const finished = new Map<string, Finished>();
     let transfersForgottenThroughMs = log.transfersForgottenThroughMs;
     for (const record of state.finished.values()) {
@@ -146,7 +150,7 @@ export class FileLedgerStore implements LedgerStore {
       await store.#checkpoint({ generation: journal.generation - 1, balancesMinor: unfolded.balancesMinor, holds: new Map(state.holds), finished: unfolded.finished });
       if (store.#broken !== null) throw store.#broken;
     } else {
-      await deleteJournalsBefore(files.journalDirectory, bank, state.firstGeneration);
+      await deleteJournalsBefore(files.journalDirectory, bank, state.firstGeneration, disk);
     }
     return store;
   }
@@ -271,12 +275,12 @@ export class FileLedgerStore implements LedgerStore {
       await this.#finishedLog.append(fold.finished);
       if (fold.balancesMinor.size > 0) {
         const rows = new Map<string, Account>([...fold.balancesMinor].map(([username, balanceMinor]) => [username, { balanceMinor, password: this.#password(username) }]));
-        await rewriteBankRows(this.#files.accountsCsvPath, this.bank, rows);
+        await rewriteBankRows(this.#files.accountsCsvPath, this.bank, rows, this.#disk);
         crashPoint("bank-checkpoint-after-csv");
       }
-      await writeBankPending(this.#files.pendingJsonPath, this.bank, { holds: fold.holds, applying: new Map(), finished: new Map(), journalGeneration: fold.generation + 1 });
+      await writeBankPending(this.#files.pendingJsonPath, this.bank, { holds: fold.holds, applying: new Map(), finished: new Map(), journalGeneration: fold.generation + 1 }, this.#disk);
       crashPoint("bank-checkpoint-before-journal-delete");
-      await deleteJournalsBefore(this.#files.journalDirectory, this.bank, fold.generation + 1);
+      await deleteJournalsBefore(this.#files.journalDirectory, this.bank, fold.generation + 1, this.#disk);
     } catch (error) {
       this.#fail(error);
     }

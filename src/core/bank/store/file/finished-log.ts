@@ -8,8 +8,8 @@
 // as the first line of the rewritten log ({"transfersForgottenThroughMs": N}). A question about a transfer
 // the bank does not know, begun no later than that, may be about one it forgot: it gets no answer that
 // could be wrong (see Participant.settleTransfer).
-import { readFile, truncate } from "node:fs/promises";
 import { AppendOnlyFile, writeFileAtomic } from "../../../durable/files.js";
+import { nodeDisk, readOptionalFile, type Disk } from "../../../durable/disk.js";
 import { decodeJsonLines, fitsOneLine, JsonLinesError, minorUnits, nonEmptyString, nullable, object, oneOf, optional, safeInteger, type Decoder } from "../../../durable/jsonl.js";
 import { assert } from "../../../domain/assert.js";
 import { retainNewest, type Finished } from "../../../domain/ledger.js";
@@ -71,20 +71,18 @@ function decodeLog(buffer: Buffer, path: string): { records: Finished[]; lines: 
   return { records: [...records.values()], lines: read.lines, completeBytes: read.completeBytes, tornBytes: read.tornBytes, forgottenThroughMs: watermarkMs };
 }
 
-async function readOptional(path: string): Promise<Buffer> {
-  return readFile(path).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "ENOENT") return Buffer.alloc(0);
-    throw error;
-  });
+async function readOptional(disk: Disk, path: string): Promise<Buffer> {
+  return (await readOptionalFile(disk, path)) ?? Buffer.alloc(0);
 }
 
 /** Every record of the log, oldest first, for readers other than the bank (a torn last line is skipped, not cut). */
-export async function readFinishedLog(path: string): Promise<Finished[]> {
-  return decodeLog(await readOptional(path), path).records;
+export async function readFinishedLog(path: string, disk: Disk = nodeDisk): Promise<Finished[]> {
+  return decodeLog(await readOptional(disk, path), path).records;
 }
 
 export class FinishedLog {
   readonly path: string;
+  readonly #disk: Disk;
   readonly #file: AppendOnlyFile;
   readonly #retainedMax: number;
   /** What the log holds, bounded: what a compaction keeps. */
@@ -92,9 +90,10 @@ export class FinishedLog {
   #lines: number;
   #forgottenThroughMs: number;
 
-  private constructor(path: string, retainedMax: number, lines: number, records: readonly Finished[], forgottenThroughMs: number) {
+  private constructor(disk: Disk, path: string, retainedMax: number, lines: number, records: readonly Finished[], forgottenThroughMs: number) {
     this.path = path;
-    this.#file = new AppendOnlyFile(path);
+    this.#disk = disk;
+    this.#file = new AppendOnlyFile(path, { disk });
     this.#retainedMax = retainedMax;
     this.#lines = lines;
     this.#forgottenThroughMs = forgottenThroughMs;
@@ -111,11 +110,11 @@ export class FinishedLog {
    * retains the newest `retainedMax`. A final line without its newline is an append cut short by a crash
    * before its fsync returned: it is cut off.
    */
-  static async open(path: string, retainedMax: number): Promise<{ log: FinishedLog; records: Finished[] }> {
-    const { records, lines, completeBytes, tornBytes, forgottenThroughMs } = decodeLog(await readOptional(path), path);
+  static async open(path: string, retainedMax: number, disk: Disk = nodeDisk): Promise<{ log: FinishedLog; records: Finished[] }> {
+    const { records, lines, completeBytes, tornBytes, forgottenThroughMs } = decodeLog(await readOptional(disk, path), path);
     // Cut off only once the rest is known good: a log refused is left as it was, for the operator.
-    if (tornBytes > 0) await truncate(path, completeBytes);
-    return { log: new FinishedLog(path, retainedMax, lines, records, forgottenThroughMs), records };
+    if (tornBytes > 0) await disk.truncate(path, completeBytes);
+    return { log: new FinishedLog(disk, path, retainedMax, lines, records, forgottenThroughMs), records };
   }
 
   /** Appends records durably; rewrites the log down to the newest `retainedMax` once it holds twice that. */
@@ -128,7 +127,7 @@ export class FinishedLog {
     const kept = [...this.#retained.values()].map((finished) => `${encode(finished)}\n`);
     // The mark goes first: the records it stands for are dropped by the same atomic rewrite.
     if (this.#forgottenThroughMs > 0) kept.unshift(`${JSON.stringify({ [watermarkKey]: this.#forgottenThroughMs })}\n`);
-    await writeFileAtomic(this.path, kept.join(""));
+    await writeFileAtomic(this.path, kept.join(""), { disk: this.#disk });
     await this.#file.reopen();
     this.#lines = kept.length;
   }

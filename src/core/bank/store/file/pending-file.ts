@@ -3,9 +3,8 @@
 // builds may also carry balance changes being applied (absolute after-balances, so redoing one is harmless)
 // and finished payments; a bank folds those in when it opens. One file is shared by all bank processes;
 // each rewrites only its own section, under the file's lock, at checkpoints (never on a payment's path).
-import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../../../durable/files.js";
-import { withFileLock } from "../../../durable/file-lock.js";
+import { isMissing, nodeDisk, type Disk } from "../../../durable/disk.js";
 import { array, decodeRecord, literal, minorUnits, nonEmptyString, nullWhenAbsent, object, oneOf, optional, record, safeInteger, type DecodedBy, type Decoder } from "../../../durable/jsonl.js";
 import type { Finished, Hold } from "../../../domain/ledger.js";
 
@@ -98,12 +97,12 @@ function encodeSection(pending: BankPending): Json {
   };
 }
 
-async function readWholeFile(path: string): Promise<Record<string, unknown>> {
+async function readWholeFile(disk: Disk, path: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
-    text = await readFile(path, "utf8");
+    text = (await disk.readFile(path)).toString("utf8");
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return {};
+    if (isMissing(error)) return {};
     throw error;
   }
   if (text.trim() === "") return {};
@@ -118,9 +117,9 @@ async function readWholeFile(path: string): Promise<Record<string, unknown>> {
   return decoded.value.banks;
 }
 
-export async function readBankPending(path: string, bank: string): Promise<BankPending> {
-  return withFileLock(path, async () => {
-    const banks = await readWholeFile(path);
+export async function readBankPending(path: string, bank: string, disk: Disk = nodeDisk): Promise<BankPending> {
+  return disk.withLock(path, async () => {
+    const banks = await readWholeFile(disk, path);
     // An own key only: a bank named "constructor" has no section from Object's prototype.
     if (!Object.hasOwn(banks, bank)) return emptyPending();
     const section = banks[bank];
@@ -131,10 +130,10 @@ export async function readBankPending(path: string, bank: string): Promise<BankP
 }
 
 /** Rewrites this bank's section durably; other banks' sections are carried over as they are on disk. */
-export async function writeBankPending(path: string, bank: string, pending: BankPending): Promise<void> {
-  await withFileLock(path, async (stillHeld) => {
-    const banks = await readWholeFile(path);
+export async function writeBankPending(path: string, bank: string, pending: BankPending, disk: Disk = nodeDisk): Promise<void> {
+  await disk.withLock(path, async (stillHeld) => {
+    const banks = await readWholeFile(disk, path);
     banks[bank] = encodeSection(pending);
-    await writeFileAtomic(path, JSON.stringify({ format: formatTag, banks }) + "\n", { crashName: "pending-temp-written", beforeRename: stillHeld });
+    await writeFileAtomic(path, JSON.stringify({ format: formatTag, banks }) + "\n", { crashName: "pending-temp-written", beforeRename: stillHeld, disk });
   });
 }
