@@ -9,7 +9,9 @@
 //   PAYNET_FILE_POWER_LOSS_SEED=S        replay seed S alone
 import { describe, it, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { runLedgerSchedule, type LedgerScheduleResult } from "../src/core/testing/ledger-store-schedule.js";
+import { runLedgerSchedule } from "../src/core/testing/ledger-store-schedule.js";
+import { runCoordinatorSchedule } from "../src/core/testing/coordinator-store-schedule.js";
+import type { StoreScheduleOptions, StoreScheduleResult } from "../src/core/testing/power-loss-disk.js";
 
 /** A deliberately dropped fsync must be caught within this many seeds. */
 const unsafeSeedsMax = 50;
@@ -26,20 +28,20 @@ const schedulesCount = positiveInteger("PAYNET_FILE_POWER_LOSS_SCHEDULES") ?? 1_
 const replaySeed = positiveInteger("PAYNET_FILE_POWER_LOSS_SEED");
 const seeds = replaySeed === undefined ? Array.from({ length: schedulesCount }, (_, index) => index + 1) : [replaySeed];
 
-type Schedule = (seed: number, options?: { unsafeSkipSyncOf?: RegExp }) => Promise<LedgerScheduleResult>;
+type Schedule = (seed: number, options?: StoreScheduleOptions) => Promise<StoreScheduleResult>;
 
 async function holdsEverywhere(t: TestContext, store: string, run: Schedule): Promise<void> {
   const started = performance.now();
-  const failing: LedgerScheduleResult[] = [];
+  const failing: StoreScheduleResult[] = [];
   let powerLosses = 0;
-  let entries = 0;
+  let records = 0;
   for (const seed of seeds) {
     const result = await run(seed);
     powerLosses += result.stats.powerLosses;
-    entries += result.stats.entries;
+    records += result.stats.records;
     if (result.failures.length > 0) failing.push(result);
   }
-  t.diagnostic(`${seeds.length} schedules, ${entries} records kept, ${powerLosses} power losses in ${Math.round(performance.now() - started)} ms`);
+  t.diagnostic(`${seeds.length} schedules, ${records} records kept, ${powerLosses} power losses in ${Math.round(performance.now() - started)} ms`);
   const replay = (seed: number) => `PAYNET_FILE_POWER_LOSS_SEED=${seed} node test/run.js file-store-power-loss`;
   assert.equal(failing.length, 0, failing.slice(0, 3).map((result) => `${store} schedule ${result.seed}: ${result.failures.join("; ")}\n  replay: ${replay(result.seed)}`).join("\n"));
 }
@@ -66,4 +68,18 @@ describe("power loss under the bank's file store", () => {
   it("catches a rewrite renamed over the old file before its fsync", hunting, (t) => caught(t, runLedgerSchedule, /\.tmp$/));
 
   it("catches a new journal generation whose directory entry was never fsynced", hunting, (t) => caught(t, runLedgerSchedule, /\/server$/));
+});
+
+describe("power loss under the gateway's file store", () => {
+  it(`keeps its promise over ${seeds.length === 1 ? `seed ${seeds[0]}` : `${seeds.length} seeded schedules`}`, (t) => holdsEverywhere(t, "coordinator", runCoordinatorSchedule));
+
+  it("catches a journal append acknowledged before its fsync", hunting, (t) => caught(t, runCoordinatorSchedule, /transaction_logs\.journal$/));
+
+  it("catches an archive append not fsynced before the snapshot drops its records", hunting, (t) => caught(t, runCoordinatorSchedule, /transaction_archive\.jsonl$/));
+
+  it("catches a snapshot renamed into place before its fsync", hunting, (t) => caught(t, runCoordinatorSchedule, /\.tmp$/));
+
+  it("catches new files whose directory entries were never fsynced", hunting, (t) => caught(t, runCoordinatorSchedule, /\/payment_gateway$/));
+
+  it("catches ids acknowledged before transactions.txt was fsynced", hunting, (t) => caught(t, runCoordinatorSchedule, /transactions\.txt$/));
 });

@@ -4,7 +4,7 @@ import { dirname, basename, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { crashPoint, isCrashPointArmed, type CrashPointName } from "../faults/crash.js";
 import { fsyncSeconds } from "../observability/metrics.js";
-import { nodeDisk, type Disk, type DiskFile } from "./disk.js";
+import { isMissing, nodeDisk, type Disk, type DiskFile } from "./disk.js";
 
 export interface AtomicWriteOptions {
   mode?: number;
@@ -91,6 +91,42 @@ export class AppendOnlyFile {
     this.#file = null;
     await file?.close();
   }
+}
+
+/**
+ * Cuts off a final line without its newline: an append that a power loss cut short (its fsync never
+ * returned, so nothing was answered on it). Appending after it would glue the next line to it. Reads only the
+ * file's end. Returns the bytes cut (0 when the file ends with a newline, is empty or is missing).
+ */
+export async function cutTornLastLine(path: string, disk: Disk = nodeDisk): Promise<number> {
+  let file: DiskFile;
+  try {
+    file = await disk.open(path, "r");
+  } catch (error) {
+    if (isMissing(error)) return 0;
+    throw error;
+  }
+  let keptBytes = 0;
+  let sizeBytes = 0;
+  try {
+    sizeBytes = await file.sizeBytes();
+    const chunk = Buffer.alloc(4_096);
+    for (let end = sizeBytes; end > 0; ) {
+      const start = Math.max(0, end - chunk.length);
+      const bytesRead = await file.read(chunk, 0, end - start, start);
+      const newline = chunk.subarray(0, bytesRead).lastIndexOf(0x0a);
+      if (newline !== -1) {
+        keptBytes = start + newline + 1;
+        break;
+      }
+      end = start;
+    }
+  } finally {
+    await file.close();
+  }
+  if (keptBytes === sizeBytes) return 0;
+  await disk.truncate(path, keptBytes);
+  return sizeBytes - keptBytes;
 }
 
 const tempNamePattern = /^\..+\.([0-9]+)\.[0-9a-f]{12}\.tmp$/;

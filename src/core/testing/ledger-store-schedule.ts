@@ -14,20 +14,9 @@ import { FileLedgerStore } from "../bank/store/file/file-ledger-store.js";
 import { parseAccountsCsv, serializeAccountsCsv, type AccountRow } from "../bank/store/file/accounts-csv.js";
 import type { BankFiles } from "../bank/store/file/bank-state.js";
 import { foldLedger } from "../bank/store/memory/memory-ledger-store.js";
-import { PowerLossDisk } from "./power-loss-disk.js";
+import { PowerLossDisk, turns, type StoreScheduleOptions, type StoreScheduleResult } from "./power-loss-disk.js";
 import { Prng } from "./prng.js";
 
-export interface LedgerScheduleResult {
-  seed: number;
-  /** What broke the store's promise (empty: the schedule holds). */
-  failures: string[];
-  stats: { lives: number; powerLosses: number; entries: number };
-}
-
-export interface LedgerScheduleOptions {
-  /** A deliberately broken disk: fsyncs of files (and directories) whose path matches do nothing. */
-  unsafeSkipSyncOf?: RegExp;
-}
 
 export const ledgerScheduleBounds = Object.freeze({
   livesMin: 3,
@@ -159,11 +148,7 @@ function matchingPrefix(state: LedgerState, entries: readonly LedgerEntry[], ack
   return null;
 }
 
-async function turns(count: number): Promise<void> {
-  for (let turn = 0; turn < count; turn += 1) await new Promise((resolve) => setImmediate(resolve));
-}
-
-export async function runLedgerSchedule(seed: number, options: LedgerScheduleOptions = {}): Promise<LedgerScheduleResult> {
+export async function runLedgerSchedule(seed: number, options: StoreScheduleOptions = {}): Promise<StoreScheduleResult> {
   const prng = new Prng(seed);
   const disk = new PowerLossDisk(prng.fork("disk"), options);
   const draw = prng.fork("schedule");
@@ -238,7 +223,7 @@ export async function runLedgerSchedule(seed: number, options: LedgerScheduleOpt
       failures.push(`after a clean close: the store refused to open: ${(error as Error).message}`);
     }
   }
-  return { seed, failures, stats: { lives: lives + 1, powerLosses: disk.crashes, entries: entries.length } };
+  return { seed, failures, stats: { lives: lives + 1, powerLosses: disk.crashes, records: entries.length } };
 }
 
 /** The other bank's rows and pending section, which this bank's rewrites must carry over untouched (read without disk operations: the disk is armed). */

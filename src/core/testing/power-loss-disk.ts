@@ -5,6 +5,24 @@
 import type { Prng } from "./prng.js";
 import { SimulatedFileSystem } from "./simulated-file-system.js";
 
+/** One seeded schedule of a store on a PowerLossDisk. */
+export interface StoreScheduleResult {
+  seed: number;
+  /** What broke the store's promise (empty: the schedule holds). */
+  failures: string[];
+  stats: { lives: number; powerLosses: number; records: number };
+}
+
+export interface StoreScheduleOptions {
+  /** A deliberately broken disk: fsyncs of files (and directories) whose path matches do nothing. */
+  unsafeSkipSyncOf?: RegExp;
+}
+
+/** Waits `count` turns of the event loop (a schedule's gap between two calls). */
+export async function turns(count: number): Promise<void> {
+  for (let turn = 0; turn < count; turn += 1) await new Promise((resolve) => setImmediate(resolve));
+}
+
 export class PowerLossDisk {
   current: SimulatedFileSystem;
   crashes = 0;
@@ -23,6 +41,18 @@ export class PowerLossDisk {
   arm(operations: number): void {
     this.#operations = 0;
     this.#crashAt = operations;
+  }
+
+  /** Keeps the power on until rearm(); returns how many operations were left before the power would go. */
+  disarm(): number {
+    const left = this.#crashAt - this.#operations;
+    this.#crashAt = Number.POSITIVE_INFINITY;
+    return left;
+  }
+
+  /** Arms again with what disarm() returned. */
+  rearm(operationsLeft: number): void {
+    this.arm(operationsLeft);
   }
 
   /** The power goes now. */

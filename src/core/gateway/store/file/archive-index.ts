@@ -10,11 +10,11 @@
 //
 // Index files are derived data: the archive is the truth. A file that is missing, damaged or does not fit
 // the archive is rebuilt from the archive at open, together with every file after it.
-import { open, readdir, readFile, rm, stat } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { assert } from "../../../domain/assert.js";
 import { removeStaleTempFiles, writeFileAtomic } from "../../../durable/files.js";
+import { isMissing, nodeDisk, type Disk } from "../../../durable/disk.js";
 
 /** Payments per sealed chunk: about 140 KB of memory per chunk (16 bits of filter per payment). */
 export const archiveChunkRecordsDefault = 65_536;
@@ -246,16 +246,16 @@ function decodeChunkHead(path: string, head: Buffer, fileBytes: number, startByt
 }
 
 /** Reads a chunk file's head; null if it is damaged, cut short, or not the named range. */
-async function readChunkHead(path: string, startBytes: number, endBytes: number): Promise<SealedChunk | null> {
-  const handle = await open(path, "r");
+async function readChunkHead(disk: Disk, path: string, startBytes: number, endBytes: number): Promise<SealedChunk | null> {
+  const handle = await disk.open(path, "r");
   try {
-    const fileBytes = (await handle.stat()).size;
+    const fileBytes = await handle.sizeBytes();
     const header = Buffer.alloc(headerBytes);
-    if ((await handle.read(header, 0, headerBytes, 0)).bytesRead !== headerBytes) return null;
+    if ((await handle.read(header, 0, headerBytes, 0)) !== headerBytes) return null;
     const shape = headerShape(header);
     if (shape === null || shape.fileBytes !== fileBytes) return null;
     const head = Buffer.alloc(shape.headBytes + checksumBytes);
-    if ((await handle.read(head, 0, head.length, 0)).bytesRead !== head.length) return null;
+    if ((await handle.read(head, 0, head.length, 0)) !== head.length) return null;
     return decodeChunkHead(path, head, fileBytes, startBytes, endBytes);
   } finally {
     await handle.close();
@@ -263,8 +263,8 @@ async function readChunkHead(path: string, startBytes: number, endBytes: number)
 }
 
 /** A chunk's entries, read whole and checked against the file's checksum (a merge's input). */
-async function readChunkEntries(chunk: SealedChunk): Promise<SortedEntries> {
-  const file = await readFile(chunk.path);
+async function readChunkEntries(disk: Disk, chunk: SealedChunk): Promise<SortedEntries> {
+  const file = await disk.readFile(chunk.path);
   const body = file.subarray(0, file.length - checksumBytes);
   if (!createHash("sha256").update(body).digest().equals(file.subarray(file.length - checksumBytes))) {
     throw new ArchiveIndexError(`${chunk.path}: its entries do not match its checksum; remove the file to rebuild it from the archive`);
@@ -301,14 +301,14 @@ async function mergeSorted(runs: readonly SortedEntries[]): Promise<SortedEntrie
 }
 
 /** Reads the line that starts at `offsetBytes` (without its newline). */
-export async function readLineAt(path: string, offsetBytes: number): Promise<string> {
-  const handle = await open(path, "r");
+export async function readLineAt(disk: Disk, path: string, offsetBytes: number): Promise<string> {
+  const handle = await disk.open(path, "r");
   try {
     const chunks: Buffer[] = [];
     let position = offsetBytes;
     for (;;) {
       const buffer = Buffer.alloc(64 * 1024);
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+      const bytesRead = await handle.read(buffer, 0, buffer.length, position);
       if (bytesRead === 0) throw new ArchiveIndexError(`${path}: no line ends after byte ${offsetBytes}`);
       const end = buffer.subarray(0, bytesRead).indexOf(0x0a);
       if (end !== -1) {
@@ -346,11 +346,13 @@ export interface ArchiveIndexOpenOptions {
   chunkRecords?: number;
   /** Told when a merge fails: the unmerged chunks keep answering, and no further merge is tried. */
   onMergeError?: (error: Error) => void;
+  disk?: Disk;
 }
 
 export class ArchiveIndex {
   readonly #archivePath: string;
   readonly #directory: string;
+  readonly #disk: Disk;
   readonly #chunkRecords: number;
   readonly #chunks: SealedChunk[] = [];
   /** Archived payments after the last sealed chunk, in archive order. */
@@ -369,7 +371,8 @@ export class ArchiveIndex {
 
   readonly #onMergeError: (error: Error) => void;
 
-  private constructor(archivePath: string, directory: string, chunkRecords: number, onMergeError: (error: Error) => void) {
+  private constructor(disk: Disk, archivePath: string, directory: string, chunkRecords: number, onMergeError: (error: Error) => void) {
+    this.#disk = disk;
     this.#archivePath = archivePath;
     this.#directory = directory;
     this.#chunkRecords = chunkRecords;
@@ -383,17 +386,15 @@ export class ArchiveIndex {
   static async open(options: ArchiveIndexOpenOptions): Promise<ArchiveIndex> {
     const chunkRecords = options.chunkRecords ?? archiveChunkRecordsDefault;
     assert(Number.isSafeInteger(chunkRecords) && chunkRecords >= 1 && chunkRecords <= archiveChunkRecordsMax, `chunkRecords must be 1 to ${archiveChunkRecordsMax}`);
-    const index = new ArchiveIndex(options.archivePath, options.directory, chunkRecords, options.onMergeError ?? (() => undefined));
-    const archiveBytes = await stat(options.archivePath).then(
-      (stats) => stats.size,
-      (error: NodeJS.ErrnoException) => {
-        if (error.code === "ENOENT") return 0;
-        throw error;
-      },
-    );
-    await removeStaleTempFiles(options.directory);
+    const disk = options.disk ?? nodeDisk;
+    const index = new ArchiveIndex(disk, options.archivePath, options.directory, chunkRecords, options.onMergeError ?? (() => undefined));
+    const archiveBytes = await disk.sizeBytes(options.archivePath).catch((error: unknown) => {
+      if (isMissing(error)) return 0;
+      throw error;
+    });
+    await removeStaleTempFiles(options.directory, disk);
     // By start, and the widest first: a merge's output before the inputs its crash left behind.
-    const files = (await readdir(options.directory).catch(() => [] as string[]))
+    const files = (await disk.readdir(options.directory).catch(() => [] as string[]))
       .flatMap((name) => {
         const match = chunkNamePattern.exec(name);
         return match === null ? [] : [{ name, startBytes: Number(match[1]), endBytes: Number(match[2]) }];
@@ -404,14 +405,14 @@ export class ArchiveIndex {
       const path = join(options.directory, name);
       if (index.filesDiscardedAtOpen === 0 && endBytes <= coveredBytes) {
         // An input of a merge whose output is already loaded.
-        await rm(path, { force: true });
+        await disk.remove(path);
         continue;
       }
-      const chunk = startBytes === coveredBytes && endBytes <= archiveBytes ? await readChunkHead(path, startBytes, endBytes) : null;
+      const chunk = startBytes === coveredBytes && endBytes <= archiveBytes ? await readChunkHead(disk, path, startBytes, endBytes) : null;
       if (chunk === null || index.filesDiscardedAtOpen > 0) {
         // Everything after a file that does not fit is rebuilt: the chunks must tile the archive from byte 0.
         index.filesDiscardedAtOpen += 1;
-        await rm(path, { force: true });
+        await disk.remove(path);
         continue;
       }
       index.#chunks.push(chunk);
@@ -474,19 +475,19 @@ export class ArchiveIndex {
   /** Writes the merged chunk, swaps it in for its inputs, then removes their files. */
   async #merge(inputs: SealedChunk[]): Promise<void> {
     const runs: SortedEntries[] = [];
-    for (const chunk of inputs) runs.push(await readChunkEntries(chunk));
+    for (const chunk of inputs) runs.push(await readChunkEntries(this.#disk, chunk));
     const merged = await mergeSorted(runs);
     const startBytes = inputs[0]!.startBytes;
     const endBytes = inputs.at(-1)!.endBytes;
     const path = join(this.#directory, chunkName(startBytes, endBytes));
     const file = await encodeChunk(startBytes, endBytes, inputs[0]!.level + 1, merged);
-    await writeFileAtomic(path, file, { crashName: "gateway-archive-index-temp-written" });
+    await writeFileAtomic(path, file, { crashName: "gateway-archive-index-temp-written", disk: this.#disk });
     const chunk = decodeChunkHead(path, file, file.length, startBytes, endBytes);
     assert(chunk !== null, "a chunk just encoded decodes");
     const at = this.#chunks.indexOf(inputs[0]!);
     assert(at !== -1 && inputs.every((input, offset) => this.#chunks[at + offset] === input), "a merge's inputs are still adjacent");
     this.#chunks.splice(at, inputs.length, chunk);
-    for (const input of inputs) await rm(input.path, { force: true });
+    for (const input of inputs) await this.#disk.remove(input.path);
   }
 
   get sealedChunks(): number {
@@ -545,7 +546,7 @@ export class ArchiveIndex {
   /** The archive line of the payment, or undefined if it was never archived. */
   async lineOf(paymentId: string): Promise<string | undefined> {
     const tailEntry = this.#tail.get(paymentId);
-    if (tailEntry !== undefined) return readLineAt(this.#archivePath, tailEntry.offsetBytes);
+    if (tailEntry !== undefined) return readLineAt(this.#disk, this.#archivePath, tailEntry.offsetBytes);
     return (await this.#findInChunks(paymentId))?.line;
   }
 
@@ -576,7 +577,7 @@ export class ArchiveIndex {
     const startBytes = this.#tailStartBytes;
     const path = join(this.#directory, chunkName(startBytes, endBytes));
     const file = await encodeChunk(startBytes, endBytes, 0, sortTailEntries(entries));
-    await writeFileAtomic(path, file, { crashName: "gateway-archive-index-temp-written" });
+    await writeFileAtomic(path, file, { crashName: "gateway-archive-index-temp-written", disk: this.#disk });
     const chunk = decodeChunkHead(path, file, file.length, startBytes, endBytes);
     assert(chunk !== null, "a chunk just encoded decodes");
     this.#chunks.push(chunk);
@@ -607,8 +608,8 @@ export class ArchiveIndex {
     for (let index = chunks.length - 1; index >= 0; index -= 1) {
       const chunk = chunks[index]!;
       if (!mayHold(chunk, hash)) continue;
-      for (const offsetBytes of await entryOffsets(chunk, hash)) {
-        const line = await readLineAt(this.#archivePath, offsetBytes);
+      for (const offsetBytes of await entryOffsets(this.#disk, chunk, hash)) {
+        const line = await readLineAt(this.#disk, this.#archivePath, offsetBytes);
         if (idOfLine(line) === paymentId) return { line };
       }
     }
@@ -618,15 +619,15 @@ export class ArchiveIndex {
 }
 
 /** Archive offsets of the chunk's entries with this hash (one bucket read from its file). */
-async function entryOffsets(chunk: SealedChunk, hash: IdHash): Promise<number[]> {
+async function entryOffsets(disk: Disk, chunk: SealedChunk, hash: IdHash): Promise<number[]> {
   const bucket = bucketOf(hash.high, chunk.bucketBits);
   const first = chunk.buckets[bucket]!;
   const count = chunk.buckets[bucket + 1]! - first;
   if (count === 0) return [];
   const bytes = Buffer.alloc(count * entryBytes);
-  const handle = await open(chunk.path, "r");
+  const handle = await disk.open(chunk.path, "r");
   try {
-    const { bytesRead } = await handle.read(bytes, 0, bytes.length, chunk.entriesAtBytes + first * entryBytes);
+    const bytesRead = await handle.read(bytes, 0, bytes.length, chunk.entriesAtBytes + first * entryBytes);
     if (bytesRead !== bytes.length) throw new ArchiveIndexError(`${chunk.path}: shorter than its bucket table says; remove it to rebuild it`);
   } finally {
     await handle.close();

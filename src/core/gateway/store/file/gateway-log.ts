@@ -5,7 +5,6 @@
 // Memory and the snapshot hold the unfinished payments and the newest finished ones; older finished
 // records move to transaction_archive.jsonl (append-only), from which a repeated id is still answered
 // through the archive's index (archive-index.ts).
-import { readFile, truncate } from "node:fs/promises";
 import {
   array,
   boolean,
@@ -32,9 +31,9 @@ import {
 import { ArchiveIndex } from "./archive-index.js";
 import { assert } from "../../../domain/assert.js";
 import { crashPoint } from "../../../faults/crash.js";
-import { AppendOnlyFile, writeFileAtomic } from "../../../durable/files.js";
+import { AppendOnlyFile, cutTornLastLine, writeFileAtomic } from "../../../durable/files.js";
 import { GroupCommit } from "../../../durable/group-commit.js";
-import { holdFileLock } from "../../../durable/file-lock.js";
+import { nodeDisk, readOptionalFile, type Disk } from "../../../durable/disk.js";
 import { isReason } from "../../../domain/errors.js";
 import { groupCommitBatchSize } from "../../../observability/metrics.js";
 import { advancedRecord, beganRecord, tombstoneRecord, type Outcome, type PaymentChange, type PaymentDetails, type PaymentRecord, type PaymentState } from "../../../domain/payment.js";
@@ -192,11 +191,8 @@ interface LoadedRecords {
   archivedProgress: Set<string>;
 }
 
-async function readOptional(path: string): Promise<string> {
-  return readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "ENOENT") return "";
-    throw error;
-  });
+async function readOptional(disk: Disk, path: string): Promise<string> {
+  return (await readOptionalFile(disk, path))?.toString("utf8") ?? "";
 }
 
 /**
@@ -206,10 +202,10 @@ async function readOptional(path: string): Promise<string> {
  * that a crash cut short (its fsync never finished, so nothing was answered on it) and is ignored; any
  * other damage refuses to load, naming the file and the line.
  */
-async function loadRecords(paths: GatewayLogPaths): Promise<LoadedRecords> {
+async function loadRecords(disk: Disk, paths: GatewayLogPaths): Promise<LoadedRecords> {
   const records = new Map<string, PaymentRecord>();
   const snapshotPath = paths.transactionLogsJson;
-  const text = await readOptional(snapshotPath);
+  const text = await readOptional(disk, snapshotPath);
   if (text.trim() !== "") {
     let document: unknown;
     try {
@@ -222,7 +218,7 @@ async function loadRecords(paths: GatewayLogPaths): Promise<LoadedRecords> {
     for (const record of snapshot.value.payments) records.set(record.paymentId, record);
   }
   const archivedProgress = new Set<string>();
-  const journal = await readLines(paths.transactionLogsJournal, journalLine, (entry) => {
+  const journal = await readLines(disk, paths.transactionLogsJournal, journalLine, (entry) => {
     if (!("progress" in entry)) {
       records.set(entry.paymentId, entry);
       return;
@@ -243,9 +239,9 @@ async function loadRecords(paths: GatewayLogPaths): Promise<LoadedRecords> {
  * nothing depended on it: it is reported as torn, not read. Any other damage refuses to load, naming the
  * file and the line.
  */
-async function readLines<T>(path: string, decodeLine: Decoder<T>, onEntry: OnJsonLine<T>, fromBytes = 0): Promise<{ lines: number; completeBytes: number; tornBytes: number }> {
+async function readLines<T>(disk: Disk, path: string, decodeLine: Decoder<T>, onEntry: OnJsonLine<T>, fromBytes = 0): Promise<{ lines: number; completeBytes: number; tornBytes: number }> {
   try {
-    return await readJsonLines(path, decodeLine, onEntry, { fromBytes });
+    return await readJsonLines(path, decodeLine, onEntry, { fromBytes, disk });
   } catch (error) {
     if (!(error instanceof JsonLinesError)) throw error;
     // JSON that the record's schema refused: its error names the field.
@@ -255,11 +251,11 @@ async function readLines<T>(path: string, decodeLine: Decoder<T>, onEntry: OnJso
 }
 
 /** Every payment record as the files hold them now, archived ones included, for tools that read a data dir (no lock taken). */
-export async function readGatewayRecords(paths: GatewayLogPaths): Promise<Map<string, PaymentRecord>> {
+export async function readGatewayRecords(paths: GatewayLogPaths, disk: Disk = nodeDisk): Promise<Map<string, PaymentRecord>> {
   // The archive is read last: a compaction appends to it before it rewrites the snapshot, so a record
   // leaving the snapshot is already in the archive by the time this reads it.
-  const { records } = await loadRecords(paths);
-  await readLines(paths.transactionArchive, paymentRecord, (record) => {
+  const { records } = await loadRecords(disk, paths);
+  await readLines(disk, paths.transactionArchive, paymentRecord, (record) => {
     if (!records.has(record.paymentId)) records.set(record.paymentId, record);
   });
   return records;
@@ -275,10 +271,15 @@ export interface GatewayLogOptions {
   archiveChunkRecords?: number;
   /** Told when merging the archive index's chunks fails (lookups still work, over more chunks). */
   onArchiveIndexError?: (error: Error) => void;
+  /** The disk the files are on (default: the real file system; a simulated one in power-loss tests). */
+  disk?: Disk;
+  /** Journal lines after which a write compacts (default journalLinesCompactAfter; small in power-loss tests). */
+  compactAfterJournalLines?: number;
 }
 
 export class GatewayLog implements CoordinatorStore {
   readonly #paths: GatewayLogPaths;
+  readonly #disk: Disk;
   /** Unfinished payments and the newest finished ones; never an id that is also archived. */
   readonly #records = new Map<string, PaymentRecord>();
   /** Where each older, archived payment's line is; set by #load. */
@@ -286,6 +287,7 @@ export class GatewayLog implements CoordinatorStore {
   readonly #archiveChunkRecords: number | undefined;
   readonly #onArchiveIndexError: ((error: Error) => void) | undefined;
   readonly #finishedRetainedMax: number;
+  readonly #compactAfterJournalLines: number;
   readonly #writer: GroupCommit;
   readonly #journal: AppendOnlyFile;
   readonly #transactionsTxt: AppendOnlyFile;
@@ -309,15 +311,17 @@ export class GatewayLog implements CoordinatorStore {
 
   private constructor(paths: GatewayLogPaths, options: GatewayLogOptions) {
     this.#paths = paths;
+    this.#disk = options.disk ?? nodeDisk;
     this.#nowMs = options.nowMs ?? Date.now;
     this.#onWriteFailure = options.onWriteFailure ?? (() => undefined);
     this.#finishedRetainedMax = options.finishedRetainedMax ?? finishedRetainedDefault;
+    this.#compactAfterJournalLines = options.compactAfterJournalLines ?? journalLinesCompactAfter;
     this.#archiveChunkRecords = options.archiveChunkRecords;
     this.#onArchiveIndexError = options.onArchiveIndexError;
     assert(Number.isSafeInteger(this.#finishedRetainedMax) && this.#finishedRetainedMax >= 0, "finishedRetainedMax must be a non-negative integer");
-    this.#journal = new AppendOnlyFile(paths.transactionLogsJournal, { tornCrashName: "gateway-journal-torn" });
-    this.#transactionsTxt = new AppendOnlyFile(paths.transactionsTxt);
-    this.#archiveFile = new AppendOnlyFile(paths.transactionArchive);
+    this.#journal = new AppendOnlyFile(paths.transactionLogsJournal, { tornCrashName: "gateway-journal-torn", disk: this.#disk });
+    this.#transactionsTxt = new AppendOnlyFile(paths.transactionsTxt, { disk: this.#disk });
+    this.#archiveFile = new AppendOnlyFile(paths.transactionArchive, { disk: this.#disk });
     this.#writer = new GroupCommit(() => this.#writeBatch(), {
       onBatch: (callers) => groupCommitBatchSize.observe({ file: "transaction_logs.journal" }, callers),
       startOnNextTurn: true,
@@ -327,7 +331,7 @@ export class GatewayLog implements CoordinatorStore {
   /** Loads the log, holding its lock for the life of the process: one coordinator per data dir. */
   static async open(paths: GatewayLogPaths, options: GatewayLogOptions = {}): Promise<GatewayLog> {
     const log = new GatewayLog(paths, options);
-    log.#releaseLock = await holdFileLock(paths.transactionLogsJson);
+    log.#releaseLock = await log.#disk.holdLock(paths.transactionLogsJson);
     try {
       await log.#load();
     } catch (error) {
@@ -339,12 +343,12 @@ export class GatewayLog implements CoordinatorStore {
 
   async #load(): Promise<void> {
     const paths = this.#paths;
-    const loaded = await loadRecords(paths);
+    const loaded = await loadRecords(this.#disk, paths);
     for (const [id, record] of loaded.records) this.#records.set(id, record);
     this.#journalLines = loaded.journalLines;
     if (loaded.tornBytes > 0) {
       // Cut the torn append off before anything is appended after it.
-      await truncate(paths.transactionLogsJournal, loaded.journalCompleteBytes);
+      await this.#disk.truncate(paths.transactionLogsJournal, loaded.journalCompleteBytes);
       this.tornBytesDropped = loaded.tornBytes;
     }
     const archivePath = paths.transactionArchive;
@@ -353,8 +357,10 @@ export class GatewayLog implements CoordinatorStore {
       directory: paths.transactionArchiveIndex,
       chunkRecords: this.#archiveChunkRecords,
       onMergeError: this.#onArchiveIndexError,
+      disk: this.#disk,
       scan: (fromBytes, onRecord) =>
         readLines(
+          this.#disk,
           archivePath,
           paymentRecord,
           (record, offsetBytes, endBytes, where) => {
@@ -367,7 +373,9 @@ export class GatewayLog implements CoordinatorStore {
       // and they are archived again (the same lines) by a later compaction.
       isLive: (paymentId) => this.#records.has(paymentId),
     });
-    if (this.#archiveIndex.tornBytes > 0) await truncate(archivePath, this.#archiveIndex.endBytes);
+    if (this.#archiveIndex.tornBytes > 0) await this.#disk.truncate(archivePath, this.#archiveIndex.endBytes);
+    // Its ids are only ever appended: a power loss may leave the last one torn, which the next id would extend.
+    await cutTornLastLine(paths.transactionsTxt, this.#disk);
     for (const paymentId of loaded.archivedProgress) {
       if (this.#records.has(paymentId) || (await this.#archiveIndex.lineOf(paymentId)) !== undefined) continue;
       throw new GatewayLogError(`${paths.transactionLogsJournal}: progress of payment ${paymentId}, whose record is in neither the snapshot, the journal nor the archive; refusing to start, fix or restore the files`);
@@ -583,7 +591,7 @@ export class GatewayLog implements CoordinatorStore {
         if (newIds.length > 0) await this.#transactionsTxt.append(newIds.map((id) => `${id}\n`).join(""));
       };
       await Promise.all([journal(), ids()]);
-      if (this.#journalLines >= Math.max(journalLinesCompactAfter, this.#records.size)) await this.#compact();
+      if (this.#journalLines >= Math.max(this.#compactAfterJournalLines, this.#records.size)) await this.#compact();
     } catch (error) {
       // Not known to be durable: a later line of these payments must still be whole.
       for (const paymentId of whole) this.#unjournaled.add(paymentId);
@@ -601,10 +609,10 @@ export class GatewayLog implements CoordinatorStore {
     if (this.#journalLines === 0) return;
     await this.#archiveOldest();
     const payments = [...this.#records.values()].map(encode);
-    await writeFileAtomic(this.#paths.transactionLogsJson, JSON.stringify({ format: formatTag, payments }) + "\n", { crashName: "gateway-log-temp-written" });
+    await writeFileAtomic(this.#paths.transactionLogsJson, JSON.stringify({ format: formatTag, payments }) + "\n", { crashName: "gateway-log-temp-written", disk: this.#disk });
     // A crash here replays the journal over a snapshot that already holds it: harmless, each line is a whole
     // record or absolute progress, and a payment's last line is its state.
-    await writeFileAtomic(this.#paths.transactionLogsJournal, "");
+    await writeFileAtomic(this.#paths.transactionLogsJournal, "", { disk: this.#disk });
     await this.#journal.reopen();
     this.#journalLines = 0;
   }
@@ -613,7 +621,9 @@ export class GatewayLog implements CoordinatorStore {
     // Every entry of the index's tail left the snapshot and the journal at an earlier compaction, which
     // finished: no crash can bring one back into memory, so a sealed chunk never holds a live payment.
     await this.#archive.sealFull();
-    const finished = [...this.#records.values()].filter((record) => record.finished);
+    // Only records whose last change is written: one finished while this compaction ran (the write that
+    // carries it queued behind this one) must reach the journal first, or that write would find it gone.
+    const finished = [...this.#records.values()].filter((record) => record.finished && !this.#dirty.has(record.paymentId));
     const count = finished.length - this.#finishedRetainedMax;
     if (count <= 0) return;
     finished.sort((a, b) => (a.finishedAtMs ?? 0) - (b.finishedAtMs ?? 0));
