@@ -115,6 +115,27 @@ export function advancedRecord(record: PaymentRecord, change: PaymentChange, now
   assert(!(isDecided(record.state) && state !== record.state), `payment ${record.paymentId} is already ${record.state}`);
   assert(!(outcome.finished === true && !isDecided(state)), `payment ${record.paymentId} finished before a decision`);
   const decidedNow = record.state !== state && isDecided(state);
+  return withProgress(record, {
+    state,
+    reason: outcome.reason ?? record.reason,
+    reasonMessage: outcome.reasonMessage === undefined ? record.reasonMessage : outcome.reasonMessage.slice(0, reasonMessageCharsMax),
+    finished: record.finished || outcome.finished === true,
+    balanceAfterMinor: outcome.balanceAfterMinor ?? record.balanceAfterMinor,
+    decidedAtMs: decidedNow ? nowMs : record.decidedAtMs,
+    finishedAtMs: !record.finished && outcome.finished === true ? nowMs : record.finishedAtMs,
+  });
+}
+
+/** What changes in a payment's record as it moves on: everything but its details and its start. */
+export type PaymentProgress = Pick<PaymentRecord, "state" | "reason" | "reasonMessage" | "finished" | "balanceAfterMinor" | "decidedAtMs" | "finishedAtMs">;
+
+/**
+ * The record with `progress` in place of its own, unchecked (advancedRecord checks a change; a store replaying
+ * what it wrote, or a reply adding the payer's balance, does not need to). Built field by field, not spread: a
+ * spread object this wide can fall out of V8's fast representation, and one is made for every step of every
+ * payment.
+ */
+export function withProgress(record: PaymentRecord, progress: PaymentProgress): PaymentRecord {
   return {
     paymentId: record.paymentId,
     fromUser: record.fromUser,
@@ -122,13 +143,13 @@ export function advancedRecord(record: PaymentRecord, change: PaymentChange, now
     toUser: record.toUser,
     toBank: record.toBank,
     amountMinor: record.amountMinor,
-    state,
-    reason: outcome.reason ?? record.reason,
-    reasonMessage: outcome.reasonMessage === undefined ? record.reasonMessage : outcome.reasonMessage.slice(0, reasonMessageCharsMax),
-    finished: record.finished || outcome.finished === true,
-    balanceAfterMinor: outcome.balanceAfterMinor ?? record.balanceAfterMinor,
+    state: progress.state,
+    reason: progress.reason,
+    reasonMessage: progress.reasonMessage,
+    finished: progress.finished,
+    balanceAfterMinor: progress.balanceAfterMinor,
     createdAtMs: record.createdAtMs,
-    decidedAtMs: decidedNow ? nowMs : record.decidedAtMs,
-    finishedAtMs: !record.finished && outcome.finished === true ? nowMs : record.finishedAtMs,
+    decidedAtMs: progress.decidedAtMs,
+    finishedAtMs: progress.finishedAtMs,
   };
 }

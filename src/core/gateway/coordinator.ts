@@ -19,7 +19,7 @@ import { PaymentError, isAmbiguous, type Reason } from "../domain/errors.js";
 import { crashPoint } from "../faults/crash.js";
 import { validateAmountMinor } from "../domain/money.js";
 import { validateBankName, validatePaymentId, validateUsername } from "../domain/validate.js";
-import { advancedRecord, isTombstone, sameDetails, type PaymentChange, type PaymentDetails, type PaymentRecord } from "../domain/payment.js";
+import { advancedRecord, isTombstone, sameDetails, withProgress, type PaymentChange, type PaymentDetails, type PaymentRecord } from "../domain/payment.js";
 import type { CoordinatorStore } from "./store/coordinator-store.js";
 import type { BankDirectory, BankLink, PrepareLeg } from "./bank-link.js";
 import { silentLogger, type Logger } from "../observability/log.js";
@@ -538,23 +538,7 @@ async function deliver(link: BankLink, record: PaymentRecord, timeoutMs: number)
 
 /** The record with the payer's balance after, as the payer's bank answered the commit. */
 function withBalance(record: PaymentRecord, balanceAfterMinor: bigint): PaymentRecord {
-  // Built field by field, not spread: a spread object this wide can fall out of V8's fast representation.
-  return {
-    paymentId: record.paymentId,
-    fromUser: record.fromUser,
-    fromBank: record.fromBank,
-    toUser: record.toUser,
-    toBank: record.toBank,
-    amountMinor: record.amountMinor,
-    state: record.state,
-    reason: record.reason,
-    reasonMessage: record.reasonMessage,
-    finished: record.finished,
-    balanceAfterMinor,
-    createdAtMs: record.createdAtMs,
-    decidedAtMs: record.decidedAtMs,
-    finishedAtMs: record.finishedAtMs,
-  };
+  return withProgress(record, { state: record.state, reason: record.reason, reasonMessage: record.reasonMessage, finished: record.finished, balanceAfterMinor, decidedAtMs: record.decidedAtMs, finishedAtMs: record.finishedAtMs });
 }
 
 /** The record a waiter answers from when the payment it waited for could not be begun: still in doubt. */

@@ -36,7 +36,7 @@ import { GroupCommit } from "../../../durable/group-commit.js";
 import { nodeDisk, readOptionalFile, type Disk } from "../../../durable/disk.js";
 import { isReason } from "../../../domain/errors.js";
 import { groupCommitBatchSize } from "../../../observability/metrics.js";
-import { advancedRecord, beganRecord, tombstoneRecord, type Outcome, type PaymentChange, type PaymentDetails, type PaymentRecord, type PaymentState } from "../../../domain/payment.js";
+import { advancedRecord, beganRecord, tombstoneRecord, withProgress, type Outcome, type PaymentChange, type PaymentDetails, type PaymentRecord, type PaymentState } from "../../../domain/payment.js";
 import { countsKey, type Begun, type CoordinatorStore, type PaymentCounts } from "../coordinator-store.js";
 
 export type { PaymentChange, PaymentDetails, PaymentRecord, PaymentState, Outcome };
@@ -127,34 +127,15 @@ const paymentProgress = object({
   decidedAtMs: nullWhenAbsent(timeMs),
   finishedAtMs: nullWhenAbsent(timeMs),
 });
-type PaymentProgress = DecodedBy<typeof paymentProgress>;
+/** A progress line: the payment's id under `progress`, and its state and outcome (absolute values: the line is the whole truth of them). */
+type ProgressLine = DecodedBy<typeof paymentProgress>;
 
 /** A journal line: a whole record (a payment's first line), or the progress of one already recorded. */
-const journalLine: Decoder<PaymentRecord | PaymentProgress> = (value) =>
+const journalLine: Decoder<PaymentRecord | ProgressLine> = (value) =>
   typeof value === "object" && value !== null && Object.hasOwn(value, "progress") ? paymentProgress(value) : paymentRecord(value);
 
 /** The snapshot, transaction_logs.json: one JSON document. */
 const gatewaySnapshot = object({ format: literal(formatTag), payments: array(paymentRecord) });
-
-/** The record with a progress line's state and outcome (absolute values: the line is the whole truth of them). */
-function withProgress(record: PaymentRecord, progress: PaymentProgress): PaymentRecord {
-  return {
-    paymentId: record.paymentId,
-    fromUser: record.fromUser,
-    fromBank: record.fromBank,
-    toUser: record.toUser,
-    toBank: record.toBank,
-    amountMinor: record.amountMinor,
-    state: progress.state,
-    reason: progress.reason,
-    reasonMessage: progress.reasonMessage,
-    finished: progress.finished,
-    balanceAfterMinor: progress.balanceAfterMinor,
-    createdAtMs: record.createdAtMs,
-    decidedAtMs: progress.decidedAtMs,
-    finishedAtMs: progress.finishedAtMs,
-  };
-}
 
 export interface GatewayLogPaths {
   transactionLogsJson: string;
