@@ -143,13 +143,8 @@ export class Participant {
   async commit(paymentId: string): Promise<bigint> {
     crashPoint("bank-before-commit");
     this.#refuseIfBroken();
-    const done = this.#finishedOutcome(paymentId, "committed");
-    if (done !== undefined) {
-      // The first answer, or the refusal, rests on an entry that may still be on its way to disk.
-      await this.#store.settled();
-      if (done instanceof PaymentError) throw done;
-      return done.replyBalanceMinor ?? 0n;
-    }
+    const repeated = this.#repeatedCommit(paymentId);
+    if (repeated !== undefined) return repeated;
     const hold = this.#holds.get(paymentId);
     if (hold === undefined) throw new PaymentError("UNKNOWN_PAYMENT", `payment ${paymentId} is not prepared here`);
     const account = this.#account(hold.username);
@@ -200,13 +195,8 @@ export class Participant {
    */
   async transfer(paymentId: string, fromUser: string, toUser: string, amountMinor: bigint, begunAtMs: number): Promise<bigint> {
     this.#refuseIfBroken();
-    const done = this.#finishedOutcome(paymentId, "committed");
-    if (done !== undefined) {
-      // The first answer, or the refusal, rests on an entry that may still be on its way to disk.
-      await this.#store.settled();
-      if (done instanceof PaymentError) throw done;
-      return done.replyBalanceMinor ?? 0n;
-    }
+    const repeated = this.#repeatedCommit(paymentId);
+    if (repeated !== undefined) return repeated;
     if (this.#holds.has(paymentId)) throw new PaymentError("IDEMPOTENCY_CONFLICT", `payment ${paymentId} is prepared here as a 2PC leg`);
     if (fromUser === toUser) throw new PaymentError("SELF_PAYMENT", "sender and receiver are the same account");
     const from = this.#account(fromUser);
@@ -295,6 +285,19 @@ export class Participant {
   /** Maps iterate in insertion order: the first entries are the oldest. */
   #remember(finished: Finished): void {
     this.#transfersForgottenThroughMs = retainNewest(this.#finished, finished, this.#options.finishedRetainedMax, this.#transfersForgottenThroughMs);
+  }
+
+  /**
+   * A repeated commit (or transfer) of a payment finished here: the first answer, or the refusal, once the
+   * entry it rests on is durable (it may still be on its way to disk); undefined when the payment is not finished.
+   */
+  #repeatedCommit(paymentId: string): Promise<bigint> | undefined {
+    const done = this.#finishedOutcome(paymentId, "committed");
+    if (done === undefined) return undefined;
+    return this.#store.settled().then(() => {
+      if (done instanceof PaymentError) throw done;
+      return done.replyBalanceMinor ?? 0n;
+    });
   }
 
   /** The payment's finished record when it is `wanted`, the refusal when it finished otherwise, or undefined. */

@@ -42,33 +42,24 @@ export interface BankState {
 /** Applies one journal entry (or an earlier build's applying entry) to the state. */
 export function replayEntry(state: Pick<BankState, "accounts" | "holds" | "finished" | "unfolded">, entry: LedgerEntry): void {
   state.unfolded.changes += 1;
-  switch (entry.op) {
-    case "hold":
-      state.holds.set(entry.paymentId, holdOf(entry));
-      return;
-    case "commit": {
-      for (const [username, afterMinor] of Object.entries(entry.balancesMinor)) {
-        const account = state.accounts.get(username);
-        if (account === undefined) throw new Error(`journal: payment ${entry.paymentId} names unknown account ${username}`);
-        account.balanceMinor = afterMinor;
-        state.unfolded.balancesMinor.set(username, afterMinor);
-      }
-      state.holds.delete(entry.paymentId);
-      const finished = finishedOf(entry);
-      state.finished.delete(entry.paymentId);
-      state.finished.set(entry.paymentId, finished);
-      state.unfolded.finished.push(finished);
-      return;
-    }
-    case "abort": {
-      state.holds.delete(entry.paymentId);
-      const finished = finishedOf(entry);
-      state.finished.delete(entry.paymentId);
-      state.finished.set(entry.paymentId, finished);
-      state.unfolded.finished.push(finished);
-      return;
+  if (entry.op === "hold") {
+    state.holds.set(entry.paymentId, holdOf(entry));
+    return;
+  }
+  if (entry.op === "commit") {
+    for (const [username, afterMinor] of Object.entries(entry.balancesMinor)) {
+      const account = state.accounts.get(username);
+      if (account === undefined) throw new Error(`journal: payment ${entry.paymentId} names unknown account ${username}`);
+      account.balanceMinor = afterMinor;
+      state.unfolded.balancesMinor.set(username, afterMinor);
     }
   }
+  // A decided payment, committed or aborted: its hold ends, and it is finished (the newest record last).
+  state.holds.delete(entry.paymentId);
+  const finished = finishedOf(entry);
+  state.finished.delete(entry.paymentId);
+  state.finished.set(entry.paymentId, finished);
+  state.unfolded.finished.push(finished);
 }
 
 /**
