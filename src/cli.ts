@@ -2,8 +2,9 @@
 import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import chalk from "chalk";
-import { armCrashPoint } from "./core/faults/crash.js";
+import { armCrashPoint, armPausePoint } from "./core/faults/crash.js";
 import { runGateway } from "./roles/gateway.js";
+import { nemesisBounds } from "./roles/verify/nemesis.js";
 import { finishedRetainedDefault } from "./core/gateway/store/file/gateway-log.js";
 import { archiveChunkRecordsDefault, archiveChunkRecordsMax } from "./core/gateway/store/file/archive-index.js";
 import { bankTimeouts, runBank } from "./roles/bank.js";
@@ -15,6 +16,7 @@ import { runPayment, runStatus } from "./roles/status.js";
 import { banksInDataDir, ensureCertificates, seedDataDir } from "./roles/seed.js";
 
 armCrashPoint(process.env.PAYNET_CRASH_AT);
+armPausePoint(process.env.PAYNET_PAUSE_AT);
 
 const portOption = (fallback: number | undefined, describe: string) => ({ type: "number" as const, describe, ...(fallback === undefined ? {} : { default: fallback }) });
 
@@ -116,6 +118,7 @@ await yargs(hideBin(process.argv))
         .option("banks", { type: "number", default: 3, describe: "banks (2-16)" })
         .option("accounts", { type: "number", default: 8, describe: "accounts per bank" })
         .option("kill-every", { type: "number", default: 2000, describe: "mean milliseconds between faults (0: no faults)" })
+        .option("pause-max-ms", { type: "number", default: nemesisBounds.pauseMaxMsDefault, describe: "longest pause of a gateway or bank (SIGSTOP), in milliseconds" })
         .option("seed", { type: "number", describe: "seed of every random choice, for a reproducible schedule (default: random, printed)" })
         .option("faults", { type: "string", default: "all", describe: "fault kinds: all, none, or a comma list of kill-gateway, kill-bank, pause-gateway, pause-bank, crash-point, partition-bank, partition-clients" })
         .option("crash-points", { type: "string", default: "all", describe: "crash points the crash-point fault arms: all or a comma list (see PAYNET_CRASH_AT in the README)" })
@@ -132,6 +135,7 @@ await yargs(hideBin(process.argv))
           banks: args.banks,
           accounts: args.accounts,
           killEveryMs: args.killEvery,
+          pauseMaxMs: args.pauseMaxMs,
           seed: args.seed,
           faults: args.faults,
           crashPoints: args.crashPoints,

@@ -19,7 +19,7 @@ async function stateSnapshot(network: Network): Promise<Map<string, string>> {
   const snapshot = new Map<string, string>();
   for (const dir of ["server", "payment_gateway"]) {
     for (const name of await readdir(join(network.dir, dir))) {
-      if (name.endsWith(".lock")) continue;
+      if (name.endsWith(".lock") || name.endsWith(".lck")) continue;
       snapshot.set(`${dir}/${name}`, await readFile(join(network.dir, dir, name), "utf8"));
     }
   }
@@ -197,7 +197,7 @@ describe("secrets", () => {
       const files: Array<[string, string]> = [];
       for (const dir of ["server", "payment_gateway", "client"]) {
         for (const name of await readdir(join(network.dir, dir)).catch(() => [] as string[])) {
-          if (!name.endsWith(".lock")) files.push([`${dir}/${name}`, await readFile(join(network.dir, dir, name), "utf8")]);
+          if (!name.endsWith(".lock") && !name.endsWith(".lck")) files.push([`${dir}/${name}`, await readFile(join(network.dir, dir, name), "utf8")]);
         }
       }
       assert.ok(output.length > 10 && files.length >= 5, "something was captured");

@@ -62,7 +62,7 @@ describe("Prng", () => {
 });
 
 describe("planFaults", () => {
-  const options: PlanOptions = { durationMs: 60_000, killEveryMs: 2_000, kinds: faultKinds, crashPoints: allCrashPoints, banks: ["B1", "B2", "B3"] };
+  const options: PlanOptions = { durationMs: 60_000, killEveryMs: 2_000, pauseMaxMs: nemesisBounds.pauseMaxMsDefault, kinds: faultKinds, crashPoints: allCrashPoints, banks: ["B1", "B2", "B3"] };
 
   it("draws the same schedule from the same seed", () => {
     assert.deepEqual(planFaults(new Prng(7), options), planFaults(new Prng(7), options));
@@ -111,8 +111,8 @@ describe("planFaults", () => {
           assert.ok(options.banks.includes(fault.target), fault.target);
       }
       if (fault.kind !== "crash-point") assert.equal(fault.crashSpec, null);
-      if (fault.kind === "pause-bank") assert.ok(fault.holdMs >= bounds.pauseBankMinMs && fault.holdMs <= bounds.pauseBankMaxMs, `${fault.holdMs}`);
-      if (fault.kind === "pause-gateway") assert.ok(fault.holdMs >= bounds.pauseGatewayMinMs && fault.holdMs <= bounds.pauseGatewayMaxMs, `${fault.holdMs}`);
+      if (fault.kind === "pause-bank") assert.ok(fault.holdMs >= bounds.pauseBankMinMs && fault.holdMs <= options.pauseMaxMs, `${fault.holdMs}`);
+      if (fault.kind === "pause-gateway") assert.ok(fault.holdMs >= bounds.pauseGatewayMinMs && fault.holdMs <= options.pauseMaxMs, `${fault.holdMs}`);
       if (fault.kind === "kill-gateway" || fault.kind === "kill-bank") assert.ok(fault.holdMs >= 0 && fault.holdMs <= bounds.killDowntimeMaxMs, `${fault.holdMs}`);
     }
   });

@@ -1,7 +1,7 @@
 // Wires a bank process: its accounts, its server, its registration with the gateway and its overdue holds.
 import { dirname } from "node:path";
 import { removeStaleTempFiles } from "../core/durable/files.js";
-import { holdFileLock } from "../core/durable/file-lock.js";
+import { holdFileLock, onLockWait } from "../core/durable/file-lock.js";
 import { dataPaths, finishedLogPath } from "../core/durable/paths.js";
 import { bankFiles, loadIdentity } from "../core/transport/certificates.js";
 import { clientCredentials, expectServerName, serverCredentials } from "../core/transport/tls.js";
@@ -41,6 +41,11 @@ export const bankTimeouts = Object.freeze({
    */
   finishedRetainedMax: 250_000,
   heartbeatMs: 2_000,
+  /**
+   * While the gateway does not answer, the bank asks again after this long, doubling up to heartbeatMs: a
+   * restarted gateway hears from every bank within a few hundred milliseconds of listening, not a heartbeat later.
+   */
+  reregisterMinMs: 100,
   registerTimeoutMs: 2_000,
   decisionQueryTimeoutMs: 2_000,
   holdRecheckMs: 5_000,
@@ -78,6 +83,7 @@ export async function runBank(flags: BankFlags): Promise<void> {
   const paths = dataPaths(flags.dataDir);
   const bank = await resolveBankName(flags.id, paths.accountsCsv);
   const logger = roleLogger(`bank ${bank}`);
+  onLockWait((message, fields) => logger.warn(fields, message));
   const identity = await loadIdentity(paths.certificateDir, bankFiles(paths.certificateDir, bank));
   // One process per bank: its rows, its pending section and its finished log are its alone.
   const releaseBankLock = await holdFileLock(finishedLogPath(paths, bank));
@@ -135,8 +141,16 @@ export async function runBank(flags: BankFlags): Promise<void> {
   };
   // Holds that survived a restart are settled with the coordinator now rather than at their expiry.
   participant.expireAllHolds();
-  await register();
-  const heartbeat = setInterval(() => void register(), bankTimeouts.heartbeatMs);
+  // Registration is the heartbeat: every heartbeatMs while the gateway answers, sooner while it does not.
+  let heartbeat: NodeJS.Timeout | null = null;
+  let stopped = false;
+  let retryMs: number = bankTimeouts.reregisterMinMs;
+  const beat = async () => {
+    await register();
+    retryMs = registered ? bankTimeouts.reregisterMinMs : Math.min(retryMs * 2, bankTimeouts.heartbeatMs);
+    if (!stopped) heartbeat = setTimeout(() => void beat(), registered ? bankTimeouts.heartbeatMs : retryMs);
+  };
+  await beat();
   let sweeping = false;
   const sweeper = setInterval(() => {
     if (sweeping) return;
@@ -146,7 +160,8 @@ export async function runBank(flags: BankFlags): Promise<void> {
 
   onTerminate(async () => {
     await stopMetrics?.();
-    clearInterval(heartbeat);
+    stopped = true;
+    if (heartbeat !== null) clearTimeout(heartbeat);
     clearInterval(sweeper);
     gateway.close();
     await shutdown(server, bankTimeouts.shutdownGraceMs);

@@ -1,4 +1,5 @@
 // Wires the gateway process: certificates, log, registry, coordinator, server, signals.
+import { onLockWait } from "../core/durable/file-lock.js";
 import { dataPaths } from "../core/durable/paths.js";
 import { gatewayFiles, loadIdentity } from "../core/transport/certificates.js";
 import { clientCredentials, serverCredentials } from "../core/transport/tls.js";
@@ -54,6 +55,7 @@ export const loginThrottling = Object.freeze({
 export async function runGateway(flags: GatewayFlags): Promise<void> {
   const paths = dataPaths(flags.dataDir);
   const logger = roleLogger("gateway");
+  onLockWait((message, fields) => logger.warn(fields, message));
   const identity = await loadIdentity(paths.certificateDir, gatewayFiles(paths.certificateDir));
   const log = await GatewayLog.open(paths, {
     finishedRetainedMax: flags.recordsRetained,

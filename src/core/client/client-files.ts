@@ -138,9 +138,9 @@ class EntryFile<T extends QueuedPayment> {
 
   /** Applies `change` to the entries under the lock and writes the result durably; returns change's result. */
   update<R>(change: (entries: T[]) => { entries: T[]; result: R }): Promise<R> {
-    return withFileLock(this.path, async (stillHeld) => {
+    return withFileLock(this.path, async () => {
       const { entries, result } = change(await this.#load());
-      await writeFileAtomic(this.path, serialize(this.#format, entries.slice(-this.#entriesMax)), { beforeRename: stillHeld });
+      await writeFileAtomic(this.path, serialize(this.#format, entries.slice(-this.#entriesMax)));
       return result;
     });
   }

@@ -4,9 +4,7 @@
 // once the directory was fsynced). Production uses `nodeDisk`, the real file system; a store takes its Disk
 // when it opens and keeps it, so a process that "dies" in a test never writes to the disk of its successor.
 import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, type FileHandle } from "node:fs/promises";
-import { holdFileLock, withFileLock, type LockGuard } from "./file-lock.js";
-
-export type { LockGuard };
+import { holdFileLock, withFileLock } from "./file-lock.js";
 
 /** An open file. Writes go to its end: a file is opened to append ("a"), or created or emptied to be written ("w"). */
 export interface DiskFile {
@@ -39,7 +37,7 @@ export interface Disk {
   /** Makes a directory's entries (a created, renamed or removed name) durable. */
   syncDirectory(directory: string): Promise<void>;
   /** Runs `critical` holding the cross-process lock of `path` (durable/file-lock.ts). */
-  withLock<T>(path: string, critical: (stillHeld: LockGuard) => Promise<T>): Promise<T>;
+  withLock<T>(path: string, critical: () => Promise<T>): Promise<T>;
   /** Takes the lock of `path` for the life of the process; resolves to its release. */
   holdLock(path: string): Promise<() => Promise<void>>;
 }

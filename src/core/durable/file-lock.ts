@@ -1,63 +1,144 @@
-// Cross-process exclusion through proper-lockfile (`<file>.lock` directories).
+// Cross-process exclusion on the files several processes share (the accounts CSV, the pending file, the
+// clients' queue and history, the port file) and on each process's own (one gateway per data dir, one
+// process per bank).
+//
+// Correctness rests on a kernel lock: an open-file-description lock (fcntl F_OFD_SETLK, through
+// fs-native-extensions, which ships its Linux build inside the npm package) on `<file>.lck`, a file that is
+// never replaced, held for the whole read-modify-write. The kernel releases it only when its holder closes it
+// or dies. So a paused holder (a stop-the-world GC, SIGSTOP, a paused VM, a slow disk) makes the others wait,
+// however long, and never lets two writers in; and a dead holder's lock is free at once, with no staleness
+// timer to wait out. The lock file holds its holder's pid, for the messages of those that wait.
+//
+// proper-lockfile's `<file>.lock` directory stays beside it as the visible lock protocol of the data dir's
+// layout, taken inside the kernel lock. Every paynet process takes the kernel lock first, so a `.lock`
+// directory met while holding the kernel lock was left by a process that died: it is removed, not waited for.
+// Its staleness timer is set far beyond any pause, so that it never declares a paused holder's lock lost.
 import lockfile from "proper-lockfile";
-import { mkdir, open, realpath, stat } from "node:fs/promises";
+import { tryLock } from "fs-native-extensions";
+import { mkdir, open, readFile, realpath, rm, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
 
-// A lock whose owner died (SIGKILL, power loss) is taken over once its mtime is this old; live owners
-// refresh it every lockUpdateMs, so only an event loop stalled for longer could lose it (then we exit).
-const lockStaleMs = 4_000;
-const lockUpdateMs = 1_000;
-/** Waits up to about 15 s: longer than a dead owner's lock takes to go stale. */
-const lockRetries = { retries: 200, factor: 1.3, minTimeout: 5, maxTimeout: 100, randomize: true };
-const lifetimeLockRetries = { retries: 30, factor: 1, minTimeout: 500, maxTimeout: 500 };
+/** How often a waiter tries again: from the first up to the last, doubling. */
+const retryMs = { first: 2, last: 50 };
+/** A waiter says who holds the lock after this long, and again every lockWaitReportEveryMs. */
+const lockWaitReportAfterMs = 2_000;
+const lockWaitReportEveryMs = 10_000;
+/**
+ * Waiting is bounded: a lock held this long means its holder is stuck, and the waiter gives up with an error
+ * naming it (a bank's checkpoint then stops the bank: memory is ahead of the shared files; a restart recovers).
+ */
+const lockWaitMaxMs = 10 * 60_000;
+/** Far beyond any pause: proper-lockfile would otherwise call a paused holder's lock compromised. */
+const visibleLockStaleMs = 24 * 60 * 60_000;
 
-async function ensureFile(path: string): Promise<void> {
+export class LockWaitError extends Error {
+  override readonly name = "LockWaitError";
+}
+
+/** Where a waiter reports that it is waiting; a role points it at its logger. */
+let reportWait: (message: string, fields: { path: string; holderPid: number | null; waitedMs: number }) => void = (message) => {
+  process.stderr.write(`paynet: ${message}\n`);
+};
+
+export function onLockWait(report: typeof reportWait): void {
+  reportWait = report;
+}
+
+async function holderPid(lockPath: string): Promise<number | null> {
+  const text = await readFile(lockPath, "utf8").catch(() => "");
+  const pid = Number(text.trim());
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
+}
+
+/** The kernel lock of `path`, held until the returned file is closed; null when `wait` is false and another holds it. */
+async function kernelLock(path: string, wait: boolean): Promise<FileHandle | null> {
+  const lockPath = `${path}.lck`;
   await mkdir(dirname(path), { recursive: true });
-  const handle = await open(path, "a");
-  await handle.close();
+  // Opened for writing: a write lock needs a descriptor that may write.
+  const handle = await open(lockPath, "a", 0o644);
+  const startedMs = Date.now();
+  let delayMs = retryMs.first;
+  let reportedAtMs = startedMs + lockWaitReportAfterMs - lockWaitReportEveryMs;
+  try {
+    while (!tryLock(handle.fd)) {
+      if (!wait) {
+        await handle.close();
+        return null;
+      }
+      const waitedMs = Date.now() - startedMs;
+      if (waitedMs >= lockWaitMaxMs) {
+        throw new LockWaitError(`${path}: waited ${Math.round(waitedMs / 1000)} s for its lock, held by pid ${(await holderPid(lockPath)) ?? "unknown"}; is that process stuck?`);
+      }
+      if (Date.now() - reportedAtMs >= lockWaitReportEveryMs) {
+        reportedAtMs = Date.now();
+        const pid = await holderPid(lockPath);
+        reportWait(`waiting ${(waitedMs / 1000).toFixed(1)} s for the lock of ${path}, held by pid ${pid ?? "unknown"}`, { path, holderPid: pid, waitedMs });
+      }
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      delayMs = Math.min(delayMs * 2, retryMs.last);
+    }
+    await handle.truncate(0);
+    await handle.write(`${process.pid}\n`);
+    return handle;
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    throw error;
+  }
 }
 
 function onCompromised(error: Error): void {
-  // Another process may now be writing the same file: stop at once rather than interleave writes.
-  process.stderr.write(`paynet: lock compromised (${error.message}); exiting\n`);
-  process.exit(70);
+  // Not reachable by a pause (visibleLockStaleMs); only by someone removing the directory by hand. The kernel
+  // lock still excludes every paynet process, so this is reported, not fatal.
+  process.stderr.write(`paynet: the lock directory of a held lock changed under it (${error.message}); the kernel lock still holds\n`);
 }
 
-/**
- * Proves, just before a write becomes visible, that the lock is still ours. A holder stalled past
- * lockStaleMs (SIGSTOP, a paused VM, swap) may have lost it to another process, whose newer write a
- * rename of ours would silently undo: then the write is refused instead.
- */
-export type LockGuard = () => Promise<void>;
-
-/** Runs `critical` while holding the cross-process lock of `path` (the file is created if missing). */
-export async function withFileLock<T>(path: string, critical: (stillHeld: LockGuard) => Promise<T>): Promise<T> {
-  await ensureFile(path);
-  const release = await lockfile.lock(path, { stale: lockStaleMs, update: lockUpdateMs, retries: lockRetries, onCompromised });
-  const lockDirectory = `${await realpath(path)}.lock`;
-  const owned = await stat(lockDirectory);
-  const stillHeld: LockGuard = async () => {
-    const now = await stat(lockDirectory).catch(() => null);
-    if (now === null || now.ino !== owned.ino || now.dev !== owned.dev) {
-      throw new Error(`lost the lock of ${path} while stalled (another process took it over); refusing to overwrite its write`);
-    }
-  };
+/** proper-lockfile's `<file>.lock` directory, taken while the kernel lock is held (a leftover one is a dead process's). */
+async function visibleLock(path: string): Promise<() => Promise<void>> {
+  // proper-lockfile resolves the file's real path: it must exist.
+  await (await open(path, "a")).close();
+  const options = { stale: visibleLockStaleMs, retries: 0, onCompromised };
   try {
-    return await critical(stillHeld);
+    return await lockfile.lock(path, options);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ELOCKED") throw error;
+    await rm(`${await realpath(path)}.lock`, { recursive: true, force: true });
+    return lockfile.lock(path, options);
+  }
+}
+
+/** Runs `critical` holding the lock of `path` (the file is created if missing), waiting for it as long as it takes, up to lockWaitMaxMs. */
+export async function withFileLock<T>(path: string, critical: () => Promise<T>): Promise<T> {
+  const handle = (await kernelLock(path, true))!;
+  try {
+    const release = await visibleLock(path);
+    try {
+      return await critical();
+    } finally {
+      await release().catch(() => undefined);
+    }
   } finally {
-    await release().catch(() => undefined);
+    await handle.close();
   }
 }
 
 /**
- * Takes the lock of `path` for the life of the process, e.g. to keep two gateways off one data dir.
- * Waits for the lock of a process that died to go stale; fails if its owner is alive.
+ * Takes the lock of `path` for the life of the process, e.g. to keep two gateways off one data dir. Fails at
+ * once, naming the holder's pid, if a live process holds it; a dead one's is free at once.
  */
 export async function holdFileLock(path: string): Promise<() => Promise<void>> {
-  await ensureFile(path);
+  const handle = await kernelLock(path, false);
+  if (handle === null) {
+    const pid = await holderPid(`${path}.lck`);
+    throw new Error(`${path} is locked by another running process${pid === null ? "" : ` (pid ${pid})`}`);
+  }
   try {
-    return await lockfile.lock(path, { stale: lockStaleMs, update: lockUpdateMs, retries: lifetimeLockRetries, onCompromised });
+    const release = await visibleLock(path);
+    return async () => {
+      await release().catch(() => undefined);
+      await handle.close();
+    };
   } catch (error) {
-    throw new Error(`${path} is locked by another running process (${(error as Error).message})`);
+    await handle.close();
+    throw error;
   }
 }

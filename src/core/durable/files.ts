@@ -10,8 +10,6 @@ export interface AtomicWriteOptions {
   mode?: number;
   /** Names the crash point between writing the temp file and renaming it. */
   crashName?: CrashPointName;
-  /** Runs just before the rename (a lock's check that it is still held); a rejection removes the temp file. */
-  beforeRename?: () => Promise<void>;
   disk?: Disk;
 }
 
@@ -33,12 +31,6 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
   }
   await file.close();
   if (options.crashName !== undefined) crashPoint(options.crashName);
-  try {
-    await options.beforeRename?.();
-  } catch (error) {
-    await disk.remove(temp);
-    throw error;
-  }
   await disk.rename(temp, path);
   await disk.syncDirectory(directory);
   stopTimer();

@@ -16,7 +16,7 @@
 // crash() ends this instance (every operation on it, and every one in progress, hangs forever, as the dead
 // process's would) and returns the disk a restart finds. Test-only.
 import { basename, dirname, isAbsolute, normalize } from "node:path";
-import type { Disk, DiskFile, LockGuard } from "../durable/disk.js";
+import type { Disk, DiskFile } from "../durable/disk.js";
 import { assert } from "../domain/assert.js";
 import { hangForever } from "./simulated-disk.js";
 
@@ -238,9 +238,9 @@ export class SimulatedFileSystem implements Disk {
     directory.durableNames = new Map(directory.names);
   }
 
-  async withLock<T>(path: string, critical: (stillHeld: LockGuard) => Promise<T>): Promise<T> {
+  async withLock<T>(path: string, critical: () => Promise<T>): Promise<T> {
     this.#checked(path);
-    return critical(async () => undefined);
+    return critical();
   }
 
   async holdLock(path: string): Promise<() => Promise<void>> {

@@ -15,12 +15,12 @@ export const allCrashPoints: readonly string[] = [...crashPointsByRole.gateway, 
 export const nemesisBounds = Object.freeze({
   faultsMax: 1_000,
   killDowntimeMaxMs: 1_000,
+  // Pauses last from these up to PlanOptions.pauseMaxMs (--pause-max-ms, default pauseMaxMsDefault): a paused
+  // process keeps its kernel locks on the shared files, so however long it sleeps the others wait, never write
+  // over it (durable/file-lock.ts).
   pauseGatewayMinMs: 1_000,
-  pauseGatewayMaxMs: 5_000,
-  // A bank paused longer than the shared state files' lock stale time (4 s) can lose another bank's write
-  // (see the README's Verify section), so bank pauses stay well below it.
   pauseBankMinMs: 500,
-  pauseBankMaxMs: 2_500,
+  pauseMaxMsDefault: 10_000,
   partitionMinMs: 1_000,
   partitionMaxMs: 4_000,
   /** An armed process crashes the n-th time it passes its point, n in 1..crashPassesMax. */
@@ -45,6 +45,8 @@ export interface PlanOptions {
   durationMs: number;
   /** Mean time between fault starts; 0 plans no fault. */
   killEveryMs: number;
+  /** The longest pause of a process. */
+  pauseMaxMs: number;
   kinds: readonly FaultKind[];
   crashPoints: readonly string[];
   banks: readonly string[];
@@ -59,9 +61,9 @@ function planOne(prng: Prng, kind: FaultKind, atMs: number, options: PlanOptions
     case "kill-bank":
       return { atMs, kind, target: bank, holdMs: prng.int(0, bounds.killDowntimeMaxMs), crashSpec: null };
     case "pause-gateway":
-      return { atMs, kind, target: "gateway", holdMs: prng.int(bounds.pauseGatewayMinMs, bounds.pauseGatewayMaxMs), crashSpec: null };
+      return { atMs, kind, target: "gateway", holdMs: prng.int(Math.min(bounds.pauseGatewayMinMs, options.pauseMaxMs), options.pauseMaxMs), crashSpec: null };
     case "pause-bank":
-      return { atMs, kind, target: bank, holdMs: prng.int(bounds.pauseBankMinMs, bounds.pauseBankMaxMs), crashSpec: null };
+      return { atMs, kind, target: bank, holdMs: prng.int(Math.min(bounds.pauseBankMinMs, options.pauseMaxMs), options.pauseMaxMs), crashSpec: null };
     case "partition-bank":
       return { atMs, kind, target: bank, holdMs: prng.int(bounds.partitionMinMs, bounds.partitionMaxMs), crashSpec: null };
     case "partition-clients":

@@ -28,6 +28,7 @@ export interface VerifyFlags {
   banks: number;
   accounts: number;
   killEveryMs: number;
+  pauseMaxMs: number;
   seed: number | undefined;
   faults: string;
   crashPoints: string;
@@ -46,6 +47,8 @@ export const verifyBounds = Object.freeze({
   accountsMax: 50,
   killEveryMinMs: 100,
   killEveryMaxMs: 3_600_000,
+  pauseMaxMinMs: 100,
+  pauseMaxMaxMs: 600_000,
   recoveryTimeoutMinMs: 1_000,
   recoveryTimeoutMaxMs: 600_000,
   /** After a recovery that timed out, the second wait (for the drain's and final reads' payments) is this short. */
@@ -67,6 +70,7 @@ interface VerifyOptions {
   banks: string[];
   accountsPerBank: number;
   killEveryMs: number;
+  pauseMaxMs: number;
   seed: number;
   faults: FaultKind[];
   crashPoints: string[];
@@ -104,6 +108,7 @@ function validateFlags(flags: VerifyFlags): VerifyOptions {
     banks: Array.from({ length: banks }, (_, index) => `B${index + 1}`),
     accountsPerBank: integerIn(flags.accounts, "accounts", bounds.accountsMin, bounds.accountsMax),
     killEveryMs: flags.killEveryMs,
+    pauseMaxMs: integerIn(flags.pauseMaxMs, "pause-max-ms", bounds.pauseMaxMinMs, bounds.pauseMaxMaxMs),
     seed: flags.seed === undefined ? randomInt(0, seedMax + 1) : integerIn(flags.seed, "seed", 0, seedMax),
     faults: listOf(flags.faults, "faults", faultKinds),
     crashPoints: listOf(flags.crashPoints, "crash-points", allCrashPoints),
@@ -251,6 +256,7 @@ async function runTraffic(context: WorkloadContext, cluster: Cluster, options: V
   const plan = planFaults(prng.fork("nemesis"), {
     durationMs: options.durationS * 1_000,
     killEveryMs: options.killEveryMs,
+    pauseMaxMs: options.pauseMaxMs,
     kinds: options.faults,
     crashPoints: options.crashPoints,
     banks: options.banks,

@@ -199,12 +199,12 @@ function replaceParsedRows(rows: readonly AccountRow[], bank: string, accounts: 
  * malformed is refused, naming the line, and left as it was.
  */
 export async function rewriteBankRows(path: string, bank: string, accounts: ReadonlyMap<string, Account>, disk: Disk = nodeDisk): Promise<void> {
-  await disk.withLock(path, async (stillHeld) => {
+  await disk.withLock(path, async () => {
     const data = await readAccountsFile(disk, path);
     if (data.length > accountsFileBytesMax) throw new AccountsFileError(`${path}: file larger than ${accountsFileBytesMax} bytes`);
     // Rare (a hand-edited file): parse it all, which names a malformed line, and write it back canonically.
     const out = replaceCanonicalRows(data, bank, accounts) ?? replaceParsedRows(parseAccountsCsv(data.toString("utf8"), path), bank, accounts);
-    await writeFileAtomic(path, out, { crashName: "bank-csv-temp-written", beforeRename: stillHeld, disk });
+    await writeFileAtomic(path, out, { crashName: "bank-csv-temp-written", disk });
   });
 }
 
@@ -216,7 +216,7 @@ export async function loadBankAccounts(
   isHashed: (stored: string) => boolean,
   disk: Disk = nodeDisk,
 ): Promise<Map<string, Account>> {
-  return disk.withLock(path, async (stillHeld) => {
+  return disk.withLock(path, async () => {
     const rows = await readAccountsCsv(path, disk);
     let migrated = false;
     const updated: AccountRow[] = [];
@@ -228,7 +228,7 @@ export async function loadBankAccounts(
         updated.push(row);
       }
     }
-    if (migrated) await writeFileAtomic(path, serializeAccountsCsv(updated), { beforeRename: stillHeld, disk });
+    if (migrated) await writeFileAtomic(path, serializeAccountsCsv(updated), { disk });
     return new Map(updated.filter((row) => row.bank === bank).map((row) => [row.username, { balanceMinor: row.balanceMinor, password: row.password }]));
   });
 }

@@ -131,9 +131,9 @@ export async function readBankPending(path: string, bank: string, disk: Disk = n
 
 /** Rewrites this bank's section durably; other banks' sections are carried over as they are on disk. */
 export async function writeBankPending(path: string, bank: string, pending: BankPending, disk: Disk = nodeDisk): Promise<void> {
-  await disk.withLock(path, async (stillHeld) => {
+  await disk.withLock(path, async () => {
     const banks = await readWholeFile(disk, path);
     banks[bank] = encodeSection(pending);
-    await writeFileAtomic(path, JSON.stringify({ format: formatTag, banks }) + "\n", { crashName: "pending-temp-written", beforeRename: stillHeld, disk });
+    await writeFileAtomic(path, JSON.stringify({ format: formatTag, banks }) + "\n", { crashName: "pending-temp-written", disk });
   });
 }
