@@ -61,7 +61,7 @@ interface Edge {
   line: number;
 }
 
-const fileSystemModules = new Set(["node:fs", "node:fs/promises", "proper-lockfile", "fs-native-extensions"]);
+const fileSystemModules = new Set(["node:fs", "node:fs/promises", "proper-lockfile", "fs-native-extensions", "better-sqlite3"]);
 
 /** `fs` and `node:fs` are the same module; packages keep their name. */
 function packageId(specifier: string): ModuleId {

@@ -1,11 +1,12 @@
 // Crash safety: a process killed at each named point, then restarted, leaves every payment applied exactly
 // once at both banks or at neither; money is conserved, no hold remains, and the id keeps its one outcome.
 import { describe, it } from "node:test";
-import { readdir, readFile } from "node:fs/promises";
-import { dirname } from "node:path";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import assert from "node:assert/strict";
 import { networkPerTest, runCli, waitUntil, type Network, type Proc } from "./helpers/network.js";
 import { readGatewayRecords } from "../src/core/gateway/store/file/gateway-log.js";
+import { readArchivedPayments } from "../src/core/gateway/store/file/sqlite-archive.js";
 import { crashPointsByRole } from "../src/core/faults/crash.js";
 import { isAmbiguous, type PaymentError } from "../src/core/domain/errors.js";
 import { PaymentStatus } from "../src/gen/paynet/v1/paynet_pb.js";
@@ -176,10 +177,11 @@ describe("the gateway's compaction and archive", () => {
 
     net.gateway!.child.kill("SIGTERM");
     assert.equal((await net.gateway!.exited).signal, "SIGKILL", "the gateway should die at gateway-archive-appended");
-    const archiveLines = (await readFile(net.paths.transactionArchive, "utf8")).trim().split("\n");
-    assert.deepEqual(archiveLines.map((line) => (JSON.parse(line) as { paymentId: string }).paymentId), ["archived-committed", "archived-refused"]);
+    const archived = [...readArchivedPayments(net.paths.transactionArchiveSqlite)].map((payment) => payment.paymentId).sort();
+    assert.deepEqual(archived, ["archived-committed", "archived-refused"], "the archive's transaction committed before the crash");
 
-    // Restarted, then stopped in order (archiving the same two again over a snapshot that still held them), then restarted.
+    // Restarted (the snapshot still holds the two: memory lets them go, the archive answers them, counted once),
+    // then stopped in order, then restarted.
     for (const signal of ["SIGTERM", null] as const) {
       await net.startGateway(retainOne);
       await net.gatewayReady();
@@ -191,23 +193,24 @@ describe("the gateway's compaction and archive", () => {
     assert.deepEqual([...(await readGatewayRecords(net.paths)).keys()].sort(), paid.payments.map((payment) => payment.paymentId).sort(), "tools still read every payment");
   });
 
-  it("the archive is indexed in sealed chunk files; a crash while one is written is repaired at the next start, and every id keeps its answer", async () => {
-    // Every finished payment is archived, and each sealed chunk of the archive's index holds one.
-    const archiveAll = { args: ["--records-retained", "0", "--archive-chunk-records", "1"] };
+  it("an earlier build's archive (transaction_archive.jsonl and its index) is imported at start, and every id keeps its answer", async () => {
+    const archiveAll = { args: ["--records-retained", "0"] };
     const net = await startNetwork(archiveAll);
-    const paid = await payThree(net, "chunked");
-    await net.gateway!.stop("SIGTERM"); // its compaction archives all three; none is sealed yet
+    const paid = await payThree(net, "upgraded");
+    await net.gateway!.stop("SIGTERM"); // its compaction archives all three
 
-    // The next start reads the three archived lines and seals the first two into chunk files: it dies writing the first.
-    await assert.rejects(net.startGateway({ ...archiveAll, env: { PAYNET_CRASH_AT: "gateway-archive-index-temp-written" } }), /exited/);
-    assert.equal((await net.gateway!.exited).signal, "SIGKILL", "the gateway should die at gateway-archive-index-temp-written");
-    assert.equal((await readdir(net.paths.transactionArchiveIndex)).filter((name) => name.endsWith(".tmp")).length, 1, "the crash left the chunk's temp file");
+    // The data dir as the earlier build left it: the records in transaction_archive.jsonl, an index beside it.
+    const lines = [...readArchivedPayments(net.paths.transactionArchiveSqlite)].map((payment) => `${payment.line}\n`);
+    assert.equal(lines.length, 3);
+    await writeFile(net.paths.transactionArchiveJsonl, lines.join(""));
+    await mkdir(net.paths.transactionArchiveIndex);
+    await writeFile(join(net.paths.transactionArchiveIndex, "0000000000000000-0000000000000999.idx"), "an earlier build's index chunk");
+    for (const suffix of ["", "-wal", "-shm"]) await rm(`${net.paths.transactionArchiveSqlite}${suffix}`, { force: true });
 
     await net.startGateway(archiveAll);
     await net.gatewayReady();
-    const indexFiles = await readdir(net.paths.transactionArchiveIndex);
-    assert.equal(indexFiles.filter((name) => name.endsWith(".idx")).length, 2, `two sealed chunks, the third payment in the tail: ${indexFiles.join(", ")}`);
-    assert.equal(indexFiles.filter((name) => name.endsWith(".tmp")).length, 0, "the dead process's temp file is removed");
+    const names = await readdir(dirname(net.paths.transactionLogsJson));
+    assert.ok(!names.includes("transaction_archive.jsonl") && !names.includes("transaction_archive.index"), `the earlier archive's files are removed: ${names.join(", ")}`);
     await assertAnswersKept(net, paid);
   });
 });

@@ -75,7 +75,9 @@ describe("power loss under the gateway's file store", () => {
 
   it("catches a journal append acknowledged before its fsync", hunting, (t) => caught(t, runCoordinatorSchedule, /transaction_logs\.journal$/));
 
-  it("catches an archive append not fsynced before the snapshot drops its records", hunting, (t) => caught(t, runCoordinatorSchedule, /transaction_archive\.jsonl$/));
+  // The archive is in memory here (SQLite cannot run on the simulated disk): "not fsynced" is an archive whose
+  // inserts a power loss forgets, as SQLite's would with synchronous = OFF.
+  it("catches archive inserts not durable before the snapshot drops their records", hunting, (t) => caught(t, runCoordinatorSchedule, /transaction_archive\.sqlite$/));
 
   it("catches a snapshot renamed into place before its fsync", hunting, (t) => caught(t, runCoordinatorSchedule, /\.tmp$/));
 

@@ -1,11 +1,13 @@
 // The gateway's payment log keeps memory and its snapshot bounded: finished payments beyond the newest
-// `finishedRetainedMax` move to an append-only archive, from which they are still found by id.
+// `finishedRetainedMax` move to the archive (transaction_archive.sqlite), from which they are still found by
+// id, however old; an earlier build's archive (transaction_archive.jsonl and its index) is imported at start.
 import { afterEach, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { access, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { GatewayLog, GatewayLogError, readGatewayRecords, type PaymentDetails } from "../src/core/gateway/store/file/gateway-log.js";
+import { GatewayLog, GatewayLogError, readGatewayRecords, type PaymentDetails, type PaymentRecord } from "../src/core/gateway/store/file/gateway-log.js";
+import { SqliteArchive } from "../src/core/gateway/store/file/sqlite-archive.js";
 import { dataPaths, type DataPaths } from "../src/core/durable/paths.js";
 import { reasonMessageCharsMax } from "../src/core/domain/payment.js";
 
@@ -50,10 +52,7 @@ describe("the gateway's payment log", () => {
 
     const reopened = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 2 });
     assert.deepEqual([...reopened.all()].map((record) => record.paymentId).sort(), ["p3", "p4", "p5"], "the newest two finished, and the unfinished one");
-    for (const id of ["p0", "p1", "p2"]) {
-      assert.equal(reopened.get(id), undefined);
-      assert.ok(reopened.mayBeArchived(id));
-    }
+    for (const id of ["p0", "p1", "p2"]) assert.equal(reopened.get(id), undefined, `${id} is no longer held in memory`);
     const p1 = await reopened.find("p1");
     assert.equal(p1?.state, "aborted");
     assert.equal(p1?.reason, "INSUFFICIENT_FUNDS");
@@ -61,28 +60,12 @@ describe("the gateway's payment log", () => {
     assert.equal((await reopened.find("p2"))?.balanceAfterMinor, 900n);
     assert.equal(await reopened.find("never"), undefined);
     assert.deepEqual(reopened.archivedCounts(), { committed: 2, aborted: 1 });
-    assert.equal(reopened.mayBeArchived("never"), false, "an id never archived is ruled out without reading the archive");
+    assert.deepEqual(await reopened.counts(), { preparing: 1, committing: 0, aborting: 0, committed: 3, aborted: 2 });
     await reopened.close();
 
     const snapshot = JSON.parse(await readFile(paths.transactionLogsJson, "utf8")) as { payments: unknown[] };
     assert.equal(snapshot.payments.length, 3);
     assert.deepEqual([...(await readGatewayRecords(paths)).keys()].sort(), ["p0", "p1", "p2", "p3", "p4", "p5"]);
-  });
-
-  it("cuts a torn final archive line, whose records the snapshot still holds", async () => {
-    const log = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 1 });
-    for (let index = 0; index < 3; index += 1) await finishOne(log, index);
-    await log.close();
-    const intact = await readFile(paths.transactionArchive, "utf8");
-    await appendFile(paths.transactionArchive, `{"paymentId":"p9","fromUser":"al`);
-
-    const reopened = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 1 });
-    assert.equal(await readFile(paths.transactionArchive, "utf8"), intact);
-    assert.equal((await reopened.find("p0"))?.state, "committed");
-    await finishOne(reopened, 3);
-    await reopened.close();
-    const ids = (await readFile(paths.transactionArchive, "utf8")).trim().split("\n").map((line) => (JSON.parse(line) as { paymentId: string }).paymentId);
-    assert.deepEqual(ids, ["p0", "p1", "p2"], "appends continue after the cut");
   });
 
   it("journals a payment's first line as its whole record and each later change as its progress, and replays both", async () => {
@@ -133,14 +116,149 @@ describe("the gateway's payment log", () => {
     await assert.rejects(GatewayLog.open(paths, { nowMs }), (error: Error) => error instanceof GatewayLogError && error.message.includes(paths.transactionLogsJournal) && error.message.includes("ghost"));
   });
 
-  it("refuses to start on a damaged archive line, naming the file and the line", async () => {
+  it("answers every repeat of an archived id as first recorded, across reopens, and an id never archived as unknown", async () => {
     const log = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 0 });
-    for (let index = 0; index < 2; index += 1) await finishOne(log, index);
+    for (let index = 0; index < 4; index += 1) await finishOne(log, index);
+    const recorded = new Map(["p0", "p1", "p2", "p3"].map((id) => [id, log.get(id)!]));
     await log.close();
-    const lines = (await readFile(paths.transactionArchive, "utf8")).split("\n");
-    lines[0] = lines[0]!.replace('"state":"committed"', '"state":"spent"');
-    await writeFile(paths.transactionArchive, lines.join("\n"));
-    await assert.rejects(GatewayLog.open(paths, { nowMs }), (error: Error) => error instanceof GatewayLogError && error.message.includes(`${paths.transactionArchive}:1`));
+    for (let life = 0; life < 2; life += 1) {
+      const reopened = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 0 });
+      for (const id of recorded.keys()) assert.equal(reopened.get(id), undefined, `${id} is archived, not held in memory`);
+      for (const [id, record] of recorded) {
+        assert.deepEqual(await reopened.find(id), record, `find(${id})`);
+        const begun = await reopened.beginOrGet({ ...details(Number(id.slice(1))) });
+        assert.equal(begun.created, false, `a repeat of ${id} begins nothing`);
+        assert.deepEqual(begun.record, record);
+        assert.deepEqual(await reopened.tombstone(id), record, `a bank's question about ${id} gets its record, not a tombstone`);
+      }
+      const fresh = 9 + life;
+      const batch = await reopened.beginOrGetAll([details(1), details(fresh), details(fresh)]);
+      assert.deepEqual(batch.map((one) => [one.record.paymentId, one.created]), [["p1", false], [`p${fresh}`, true], [`p${fresh}`, false]]);
+      assert.deepEqual(batch[0]!.record, recorded.get("p1"));
+      assert.equal(await reopened.find("never"), undefined);
+      assert.deepEqual(reopened.archivedCounts(), { committed: 2, aborted: 2 });
+      await reopened.close();
+    }
+  });
+
+  it("counts each payment once when a crash between the archive's commit and the snapshot's rewrite left it in both", async () => {
+    const log = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 10 });
+    for (let index = 0; index < 5; index += 1) await finishOne(log, index);
+    await log.close(); // all five retained: in the snapshot, none archived
+    const snapshot = await readFile(paths.transactionLogsJson, "utf8");
+    const archiving = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 2 });
+    await finishOne(archiving, 5);
+    const journal = await readFile(paths.transactionLogsJournal, "utf8");
+    await archiving.close(); // archives p0-p3, then writes a snapshot of p4 and p5 and empties the journal
+    // As if it had died at gateway-archive-appended: archived, the snapshot and the journal as they were.
+    await writeFile(paths.transactionLogsJson, snapshot);
+    await writeFile(paths.transactionLogsJournal, journal);
+    for (const dropped of [4, 0]) {
+      const reopened = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 2 });
+      assert.equal(reopened.archivedDroppedAtOpen, dropped, "memory lets go of the records that are archived");
+      assert.deepEqual([...reopened.all()].map((record) => record.paymentId).sort(), ["p4", "p5"]);
+      assert.deepEqual(reopened.archivedCounts(), { committed: 2, aborted: 2 });
+      assert.deepEqual(await reopened.counts(), { preparing: 0, committing: 0, aborting: 0, committed: 3, aborted: 3 });
+      for (let index = 0; index < 6; index += 1) assert.equal((await reopened.find(`p${index}`))?.paymentId, `p${index}`);
+      await reopened.close(); // its compaction archives nothing twice
+    }
+  });
+
+  it("archiving the same records again changes nothing: inserts are skipped and the counts stay exact", async () => {
+    await mkdir(dirname(paths.transactionArchiveSqlite), { recursive: true });
+    const archive = SqliteArchive.open(paths.transactionArchiveSqlite);
+    const payments = [
+      { paymentId: "a", line: '{"paymentId":"a"}', committed: true },
+      { paymentId: "b", line: '{"paymentId":"b"}', committed: false },
+    ];
+    assert.equal(archive.insertMany(payments), 2);
+    assert.equal(archive.insertMany(payments), 0);
+    assert.equal(archive.insertMany([...payments, { paymentId: "c", line: '{"paymentId":"c"}', committed: true }]), 1);
+    assert.deepEqual(archive.counts(), { committed: 2, aborted: 1 });
+    assert.equal(archive.lineOf("b"), '{"paymentId":"b"}');
+    assert.equal(archive.lineOf("d"), undefined);
+    archive.close();
+    const reopened = SqliteArchive.open(paths.transactionArchiveSqlite);
+    assert.deepEqual(reopened.counts(), { committed: 2, aborted: 1 });
+    reopened.close();
+  });
+});
+
+describe("the upgrade from an earlier build's archive (transaction_archive.jsonl and its index)", () => {
+  let dir: string;
+  let paths: DataPaths;
+  let clockMs: number;
+  const nowMs = () => (clockMs += 1);
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "paynet-gateway-upgrade-"));
+    paths = dataPaths(dir);
+    clockMs = 1_700_000_000_000;
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Finishes p0-p4 and returns their records, as an earlier build would have archived them (one line each). */
+  async function earlierArchive(): Promise<{ records: PaymentRecord[]; lines: string }> {
+    const log = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 10 });
+    for (let index = 0; index < 5; index += 1) await finishOne(log, index);
+    const records = [...log.all()];
+    await log.close();
+    await rm(paths.transactionLogsJson);
+    await rm(paths.transactionArchiveSqlite);
+    await rm(`${paths.transactionArchiveSqlite}-wal`, { force: true });
+    await rm(`${paths.transactionArchiveSqlite}-shm`, { force: true });
+    return { records, lines: records.map((record) => `${JSON.stringify(record, (_key, value: unknown) => (typeof value === "bigint" ? value.toString() : value))}\n`).join("") };
+  }
+
+  const exists = (path: string) => access(path).then(() => true, () => false);
+
+  it("imports every record once at start, a torn last line left out, removes the old files, and answers every id the same after", async () => {
+    const { records, lines } = await earlierArchive();
+    await writeFile(paths.transactionArchiveJsonl, `${lines}{"paymentId":"p9","fromUser":"al`);
+    await mkdir(paths.transactionArchiveIndex);
+    await writeFile(join(paths.transactionArchiveIndex, "0000000000000000-0000000000000400.idx"), "an index file");
+    assert.deepEqual([...(await readGatewayRecords(paths)).keys()].sort(), ["p0", "p1", "p2", "p3", "p4"], "tools read the earlier archive before it is imported");
+
+    const log = await GatewayLog.open(paths, { nowMs });
+    assert.deepEqual(log.legacyArchiveImport, { linesRead: 5, inserted: 5, tornBytes: 32, indexFilesRemoved: 1 });
+    assert.equal(await exists(paths.transactionArchiveJsonl), false, "the jsonl is removed");
+    assert.equal(await exists(paths.transactionArchiveIndex), false, "the index directory is removed");
+    for (const record of records) assert.deepEqual(await log.find(record.paymentId), record);
+    assert.equal(await log.find("p9"), undefined, "the torn line was never a payment");
+    assert.deepEqual(log.archivedCounts(), { committed: 3, aborted: 2 });
+    await log.close();
+
+    const reopened = await GatewayLog.open(paths, { nowMs });
+    assert.equal(reopened.legacyArchiveImport, null, "nothing left to import");
+    for (const record of records) assert.deepEqual(await reopened.find(record.paymentId), record);
+    assert.deepEqual(reopened.archivedCounts(), { committed: 3, aborted: 2 });
+    await reopened.close();
+    assert.deepEqual(Object.fromEntries(await readGatewayRecords(paths)), Object.fromEntries(records.map((record) => [record.paymentId, record])));
+  });
+
+  it("imports again, counting each payment once, after a crash that left the jsonl in place", async () => {
+    const { records, lines } = await earlierArchive();
+    await writeFile(paths.transactionArchiveJsonl, lines);
+    await copyFile(paths.transactionArchiveJsonl, join(dir, "jsonl-copy"));
+    const log = await GatewayLog.open(paths, { nowMs });
+    await log.close();
+    // As if it had died after its inserts, before it removed the jsonl.
+    await copyFile(join(dir, "jsonl-copy"), paths.transactionArchiveJsonl);
+    const reopened = await GatewayLog.open(paths, { nowMs });
+    assert.deepEqual(reopened.legacyArchiveImport, { linesRead: 5, inserted: 0, tornBytes: 0, indexFilesRemoved: 0 });
+    assert.deepEqual(reopened.archivedCounts(), { committed: 3, aborted: 2 });
+    for (const record of records) assert.deepEqual(await reopened.find(record.paymentId), record);
+    await reopened.close();
+  });
+
+  it("refuses to start on a damaged line of the earlier archive, naming the file and the line, and leaves it", async () => {
+    const { lines } = await earlierArchive();
+    const damaged = lines.replace('"state":"committed"', '"state":"spent"');
+    await writeFile(paths.transactionArchiveJsonl, damaged);
+    await assert.rejects(GatewayLog.open(paths, { nowMs }), (error: Error) => error instanceof GatewayLogError && error.message.includes(`${paths.transactionArchiveJsonl}:1`));
+    assert.equal(await readFile(paths.transactionArchiveJsonl, "utf8"), damaged);
   });
 });
 
@@ -186,7 +304,7 @@ describe("the gateway log's record schemas", () => {
     assert.deepEqual(Object.fromEntries(await readGatewayRecords(paths)), expected);
     await rm(paths.transactionLogsJson);
     const archived = (JSON.parse(earlierSnapshot) as { payments: unknown[] }).payments.map((payment) => `${JSON.stringify(payment)}\n`).join("");
-    await writeFile(paths.transactionArchive, archived);
+    await writeFile(paths.transactionArchiveJsonl, archived); // imported into transaction_archive.sqlite at open
     const log = await GatewayLog.open(paths, { nowMs });
     for (const [id, record] of Object.entries(expected)) assert.deepEqual(await log.find(id), record);
     assert.deepEqual(log.archivedCounts(), { committed: 1, aborted: 2 });
@@ -246,10 +364,10 @@ describe("the gateway log's record schemas", () => {
   });
 
   it("refuses a damaged archive line with its file, line and field", async () => {
-    await writeFile(paths.transactionArchive, `${tombstone}\n${tombstone.replace('"p3"', '"p4"').replace('"finished":true', '"finished":"yes"')}\n`);
+    await writeFile(paths.transactionArchiveJsonl, `${tombstone}\n${tombstone.replace('"p3"', '"p4"').replace('"finished":true', '"finished":"yes"')}\n`);
     await assert.rejects(GatewayLog.open(paths, { nowMs }), (error: Error) => {
       assert.ok(error instanceof GatewayLogError);
-      assert.equal(error.message, `${paths.transactionArchive}:2: not a payment record (finished must be a boolean, got "yes"); refusing to start, fix or restore the file`);
+      assert.equal(error.message, `${paths.transactionArchiveJsonl}:2: not a payment record (finished must be a boolean, got "yes"); refusing to start, fix or restore the file`);
       return true;
     });
   });

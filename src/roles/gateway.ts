@@ -26,8 +26,8 @@ export interface GatewayFlags {
   metricsPort: number | undefined;
   /** Finished payments kept in memory and in the snapshot; older ones are archived. */
   recordsRetained: number;
-  /** Archived payments per sealed index file of the archive. */
-  archiveChunkRecords: number;
+  /** --archive-chunk-records was given: a flag of earlier builds' archive index, now without effect (warned about). */
+  archiveChunkRecordsIgnored: boolean;
 }
 
 export const gatewayTimeouts = Object.freeze({
@@ -59,8 +59,6 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   const identity = await loadIdentity(paths.certificateDir, gatewayFiles(paths.certificateDir));
   const log = await GatewayLog.open(paths, {
     finishedRetainedMax: flags.recordsRetained,
-    archiveChunkRecords: flags.archiveChunkRecords,
-    onArchiveIndexError: (error) => logger.warn({ error: error.message, directory: paths.transactionArchiveIndex }, "merging the archive index's chunks failed; lookups go through more chunks until a restart"),
     onWriteFailure: (error) => {
       // Memory is now ahead of disk: stop, and let a restart recover from what is durable.
       logger.error({ error: String(error) }, "a durable write of the payment log failed; exiting");
@@ -69,9 +67,17 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   });
   if (log.tornBytesDropped > 0) logger.warn({ bytes: log.tornBytesDropped, file: paths.transactionLogsJournal }, "dropped a torn final journal line (an append cut short by a crash; nothing was answered on it)");
   await removeStaleTempFiles(dirname(paths.transactionLogsJson));
-  const archive = log.archiveIndexStats();
-  logger.info(archive, `archive index: ${archive.sealedChunks} sealed chunks (${archive.memoryBytes} bytes in memory), ${archive.tailRecords} payments after them, ${archive.linesReadAtOpen} archive lines read at open`);
-  if (archive.filesRebuiltAtOpen > 0) logger.warn({ files: archive.filesRebuiltAtOpen, directory: paths.transactionArchiveIndex }, "rebuilt archive index files that were missing, damaged or did not fit the archive");
+  if (flags.archiveChunkRecordsIgnored) logger.warn({}, "--archive-chunk-records is ignored: the archive is a SQLite database now (transaction_archive.sqlite); drop the flag");
+  const imported = log.legacyArchiveImport;
+  if (imported !== null) {
+    logger.info(
+      { ...imported, from: paths.transactionArchiveJsonl, into: paths.transactionArchiveSqlite },
+      `imported the earlier archive: ${imported.linesRead} records read, ${imported.inserted} new to the database; removed transaction_archive.jsonl and ${imported.indexFilesRemoved} index files`,
+    );
+    if (imported.tornBytes > 0) logger.warn({ bytes: imported.tornBytes, file: paths.transactionArchiveJsonl }, "the earlier archive ended in a torn line (an append cut short by a crash; the snapshot still held its records): not imported");
+  }
+  if (log.archivedDroppedAtOpen > 0) logger.info({ records: log.archivedDroppedAtOpen }, "finished payments both archived and in the snapshot (a crash between the two writes) are now answered from the archive alone");
+  logger.info({ ...log.archivedCounts(), file: paths.transactionArchiveSqlite }, "archive open");
   const registry = await BankRegistry.open(paths.banksJson, clientCredentials(identity), { banksMax: gatewayTimeouts.banksMax });
   const coordinator = new Coordinator(log, registry, { ...gatewayTimeouts, unsafeLogDecisionLate: flags.unsafeLogDecisionLate }, logger);
   if (flags.unsafeLogDecisionLate) logger.warn({}, "PAYNET_UNSAFE_LATE_DECISION_LOG is set: commit decisions are logged after phase 2 (a deliberately broken build)");

@@ -3,7 +3,7 @@
 // (src/core/testing/simulated-file-system.ts: only what was fsynced survives, and a directory's names only
 // once the directory was fsynced). Production uses `nodeDisk`, the real file system; a store takes its Disk
 // when it opens and keeps it, so a process that "dies" in a test never writes to the disk of its successor.
-import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, truncate, type FileHandle } from "node:fs/promises";
 import { holdFileLock, withFileLock } from "./file-lock.js";
 
 /** An open file. Writes go to its end: a file is opened to append ("a"), or created or emptied to be written ("w"). */
@@ -30,6 +30,8 @@ export interface Disk {
   truncate(path: string, lengthBytes: number): Promise<void>;
   /** The names in a directory; rejects with ENOENT when it is missing. */
   readdir(directory: string): Promise<string[]>;
+  /** Removes an empty directory; nothing when it is missing. */
+  removeDirectory(directory: string): Promise<void>;
   /** Creates a directory and its parents; nothing when it exists. */
   mkdir(directory: string): Promise<void>;
   /** A file's length; rejects with ENOENT when it is missing. */
@@ -94,6 +96,13 @@ export const nodeDisk: Disk = Object.freeze({
   remove: (path: string) => rm(path, { force: true }),
   truncate: (path: string, lengthBytes: number) => truncate(path, lengthBytes),
   readdir: (directory: string) => readdir(directory),
+  async removeDirectory(directory: string): Promise<void> {
+    try {
+      await rmdir(directory);
+    } catch (error) {
+      if (!isMissing(error)) throw error;
+    }
+  },
   async mkdir(directory: string): Promise<void> {
     await mkdir(directory, { recursive: true });
   },

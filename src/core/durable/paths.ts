@@ -7,7 +7,10 @@ export interface DataPaths {
   readonly transactionsTxt: string;
   readonly transactionLogsJson: string;
   readonly transactionLogsJournal: string;
-  readonly transactionArchive: string;
+  /** The archive of older finished payments (gateway/store/file/sqlite-archive.ts). */
+  readonly transactionArchiveSqlite: string;
+  /** An earlier build's archive and its index directory: imported into the database at start, then removed. */
+  readonly transactionArchiveJsonl: string;
   readonly transactionArchiveIndex: string;
   readonly banksJson: string;
   readonly accountsCsv: string;
@@ -31,7 +34,8 @@ export function dataPaths(dataDir: string): DataPaths {
     transactionsTxt: join(root, "payment_gateway", "transactions.txt"),
     transactionLogsJson: join(root, "payment_gateway", "transaction_logs.json"),
     transactionLogsJournal: join(root, "payment_gateway", "transaction_logs.journal"),
-    transactionArchive: join(root, "payment_gateway", "transaction_archive.jsonl"),
+    transactionArchiveSqlite: join(root, "payment_gateway", "transaction_archive.sqlite"),
+    transactionArchiveJsonl: join(root, "payment_gateway", "transaction_archive.jsonl"),
     transactionArchiveIndex: join(root, "payment_gateway", "transaction_archive.index"),
     banksJson: join(root, "payment_gateway", "banks.json"),
     accountsCsv: join(root, "server", "dummydata.csv"),

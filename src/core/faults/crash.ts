@@ -16,7 +16,6 @@ export const crashPointsByRole = {
     "gateway-journal-torn",
     "gateway-log-temp-written",
     "gateway-archive-appended",
-    "gateway-archive-index-temp-written",
   ],
   bank: [
     "bank-after-hold",

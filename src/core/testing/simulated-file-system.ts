@@ -217,6 +217,14 @@ export class SimulatedFileSystem implements Disk {
     return [...directory.names.keys()].sort();
   }
 
+  async removeDirectory(directoryPath: string): Promise<void> {
+    await this.#begin("remove", directoryPath);
+    const directory = this.#directory(this.#checked(directoryPath));
+    if (directory === undefined) return;
+    if (directory.names.size > 0) throw Object.assign(new Error(`ENOTEMPTY: directory not empty, rmdir '${directoryPath}'`), { code: "ENOTEMPTY" });
+    this.#directories.delete(directoryPath);
+  }
+
   async mkdir(directoryPath: string): Promise<void> {
     await this.#begin("mkdir", directoryPath);
     this.#mkdirs(this.#checked(directoryPath));

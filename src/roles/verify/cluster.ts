@@ -15,9 +15,8 @@ export const clusterBounds = Object.freeze({
   stopGraceMs: 5_000,
   /** Lines kept per process, for the report of a process that died. */
   linesKept: 20,
-  /** The gateway's --records-retained and --archive-chunk-records: small, so that a run archives and seals. */
+  /** The gateway's --records-retained: small, so that every run archives. */
   gatewayRecordsRetained: 16,
-  gatewayArchiveChunkRecords: 8,
 });
 
 export interface ProcessEvent {
@@ -250,8 +249,8 @@ export class Cluster {
     this.gateway = new ManagedProcess(
       {
         name: "gateway",
-        // Few finished payments retained and small index chunks: a run archives, seals and compacts, under faults.
-        args: () => ["gateway", "--data-dir", options.dataDir, "--host", "127.0.0.1", "--port", String(this.#gatewayPort), "--records-retained", String(clusterBounds.gatewayRecordsRetained), "--archive-chunk-records", String(clusterBounds.gatewayArchiveChunkRecords)],
+        // Few finished payments retained: a run archives and compacts, under faults.
+        args: () => ["gateway", "--data-dir", options.dataDir, "--host", "127.0.0.1", "--port", String(this.#gatewayPort), "--records-retained", String(clusterBounds.gatewayRecordsRetained)],
         env: options.gatewayEnv,
         readyPattern: /\[gateway\] listening on (\S+)/,
       },

@@ -3,8 +3,9 @@
 // change since, appended) and transactions.txt (its idempotency keys, append-only). All are durable before
 // the promise of a change resolves; the journal is group-committed (durable/group-commit.ts).
 // Memory and the snapshot hold the unfinished payments and the newest finished ones; older finished
-// records move to transaction_archive.jsonl (append-only), from which a repeated id is still answered
-// through the archive's index (archive-index.ts).
+// records move to the archive (a PaymentArchive: transaction_archive.sqlite, sqlite-archive.ts), from which a
+// repeated id is still answered, however old. An earlier build's archive (transaction_archive.jsonl and its
+// index directory) is imported into it once, at start (legacy-archive.ts).
 import {
   array,
   boolean,
@@ -28,12 +29,14 @@ import {
   type Decoder,
   type OnJsonLine,
 } from "../../../durable/jsonl.js";
-import { ArchiveIndex } from "./archive-index.js";
+import { SqliteArchive, readArchivedPayments } from "./sqlite-archive.js";
+import type { ArchivedPayment, PaymentArchive } from "./payment-archive.js";
+import { importLegacyArchive, type LegacyArchiveImport } from "./legacy-archive.js";
 import { assert } from "../../../domain/assert.js";
 import { crashPoint } from "../../../faults/crash.js";
 import { AppendOnlyFile, cutTornLastLine, writeFileAtomic } from "../../../durable/files.js";
 import { GroupCommit } from "../../../durable/group-commit.js";
-import { nodeDisk, readOptionalFile, type Disk } from "../../../durable/disk.js";
+import { isMissing, nodeDisk, readOptionalFile, type Disk } from "../../../durable/disk.js";
 import { isReason } from "../../../domain/errors.js";
 import { groupCommitBatchSize } from "../../../observability/metrics.js";
 import { advancedRecord, beganRecord, tombstoneRecord, withProgress, type Outcome, type PaymentChange, type PaymentDetails, type PaymentRecord, type PaymentState } from "../../../domain/payment.js";
@@ -68,11 +71,22 @@ function encode(record: PaymentRecord): Record<string, unknown> {
   };
 }
 
-/** A record as one line of the journal or the archive. */
-function recordLine(record: PaymentRecord): string {
+/** A record as the text of one line (without its newline): a journal's whole record, the archive's record. */
+function recordText(record: PaymentRecord): string {
   const text = JSON.stringify(encode(record));
   assert(fitsOneLine(text), "a payment record's line must fit the reader's bound (maxLineBytesDefault): its reasonMessage is too long");
-  return `${text}\n`;
+  return text;
+}
+
+/** A record as one line of the journal. */
+function recordLine(record: PaymentRecord): string {
+  return `${recordText(record)}\n`;
+}
+
+/** A finished record as the archive keeps it. */
+function archivedPayment(record: PaymentRecord): ArchivedPayment {
+  assert(record.finished, `only a finished payment is archived, not ${record.paymentId}`);
+  return { paymentId: record.paymentId, line: recordText(record), committed: record.state === "committed" };
 }
 
 /**
@@ -141,8 +155,11 @@ export interface GatewayLogPaths {
   transactionLogsJson: string;
   transactionLogsJournal: string;
   transactionsTxt: string;
-  transactionArchive: string;
-  /** The directory of the archive's index files (derived from the archive, rebuilt if lost). */
+  /** The archive of older finished payments (sqlite-archive.ts). */
+  transactionArchiveSqlite: string;
+  /** An earlier build's archive, imported into the database at start and then removed. */
+  transactionArchiveJsonl: string;
+  /** The directory of that earlier archive's index files, removed with it. */
   transactionArchiveIndex: string;
 }
 
@@ -231,14 +248,34 @@ async function readLines<T>(disk: Disk, path: string, decodeLine: Decoder<T>, on
   }
 }
 
-/** Every payment record as the files hold them now, archived ones included, for tools that read a data dir (no lock taken). */
-export async function readGatewayRecords(paths: GatewayLogPaths, disk: Disk = nodeDisk): Promise<Map<string, PaymentRecord>> {
-  // The archive is read last: a compaction appends to it before it rewrites the snapshot, so a record
+/** An archived line as its record, or an error naming the archive and the id. */
+function decodeArchived(archivePath: string, paymentId: string, line: string): PaymentRecord {
+  const decoded = parseRecord(paymentRecord, line);
+  if (!decoded.ok) throw new GatewayLogError(`${archivePath}: the record of ${paymentId} is not a payment record (${decoded.error.message}); refusing to go on, restore the file`);
+  if (decoded.value.paymentId !== paymentId) throw new GatewayLogError(`${archivePath}: the record under ${paymentId} is that of ${decoded.value.paymentId}; refusing to go on, restore the file`);
+  return decoded.value;
+}
+
+/**
+ * Every payment record as the files hold them now, archived ones included, for tools that read a data dir
+ * while the gateway may run (no lock taken; the archive database is opened read-only). An earlier build's
+ * archive not yet imported (transaction_archive.jsonl) is read too.
+ */
+export async function readGatewayRecords(paths: GatewayLogPaths): Promise<Map<string, PaymentRecord>> {
+  // The archive is read last: a compaction archives records before it rewrites the snapshot, so a record
   // leaving the snapshot is already in the archive by the time this reads it.
-  const { records } = await loadRecords(disk, paths);
-  await readLines(disk, paths.transactionArchive, paymentRecord, (record) => {
-    if (!records.has(record.paymentId)) records.set(record.paymentId, record);
-  });
+  const { records } = await loadRecords(nodeDisk, paths);
+  for (const archived of readArchivedPayments(paths.transactionArchiveSqlite)) {
+    if (!records.has(archived.paymentId)) records.set(archived.paymentId, decodeArchived(paths.transactionArchiveSqlite, archived.paymentId, archived.line));
+  }
+  try {
+    await readLines(nodeDisk, paths.transactionArchiveJsonl, paymentRecord, (record) => {
+      if (!records.has(record.paymentId)) records.set(record.paymentId, record);
+    });
+  } catch (error) {
+    // Imported (and removed) by a gateway's start between the two reads: the database read above has it.
+    if (!isMissing(error) && !isMissing((error as Error).cause)) throw error;
+  }
   return records;
 }
 
@@ -248,10 +285,11 @@ export interface GatewayLogOptions {
   onWriteFailure?: (error: unknown) => void;
   /** Finished payments kept in memory and in the snapshot (default finishedRetainedDefault). */
   finishedRetainedMax?: number;
-  /** Archived payments per sealed chunk of the archive's index (default archiveChunkRecordsDefault). */
-  archiveChunkRecords?: number;
-  /** Told when merging the archive index's chunks fails (lookups still work, over more chunks). */
-  onArchiveIndexError?: (error: Error) => void;
+  /**
+   * The archive to use instead of the database beside the files (transaction_archive.sqlite): the power-loss
+   * schedule's in-memory one, which outlives its simulated power losses. The log closes it with itself.
+   */
+  archive?: PaymentArchive;
   /** The disk the files are on (default: the real file system; a simulated one in power-loss tests). */
   disk?: Disk;
   /** Journal lines after which a write compacts (default journalLinesCompactAfter; small in power-loss tests). */
@@ -263,16 +301,14 @@ export class GatewayLog implements CoordinatorStore {
   readonly #disk: Disk;
   /** Unfinished payments and the newest finished ones; never an id that is also archived. */
   readonly #records = new Map<string, PaymentRecord>();
-  /** Where each older, archived payment's line is; set by #load. */
-  #archiveIndex: ArchiveIndex | null = null;
-  readonly #archiveChunkRecords: number | undefined;
-  readonly #onArchiveIndexError: ((error: Error) => void) | undefined;
+  /** The older finished payments; set by #load. */
+  #archiveOpen: PaymentArchive | null = null;
+  readonly #archiveGiven: PaymentArchive | undefined;
   readonly #finishedRetainedMax: number;
   readonly #compactAfterJournalLines: number;
   readonly #writer: GroupCommit;
   readonly #journal: AppendOnlyFile;
   readonly #transactionsTxt: AppendOnlyFile;
-  readonly #archiveFile: AppendOnlyFile;
   readonly #nowMs: () => number;
   /** Records changed since the last write began, and ids begun since then (for transactions.txt). */
   #dirty = new Set<string>();
@@ -289,6 +325,10 @@ export class GatewayLog implements CoordinatorStore {
   #onWriteFailure: (error: unknown) => void = () => undefined;
   /** A torn final journal line found (and cut off) at open, in bytes; 0 if none. */
   tornBytesDropped = 0;
+  /** What importing an earlier build's archive at open did; null when there was none. */
+  legacyArchiveImport: LegacyArchiveImport | null = null;
+  /** Finished records the snapshot or journal held that were archived already (a crash in between), dropped at open. */
+  archivedDroppedAtOpen = 0;
 
   private constructor(paths: GatewayLogPaths, options: GatewayLogOptions) {
     this.#paths = paths;
@@ -297,12 +337,10 @@ export class GatewayLog implements CoordinatorStore {
     this.#onWriteFailure = options.onWriteFailure ?? (() => undefined);
     this.#finishedRetainedMax = options.finishedRetainedMax ?? finishedRetainedDefault;
     this.#compactAfterJournalLines = options.compactAfterJournalLines ?? journalLinesCompactAfter;
-    this.#archiveChunkRecords = options.archiveChunkRecords;
-    this.#onArchiveIndexError = options.onArchiveIndexError;
+    this.#archiveGiven = options.archive;
     assert(Number.isSafeInteger(this.#finishedRetainedMax) && this.#finishedRetainedMax >= 0, "finishedRetainedMax must be a non-negative integer");
     this.#journal = new AppendOnlyFile(paths.transactionLogsJournal, { tornCrashName: "gateway-journal-torn", disk: this.#disk });
     this.#transactionsTxt = new AppendOnlyFile(paths.transactionsTxt, { disk: this.#disk });
-    this.#archiveFile = new AppendOnlyFile(paths.transactionArchive, { disk: this.#disk });
     this.#writer = new GroupCommit(() => this.#writeBatch(), {
       onBatch: (callers) => groupCommitBatchSize.observe({ file: "transaction_logs.journal" }, callers),
       startOnNextTurn: true,
@@ -316,6 +354,7 @@ export class GatewayLog implements CoordinatorStore {
     try {
       await log.#load();
     } catch (error) {
+      log.#archiveOpen?.close();
       await log.#releaseLock();
       throw error;
     }
@@ -332,54 +371,43 @@ export class GatewayLog implements CoordinatorStore {
       await this.#disk.truncate(paths.transactionLogsJournal, loaded.journalCompleteBytes);
       this.tornBytesDropped = loaded.tornBytes;
     }
-    const archivePath = paths.transactionArchive;
-    this.#archiveIndex = await ArchiveIndex.open({
-      archivePath,
-      directory: paths.transactionArchiveIndex,
-      chunkRecords: this.#archiveChunkRecords,
-      onMergeError: this.#onArchiveIndexError,
-      disk: this.#disk,
-      scan: (fromBytes, onRecord) =>
-        readLines(
-          this.#disk,
-          archivePath,
-          paymentRecord,
-          (record, offsetBytes, endBytes, where) => {
-            if (!record.finished) throw new GatewayLogError(`${where}: an unfinished payment in the archive; refusing to start`);
-            return onRecord(record.paymentId, record.state === "committed", offsetBytes, endBytes);
-          },
-          fromBytes,
-        ),
-      // A crash between a compaction's archive append and its snapshot leaves records in both: memory wins,
-      // and they are archived again (the same lines) by a later compaction.
-      isLive: (paymentId) => this.#records.has(paymentId),
-    });
-    if (this.#archiveIndex.tornBytes > 0) await this.#disk.truncate(archivePath, this.#archiveIndex.endBytes);
+    this.#archiveOpen = this.#archiveGiven ?? SqliteArchive.open(paths.transactionArchiveSqlite);
+    this.legacyArchiveImport = await importLegacyArchive(this.#disk, paths, this.#archive, (onRecord) =>
+      readLines(this.#disk, paths.transactionArchiveJsonl, paymentRecord, (record, _offsetBytes, _endBytes, where) => {
+        if (!record.finished) throw new GatewayLogError(`${where}: an unfinished payment in the archive; refusing to start, fix or restore the file`);
+        onRecord(archivedPayment(record));
+      }),
+    );
     // Its ids are only ever appended: a power loss may leave the last one torn, which the next id would extend.
     await cutTornLastLine(paths.transactionsTxt, this.#disk);
+    this.#dropArchived();
     for (const paymentId of loaded.archivedProgress) {
-      if (this.#records.has(paymentId) || (await this.#archiveIndex.lineOf(paymentId)) !== undefined) continue;
+      if (this.#records.has(paymentId) || this.#archive.lineOf(paymentId) !== undefined) continue;
       throw new GatewayLogError(`${paths.transactionLogsJournal}: progress of payment ${paymentId}, whose record is in neither the snapshot, the journal nor the archive; refusing to start, fix or restore the files`);
     }
   }
 
-  get #archive(): ArchiveIndex {
-    assert(this.#archiveIndex !== null, "the gateway log is not loaded");
-    return this.#archiveIndex;
+  /**
+   * A crash between a compaction's archive commit and its snapshot rewrite leaves finished records in both: the
+   * archive has the same final record, so memory lets it go (and counts it once). An unfinished record, or
+   * another outcome, under an archived id is damage.
+   */
+  #dropArchived(): void {
+    for (const [paymentId, record] of this.#records) {
+      const line = this.#archive.lineOf(paymentId);
+      if (line === undefined) continue;
+      const archived = decodeArchived(this.#paths.transactionArchiveSqlite, paymentId, line);
+      if (!record.finished || archived.state !== record.state) {
+        throw new GatewayLogError(`${this.#paths.transactionLogsJson}: payment ${paymentId} is ${record.state}${record.finished ? ", finished" : ", unfinished"} there and archived ${archived.state} in ${this.#paths.transactionArchiveSqlite}; refusing to start, fix or restore the files`);
+      }
+      this.#records.delete(paymentId);
+      this.archivedDroppedAtOpen += 1;
+    }
   }
 
-  /** What opening the archive's index took, for the operator's log. */
-  archiveIndexStats(): { sealedChunks: number; chunkLevels: number[]; tailRecords: number; linesReadAtOpen: number; filesRebuiltAtOpen: number; memoryBytes: number; mergeError: string | null } {
-    const index = this.#archive;
-    return {
-      sealedChunks: index.sealedChunks,
-      chunkLevels: index.chunkLevels(),
-      tailRecords: index.tailRecords,
-      linesReadAtOpen: index.linesScannedAtOpen,
-      filesRebuiltAtOpen: index.filesDiscardedAtOpen,
-      memoryBytes: index.sealedMemoryBytes,
-      mergeError: index.mergeError?.message ?? null,
-    };
+  get #archive(): PaymentArchive {
+    assert(this.#archiveOpen !== null, "the gateway log is not loaded");
+    return this.#archiveOpen;
   }
 
   async close(): Promise<void> {
@@ -387,8 +415,7 @@ export class GatewayLog implements CoordinatorStore {
     await this.#compact();
     await this.#journal.close();
     await this.#transactionsTxt.close();
-    await this.#archiveFile.close();
-    await this.#archiveIndex?.close();
+    this.#archive.close();
     await this.#releaseLock?.();
     this.#releaseLock = null;
   }
@@ -398,32 +425,22 @@ export class GatewayLog implements CoordinatorStore {
     return this.#records.get(paymentId);
   }
 
-  /**
-   * False when the payment is surely not archived, without reading anything; true when it is or, rarely (a
-   * filter's false positive, about 1 in 2,000 per sealed chunk), may be: then find() tells.
-   */
-  mayBeArchived(paymentId: string): boolean {
-    return this.#archive.mayContain(paymentId);
-  }
-
-  /** The record of any payment this gateway ever began, reading the archive for an old one. */
+  /** The record of any payment this gateway ever began, from the archive for an old one. */
   async find(paymentId: string): Promise<PaymentRecord | undefined> {
-    const record = this.#records.get(paymentId) ?? (await this.#findArchived(paymentId));
+    const record = this.#known(paymentId);
     if (record !== undefined) await this.#durable(record);
     return record;
   }
 
-  /** An archived payment's record; undefined (without reading anything, nearly always) for one never archived. */
-  async #findArchived(paymentId: string): Promise<PaymentRecord | undefined> {
-    if (!this.#archive.mayContain(paymentId)) return undefined;
-    const line = await this.#archive.lineOf(paymentId);
-    // A compaction may have archived it while the index was read; memory no longer holds it then.
-    if (line === undefined) return this.#records.get(paymentId);
-    const decoded = parseRecord(paymentRecord, line);
-    if (!decoded.ok) throw new GatewayLogError(`${this.#paths.transactionArchive}: the line of ${paymentId} is not a payment record: ${decoded.error.message}`);
-    const archived = decoded.value;
-    assert(archived.paymentId === paymentId, `the archive line found for ${paymentId} holds ${archived.paymentId}`);
-    return archived;
+  /**
+   * The record under the id, in memory or archived (never both). Synchronous, so nothing can begin the id
+   * between the two looks.
+   */
+  #known(paymentId: string): PaymentRecord | undefined {
+    const record = this.#records.get(paymentId);
+    if (record !== undefined) return record;
+    const line = this.#archive.lineOf(paymentId);
+    return line === undefined ? undefined : decodeArchived(this.#paths.transactionArchiveSqlite, paymentId, line);
   }
 
   /** Records held in memory: every unfinished payment and the newest finished ones. */
@@ -452,15 +469,10 @@ export class GatewayLog implements CoordinatorStore {
 
   /**
    * The payment recorded under the id, or a new `preparing` one, visible at once (so that a concurrent
-   * duplicate finds it); `durable` resolves when it is. Reading the archive yields, so memory is asked again
-   * after it: whatever began the id meanwhile wins.
+   * duplicate finds it); `durable` resolves when it is.
    */
   async beginOrGet(details: PaymentDetails): Promise<Begun> {
-    let known = this.#records.get(details.paymentId);
-    if (known === undefined && this.#archive.mayContain(details.paymentId)) {
-      // Reading the archive yields: a call with the same id may begin it meanwhile, so memory is asked again.
-      known = (await this.#findArchived(details.paymentId)) ?? this.#records.get(details.paymentId);
-    }
+    const known = this.#known(details.paymentId);
     if (known === undefined) return this.#begin(details);
     await this.#durable(known);
     return { created: false, record: known };
@@ -469,8 +481,8 @@ export class GatewayLog implements CoordinatorStore {
   async beginOrGetAll(details: readonly PaymentDetails[]): Promise<Begun[]> {
     const begun: Begun[] = [];
     for (const one of details) {
-      const known = this.#records.get(one.paymentId);
-      begun.push(known !== undefined ? { created: false, record: known } : this.#archive.mayContain(one.paymentId) ? await this.beginOrGet(one) : this.#begin(one));
+      const known = this.#known(one.paymentId);
+      begun.push(known !== undefined ? { created: false, record: known } : this.#begin(one));
     }
     // New records are handed out before they are durable (their `durable` says when); known ones only once
     // they are: an answer, or a decision, may rest on them.
@@ -501,8 +513,7 @@ export class GatewayLog implements CoordinatorStore {
 
   /** The record of the id; if none, an id the coordinator never began recorded as aborted, so that it can never be committed later. */
   async tombstone(paymentId: string): Promise<PaymentRecord> {
-    let known = this.#records.get(paymentId);
-    if (known === undefined && this.#archive.mayContain(paymentId)) known = (await this.#findArchived(paymentId)) ?? this.#records.get(paymentId);
+    const known = this.#known(paymentId);
     if (known !== undefined) {
       await this.#durable(known);
       return known;
@@ -583,12 +594,12 @@ export class GatewayLog implements CoordinatorStore {
 
   /**
    * Folds the journal into a new snapshot: finished records beyond the newest `finishedRetainedMax` are
-   * appended to the archive (fsynced), then the snapshot is written atomically without them, then the
+   * archived (one durable transaction), then the snapshot is written atomically without them, then the
    * journal is emptied.
    */
   async #compact(): Promise<void> {
     if (this.#journalLines === 0) return;
-    await this.#archiveOldest();
+    this.#archiveOldest();
     const payments = [...this.#records.values()].map(encode);
     await writeFileAtomic(this.#paths.transactionLogsJson, JSON.stringify({ format: formatTag, payments }) + "\n", { crashName: "gateway-log-temp-written", disk: this.#disk });
     // A crash here replays the journal over a snapshot that already holds it: harmless, each line is a whole
@@ -598,10 +609,7 @@ export class GatewayLog implements CoordinatorStore {
     this.#journalLines = 0;
   }
 
-  async #archiveOldest(): Promise<void> {
-    // Every entry of the index's tail left the snapshot and the journal at an earlier compaction, which
-    // finished: no crash can bring one back into memory, so a sealed chunk never holds a live payment.
-    await this.#archive.sealFull();
+  #archiveOldest(): void {
     // Only records whose last change is written: one finished while this compaction ran (the write that
     // carries it queued behind this one) must reach the journal first, or that write would find it gone.
     const finished = [...this.#records.values()].filter((record) => record.finished && !this.#dirty.has(record.paymentId));
@@ -609,23 +617,11 @@ export class GatewayLog implements CoordinatorStore {
     if (count <= 0) return;
     finished.sort((a, b) => (a.finishedAtMs ?? 0) - (b.finishedAtMs ?? 0));
     const leaving = finished.slice(0, count);
-    const ends: number[] = [];
-    let endBytes = this.#archive.endBytes;
-    let lines = "";
-    for (const record of leaving) {
-      const line = recordLine(record);
-      endBytes += Buffer.byteLength(line);
-      ends.push(endBytes);
-      lines += line;
-    }
-    await this.#archiveFile.append(lines);
+    // Durable when it returns: only then may memory, and with it the next snapshot, let the records go.
+    const inserted = this.#archive.insertMany(leaving.map(archivedPayment));
+    // Open drops from memory whatever is archived, and nothing is archived but from here: every one is new.
+    assert(inserted === leaving.length, `archived ${inserted} of ${leaving.length} leaving records: some were archived already while still held in memory`);
     crashPoint("gateway-archive-appended");
-    let offsetBytes = this.#archive.endBytes;
-    leaving.forEach((record, index) => {
-      this.#records.delete(record.paymentId);
-      this.#archive.add(record.paymentId, offsetBytes, ends[index]!, record.state === "committed");
-      offsetBytes = ends[index]!;
-    });
+    for (const record of leaving) this.#records.delete(record.paymentId);
   }
-
 }
