@@ -25,6 +25,8 @@ export const coordinatorScheduleBounds = Object.freeze({
   opsPerLifeMax: 30,
   /** The power goes at one of the first this many disk operations of a life (or after its work, if later). */
   crashWithinOperations: 400,
+  /** With an earlier archive to import, the first life's power goes within this many operations: mostly during the import. */
+  crashWithinOperationsImporting: 24,
   /** Small, so that schedules compact and archive often. */
   finishedRetainedMax: 3,
   compactAfterJournalLines: 12,
@@ -80,8 +82,7 @@ class Model {
   }
 
   /** The next step of a payment, as the coordinator would take it. */
-  nextChange(paymentId: string): PaymentChange {
-    const record = this.payments.get(paymentId)!.records.at(-1)!;
+  nextChange(paymentId: string, record = this.payments.get(paymentId)!.records.at(-1)!): PaymentChange {
     if (!isDecided(record.state)) {
       if (this.#prng.chance(0.6)) return { paymentId, state: "committed" };
       return { paymentId, state: "aborted", outcome: { reason: "INSUFFICIENT_FUNDS", reasonMessage: "not enough money" } };
@@ -114,9 +115,12 @@ export async function runCoordinatorSchedule(seed: number, options: StoreSchedul
       compactAfterJournalLines: coordinatorScheduleBounds.compactAfterJournalLines,
       onWriteFailure: (error) => lifeFailures.push(`life ${life}: a write failed: ${String(error)}`),
     });
+  // Now and then an earlier build's archive to import at the first start, which the power may cut short.
+  const importing = draw.chance(0.25);
+  if (importing) placeEarlierArchive(disk.current, model, draw);
   for (let life = 0; life < lives && failures.length === 0; life += 1) {
     const lifeDisk = disk.current;
-    disk.arm(draw.int(1, coordinatorScheduleBounds.crashWithinOperations));
+    disk.arm(draw.int(1, importing && life === 0 ? coordinatorScheduleBounds.crashWithinOperationsImporting : coordinatorScheduleBounds.crashWithinOperations));
     const log = await Promise.race([open(lifeDisk, failures, life).catch((error: unknown) => error as Error), lifeDisk.died.then(() => null)]);
     if (log === null) continue; // the power went during recovery: the next life recovers again
     if (log instanceof Error) {
@@ -138,6 +142,23 @@ export async function runCoordinatorSchedule(seed: number, options: StoreSchedul
   }
   if (failures.length === 0) await lastLife(disk, model, draw, open, failures);
   return { seed, failures, stats: { lives: lives + 1, powerLosses: disk.crashes, records: model.payments.size } };
+}
+
+/**
+ * transaction_archive.jsonl and an index file as an earlier build left them: a few finished payments (the model
+ * knows them as acknowledged), sometimes a torn last line.
+ */
+function placeEarlierArchive(disk: PowerLossDisk["current"], model: Model, draw: Prng): void {
+  let lines = "";
+  for (let count = draw.int(1, 5); count > 0; count -= 1) {
+    let record = beganRecord(model.newDetails(), model.nowMs);
+    while (!record.finished) record = advancedRecord(record, model.nextChange(record.paymentId, record), model.nowMs);
+    model.payments.set(record.paymentId, { records: [record], acknowledged: 1, busy: false, begun: true, idAcknowledged: false });
+    lines += `${JSON.stringify(record, bigints)}\n`;
+  }
+  if (draw.chance(0.3)) lines += '{"paymentId":"torn","fromUs';
+  disk.place(paths.transactionArchiveJsonl, lines);
+  disk.place(`${paths.transactionArchiveIndex}/0000000000000000-0000000000000512.idx`, "an earlier build's index chunk");
 }
 
 /** The schedule's calls of one life, some overlapping; returns once every call is answered or the power went. */
