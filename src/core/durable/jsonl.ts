@@ -1,6 +1,7 @@
 // One reader of append-only JSON-lines files, and one small schema toolkit that decodes their untrusted
 // records into typed values. Used by the formats of the gateway's journal and archive
-// (gateway/store/file/gateway-log.ts: transaction_logs.journal, transaction_archive.jsonl) and the bank's
+// (gateway/store/file/gateway-log.ts: transaction_logs.journal, and an earlier build's transaction_archive.jsonl
+// read once to import it) and the bank's
 // journal and finished log (bank/store/file/bank-journal.ts: journal_<BANK>.<generation>.jsonl,
 // bank/store/file/finished-log.ts: finished_transactions_<BANK>.jsonl); the pending file's decoder
 // (bank/store/file/pending-file.ts, one JSON document) uses the toolkit alone. Each record schema lives
