@@ -36,7 +36,7 @@ import { assert } from "../../../domain/assert.js";
 import { crashPoint } from "../../../faults/crash.js";
 import { AppendOnlyFile, cutTornLastLine, writeFileAtomic } from "../../../durable/files.js";
 import { GroupCommit } from "../../../durable/group-commit.js";
-import { isMissing, nodeDisk, readOptionalFile, type Disk } from "../../../durable/disk.js";
+import { nodeDisk, readOptionalFile, type Disk } from "../../../durable/disk.js";
 import { isReason } from "../../../domain/errors.js";
 import { groupCommitBatchSize } from "../../../observability/metrics.js";
 import { advancedRecord, beganRecord, tombstoneRecord, withProgress, type Outcome, type PaymentChange, type PaymentDetails, type PaymentRecord, type PaymentState } from "../../../domain/payment.js";
@@ -265,16 +265,13 @@ export async function readGatewayRecords(paths: GatewayLogPaths): Promise<Map<st
   // The archive is read last: a compaction archives records before it rewrites the snapshot, so a record
   // leaving the snapshot is already in the archive by the time this reads it.
   const { records } = await loadRecords(nodeDisk, paths);
+  // An earlier build's archive before the database: a gateway's start imports it (committed) before it removes
+  // it, so a read that finds it gone finds its records in the database.
+  await readLines(nodeDisk, paths.transactionArchiveJsonl, paymentRecord, (record) => {
+    if (!records.has(record.paymentId)) records.set(record.paymentId, record);
+  });
   for (const archived of readArchivedPayments(paths.transactionArchiveSqlite)) {
     if (!records.has(archived.paymentId)) records.set(archived.paymentId, decodeArchived(paths.transactionArchiveSqlite, archived.paymentId, archived.line));
-  }
-  try {
-    await readLines(nodeDisk, paths.transactionArchiveJsonl, paymentRecord, (record) => {
-      if (!records.has(record.paymentId)) records.set(record.paymentId, record);
-    });
-  } catch (error) {
-    // Imported (and removed) by a gateway's start between the two reads: the database read above has it.
-    if (!isMissing(error) && !isMissing((error as Error).cause)) throw error;
   }
   return records;
 }
