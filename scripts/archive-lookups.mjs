@@ -1,4 +1,4 @@
-// Times GatewayLog.find on archived ids and on ids never archived, for docs/archive-sqlite-figures.md. Run
+// Times GatewayLog.find on archived ids and on ids never archived, for docs/benchmarks.md ("The archive"). Run
 // after `npm run build`, on a data dir filled by fill-archive.mjs (ids fill-0 … fill-<N-1>), with no gateway on it:
 //   node scripts/archive-lookups.mjs DATA_DIR [LOOKUPS]
 // Prints one JSON object: the time to open the log, and p50/p99/max of each kind of lookup in microseconds.

@@ -1,5 +1,5 @@
 // Fills a data dir's gateway archive with COUNT finished payments, for measuring the archive
-// (docs/archive-sqlite-figures.md). Run after `npm run build`:
+// (docs/benchmarks.md ("The archive")). Run after `npm run build`:
 //   node scripts/fill-archive.mjs DATA_DIR COUNT
 // The ids are fill-0 … fill-<COUNT-1>; running it again on the same dir adds fill-<n> from the archived count on.
 // Copy a network's certificate/ into DATA_DIR to start a gateway on it afterwards.

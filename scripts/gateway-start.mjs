@@ -1,5 +1,5 @@
 // Starts a gateway on a data dir and reports how long it took until it logged "listening on" and its memory
-// (RSS) then and 2 s later, for docs/archive-sqlite-figures.md. The data dir needs certificate/ (paynet certs).
+// (RSS) then and 2 s later, for docs/benchmarks.md ("The archive"). The data dir needs certificate/ (paynet certs).
 //   node scripts/gateway-start.mjs DATA_DIR
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";

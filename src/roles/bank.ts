@@ -35,9 +35,9 @@ export const bankTimeouts = Object.freeze({
    * Finished payments remembered to answer a repeated Commit, Abort or Transaction the same way. A repeat
    * comes from a gateway retrying while this bank answers (each attempt within the gateway's
    * retryDelayMaxMs + decisionCallTimeoutMs, 7 s, of the last) or re-driving after its restart, while other
-   * payments keep finishing here: at the 8,000 payments/s measured batched (docs/benchmarks.md) this
-   * covers about 30 s, four times that window. Each costs about 150 bytes of memory (about 40 MB in all)
-   * and one line of the finished log.
+   * payments keep finishing here: at the 11,000–13,700 payments/s measured batched (docs/benchmarks.md,
+   * "Current figures") this covers about 20 s, three times that window. Each costs about 150 bytes of memory
+   * (about 40 MB in all) and one line of the finished log.
    */
   finishedRetainedMax: 250_000,
   heartbeatMs: 2_000,

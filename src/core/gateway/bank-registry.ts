@@ -34,11 +34,11 @@ export interface BankCalls extends BankLink {
 /**
  * Legs bound for one bank share batch calls; see LegBatcher. One call in flight per kind of leg (prepare,
  * commit, abort) and bank: the legs that arrive meanwhile go together in the next, so under load each call,
- * and each of the bank's fsyncs, carries more of them. Measured against 4 in flight (docs/benchmarks.md):
+ * and each of the bank's fsyncs, carries more of them. Measured against 4 in flight (docs/benchmarks-history.md, c36eb9f):
  * 64 clients one payment per call 17–21 % more committed/s, and batched calls as fast or faster.
  * While the line is busy, a call that is not full waits 2 ms for more legs: each call costs both ends far
  * more CPU than a leg in it. Ten interleaved pairs, 64 clients one per call: faster in eight and cheaper
- * per payment in eight, about 15 % each way at the median (docs/benchmarks.md, "Bank calls linger").
+ * per payment in eight, about 15 % each way at the median (docs/benchmarks-history.md, "bank calls linger").
  */
 const batchLingerMs = 2;
 const batching = { legsMax: batchLegsMax, inFlightMax: 1, lingerMs: batchLingerMs };

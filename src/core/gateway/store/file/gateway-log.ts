@@ -174,8 +174,9 @@ export const journalLinesCompactAfter = 20_000;
  * Finished payments kept in memory and in the snapshot; older ones are archived (see GatewayLog) and still
  * answered from there. A compaction rewrites every retained record and stalls the event loop while it
  * serializes them: with 100,000 retained, batched runs had twice the p99 latency (1.0–1.3 s against
- * 0.5–0.7 s in five interleaved pairs, docs/benchmarks.md) for the same throughput. A repeated id is
- * nearly always repeated within seconds, far fewer payments than this.
+ * 0.5–0.7 s in five interleaved pairs; docs/benchmarks-history.md, "finished payments retained at the
+ * gateway") for the same throughput. A repeated id is nearly always repeated within seconds, far fewer
+ * payments than this.
  */
 export const finishedRetainedDefault = 10_000;
 
