@@ -5,7 +5,9 @@ import { fileURLToPath } from "node:url";
 
 const cli = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
 if (!existsSync(cli)) {
-  process.stderr.write("paynet: dist/cli.js is missing; run `npm install` (or `npm run build`) in the paynet folder first\n");
+  process.stderr.write(
+    "paynet: dist/cli.js is missing; run `npm install` (or `npm run build`) in the paynet folder first\n",
+  );
   process.exit(1);
 }
 await import(cli);

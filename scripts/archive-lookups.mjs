@@ -27,7 +27,11 @@ function prng(seed) {
 function percentiles(samplesUs) {
   const sorted = [...samplesUs].sort((a, b) => a - b);
   const at = (fraction) => sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))];
-  return { p50Us: Math.round(at(0.5) * 10) / 10, p99Us: Math.round(at(0.99) * 10) / 10, maxUs: Math.round(sorted.at(-1) * 10) / 10 };
+  return {
+    p50Us: Math.round(at(0.5) * 10) / 10,
+    p99Us: Math.round(at(0.99) * 10) / 10,
+    maxUs: Math.round(sorted.at(-1) * 10) / 10,
+  };
 }
 
 async function timeFinds(log, ids, expectFound) {
@@ -36,7 +40,8 @@ async function timeFinds(log, ids, expectFound) {
     const startedMs = performance.now();
     const record = await log.find(id);
     samplesUs.push((performance.now() - startedMs) * 1000);
-    if ((record !== undefined) !== expectFound) throw new Error(`find(${id}) ${expectFound ? "found nothing" : "found a record"}`);
+    if ((record !== undefined) !== expectFound)
+      throw new Error(`find(${id}) ${expectFound ? "found nothing" : "found a record"}`);
   }
   return percentiles(samplesUs);
 }
@@ -49,6 +54,12 @@ const archived = committed + aborted;
 const random = prng(42);
 const archivedIds = Array.from({ length: lookups }, () => `fill-${Math.floor(random() * archived)}`);
 const neverIds = Array.from({ length: lookups }, (_, index) => `never-${index}-${Math.floor(random() * 1e9)}`);
-const result = { archived, lookups, openMs, archivedFind: await timeFinds(log, archivedIds, true), neverArchivedFind: await timeFinds(log, neverIds, false) };
+const result = {
+  archived,
+  lookups,
+  openMs,
+  archivedFind: await timeFinds(log, archivedIds, true),
+  neverArchivedFind: await timeFinds(log, neverIds, false),
+};
 await log.close();
 console.log(JSON.stringify(result));

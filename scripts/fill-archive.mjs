@@ -21,15 +21,34 @@ for (let from = first; from < first + count; from += batch) {
   const to = Math.min(first + count, from + batch);
   const payments = [];
   for (let index = from; index < to; index += 1) {
-    payments.push({ paymentId: `fill-${index}`, fromUser: `user${index % 1000}`, fromBank: "BANKA", toUser: `user${(index * 7) % 1000}`, toBank: "BANKB", amountMinor: BigInt(1 + (index % 5000)) });
+    payments.push({
+      paymentId: `fill-${index}`,
+      fromUser: `user${index % 1000}`,
+      fromBank: "BANKA",
+      toUser: `user${(index * 7) % 1000}`,
+      toBank: "BANKB",
+      amountMinor: BigInt(1 + (index % 5000)),
+    });
   }
   await Promise.all((await log.beginOrGetAll(payments)).map((begun) => (begun.created ? begun.durable : undefined)));
   const changes = [];
-  for (let index = from; index < to; index += 1) changes.push({ paymentId: `fill-${index}`, state: "committed", outcome: { balanceAfterMinor: 1000n, finished: true } });
+  for (let index = from; index < to; index += 1)
+    changes.push({
+      paymentId: `fill-${index}`,
+      state: "committed",
+      outcome: { balanceAfterMinor: 1000n, finished: true },
+    });
   await log.advanceAll(changes);
-  if ((to - first) % 1_000_000 === 0) console.error(`${to - first} filled in ${Math.round(performance.now() - startedMs)} ms`);
+  if ((to - first) % 1_000_000 === 0)
+    console.error(`${to - first} filled in ${Math.round(performance.now() - startedMs)} ms`);
 }
 await log.close(); // its compaction archives the last batch
 const reopened = await GatewayLog.open(dataPaths(dataDir), { finishedRetainedMax: 0 });
-console.log(JSON.stringify({ archived: reopened.archivedCounts(), imported: log.legacyArchiveImport, elapsedMs: Math.round(performance.now() - startedMs) }));
+console.log(
+  JSON.stringify({
+    archived: reopened.archivedCounts(),
+    imported: log.legacyArchiveImport,
+    elapsedMs: Math.round(performance.now() - startedMs),
+  }),
+);
 await reopened.close();

@@ -14,7 +14,10 @@ const cli = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
 const rssKibibytes = (pid) => Number(/VmRSS:\s+([0-9]+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]);
 
 const startedMs = performance.now();
-const child = spawn(process.execPath, [cli, "gateway", "--data-dir", dataDir, "--port", "0"], { env: { ...process.env, PAYNET_LOG_FORMAT: "json" }, stdio: ["ignore", "pipe", "pipe"] });
+const child = spawn(process.execPath, [cli, "gateway", "--data-dir", dataDir, "--port", "0"], {
+  env: { ...process.env, PAYNET_LOG_FORMAT: "json" },
+  stdio: ["ignore", "pipe", "pipe"],
+});
 let output = "";
 const exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
 const listening = await new Promise((resolve, reject) => {
@@ -24,11 +27,19 @@ const listening = await new Promise((resolve, reject) => {
   };
   child.stdout.on("data", onData);
   child.stderr.on("data", onData);
-  exited.then(({ code, signal }) => reject(new Error(`the gateway exited (${code ?? signal}) before listening:\n${output}`)));
+  exited.then(({ code, signal }) =>
+    reject(new Error(`the gateway exited (${code ?? signal}) before listening:\n${output}`)),
+  );
 });
 const rssAtListeningMiB = rssKibibytes(child.pid) / 1024;
 await new Promise((resolve) => setTimeout(resolve, 2_000));
 const rssAfter2sMiB = rssKibibytes(child.pid) / 1024;
 child.kill("SIGTERM");
 await exited;
-console.log(JSON.stringify({ startToListeningMs: Math.round(listening), rssAtListeningMiB: Math.round(rssAtListeningMiB * 10) / 10, rssAfter2sMiB: Math.round(rssAfter2sMiB * 10) / 10 }));
+console.log(
+  JSON.stringify({
+    startToListeningMs: Math.round(listening),
+    rssAtListeningMiB: Math.round(rssAtListeningMiB * 10) / 10,
+    rssAfter2sMiB: Math.round(rssAfter2sMiB * 10) / 10,
+  }),
+);

@@ -17,14 +17,22 @@ import { banksInDataDir, ensureCertificates, seedDataDir } from "./roles/seed.js
 armCrashPoint(process.env.PAYNET_CRASH_AT);
 armPausePoint(process.env.PAYNET_PAUSE_AT);
 
-const portOption = (fallback: number | undefined, describe: string) => ({ type: "number" as const, describe, ...(fallback === undefined ? {} : { default: fallback }) });
+const portOption = (fallback: number | undefined, describe: string) => ({
+  type: "number" as const,
+  describe,
+  ...(fallback === undefined ? {} : { default: fallback }),
+});
 
 function clientOptions<T>(argv: Argv<T>) {
   return argv
     .option("user", { type: "string", demandOption: true, describe: "your username" })
     .option("bank", { type: "string", demandOption: true, describe: "your bank" })
     .option("json", { type: "boolean", default: false, describe: "print one JSON object" })
-    .option("password-stdin", { type: "boolean", default: false, describe: "read the password from standard input instead of PAYNET_PASSWORD" });
+    .option("password-stdin", {
+      type: "boolean",
+      default: false,
+      describe: "read the password from standard input instead of PAYNET_PASSWORD",
+    });
 }
 
 function listOptions<T>(argv: Argv<T>) {
@@ -50,7 +58,11 @@ async function finish(code: Promise<number>): Promise<void> {
 await yargs(hideBin(process.argv))
   .scriptName("paynet")
   .usage("$0 <command>\n\nA payment network: a gateway and banks over gRPC with mutual TLS and two-phase commit.")
-  .option("data-dir", { type: "string", default: ".", describe: "root of certificate/, payment_gateway/, server/ and client/" })
+  .option("data-dir", {
+    type: "string",
+    default: ".",
+    describe: "root of certificate/, payment_gateway/, server/ and client/",
+  })
   .command(
     "up",
     "start the gateway and one bank per bank in server/dummydata.csv (seeding the data dir from fixtures/ and issuing certificates if missing)",
@@ -58,8 +70,12 @@ await yargs(hideBin(process.argv))
       argv
         .option("host", { type: "string", default: "127.0.0.1" })
         .option("port", portOption(8080, "gateway port (0: any free port)"))
-        .option("bank-port", portOption(undefined, "first bank port (0: any free port; default: server/current_port_server.txt)")),
-    (args) => finish(runUp({ dataDir: args.dataDir, host: args.host, port: args.port ?? 8080, bankPort: args.bankPort })),
+        .option(
+          "bank-port",
+          portOption(undefined, "first bank port (0: any free port; default: server/current_port_server.txt)"),
+        ),
+    (args) =>
+      finish(runUp({ dataDir: args.dataDir, host: args.host, port: args.port ?? 8080, bankPort: args.bankPort })),
   )
   .command(
     "bench",
@@ -67,20 +83,64 @@ await yargs(hideBin(process.argv))
     (argv) =>
       argv
         .option("payments", { type: "number", default: 2000, describe: "payments to make and time" })
-        .option("warmup", { type: "number", default: 10_000, describe: "payments to make first, closed loop and not timed, so that the processes' hot code is compiled (checked like the rest; 0 for none)" })
-        .option("concurrency", { type: "number", default: 64, describe: "concurrent clients, each logged in as a different account" })
-        .option("accounts", { type: "number", default: 1000, describe: "accounts to create, spread evenly over 2 banks (ignored with --gateway)" })
-        .option("rate", { type: "number", describe: "open loop: start this many payments per second (latency counts from each due time); default: closed loop" })
-        .option("batch", { type: "number", default: 1, describe: "payments per request: 1 uses MakePayment, more uses the batched MakePayments (at most 1000)" })
-        .option("same-bank-percent", { type: "number", default: 0, describe: "percent of payments to an account of the payer's own bank" })
-        .option("balance", { type: "string", describe: "initial balance of every created account (default: enough for every payment, at least 1000.00)" })
-        .option("seed", { type: "number", default: 1, describe: "seed of the receivers and amounts, so runs are comparable" })
+        .option("warmup", {
+          type: "number",
+          default: 10_000,
+          describe:
+            "payments to make first, closed loop and not timed, so that the processes' hot code is compiled (checked like the rest; 0 for none)",
+        })
+        .option("concurrency", {
+          type: "number",
+          default: 64,
+          describe: "concurrent clients, each logged in as a different account",
+        })
+        .option("accounts", {
+          type: "number",
+          default: 1000,
+          describe: "accounts to create, spread evenly over 2 banks (ignored with --gateway)",
+        })
+        .option("rate", {
+          type: "number",
+          describe:
+            "open loop: start this many payments per second (latency counts from each due time); default: closed loop",
+        })
+        .option("batch", {
+          type: "number",
+          default: 1,
+          describe: "payments per request: 1 uses MakePayment, more uses the batched MakePayments (at most 1000)",
+        })
+        .option("same-bank-percent", {
+          type: "number",
+          default: 0,
+          describe: "percent of payments to an account of the payer's own bank",
+        })
+        .option("balance", {
+          type: "string",
+          describe: "initial balance of every created account (default: enough for every payment, at least 1000.00)",
+        })
+        .option("seed", {
+          type: "number",
+          default: 1,
+          describe: "seed of the receivers and amounts, so runs are comparable",
+        })
         .option("call-timeout-ms", { type: "number", default: 20_000, describe: "deadline of each payment call" })
         .option("timeout-ms", { type: "number", default: 600_000, describe: "start no payment after this long" })
-        .option("settle-timeout-ms", { type: "number", default: 120_000, describe: "how long to wait for every payment to finish before checking" })
-        .option("gateway", { type: "string", describe: "target this running gateway host:port; accounts and certificates from --data-dir, password from PAYNET_PASSWORD" })
+        .option("settle-timeout-ms", {
+          type: "number",
+          default: 120_000,
+          describe: "how long to wait for every payment to finish before checking",
+        })
+        .option("gateway", {
+          type: "string",
+          describe:
+            "target this running gateway host:port; accounts and certificates from --data-dir, password from PAYNET_PASSWORD",
+        })
         .option("keep", { type: "boolean", default: false, describe: "keep the temp data dir" })
-        .option("cpu-prof", { type: "string", describe: "write a V8 CPU profile of the gateway and of each bank into this dir (gateway.cpuprofile, bank-NAME.cpuprofile), for Chrome DevTools" })
+        .option("cpu-prof", {
+          type: "string",
+          describe:
+            "write a V8 CPU profile of the gateway and of each bank into this dir (gateway.cpuprofile, bank-NAME.cpuprofile), for Chrome DevTools",
+        })
         .option("json", { type: "boolean", default: false, describe: "print one JSON object" }),
     async (args) => {
       const { runBench } = await import("./roles/bench/bench.js");
@@ -116,13 +176,41 @@ await yargs(hideBin(process.argv))
         .option("clients", { type: "number", default: 4, describe: "concurrent clients" })
         .option("banks", { type: "number", default: 3, describe: "banks (2-16)" })
         .option("accounts", { type: "number", default: 8, describe: "accounts per bank" })
-        .option("kill-every", { type: "number", default: 2000, describe: "mean milliseconds between faults (0: no faults)" })
-        .option("pause-max-ms", { type: "number", default: nemesisBounds.pauseMaxMsDefault, describe: "longest pause of a gateway or bank (SIGSTOP), in milliseconds" })
-        .option("seed", { type: "number", describe: "seed of every random choice, for a reproducible schedule (default: random, printed)" })
-        .option("faults", { type: "string", default: "all", describe: "fault kinds: all, none, or a comma list of kill-gateway, kill-bank, pause-gateway, pause-bank, crash-point, partition-bank, partition-clients" })
-        .option("crash-points", { type: "string", default: "all", describe: "crash points the crash-point fault arms: all or a comma list (see PAYNET_CRASH_AT in the README)" })
-        .option("recovery-timeout", { type: "number", default: 60_000, describe: "milliseconds to wait for recovery after healing" })
-        .option("unsafe-late-decision-log", { type: "boolean", default: false, describe: "run a deliberately broken gateway (PAYNET_UNSAFE_LATE_DECISION_LOG=1), to see verify catch it" })
+        .option("kill-every", {
+          type: "number",
+          default: 2000,
+          describe: "mean milliseconds between faults (0: no faults)",
+        })
+        .option("pause-max-ms", {
+          type: "number",
+          default: nemesisBounds.pauseMaxMsDefault,
+          describe: "longest pause of a gateway or bank (SIGSTOP), in milliseconds",
+        })
+        .option("seed", {
+          type: "number",
+          describe: "seed of every random choice, for a reproducible schedule (default: random, printed)",
+        })
+        .option("faults", {
+          type: "string",
+          default: "all",
+          describe:
+            "fault kinds: all, none, or a comma list of kill-gateway, kill-bank, pause-gateway, pause-bank, crash-point, partition-bank, partition-clients",
+        })
+        .option("crash-points", {
+          type: "string",
+          default: "all",
+          describe: "crash points the crash-point fault arms: all or a comma list (see PAYNET_CRASH_AT in the README)",
+        })
+        .option("recovery-timeout", {
+          type: "number",
+          default: 60_000,
+          describe: "milliseconds to wait for recovery after healing",
+        })
+        .option("unsafe-late-decision-log", {
+          type: "boolean",
+          default: false,
+          describe: "run a deliberately broken gateway (PAYNET_UNSAFE_LATE_DECISION_LOG=1), to see verify catch it",
+        })
         .option("keep", { type: "boolean", default: false, describe: "keep the temp data dir for inspection" })
         .option("json", { type: "boolean", default: false, describe: "print one JSON object" }),
     async (args) => {
@@ -153,11 +241,15 @@ await yargs(hideBin(process.argv))
       argv
         .option("host", { type: "string", default: "127.0.0.1" })
         .option("port", portOption(8080, "port (0: any free port)"))
-        .option("metrics-port", portOption(undefined, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port)"))
+        .option(
+          "metrics-port",
+          portOption(undefined, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port)"),
+        )
         .option("records-retained", {
           type: "number",
           default: finishedRetainedDefault,
-          describe: "finished payments kept in memory and in transaction_logs.json; older ones move to transaction_archive.sqlite and are still answered",
+          describe:
+            "finished payments kept in memory and in transaction_logs.json; older ones move to transaction_archive.sqlite and are still answered",
         })
         // The archive's index of earlier builds was cut in chunks of this many payments; the SQLite archive has
         // no such knob. Accepted (and warned about) so that a command line or a script written for them still
@@ -169,7 +261,8 @@ await yargs(hideBin(process.argv))
         })
         .check((args) => {
           const retained = Number(args.recordsRetained);
-          if (!Number.isSafeInteger(retained) || retained < 0) throw new Error(`--records-retained must be a whole number ≥ 0, got ${String(args.recordsRetained)}`);
+          if (!Number.isSafeInteger(retained) || retained < 0)
+            throw new Error(`--records-retained must be a whole number ≥ 0, got ${String(args.recordsRetained)}`);
           return true;
         }),
     (args) =>
@@ -188,25 +281,64 @@ await yargs(hideBin(process.argv))
     "run one bank server",
     (argv) =>
       argv
-        .option("id", { type: "string", demandOption: true, describe: "bank name (e.g. SBI) or 1-based index into the banks of server/dummydata.csv" })
+        .option("id", {
+          type: "string",
+          demandOption: true,
+          describe: "bank name (e.g. SBI) or 1-based index into the banks of server/dummydata.csv",
+        })
         .option("host", { type: "string", default: "127.0.0.1" })
-        .option("port", portOption(undefined, "port (0: any free port; default: the next from server/current_port_server.txt)"))
-        .option("gateway", { type: "string", describe: "gateway host:port (default: client/current_port_server.txt, else 127.0.0.1:8080)" })
-        .option("hold-timeout-ms", { type: "number", default: bankTimeouts.holdTimeoutMsDefault, describe: "how long a prepared hold waits before the bank asks the gateway for the decision" })
-        .option("metrics-port", portOption(undefined, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port)")),
-    (args) => runBank({ dataDir: args.dataDir, id: args.id, host: args.host, port: args.port, gateway: args.gateway, holdTimeoutMs: args.holdTimeoutMs, metricsPort: args.metricsPort }),
+        .option(
+          "port",
+          portOption(undefined, "port (0: any free port; default: the next from server/current_port_server.txt)"),
+        )
+        .option("gateway", {
+          type: "string",
+          describe: "gateway host:port (default: client/current_port_server.txt, else 127.0.0.1:8080)",
+        })
+        .option("hold-timeout-ms", {
+          type: "number",
+          default: bankTimeouts.holdTimeoutMsDefault,
+          describe: "how long a prepared hold waits before the bank asks the gateway for the decision",
+        })
+        .option(
+          "metrics-port",
+          portOption(undefined, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port)"),
+        ),
+    (args) =>
+      runBank({
+        dataDir: args.dataDir,
+        id: args.id,
+        host: args.host,
+        port: args.port,
+        gateway: args.gateway,
+        holdTimeoutMs: args.holdTimeoutMs,
+        metricsPort: args.metricsPort,
+      }),
   )
   .command(
     "client",
     "the client: an interactive menu, or a scripted command",
     (argv) =>
       argv
-        .option("gateway", { type: "string", describe: "gateway host:port (default: client/current_port_server.txt, else 127.0.0.1:8080)" })
+        .option("gateway", {
+          type: "string",
+          describe: "gateway host:port (default: client/current_port_server.txt, else 127.0.0.1:8080)",
+        })
         .command(
           "balance",
           "print your balance",
           (sub) => clientOptions(sub),
-          (args) => finish(runBalance({ dataDir: args.dataDir, gateway: args.gateway, user: args.user, bank: args.bank, json: args.json, passwordStdin: args.passwordStdin })),
+          (args) =>
+            finish(
+              runBalance({
+                dataDir: args.dataDir,
+                gateway: args.gateway,
+                user: args.user,
+                bank: args.bank,
+                json: args.json,
+                passwordStdin: args.passwordStdin,
+              }),
+            ),
         )
         .command(
           "pay",
@@ -216,11 +348,30 @@ await yargs(hideBin(process.argv))
               .option("to", { type: "string", demandOption: true, describe: "receiver's username" })
               .option("to-bank", { type: "string", demandOption: true, describe: "receiver's bank" })
               .option("amount", { type: "string", demandOption: true, describe: "amount, e.g. 12.50" })
-              .option("id", { type: "string", describe: "idempotency key (default: a new SHA-256 id); reuse it to retry safely" })
-              .option("offline", { type: "boolean", default: false, describe: "queue the payment without contacting the gateway" }),
+              .option("id", {
+                type: "string",
+                describe: "idempotency key (default: a new SHA-256 id); reuse it to retry safely",
+              })
+              .option("offline", {
+                type: "boolean",
+                default: false,
+                describe: "queue the payment without contacting the gateway",
+              }),
           (args) =>
             finish(
-              runPay({ dataDir: args.dataDir, gateway: args.gateway, user: args.user, bank: args.bank, json: args.json, passwordStdin: args.passwordStdin, to: args.to, toBank: args.toBank, amount: args.amount, id: args.id, offline: args.offline }),
+              runPay({
+                dataDir: args.dataDir,
+                gateway: args.gateway,
+                user: args.user,
+                bank: args.bank,
+                json: args.json,
+                passwordStdin: args.passwordStdin,
+                to: args.to,
+                toBank: args.toBank,
+                amount: args.amount,
+                id: args.id,
+                offline: args.offline,
+              }),
             ),
         )
         .command(
@@ -228,10 +379,29 @@ await yargs(hideBin(process.argv))
           "send your queued payments, in order, each with its saved id",
           (sub) =>
             clientOptions(sub)
-              .option("watch", { type: "boolean", default: false, describe: "wait for the gateway (connectivity) and keep sending until the queue is empty" })
-              .option("watch-timeout-ms", { type: "number", default: 600_000, describe: "give up watching after this long" }),
+              .option("watch", {
+                type: "boolean",
+                default: false,
+                describe: "wait for the gateway (connectivity) and keep sending until the queue is empty",
+              })
+              .option("watch-timeout-ms", {
+                type: "number",
+                default: 600_000,
+                describe: "give up watching after this long",
+              }),
           (args) =>
-            finish(runSync({ dataDir: args.dataDir, gateway: args.gateway, user: args.user, bank: args.bank, json: args.json, passwordStdin: args.passwordStdin, watch: args.watch, watchTimeoutMs: args.watchTimeoutMs })),
+            finish(
+              runSync({
+                dataDir: args.dataDir,
+                gateway: args.gateway,
+                user: args.user,
+                bank: args.bank,
+                json: args.json,
+                passwordStdin: args.passwordStdin,
+                watch: args.watch,
+                watchTimeoutMs: args.watchTimeoutMs,
+              }),
+            ),
         )
         .command(
           "queue",
@@ -251,7 +421,10 @@ await yargs(hideBin(process.argv))
   .command(
     "status",
     "operator view: banks up/down, payments by state, the oldest in-doubt payments, holds, the local offline queue (operator certificate)",
-    (argv) => argv.option("gateway", { type: "string", describe: "gateway host:port (default: client/current_port_server.txt)" }).option("json", { type: "boolean", default: false }),
+    (argv) =>
+      argv
+        .option("gateway", { type: "string", describe: "gateway host:port (default: client/current_port_server.txt)" })
+        .option("json", { type: "boolean", default: false }),
     (args) => finish(runStatus({ dataDir: args.dataDir, gateway: args.gateway, json: args.json })),
   )
   .command(
@@ -269,14 +442,27 @@ await yargs(hideBin(process.argv))
     "issue the CA and per-role certificates (gateway, each bank, client, operator) into certificate/",
     (argv) =>
       argv
-        .option("banks", { type: "string", describe: "comma-separated bank names (default: the banks of server/dummydata.csv)" })
-        .option("host", { type: "array", string: true, default: [] as string[], describe: "extra host name or IP the gateway certificate is valid for" })
+        .option("banks", {
+          type: "string",
+          describe: "comma-separated bank names (default: the banks of server/dummydata.csv)",
+        })
+        .option("host", {
+          type: "array",
+          string: true,
+          default: [] as string[],
+          describe: "extra host name or IP the gateway certificate is valid for",
+        })
         .option("force", { type: "boolean", default: false, describe: "reissue every certificate (the CA is kept)" }),
     async (args) => {
       if (args.banks === undefined) await seedDataDir(args.dataDir);
-      const banks = args.banks === undefined ? await banksInDataDir(args.dataDir) : args.banks.split(",").filter(Boolean);
+      const banks =
+        args.banks === undefined ? await banksInDataDir(args.dataDir) : args.banks.split(",").filter(Boolean);
       const written = await ensureCertificates(args.dataDir, banks, args.host, args.force);
-      process.stdout.write(written.length === 0 ? "certificates already present\n" : `issued:\n${written.map((path) => `  ${path}`).join("\n")}\n`);
+      process.stdout.write(
+        written.length === 0
+          ? "certificates already present\n"
+          : `issued:\n${written.map((path) => `  ${path}`).join("\n")}\n`,
+      );
     },
   )
   .demandCommand(1, "name a command")

@@ -24,7 +24,10 @@ const path = "/data/server/dummydata.csv";
 function rejectedAtLine(line: number): (error: unknown) => true {
   return (error) => {
     assert.ok(error instanceof AccountsFileError, `expected an AccountsFileError, got ${String(error)}`);
-    assert.ok(error.message.startsWith(`${path}:${line}: `), `expected the prefix ${path}:${line}: in ${JSON.stringify(error.message)}`);
+    assert.ok(
+      error.message.startsWith(`${path}:${line}: `),
+      `expected the prefix ${path}:${line}: in ${JSON.stringify(error.message)}`,
+    );
     return true;
   };
 }
@@ -58,7 +61,9 @@ describe("parseAccountsCsv", () => {
   });
 
   it("trims spaces around fields", () => {
-    assert.deepEqual(parseAccountsCsv(" alice , 12.5 , pw , SBI \n", path), [{ username: "alice", balanceMinor: 1250n, password: "pw", bank: "SBI" }]);
+    assert.deepEqual(parseAccountsCsv(" alice , 12.5 , pw , SBI \n", path), [
+      { username: "alice", balanceMinor: 1250n, password: "pw", bank: "SBI" },
+    ]);
   });
 
   it("returns no rows for an empty file or a header alone", () => {
@@ -128,7 +133,10 @@ describe("parseAccountsCsv", () => {
   });
 
   it("rejects an empty line between rows", () => {
-    assert.throws(() => parseAccountsCsv(`${accountsHeader}\nalice,1,pw,SBI\n\nbob,1,pw,SBI\n`, path), rejectedAtLine(3));
+    assert.throws(
+      () => parseAccountsCsv(`${accountsHeader}\nalice,1,pw,SBI\n\nbob,1,pw,SBI\n`, path),
+      rejectedAtLine(3),
+    );
   });
 
   it("rejects a blank line at the end beyond the final newline", () => {
@@ -171,7 +179,12 @@ describe("formatBalance and serializeAccountsCsv", () => {
   it("round-trips rows through text and back", () => {
     const rows: AccountRow[] = [
       ...seedRows,
-      { username: "erin", balanceMinor: 1n, password: "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", bank: "SBI" },
+      {
+        username: "erin",
+        balanceMinor: 1n,
+        password: "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        bank: "SBI",
+      },
       { username: "frank", balanceMinor: 0n, password: "pw", bank: "AXIS" },
       { username: "alice", balanceMinor: balanceMinorMax, password: "pw", bank: "AXIS" },
     ];
@@ -206,7 +219,9 @@ describe("rewriteBankRows and loadBankAccounts (on disk)", () => {
   }
 
   it("rewriteBankRows changes only the named bank's rows", async () => {
-    const file = await seedFile(`${accountsHeader}\nalice,1000,alice123,SBI\nalice,300,alice-hdfc,HDFC\nbob,500,bob123,HDFC\ncarol,750,carol123,SBI\n`);
+    const file = await seedFile(
+      `${accountsHeader}\nalice,1000,alice123,SBI\nalice,300,alice-hdfc,HDFC\nbob,500,bob123,HDFC\ncarol,750,carol123,SBI\n`,
+    );
     const accounts = new Map<string, Account>([
       ["alice", { balanceMinor: 12_345n, password: "new-alice" }],
       ["ghost", { balanceMinor: 1n, password: "ghost" }], // not a row of the file: never added
@@ -237,7 +252,10 @@ describe("rewriteBankRows and loadBankAccounts (on disk)", () => {
     ["CRLF line endings", `${accountsHeader}\r\nalice,1000,alice123,SBI\r\nbob,500,bob123,HDFC\r\n`],
     ["spaces around fields", `${accountsHeader}\nalice , 1000 ,alice123, SBI\nbob,500,bob123,HDFC\n`],
     ["a non-ASCII password", `${accountsHeader}\nalice,1000,pässword,SBI\nbob,500,bob123,HDFC\n`],
-    ["the same user at a bank whose name ends like ours", `${accountsHeader}\nalice,1000,alice123,XSBI\nalice,7,a,SBI\nalice,8,b,SBI-2\n`],
+    [
+      "the same user at a bank whose name ends like ours",
+      `${accountsHeader}\nalice,1000,alice123,XSBI\nalice,7,a,SBI\nalice,8,b,SBI-2\n`,
+    ],
     ["a 64-character username", `${accountsHeader}\n${"a".repeat(64)},1,p,SBI\nalice,2,q,SBI\n`],
     ["the header alone", accountsHeader],
     ["an empty file", ""],
@@ -245,7 +263,10 @@ describe("rewriteBankRows and loadBankAccounts (on disk)", () => {
   for (const [shape, text] of shapes) {
     it(`rewriteBankRows writes the parser's reading of a file with ${shape}, with the rows replaced`, async () => {
       const file = await seedFile(text);
-      const accounts = new Map<string, Account>([["alice", { balanceMinor: 4_200n, password: "new-alice" }], [`${"a".repeat(64)}`, { balanceMinor: 9n, password: "long" }]]);
+      const accounts = new Map<string, Account>([
+        ["alice", { balanceMinor: 4_200n, password: "new-alice" }],
+        [`${"a".repeat(64)}`, { balanceMinor: 9n, password: "long" }],
+      ]);
       const expected = parseAccountsCsv(text, file).map((row) => {
         const account = row.bank === "SBI" ? accounts.get(row.username) : undefined;
         return account === undefined ? row : { ...row, balanceMinor: account.balanceMinor, password: account.password };
@@ -258,19 +279,27 @@ describe("rewriteBankRows and loadBankAccounts (on disk)", () => {
   }
 
   it("rewriteBankRows keeps every other line of a canonical file byte for byte", async () => {
-    const file = await seedFile(`${accountsHeader}\nbob,0.5,bob123,HDFC\nalice,1000,alice123,SBI\ncarol,7.00,c$1$x,SBI\n`);
+    const file = await seedFile(
+      `${accountsHeader}\nbob,0.5,bob123,HDFC\nalice,1000,alice123,SBI\ncarol,7.00,c$1$x,SBI\n`,
+    );
     await rewriteBankRows(file, "SBI", new Map([["alice", { balanceMinor: 1n, password: "p" }]]));
-    assert.equal(await readFile(file, "utf8"), `${accountsHeader}\nbob,0.5,bob123,HDFC\nalice,0.01,p,SBI\ncarol,7.00,c$1$x,SBI\n`);
+    assert.equal(
+      await readFile(file, "utf8"),
+      `${accountsHeader}\nbob,0.5,bob123,HDFC\nalice,0.01,p,SBI\ncarol,7.00,c$1$x,SBI\n`,
+    );
   });
 
   it("rewriteBankRows refuses a malformed file and leaves it as it was", async () => {
     const text = "alice,1000,alice123,SBI\nbob,-1,bob123,HDFC\n";
     const file = await seedFile(text);
-    await assert.rejects(rewriteBankRows(file, "SBI", new Map([["alice", { balanceMinor: 1n, password: "x" }]])), (error) => {
-      assert.ok(error instanceof AccountsFileError);
-      assert.ok(error.message.startsWith(`${file}:2: `));
-      return true;
-    });
+    await assert.rejects(
+      rewriteBankRows(file, "SBI", new Map([["alice", { balanceMinor: 1n, password: "x" }]])),
+      (error) => {
+        assert.ok(error instanceof AccountsFileError);
+        assert.ok(error.message.startsWith(`${file}:2: `));
+        return true;
+      },
+    );
     assert.equal(await readFile(file, "utf8"), text);
   });
 
@@ -291,7 +320,10 @@ describe("rewriteBankRows and loadBankAccounts (on disk)", () => {
     assert.equal(accounts.get("carol")?.balanceMinor, 75_000n);
     assert.equal(accounts.get("erin")?.balanceMinor, 500n);
     assert.equal(accounts.get("erin")?.password, preHashed, "an existing hash is kept as it is");
-    for (const [username, plain] of [["alice", "alice123"], ["carol", "carol123"]] as const) {
+    for (const [username, plain] of [
+      ["alice", "alice123"],
+      ["carol", "carol123"],
+    ] as const) {
       const stored = accounts.get(username)?.password ?? "";
       assert.equal(isPasswordHash(stored), true);
       assert.equal(await verifyPassword(plain, stored), true);
@@ -310,7 +342,12 @@ describe("rewriteBankRows and loadBankAccounts (on disk)", () => {
       ],
     );
     for (const row of onDisk) {
-      if (row.bank === "SBI") assert.equal(row.password, accounts.get(row.username)?.password, `${row.username}@SBI on disk matches the loaded hash`);
+      if (row.bank === "SBI")
+        assert.equal(
+          row.password,
+          accounts.get(row.username)?.password,
+          `${row.username}@SBI on disk matches the loaded hash`,
+        );
     }
     assert.deepEqual(
       onDisk.filter((row) => row.bank === "HDFC").map((row) => row.password),
@@ -324,10 +361,15 @@ describe("rewriteBankRows and loadBankAccounts (on disk)", () => {
     await loadBankAccounts(file, "HDFC", hashPassword, isPasswordHash);
     const migrated = await readFile(file, "utf8");
     const hashed: string[] = [];
-    const again = await loadBankAccounts(file, "HDFC", (password) => {
-      hashed.push(password);
-      return hashPassword(password);
-    }, isPasswordHash);
+    const again = await loadBankAccounts(
+      file,
+      "HDFC",
+      (password) => {
+        hashed.push(password);
+        return hashPassword(password);
+      },
+      isPasswordHash,
+    );
     assert.deepEqual(hashed, []);
     assert.equal(await readFile(file, "utf8"), migrated);
     assert.deepEqual([...again.keys()], ["bob", "dave"]);

@@ -15,7 +15,13 @@ import {
   type SeenOutcome,
   type Transfer,
 } from "../src/roles/bench/stats.js";
-import { accountRefs, benchUsername, choosePayers, generateAccountRows, PaymentPlanner } from "../src/roles/bench/accounts.js";
+import {
+  accountRefs,
+  benchUsername,
+  choosePayers,
+  generateAccountRows,
+  PaymentPlanner,
+} from "../src/roles/bench/accounts.js";
 import { parseAccountsCsv, serializeAccountsCsv } from "../src/core/bank/store/file/accounts-csv.js";
 import { Prng } from "../src/core/testing/prng.js";
 import { balanceOfCreated, benchUsageError, type BenchFlags } from "../src/roles/bench/bench.js";
@@ -67,29 +73,108 @@ describe("throughputPerS", () => {
     [10, 0, 0],
   ];
   for (const [committed, durationMs, expected] of cases) {
-    it(`${committed} in ${durationMs} ms → ${expected}/s`, () => assert.equal(throughputPerS(committed, durationMs), expected));
+    it(`${committed} in ${durationMs} ms → ${expected}/s`, () =>
+      assert.equal(throughputPerS(committed, durationMs), expected));
   }
 });
 
 const transfer = (source: string, target: string, amountMinor: bigint): Transfer => ({ source, target, amountMinor });
-const payment = (paymentId: string, seen: SeenOutcome, moved = transfer("a@X", "b@Y", 5n)): SentPayment => ({ paymentId, transfer: moved, seen });
-const logged = (entries: Array<[string, LoggedPayment["state"]]>) => new Map(entries.map(([id, state]) => [id, { state, finished: true }]));
+const payment = (paymentId: string, seen: SeenOutcome, moved = transfer("a@X", "b@Y", 5n)): SentPayment => ({
+  paymentId,
+  transfer: moved,
+  seen,
+});
+const logged = (entries: Array<[string, LoggedPayment["state"]]>) =>
+  new Map(entries.map(([id, state]) => [id, { state, finished: true }]));
 
 describe("resolveOutcomes", () => {
-  const cases: Array<{ name: string; sent: SentPayment[]; log: Map<string, LoggedPayment>; expected: Record<string, number | boolean> }> = [
-    { name: "committed and logged committed", sent: [payment("p1", "committed")], log: logged([["p1", "committed"]]), expected: { committed: 1, gatewayCommitted: 1, transfers: 1, ok: true } },
-    { name: "aborted and logged aborted", sent: [payment("p1", "aborted")], log: logged([["p1", "aborted"]]), expected: { aborted: 1, gatewayCommitted: 0, transfers: 0, ok: true } },
-    { name: "refused before the log (absent)", sent: [payment("p1", "aborted")], log: logged([]), expected: { aborted: 1, transfers: 0, ok: true } },
-    { name: "ambiguous, logged committed: counts as committed", sent: [payment("p1", "ambiguous")], log: logged([["p1", "committed"]]), expected: { ambiguous: 1, ambiguousCommitted: 1, gatewayCommitted: 1, transfers: 1, ok: true } },
-    { name: "ambiguous, logged aborted", sent: [payment("p1", "ambiguous")], log: logged([["p1", "aborted"]]), expected: { ambiguous: 1, ambiguousAborted: 1, transfers: 0, ok: true } },
-    { name: "ambiguous, never reached the gateway", sent: [payment("p1", "ambiguous")], log: logged([]), expected: { ambiguous: 1, ambiguousAborted: 1, transfers: 0, ok: true } },
-    { name: "ambiguous, still preparing: unresolved", sent: [payment("p1", "ambiguous")], log: logged([["p1", "preparing"]]), expected: { ambiguous: 1, ambiguousUnresolved: 1, transfers: 0, ok: false } },
-    { name: "committed but logged aborted: disagreement", sent: [payment("p1", "committed")], log: logged([["p1", "aborted"]]), expected: { committed: 1, disagreementCount: 1, gatewayCommitted: 0, transfers: 1, ok: false } },
-    { name: "committed but absent from the log: disagreement", sent: [payment("p1", "committed")], log: logged([]), expected: { committed: 1, disagreementCount: 1, transfers: 1, ok: false } },
-    { name: "aborted but logged committed: disagreement", sent: [payment("p1", "aborted")], log: logged([["p1", "committed"]]), expected: { aborted: 1, disagreementCount: 1, gatewayCommitted: 1, transfers: 0, ok: false } },
-    { name: "a committed id the bench never sent: counts differ", sent: [payment("p1", "committed")], log: logged([["p1", "committed"], ["p9", "committed"]]), expected: { committed: 1, gatewayCommitted: 2, transfers: 1, ok: false } },
+  const cases: Array<{
+    name: string;
+    sent: SentPayment[];
+    log: Map<string, LoggedPayment>;
+    expected: Record<string, number | boolean>;
+  }> = [
+    {
+      name: "committed and logged committed",
+      sent: [payment("p1", "committed")],
+      log: logged([["p1", "committed"]]),
+      expected: { committed: 1, gatewayCommitted: 1, transfers: 1, ok: true },
+    },
+    {
+      name: "aborted and logged aborted",
+      sent: [payment("p1", "aborted")],
+      log: logged([["p1", "aborted"]]),
+      expected: { aborted: 1, gatewayCommitted: 0, transfers: 0, ok: true },
+    },
+    {
+      name: "refused before the log (absent)",
+      sent: [payment("p1", "aborted")],
+      log: logged([]),
+      expected: { aborted: 1, transfers: 0, ok: true },
+    },
+    {
+      name: "ambiguous, logged committed: counts as committed",
+      sent: [payment("p1", "ambiguous")],
+      log: logged([["p1", "committed"]]),
+      expected: { ambiguous: 1, ambiguousCommitted: 1, gatewayCommitted: 1, transfers: 1, ok: true },
+    },
+    {
+      name: "ambiguous, logged aborted",
+      sent: [payment("p1", "ambiguous")],
+      log: logged([["p1", "aborted"]]),
+      expected: { ambiguous: 1, ambiguousAborted: 1, transfers: 0, ok: true },
+    },
+    {
+      name: "ambiguous, never reached the gateway",
+      sent: [payment("p1", "ambiguous")],
+      log: logged([]),
+      expected: { ambiguous: 1, ambiguousAborted: 1, transfers: 0, ok: true },
+    },
+    {
+      name: "ambiguous, still preparing: unresolved",
+      sent: [payment("p1", "ambiguous")],
+      log: logged([["p1", "preparing"]]),
+      expected: { ambiguous: 1, ambiguousUnresolved: 1, transfers: 0, ok: false },
+    },
+    {
+      name: "committed but logged aborted: disagreement",
+      sent: [payment("p1", "committed")],
+      log: logged([["p1", "aborted"]]),
+      expected: { committed: 1, disagreementCount: 1, gatewayCommitted: 0, transfers: 1, ok: false },
+    },
+    {
+      name: "committed but absent from the log: disagreement",
+      sent: [payment("p1", "committed")],
+      log: logged([]),
+      expected: { committed: 1, disagreementCount: 1, transfers: 1, ok: false },
+    },
+    {
+      name: "aborted but logged committed: disagreement",
+      sent: [payment("p1", "aborted")],
+      log: logged([["p1", "committed"]]),
+      expected: { aborted: 1, disagreementCount: 1, gatewayCommitted: 1, transfers: 0, ok: false },
+    },
+    {
+      name: "a committed id the bench never sent: counts differ",
+      sent: [payment("p1", "committed")],
+      log: logged([
+        ["p1", "committed"],
+        ["p9", "committed"],
+      ]),
+      expected: { committed: 1, gatewayCommitted: 2, transfers: 1, ok: false },
+    },
   ];
-  const zero = { committed: 0, aborted: 0, ambiguous: 0, ambiguousCommitted: 0, ambiguousAborted: 0, ambiguousUnresolved: 0, gatewayCommitted: 0, disagreementCount: 0, transfers: 0 };
+  const zero = {
+    committed: 0,
+    aborted: 0,
+    ambiguous: 0,
+    ambiguousCommitted: 0,
+    ambiguousAborted: 0,
+    ambiguousUnresolved: 0,
+    gatewayCommitted: 0,
+    disagreementCount: 0,
+    transfers: 0,
+  };
   for (const { name, sent, log, expected } of cases) {
     it(name, () => {
       const report = resolveOutcomes(sent, log);
@@ -107,17 +192,98 @@ describe("resolveOutcomes", () => {
 });
 
 describe("checkConservation", () => {
-  const before = new Map([["a@X", 1000n], ["b@Y", 500n], ["c@X", 0n]]);
+  const before = new Map([
+    ["a@X", 1000n],
+    ["b@Y", 500n],
+    ["c@X", 0n],
+  ]);
   const moves = [transfer("a@X", "b@Y", 300n), transfer("b@Y", "c@X", 50n)];
-  const cases: Array<{ name: string; after: Array<[string, bigint]>; committed: Transfer[]; expected: { sumsEqual: boolean; noNegative: boolean; appliedOnce: boolean; mismatchCount: number; ok: boolean } }> = [
-    { name: "nothing committed, nothing moved", after: [["a@X", 1000n], ["b@Y", 500n], ["c@X", 0n]], committed: [], expected: { sumsEqual: true, noNegative: true, appliedOnce: true, mismatchCount: 0, ok: true } },
-    { name: "two payments applied once each", after: [["a@X", 700n], ["b@Y", 750n], ["c@X", 50n]], committed: moves, expected: { sumsEqual: true, noNegative: true, appliedOnce: true, mismatchCount: 0, ok: true } },
-    { name: "a payment applied twice (sum still equal)", after: [["a@X", 400n], ["b@Y", 1050n], ["c@X", 50n]], committed: moves, expected: { sumsEqual: true, noNegative: true, appliedOnce: false, mismatchCount: 2, ok: false } },
-    { name: "an aborted payment moved money", after: [["a@X", 990n], ["b@Y", 510n], ["c@X", 0n]], committed: [], expected: { sumsEqual: true, noNegative: true, appliedOnce: false, mismatchCount: 2, ok: false } },
-    { name: "only the credit leg applied: money created", after: [["a@X", 1000n], ["b@Y", 800n], ["c@X", 0n]], committed: [transfer("a@X", "b@Y", 300n)], expected: { sumsEqual: false, noNegative: true, appliedOnce: false, mismatchCount: 1, ok: false } },
-    { name: "a negative balance", after: [["a@X", -100n], ["b@Y", 1600n], ["c@X", 0n]], committed: [transfer("a@X", "b@Y", 1100n)], expected: { sumsEqual: true, noNegative: false, appliedOnce: true, mismatchCount: 0, ok: false } },
-    { name: "an account missing after", after: [["a@X", 1000n], ["b@Y", 500n]], committed: [], expected: { sumsEqual: true, noNegative: true, appliedOnce: false, mismatchCount: 1, ok: false } },
-    { name: "an extra account after", after: [["a@X", 1000n], ["b@Y", 500n], ["c@X", 0n], ["d@Y", 0n]], committed: [], expected: { sumsEqual: true, noNegative: true, appliedOnce: false, mismatchCount: 1, ok: false } },
+  const cases: Array<{
+    name: string;
+    after: Array<[string, bigint]>;
+    committed: Transfer[];
+    expected: { sumsEqual: boolean; noNegative: boolean; appliedOnce: boolean; mismatchCount: number; ok: boolean };
+  }> = [
+    {
+      name: "nothing committed, nothing moved",
+      after: [
+        ["a@X", 1000n],
+        ["b@Y", 500n],
+        ["c@X", 0n],
+      ],
+      committed: [],
+      expected: { sumsEqual: true, noNegative: true, appliedOnce: true, mismatchCount: 0, ok: true },
+    },
+    {
+      name: "two payments applied once each",
+      after: [
+        ["a@X", 700n],
+        ["b@Y", 750n],
+        ["c@X", 50n],
+      ],
+      committed: moves,
+      expected: { sumsEqual: true, noNegative: true, appliedOnce: true, mismatchCount: 0, ok: true },
+    },
+    {
+      name: "a payment applied twice (sum still equal)",
+      after: [
+        ["a@X", 400n],
+        ["b@Y", 1050n],
+        ["c@X", 50n],
+      ],
+      committed: moves,
+      expected: { sumsEqual: true, noNegative: true, appliedOnce: false, mismatchCount: 2, ok: false },
+    },
+    {
+      name: "an aborted payment moved money",
+      after: [
+        ["a@X", 990n],
+        ["b@Y", 510n],
+        ["c@X", 0n],
+      ],
+      committed: [],
+      expected: { sumsEqual: true, noNegative: true, appliedOnce: false, mismatchCount: 2, ok: false },
+    },
+    {
+      name: "only the credit leg applied: money created",
+      after: [
+        ["a@X", 1000n],
+        ["b@Y", 800n],
+        ["c@X", 0n],
+      ],
+      committed: [transfer("a@X", "b@Y", 300n)],
+      expected: { sumsEqual: false, noNegative: true, appliedOnce: false, mismatchCount: 1, ok: false },
+    },
+    {
+      name: "a negative balance",
+      after: [
+        ["a@X", -100n],
+        ["b@Y", 1600n],
+        ["c@X", 0n],
+      ],
+      committed: [transfer("a@X", "b@Y", 1100n)],
+      expected: { sumsEqual: true, noNegative: false, appliedOnce: true, mismatchCount: 0, ok: false },
+    },
+    {
+      name: "an account missing after",
+      after: [
+        ["a@X", 1000n],
+        ["b@Y", 500n],
+      ],
+      committed: [],
+      expected: { sumsEqual: true, noNegative: true, appliedOnce: false, mismatchCount: 1, ok: false },
+    },
+    {
+      name: "an extra account after",
+      after: [
+        ["a@X", 1000n],
+        ["b@Y", 500n],
+        ["c@X", 0n],
+        ["d@Y", 0n],
+      ],
+      committed: [],
+      expected: { sumsEqual: true, noNegative: true, appliedOnce: false, mismatchCount: 1, ok: false },
+    },
   ];
   for (const { name, after, committed, expected } of cases) {
     it(name, () => {
@@ -128,7 +294,17 @@ describe("checkConservation", () => {
     });
   }
   it("names the account, the expected and the found balance", () => {
-    const report = checkConservation(new Map([["a@X", 10n], ["b@Y", 0n]]), new Map([["a@X", 10n], ["b@Y", 3n]]), []);
+    const report = checkConservation(
+      new Map([
+        ["a@X", 10n],
+        ["b@Y", 0n],
+      ]),
+      new Map([
+        ["a@X", 10n],
+        ["b@Y", 3n],
+      ]),
+      [],
+    );
     assert.deepEqual(report.mismatches, [{ account: "b@Y", expectedMinor: 0n, actualMinor: 3n }]);
   });
   it("refuses a transfer that is not positive (a programmer error)", () => {
@@ -137,28 +313,50 @@ describe("checkConservation", () => {
 });
 
 describe("generated accounts", () => {
-  const usernames: Array<[number, string]> = [[0, "u000001"], [41, "u000042"], [99_999, "u100000"], [999_999, "u1000000"]];
-  for (const [index, expected] of usernames) it(`account ${index} is ${expected}`, () => assert.equal(benchUsername(index), expected));
+  const usernames: Array<[number, string]> = [
+    [0, "u000001"],
+    [41, "u000042"],
+    [99_999, "u100000"],
+    [999_999, "u1000000"],
+  ];
+  for (const [index, expected] of usernames)
+    it(`account ${index} is ${expected}`, () => assert.equal(benchUsername(index), expected));
 
   it("spreads accounts round-robin over the banks with one shared hash, and the file parses back", () => {
-    const rows = generateAccountRows({ accounts: 5, banks: ["BANKA", "BANKB"], balanceMinor: 100_000n, passwordHash: "scrypt$hash" });
-    assert.deepEqual(rows.map((row) => `${row.username}@${row.bank}`), ["u000001@BANKA", "u000002@BANKB", "u000003@BANKA", "u000004@BANKB", "u000005@BANKA"]);
+    const rows = generateAccountRows({
+      accounts: 5,
+      banks: ["BANKA", "BANKB"],
+      balanceMinor: 100_000n,
+      passwordHash: "scrypt$hash",
+    });
+    assert.deepEqual(
+      rows.map((row) => `${row.username}@${row.bank}`),
+      ["u000001@BANKA", "u000002@BANKB", "u000003@BANKA", "u000004@BANKB", "u000005@BANKA"],
+    );
     assert.ok(rows.every((row) => row.balanceMinor === 100_000n && row.password === "scrypt$hash"));
     assert.deepEqual(parseAccountsCsv(serializeAccountsCsv(rows), "generated.csv"), rows);
   });
   for (const accounts of [0, -1, 1.5, 1_000_001]) {
-    it(`refuses ${accounts} accounts`, () => assert.throws(() => generateAccountRows({ accounts, banks: ["A"], balanceMinor: 0n, passwordHash: "h" })));
+    it(`refuses ${accounts} accounts`, () =>
+      assert.throws(() => generateAccountRows({ accounts, banks: ["A"], balanceMinor: 0n, passwordHash: "h" })));
   }
 
   it("chooses distinct payers alternating between banks", () => {
-    const accounts = accountRefs(generateAccountRows({ accounts: 6, banks: ["BANKA", "BANKB"], balanceMinor: 0n, passwordHash: "h" }));
-    assert.deepEqual(choosePayers(accounts, 3).map((payer) => payer.key), ["u000001@BANKA", "u000002@BANKB", "u000003@BANKA"]);
+    const accounts = accountRefs(
+      generateAccountRows({ accounts: 6, banks: ["BANKA", "BANKB"], balanceMinor: 0n, passwordHash: "h" }),
+    );
+    assert.deepEqual(
+      choosePayers(accounts, 3).map((payer) => payer.key),
+      ["u000001@BANKA", "u000002@BANKB", "u000003@BANKA"],
+    );
     assert.throws(() => choosePayers(accounts, 7));
   });
 });
 
 describe("PaymentPlanner", () => {
-  const accounts = accountRefs(generateAccountRows({ accounts: 20, banks: ["BANKA", "BANKB"], balanceMinor: 0n, passwordHash: "h" }));
+  const accounts = accountRefs(
+    generateAccountRows({ accounts: 20, banks: ["BANKA", "BANKB"], balanceMinor: 0n, passwordHash: "h" }),
+  );
   const payer = accounts[0]!;
   const draw = (sameBankPercent: number, seed: number, count = 500) => {
     const planner = new PaymentPlanner(accounts, { sameBankPercent, amountMinMinor: 1n, amountMaxMinor: 100n });
@@ -167,7 +365,8 @@ describe("PaymentPlanner", () => {
   };
 
   it("makes the same choices for the same seed and different ones for another", () => {
-    const summary = (seed: number) => draw(0, seed, 50).map((planned) => `${planned.target.key}:${planned.amountMinor}`);
+    const summary = (seed: number) =>
+      draw(0, seed, 50).map((planned) => `${planned.target.key}:${planned.amountMinor}`);
     assert.deepEqual(summary(7), summary(7));
     assert.notDeepEqual(summary(7), summary(8));
   });
@@ -187,10 +386,13 @@ describe("PaymentPlanner", () => {
     assert.ok(share > 0.2 && share < 0.3, `same-bank share ${share}`);
   });
   it("with one bank, pays another account of it whatever the percentage", () => {
-    const single = accountRefs(generateAccountRows({ accounts: 3, banks: ["ONLY"], balanceMinor: 0n, passwordHash: "h" }));
+    const single = accountRefs(
+      generateAccountRows({ accounts: 3, banks: ["ONLY"], balanceMinor: 0n, passwordHash: "h" }),
+    );
     const planner = new PaymentPlanner(single, { sameBankPercent: 0, amountMinMinor: 1n, amountMaxMinor: 1n });
     const prng = new Prng(1);
-    for (let index = 0; index < 50; index += 1) assert.notEqual(planner.next(single[0]!, prng).target.key, single[0]!.key);
+    for (let index = 0; index < 50; index += 1)
+      assert.notEqual(planner.next(single[0]!, prng).target.key, single[0]!.key);
   });
 });
 
@@ -202,7 +404,13 @@ describe("loggedOutcomes", () => {
     { paymentId: "bench-x", state: "aborted" as const, finished: true },
   ];
   it("keeps only the records of the run's prefix, with their state and whether they finished", () => {
-    assert.deepEqual(loggedOutcomes(records, "bench-x-"), new Map([["bench-x-0", { state: "committed", finished: true }], ["bench-x-1", { state: "preparing", finished: false }]]));
+    assert.deepEqual(
+      loggedOutcomes(records, "bench-x-"),
+      new Map([
+        ["bench-x-0", { state: "committed", finished: true }],
+        ["bench-x-1", { state: "preparing", finished: false }],
+      ]),
+    );
   });
   it("finds nothing in an empty log", () => assert.deepEqual(loggedOutcomes([], "bench-x-"), new Map()));
 });
@@ -211,17 +419,44 @@ describe("balanceOfCreated", () => {
   const cases: Array<[string, Pick<BenchFlags, "balance" | "payments" | "warmup" | "concurrency">, bigint]> = [
     ["--balance as given", { balance: "2.00", payments: 40_000, warmup: 10_000, concurrency: 8 }, 200n],
     ["--balance 0 as given", { balance: "0", payments: 200, warmup: 0, concurrency: 8 }, 0n],
-    ["1000.00 when the payments need less (64 payers, 12,000 payments of at most 1.00)", { balance: undefined, payments: 2_000, warmup: 10_000, concurrency: 64 }, 100_000n],
-    ["each payer's share at the largest amount when it needs more (8 payers, 50,000 payments: 6,250.00)", { balance: undefined, payments: 40_000, warmup: 10_000, concurrency: 8 }, 625_000n],
-    ["a share rounded up (3 payers, 100,001 payments: 33,334 each)", { balance: undefined, payments: 100_001, warmup: 0, concurrency: 3 }, 3_333_400n],
+    [
+      "1000.00 when the payments need less (64 payers, 12,000 payments of at most 1.00)",
+      { balance: undefined, payments: 2_000, warmup: 10_000, concurrency: 64 },
+      100_000n,
+    ],
+    [
+      "each payer's share at the largest amount when it needs more (8 payers, 50,000 payments: 6,250.00)",
+      { balance: undefined, payments: 40_000, warmup: 10_000, concurrency: 8 },
+      625_000n,
+    ],
+    [
+      "a share rounded up (3 payers, 100,001 payments: 33,334 each)",
+      { balance: undefined, payments: 100_001, warmup: 0, concurrency: 3 },
+      3_333_400n,
+    ],
   ];
   for (const [name, flags, expected] of cases) it(name, () => assert.equal(balanceOfCreated(flags), expected));
 });
 
 describe("benchUsageError", () => {
   const valid: BenchFlags = {
-    dataDir: ".", gateway: undefined, payments: 200, warmup: 0, concurrency: 8, accounts: 40, rate: undefined, batch: 1, sameBankPercent: 0,
-    balance: "1000.00", seed: 1, callTimeoutMs: 20_000, timeoutMs: 600_000, settleTimeoutMs: 120_000, keep: false, cpuProf: undefined, json: true,
+    dataDir: ".",
+    gateway: undefined,
+    payments: 200,
+    warmup: 0,
+    concurrency: 8,
+    accounts: 40,
+    rate: undefined,
+    batch: 1,
+    sameBankPercent: 0,
+    balance: "1000.00",
+    seed: 1,
+    callTimeoutMs: 20_000,
+    timeoutMs: 600_000,
+    settleTimeoutMs: 120_000,
+    keep: false,
+    cpuProf: undefined,
+    json: true,
   };
   it("accepts valid flags", () => assert.equal(benchUsageError(valid), null));
   const cases: Array<[string, Partial<BenchFlags>, RegExp | null]> = [
@@ -239,7 +474,11 @@ describe("benchUsageError", () => {
     ["--concurrency 1025", { concurrency: 1025, accounts: 2000 }, /--concurrency/],
     ["more clients than accounts", { concurrency: 41 }, /needs at least as many accounts/],
     ["as many clients as accounts", { concurrency: 40 }, null],
-    ["more clients than --accounts with --gateway (the file decides)", { concurrency: 41, gateway: "127.0.0.1:8080" }, null],
+    [
+      "more clients than --accounts with --gateway (the file decides)",
+      { concurrency: 41, gateway: "127.0.0.1:8080" },
+      null,
+    ],
     ["--accounts 1", { accounts: 1, concurrency: 1 }, /--accounts/],
     ["--rate 0", { rate: 0 }, /--rate/],
     ["--rate 0.5", { rate: 0.5 }, null],
@@ -253,7 +492,11 @@ describe("benchUsageError", () => {
     ["--call-timeout-ms 0", { callTimeoutMs: 0 }, /--call-timeout-ms/],
     ["--gateway without a port", { gateway: "localhost" }, /--gateway/],
     ["--cpu-prof DIR", { cpuProf: "profiles" }, null],
-    ["--cpu-prof with --gateway (the bench starts no process to profile)", { cpuProf: "profiles", gateway: "127.0.0.1:8080" }, /--cpu-prof profiles the processes the bench starts/],
+    [
+      "--cpu-prof with --gateway (the bench starts no process to profile)",
+      { cpuProf: "profiles", gateway: "127.0.0.1:8080" },
+      /--cpu-prof profiles the processes the bench starts/,
+    ],
     ["--cpu-prof with an empty dir", { cpuProf: "" }, /--cpu-prof needs a directory/],
   ];
   for (const [name, change, expected] of cases) {

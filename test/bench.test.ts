@@ -15,10 +15,32 @@ interface BenchJson {
   ambiguousResolved: { committed: number; aborted: number; unresolved: number };
   reasons: Record<string, number>;
   latencyMs: { p50: number; p95: number; p99: number; max: number; mean: number };
-  conservation: { ok: boolean; sumsEqual: boolean; noNegative: boolean; appliedOnce: boolean; outcomesAgree: boolean; gatewayCommitted: number; sumBefore: string; sumAfter: string; accountsChecked: number };
+  conservation: {
+    ok: boolean;
+    sumsEqual: boolean;
+    noNegative: boolean;
+    appliedOnce: boolean;
+    outcomesAgree: boolean;
+    gatewayCommitted: number;
+    sumBefore: string;
+    sumAfter: string;
+    accountsChecked: number;
+  };
   network: { owned: boolean; kept: boolean };
-  warmup: null | { payments: number; committed: number; aborted: number; ambiguous: number; ambiguousResolved: { committed: number; aborted: number; unresolved: number }; gatewayCommitted: number; outcomesAgree: boolean };
-  cpu: { processes: Array<{ name: string; cpuMs: number | null; perPaymentMs: number | null }>; perPaymentMs: number | null; coresBusy: number | null };
+  warmup: null | {
+    payments: number;
+    committed: number;
+    aborted: number;
+    ambiguous: number;
+    ambiguousResolved: { committed: number; aborted: number; unresolved: number };
+    gatewayCommitted: number;
+    outcomesAgree: boolean;
+  };
+  cpu: {
+    processes: Array<{ name: string; cpuMs: number | null; perPaymentMs: number | null }>;
+    perPaymentMs: number | null;
+    coresBusy: number | null;
+  };
 }
 
 function assertConsistent(report: BenchJson, payments: number): void {
@@ -41,7 +63,18 @@ function assertConsistent(report: BenchJson, payments: number): void {
 
 describe("paynet bench", { timeout: 90_000 }, () => {
   it("makes 200 payments from 8 clients over 40 accounts and finds every balance conserved", async () => {
-    const result = await runCli(["bench", "--payments", "200", "--warmup", "0", "--concurrency", "8", "--accounts", "40", "--json"]);
+    const result = await runCli([
+      "bench",
+      "--payments",
+      "200",
+      "--warmup",
+      "0",
+      "--concurrency",
+      "8",
+      "--accounts",
+      "40",
+      "--json",
+    ]);
     assert.equal(result.code, 0, `exit ${result.code}; stderr:\n${result.stderr}`);
     const report = result.json as unknown as BenchJson;
     assertConsistent(report, 200);
@@ -57,7 +90,10 @@ describe("paynet bench", { timeout: 90_000 }, () => {
     assert.ok(names.length >= 4, `names ${names.join(", ")}`);
     let totalMs = 0;
     for (const entry of report.cpu.processes) {
-      assert.ok(entry.cpuMs !== null && entry.cpuMs >= 0 && entry.perPaymentMs !== null, `${entry.name}: ${JSON.stringify(entry)}`);
+      assert.ok(
+        entry.cpuMs !== null && entry.cpuMs >= 0 && entry.perPaymentMs !== null,
+        `${entry.name}: ${JSON.stringify(entry)}`,
+      );
       assert.ok(Math.abs(entry.perPaymentMs - entry.cpuMs / 200) < 0.001, `${entry.name}: per payment = cpu / 200`);
       totalMs += entry.cpuMs;
     }
@@ -66,7 +102,22 @@ describe("paynet bench", { timeout: 90_000 }, () => {
   });
 
   it("counts refusals as aborted and still conserves, with balances too small for most payments", async () => {
-    const result = await runCli(["bench", "--payments", "60", "--warmup", "0", "--concurrency", "4", "--accounts", "8", "--balance", "0.50", "--same-bank-percent", "30", "--json"]);
+    const result = await runCli([
+      "bench",
+      "--payments",
+      "60",
+      "--warmup",
+      "0",
+      "--concurrency",
+      "4",
+      "--accounts",
+      "8",
+      "--balance",
+      "0.50",
+      "--same-bank-percent",
+      "30",
+      "--json",
+    ]);
     assert.equal(result.code, 0, `exit ${result.code}; stderr:\n${result.stderr}`);
     const report = result.json as unknown as BenchJson;
     assertConsistent(report, 60);
@@ -78,7 +129,24 @@ describe("paynet bench", { timeout: 90_000 }, () => {
   it("with --batch sends MakePayments calls of that many orders, and every order is counted and conserved; --cpu-prof profiles each process it starts", async () => {
     const profileDir = await mkdtemp(join(tmpdir(), "paynet-bench-prof-"));
     try {
-      const result = await runCli(["bench", "--payments", "300", "--warmup", "0", "--concurrency", "4", "--accounts", "20", "--batch", "25", "--same-bank-percent", "20", "--cpu-prof", profileDir, "--json"]);
+      const result = await runCli([
+        "bench",
+        "--payments",
+        "300",
+        "--warmup",
+        "0",
+        "--concurrency",
+        "4",
+        "--accounts",
+        "20",
+        "--batch",
+        "25",
+        "--same-bank-percent",
+        "20",
+        "--cpu-prof",
+        profileDir,
+        "--json",
+      ]);
       assert.equal(result.code, 0, `exit ${result.code}; stderr:\n${result.stderr}`);
       const report = result.json as unknown as BenchJson & { batch: number };
       assertConsistent(report, 300);
@@ -86,10 +154,20 @@ describe("paynet bench", { timeout: 90_000 }, () => {
       assert.ok(report.committed > 0);
       assert.equal(report.conservation.sumBefore, "20000.00");
       // Each child wrote its V8 profile when the bench stopped it: a call tree with samples, as DevTools reads it.
-      assert.deepEqual((await readdir(profileDir)).sort(), ["bank-BANKA.cpuprofile", "bank-BANKB.cpuprofile", "gateway.cpuprofile"]);
+      assert.deepEqual((await readdir(profileDir)).sort(), [
+        "bank-BANKA.cpuprofile",
+        "bank-BANKB.cpuprofile",
+        "gateway.cpuprofile",
+      ]);
       for (const name of await readdir(profileDir)) {
-        const profile = JSON.parse(await readFile(join(profileDir, name), "utf8")) as { nodes: unknown[]; samples: number[] };
-        assert.ok(profile.nodes.length > 1 && profile.samples.length > 0, `${name}: ${profile.nodes.length} nodes, ${profile.samples.length} samples`);
+        const profile = JSON.parse(await readFile(join(profileDir, name), "utf8")) as {
+          nodes: unknown[];
+          samples: number[];
+        };
+        assert.ok(
+          profile.nodes.length > 1 && profile.samples.length > 0,
+          `${name}: ${profile.nodes.length} nodes, ${profile.samples.length} samples`,
+        );
       }
     } finally {
       await rm(profileDir, { recursive: true, force: true });
@@ -97,7 +175,20 @@ describe("paynet bench", { timeout: 90_000 }, () => {
   });
 
   it("makes the warm-up payments first, untimed and uncounted, yet checks their outcomes and balances with the rest", async () => {
-    const result = await runCli(["bench", "--payments", "80", "--warmup", "120", "--concurrency", "4", "--accounts", "12", "--balance", "2.00", "--json"]);
+    const result = await runCli([
+      "bench",
+      "--payments",
+      "80",
+      "--warmup",
+      "120",
+      "--concurrency",
+      "4",
+      "--accounts",
+      "12",
+      "--balance",
+      "2.00",
+      "--json",
+    ]);
     assert.equal(result.code, 0, `exit ${result.code}; stderr:\n${result.stderr}`);
     const report = result.json as unknown as BenchJson;
     // The timed figures and counts are the 80 payments only; the gateway log's count for them excludes the warm-up's ids.
@@ -112,7 +203,10 @@ describe("paynet bench", { timeout: 90_000 }, () => {
     assert.equal(warmup.gatewayCommitted, warmup.committed + warmup.ambiguousResolved.committed);
     // 200 payments of up to 1.00 from 4 payers holding 2.00 each: some are refused, and balances before the
     // warm-up equal those after the timed load only if the warm-up's transfers are counted too.
-    assert.ok(warmup.committed > 0 && report.aborted + warmup.aborted > 0, `warm-up ${JSON.stringify(warmup)}, timed aborted ${report.aborted}`);
+    assert.ok(
+      warmup.committed > 0 && report.aborted + warmup.aborted > 0,
+      `warm-up ${JSON.stringify(warmup)}, timed aborted ${report.aborted}`,
+    );
     assert.equal(report.conservation.sumBefore, "24.00");
     assert.match(result.stderr, /warm-up: 120 payments first/);
   });

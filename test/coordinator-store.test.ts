@@ -33,10 +33,13 @@ function fileAdapter(): Adapter {
     },
     async durableIds() {
       const journal = await readFile(dataPaths(dir).transactionLogsJournal, "utf8").catch(() => "");
-      return journal.split("\n").filter((line) => line !== "").map((line) => {
-        const raw = JSON.parse(line) as { paymentId?: string; progress?: string };
-        return raw.paymentId ?? raw.progress ?? "";
-      });
+      return journal
+        .split("\n")
+        .filter((line) => line !== "")
+        .map((line) => {
+          const raw = JSON.parse(line) as { paymentId?: string; progress?: string };
+          return raw.paymentId ?? raw.progress ?? "";
+        });
     },
     cleanUp: () => rm(dir, { recursive: true, force: true }),
   };
@@ -70,9 +73,16 @@ for (const makeAdapter of [fileAdapter, memoryAdapter]) {
     });
 
     it("creates an id once, however many calls race on it; the others get the first record", async () => {
-      const answers = await Promise.all([store.beginOrGet(details("p1")), store.beginOrGet(details("p1", 900n)), store.beginOrGetAll([details("p1"), details("p2")])]);
+      const answers = await Promise.all([
+        store.beginOrGet(details("p1")),
+        store.beginOrGet(details("p1", 900n)),
+        store.beginOrGetAll([details("p1"), details("p2")]),
+      ]);
       const flat = [answers[0], answers[1], ...answers[2]];
-      assert.deepEqual(flat.map((begun) => begun.created), [true, false, false, true]);
+      assert.deepEqual(
+        flat.map((begun) => begun.created),
+        [true, false, false, true],
+      );
       assert.equal(flat[1]!.record.amountMinor, 500n, "the loser sees the winner's details, to compare with its own");
     });
 
@@ -81,12 +91,20 @@ for (const makeAdapter of [fileAdapter, memoryAdapter]) {
       assert.ok(begun.created);
       const known = await store.beginOrGet(details("p1"));
       assert.equal(known.created, false);
-      assert.ok((await adapter.durableIds()).includes("p1"), "a known record was handed out before its write was durable");
+      assert.ok(
+        (await adapter.durableIds()).includes("p1"),
+        "a known record was handed out before its write was durable",
+      );
       const advanced = store.advance({ paymentId: "p1", state: "committed" });
       const found = await store.find("p1");
       const decided = await advanced;
       assert.ok(found !== undefined);
-      if (found.state === "committed") assert.equal((await adapter.durableIds()).filter((id) => id === "p1").length, 2, "a decision found before its write was durable");
+      if (found.state === "committed")
+        assert.equal(
+          (await adapter.durableIds()).filter((id) => id === "p1").length,
+          2,
+          "a decision found before its write was durable",
+        );
       assert.equal(decided.state, "committed");
       assert.notEqual(decided.decidedAtMs, null);
       await begun.durable;
@@ -100,7 +118,9 @@ for (const makeAdapter of [fileAdapter, memoryAdapter]) {
       assert.ok((await adapter.durableIds()).includes("ghost"));
       const again = await store.beginOrGet(details("ghost"));
       assert.equal(again.created, false, "a tombstoned id can never be begun");
-      await (await store.beginOrGet(details("p1"))).record;
+      await (
+        await store.beginOrGet(details("p1"))
+      ).record;
       assert.equal((await store.tombstone("p1")).fromUser, "alice", "a known id is not tombstoned");
     });
 
@@ -113,11 +133,18 @@ for (const makeAdapter of [fileAdapter, memoryAdapter]) {
       assert.deepEqual(await store.advanceAll([]), []);
       const [a, b] = await store.advanceAll([
         { paymentId: "a", state: "committed", outcome: { balanceAfterMinor: 100n } },
-        { paymentId: "b", state: "aborted", outcome: { reason: "INSUFFICIENT_FUNDS", reasonMessage: "no", finished: true } },
+        {
+          paymentId: "b",
+          state: "aborted",
+          outcome: { reason: "INSUFFICIENT_FUNDS", reasonMessage: "no", finished: true },
+        },
       ]);
       assert.equal(a!.balanceAfterMinor, 100n);
       assert.equal(b!.finished, true);
-      await assert.rejects(store.advance({ paymentId: "a", state: "preparing" }), /may not move from committed to preparing/);
+      await assert.rejects(
+        store.advance({ paymentId: "a", state: "preparing" }),
+        /may not move from committed to preparing/,
+      );
       assert.deepEqual((await store.unfinished()).map((record) => record.paymentId).sort(), ["a", "c"]);
       assert.deepEqual(await store.counts(), { preparing: 1, committing: 1, aborting: 0, committed: 0, aborted: 1 });
     });

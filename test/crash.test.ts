@@ -47,12 +47,17 @@ const cases: CrashCase[] = [
 const amountMinor = 1000n;
 
 /** Pays with the same id until the answer is final (not "unknown"), as a careful client would. */
-async function payUntilFinal(network: Network, paymentId: string, payment: CrashCase["payment"]): Promise<{ status: "committed" } | { status: "aborted"; reason: string }> {
+async function payUntilFinal(
+  network: Network,
+  paymentId: string,
+  payment: CrashCase["payment"],
+): Promise<{ status: "committed" } | { status: "aborted"; reason: string }> {
   for (let attempt = 1; ; attempt += 1) {
     const error = await network.rawPay({ ...payment, amountMinor, paymentId });
     if (error === null) return { status: "committed" };
     if (!isAmbiguous(error)) return { status: "aborted", reason: error.code };
-    if (attempt > 600) throw new Error(`no final answer for ${paymentId} after ${attempt} attempts: ${error.code} ${error.message}`);
+    if (attempt > 600)
+      throw new Error(`no final answer for ${paymentId} after ${attempt} attempts: ${error.code} ${error.message}`);
     await network.gatewayReady();
   }
 }
@@ -66,7 +71,9 @@ describe("crash points", () => {
       const network = await networks.create();
       const env = { PAYNET_CRASH_AT: testCase.point };
       await network.startGateway(testCase.role === "gateway" ? { env } : {});
-      await Promise.all((["SBI", "HDFC"] as const).map((bank) => network.startBank(bank, testCase.role === bank ? { env } : {})));
+      await Promise.all(
+        (["SBI", "HDFC"] as const).map((bank) => network.startBank(bank, testCase.role === bank ? { env } : {})),
+      );
       const before = await network.balancesOnDisk();
       const totalBefore = await network.totalOnDisk();
       const paymentId = `crash-${testCase.point.replace(":", "-pass-")}-${kind}`;
@@ -85,7 +92,10 @@ describe("crash points", () => {
 
       const outcome = await payUntilFinal(network, paymentId, testCase.payment);
       assert.equal(outcome.status, testCase.expected, JSON.stringify(outcome));
-      await waitUntil(async () => (await network.gatewayRecord(paymentId))?.finished === true, "the gateway to finish the payment");
+      await waitUntil(
+        async () => (await network.gatewayRecord(paymentId))?.finished === true,
+        "the gateway to finish the payment",
+      );
       await waitUntil(async () => (await network.holdsOnDisk()) === 0, "every hold to be released");
 
       const after = await network.balancesOnDisk();
@@ -106,7 +116,11 @@ describe("crash points", () => {
         }
       };
       for (const dir of [dirname(network.paths.accountsCsv), dirname(network.paths.transactionLogsJson)]) {
-        assert.deepEqual((await readdir(dir)).filter((name) => name.endsWith(".tmp") && deadOwner(name)), [], `temp files of dead processes left in ${dir}`);
+        assert.deepEqual(
+          (await readdir(dir)).filter((name) => name.endsWith(".tmp") && deadOwner(name)),
+          [],
+          `temp files of dead processes left in ${dir}`,
+        );
       }
 
       // A retry with the same id answers the same and moves nothing.
@@ -118,7 +132,14 @@ describe("crash points", () => {
 });
 
 /** Three payments with three answers: a committed and a refused cross-bank one, and a same-bank one. */
-async function payThree(net: Network, prefix: string): Promise<{ payments: Array<Parameters<Network["rawPay"]>[0]>; answers: Map<string, string>; balances: Awaited<ReturnType<Network["balancesOnDisk"]>> }> {
+async function payThree(
+  net: Network,
+  prefix: string,
+): Promise<{
+  payments: Array<Parameters<Network["rawPay"]>[0]>;
+  answers: Map<string, string>;
+  balances: Awaited<ReturnType<Network["balancesOnDisk"]>>;
+}> {
   const payments = [
     { paymentId: `${prefix}-committed`, ...crossBank, amountMinor: 1_000n },
     { paymentId: `${prefix}-refused`, ...crossBank, amountMinor: 90_000_000n },
@@ -133,15 +154,34 @@ async function payThree(net: Network, prefix: string): Promise<{ payments: Array
 
 /** Each id repeated answers as it first did and moves nothing; a reuse with other details is refused; the counts hold. */
 async function assertAnswersKept(net: Network, paid: Awaited<ReturnType<typeof payThree>>): Promise<void> {
-  for (const payment of paid.payments) assert.equal((await net.rawPay(payment))?.code ?? "committed", paid.answers.get(payment.paymentId), `the repeat of ${payment.paymentId}`);
+  for (const payment of paid.payments)
+    assert.equal(
+      (await net.rawPay(payment))?.code ?? "committed",
+      paid.answers.get(payment.paymentId),
+      `the repeat of ${payment.paymentId}`,
+    );
   const conflict = await net.rawPay({ ...paid.payments[0]!, amountMinor: 1_001n });
   assert.equal(conflict?.code, "IDEMPOTENCY_CONFLICT", "an id reused for another payment");
   assert.deepEqual(await net.balancesOnDisk(), paid.balances, "the repeats moved nothing");
-  const found = await runCli(["payment", paid.payments[0]!.paymentId, "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
+  const found = await runCli([
+    "payment",
+    paid.payments[0]!.paymentId,
+    "--json",
+    "--data-dir",
+    net.dir,
+    "--gateway",
+    net.gatewayAddress,
+  ]);
   assert.equal(found.code, 0, found.stdout + found.stderr);
   assert.equal(found.json?.state, "committed");
   const status = await runCli(["status", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
-  assert.deepEqual((status.json as { payments: Record<string, number> }).payments, { preparing: 0, committing: 0, aborting: 0, committed: 2, aborted: 1 });
+  assert.deepEqual((status.json as { payments: Record<string, number> }).payments, {
+    preparing: 0,
+    committing: 0,
+    aborting: 0,
+    committed: 2,
+    aborted: 1,
+  });
 }
 
 describe("the gateway's compaction and archive", () => {
@@ -161,11 +201,19 @@ describe("the gateway's compaction and archive", () => {
     net.gateway!.child.kill("SIGTERM");
     assert.equal((await net.gateway!.exited).signal, "SIGKILL", "the gateway should die at gateway-log-temp-written");
     const gatewayDir = dirname(net.paths.transactionLogsJson);
-    assert.equal((await readdir(gatewayDir)).filter((name) => name.endsWith(".tmp")).length, 1, "the crash left the snapshot's temp file");
+    assert.equal(
+      (await readdir(gatewayDir)).filter((name) => name.endsWith(".tmp")).length,
+      1,
+      "the crash left the snapshot's temp file",
+    );
 
     await net.startGateway({ args: [] });
     await net.gatewayReady();
-    assert.equal((await readdir(gatewayDir)).filter((name) => name.endsWith(".tmp")).length, 0, "the dead process's temp file is removed");
+    assert.equal(
+      (await readdir(gatewayDir)).filter((name) => name.endsWith(".tmp")).length,
+      0,
+      "the dead process's temp file is removed",
+    );
     await assertAnswersKept(net, paid);
   });
 
@@ -177,8 +225,14 @@ describe("the gateway's compaction and archive", () => {
 
     net.gateway!.child.kill("SIGTERM");
     assert.equal((await net.gateway!.exited).signal, "SIGKILL", "the gateway should die at gateway-archive-appended");
-    const archived = [...readArchivedPayments(net.paths.transactionArchiveSqlite)].map((payment) => payment.paymentId).sort();
-    assert.deepEqual(archived, ["archived-committed", "archived-refused"], "the archive's transaction committed before the crash");
+    const archived = [...readArchivedPayments(net.paths.transactionArchiveSqlite)]
+      .map((payment) => payment.paymentId)
+      .sort();
+    assert.deepEqual(
+      archived,
+      ["archived-committed", "archived-refused"],
+      "the archive's transaction committed before the crash",
+    );
 
     // Restarted (the snapshot still holds the two: memory lets them go, the archive answers them, counted once),
     // then stopped in order, then restarted.
@@ -188,9 +242,19 @@ describe("the gateway's compaction and archive", () => {
       await assertAnswersKept(net, paid);
       if (signal !== null) await net.gateway!.stop(signal);
     }
-    const snapshot = JSON.parse(await readFile(net.paths.transactionLogsJson, "utf8")) as { payments: Array<{ paymentId: string }> };
-    assert.deepEqual(snapshot.payments.map((payment) => payment.paymentId), ["archived-same-bank"], "the snapshot holds only the retained payment");
-    assert.deepEqual([...(await readGatewayRecords(net.paths)).keys()].sort(), paid.payments.map((payment) => payment.paymentId).sort(), "tools still read every payment");
+    const snapshot = JSON.parse(await readFile(net.paths.transactionLogsJson, "utf8")) as {
+      payments: Array<{ paymentId: string }>;
+    };
+    assert.deepEqual(
+      snapshot.payments.map((payment) => payment.paymentId),
+      ["archived-same-bank"],
+      "the snapshot holds only the retained payment",
+    );
+    assert.deepEqual(
+      [...(await readGatewayRecords(net.paths)).keys()].sort(),
+      paid.payments.map((payment) => payment.paymentId).sort(),
+      "tools still read every payment",
+    );
   });
 
   it("an earlier build's archive (transaction_archive.jsonl and its index) is imported at start, and every id keeps its answer", async () => {
@@ -204,13 +268,20 @@ describe("the gateway's compaction and archive", () => {
     assert.equal(lines.length, 3);
     await writeFile(net.paths.transactionArchiveJsonl, lines.join(""));
     await mkdir(net.paths.transactionArchiveIndex);
-    await writeFile(join(net.paths.transactionArchiveIndex, "0000000000000000-0000000000000999.idx"), "an earlier build's index chunk");
-    for (const suffix of ["", "-wal", "-shm"]) await rm(`${net.paths.transactionArchiveSqlite}${suffix}`, { force: true });
+    await writeFile(
+      join(net.paths.transactionArchiveIndex, "0000000000000000-0000000000000999.idx"),
+      "an earlier build's index chunk",
+    );
+    for (const suffix of ["", "-wal", "-shm"])
+      await rm(`${net.paths.transactionArchiveSqlite}${suffix}`, { force: true });
 
     await net.startGateway(archiveAll);
     await net.gatewayReady();
     const names = await readdir(dirname(net.paths.transactionLogsJson));
-    assert.ok(!names.includes("transaction_archive.jsonl") && !names.includes("transaction_archive.index"), `the earlier archive's files are removed: ${names.join(", ")}`);
+    assert.ok(
+      !names.includes("transaction_archive.jsonl") && !names.includes("transaction_archive.index"),
+      `the earlier archive's files are removed: ${names.join(", ")}`,
+    );
     await assertAnswersKept(net, paid);
   });
 });
@@ -218,8 +289,12 @@ describe("the gateway's compaction and archive", () => {
 describe("the crash points", () => {
   it("are each in README's table, with the process that passes it", async () => {
     const readme = await readFile(new URL("../README.md", import.meta.url), "utf8");
-    const rows = [...readme.matchAll(/^\| `([a-z-]+)(?::[0-9]+)?` \| (gateway|bank|client) \|/gm)].map(([, point, role]) => `${point} ${role}`);
-    const named = Object.entries(crashPointsByRole).flatMap(([role, points]) => points.map((point) => `${point} ${role}`));
+    const rows = [...readme.matchAll(/^\| `([a-z-]+)(?::[0-9]+)?` \| (gateway|bank|client) \|/gm)].map(
+      ([, point, role]) => `${point} ${role}`,
+    );
+    const named = Object.entries(crashPointsByRole).flatMap(([role, points]) =>
+      points.map((point) => `${point} ${role}`),
+    );
     assert.deepEqual([...new Set(rows)].sort(), named.sort());
   });
 });
@@ -244,14 +319,25 @@ const batchCases: BatchCrashCase[] = [
 type BatchAnswer = { paymentId: string; status: "committed" | "aborted" | "in doubt"; reason: string };
 
 /** One MakePayments call over a fresh connection; null when the call as a whole failed (the gateway was gone). */
-async function payMany(network: Network, orders: Array<{ paymentId: string; toUser: string; toBank: string; amountMinor: bigint }>): Promise<BatchAnswer[] | null> {
+async function payMany(
+  network: Network,
+  orders: Array<{ paymentId: string; toUser: string; toBank: string; amountMinor: bigint }>,
+): Promise<BatchAnswer[] | null> {
   const gateway = await network.gatewayClient();
   const call = { timeoutMs: 30_000 };
   try {
     const { token } = await gateway.registerClient({ username: "alice", password: "alice123", bank: "SBI" }, call);
     const reply = await gateway.makePayments({ token, payments: orders }, call);
-    const statuses = { [PaymentStatus.COMMITTED]: "committed", [PaymentStatus.ABORTED]: "aborted", [PaymentStatus.IN_DOUBT]: "in doubt" } as const;
-    return reply.results.map((result) => ({ paymentId: result.paymentId, status: statuses[result.status as keyof typeof statuses], reason: result.reason }));
+    const statuses = {
+      [PaymentStatus.COMMITTED]: "committed",
+      [PaymentStatus.ABORTED]: "aborted",
+      [PaymentStatus.IN_DOUBT]: "in doubt",
+    } as const;
+    return reply.results.map((result) => ({
+      paymentId: result.paymentId,
+      status: statuses[result.status as keyof typeof statuses],
+      reason: result.reason,
+    }));
   } catch (error) {
     if (isAmbiguous(error as PaymentError)) return null;
     throw error;
@@ -268,7 +354,9 @@ describe("crash points in a MakePayments call", () => {
       const net = await networks.create();
       const env = { PAYNET_CRASH_AT: testCase.point };
       await net.startGateway(testCase.role === "gateway" ? { env } : {});
-      await Promise.all((["SBI", "HDFC"] as const).map((bank) => net.startBank(bank, testCase.role === bank ? { env } : {})));
+      await Promise.all(
+        (["SBI", "HDFC"] as const).map((bank) => net.startBank(bank, testCase.role === bank ? { env } : {})),
+      );
       const before = await net.balancesOnDisk();
       const totalBefore = await net.totalOnDisk();
       const orders = [
@@ -298,7 +386,11 @@ describe("crash points in a MakePayments call", () => {
         orders.map((order) => (order.amountMinor > before.get("alice@SBI")! ? "aborted" : testCase.expected)),
         JSON.stringify(answers),
       );
-      for (const order of orders) await waitUntil(async () => (await net.gatewayRecord(order.paymentId))?.finished === true, `the gateway to finish ${order.paymentId}`);
+      for (const order of orders)
+        await waitUntil(
+          async () => (await net.gatewayRecord(order.paymentId))?.finished === true,
+          `the gateway to finish ${order.paymentId}`,
+        );
       await waitUntil(async () => (await net.holdsOnDisk()) === 0, "every hold to be released");
 
       const after = await net.balancesOnDisk();

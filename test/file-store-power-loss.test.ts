@@ -20,7 +20,10 @@ function positiveInteger(name: string): number | undefined {
   const text = process.env[name];
   if (text === undefined || text === "") return undefined;
   const value = Number(text);
-  assert.ok(Number.isSafeInteger(value) && value >= 1, `${name} must be a positive integer, got ${JSON.stringify(text)}`);
+  assert.ok(
+    Number.isSafeInteger(value) && value >= 1,
+    `${name} must be a positive integer, got ${JSON.stringify(text)}`,
+  );
   return value;
 }
 
@@ -41,9 +44,20 @@ async function holdsEverywhere(t: TestContext, store: string, run: Schedule): Pr
     records += result.stats.records;
     if (result.failures.length > 0) failing.push(result);
   }
-  t.diagnostic(`${seeds.length} schedules, ${records} records kept, ${powerLosses} power losses in ${Math.round(performance.now() - started)} ms`);
+  t.diagnostic(
+    `${seeds.length} schedules, ${records} records kept, ${powerLosses} power losses in ${Math.round(performance.now() - started)} ms`,
+  );
   const replay = (seed: number) => `PAYNET_FILE_POWER_LOSS_SEED=${seed} node test/run.js file-store-power-loss`;
-  assert.equal(failing.length, 0, failing.slice(0, 3).map((result) => `${store} schedule ${result.seed}: ${result.failures.join("; ")}\n  replay: ${replay(result.seed)}`).join("\n"));
+  assert.equal(
+    failing.length,
+    0,
+    failing
+      .slice(0, 3)
+      .map(
+        (result) => `${store} schedule ${result.seed}: ${result.failures.join("; ")}\n  replay: ${replay(result.seed)}`,
+      )
+      .join("\n"),
+  );
 }
 
 async function caught(t: TestContext, run: Schedule, unsafeSkipSyncOf: RegExp): Promise<void> {
@@ -59,29 +73,49 @@ async function caught(t: TestContext, run: Schedule, unsafeSkipSyncOf: RegExp): 
 const hunting = { skip: replaySeed !== undefined };
 
 describe("power loss under the bank's file store", () => {
-  it(`keeps its promise over ${seeds.length === 1 ? `seed ${seeds[0]}` : `${seeds.length} seeded schedules`}`, (t) => holdsEverywhere(t, "ledger", runLedgerSchedule));
+  it(`keeps its promise over ${seeds.length === 1 ? `seed ${seeds[0]}` : `${seeds.length} seeded schedules`}`, (t) =>
+    holdsEverywhere(t, "ledger", runLedgerSchedule));
 
-  it("catches a journal append acknowledged before its fsync", hunting, (t) => caught(t, runLedgerSchedule, /journal_SBI\./));
+  it("catches a journal append acknowledged before its fsync", hunting, (t) =>
+    caught(t, runLedgerSchedule, /journal_SBI\./),
+  );
 
-  it("catches a finished log appended without its fsync", hunting, (t) => caught(t, runLedgerSchedule, /finished_transactions_SBI/));
+  it("catches a finished log appended without its fsync", hunting, (t) =>
+    caught(t, runLedgerSchedule, /finished_transactions_SBI/),
+  );
 
-  it("catches a rewrite renamed over the old file before its fsync", hunting, (t) => caught(t, runLedgerSchedule, /\.tmp$/));
+  it("catches a rewrite renamed over the old file before its fsync", hunting, (t) =>
+    caught(t, runLedgerSchedule, /\.tmp$/),
+  );
 
-  it("catches a new journal generation whose directory entry was never fsynced", hunting, (t) => caught(t, runLedgerSchedule, /\/server$/));
+  it("catches a new journal generation whose directory entry was never fsynced", hunting, (t) =>
+    caught(t, runLedgerSchedule, /\/server$/),
+  );
 });
 
 describe("power loss under the gateway's file store", () => {
-  it(`keeps its promise over ${seeds.length === 1 ? `seed ${seeds[0]}` : `${seeds.length} seeded schedules`}`, (t) => holdsEverywhere(t, "coordinator", runCoordinatorSchedule));
+  it(`keeps its promise over ${seeds.length === 1 ? `seed ${seeds[0]}` : `${seeds.length} seeded schedules`}`, (t) =>
+    holdsEverywhere(t, "coordinator", runCoordinatorSchedule));
 
-  it("catches a journal append acknowledged before its fsync", hunting, (t) => caught(t, runCoordinatorSchedule, /transaction_logs\.journal$/));
+  it("catches a journal append acknowledged before its fsync", hunting, (t) =>
+    caught(t, runCoordinatorSchedule, /transaction_logs\.journal$/),
+  );
 
   // The archive is in memory here (SQLite cannot run on the simulated disk): "not fsynced" is an archive whose
   // inserts a power loss forgets, as SQLite's would with synchronous = OFF.
-  it("catches archive inserts not durable before the snapshot drops their records", hunting, (t) => caught(t, runCoordinatorSchedule, /transaction_archive\.sqlite$/));
+  it("catches archive inserts not durable before the snapshot drops their records", hunting, (t) =>
+    caught(t, runCoordinatorSchedule, /transaction_archive\.sqlite$/),
+  );
 
-  it("catches a snapshot renamed into place before its fsync", hunting, (t) => caught(t, runCoordinatorSchedule, /\.tmp$/));
+  it("catches a snapshot renamed into place before its fsync", hunting, (t) =>
+    caught(t, runCoordinatorSchedule, /\.tmp$/),
+  );
 
-  it("catches new files whose directory entries were never fsynced", hunting, (t) => caught(t, runCoordinatorSchedule, /\/payment_gateway$/));
+  it("catches new files whose directory entries were never fsynced", hunting, (t) =>
+    caught(t, runCoordinatorSchedule, /\/payment_gateway$/),
+  );
 
-  it("catches ids acknowledged before transactions.txt was fsynced", hunting, (t) => caught(t, runCoordinatorSchedule, /transactions\.txt$/));
+  it("catches ids acknowledged before transactions.txt was fsynced", hunting, (t) =>
+    caught(t, runCoordinatorSchedule, /transactions\.txt$/),
+  );
 });

@@ -6,13 +6,26 @@ import assert from "node:assert/strict";
 import { access, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { GatewayLog, GatewayLogError, readGatewayRecords, type PaymentDetails, type PaymentRecord } from "../src/core/gateway/store/file/gateway-log.js";
+import {
+  GatewayLog,
+  GatewayLogError,
+  readGatewayRecords,
+  type PaymentDetails,
+  type PaymentRecord,
+} from "../src/core/gateway/store/file/gateway-log.js";
 import { SqliteArchive } from "../src/core/gateway/store/file/sqlite-archive.js";
 import { dataPaths, type DataPaths } from "../src/core/durable/paths.js";
 import { reasonMessageCharsMax } from "../src/core/domain/payment.js";
 
 function details(index: number): PaymentDetails {
-  return { paymentId: `p${index}`, fromUser: "alice", fromBank: "SBI", toUser: "bob", toBank: "HDFC", amountMinor: BigInt(100 + index) };
+  return {
+    paymentId: `p${index}`,
+    fromUser: "alice",
+    fromBank: "SBI",
+    toUser: "bob",
+    toBank: "HDFC",
+    amountMinor: BigInt(100 + index),
+  };
 }
 
 /** Begins a new payment; resolves once its record is durable. */
@@ -25,8 +38,18 @@ async function begin(log: GatewayLog, payment: PaymentDetails): Promise<void> {
 /** Begins payment `index` and finishes it, committed when even and aborted when odd. */
 async function finishOne(log: GatewayLog, index: number): Promise<void> {
   await begin(log, details(index));
-  if (index % 2 === 0) await log.advance({ paymentId: `p${index}`, state: "committed", outcome: { balanceAfterMinor: 900n, finished: true } });
-  else await log.advance({ paymentId: `p${index}`, state: "aborted", outcome: { reason: "INSUFFICIENT_FUNDS", reasonMessage: "no", finished: true } });
+  if (index % 2 === 0)
+    await log.advance({
+      paymentId: `p${index}`,
+      state: "committed",
+      outcome: { balanceAfterMinor: 900n, finished: true },
+    });
+  else
+    await log.advance({
+      paymentId: `p${index}`,
+      state: "aborted",
+      outcome: { reason: "INSUFFICIENT_FUNDS", reasonMessage: "no", finished: true },
+    });
 }
 
 describe("the gateway's payment log", () => {
@@ -51,7 +74,11 @@ describe("the gateway's payment log", () => {
     await log.close();
 
     const reopened = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 2 });
-    assert.deepEqual([...reopened.all()].map((record) => record.paymentId).sort(), ["p3", "p4", "p5"], "the newest two finished, and the unfinished one");
+    assert.deepEqual(
+      [...reopened.all()].map((record) => record.paymentId).sort(),
+      ["p3", "p4", "p5"],
+      "the newest two finished, and the unfinished one",
+    );
     for (const id of ["p0", "p1", "p2"]) assert.equal(reopened.get(id), undefined, `${id} is no longer held in memory`);
     const p1 = await reopened.find("p1");
     assert.equal(p1?.state, "aborted");
@@ -76,10 +103,20 @@ describe("the gateway's payment log", () => {
     await log.advance({ paymentId: "p0", state: "committed", outcome: { finished: true } });
     const before = { ...log.get("p0")! };
     const journal = await readFile(paths.transactionLogsJournal, "utf8");
-    const lines = journal.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+    const lines = journal
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
     assert.equal(lines.length, 4);
     assert.equal(lines[0]!.fromUser, "alice", "the first line is the whole record");
-    assert.deepEqual(lines.slice(1).map((line) => [line.progress, line.state, line.finished, "fromUser" in line]), [["p0", "prepared", false, false], ["p0", "committed", false, false], ["p0", "committed", true, false]]);
+    assert.deepEqual(
+      lines.slice(1).map((line) => [line.progress, line.state, line.finished, "fromUser" in line]),
+      [
+        ["p0", "prepared", false, false],
+        ["p0", "committed", false, false],
+        ["p0", "committed", true, false],
+      ],
+    );
     assert.equal(lines[3]!.balanceAfterMinor, "900");
     assert.ok(!("reason" in lines[3]!), "null fields are left out");
 
@@ -113,7 +150,13 @@ describe("the gateway's payment log", () => {
   it("refuses to start on the progress of a payment recorded nowhere", async () => {
     await mkdir(dirname(paths.transactionLogsJournal), { recursive: true });
     await writeFile(paths.transactionLogsJournal, `{"progress":"ghost","state":"committed","finished":true}\n`);
-    await assert.rejects(GatewayLog.open(paths, { nowMs }), (error: Error) => error instanceof GatewayLogError && error.message.includes(paths.transactionLogsJournal) && error.message.includes("ghost"));
+    await assert.rejects(
+      GatewayLog.open(paths, { nowMs }),
+      (error: Error) =>
+        error instanceof GatewayLogError &&
+        error.message.includes(paths.transactionLogsJournal) &&
+        error.message.includes("ghost"),
+    );
   });
 
   it("answers every repeat of an archived id as first recorded, across reopens, and an id never archived as unknown", async () => {
@@ -123,17 +166,29 @@ describe("the gateway's payment log", () => {
     await log.close();
     for (let life = 0; life < 2; life += 1) {
       const reopened = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 0 });
-      for (const id of recorded.keys()) assert.equal(reopened.get(id), undefined, `${id} is archived, not held in memory`);
+      for (const id of recorded.keys())
+        assert.equal(reopened.get(id), undefined, `${id} is archived, not held in memory`);
       for (const [id, record] of recorded) {
         assert.deepEqual(await reopened.find(id), record, `find(${id})`);
         const begun = await reopened.beginOrGet({ ...details(Number(id.slice(1))) });
         assert.equal(begun.created, false, `a repeat of ${id} begins nothing`);
         assert.deepEqual(begun.record, record);
-        assert.deepEqual(await reopened.tombstone(id), record, `a bank's question about ${id} gets its record, not a tombstone`);
+        assert.deepEqual(
+          await reopened.tombstone(id),
+          record,
+          `a bank's question about ${id} gets its record, not a tombstone`,
+        );
       }
       const fresh = 9 + life;
       const batch = await reopened.beginOrGetAll([details(1), details(fresh), details(fresh)]);
-      assert.deepEqual(batch.map((one) => [one.record.paymentId, one.created]), [["p1", false], [`p${fresh}`, true], [`p${fresh}`, false]]);
+      assert.deepEqual(
+        batch.map((one) => [one.record.paymentId, one.created]),
+        [
+          ["p1", false],
+          [`p${fresh}`, true],
+          [`p${fresh}`, false],
+        ],
+      );
       assert.deepEqual(batch[0]!.record, recorded.get("p1"));
       assert.equal(await reopened.find("never"), undefined);
       assert.deepEqual(reopened.archivedCounts(), { committed: 2, aborted: 2 });
@@ -159,7 +214,8 @@ describe("the gateway's payment log", () => {
       assert.deepEqual([...reopened.all()].map((record) => record.paymentId).sort(), ["p4", "p5"]);
       assert.deepEqual(reopened.archivedCounts(), { committed: 2, aborted: 2 });
       assert.deepEqual(await reopened.counts(), { preparing: 0, committing: 0, aborting: 0, committed: 3, aborted: 3 });
-      for (let index = 0; index < 6; index += 1) assert.equal((await reopened.find(`p${index}`))?.paymentId, `p${index}`);
+      for (let index = 0; index < 6; index += 1)
+        assert.equal((await reopened.find(`p${index}`))?.paymentId, `p${index}`);
       await reopened.close(); // its compaction archives nothing twice
     }
   });
@@ -209,17 +265,33 @@ describe("the upgrade from an earlier build's archive (transaction_archive.jsonl
     await rm(paths.transactionArchiveSqlite);
     await rm(`${paths.transactionArchiveSqlite}-wal`, { force: true });
     await rm(`${paths.transactionArchiveSqlite}-shm`, { force: true });
-    return { records, lines: records.map((record) => `${JSON.stringify(record, (_key, value: unknown) => (typeof value === "bigint" ? value.toString() : value))}\n`).join("") };
+    return {
+      records,
+      lines: records
+        .map(
+          (record) =>
+            `${JSON.stringify(record, (_key, value: unknown) => (typeof value === "bigint" ? value.toString() : value))}\n`,
+        )
+        .join(""),
+    };
   }
 
-  const exists = (path: string) => access(path).then(() => true, () => false);
+  const exists = (path: string) =>
+    access(path).then(
+      () => true,
+      () => false,
+    );
 
   it("imports every record once at start, a torn last line left out, removes the old files, and answers every id the same after", async () => {
     const { records, lines } = await earlierArchive();
     await writeFile(paths.transactionArchiveJsonl, `${lines}{"paymentId":"p9","fromUser":"al`);
     await mkdir(paths.transactionArchiveIndex);
     await writeFile(join(paths.transactionArchiveIndex, "0000000000000000-0000000000000400.idx"), "an index file");
-    assert.deepEqual([...(await readGatewayRecords(paths)).keys()].sort(), ["p0", "p1", "p2", "p3", "p4"], "tools read the earlier archive before it is imported");
+    assert.deepEqual(
+      [...(await readGatewayRecords(paths)).keys()].sort(),
+      ["p0", "p1", "p2", "p3", "p4"],
+      "tools read the earlier archive before it is imported",
+    );
 
     const log = await GatewayLog.open(paths, { nowMs });
     assert.deepEqual(log.legacyArchiveImport, { linesRead: 5, inserted: 5, tornBytes: 32, indexFilesRemoved: 1 });
@@ -235,7 +307,10 @@ describe("the upgrade from an earlier build's archive (transaction_archive.jsonl
     for (const record of records) assert.deepEqual(await reopened.find(record.paymentId), record);
     assert.deepEqual(reopened.archivedCounts(), { committed: 3, aborted: 2 });
     await reopened.close();
-    assert.deepEqual(Object.fromEntries(await readGatewayRecords(paths)), Object.fromEntries(records.map((record) => [record.paymentId, record])));
+    assert.deepEqual(
+      Object.fromEntries(await readGatewayRecords(paths)),
+      Object.fromEntries(records.map((record) => [record.paymentId, record])),
+    );
   });
 
   it("imports again, counting each payment once, after a crash that left the jsonl in place", async () => {
@@ -257,7 +332,11 @@ describe("the upgrade from an earlier build's archive (transaction_archive.jsonl
     const { lines } = await earlierArchive();
     const damaged = lines.replace('"state":"committed"', '"state":"spent"');
     await writeFile(paths.transactionArchiveJsonl, damaged);
-    await assert.rejects(GatewayLog.open(paths, { nowMs }), (error: Error) => error instanceof GatewayLogError && error.message.includes(`${paths.transactionArchiveJsonl}:1`));
+    await assert.rejects(
+      GatewayLog.open(paths, { nowMs }),
+      (error: Error) =>
+        error instanceof GatewayLogError && error.message.includes(`${paths.transactionArchiveJsonl}:1`),
+    );
     assert.equal(await readFile(paths.transactionArchiveJsonl, "utf8"), damaged);
   });
 });
@@ -278,9 +357,12 @@ describe("the gateway log's record schemas", () => {
 
   // Byte for byte as the build before the schemas wrote them: a payment begun, prepared and committed; one
   // refused (a message with quotes and a non-ASCII character); a tombstone.
-  const whole1 = '{"paymentId":"p1","fromUser":"alice","fromBank":"SBI","toUser":"bob","toBank":"HDFC","amountMinor":"2500","state":"preparing","reason":null,"reasonMessage":null,"finished":false,"balanceAfterMinor":null,"createdAtMs":1700000000001,"decidedAtMs":null,"finishedAtMs":null}';
-  const whole2 = '{"paymentId":"p2","fromUser":"bob","fromBank":"HDFC","toUser":"alice","toBank":"SBI","amountMinor":"9","state":"preparing","reason":null,"reasonMessage":null,"finished":false,"balanceAfterMinor":null,"createdAtMs":1700000000004,"decidedAtMs":null,"finishedAtMs":null}';
-  const tombstone = '{"paymentId":"p3","fromUser":"","fromBank":"","toUser":"","toBank":"","amountMinor":"0","state":"aborted","reason":"PAYMENT_ABORTED","reasonMessage":"a bank asked about a payment this gateway never began","finished":true,"balanceAfterMinor":null,"createdAtMs":1700000000006,"decidedAtMs":1700000000006,"finishedAtMs":1700000000006}';
+  const whole1 =
+    '{"paymentId":"p1","fromUser":"alice","fromBank":"SBI","toUser":"bob","toBank":"HDFC","amountMinor":"2500","state":"preparing","reason":null,"reasonMessage":null,"finished":false,"balanceAfterMinor":null,"createdAtMs":1700000000001,"decidedAtMs":null,"finishedAtMs":null}';
+  const whole2 =
+    '{"paymentId":"p2","fromUser":"bob","fromBank":"HDFC","toUser":"alice","toBank":"SBI","amountMinor":"9","state":"preparing","reason":null,"reasonMessage":null,"finished":false,"balanceAfterMinor":null,"createdAtMs":1700000000004,"decidedAtMs":null,"finishedAtMs":null}';
+  const tombstone =
+    '{"paymentId":"p3","fromUser":"","fromBank":"","toUser":"","toBank":"","amountMinor":"0","state":"aborted","reason":"PAYMENT_ABORTED","reasonMessage":"a bank asked about a payment this gateway never began","finished":true,"balanceAfterMinor":null,"createdAtMs":1700000000006,"decidedAtMs":1700000000006,"finishedAtMs":1700000000006}';
   const earlierJournal = [
     whole1,
     '{"progress":"p1","state":"prepared","finished":false}',
@@ -288,12 +370,59 @@ describe("the gateway log's record schemas", () => {
     whole2,
     '{"progress":"p2","state":"aborted","finished":true,"reason":"INSUFFICIENT_FUNDS","reasonMessage":"bob has 0.00, needs 0.09 \\"quoted\\" é","decidedAtMs":1700000000005,"finishedAtMs":1700000000005}',
     tombstone,
-  ].map((line) => `${line}\n`).join("");
+  ]
+    .map((line) => `${line}\n`)
+    .join("");
   const earlierSnapshot = `{"format":"paynet-gateway-log/1","payments":[{"paymentId":"p1","fromUser":"alice","fromBank":"SBI","toUser":"bob","toBank":"HDFC","amountMinor":"2500","state":"committed","reason":null,"reasonMessage":null,"finished":true,"balanceAfterMinor":"7500","createdAtMs":1700000000001,"decidedAtMs":1700000000003,"finishedAtMs":1700000000003},{"paymentId":"p2","fromUser":"bob","fromBank":"HDFC","toUser":"alice","toBank":"SBI","amountMinor":"9","state":"aborted","reason":"INSUFFICIENT_FUNDS","reasonMessage":"bob has 0.00, needs 0.09 \\"quoted\\" é","finished":true,"balanceAfterMinor":null,"createdAtMs":1700000000004,"decidedAtMs":1700000000005,"finishedAtMs":1700000000005},${tombstone}]}\n`;
   const expected = {
-    p1: { paymentId: "p1", fromUser: "alice", fromBank: "SBI", toUser: "bob", toBank: "HDFC", amountMinor: 2500n, state: "committed", reason: null, reasonMessage: null, finished: true, balanceAfterMinor: 7500n, createdAtMs: 1700000000001, decidedAtMs: 1700000000003, finishedAtMs: 1700000000003 },
-    p2: { paymentId: "p2", fromUser: "bob", fromBank: "HDFC", toUser: "alice", toBank: "SBI", amountMinor: 9n, state: "aborted", reason: "INSUFFICIENT_FUNDS", reasonMessage: 'bob has 0.00, needs 0.09 "quoted" é', finished: true, balanceAfterMinor: null, createdAtMs: 1700000000004, decidedAtMs: 1700000000005, finishedAtMs: 1700000000005 },
-    p3: { paymentId: "p3", fromUser: "", fromBank: "", toUser: "", toBank: "", amountMinor: 0n, state: "aborted", reason: "PAYMENT_ABORTED", reasonMessage: "a bank asked about a payment this gateway never began", finished: true, balanceAfterMinor: null, createdAtMs: 1700000000006, decidedAtMs: 1700000000006, finishedAtMs: 1700000000006 },
+    p1: {
+      paymentId: "p1",
+      fromUser: "alice",
+      fromBank: "SBI",
+      toUser: "bob",
+      toBank: "HDFC",
+      amountMinor: 2500n,
+      state: "committed",
+      reason: null,
+      reasonMessage: null,
+      finished: true,
+      balanceAfterMinor: 7500n,
+      createdAtMs: 1700000000001,
+      decidedAtMs: 1700000000003,
+      finishedAtMs: 1700000000003,
+    },
+    p2: {
+      paymentId: "p2",
+      fromUser: "bob",
+      fromBank: "HDFC",
+      toUser: "alice",
+      toBank: "SBI",
+      amountMinor: 9n,
+      state: "aborted",
+      reason: "INSUFFICIENT_FUNDS",
+      reasonMessage: 'bob has 0.00, needs 0.09 "quoted" é',
+      finished: true,
+      balanceAfterMinor: null,
+      createdAtMs: 1700000000004,
+      decidedAtMs: 1700000000005,
+      finishedAtMs: 1700000000005,
+    },
+    p3: {
+      paymentId: "p3",
+      fromUser: "",
+      fromBank: "",
+      toUser: "",
+      toBank: "",
+      amountMinor: 0n,
+      state: "aborted",
+      reason: "PAYMENT_ABORTED",
+      reasonMessage: "a bank asked about a payment this gateway never began",
+      finished: true,
+      balanceAfterMinor: null,
+      createdAtMs: 1700000000006,
+      decidedAtMs: 1700000000006,
+      finishedAtMs: 1700000000006,
+    },
   };
 
   it("loads a journal, a snapshot and an archive as the earlier build wrote them", async () => {
@@ -303,7 +432,9 @@ describe("the gateway log's record schemas", () => {
     await writeFile(paths.transactionLogsJson, earlierSnapshot);
     assert.deepEqual(Object.fromEntries(await readGatewayRecords(paths)), expected);
     await rm(paths.transactionLogsJson);
-    const archived = (JSON.parse(earlierSnapshot) as { payments: unknown[] }).payments.map((payment) => `${JSON.stringify(payment)}\n`).join("");
+    const archived = (JSON.parse(earlierSnapshot) as { payments: unknown[] }).payments
+      .map((payment) => `${JSON.stringify(payment)}\n`)
+      .join("");
     await writeFile(paths.transactionArchiveJsonl, archived); // imported into transaction_archive.sqlite at open
     const log = await GatewayLog.open(paths, { nowMs });
     for (const [id, record] of Object.entries(expected)) assert.deepEqual(await log.find(id), record);
@@ -316,18 +447,66 @@ describe("the gateway log's record schemas", () => {
   // Each a second journal line after whole1; null is "refused" or the state of p1 it leaves.
   const secondLines: ReadonlyArray<[string, string, RegExp | Partial<Record<string, unknown>>]> = [
     ["an amount of int64's maximum", whole1.replace('"p1"', '"p9"').replace('"2500"', `"${int64Max}"`), {}],
-    ["an amount beyond int64", whole1.replace('"p1"', '"p9"').replace('"2500"', `"${beyondInt64}"`), /:2: not a payment record \(amountMinor must be an integer string from 0 to 9223372036854775807, got "9223372036854775808"\); refusing to start, fix or restore the file$/],
-    ["a negative amount", whole1.replace('"p1"', '"p9"').replace('"2500"', '"-1"'), /:2: not a payment record \(amountMinor must be an integer string from 0 to /],
-    ["a whole record without createdAtMs", whole1.replace('"p1"', '"p9"').replace(',"createdAtMs":1700000000001', ""), /:2: not a payment record \(createdAtMs must be an integer, got nothing\)/],
-    ["a whole record with a reasonMessage that is not a string", whole1.replace('"p1"', '"p9"').replace('"reasonMessage":null', '"reasonMessage":5'), /:2: not a payment record \(reasonMessage must be a string, got 5\)/],
-    ["an unknown state", whole1.replace('"p1"', '"p9"').replace('"preparing"', '"lost"'), /:2: not a payment record \(state must be one of "preparing", "prepared", "committed", "aborted", got "lost"\)/],
-    ["progress with balanceAfterMinor at int64's maximum", `{"progress":"p1","state":"committed","finished":false,"balanceAfterMinor":"${int64Max}"}`, { state: "committed", balanceAfterMinor: BigInt(int64Max) }],
-    ["progress with balanceAfterMinor beyond int64", `{"progress":"p1","state":"committed","finished":false,"balanceAfterMinor":"${beyondInt64}"}`, /:2: not a payment record \(balanceAfterMinor must be an integer string from 0 to 9223372036854775807, got "9223372036854775808"\)/],
-    ["progress with its null fields written out", '{"progress":"p1","state":"aborted","finished":true,"reason":null,"reasonMessage":null,"balanceAfterMinor":null,"decidedAtMs":null,"finishedAtMs":null}', { state: "aborted", finished: true, reason: null, decidedAtMs: null }],
-    ["progress with an unknown reason", '{"progress":"p1","state":"aborted","finished":true,"reason":"NOPE"}', /:2: not a payment record \(reason must be a known reason, got "NOPE"\)/],
-    ["progress with an empty id", '{"progress":"","state":"aborted","finished":true}', /:2: not a payment record \(progress must be a non-empty string, got ""\)/],
-    ["progress without finished", '{"progress":"p1","state":"aborted"}', /:2: not a payment record \(finished must be a boolean, got nothing\)/],
-    ["progress with a fractional time", '{"progress":"p1","state":"aborted","finished":true,"decidedAtMs":1.5}', /:2: not a payment record \(decidedAtMs must be an integer, got 1\.5\)/],
+    [
+      "an amount beyond int64",
+      whole1.replace('"p1"', '"p9"').replace('"2500"', `"${beyondInt64}"`),
+      /:2: not a payment record \(amountMinor must be an integer string from 0 to 9223372036854775807, got "9223372036854775808"\); refusing to start, fix or restore the file$/,
+    ],
+    [
+      "a negative amount",
+      whole1.replace('"p1"', '"p9"').replace('"2500"', '"-1"'),
+      /:2: not a payment record \(amountMinor must be an integer string from 0 to /,
+    ],
+    [
+      "a whole record without createdAtMs",
+      whole1.replace('"p1"', '"p9"').replace(',"createdAtMs":1700000000001', ""),
+      /:2: not a payment record \(createdAtMs must be an integer, got nothing\)/,
+    ],
+    [
+      "a whole record with a reasonMessage that is not a string",
+      whole1.replace('"p1"', '"p9"').replace('"reasonMessage":null', '"reasonMessage":5'),
+      /:2: not a payment record \(reasonMessage must be a string, got 5\)/,
+    ],
+    [
+      "an unknown state",
+      whole1.replace('"p1"', '"p9"').replace('"preparing"', '"lost"'),
+      /:2: not a payment record \(state must be one of "preparing", "prepared", "committed", "aborted", got "lost"\)/,
+    ],
+    [
+      "progress with balanceAfterMinor at int64's maximum",
+      `{"progress":"p1","state":"committed","finished":false,"balanceAfterMinor":"${int64Max}"}`,
+      { state: "committed", balanceAfterMinor: BigInt(int64Max) },
+    ],
+    [
+      "progress with balanceAfterMinor beyond int64",
+      `{"progress":"p1","state":"committed","finished":false,"balanceAfterMinor":"${beyondInt64}"}`,
+      /:2: not a payment record \(balanceAfterMinor must be an integer string from 0 to 9223372036854775807, got "9223372036854775808"\)/,
+    ],
+    [
+      "progress with its null fields written out",
+      '{"progress":"p1","state":"aborted","finished":true,"reason":null,"reasonMessage":null,"balanceAfterMinor":null,"decidedAtMs":null,"finishedAtMs":null}',
+      { state: "aborted", finished: true, reason: null, decidedAtMs: null },
+    ],
+    [
+      "progress with an unknown reason",
+      '{"progress":"p1","state":"aborted","finished":true,"reason":"NOPE"}',
+      /:2: not a payment record \(reason must be a known reason, got "NOPE"\)/,
+    ],
+    [
+      "progress with an empty id",
+      '{"progress":"","state":"aborted","finished":true}',
+      /:2: not a payment record \(progress must be a non-empty string, got ""\)/,
+    ],
+    [
+      "progress without finished",
+      '{"progress":"p1","state":"aborted"}',
+      /:2: not a payment record \(finished must be a boolean, got nothing\)/,
+    ],
+    [
+      "progress with a fractional time",
+      '{"progress":"p1","state":"aborted","finished":true,"decidedAtMs":1.5}',
+      /:2: not a payment record \(decidedAtMs must be an integer, got 1\.5\)/,
+    ],
     ["an array", "[1]", /:2: not a payment record \(the record must be an object, got an array\)/],
     ["not JSON", '{"progress":', /transaction_logs\.journal:2: not JSON \(/],
   ];
@@ -341,33 +520,56 @@ describe("the gateway log's record schemas", () => {
           assert.match(error.message, outcome);
           return true;
         });
-        assert.equal(await readFile(paths.transactionLogsJournal, "utf8"), `${whole1}\n${second}\n`, "a refused file is left as it was");
+        assert.equal(
+          await readFile(paths.transactionLogsJournal, "utf8"),
+          `${whole1}\n${second}\n`,
+          "a refused file is left as it was",
+        );
         return;
       }
       const records = await readGatewayRecords(paths);
-      for (const [key, value] of Object.entries(outcome)) assert.deepEqual((records.get("p1") as unknown as Record<string, unknown>)[key], value, key);
+      for (const [key, value] of Object.entries(outcome))
+        assert.deepEqual((records.get("p1") as unknown as Record<string, unknown>)[key], value, key);
       if (second.startsWith('{"paymentId"')) assert.equal(records.get("p9")?.amountMinor, BigInt(int64Max));
     });
   }
 
   it("refuses a damaged snapshot entry, naming the file and the entry", async () => {
-    await writeFile(paths.transactionLogsJson, earlierSnapshot.replace('"amountMinor":"9"', `"amountMinor":"${beyondInt64}"`));
+    await writeFile(
+      paths.transactionLogsJson,
+      earlierSnapshot.replace('"amountMinor":"9"', `"amountMinor":"${beyondInt64}"`),
+    );
     await assert.rejects(GatewayLog.open(paths, { nowMs }), (error: Error) => {
       assert.ok(error instanceof GatewayLogError);
-      assert.equal(error.message, `${paths.transactionLogsJson}: not a paynet-gateway-log/1 document (payments[1].amountMinor must be an integer string from 0 to 9223372036854775807, got "9223372036854775808"); refusing to start, fix or restore the file`);
+      assert.equal(
+        error.message,
+        `${paths.transactionLogsJson}: not a paynet-gateway-log/1 document (payments[1].amountMinor must be an integer string from 0 to 9223372036854775807, got "9223372036854775808"); refusing to start, fix or restore the file`,
+      );
       return true;
     });
     await writeFile(paths.transactionLogsJson, '{"format":"paynet-gateway-log/2","payments":[]}');
-    await assert.rejects(GatewayLog.open(paths, { nowMs }), /transaction_logs\.json: not a paynet-gateway-log\/1 document \(format must be "paynet-gateway-log\/1", got "paynet-gateway-log\/2"\)/);
+    await assert.rejects(
+      GatewayLog.open(paths, { nowMs }),
+      /transaction_logs\.json: not a paynet-gateway-log\/1 document \(format must be "paynet-gateway-log\/1", got "paynet-gateway-log\/2"\)/,
+    );
     await writeFile(paths.transactionLogsJson, "null");
-    await assert.rejects(GatewayLog.open(paths, { nowMs }), /transaction_logs\.json: not a paynet-gateway-log\/1 document \(the record must be an object, got null\)/);
+    await assert.rejects(
+      GatewayLog.open(paths, { nowMs }),
+      /transaction_logs\.json: not a paynet-gateway-log\/1 document \(the record must be an object, got null\)/,
+    );
   });
 
   it("refuses a damaged archive line with its file, line and field", async () => {
-    await writeFile(paths.transactionArchiveJsonl, `${tombstone}\n${tombstone.replace('"p3"', '"p4"').replace('"finished":true', '"finished":"yes"')}\n`);
+    await writeFile(
+      paths.transactionArchiveJsonl,
+      `${tombstone}\n${tombstone.replace('"p3"', '"p4"').replace('"finished":true', '"finished":"yes"')}\n`,
+    );
     await assert.rejects(GatewayLog.open(paths, { nowMs }), (error: Error) => {
       assert.ok(error instanceof GatewayLogError);
-      assert.equal(error.message, `${paths.transactionArchiveJsonl}:2: not a payment record (finished must be a boolean, got "yes"); refusing to start, fix or restore the file`);
+      assert.equal(
+        error.message,
+        `${paths.transactionArchiveJsonl}:2: not a payment record (finished must be a boolean, got "yes"); refusing to start, fix or restore the file`,
+      );
       return true;
     });
   });
@@ -375,7 +577,11 @@ describe("the gateway log's record schemas", () => {
   it("keeps a refusal's message only up to reasonMessageCharsMax, so that every line fits its reader", async () => {
     const log = await GatewayLog.open(paths, { nowMs });
     await begin(log, details(0));
-    const change = { paymentId: "p0", state: "aborted" as const, outcome: { reason: "INTERNAL" as const, reasonMessage: "€".repeat(2 ** 20 / 3 + 1), finished: true } };
+    const change = {
+      paymentId: "p0",
+      state: "aborted" as const,
+      outcome: { reason: "INTERNAL" as const, reasonMessage: "€".repeat(2 ** 20 / 3 + 1), finished: true },
+    };
     const recorded = await log.advance(change);
     assert.equal(recorded.reasonMessage, "€".repeat(reasonMessageCharsMax));
     await log.close();

@@ -33,7 +33,10 @@ function harness() {
 
 /** Tracks how a promise settled, without leaving a rejection unhandled. */
 function observe(promise: Promise<void>) {
-  const state: { settled: "pending" | "resolved" | "rejected"; error: unknown } = { settled: "pending", error: undefined };
+  const state: { settled: "pending" | "resolved" | "rejected"; error: unknown } = {
+    settled: "pending",
+    error: undefined,
+  };
   promise.then(
     () => {
       state.settled = "resolved";

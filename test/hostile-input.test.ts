@@ -49,8 +49,12 @@ describe("hostile input", () => {
   });
 
   const payment = (overrides: Record<string, unknown>) => () =>
-    gateway.makePayment({ token, paymentId: "hostile-1", toUser: "bob", toBank: "HDFC", amountMinor: 100n, ...overrides } as never, call);
-  const login = (overrides: Record<string, unknown>) => () => gateway.registerClient({ username: "alice", password: passwords.alice!, bank: "SBI", ...overrides } as never, call);
+    gateway.makePayment(
+      { token, paymentId: "hostile-1", toUser: "bob", toBank: "HDFC", amountMinor: 100n, ...overrides } as never,
+      call,
+    );
+  const login = (overrides: Record<string, unknown>) => () =>
+    gateway.registerClient({ username: "alice", password: passwords.alice!, bank: "SBI", ...overrides } as never, call);
 
   const table: Array<[string, () => Promise<unknown>, string]> = [
     // amounts
@@ -83,7 +87,7 @@ describe("hostile input", () => {
     ["payment id of 129 characters", payment({ paymentId: long(129) }), "INVALID_ARGUMENT"],
     ["payment id with a space", payment({ paymentId: "id 1" }), "INVALID_ARGUMENT"],
     ["payment id with a newline", payment({ paymentId: "id\n1" }), "INVALID_ARGUMENT"],
-    ["payment id with a quote", payment({ paymentId: "id\"1" }), "INVALID_ARGUMENT"],
+    ["payment id with a quote", payment({ paymentId: 'id"1' }), "INVALID_ARGUMENT"],
     ["payment id starting with a hyphen", payment({ paymentId: "-id" }), "INVALID_ARGUMENT"],
     // who pays
     ["payment to oneself", payment({ toUser: "alice", toBank: "SBI" }), "SELF_PAYMENT"],
@@ -103,23 +107,101 @@ describe("hostile input", () => {
     ["a message over the size limit", login({ password: long(messageBytesMax + 1) }), "INVALID_ARGUMENT"],
     ["a payment id over the size limit", payment({ paymentId: long(messageBytesMax * 2) }), "INVALID_ARGUMENT"],
     // a bank's own boundary, called with the gateway's certificate
-    ["prepare with no leg kind", () => bank.prepare({ paymentId: "b-1", username: "alice", kind: LegKind.UNSPECIFIED, amountMinor: 1n }, call), "INVALID_ARGUMENT"],
-    ["prepare with an unknown leg kind", () => bank.prepare({ paymentId: "b-2", username: "alice", kind: 7 as LegKind, amountMinor: 1n }, call), "INVALID_ARGUMENT"],
-    ["prepare of a negative amount", () => bank.prepare({ paymentId: "b-3", username: "alice", kind: LegKind.DEBIT, amountMinor: -5n }, call), "INVALID_AMOUNT"],
-    ["prepare at an unknown account", () => bank.prepare({ paymentId: "b-4", username: "nobody", kind: LegKind.DEBIT, amountMinor: 5n }, call), "UNKNOWN_ACCOUNT"],
-    ["prepare of more than the balance", () => bank.prepare({ paymentId: "b-5", username: "alice", kind: LegKind.DEBIT, amountMinor: 100_000_000n }, call), "INSUFFICIENT_FUNDS"],
-    ["prepare with a malformed id", () => bank.prepare({ paymentId: "b 6", username: "alice", kind: LegKind.DEBIT, amountMinor: 5n }, call), "INVALID_ARGUMENT"],
+    [
+      "prepare with no leg kind",
+      () => bank.prepare({ paymentId: "b-1", username: "alice", kind: LegKind.UNSPECIFIED, amountMinor: 1n }, call),
+      "INVALID_ARGUMENT",
+    ],
+    [
+      "prepare with an unknown leg kind",
+      () => bank.prepare({ paymentId: "b-2", username: "alice", kind: 7 as LegKind, amountMinor: 1n }, call),
+      "INVALID_ARGUMENT",
+    ],
+    [
+      "prepare of a negative amount",
+      () => bank.prepare({ paymentId: "b-3", username: "alice", kind: LegKind.DEBIT, amountMinor: -5n }, call),
+      "INVALID_AMOUNT",
+    ],
+    [
+      "prepare at an unknown account",
+      () => bank.prepare({ paymentId: "b-4", username: "nobody", kind: LegKind.DEBIT, amountMinor: 5n }, call),
+      "UNKNOWN_ACCOUNT",
+    ],
+    [
+      "prepare of more than the balance",
+      () => bank.prepare({ paymentId: "b-5", username: "alice", kind: LegKind.DEBIT, amountMinor: 100_000_000n }, call),
+      "INSUFFICIENT_FUNDS",
+    ],
+    [
+      "prepare with a malformed id",
+      () => bank.prepare({ paymentId: "b 6", username: "alice", kind: LegKind.DEBIT, amountMinor: 5n }, call),
+      "INVALID_ARGUMENT",
+    ],
     ["commit of a payment never prepared", () => bank.commit({ paymentId: "never-prepared" }, call), "UNKNOWN_PAYMENT"],
     ["commit with an empty id", () => bank.commit({ paymentId: "" }, call), "INVALID_ARGUMENT"],
-    ["transfer to oneself", () => bank.transaction({ paymentId: "b-7", fromUser: "alice", toUser: "alice", amountMinor: 5n, begunAtMs: 1n }, call), "SELF_PAYMENT"],
-    ["transfer of zero", () => bank.transaction({ paymentId: "b-8", fromUser: "alice", toUser: "carol", amountMinor: 0n, begunAtMs: 1n }, call), "INVALID_AMOUNT"],
-    ["transfer from an unknown account", () => bank.transaction({ paymentId: "b-9", fromUser: "nobody", toUser: "carol", amountMinor: 5n, begunAtMs: 1n }, call), "UNKNOWN_ACCOUNT"],
-    ["transfer without the time the gateway began it", () => bank.transaction({ paymentId: "b-10", fromUser: "alice", toUser: "carol", amountMinor: 5n }, call), "INVALID_ARGUMENT"],
-    ["settling a transfer without the time the gateway began it", () => bank.abort({ paymentId: "b-11", settlesTransfer: true }, call), "INVALID_ARGUMENT"],
-    ["a batch of more legs than allowed", () => bank.commitBatch({ paymentIds: Array.from({ length: batchLegsMax + 1 }, (_, index) => `leg-${index}`) }, call), "INVALID_ARGUMENT"],
-    ["a batch whose columns differ in length", () => bank.prepareBatch({ paymentIds: ["leg-1", "leg-2"], usernames: ["alice"], kinds: [LegKind.DEBIT, LegKind.DEBIT], amountsMinor: [1n, 1n] }, call), "INVALID_ARGUMENT"],
+    [
+      "transfer to oneself",
+      () =>
+        bank.transaction(
+          { paymentId: "b-7", fromUser: "alice", toUser: "alice", amountMinor: 5n, begunAtMs: 1n },
+          call,
+        ),
+      "SELF_PAYMENT",
+    ],
+    [
+      "transfer of zero",
+      () =>
+        bank.transaction(
+          { paymentId: "b-8", fromUser: "alice", toUser: "carol", amountMinor: 0n, begunAtMs: 1n },
+          call,
+        ),
+      "INVALID_AMOUNT",
+    ],
+    [
+      "transfer from an unknown account",
+      () =>
+        bank.transaction(
+          { paymentId: "b-9", fromUser: "nobody", toUser: "carol", amountMinor: 5n, begunAtMs: 1n },
+          call,
+        ),
+      "UNKNOWN_ACCOUNT",
+    ],
+    [
+      "transfer without the time the gateway began it",
+      () => bank.transaction({ paymentId: "b-10", fromUser: "alice", toUser: "carol", amountMinor: 5n }, call),
+      "INVALID_ARGUMENT",
+    ],
+    [
+      "settling a transfer without the time the gateway began it",
+      () => bank.abort({ paymentId: "b-11", settlesTransfer: true }, call),
+      "INVALID_ARGUMENT",
+    ],
+    [
+      "a batch of more legs than allowed",
+      () =>
+        bank.commitBatch({ paymentIds: Array.from({ length: batchLegsMax + 1 }, (_, index) => `leg-${index}`) }, call),
+      "INVALID_ARGUMENT",
+    ],
+    [
+      "a batch whose columns differ in length",
+      () =>
+        bank.prepareBatch(
+          {
+            paymentIds: ["leg-1", "leg-2"],
+            usernames: ["alice"],
+            kinds: [LegKind.DEBIT, LegKind.DEBIT],
+            amountsMinor: [1n, 1n],
+          },
+          call,
+        ),
+      "INVALID_ARGUMENT",
+    ],
     ["balance of a malformed username", () => bank.sendBalanceReq({ username: "al ice" }, call), "INVALID_ARGUMENT"],
-    ["authentication of an overlong password", () => bank.authenticateUser({ username: "alice", password: long(300) }, call), "INVALID_ARGUMENT"],
+    [
+      "authentication of an overlong password",
+      () => bank.authenticateUser({ username: "alice", password: long(300) }, call),
+      "INVALID_ARGUMENT",
+    ],
   ];
 
   it(`has at least 50 cases (${table.length})`, () => assert.ok(table.length >= 50));
@@ -156,9 +238,15 @@ describe("secrets", () => {
       const gateway = await network.gatewayClient();
       try {
         for (let attempt = 1; attempt <= 5; attempt += 1) {
-          await assert.rejects(gateway.registerClient({ username: "carol", password: `guess-${attempt}`, bank: "SBI" }, call), (error: PaymentError) => error.code === "UNAUTHENTICATED");
+          await assert.rejects(
+            gateway.registerClient({ username: "carol", password: `guess-${attempt}`, bank: "SBI" }, call),
+            (error: PaymentError) => error.code === "UNAUTHENTICATED",
+          );
         }
-        await assert.rejects(gateway.registerClient({ username: "carol", password: passwords.carol!, bank: "SBI" }, call), (error: PaymentError) => error.code === "THROTTLED");
+        await assert.rejects(
+          gateway.registerClient({ username: "carol", password: passwords.carol!, bank: "SBI" }, call),
+          (error: PaymentError) => error.code === "THROTTLED",
+        );
         // Another user is not locked out by carol's guesses.
         await gateway.registerClient({ username: "alice", password: passwords.alice!, bank: "SBI" }, call);
       } finally {
@@ -176,9 +264,18 @@ describe("secrets", () => {
       const tokens: string[] = [];
       const gateway = await network.gatewayClient();
       try {
-        for (const [user, bank] of [["alice", "SBI"], ["bob", "HDFC"]] as const) tokens.push((await gateway.registerClient({ username: user, password: passwords[user]!, bank }, call)).token);
-        await assert.rejects(gateway.registerClient({ username: "dave", password: "dave-wrong-secret", bank: "HDFC" }, call));
-        await gateway.makePayment({ token: tokens[0]!, paymentId: "secret-check-1", toUser: "bob", toBank: "HDFC", amountMinor: 100n }, call);
+        for (const [user, bank] of [
+          ["alice", "SBI"],
+          ["bob", "HDFC"],
+        ] as const)
+          tokens.push((await gateway.registerClient({ username: user, password: passwords[user]!, bank }, call)).token);
+        await assert.rejects(
+          gateway.registerClient({ username: "dave", password: "dave-wrong-secret", bank: "HDFC" }, call),
+        );
+        await gateway.makePayment(
+          { token: tokens[0]!, paymentId: "secret-check-1", toUser: "bob", toBank: "HDFC", amountMinor: 100n },
+          call,
+        );
       } finally {
         gateway.close();
       }
@@ -193,11 +290,14 @@ describe("secrets", () => {
       await up.stop("SIGTERM");
 
       const secrets = [...Object.values(passwords), "dave-wrong-secret", "bob-wrong-secret", ...tokens];
-      const output = [network.gateway!, ...network.banks.values(), up].flatMap((proc) => proc.lines).concat(cli.flatMap((result) => [result.stdout, result.stderr]));
+      const output = [network.gateway!, ...network.banks.values(), up]
+        .flatMap((proc) => proc.lines)
+        .concat(cli.flatMap((result) => [result.stdout, result.stderr]));
       const files: Array<[string, string]> = [];
       for (const dir of ["server", "payment_gateway", "client"]) {
         for (const name of await readdir(join(network.dir, dir)).catch(() => [] as string[])) {
-          if (!name.endsWith(".lock") && !name.endsWith(".lck")) files.push([`${dir}/${name}`, await readFile(join(network.dir, dir, name), "utf8")]);
+          if (!name.endsWith(".lock") && !name.endsWith(".lck"))
+            files.push([`${dir}/${name}`, await readFile(join(network.dir, dir, name), "utf8")]);
         }
       }
       assert.ok(output.length > 10 && files.length >= 5, "something was captured");

@@ -40,12 +40,24 @@ describe("identities and authorization", () => {
   it("refuses a client certificate calling a bank's 2PC methods", async () => {
     const bank = await network.bankClient("SBI", sbiAddress, clientFiles);
     try {
-      await assert.rejects(bank.prepare({ paymentId: "steal-1", username: "alice", kind: LegKind.DEBIT, amountMinor: 100n }, call), hasCode("PERMISSION_DENIED"));
+      await assert.rejects(
+        bank.prepare({ paymentId: "steal-1", username: "alice", kind: LegKind.DEBIT, amountMinor: 100n }, call),
+        hasCode("PERMISSION_DENIED"),
+      );
       await assert.rejects(bank.commit({ paymentId: "steal-1" }, call), hasCode("PERMISSION_DENIED"));
-      await assert.rejects(bank.prepareBatch({ paymentIds: ["steal-3"], usernames: ["alice"], kinds: [LegKind.DEBIT], amountsMinor: [100n] }, call), hasCode("PERMISSION_DENIED"));
+      await assert.rejects(
+        bank.prepareBatch(
+          { paymentIds: ["steal-3"], usernames: ["alice"], kinds: [LegKind.DEBIT], amountsMinor: [100n] },
+          call,
+        ),
+        hasCode("PERMISSION_DENIED"),
+      );
       await assert.rejects(bank.commitBatch({ paymentIds: ["steal-3"] }, call), hasCode("PERMISSION_DENIED"));
       await assert.rejects(bank.sendBalanceReq({ username: "alice" }, call), hasCode("PERMISSION_DENIED"));
-      await assert.rejects(bank.authenticateUser({ username: "alice", password: "x" }, call), hasCode("PERMISSION_DENIED"));
+      await assert.rejects(
+        bank.authenticateUser({ username: "alice", password: "x" }, call),
+        hasCode("PERMISSION_DENIED"),
+      );
     } finally {
       bank.close();
     }
@@ -55,7 +67,10 @@ describe("identities and authorization", () => {
   it("refuses another bank's certificate calling a bank", async () => {
     const bank = await network.bankClient("SBI", sbiAddress, (dir) => bankFiles(dir, "HDFC"));
     try {
-      await assert.rejects(bank.transaction({ paymentId: "steal-2", fromUser: "alice", toUser: "carol", amountMinor: 100n }, call), hasCode("PERMISSION_DENIED"));
+      await assert.rejects(
+        bank.transaction({ paymentId: "steal-2", fromUser: "alice", toUser: "carol", amountMinor: 100n }, call),
+        hasCode("PERMISSION_DENIED"),
+      );
     } finally {
       bank.close();
     }
@@ -64,7 +79,10 @@ describe("identities and authorization", () => {
   it("refuses a bank registering under another bank's name", async () => {
     const gateway = await network.gatewayClient((dir) => bankFiles(dir, "HDFC"));
     try {
-      await assert.rejects(gateway.registerServer({ bank: "SBI", address: "127.0.0.1:1" }, call), hasCode("PERMISSION_DENIED"));
+      await assert.rejects(
+        gateway.registerServer({ bank: "SBI", address: "127.0.0.1:1" }, call),
+        hasCode("PERMISSION_DENIED"),
+      );
     } finally {
       gateway.close();
     }
@@ -77,8 +95,14 @@ describe("identities and authorization", () => {
     const asClient = await network.gatewayClient(clientFiles);
     const asBank = await network.gatewayClient((dir) => bankFiles(dir, "SBI"));
     try {
-      await assert.rejects(asClient.registerServer({ bank: "SBI", address: "127.0.0.1:1" }, call), hasCode("PERMISSION_DENIED"));
-      await assert.rejects(asBank.registerClient({ username: "alice", password: passwords.alice!, bank: "SBI" }, call), hasCode("PERMISSION_DENIED"));
+      await assert.rejects(
+        asClient.registerServer({ bank: "SBI", address: "127.0.0.1:1" }, call),
+        hasCode("PERMISSION_DENIED"),
+      );
+      await assert.rejects(
+        asBank.registerClient({ username: "alice", password: passwords.alice!, bank: "SBI" }, call),
+        hasCode("PERMISSION_DENIED"),
+      );
     } finally {
       asClient.close();
       asBank.close();
@@ -87,20 +111,41 @@ describe("identities and authorization", () => {
 
   it("fails a connection that presents no client certificate", async () => {
     const identity = await network.identity(clientFiles);
-    const gateway = createClient(PaymentGateway, network.gatewayAddress, grpc.credentials.createSsl(identity.caPem), expectServerName(gatewayServerName), "GATEWAY_UNAVAILABLE");
+    const gateway = createClient(
+      PaymentGateway,
+      network.gatewayAddress,
+      grpc.credentials.createSsl(identity.caPem),
+      expectServerName(gatewayServerName),
+      "GATEWAY_UNAVAILABLE",
+    );
     try {
-      await assert.rejects(gateway.registerClient({ username: "alice", password: passwords.alice!, bank: "SBI" }, call), hasCode("GATEWAY_UNAVAILABLE"));
+      await assert.rejects(
+        gateway.registerClient({ username: "alice", password: passwords.alice!, bank: "SBI" }, call),
+        hasCode("GATEWAY_UNAVAILABLE"),
+      );
     } finally {
       gateway.close();
     }
   });
 
   it("fails a connection whose client certificate comes from another CA", async () => {
-    const foreign = await loadIdentity(otherCaDir, { certPath: join(otherCaDir, "client_cert.pem"), keyPath: join(otherCaDir, "client_key.pem") });
+    const foreign = await loadIdentity(otherCaDir, {
+      certPath: join(otherCaDir, "client_cert.pem"),
+      keyPath: join(otherCaDir, "client_key.pem"),
+    });
     const ours = await network.identity(clientFiles);
-    const gateway = createClient(PaymentGateway, network.gatewayAddress, grpc.credentials.createSsl(ours.caPem, foreign.keyPem, foreign.certPem), expectServerName(gatewayServerName), "GATEWAY_UNAVAILABLE");
+    const gateway = createClient(
+      PaymentGateway,
+      network.gatewayAddress,
+      grpc.credentials.createSsl(ours.caPem, foreign.keyPem, foreign.certPem),
+      expectServerName(gatewayServerName),
+      "GATEWAY_UNAVAILABLE",
+    );
     try {
-      await assert.rejects(gateway.registerClient({ username: "alice", password: passwords.alice!, bank: "SBI" }, call), hasCode("GATEWAY_UNAVAILABLE"));
+      await assert.rejects(
+        gateway.registerClient({ username: "alice", password: passwords.alice!, bank: "SBI" }, call),
+        hasCode("GATEWAY_UNAVAILABLE"),
+      );
     } finally {
       gateway.close();
     }
@@ -109,16 +154,28 @@ describe("identities and authorization", () => {
   it("pays only from the session's own account and refuses forged tokens", async () => {
     const gateway = await network.gatewayClient();
     try {
-      const { token } = await gateway.registerClient({ username: "carol", password: passwords.carol!, bank: "SBI" }, call);
+      const { token } = await gateway.registerClient(
+        { username: "carol", password: passwords.carol!, bank: "SBI" },
+        call,
+      );
       const view = await gateway.viewBalance({ token }, call);
       assert.equal(view.username, "carol");
       const before = await network.balancesOnDisk();
-      await gateway.makePayment({ token, paymentId: "own-account-1", toUser: "bob", toBank: "HDFC", amountMinor: 100n }, call);
+      await gateway.makePayment(
+        { token, paymentId: "own-account-1", toUser: "bob", toBank: "HDFC", amountMinor: 100n },
+        call,
+      );
       const after = await network.balancesOnDisk();
       assert.equal(after.get("carol@SBI"), before.get("carol@SBI")! - 100n, "the payer is the token's user");
       assert.equal(after.get("alice@SBI"), before.get("alice@SBI"));
       await assert.rejects(gateway.viewBalance({ token: "A".repeat(43) }, call), hasCode("UNAUTHENTICATED"));
-      await assert.rejects(gateway.makePayment({ token: "forged", paymentId: "forged-1", toUser: "bob", toBank: "HDFC", amountMinor: 1n }, call), hasCode("UNAUTHENTICATED"));
+      await assert.rejects(
+        gateway.makePayment(
+          { token: "forged", paymentId: "forged-1", toUser: "bob", toBank: "HDFC", amountMinor: 1n },
+          call,
+        ),
+        hasCode("UNAUTHENTICATED"),
+      );
     } finally {
       gateway.close();
     }

@@ -23,9 +23,11 @@ async function waitForCount(text: string, count: number): Promise<void> {
 
 async function waitForScreen(pattern: RegExp): Promise<string> {
   let last = "";
-  await waitUntil(async () => pattern.test((last = await screen())), `the screen to show ${pattern}`, 30_000).catch((error: Error) => {
-    throw new Error(`${error.message}; the screen was:\n${last}`);
-  });
+  await waitUntil(async () => pattern.test((last = await screen())), `the screen to show ${pattern}`, 30_000).catch(
+    (error: Error) => {
+      throw new Error(`${error.message}; the screen was:\n${last}`);
+    },
+  );
   return last;
 }
 

@@ -47,7 +47,11 @@ function decodeError(field: string): (error: unknown) => true {
   };
 }
 
-function linesError(code: JsonLinesErrorCode, lineNumber: number | null, offsetBytes: number): (error: unknown) => true {
+function linesError(
+  code: JsonLinesErrorCode,
+  lineNumber: number | null,
+  offsetBytes: number,
+): (error: unknown) => true {
   return (error) => {
     assert.ok(error instanceof JsonLinesError, `expected a JsonLinesError, got ${String(error)}`);
     assert.equal(error.code, code);
@@ -211,33 +215,101 @@ describe("object, record, array, union", () => {
   const section = object({ holds: array(hold), journalGeneration: optional(safeInteger({ min: 0 })) });
 
   it("decodes each field, leaving out an absent optional one and ignoring unknown keys", () => {
-    const decoded = commit({ op: "commit", paymentId: "p1", balancesMinor: { alice: "100", "bob.x": "0" }, atMs: 5, extra: [1] });
+    const decoded = commit({
+      op: "commit",
+      paymentId: "p1",
+      balancesMinor: { alice: "100", "bob.x": "0" },
+      atMs: 5,
+      extra: [1],
+    });
     assert.deepEqual(decoded, { op: "commit", paymentId: "p1", balancesMinor: { alice: 100n, "bob.x": 0n }, atMs: 5 });
     assert.equal("begunAtMs" in decoded, false);
     assert.deepEqual(commit({ op: "commit", paymentId: "p1", balancesMinor: {}, atMs: 5, begunAtMs: 3 }).begunAtMs, 3);
   });
 
   const refused: ReadonlyArray<[string, Decoder<unknown>, unknown, string, RegExp]> = [
-    ["a map's value", commit, { op: "commit", paymentId: "p1", balancesMinor: { alice: "x" }, atMs: 5 }, "balancesMinor.alice", /^balancesMinor\.alice must be an integer string from 0 to 9223372036854775807, got "x"$/],
-    ["a map's odd key", commit, { op: "commit", paymentId: "p1", balancesMinor: { "a b": -1 }, atMs: 5 }, 'balancesMinor["a b"]', /^balancesMinor\["a b"\] must be an integer string/],
-    ["a map's __proto__ key", commit, JSON.parse('{"op":"commit","paymentId":"p1","balancesMinor":{"__proto__":"1"},"atMs":5}'), "balancesMinor.__proto__", /must not be a key/],
-    ["a map that is an array", commit, { op: "commit", paymentId: "p1", balancesMinor: [], atMs: 5 }, "balancesMinor", /^balancesMinor must be an object, got an array$/],
-    ["a missing field", hold, { op: "hold", paymentId: "p1", kind: "debit", expiresAtMs: 1 }, "amountMinor", /^amountMinor must be an integer string .*, got nothing$/],
-    ["a wrong optional", commit, { op: "commit", paymentId: "p1", balancesMinor: {}, atMs: 5, begunAtMs: -1 }, "begunAtMs", /^begunAtMs must be an integer from 0 to /],
+    [
+      "a map's value",
+      commit,
+      { op: "commit", paymentId: "p1", balancesMinor: { alice: "x" }, atMs: 5 },
+      "balancesMinor.alice",
+      /^balancesMinor\.alice must be an integer string from 0 to 9223372036854775807, got "x"$/,
+    ],
+    [
+      "a map's odd key",
+      commit,
+      { op: "commit", paymentId: "p1", balancesMinor: { "a b": -1 }, atMs: 5 },
+      'balancesMinor["a b"]',
+      /^balancesMinor\["a b"\] must be an integer string/,
+    ],
+    [
+      "a map's __proto__ key",
+      commit,
+      JSON.parse('{"op":"commit","paymentId":"p1","balancesMinor":{"__proto__":"1"},"atMs":5}'),
+      "balancesMinor.__proto__",
+      /must not be a key/,
+    ],
+    [
+      "a map that is an array",
+      commit,
+      { op: "commit", paymentId: "p1", balancesMinor: [], atMs: 5 },
+      "balancesMinor",
+      /^balancesMinor must be an object, got an array$/,
+    ],
+    [
+      "a missing field",
+      hold,
+      { op: "hold", paymentId: "p1", kind: "debit", expiresAtMs: 1 },
+      "amountMinor",
+      /^amountMinor must be an integer string .*, got nothing$/,
+    ],
+    [
+      "a wrong optional",
+      commit,
+      { op: "commit", paymentId: "p1", balancesMinor: {}, atMs: 5, begunAtMs: -1 },
+      "begunAtMs",
+      /^begunAtMs must be an integer from 0 to /,
+    ],
     ["not an object", hold, [1], "", /^the record must be an object, got an array$/],
-    ["an item of an array", section, { holds: [{ op: "hold", paymentId: "p1", kind: "debit", amountMinor: "1", expiresAtMs: 1 }, { op: "hold", paymentId: "p2", kind: "both", amountMinor: "1", expiresAtMs: 1 }] }, "holds[1].kind", /^holds\[1\]\.kind must be one of "debit", "credit", got "both"$/],
-    ["an unknown tag", entry, { op: "refund", paymentId: "p1" }, "op", /^op must be one of "hold", "commit", got "refund"$/],
+    [
+      "an item of an array",
+      section,
+      {
+        holds: [
+          { op: "hold", paymentId: "p1", kind: "debit", amountMinor: "1", expiresAtMs: 1 },
+          { op: "hold", paymentId: "p2", kind: "both", amountMinor: "1", expiresAtMs: 1 },
+        ],
+      },
+      "holds[1].kind",
+      /^holds\[1\]\.kind must be one of "debit", "credit", got "both"$/,
+    ],
+    [
+      "an unknown tag",
+      entry,
+      { op: "refund", paymentId: "p1" },
+      "op",
+      /^op must be one of "hold", "commit", got "refund"$/,
+    ],
     ["a missing tag", entry, { paymentId: "p1" }, "op", /got nothing$/],
     ["a tag from Object's prototype", entry, { op: "toString" }, "op", /got "toString"$/],
-    ["a field of the tagged variant", entry, { op: "hold", paymentId: "", kind: "debit", amountMinor: "1", expiresAtMs: 1 }, "paymentId", /^paymentId must be a non-empty string, got ""$/],
+    [
+      "a field of the tagged variant",
+      entry,
+      { op: "hold", paymentId: "", kind: "debit", amountMinor: "1", expiresAtMs: 1 },
+      "paymentId",
+      /^paymentId must be a non-empty string, got ""$/,
+    ],
   ];
   for (const [name, decoder, value, field, message] of refused) {
     it(`refuses ${name}, naming ${JSON.stringify(field)}`, () => {
-      assert.throws(() => decoder(value), (error: unknown) => {
-        decodeError(field)(error);
-        assert.match((error as Error).message, message);
-        return true;
-      });
+      assert.throws(
+        () => decoder(value),
+        (error: unknown) => {
+          decodeError(field)(error);
+          assert.match((error as Error).message, message);
+          return true;
+        },
+      );
     });
   }
 
@@ -248,7 +320,10 @@ describe("object, record, array, union", () => {
   });
 
   it("decodeRecord and parseRecord return a refusal instead of throwing it", () => {
-    assert.deepEqual(decodeRecord(hold, { op: "hold", paymentId: "p", kind: "debit", amountMinor: "2", expiresAtMs: 0 }), { ok: true, value: { op: "hold", paymentId: "p", kind: "debit", amountMinor: 2n, expiresAtMs: 0 } });
+    assert.deepEqual(
+      decodeRecord(hold, { op: "hold", paymentId: "p", kind: "debit", amountMinor: "2", expiresAtMs: 0 }),
+      { ok: true, value: { op: "hold", paymentId: "p", kind: "debit", amountMinor: 2n, expiresAtMs: 0 } },
+    );
     const bad = decodeRecord(hold, {});
     assert.equal(bad.ok, false);
     assert.equal(!bad.ok && bad.error.field, "op");
@@ -258,7 +333,11 @@ describe("object, record, array, union", () => {
   });
 
   it("passes an error that is not a refusal through untouched", () => {
-    const broken = object({ a: (() => { throw new TypeError("bug"); }) as Decoder<never> });
+    const broken = object({
+      a: (() => {
+        throw new TypeError("bug");
+      }) as Decoder<never>,
+    });
     assert.throws(() => broken({ a: 1 }), TypeError);
     assert.throws(() => decodeRecord(broken, { a: 1 }), TypeError);
   });
@@ -293,7 +372,10 @@ describe("object(): its builder, written out for the shape, and the loop used wh
   function run(codeGeneration: boolean): unknown[] {
     const script = `const J = await import(${JSON.stringify(moduleUrl)}); const cases = ${JSON.stringify(cases)}; ${decodeAll} process.stdout.write(JSON.stringify(outcomes));`;
     const flags = codeGeneration ? [] : ["--disallow-code-generation-from-strings"];
-    const child = spawnSync(process.execPath, [...flags, "--import", "tsx", "--input-type=module", "-e", script], { encoding: "utf8", cwd: fileURLToPath(new URL("..", import.meta.url)) });
+    const child = spawnSync(process.execPath, [...flags, "--import", "tsx", "--input-type=module", "-e", script], {
+      encoding: "utf8",
+      cwd: fileURLToPath(new URL("..", import.meta.url)),
+    });
     assert.equal(child.status, 0, child.stderr);
     return JSON.parse(child.stdout) as unknown[];
   }
@@ -302,7 +384,10 @@ describe("object(): its builder, written out for the shape, and the loop used wh
     const compiled = run(true);
     assert.deepEqual(run(false), compiled);
     assert.deepEqual(compiled, [
-      { keys: ["a", "b", "c", "a b", 'q"t', "é", "d"], decoded: { a: "x", b: "y", c: 1, "a b": true, 'q"t': "q", é: null, d: 2 } },
+      {
+        keys: ["a", "b", "c", "a b", 'q"t', "é", "d"],
+        decoded: { a: "x", b: "y", c: 1, "a b": true, 'q"t': "q", é: null, d: 2 },
+      },
       { keys: ["a", "c", "a b", 'q"t', "é", "d"], decoded: { a: "x", c: 1, "a b": false, 'q"t': "q", é: "e", d: 2 } },
       { keys: ["a", "b", "c", "a b", 'q"t', "é"], decoded: { a: "x", b: "y", c: 1, "a b": true, 'q"t': "q", é: null } },
       { keys: ["a", "c", "a b", 'q"t', "é", "d"], decoded: { a: "", c: 3, "a b": true, 'q"t': "", é: null, d: 2 } },
@@ -335,7 +420,11 @@ describe("fitsOneLine", () => {
     ["ASCII at the limit", "a".repeat(maxLineBytesDefault), true],
     ["ASCII one byte over", "a".repeat(maxLineBytesDefault + 1), false],
     ["3-byte characters at the limit", "€".repeat(maxLineBytesDefault / 4) + "a".repeat(maxLineBytesDefault / 4), true],
-    ["3-byte characters one byte over", "€".repeat(maxLineBytesDefault / 4) + "a".repeat(maxLineBytesDefault / 4 + 1), false],
+    [
+      "3-byte characters one byte over",
+      "€".repeat(maxLineBytesDefault / 4) + "a".repeat(maxLineBytesDefault / 4 + 1),
+      false,
+    ],
     ["4-byte characters (two UTF-16 units each) at the limit", "😀".repeat(maxLineBytesDefault / 4), true],
     ["4-byte characters one byte over", `${"😀".repeat(maxLineBytesDefault / 4)}a`, false],
     ["short lines of any characters", "é€😀".repeat(1000), true],
@@ -371,11 +460,16 @@ describe("readJsonLines and decodeJsonLines", () => {
     const lines: number[] = [];
     const offsets: Array<[number, number]> = [];
     const wheres: string[] = [];
-    const read = await readJsonLines(path, line, (entry, offsetBytes, endBytes, where) => {
-      lines.push(entry.n);
-      offsets.push([offsetBytes, endBytes]);
-      wheres.push(where);
-    }, options);
+    const read = await readJsonLines(
+      path,
+      line,
+      (entry, offsetBytes, endBytes, where) => {
+        lines.push(entry.n);
+        offsets.push([offsetBytes, endBytes]);
+        wheres.push(where);
+      },
+      options,
+    );
     return { ...read, lines, offsets, wheres, count: read.lines };
   }
 
@@ -383,19 +477,68 @@ describe("readJsonLines and decodeJsonLines", () => {
   const table: ReadonlyArray<[string, string | Buffer, Outcome]> = [
     ["an empty file", "", { lines: [], offsets: [], completeBytes: 0, tornBytes: 0 }],
     ["one line", '{"n":1}\n', { lines: [1], offsets: [[0, 8]], completeBytes: 8, tornBytes: 0 }],
-    ["three lines", '{"n":1}\n{"n":22}\n{"n":3}\n', { lines: [1, 22, 3], offsets: [[0, 8], [8, 17], [17, 25]], completeBytes: 25, tornBytes: 0 }],
+    [
+      "three lines",
+      '{"n":1}\n{"n":22}\n{"n":3}\n',
+      {
+        lines: [1, 22, 3],
+        offsets: [
+          [0, 8],
+          [8, 17],
+          [17, 25],
+        ],
+        completeBytes: 25,
+        tornBytes: 0,
+      },
+    ],
     ["a torn last line", '{"n":1}\n{"n":', { lines: [1], offsets: [[0, 8]], completeBytes: 8, tornBytes: 5 }],
-    ["a torn last line that would be refused whole", '{"n":1}\n{"n":"x"}', { lines: [1], offsets: [[0, 8]], completeBytes: 8, tornBytes: 9 }],
+    [
+      "a torn last line that would be refused whole",
+      '{"n":1}\n{"n":"x"}',
+      { lines: [1], offsets: [[0, 8]], completeBytes: 8, tornBytes: 9 },
+    ],
     ["only a torn line", '{"n"', { lines: [], offsets: [], completeBytes: 0, tornBytes: 4 }],
-    ["multi-byte characters (offsets in bytes)", '{"n":1,"s":"é€"}\n{"n":2}\n', { lines: [1, 2], offsets: [[0, 20], [20, 28]], completeBytes: 28, tornBytes: 0 }],
-    ["a CRLF line (JSON allows the \\r; offsets count it)", '{"n":1}\r\n{"n":2}\n', { lines: [1, 2], offsets: [[0, 9], [9, 17]], completeBytes: 17, tornBytes: 0 }],
-    ["a bad record in the middle", '{"n":1}\n{"n":"x"}\n{"n":3}\n', { code: "JSONL_BAD_LINE", lineNumber: 2, offsetBytes: 8 }],
+    [
+      "multi-byte characters (offsets in bytes)",
+      '{"n":1,"s":"é€"}\n{"n":2}\n',
+      {
+        lines: [1, 2],
+        offsets: [
+          [0, 20],
+          [20, 28],
+        ],
+        completeBytes: 28,
+        tornBytes: 0,
+      },
+    ],
+    [
+      "a CRLF line (JSON allows the \\r; offsets count it)",
+      '{"n":1}\r\n{"n":2}\n',
+      {
+        lines: [1, 2],
+        offsets: [
+          [0, 9],
+          [9, 17],
+        ],
+        completeBytes: 17,
+        tornBytes: 0,
+      },
+    ],
+    [
+      "a bad record in the middle",
+      '{"n":1}\n{"n":"x"}\n{"n":3}\n',
+      { code: "JSONL_BAD_LINE", lineNumber: 2, offsetBytes: 8 },
+    ],
     ["not JSON in the middle", '{"n":1}\n{"n":\n{"n":3}\n', { code: "JSONL_BAD_LINE", lineNumber: 2, offsetBytes: 8 }],
     ["an empty line in the middle", '{"n":1}\n\n{"n":3}\n', { code: "JSONL_BAD_LINE", lineNumber: 2, offsetBytes: 8 }],
     ["two records on one line", '{"n":1}{"n":2}\n', { code: "JSONL_BAD_LINE", lineNumber: 1, offsetBytes: 0 }],
     ["a bad first line", 'null\n{"n":2}\n', { code: "JSONL_BAD_LINE", lineNumber: 1, offsetBytes: 0 }],
     ["a bad complete last line", '{"n":1}\n{"n":1.5}\n', { code: "JSONL_BAD_LINE", lineNumber: 2, offsetBytes: 8 }],
-    ["invalid UTF-8", Buffer.concat([Buffer.from('{"n":1}\n{"n":2,"s":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}\n')]), { code: "JSONL_BAD_LINE", lineNumber: 2, offsetBytes: 8 }],
+    [
+      "invalid UTF-8",
+      Buffer.concat([Buffer.from('{"n":1}\n{"n":2,"s":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}\n')]),
+      { code: "JSONL_BAD_LINE", lineNumber: 2, offsetBytes: 8 },
+    ],
   ];
 
   for (const [name, content, expected] of table) {
@@ -407,25 +550,43 @@ describe("readJsonLines and decodeJsonLines", () => {
         return;
       }
       const read = await readAll(path);
-      assert.deepEqual({ lines: read.lines, offsets: read.offsets, completeBytes: read.completeBytes, tornBytes: read.tornBytes }, expected);
+      assert.deepEqual(
+        { lines: read.lines, offsets: read.offsets, completeBytes: read.completeBytes, tornBytes: read.tornBytes },
+        expected,
+      );
       assert.equal(read.count, expected.lines.length);
-      assert.deepEqual(read.wheres, expected.lines.map((_, index) => `${path}:${index + 1}`));
+      assert.deepEqual(
+        read.wheres,
+        expected.lines.map((_, index) => `${path}:${index + 1}`),
+      );
     });
     it(`decodeJsonLines: ${name}`, () => {
       if ("code" in expected) {
-        assert.throws(() => decodeJsonLines(content, "f.jsonl", line), linesError(expected.code, expected.lineNumber, expected.offsetBytes));
+        assert.throws(
+          () => decodeJsonLines(content, "f.jsonl", line),
+          linesError(expected.code, expected.lineNumber, expected.offsetBytes),
+        );
         return;
       }
       const read = decodeJsonLines(content, "f.jsonl", line);
-      assert.deepEqual(read.entries.map((entry) => entry.n), expected.lines);
-      assert.deepEqual({ lines: read.lines, completeBytes: read.completeBytes, tornBytes: read.tornBytes }, { lines: expected.lines.length, completeBytes: expected.completeBytes, tornBytes: expected.tornBytes });
+      assert.deepEqual(
+        read.entries.map((entry) => entry.n),
+        expected.lines,
+      );
+      assert.deepEqual(
+        { lines: read.lines, completeBytes: read.completeBytes, tornBytes: read.tornBytes },
+        { lines: expected.lines.length, completeBytes: expected.completeBytes, tornBytes: expected.tornBytes },
+      );
     });
   }
 
   it("names the file and the line, says to refuse to start, and keeps the field's error as the cause", async () => {
     const path = join(dir, "middle.jsonl");
     await writeFile(path, '{"n":1}\n{"n":"x"}\n{"n":3}\n');
-    const error = await readAll(path).then(() => assert.fail("read a bad line"), (caught: unknown) => caught);
+    const error = await readAll(path).then(
+      () => assert.fail("read a bad line"),
+      (caught: unknown) => caught,
+    );
     assert.ok(error instanceof JsonLinesError);
     assert.equal(error.where, `${path}:2`);
     assert.equal(error.path, path);
@@ -436,7 +597,11 @@ describe("readJsonLines and decodeJsonLines", () => {
   });
 
   it("a missing file has no lines", async () => {
-    assert.deepEqual(await readJsonLines(join(dir, "missing.jsonl"), line, () => assert.fail("no entry")), { lines: 0, completeBytes: 0, tornBytes: 0 });
+    assert.deepEqual(await readJsonLines(join(dir, "missing.jsonl"), line, () => assert.fail("no entry")), {
+      lines: 0,
+      completeBytes: 0,
+      tornBytes: 0,
+    });
   });
 
   describe("from a byte mid-file", () => {
@@ -448,7 +613,18 @@ describe("readJsonLines and decodeJsonLines", () => {
     });
 
     const cases: ReadonlyArray<[number, Outcome]> = [
-      [8, { lines: [22, 3], offsets: [[8, 17], [17, 25]], completeBytes: 25, tornBytes: 5 }],
+      [
+        8,
+        {
+          lines: [22, 3],
+          offsets: [
+            [8, 17],
+            [17, 25],
+          ],
+          completeBytes: 25,
+          tornBytes: 5,
+        },
+      ],
       [17, { lines: [3], offsets: [[17, 25]], completeBytes: 25, tornBytes: 5 }],
       [25, { lines: [], offsets: [], completeBytes: 25, tornBytes: 5 }],
       // The end of a torn line is not the start of one.
@@ -460,12 +636,21 @@ describe("readJsonLines and decodeJsonLines", () => {
     for (const [fromBytes, expected] of cases) {
       it(`from byte ${fromBytes}`, async () => {
         if ("code" in expected) {
-          await assert.rejects(readAll(path, { fromBytes }), linesError(expected.code, expected.lineNumber, expected.offsetBytes));
+          await assert.rejects(
+            readAll(path, { fromBytes }),
+            linesError(expected.code, expected.lineNumber, expected.offsetBytes),
+          );
           return;
         }
         const read = await readAll(path, { fromBytes });
-        assert.deepEqual({ lines: read.lines, offsets: read.offsets, completeBytes: read.completeBytes, tornBytes: read.tornBytes }, expected);
-        assert.deepEqual(read.wheres, expected.offsets.map(([offset]) => `${path}: the line at byte ${offset}`));
+        assert.deepEqual(
+          { lines: read.lines, offsets: read.offsets, completeBytes: read.completeBytes, tornBytes: read.tornBytes },
+          expected,
+        );
+        assert.deepEqual(
+          read.wheres,
+          expected.offsets.map(([offset]) => `${path}: the line at byte ${offset}`),
+        );
       });
     }
 
@@ -480,30 +665,58 @@ describe("readJsonLines and decodeJsonLines", () => {
     });
 
     it("refuses to start beyond the end of a missing file", async () => {
-      await assert.rejects(readAll(join(dir, "missing.jsonl"), { fromBytes: 8 }), linesError("JSONL_BAD_START", null, 8));
+      await assert.rejects(
+        readAll(join(dir, "missing.jsonl"), { fromBytes: 8 }),
+        linesError("JSONL_BAD_START", null, 8),
+      );
     });
   });
 
   describe("the bound on a line", () => {
     const exactly16 = '{"n":1,"s":"ab"}';
     const cases: ReadonlyArray<[string, string, Outcome]> = [
-      ["a line of exactly the limit", `${exactly16}\n`, { lines: [1], offsets: [[0, 17]], completeBytes: 17, tornBytes: 0 }],
-      ["a line one byte over", `{"n":1}\n{"n":1,"s":"abc"}\n`, { code: "JSONL_LINE_TOO_LONG", lineNumber: 2, offsetBytes: 8 }],
-      ["a torn line of exactly the limit", `{"n":1}\n${exactly16}`, { lines: [1], offsets: [[0, 8]], completeBytes: 8, tornBytes: 16 }],
+      [
+        "a line of exactly the limit",
+        `${exactly16}\n`,
+        { lines: [1], offsets: [[0, 17]], completeBytes: 17, tornBytes: 0 },
+      ],
+      [
+        "a line one byte over",
+        `{"n":1}\n{"n":1,"s":"abc"}\n`,
+        { code: "JSONL_LINE_TOO_LONG", lineNumber: 2, offsetBytes: 8 },
+      ],
+      [
+        "a torn line of exactly the limit",
+        `{"n":1}\n${exactly16}`,
+        { lines: [1], offsets: [[0, 8]], completeBytes: 8, tornBytes: 16 },
+      ],
       // No writer makes a line that long, so no torn append of one is that long either.
-      ["a torn line over the limit", `{"n":1}\n${exactly16}x`, { code: "JSONL_LINE_TOO_LONG", lineNumber: 2, offsetBytes: 8 }],
+      [
+        "a torn line over the limit",
+        `{"n":1}\n${exactly16}x`,
+        { code: "JSONL_LINE_TOO_LONG", lineNumber: 2, offsetBytes: 8 },
+      ],
     ];
     for (const [name, content, expected] of cases) {
       it(`maxLineBytes 16: ${name}`, async () => {
         const path = join(dir, `bound-${name.replace(/[^a-z]+/gi, "-")}.jsonl`);
         await writeFile(path, content);
         if ("code" in expected) {
-          await assert.rejects(readAll(path, { maxLineBytes: 16 }), linesError(expected.code, expected.lineNumber, expected.offsetBytes));
-          assert.throws(() => decodeJsonLines(content, path, line, { maxLineBytes: 16 }), linesError(expected.code, expected.lineNumber, expected.offsetBytes));
+          await assert.rejects(
+            readAll(path, { maxLineBytes: 16 }),
+            linesError(expected.code, expected.lineNumber, expected.offsetBytes),
+          );
+          assert.throws(
+            () => decodeJsonLines(content, path, line, { maxLineBytes: 16 }),
+            linesError(expected.code, expected.lineNumber, expected.offsetBytes),
+          );
           return;
         }
         const read = await readAll(path, { maxLineBytes: 16 });
-        assert.deepEqual({ lines: read.lines, offsets: read.offsets, completeBytes: read.completeBytes, tornBytes: read.tornBytes }, expected);
+        assert.deepEqual(
+          { lines: read.lines, offsets: read.offsets, completeBytes: read.completeBytes, tornBytes: read.tornBytes },
+          expected,
+        );
       });
     }
 
@@ -522,7 +735,8 @@ describe("readJsonLines and decodeJsonLines", () => {
   it("reads lines that straddle its chunks, characters split between chunks, and lines longer than a chunk", async () => {
     const path = join(dir, "big.jsonl");
     const parts: string[] = [];
-    for (let index = 0; index < 40_000; index += 1) parts.push(`${JSON.stringify({ n: index, s: "é€😀".repeat(index % 50) })}\n`);
+    for (let index = 0; index < 40_000; index += 1)
+      parts.push(`${JSON.stringify({ n: index, s: "é€😀".repeat(index % 50) })}\n`);
     parts.push(`${JSON.stringify({ n: -1, s: "€".repeat(600_000) })}\n`);
     for (let index = 40_000; index < 60_000; index += 1) parts.push(`${JSON.stringify({ n: index, s: "a" })}\n`);
     const content = Buffer.from(parts.join(""));
@@ -530,7 +744,10 @@ describe("readJsonLines and decodeJsonLines", () => {
     const read = await readAll(path, { maxLineBytes: 2 * 2 ** 20 });
     const whole = decodeJsonLines(content, path, line, { maxLineBytes: 2 * 2 ** 20 });
     assert.equal(read.count, 60_001);
-    assert.deepEqual(read.lines, whole.entries.map((entry) => entry.n));
+    assert.deepEqual(
+      read.lines,
+      whole.entries.map((entry) => entry.n),
+    );
     assert.equal(read.completeBytes, content.length);
     assert.equal(read.tornBytes, 0);
     let expectedOffset = 0;
@@ -551,7 +768,12 @@ describe("readJsonLines and decodeJsonLines", () => {
     });
     assert.deepEqual(seen, [1, 2, 3]);
     const mine = new Error("the caller's refusal");
-    await assert.rejects(readJsonLines(path, line, (entry) => { if (entry.n === 2) throw mine; }), (error) => error === mine);
+    await assert.rejects(
+      readJsonLines(path, line, (entry) => {
+        if (entry.n === 2) throw mine;
+      }),
+      (error) => error === mine,
+    );
   });
 
   it("refuses a bad line in a file of many chunks, closing the file", async () => {

@@ -15,7 +15,9 @@ interface Call {
 function manualSender() {
   const calls: Call[] = [];
   const send = (legs: number[], timeoutMs: number) =>
-    new Promise<Array<number | PaymentError>>((resolve, reject) => calls.push({ legs, timeoutMs, finish: resolve, fail: reject }));
+    new Promise<Array<number | PaymentError>>((resolve, reject) =>
+      calls.push({ legs, timeoutMs, finish: resolve, fail: reject }),
+    );
   return { calls, send };
 }
 
@@ -26,7 +28,10 @@ describe("LegBatcher", () => {
     const { calls, send } = manualSender();
     const batcher = new LegBatcher(send, { legsMax: 10, inFlightMax: 1 });
     const result = batcher.submit(7, 1000);
-    assert.deepEqual(calls.map((call) => call.legs), [[7]]);
+    assert.deepEqual(
+      calls.map((call) => call.legs),
+      [[7]],
+    );
     calls[0]!.finish([70]);
     assert.equal(await result, 70);
   });
@@ -40,7 +45,10 @@ describe("LegBatcher", () => {
     calls[0]!.finish([10]);
     await first;
     await settle();
-    assert.deepEqual(calls.map((call) => call.legs), [[1], [2, 3, 4]]);
+    assert.deepEqual(
+      calls.map((call) => call.legs),
+      [[1], [2, 3, 4]],
+    );
     assert.equal(calls[1]!.timeoutMs, 2000);
     calls[1]!.finish([20, 30, 40]);
     assert.deepEqual(await Promise.all(later), [20, 30, 40]);
@@ -54,7 +62,10 @@ describe("LegBatcher", () => {
       calls[index]!.finish(calls[index]!.legs.map((leg) => leg * 10));
       await settle();
     }
-    assert.deepEqual(calls.map((call) => call.legs), [[1], [2, 3], [4, 5]]);
+    assert.deepEqual(
+      calls.map((call) => call.legs),
+      [[1], [2, 3], [4, 5]],
+    );
     assert.deepEqual(await Promise.all(all), [10, 20, 30, 40, 50]);
   });
 
@@ -75,17 +86,27 @@ describe("LegBatcher", () => {
     const batcher = new LegBatcher(send, { legsMax: 2, inFlightMax: 2 });
     const lone = batcher.submit(9, 1000);
     const together = batcher.submitAll([1, 2, 3, 4], 3000);
-    assert.deepEqual(calls.map((call) => call.legs), [[9], [1, 2]], "the group waits for a free call, two legs per call");
+    assert.deepEqual(
+      calls.map((call) => call.legs),
+      [[9], [1, 2]],
+      "the group waits for a free call, two legs per call",
+    );
     calls[1]!.finish([10, new PaymentError("INSUFFICIENT_FUNDS", "no")]);
     await settle();
-    assert.deepEqual(calls.map((call) => call.legs), [[9], [1, 2], [3, 4]]);
+    assert.deepEqual(
+      calls.map((call) => call.legs),
+      [[9], [1, 2], [3, 4]],
+    );
     assert.equal(calls[2]!.timeoutMs, 3000);
     calls[2]!.fail(new PaymentError("BANK_UNAVAILABLE", "gone"));
     calls[0]!.finish([90]);
     assert.equal(await lone, 90);
     const results = await together;
     assert.equal(results[0], 10);
-    assert.deepEqual(results.slice(1).map((result) => (result as PaymentError).code), ["INSUFFICIENT_FUNDS", "BANK_UNAVAILABLE", "BANK_UNAVAILABLE"]);
+    assert.deepEqual(
+      results.slice(1).map((result) => (result as PaymentError).code),
+      ["INSUFFICIENT_FUNDS", "BANK_UNAVAILABLE", "BANK_UNAVAILABLE"],
+    );
     assert.deepEqual(await batcher.submitAll([], 1000), [], "no legs, no call");
     assert.equal(calls.length, 3);
   });
@@ -98,7 +119,11 @@ describe("LegBatcher", () => {
       const { calls, send } = manualSender();
       const batcher = new LegBatcher(send, { legsMax: 10, inFlightMax: 1, lingerMs: 2 });
       const quiet = batcher.submit(1, 1000);
-      assert.deepEqual(calls.map((call) => call.legs), [[1]], "a quiet line: no wait");
+      assert.deepEqual(
+        calls.map((call) => call.legs),
+        [[1]],
+        "a quiet line: no wait",
+      );
       calls[0]!.finish([10]);
       assert.equal(await quiet, 10);
       const alone = batcher.submit(2, 1000);

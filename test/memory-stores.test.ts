@@ -96,7 +96,14 @@ describe("MemoryCoordinatorStore", () => {
   it("hangs every call on a crashed instance", async () => {
     const store = new MemoryCoordinatorStore({ nowMs });
     store.crash();
-    for (const call of [store.beginOrGet(details("p1")), store.find("p1"), store.tombstone("p1"), store.unfinished(), store.counts(), store.advanceAll([])]) {
+    for (const call of [
+      store.beginOrGet(details("p1")),
+      store.find("p1"),
+      store.tombstone("p1"),
+      store.unfinished(),
+      store.counts(),
+      store.advanceAll([]),
+    ]) {
       assert.equal(await settlesWithin(call), false);
     }
   });
@@ -125,8 +132,16 @@ describe("MemoryCoordinatorStore", () => {
       batch.map((one) => one.created),
       [true, true, false],
     );
-    assert.equal(batch[2]!.record, batch[0]!.record, "the repeat gets the record created first (its details may differ)");
-    assert.equal(events.filter((event) => event === "write").length, 2, "one write for the ten racing calls, one for the call");
+    assert.equal(
+      batch[2]!.record,
+      batch[0]!.record,
+      "the repeat gets the record created first (its details may differ)",
+    );
+    assert.equal(
+      events.filter((event) => event === "write").length,
+      2,
+      "one write for the ten racing calls, one for the call",
+    );
   });
 
   it("tombstones an unknown id durably, and returns the existing record of a known one", async () => {
@@ -182,8 +197,22 @@ describe("MemoryLedgerStore", () => {
     ["bob", { balanceMinor: 2_000n, password: "hash-b" }],
   ]);
   const options = { finishedRetainedMax: 10 };
-  const hold: LedgerEntry = { op: "hold", paymentId: "p1", username: "alice", kind: "debit", amountMinor: 700n, preparedAtMs: startMs, expiresAtMs: startMs + 1_000 };
-  const commit: LedgerEntry = { op: "commit", paymentId: "p1", balancesMinor: { alice: 9_300n }, replyBalanceMinor: 9_300n, atMs: startMs + 5 };
+  const hold: LedgerEntry = {
+    op: "hold",
+    paymentId: "p1",
+    username: "alice",
+    kind: "debit",
+    amountMinor: 700n,
+    preparedAtMs: startMs,
+    expiresAtMs: startMs + 1_000,
+  };
+  const commit: LedgerEntry = {
+    op: "commit",
+    paymentId: "p1",
+    balancesMinor: { alice: 9_300n },
+    replyBalanceMinor: 9_300n,
+    atMs: startMs + 5,
+  };
 
   async function loaded(store: MemoryLedgerStore): Promise<MemoryLedgerStore> {
     await store.load();
@@ -212,9 +241,30 @@ describe("MemoryLedgerStore", () => {
 
   it("folds the durable entries at a restart: absolute balances, holds added and removed, finished payments", async () => {
     const store = await loaded(new MemoryLedgerStore(seed, options));
-    await store.append([hold, { op: "hold", paymentId: "p2", username: "bob", kind: "credit", amountMinor: 50n, preparedAtMs: startMs, expiresAtMs: startMs + 1_000 }]);
+    await store.append([
+      hold,
+      {
+        op: "hold",
+        paymentId: "p2",
+        username: "bob",
+        kind: "credit",
+        amountMinor: 50n,
+        preparedAtMs: startMs,
+        expiresAtMs: startMs + 1_000,
+      },
+    ]);
     await store.append([commit, { op: "abort", paymentId: "p2", atMs: startMs + 6 }]);
-    await store.append([{ op: "hold", paymentId: "p3", username: "bob", kind: "debit", amountMinor: 20n, preparedAtMs: startMs, expiresAtMs: startMs + 1_000 }]);
+    await store.append([
+      {
+        op: "hold",
+        paymentId: "p3",
+        username: "bob",
+        kind: "debit",
+        amountMinor: 20n,
+        preparedAtMs: startMs,
+        expiresAtMs: startMs + 1_000,
+      },
+    ]);
     const state = await MemoryLedgerStore.fromImage(store.crash(), options).load();
     assert.equal(state.accounts.get("alice")?.balanceMinor, 9_300n);
     assert.equal(state.accounts.get("bob")?.balanceMinor, 2_000n);
@@ -257,7 +307,16 @@ describe("MemoryLedgerStore", () => {
   it("keeps the newest finished payments, raising the watermark by the forgotten transfers", async () => {
     const store = await loaded(new MemoryLedgerStore(seed, { finishedRetainedMax: 2 }));
     for (const [index, begunAtMs] of [startMs - 30, startMs - 20, startMs - 10].entries()) {
-      await store.append([{ op: "commit", paymentId: `t${index}`, balancesMinor: { alice: 10_000n - BigInt(index + 1), bob: 2_000n + BigInt(index + 1) }, replyBalanceMinor: 0n, atMs: startMs, begunAtMs }]);
+      await store.append([
+        {
+          op: "commit",
+          paymentId: `t${index}`,
+          balancesMinor: { alice: 10_000n - BigInt(index + 1), bob: 2_000n + BigInt(index + 1) },
+          replyBalanceMinor: 0n,
+          atMs: startMs,
+          begunAtMs,
+        },
+      ]);
     }
     const state = await MemoryLedgerStore.fromImage(store.crash(), { finishedRetainedMax: 2 }).load();
     assert.deepEqual([...state.finished.keys()], ["t1", "t2"]);
@@ -278,7 +337,20 @@ describe("MemoryLedgerStore", () => {
   });
 
   it("checks at load what the participant checked before appending (a programmer error)", () => {
-    const image = { accounts: seed, items: [{ op: "commit", paymentId: "p9", balancesMinor: { carol: 1n }, replyBalanceMinor: 1n, atMs: startMs, begunAtMs: startMs } as LedgerEntry], torn: null };
+    const image = {
+      accounts: seed,
+      items: [
+        {
+          op: "commit",
+          paymentId: "p9",
+          balancesMinor: { carol: 1n },
+          replyBalanceMinor: 1n,
+          atMs: startMs,
+          begunAtMs: startMs,
+        } as LedgerEntry,
+      ],
+      torn: null,
+    };
     assert.throws(() => foldLedger(image, 10), /unknown account carol/);
   });
 

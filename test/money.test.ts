@@ -2,7 +2,13 @@
 // with at most two places. Errors are asserted by class and `code`, never by message text.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { amountMinorMax, formatMinor, parseAmount, parseDecimalMinor, validateAmountMinor } from "../src/core/domain/money.js";
+import {
+  amountMinorMax,
+  formatMinor,
+  parseAmount,
+  parseDecimalMinor,
+  validateAmountMinor,
+} from "../src/core/domain/money.js";
 import { PaymentError, reasons, type Reason } from "../src/core/domain/errors.js";
 
 function paymentError(code: Reason): (error: unknown) => true {

@@ -19,7 +19,14 @@ describe("payment network", () => {
     it("shows the balance of a user with the right password", async () => {
       const result = await network.client(["balance", "--user", "alice", "--bank", "SBI", "--json"], passwords.alice);
       assert.equal(result.code, 0, result.stdout + result.stderr);
-      assert.deepEqual(result.json, { user: "alice", bank: "SBI", balance: "1000.00", balanceMinor: 100000, available: "1000.00", availableMinor: 100000 });
+      assert.deepEqual(result.json, {
+        user: "alice",
+        bank: "SBI",
+        balance: "1000.00",
+        balanceMinor: 100000,
+        available: "1000.00",
+        availableMinor: 100000,
+      });
     });
 
     it("reads seed balances with cents", async () => {
@@ -29,13 +36,20 @@ describe("payment network", () => {
     });
 
     it("takes the password from --password-stdin", async () => {
-      const result = await network.client(["balance", "--user", "bob", "--bank", "HDFC", "--json", "--password-stdin"], undefined, { stdin: "bob123\n" });
+      const result = await network.client(
+        ["balance", "--user", "bob", "--bank", "HDFC", "--json", "--password-stdin"],
+        undefined,
+        { stdin: "bob123\n" },
+      );
       assert.equal(result.code, 0, result.stdout + result.stderr);
       assert.equal(result.json?.user, "bob");
     });
 
     it("refuses a wrong password with UNAUTHENTICATED and exit code 1", async () => {
-      const result = await network.client(["balance", "--user", "alice", "--bank", "SBI", "--json"], "not-the-password");
+      const result = await network.client(
+        ["balance", "--user", "alice", "--bank", "SBI", "--json"],
+        "not-the-password",
+      );
       assert.equal(result.code, 1);
       assert.equal(result.json?.reason, "UNAUTHENTICATED");
     });
@@ -47,7 +61,10 @@ describe("payment network", () => {
     });
 
     it("refuses an unknown bank with UNKNOWN_BANK", async () => {
-      const result = await network.client(["balance", "--user", "alice", "--bank", "NOBANK", "--json"], passwords.alice);
+      const result = await network.client(
+        ["balance", "--user", "alice", "--bank", "NOBANK", "--json"],
+        passwords.alice,
+      );
       assert.equal(result.code, 1);
       assert.equal(result.json?.reason, "UNKNOWN_BANK");
     });
@@ -55,7 +72,8 @@ describe("payment network", () => {
     it("replaced every plaintext password in the accounts file by an scrypt hash", async () => {
       const { readFile } = await import("node:fs/promises");
       const csv = await readFile(network.paths.accountsCsv, "utf8");
-      for (const password of Object.values(passwords)) assert.ok(!csv.includes(password), `plaintext ${password} still in the CSV`);
+      for (const password of Object.values(passwords))
+        assert.ok(!csv.includes(password), `plaintext ${password} still in the CSV`);
       assert.equal(csv.match(/scrypt\$/g)?.length, 4);
     });
   });
@@ -70,7 +88,10 @@ describe("payment network", () => {
       const after = await network.balancesOnDisk();
       assert.equal(after.get("alice@SBI"), before.get("alice@SBI")! - 1250n);
       assert.equal(after.get("bob@HDFC"), before.get("bob@HDFC")! + 1250n);
-      assert.equal(await network.totalOnDisk(), [...before.values()].reduce((a, b) => a + b, 0n));
+      assert.equal(
+        await network.totalOnDisk(),
+        [...before.values()].reduce((a, b) => a + b, 0n),
+      );
       assert.equal(await network.holdsOnDisk(), 0);
       const record = await network.gatewayRecord(String(result.json?.id));
       assert.equal(record?.state, "committed");
@@ -83,7 +104,10 @@ describe("payment network", () => {
       const after = await network.balancesOnDisk();
       assert.equal(after.get("carol@SBI"), before.get("carol@SBI")! - 5000n);
       assert.equal(after.get("alice@SBI"), before.get("alice@SBI")! + 5000n);
-      assert.equal(await network.totalOnDisk(), [...before.values()].reduce((a, b) => a + b, 0n));
+      assert.equal(
+        await network.totalOnDisk(),
+        [...before.values()].reduce((a, b) => a + b, 0n),
+      );
     });
 
     it("aborts a payment over the balance: nothing changes and the hold is released", async () => {
@@ -134,8 +158,17 @@ describe("payment network", () => {
         const before = await network.balancesOnDisk();
         const gateway = await network.gatewayClient();
         try {
-          const { token } = await gateway.registerClient({ username: "alice", password: passwords.alice!, bank: "SBI" }, { timeoutMs: 10_000 });
-          await assert.rejects(gateway.makePayment({ token, paymentId: `bad-${label.replace(/ /g, "-")}`, toUser: "bob", toBank: "HDFC", amountMinor }, { timeoutMs: 10_000 }), (error: PaymentError) => error.code === "INVALID_AMOUNT");
+          const { token } = await gateway.registerClient(
+            { username: "alice", password: passwords.alice!, bank: "SBI" },
+            { timeoutMs: 10_000 },
+          );
+          await assert.rejects(
+            gateway.makePayment(
+              { token, paymentId: `bad-${label.replace(/ /g, "-")}`, toUser: "bob", toBank: "HDFC", amountMinor },
+              { timeoutMs: 10_000 },
+            ),
+            (error: PaymentError) => error.code === "INVALID_AMOUNT",
+          );
         } finally {
           gateway.close();
         }
@@ -186,14 +219,28 @@ describe("payment network", () => {
       const amountMinor = startMinor / 40n + 1n; // 50 × amount > balance, 40 × amount > balance
       const gateway = await network.gatewayClient();
       try {
-        const { token } = await gateway.registerClient({ username: "bob", password: passwords.bob!, bank: "HDFC" }, { timeoutMs: 10_000 });
+        const { token } = await gateway.registerClient(
+          { username: "bob", password: passwords.bob!, bank: "HDFC" },
+          { timeoutMs: 10_000 },
+        );
         const outcomes = await Promise.allSettled(
           Array.from({ length: 50 }, (_, index) =>
-            gateway.makePayment({ token, paymentId: `burst-${index}`, toUser: index % 2 === 0 ? "alice" : "carol", toBank: "SBI", amountMinor }, { timeoutMs: 60_000 }),
+            gateway.makePayment(
+              {
+                token,
+                paymentId: `burst-${index}`,
+                toUser: index % 2 === 0 ? "alice" : "carol",
+                toBank: "SBI",
+                amountMinor,
+              },
+              { timeoutMs: 60_000 },
+            ),
           ),
         );
         const committed = outcomes.filter((outcome) => outcome.status === "fulfilled").length;
-        const refusals = outcomes.flatMap((outcome) => (outcome.status === "rejected" ? [(outcome.reason as PaymentError).code] : []));
+        const refusals = outcomes.flatMap((outcome) =>
+          outcome.status === "rejected" ? [(outcome.reason as PaymentError).code] : [],
+        );
         assert.deepEqual([...new Set(refusals)], ["INSUFFICIENT_FUNDS"]);
         assert.equal(BigInt(committed), startMinor / amountMinor, "every payment that fits is committed, no more");
         const after = await network.balancesOnDisk();
@@ -213,7 +260,10 @@ describe("payment network", () => {
     it("gives each order its own outcome, and a repeat of the call answers the same and moves nothing", async () => {
       const gateway = await network.gatewayClient();
       try {
-        const { token } = await gateway.registerClient({ username: "carol", password: passwords.carol!, bank: "SBI" }, call);
+        const { token } = await gateway.registerClient(
+          { username: "carol", password: passwords.carol!, bank: "SBI" },
+          call,
+        );
         const before = await network.balancesOnDisk();
         const totalBefore = await network.totalOnDisk();
         const carolMinor = before.get("carol@SBI")!;
@@ -236,13 +286,18 @@ describe("payment network", () => {
           ["batch-zero", "ABORTED", "INVALID_AMOUNT", false],
           ["not an id!", "ABORTED", "INVALID_ARGUMENT", false],
         ];
-        const summary = (reply: { results: Array<{ paymentId: string; status: PaymentStatus; reason: string; final: boolean }> }) =>
+        const summary = (reply: {
+          results: Array<{ paymentId: string; status: PaymentStatus; reason: string; final: boolean }>;
+        }) =>
           reply.results.map((result) => [result.paymentId, PaymentStatus[result.status], result.reason, result.final]);
 
         const first = await gateway.makePayments({ token, payments: orders }, call);
         assert.deepEqual(summary(first), expected);
         // The two committed orders run side by side: the balance after the first may or may not include the second.
-        assert.ok([carolMinor - 100n, carolMinor - 350n].includes(first.results[0]!.balanceAfterMinor!), `balance after: ${first.results[0]!.balanceAfterMinor}`);
+        assert.ok(
+          [carolMinor - 100n, carolMinor - 350n].includes(first.results[0]!.balanceAfterMinor!),
+          `balance after: ${first.results[0]!.balanceAfterMinor}`,
+        );
         const after = await network.balancesOnDisk();
         assert.equal(after.get("carol@SBI"), carolMinor - 350n);
         assert.equal(after.get("bob@HDFC"), before.get("bob@HDFC")! + 100n);
@@ -261,10 +316,19 @@ describe("payment network", () => {
     it("runs an id repeated within one call once: the repeat gets the same answer, or IDEMPOTENCY_CONFLICT with other details", async () => {
       const gateway = await network.gatewayClient();
       try {
-        const { token } = await gateway.registerClient({ username: "dave", password: passwords.dave!, bank: "HDFC" }, call);
-        const { token: daveAgain } = await gateway.registerClient({ username: "dave", password: passwords.dave!, bank: "HDFC" }, call);
+        const { token } = await gateway.registerClient(
+          { username: "dave", password: passwords.dave!, bank: "HDFC" },
+          call,
+        );
+        const { token: daveAgain } = await gateway.registerClient(
+          { username: "dave", password: passwords.dave!, bank: "HDFC" },
+          call,
+        );
         const before = await network.balancesOnDisk();
-        const earlier = await gateway.makePayment({ token: daveAgain, paymentId: "inner-earlier", toUser: "alice", toBank: "SBI", amountMinor: 7n }, call);
+        const earlier = await gateway.makePayment(
+          { token: daveAgain, paymentId: "inner-earlier", toUser: "alice", toBank: "SBI", amountMinor: 7n },
+          call,
+        );
         const orders = [
           { paymentId: "inner-twice", toUser: "alice", toBank: "SBI", amountMinor: 11n },
           { paymentId: "inner-other", toUser: "carol", toBank: "SBI", amountMinor: 13n },
@@ -283,7 +347,11 @@ describe("payment network", () => {
             ["inner-earlier", "COMMITTED", ""],
           ],
         );
-        assert.equal(reply.results[0]!.balanceAfterMinor, reply.results[2]!.balanceAfterMinor, "a repeat answers what the first did");
+        assert.equal(
+          reply.results[0]!.balanceAfterMinor,
+          reply.results[2]!.balanceAfterMinor,
+          "a repeat answers what the first did",
+        );
         assert.equal(reply.results[4]!.balanceAfterMinor, earlier.balanceAfterMinor);
         await network.settled();
         const after = await network.balancesOnDisk();
@@ -298,13 +366,27 @@ describe("payment network", () => {
     it("refuses an empty call and one of more than 1,000 orders as a whole, changing nothing", async () => {
       const gateway = await network.gatewayClient();
       try {
-        const { token } = await gateway.registerClient({ username: "alice", password: passwords.alice!, bank: "SBI" }, call);
+        const { token } = await gateway.registerClient(
+          { username: "alice", password: passwords.alice!, bank: "SBI" },
+          call,
+        );
         const before = await network.balancesOnDisk();
-        const order = (index: number) => ({ paymentId: `oversized-${index}`, toUser: "bob", toBank: "HDFC", amountMinor: 1n });
+        const order = (index: number) => ({
+          paymentId: `oversized-${index}`,
+          toUser: "bob",
+          toBank: "HDFC",
+          amountMinor: 1n,
+        });
         for (const payments of [[], Array.from({ length: 1_001 }, (_, index) => order(index))]) {
-          await assert.rejects(gateway.makePayments({ token, payments }, call), (error: PaymentError) => error.code === "INVALID_ARGUMENT" && /1 to 1000 payments/.test(error.message));
+          await assert.rejects(
+            gateway.makePayments({ token, payments }, call),
+            (error: PaymentError) => error.code === "INVALID_ARGUMENT" && /1 to 1000 payments/.test(error.message),
+          );
         }
-        await assert.rejects(gateway.makePayments({ token: "forged", payments: [order(0)] }, call), (error: PaymentError) => error.code === "UNAUTHENTICATED");
+        await assert.rejects(
+          gateway.makePayments({ token: "forged", payments: [order(0)] }, call),
+          (error: PaymentError) => error.code === "UNAUTHENTICATED",
+        );
         assert.deepEqual(await network.balancesOnDisk(), before);
         assert.equal(await network.gatewayRecord("oversized-0"), undefined);
       } finally {

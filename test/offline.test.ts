@@ -17,7 +17,23 @@ describe("offline payments", () => {
   }
 
   function sync(net: Network, user = "alice", bank = "SBI", extra: string[] = [], env: Record<string, string> = {}) {
-    return runCli(["client", "sync", "--user", user, "--bank", bank, "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress, ...extra], { env: { PAYNET_PASSWORD: passwords[user]!, ...env } });
+    return runCli(
+      [
+        "client",
+        "sync",
+        "--user",
+        user,
+        "--bank",
+        bank,
+        "--json",
+        "--data-dir",
+        net.dir,
+        "--gateway",
+        net.gatewayAddress,
+        ...extra,
+      ],
+      { env: { PAYNET_PASSWORD: passwords[user]!, ...env } },
+    );
   }
 
   async function queueIds(net: Network): Promise<string[]> {
@@ -40,7 +56,23 @@ describe("offline payments", () => {
     assert.deepEqual(await queueIds(net), ids, "queued in order, with the ids they were given");
 
     // The watcher waits on grpc connectivity and sends once the gateway is back.
-    const watcher = new Proc("sync", ["client", "sync", "--watch", "--user", "alice", "--bank", "SBI", "--data-dir", net.dir, "--gateway", net.gatewayAddress], { PAYNET_PASSWORD: passwords.alice! });
+    const watcher = new Proc(
+      "sync",
+      [
+        "client",
+        "sync",
+        "--watch",
+        "--user",
+        "alice",
+        "--bank",
+        "SBI",
+        "--data-dir",
+        net.dir,
+        "--gateway",
+        net.gatewayAddress,
+      ],
+      { PAYNET_PASSWORD: passwords.alice! },
+    );
     await net.startGateway();
     const { code } = await watcher.exited;
     assert.equal(code, exit.ok, watcher.lines.join("\n"));
@@ -51,7 +83,10 @@ describe("offline payments", () => {
     assert.equal(after.get("bob@HDFC"), before.get("bob@HDFC")! + 600n);
     assert.deepEqual(await queueIds(net), []);
     const history = await runCli(["client", "history", "--json", "--user", "alice", "--data-dir", net.dir]);
-    assert.deepEqual((history.json?.payments as Array<{ id: string; status: string }>).map((entry) => [entry.id, entry.status]), ids.map((id) => [id, "committed"]));
+    assert.deepEqual(
+      (history.json?.payments as Array<{ id: string; status: string }>).map((entry) => [entry.id, entry.status]),
+      ids.map((id) => [id, "committed"]),
+    );
 
     const again = await sync(net);
     assert.equal(again.code, exit.ok);
@@ -71,7 +106,10 @@ describe("offline payments", () => {
     await net.gatewayReady();
     const synced = await sync(net);
     assert.equal(synced.code, exit.ok, synced.stdout + synced.stderr);
-    assert.deepEqual((synced.json?.results as Array<{ id: string; status: string }>).map((entry) => [entry.id, entry.status]), [[result.json?.id, "committed"]]);
+    assert.deepEqual(
+      (synced.json?.results as Array<{ id: string; status: string }>).map((entry) => [entry.id, entry.status]),
+      [[result.json?.id, "committed"]],
+    );
     const after = await net.balancesOnDisk();
     assert.equal(after.get("alice@SBI"), before.get("alice@SBI")! - 400n, "applied once, though sent twice");
     assert.equal(after.get("bob@HDFC"), before.get("bob@HDFC")! + 400n);
@@ -80,9 +118,30 @@ describe("offline payments", () => {
   it("a client killed after queuing, before sending, loses nothing and pays once", async () => {
     const net = await startedNetwork();
     const before = await net.balancesOnDisk();
-    const killed = await runCli(["client", "pay", "--user", "alice", "--bank", "SBI", "--to", "bob", "--to-bank", "HDFC", "--amount", "5", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress], {
-      env: { PAYNET_PASSWORD: passwords.alice!, PAYNET_CRASH_AT: "client-after-queue" },
-    });
+    const killed = await runCli(
+      [
+        "client",
+        "pay",
+        "--user",
+        "alice",
+        "--bank",
+        "SBI",
+        "--to",
+        "bob",
+        "--to-bank",
+        "HDFC",
+        "--amount",
+        "5",
+        "--json",
+        "--data-dir",
+        net.dir,
+        "--gateway",
+        net.gatewayAddress,
+      ],
+      {
+        env: { PAYNET_PASSWORD: passwords.alice!, PAYNET_CRASH_AT: "client-after-queue" },
+      },
+    );
     assert.equal(killed.code, null, "killed by SIGKILL");
     assert.equal((await queueIds(net)).length, 1);
     assert.deepEqual(await net.balancesOnDisk(), before, "nothing was sent");
@@ -94,10 +153,15 @@ describe("offline payments", () => {
   it("a client killed mid-flush, after the gateway answered, does not pay twice when restarted", async () => {
     const net = await startedNetwork();
     const before = await net.balancesOnDisk();
-    for (const amount of ["1.50", "2.50"]) assert.equal((await net.pay("alice", "SBI", "bob", "HDFC", amount, ["--offline"])).code, exit.queued);
+    for (const amount of ["1.50", "2.50"])
+      assert.equal((await net.pay("alice", "SBI", "bob", "HDFC", amount, ["--offline"])).code, exit.queued);
     const killed = await sync(net, "alice", "SBI", [], { PAYNET_CRASH_AT: "client-before-dequeue" });
     assert.equal(killed.code, null, "killed by SIGKILL");
-    assert.equal((await net.balancesOnDisk()).get("alice@SBI"), before.get("alice@SBI")! - 150n, "the first payment went through");
+    assert.equal(
+      (await net.balancesOnDisk()).get("alice@SBI"),
+      before.get("alice@SBI")! - 150n,
+      "the first payment went through",
+    );
     assert.equal((await queueIds(net)).length, 2, "but had not left the queue");
 
     const restarted = await sync(net);
@@ -112,7 +176,8 @@ describe("offline payments", () => {
     const net = await startedNetwork();
     const before = await net.balancesOnDisk();
     const amounts = ["1", "2", "3", "4", "5", "6"];
-    for (const amount of amounts) assert.equal((await net.pay("alice", "SBI", "bob", "HDFC", amount, ["--offline"])).code, exit.queued);
+    for (const amount of amounts)
+      assert.equal((await net.pay("alice", "SBI", "bob", "HDFC", amount, ["--offline"])).code, exit.queued);
     const [first, second] = await Promise.all([sync(net), sync(net)]);
     assert.equal(first.code, exit.ok, first.stdout + first.stderr);
     assert.equal(second.code, exit.ok, second.stdout + second.stderr);
@@ -131,9 +196,18 @@ describe("offline payments", () => {
     assert.equal(queued.code, exit.queued);
     const synced = await sync(net, "dave", "HDFC");
     assert.equal(synced.code, exit.refused);
-    assert.deepEqual((synced.json?.results as Array<{ status: string; reason: string }>).map((entry) => [entry.status, entry.reason]), [["aborted", "INSUFFICIENT_FUNDS"]]);
+    assert.deepEqual(
+      (synced.json?.results as Array<{ status: string; reason: string }>).map((entry) => [entry.status, entry.reason]),
+      [["aborted", "INSUFFICIENT_FUNDS"]],
+    );
     const history = await runCli(["client", "history", "--json", "--user", "dave", "--data-dir", net.dir]);
-    assert.deepEqual((history.json?.payments as Array<{ status: string; reason: string }>).map((entry) => [entry.status, entry.reason]), [["aborted", "INSUFFICIENT_FUNDS"]]);
+    assert.deepEqual(
+      (history.json?.payments as Array<{ status: string; reason: string }>).map((entry) => [
+        entry.status,
+        entry.reason,
+      ]),
+      [["aborted", "INSUFFICIENT_FUNDS"]],
+    );
     assert.deepEqual(await queueIds(net), []);
     assert.deepEqual(await net.balancesOnDisk(), before);
   });
@@ -141,19 +215,28 @@ describe("offline payments", () => {
   it("a damaged queue file gives a clear error and keeps its intact entries", async () => {
     const net = await networks.create();
     net.gatewayAddress = "127.0.0.1:1";
-    for (const amount of ["1", "2", "3"]) assert.equal((await net.pay("alice", "SBI", "bob", "HDFC", amount, ["--offline"])).code, exit.queued);
+    for (const amount of ["1", "2", "3"])
+      assert.equal((await net.pay("alice", "SBI", "bob", "HDFC", amount, ["--offline"])).code, exit.queued);
     const ids = await queueIds(net);
     const original = await readFile(net.paths.offlinePaymentsJson, "utf8");
     const lines = original.split("\n");
-    lines[2] = "{\"id\": garbage"; // the second entry is destroyed
+    lines[2] = '{"id": garbage'; // the second entry is destroyed
     const damaged = lines.join("\n").slice(0, -3); // and the file is cut short, losing its closing "]}"
     await writeFile(net.paths.offlinePaymentsJson, damaged);
 
     const listed = await runCli(["client", "queue", "--json", "--data-dir", net.dir]);
     assert.equal(listed.code, 0);
-    assert.match(listed.stderr, /offline_payments\.json was damaged \(unreadable line 3\); kept its 2 intact entries; the damaged file is saved as \S+offline_payments\.json\.damaged-\d+/);
-    assert.deepEqual((listed.json?.queued as Array<{ id: string }>).map((entry) => entry.id), [ids[0], ids[2]]);
-    const backups = (await readdir(dirname(net.paths.offlinePaymentsJson))).filter((name) => name.startsWith("offline_payments.json.damaged-"));
+    assert.match(
+      listed.stderr,
+      /offline_payments\.json was damaged \(unreadable line 3\); kept its 2 intact entries; the damaged file is saved as \S+offline_payments\.json\.damaged-\d+/,
+    );
+    assert.deepEqual(
+      (listed.json?.queued as Array<{ id: string }>).map((entry) => entry.id),
+      [ids[0], ids[2]],
+    );
+    const backups = (await readdir(dirname(net.paths.offlinePaymentsJson))).filter((name) =>
+      name.startsWith("offline_payments.json.damaged-"),
+    );
     assert.equal(backups.length, 1);
     assert.equal(await readFile(`${dirname(net.paths.offlinePaymentsJson)}/${backups[0]}`, "utf8"), damaged);
   });

@@ -6,7 +6,15 @@ import type { PaymentError } from "../src/core/domain/errors.js";
 
 const call = { timeoutMs: 30_000 };
 
-function pay(network: Network, from: string, fromBank: string, to: string, toBank: string, amountMinor: bigint, paymentId: string): Promise<PaymentError | null> {
+function pay(
+  network: Network,
+  from: string,
+  fromBank: string,
+  to: string,
+  toBank: string,
+  amountMinor: bigint,
+  paymentId: string,
+): Promise<PaymentError | null> {
   return network.rawPay({ from, fromBank, to, toBank, amountMinor, paymentId });
 }
 
@@ -15,7 +23,10 @@ function parsePrometheus(text: string): Map<string, number> {
   const samples = new Map<string, number>();
   for (const line of text.split("\n")) {
     if (line === "" || line.startsWith("# HELP ") || line.startsWith("# TYPE ")) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|[Nn]a[Nn]|\+Inf|-Inf)$/.exec(line);
+    const match =
+      /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|[Nn]a[Nn]|\+Inf|-Inf)$/.exec(
+        line,
+      );
     assert.ok(match, `not a Prometheus sample line: ${JSON.stringify(line)}`);
     samples.set(`${match[1]}${match[2] ?? ""}`, Number(match[3]));
   }
@@ -24,7 +35,9 @@ function parsePrometheus(text: string): Map<string, number> {
 
 describe("operator view", () => {
   // A test that paused HDFC must not leave it stopped: a stopped process would outlive the network.
-  const networks = networkPerTest({ beforeDestroy: async (network) => void network.banks.get("HDFC")?.child.kill("SIGCONT") });
+  const networks = networkPerTest({
+    beforeDestroy: async (network) => void network.banks.get("HDFC")?.child.kill("SIGCONT"),
+  });
 
   it("status shows a bank that is down and the payment held in doubt until it returns", async () => {
     const net = await networks.create();
@@ -36,11 +49,22 @@ describe("operator view", () => {
     assert.equal(error?.code, "BANK_UNAVAILABLE");
     const status = await runCli(["status", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
     assert.equal(status.code, 0, status.stdout + status.stderr);
-    const report = status.json as { banks: Array<{ name: string; up: boolean; holds: number }>; payments: Record<string, number>; inDoubt: Array<{ id: string; state: string; from: string; to: string; amount: string }>; offlineQueue: number };
-    assert.deepEqual(report.banks.map((bank) => [bank.name, bank.up]).sort(), [["HDFC", false], ["SBI", true]]);
+    const report = status.json as {
+      banks: Array<{ name: string; up: boolean; holds: number }>;
+      payments: Record<string, number>;
+      inDoubt: Array<{ id: string; state: string; from: string; to: string; amount: string }>;
+      offlineQueue: number;
+    };
+    assert.deepEqual(report.banks.map((bank) => [bank.name, bank.up]).sort(), [
+      ["HDFC", false],
+      ["SBI", true],
+    ]);
     assert.equal(report.banks.find((bank) => bank.name === "SBI")?.holds, 0, "SBI released its hold on the abort");
     assert.equal(report.payments.aborting, 1, "decided abort, not yet acknowledged by HDFC");
-    assert.deepEqual(report.inDoubt.map((payment) => [payment.id, payment.state, payment.from, payment.to, payment.amount]), [["held-in-doubt-1", "aborted", "alice@SBI", "bob@HDFC", "7.00"]]);
+    assert.deepEqual(
+      report.inDoubt.map((payment) => [payment.id, payment.state, payment.from, payment.to, payment.amount]),
+      [["held-in-doubt-1", "aborted", "alice@SBI", "bob@HDFC", "7.00"]],
+    );
     assert.equal(report.offlineQueue, 0);
 
     const human = await runCli(["status", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
@@ -48,21 +72,44 @@ describe("operator view", () => {
     assert.match(human.stdout, /oldest in doubt\n.*aborted\s+7\.00 alice@SBI → bob@HDFC \(payment held-in-doubt-1\)/);
 
     hdfc.child.kill("SIGCONT");
-    await waitUntil(async () => (await net.gatewayRecord("held-in-doubt-1"))?.finished === true, "the abort to reach HDFC");
+    await waitUntil(
+      async () => (await net.gatewayRecord("held-in-doubt-1"))?.finished === true,
+      "the abort to reach HDFC",
+    );
     const healed = await runCli(["status", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
     const healedReport = healed.json as typeof report;
-    assert.deepEqual(healedReport.banks.map((bank) => bank.up), [true, true]);
+    assert.deepEqual(
+      healedReport.banks.map((bank) => bank.up),
+      [true, true],
+    );
     assert.equal(healedReport.payments.aborting, 0);
     assert.equal(healedReport.payments.aborted, 1);
     assert.deepEqual(healedReport.inDoubt, []);
 
-    const one = await runCli(["payment", "held-in-doubt-1", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
+    const one = await runCli([
+      "payment",
+      "held-in-doubt-1",
+      "--json",
+      "--data-dir",
+      net.dir,
+      "--gateway",
+      net.gatewayAddress,
+    ]);
     assert.equal(one.code, 0, one.stdout + one.stderr);
     assert.equal(one.json?.state, "aborted");
     assert.equal(one.json?.finished, true);
     assert.equal(one.json?.reason, "BANK_UNAVAILABLE");
-    for (const key of ["createdAt", "decidedAt", "finishedAt"]) assert.match(String(one.json?.[key]), /^\d{4}-\d\d-\d\dT/);
-    const unknown = await runCli(["payment", "no-such-payment", "--json", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
+    for (const key of ["createdAt", "decidedAt", "finishedAt"])
+      assert.match(String(one.json?.[key]), /^\d{4}-\d\d-\d\dT/);
+    const unknown = await runCli([
+      "payment",
+      "no-such-payment",
+      "--json",
+      "--data-dir",
+      net.dir,
+      "--gateway",
+      net.gatewayAddress,
+    ]);
     assert.equal(unknown.code, 1);
     assert.equal(unknown.json?.error, "UNKNOWN_PAYMENT");
   });
@@ -73,7 +120,10 @@ describe("operator view", () => {
     const gateway = await network.gatewayClient();
     try {
       await assert.rejects(gateway.getStatus({}, call), (error: PaymentError) => error.code === "PERMISSION_DENIED");
-      await assert.rejects(gateway.getPayment({ paymentId: "x" }, call), (error: PaymentError) => error.code === "PERMISSION_DENIED");
+      await assert.rejects(
+        gateway.getPayment({ paymentId: "x" }, call),
+        (error: PaymentError) => error.code === "PERMISSION_DENIED",
+      );
     } finally {
       gateway.close();
     }
@@ -90,16 +140,23 @@ describe("metrics and logs", () => {
     const metricsArgs = { args: ["--metrics-port", "0"], env: { PAYNET_LOG_LEVEL: "debug" } };
     await network.startGateway(metricsArgs);
     await Promise.all(["SBI", "HDFC"].map((bank) => network.startBank(bank, metricsArgs)));
-    for (const [name, proc] of [["gateway", network.gateway!], ...[...network.banks].map(([bank, proc]) => [bank, proc] as const)] as const) {
+    for (const [name, proc] of [
+      ["gateway", network.gateway!],
+      ...[...network.banks].map(([bank, proc]) => [bank, proc] as const),
+    ] as const) {
       const [, port] = await proc.waitFor(/metrics on http:\/\/127\.0\.0\.1:([0-9]+)\/metrics/);
       metricsPorts.set(name, Number(port));
     }
     assert.equal(await pay(network, "alice", "SBI", "bob", "HDFC", 100n, "metrics-1"), null);
     assert.equal(await pay(network, "bob", "HDFC", "carol", "SBI", 200n, "metrics-2"), null);
     assert.equal(await pay(network, "alice", "SBI", "carol", "SBI", 300n, "metrics-3"), null);
-    assert.equal((await pay(network, "dave", "HDFC", "alice", "SBI", 10_000_000n, "metrics-4"))?.code, "INSUFFICIENT_FUNDS");
+    assert.equal(
+      (await pay(network, "dave", "HDFC", "alice", "SBI", 10_000_000n, "metrics-4"))?.code,
+      "INSUFFICIENT_FUNDS",
+    );
     await waitUntil(async () => {
-      for (const id of ["metrics-1", "metrics-2", "metrics-3", "metrics-4"]) if ((await network.gatewayRecord(id))?.finished !== true) return false;
+      for (const id of ["metrics-1", "metrics-2", "metrics-3", "metrics-4"])
+        if ((await network.gatewayRecord(id))?.finished !== true) return false;
       return true;
     }, "every payment to finish");
   });
@@ -128,7 +185,10 @@ describe("metrics and logs", () => {
 
   it("each bank reports its holds, fsyncs and refusals", async () => {
     // Every change is fsynced in the bank's journal before its answer; checkpoints fold it into the shared files soon after.
-    await waitUntil(async () => ((await scrape("HDFC")).get('paynet_fsync_seconds_count{file="dummydata.csv"}') ?? 0) >= 1, "a checkpoint of HDFC's rows");
+    await waitUntil(
+      async () => ((await scrape("HDFC")).get('paynet_fsync_seconds_count{file="dummydata.csv"}') ?? 0) >= 1,
+      "a checkpoint of HDFC's rows",
+    );
     const hdfc = await scrape("HDFC");
     assert.equal(hdfc.get("paynet_bank_holds"), 0);
     assert.ok((hdfc.get('paynet_fsync_seconds_count{file="journal_HDFC"}') ?? 0) >= 3);
@@ -146,7 +206,10 @@ describe("metrics and logs", () => {
         return record;
       }),
     );
-    const lifeOf = (id: string) => records.filter((record) => record.paymentId === id).map((record) => `${String(record.role)}: ${String(record.msg)}`);
+    const lifeOf = (id: string) =>
+      records
+        .filter((record) => record.paymentId === id)
+        .map((record) => `${String(record.role)}: ${String(record.msg)}`);
     assert.deepEqual(lifeOf("metrics-1").sort(), [
       "bank HDFC: committed",
       "bank HDFC: voted yes: hold recorded",
@@ -156,10 +219,15 @@ describe("metrics and logs", () => {
       "gateway: payment begun",
       "gateway: payment finished",
     ]);
-    assert.deepEqual(lifeOf("metrics-3").sort(), ["bank SBI: same-bank transfer applied", "gateway: payment begun", "gateway: payment finished"]);
+    assert.deepEqual(lifeOf("metrics-3").sort(), [
+      "bank SBI: same-bank transfer applied",
+      "gateway: payment begun",
+      "gateway: payment finished",
+    ]);
     for (const record of records) {
       const text = JSON.stringify(record);
-      for (const password of Object.values(passwords)) assert.ok(!text.includes(password), `a password in a log line: ${text}`);
+      for (const password of Object.values(passwords))
+        assert.ok(!text.includes(password), `a password in a log line: ${text}`);
     }
   });
 });

@@ -24,7 +24,14 @@ const holdTimeoutMs = 30_000;
 const startMs = 1_700_000_000_000;
 
 // alice 100.00 and bob 50.25 at SBI; carol and a second alice at HDFC, which this participant must not touch.
-const seedCsv = ["username,balance,password,bank", "alice,100,alice123,SBI", "bob,50.25,bob123,SBI", "carol,10,carol123,HDFC", "alice,7,alice-hdfc,HDFC", ""].join("\n");
+const seedCsv = [
+  "username,balance,password,bank",
+  "alice,100,alice123,SBI",
+  "bob,50.25,bob123,SBI",
+  "carol,10,carol123,HDFC",
+  "alice,7,alice-hdfc,HDFC",
+  "",
+].join("\n");
 
 function paymentError(code: Reason): (error: unknown) => true {
   return (error) => {
@@ -74,9 +81,15 @@ describe("Participant", () => {
   }
 
   /** A participant over the bank's files, as the bank process opens it. */
-  async function openOnFiles(files: BankFiles, finishedRetainedMax: number, storeOptions: Pick<FileLedgerStoreOptions, "checkpointDelayMs" | "checkpointEntriesMax" | "onWriteFailure"> = {}): Promise<Participant> {
+  async function openOnFiles(
+    files: BankFiles,
+    finishedRetainedMax: number,
+    storeOptions: Pick<FileLedgerStoreOptions, "checkpointDelayMs" | "checkpointEntriesMax" | "onWriteFailure"> = {},
+  ): Promise<Participant> {
     const store = await FileLedgerStore.open({ bank, files, finishedRetainedMax, ...storeOptions });
-    const participant = await tracked(Participant.open(store, { bank, holdTimeoutMs, finishedRetainedMax, nowMs: () => clock.nowMs }));
+    const participant = await tracked(
+      Participant.open(store, { bank, holdTimeoutMs, finishedRetainedMax, nowMs: () => clock.nowMs }),
+    );
     stores.set(participant, store);
     return participant;
   }
@@ -135,7 +148,10 @@ describe("Participant", () => {
   }
 
   async function pendingSection(files: BankFiles, name = bank): Promise<PendingSectionJson> {
-    const document = JSON.parse(await readFile(files.pendingJsonPath, "utf8")) as { format: string; banks: Record<string, PendingSectionJson> };
+    const document = JSON.parse(await readFile(files.pendingJsonPath, "utf8")) as {
+      format: string;
+      banks: Record<string, PendingSectionJson>;
+    };
     assert.equal(document.format, "paynet-pending/1");
     const section = document.banks[name];
     assert.ok(section !== undefined, `no section for ${name} in the pending file`);
@@ -165,12 +181,34 @@ describe("Participant", () => {
     await participant.prepare("p1", "alice", "debit", 6_000n);
     assert.deepEqual(participant.balance("alice"), { balanceMinor: 10_000n, availableMinor: 4_000n });
     assert.deepEqual(participant.holds(), [
-      { paymentId: "p1", username: "alice", kind: "debit", amountMinor: 6_000n, preparedAtMs: startMs, expiresAtMs: startMs + holdTimeoutMs },
+      {
+        paymentId: "p1",
+        username: "alice",
+        kind: "debit",
+        amountMinor: 6_000n,
+        preparedAtMs: startMs,
+        expiresAtMs: startMs + holdTimeoutMs,
+      },
     ]);
-    assert.deepEqual([...(await durableState(files)).holds.values()], [
-      { paymentId: "p1", username: "alice", kind: "debit", amountMinor: 6_000n, preparedAtMs: startMs, expiresAtMs: startMs + holdTimeoutMs },
-    ], "the hold is durable (in the journal) before the vote returns");
-    assert.deepEqual(await csvBalances(files), ["alice@SBI=10000", "bob@SBI=5025", "carol@HDFC=1000", "alice@HDFC=700"], "a hold does not touch the CSV");
+    assert.deepEqual(
+      [...(await durableState(files)).holds.values()],
+      [
+        {
+          paymentId: "p1",
+          username: "alice",
+          kind: "debit",
+          amountMinor: 6_000n,
+          preparedAtMs: startMs,
+          expiresAtMs: startMs + holdTimeoutMs,
+        },
+      ],
+      "the hold is durable (in the journal) before the vote returns",
+    );
+    assert.deepEqual(
+      await csvBalances(files),
+      ["alice@SBI=10000", "bob@SBI=5025", "carol@HDFC=1000", "alice@HDFC=700"],
+      "a hold does not touch the CSV",
+    );
   });
 
   it("refuses a second prepare beyond the available funds with INSUFFICIENT_FUNDS; exactly the available is fine", async () => {
@@ -258,10 +296,15 @@ describe("Participant", () => {
     await assert.rejects(participant.prepare("p1", "alice", "debit", 6_000n), paymentError("PAYMENT_ABORTED"));
     const durable = await durableState(files);
     assert.deepEqual(durable.holds, new Map());
-    assert.deepEqual([...durable.finished.values()], [{ paymentId: "p1", outcome: "aborted", atMs: startMs, replyBalanceMinor: null }]);
+    assert.deepEqual(
+      [...durable.finished.values()],
+      [{ paymentId: "p1", outcome: "aborted", atMs: startMs, replyBalanceMinor: null }],
+    );
     await storeOf(participant).flushCheckpoint();
     assert.deepEqual((await pendingSection(files)).holds, []);
-    assert.deepEqual(await finishedOnDisk(files), [{ paymentId: "p1", outcome: "aborted", atMs: startMs, replyBalanceMinor: null }]);
+    assert.deepEqual(await finishedOnDisk(files), [
+      { paymentId: "p1", outcome: "aborted", atMs: startMs, replyBalanceMinor: null },
+    ]);
   });
 
   it("abort of an unknown payment records it, so a later prepare is PAYMENT_ABORTED", async () => {
@@ -294,11 +337,22 @@ describe("Participant", () => {
     const { participant } = await fresh();
     await participant.prepare("hold", "alice", "debit", 9_000n);
     await assert.rejects(participant.transfer("t1", "alice", "alice", 100n, clock.nowMs), paymentError("SELF_PAYMENT"));
-    await assert.rejects(participant.transfer("t2", "alice", "bob", 1_001n, clock.nowMs), paymentError("INSUFFICIENT_FUNDS"), "held funds are not available");
-    await assert.rejects(participant.transfer("t3", "bob", "alice", 5_026n, clock.nowMs), paymentError("INSUFFICIENT_FUNDS"));
+    await assert.rejects(
+      participant.transfer("t2", "alice", "bob", 1_001n, clock.nowMs),
+      paymentError("INSUFFICIENT_FUNDS"),
+      "held funds are not available",
+    );
+    await assert.rejects(
+      participant.transfer("t3", "bob", "alice", 5_026n, clock.nowMs),
+      paymentError("INSUFFICIENT_FUNDS"),
+    );
     await assert.rejects(participant.transfer("t4", "nobody", "bob", 1n, clock.nowMs), paymentError("UNKNOWN_ACCOUNT"));
     await assert.rejects(participant.transfer("t5", "bob", "nobody", 1n, clock.nowMs), paymentError("UNKNOWN_ACCOUNT"));
-    await assert.rejects(participant.transfer("t6", "bob", "carol", 1n, clock.nowMs), paymentError("UNKNOWN_ACCOUNT"), "carol is at another bank");
+    await assert.rejects(
+      participant.transfer("t6", "bob", "carol", 1n, clock.nowMs),
+      paymentError("UNKNOWN_ACCOUNT"),
+      "carol is at another bank",
+    );
     assert.deepEqual(participant.balance("alice"), { balanceMinor: 10_000n, availableMinor: 1_000n });
     assert.deepEqual(participant.balance("bob"), { balanceMinor: 5_025n, availableMinor: 5_025n });
   });
@@ -306,14 +360,20 @@ describe("Participant", () => {
   it("transfer under the id of a prepared hold is IDEMPOTENCY_CONFLICT", async () => {
     const { participant } = await fresh();
     await participant.prepare("p1", "alice", "debit", 1_000n);
-    await assert.rejects(participant.transfer("p1", "alice", "bob", 1_000n, clock.nowMs), paymentError("IDEMPOTENCY_CONFLICT"));
+    await assert.rejects(
+      participant.transfer("p1", "alice", "bob", 1_000n, clock.nowMs),
+      paymentError("IDEMPOTENCY_CONFLICT"),
+    );
     assert.equal(participant.balance("bob").balanceMinor, 5_025n);
   });
 
   it("transfer under the id of an aborted payment is PAYMENT_ABORTED", async () => {
     const { participant } = await fresh();
     await participant.abort("a1");
-    await assert.rejects(participant.transfer("a1", "alice", "bob", 1_000n, clock.nowMs), paymentError("PAYMENT_ABORTED"));
+    await assert.rejects(
+      participant.transfer("a1", "alice", "bob", 1_000n, clock.nowMs),
+      paymentError("PAYMENT_ABORTED"),
+    );
     assert.equal(participant.balance("bob").balanceMinor, 5_025n);
   });
 
@@ -328,7 +388,8 @@ describe("Participant", () => {
     await storeOf(participant).flushCheckpoint();
     assert.deepEqual(await csvBalances(files), ["alice@SBI=9025", "bob@SBI=6000", "carol@HDFC=1000", "alice@HDFC=700"]);
     const rows = await csvRows(files);
-    for (const row of rows.filter((row) => row.bank === bank)) assert.equal(isPasswordHash(row.password), true, `${row.username}@${bank} is hashed`);
+    for (const row of rows.filter((row) => row.bank === bank))
+      assert.equal(isPasswordHash(row.password), true, `${row.username}@${bank} is hashed`);
     assert.deepEqual(
       rows.filter((row) => row.bank !== bank).map((row) => row.password),
       ["carol123", "alice-hdfc"],
@@ -376,7 +437,9 @@ describe("Participant", () => {
         banks: {
           [bank]: {
             holds: [],
-            applying: [{ paymentId: "crashed", balancesMinor: { alice: "7000", bob: "8025" }, replyBalanceMinor: "7000" }],
+            applying: [
+              { paymentId: "crashed", balancesMinor: { alice: "7000", bob: "8025" }, replyBalanceMinor: "7000" },
+            ],
             finished: [],
           },
         },
@@ -390,8 +453,14 @@ describe("Participant", () => {
     const section = await pendingSection(files);
     assert.deepEqual(section.applying, []);
     // An earlier build's applying entry carries no time: its finished record says 0.
-    assert.deepEqual(await finishedOnDisk(files), [{ paymentId: "crashed", outcome: "committed", atMs: 0, replyBalanceMinor: "7000" }]);
-    assert.equal(await participant.transfer("crashed", "alice", "bob", 3_000n, clock.nowMs), 7_000n, "a retry gets the logged reply");
+    assert.deepEqual(await finishedOnDisk(files), [
+      { paymentId: "crashed", outcome: "committed", atMs: 0, replyBalanceMinor: "7000" },
+    ]);
+    assert.equal(
+      await participant.transfer("crashed", "alice", "bob", 3_000n, clock.nowMs),
+      7_000n,
+      "a retry gets the logged reply",
+    );
     assert.equal(participant.balance("alice").balanceMinor, 7_000n);
 
     const reopened = await open(files);
@@ -407,7 +476,11 @@ describe("Participant", () => {
       pending: {
         format: "paynet-pending/1",
         banks: {
-          [bank]: { holds: [], applying: [{ paymentId: "debit-1", balancesMinor: { alice: "7000" }, replyBalanceMinor: "7000" }], finished: [] },
+          [bank]: {
+            holds: [],
+            applying: [{ paymentId: "debit-1", balancesMinor: { alice: "7000" }, replyBalanceMinor: "7000" }],
+            finished: [],
+          },
         },
       },
     });
@@ -422,16 +495,29 @@ describe("Participant", () => {
   it("recovery keeps the holds and other banks' sections of the pending file", async () => {
     clock.nowMs = startMs;
     const otherSection = {
-      holds: [{ paymentId: "x", username: "carol", kind: "debit", amountMinor: "100", preparedAtMs: 1, expiresAtMs: 2 }],
+      holds: [
+        { paymentId: "x", username: "carol", kind: "debit", amountMinor: "100", preparedAtMs: 1, expiresAtMs: 2 },
+      ],
       applying: [],
       finished: [{ paymentId: "y", outcome: "aborted", atMs: 3, replyBalanceMinor: null }],
     };
-    const hold = { paymentId: "held", username: "bob", kind: "debit", amountMinor: "25", preparedAtMs: startMs, expiresAtMs: startMs + holdTimeoutMs };
+    const hold = {
+      paymentId: "held",
+      username: "bob",
+      kind: "debit",
+      amountMinor: "25",
+      preparedAtMs: startMs,
+      expiresAtMs: startMs + holdTimeoutMs,
+    };
     const files = await newFiles({
       pending: {
         format: "paynet-pending/1",
         banks: {
-          [bank]: { holds: [hold], applying: [{ paymentId: "crashed", balancesMinor: { alice: "9000" }, replyBalanceMinor: "9000" }], finished: [] },
+          [bank]: {
+            holds: [hold],
+            applying: [{ paymentId: "crashed", balancesMinor: { alice: "9000" }, replyBalanceMinor: "9000" }],
+            finished: [],
+          },
           HDFC: otherSection,
         },
       },
@@ -450,10 +536,22 @@ describe("Participant", () => {
     const participant = await openOnFiles(files, 1_000, { checkpointDelayMs: 0 });
     // Waves of transfers, each wave durable before the next starts, so that many checkpoints are due at once.
     for (let wave = 0; wave < 20; wave += 1) {
-      await Promise.all(Array.from({ length: 10 }, (_, index) => participant.transfer(`w${wave}-${index}`, index % 2 === 0 ? "alice" : "bob", index % 2 === 0 ? "bob" : "alice", BigInt(wave + index + 1), clock.nowMs)));
+      await Promise.all(
+        Array.from({ length: 10 }, (_, index) =>
+          participant.transfer(
+            `w${wave}-${index}`,
+            index % 2 === 0 ? "alice" : "bob",
+            index % 2 === 0 ? "bob" : "alice",
+            BigInt(wave + index + 1),
+            clock.nowMs,
+          ),
+        ),
+      );
     }
     await storeOf(participant).flushCheckpoint();
-    const onDisk = new Map((await csvRows(files)).filter((row) => row.bank === bank).map((row) => [row.username, row.balanceMinor]));
+    const onDisk = new Map(
+      (await csvRows(files)).filter((row) => row.bank === bank).map((row) => [row.username, row.balanceMinor]),
+    );
     assert.equal(onDisk.get("alice"), participant.balance("alice").balanceMinor);
     assert.equal(onDisk.get("bob"), participant.balance("bob").balanceMinor);
     assert.equal(onDisk.get("alice")! + onDisk.get("bob")!, 15_025n, "money is conserved on disk");
@@ -467,10 +565,7 @@ describe("Participant", () => {
     await participant.abort("a2");
     await participant.transfer("t3", "alice", "bob", 1n, clock.nowMs);
     await storeOf(participant).flushCheckpoint(); // t3 is finished once its balances are in the CSV
-    assert.deepEqual(
-      participant.finishedIds(),
-      ["a2", "t3"],
-    );
+    assert.deepEqual(participant.finishedIds(), ["a2", "t3"]);
     await assert.rejects(participant.prepare("a2", "alice", "debit", 1n), paymentError("PAYMENT_ABORTED"));
   });
 
@@ -484,9 +579,21 @@ describe("Participant", () => {
     await participant.transfer("t3", "alice", "bob", 100n, 3_000);
     assert.deepEqual(participant.finishedIds(), ["t2", "t3"]);
     const aliceMinor = participant.balance("alice").balanceMinor;
-    await assert.rejects(participant.settleTransfer("t1", 1_000), paymentError("UNKNOWN_PAYMENT"), "forgotten: it may have been applied");
-    await assert.rejects(participant.settleTransfer("t0", 500), paymentError("UNKNOWN_PAYMENT"), "begun before a forgotten transfer: the bank cannot tell");
-    await assert.rejects(participant.settleTransfer("t2", 2_000), paymentError("IDEMPOTENCY_CONFLICT"), "remembered as applied");
+    await assert.rejects(
+      participant.settleTransfer("t1", 1_000),
+      paymentError("UNKNOWN_PAYMENT"),
+      "forgotten: it may have been applied",
+    );
+    await assert.rejects(
+      participant.settleTransfer("t0", 500),
+      paymentError("UNKNOWN_PAYMENT"),
+      "begun before a forgotten transfer: the bank cannot tell",
+    );
+    await assert.rejects(
+      participant.settleTransfer("t2", 2_000),
+      paymentError("IDEMPOTENCY_CONFLICT"),
+      "remembered as applied",
+    );
     // Begun after every forgotten transfer and unknown: never applied here, and now it never will be.
     await participant.settleTransfer("t9", 1_001);
     await assert.rejects(participant.transfer("t9", "alice", "bob", 100n, 1_001), paymentError("PAYMENT_ABORTED"));
@@ -504,7 +611,10 @@ describe("Participant", () => {
     // More payments forget t3, and the next rewrite carries the mark forward.
     for (const id of ["x1", "x2", "x3", "x4"]) await reopened.abort(id);
     await reopened.close();
-    assert.equal((await readFile(files.finishedLogPath, "utf8")).split("\n")[0], '{"transfersForgottenThroughMs":3000}');
+    assert.equal(
+      (await readFile(files.finishedLogPath, "utf8")).split("\n")[0],
+      '{"transfersForgottenThroughMs":3000}',
+    );
     const again = await open(files, 2);
     await assert.rejects(again.settleTransfer("t3", 3_000), paymentError("UNKNOWN_PAYMENT"));
     await again.settleTransfer("new", 3_001);
@@ -534,7 +644,11 @@ describe("Participant", () => {
     const participant = await open(files);
     await assert.rejects(participant.prepare("c1", "bob", "credit", 101n), paymentError("BALANCE_LIMIT"));
     await participant.prepare("c2", "bob", "credit", 60n);
-    await assert.rejects(participant.prepare("c3", "bob", "credit", 41n), paymentError("BALANCE_LIMIT"), "the pending credit counts");
+    await assert.rejects(
+      participant.prepare("c3", "bob", "credit", 41n),
+      paymentError("BALANCE_LIMIT"),
+      "the pending credit counts",
+    );
     await assert.rejects(participant.transfer("t1", "alice", "bob", 41n, clock.nowMs), paymentError("BALANCE_LIMIT"));
     assert.equal(await participant.transfer("t2", "alice", "bob", 40n, clock.nowMs), 9_960n);
     assert.equal(await participant.commit("c2"), 1_000_000_000_000_000n);
@@ -575,17 +689,29 @@ describe("Participant", () => {
       assert.equal(await first.commit("p1"), 9_000n);
       await first.prepare("held", "bob", "credit", 25n);
       await first.abort("gone");
-      assert.deepEqual(await csvBalances(files), ["alice@SBI=10000", "bob@SBI=5025", "carol@HDFC=1000", "alice@HDFC=700"], "no checkpoint yet");
+      assert.deepEqual(
+        await csvBalances(files),
+        ["alice@SBI=10000", "bob@SBI=5025", "carol@HDFC=1000", "alice@HDFC=700"],
+        "no checkpoint yet",
+      );
       assert.deepEqual(await journals(files), [`journal_${bank}.000000.jsonl`]);
 
       // The first instance is abandoned as a killed process would be: no close, no checkpoint.
       const reopened = await openLazy(files);
       assert.equal(reopened.balance("alice").balanceMinor, 9_000n);
-      assert.deepEqual(reopened.holds().map((hold) => hold.paymentId), ["held"]);
+      assert.deepEqual(
+        reopened.holds().map((hold) => hold.paymentId),
+        ["held"],
+      );
       assert.equal(await reopened.commit("p1"), 9_000n, "a repeated commit gets the first reply and applies nothing");
       await assert.rejects(reopened.prepare("gone", "alice", "debit", 1n), paymentError("PAYMENT_ABORTED"));
       // Opening folded the replayed generation into the shared files and started the next one.
-      assert.deepEqual(await csvBalances(files), ["alice@SBI=9000", "bob@SBI=5025", "carol@HDFC=1000", "alice@HDFC=700"]);
+      assert.deepEqual(await csvBalances(files), [
+        "alice@SBI=9000",
+        "bob@SBI=5025",
+        "carol@HDFC=1000",
+        "alice@HDFC=700",
+      ]);
       assert.equal((await pendingSection(files)).holds.length, 1);
       assert.deepEqual(await journals(files), []);
       await reopened.close();
@@ -602,7 +728,11 @@ describe("Participant", () => {
       await appendFile(path, line.slice(0, line.length - 10)); // the torn half of a second transfer
       const reopened = await openLazy(files);
       assert.equal(reopened.balance("alice").balanceMinor, 9_500n, "only the whole line counts");
-      assert.equal(await reopened.transfer("t2", "alice", "bob", 500n, clock.nowMs), 9_000n, "the torn payment never applied: its retry applies it once");
+      assert.equal(
+        await reopened.transfer("t2", "alice", "bob", 500n, clock.nowMs),
+        9_000n,
+        "the torn payment never applied: its retry applies it once",
+      );
       await reopened.close();
 
       const damaged = await newFiles();
@@ -620,16 +750,25 @@ describe("Participant", () => {
       clock.nowMs = startMs;
       const files = await newFiles();
       const participant = await openLazy(files, 4);
-      for (let index = 0; index < 10; index += 1) await participant.transfer(`t${index}`, "alice", "bob", 100n, clock.nowMs);
+      for (let index = 0; index < 10; index += 1)
+        await participant.transfer(`t${index}`, "alice", "bob", 100n, clock.nowMs);
       // Eight entries make two full generations; their checkpoints run behind the appends, each writing the
       // CSV, then the pending section, then deleting its generation: wait for the last step.
       const foldedDeleted = async () => (await journals(files)).every((name) => name >= `journal_${bank}.000002.jsonl`);
-      await waitUntil(async () => (await csvBalances(files))[0] === "alice@SBI=9200" && (await foldedDeleted()), "two generations to be folded into the CSV and deleted");
+      await waitUntil(
+        async () => (await csvBalances(files))[0] === "alice@SBI=9200" && (await foldedDeleted()),
+        "two generations to be folded into the CSV and deleted",
+      );
       assert.equal((await pendingSection(files)).holds.length, 0);
       const durable = await durableState(files);
       assert.equal(durable.accounts.get("alice")?.balanceMinor, 9_000n, "the rest is in the journal");
       await participant.close();
-      assert.deepEqual(await csvBalances(files), ["alice@SBI=9000", "bob@SBI=6025", "carol@HDFC=1000", "alice@HDFC=700"]);
+      assert.deepEqual(await csvBalances(files), [
+        "alice@SBI=9000",
+        "bob@SBI=6025",
+        "carol@HDFC=1000",
+        "alice@HDFC=700",
+      ]);
       assert.deepEqual(await journals(files), []);
     });
 
@@ -637,7 +776,10 @@ describe("Participant", () => {
       clock.nowMs = startMs;
       const files = await newFiles();
       const failures: unknown[] = [];
-      const participant = await openOnFiles(files, 1_000, { checkpointDelayMs: 3_600_000, onWriteFailure: (error) => failures.push(error) });
+      const participant = await openOnFiles(files, 1_000, {
+        checkpointDelayMs: 3_600_000,
+        onWriteFailure: (error) => failures.push(error),
+      });
       // The journal is opened at its first append: a file where its directory was makes that append fail.
       await rm(files.journalDirectory, { recursive: true });
       await writeFile(files.journalDirectory, "not a directory");
@@ -648,7 +790,10 @@ describe("Participant", () => {
       assert.equal(failures.length, 1);
       assert.equal(failures[0], failure);
       const store = storeOf(participant);
-      await assert.rejects(store.append([{ op: "abort", paymentId: "a1", atMs: startMs }]), (error) => error === failure);
+      await assert.rejects(
+        store.append([{ op: "abort", paymentId: "a1", atMs: startMs }]),
+        (error) => error === failure,
+      );
       await assert.rejects(store.settled(), (error) => error === failure);
       await assert.rejects(participant.transfer("t1", "alice", "bob", 1n, clock.nowMs), (error) => error === failure);
       assert.equal(failures.length, 1, "reported once");
@@ -660,7 +805,12 @@ describe("Participant", () => {
       const first = await openLazy(files);
       await first.transfer("t1", "alice", "bob", 1_000n, clock.nowMs);
       // What a crash between the CSV rename and the pending section's write leaves: CSV new, generation 0 still named.
-      await writeFile(files.accountsCsvPath, (await readFile(files.accountsCsvPath, "utf8")).replace("alice,100,", "alice,90,").replace("bob,50.25,", "bob,60.25,"));
+      await writeFile(
+        files.accountsCsvPath,
+        (await readFile(files.accountsCsvPath, "utf8"))
+          .replace("alice,100,", "alice,90,")
+          .replace("bob,50.25,", "bob,60.25,"),
+      );
       const reopened = await openLazy(files);
       assert.equal(reopened.balance("alice").balanceMinor, 9_000n);
       assert.equal(reopened.balance("bob").balanceMinor, 6_025n);
@@ -680,7 +830,9 @@ class ManualStore implements LedgerStore {
 
   constructor(accounts: Array<[string, bigint]>) {
     this.#state = {
-      accounts: new Map(accounts.map(([username, balanceMinor]): [string, Account] => [username, { balanceMinor, password: "unused" }])),
+      accounts: new Map(
+        accounts.map(([username, balanceMinor]): [string, Account] => [username, { balanceMinor, password: "unused" }]),
+      ),
       holds: new Map(),
       finished: new Map(),
       transfersForgottenThroughMs: 0,
@@ -720,7 +872,10 @@ class ManualStore implements LedgerStore {
 
 /** Tracks how a promise settled, without leaving a rejection unhandled. */
 function observe(promise: Promise<unknown>) {
-  const state: { settled: "pending" | "resolved" | "rejected"; error: unknown } = { settled: "pending", error: undefined };
+  const state: { settled: "pending" | "resolved" | "rejected"; error: unknown } = {
+    settled: "pending",
+    error: undefined,
+  };
   promise.then(
     () => {
       state.settled = "resolved";
@@ -742,11 +897,26 @@ describe("Participant over its LedgerStore", () => {
   const options = { bank, holdTimeoutMs, finishedRetainedMax: 1_000, nowMs: () => startMs };
 
   it("answers a prepare only once the store's append of its hold has resolved; a repeat waits for it too", async () => {
-    const store = new ManualStore([["alice", 10_000n], ["bob", 5_025n]]);
+    const store = new ManualStore([
+      ["alice", 10_000n],
+      ["bob", 5_025n],
+    ]);
     const participant = await Participant.open(store, options);
     const vote = observe(participant.prepare("p1", "alice", "debit", 6_000n));
     await drainMicrotasks();
-    assert.deepEqual(store.appended, [[{ op: "hold", paymentId: "p1", username: "alice", kind: "debit", amountMinor: 6_000n, preparedAtMs: startMs, expiresAtMs: startMs + holdTimeoutMs }]]);
+    assert.deepEqual(store.appended, [
+      [
+        {
+          op: "hold",
+          paymentId: "p1",
+          username: "alice",
+          kind: "debit",
+          amountMinor: 6_000n,
+          preparedAtMs: startMs,
+          expiresAtMs: startMs + holdTimeoutMs,
+        },
+      ],
+    ]);
     assert.equal(vote.settled, "pending", "no vote before the hold is durable");
     assert.equal(participant.balance("alice").availableMinor, 4_000n, "the hold counts in memory at once");
     const repeat = observe(participant.prepare("p1", "alice", "debit", 6_000n));
@@ -760,7 +930,10 @@ describe("Participant over its LedgerStore", () => {
   });
 
   it("rejects an operation whose append rejected, and refuses every later one without appending", async () => {
-    const store = new ManualStore([["alice", 10_000n], ["bob", 5_025n]]);
+    const store = new ManualStore([
+      ["alice", 10_000n],
+      ["bob", 5_025n],
+    ]);
     const participant = await Participant.open(store, options);
     const failure = new Error("EIO: the disk failed");
     const vote = observe(participant.prepare("p1", "alice", "debit", 1_000n));
@@ -807,28 +980,75 @@ describe("the bank's file formats: journal, finished log, pending section", () =
       '{"op":"abort","paymentId":"p2","atMs":1700000000009}',
     ];
     const entries: LedgerEntry[] = [
-      { op: "hold", paymentId: "p1", username: "alice", kind: "debit", amountMinor: 2500n, preparedAtMs: 1700000000006, expiresAtMs: 1700000030006 },
+      {
+        op: "hold",
+        paymentId: "p1",
+        username: "alice",
+        kind: "debit",
+        amountMinor: 2500n,
+        preparedAtMs: 1700000000006,
+        expiresAtMs: 1700000030006,
+      },
       { op: "commit", paymentId: "p1", balancesMinor: { alice: 7500n }, replyBalanceMinor: 7500n, atMs: 1700000000007 },
-      { op: "commit", paymentId: "t1", balancesMinor: { alice: 7000n, "bob.x": 0n }, replyBalanceMinor: 7000n, atMs: 1700000000008, begunAtMs: 1700000000001 },
+      {
+        op: "commit",
+        paymentId: "t1",
+        balancesMinor: { alice: 7000n, "bob.x": 0n },
+        replyBalanceMinor: 7000n,
+        atMs: 1700000000008,
+        begunAtMs: 1700000000001,
+      },
       { op: "abort", paymentId: "p2", atMs: 1700000000009 },
     ];
 
     it("reads a generation as the earlier build wrote it, and writes the same bytes", async () => {
       const path = await fileOf(`${earlier.join("\n")}\n{"op":"ab`);
-      assert.deepEqual(await readJournal(path), { entries, completeBytes: Buffer.byteLength(`${earlier.join("\n")}\n`), tornBytes: 9 });
+      assert.deepEqual(await readJournal(path), {
+        entries,
+        completeBytes: Buffer.byteLength(`${earlier.join("\n")}\n`),
+        tornBytes: 9,
+      });
       assert.deepEqual(entries.map(encodeEntry), earlier);
       assert.deepEqual(await readJournal(join(dir, "missing.jsonl")), { entries: [], completeBytes: 0, tornBytes: 0 });
     });
 
     const damaged: ReadonlyArray<[string, string, RegExp | LedgerEntry]> = [
-      ["an amount of int64's maximum", earlier[0]!.replace('"2500"', `"${int64Max}"`), { ...entries[0]!, amountMinor: BigInt(int64Max) } as LedgerEntry],
-      ["an amount beyond int64", earlier[0]!.replace('"2500"', `"${beyondInt64}"`), /:2: amountMinor must be an integer string from 0 to 9223372036854775807, got "9223372036854775808"; refusing to start, fix or restore the file$/],
-      ["a negative balance", earlier[1]!.replace('"7500"}', '"-1"}'), /:2: balancesMinor\.alice must be an integer string from 0 to /],
-      ["an unknown op", '{"op":"refund","paymentId":"p1","atMs":1}', /:2: op must be one of "hold", "commit", "abort", got "refund"; refusing to start/],
-      ["an unknown kind", earlier[0]!.replace('"debit"', '"both"'), /:2: kind must be one of "debit", "credit", got "both"/],
+      [
+        "an amount of int64's maximum",
+        earlier[0]!.replace('"2500"', `"${int64Max}"`),
+        { ...entries[0]!, amountMinor: BigInt(int64Max) } as LedgerEntry,
+      ],
+      [
+        "an amount beyond int64",
+        earlier[0]!.replace('"2500"', `"${beyondInt64}"`),
+        /:2: amountMinor must be an integer string from 0 to 9223372036854775807, got "9223372036854775808"; refusing to start, fix or restore the file$/,
+      ],
+      [
+        "a negative balance",
+        earlier[1]!.replace('"7500"}', '"-1"}'),
+        /:2: balancesMinor\.alice must be an integer string from 0 to /,
+      ],
+      [
+        "an unknown op",
+        '{"op":"refund","paymentId":"p1","atMs":1}',
+        /:2: op must be one of "hold", "commit", "abort", got "refund"; refusing to start/,
+      ],
+      [
+        "an unknown kind",
+        earlier[0]!.replace('"debit"', '"both"'),
+        /:2: kind must be one of "debit", "credit", got "both"/,
+      ],
       ["an empty payment id", earlier[3]!.replace('"p2"', '""'), /:2: paymentId must be a non-empty string, got ""/],
-      ["a balances map that is an array", earlier[1]!.replace('{"alice":"7500"}', '["7500"]'), /:2: balancesMinor must be an object, got an array/],
-      ["a begunAtMs that is not an integer", earlier[2]!.replace('"begunAtMs":1700000000001', '"begunAtMs":"soon"'), /:2: begunAtMs must be an integer, got "soon"/],
+      [
+        "a balances map that is an array",
+        earlier[1]!.replace('{"alice":"7500"}', '["7500"]'),
+        /:2: balancesMinor must be an object, got an array/,
+      ],
+      [
+        "a begunAtMs that is not an integer",
+        earlier[2]!.replace('"begunAtMs":1700000000001', '"begunAtMs":"soon"'),
+        /:2: begunAtMs must be an integer, got "soon"/,
+      ],
       ["not JSON", '{"op":"hold",', /:2: not JSON \(/],
     ];
     for (const [name, line, outcome] of damaged) {
@@ -864,7 +1084,11 @@ describe("the bank's file formats: journal, finished log, pending section", () =
       const complete = `${earlier.join("\n")}\n`;
       const path = await fileOf(`${complete}{"paymentId":"p9","out`);
       assert.deepEqual(await readFinishedLog(path), records);
-      assert.equal(await readFile(path, "utf8"), `${complete}{"paymentId":"p9","out`, "a reader other than the bank cuts nothing");
+      assert.equal(
+        await readFile(path, "utf8"),
+        `${complete}{"paymentId":"p9","out`,
+        "a reader other than the bank cuts nothing",
+      );
       const { log, records: opened } = await FinishedLog.open(path, 10);
       assert.deepEqual(opened, records);
       assert.equal(log.transfersForgottenThroughMs, 1699999999997);
@@ -874,18 +1098,40 @@ describe("the bank's file formats: journal, finished log, pending section", () =
     });
 
     it("keeps the highest of several marks", async () => {
-      const path = await fileOf(`{"transfersForgottenThroughMs":7}\n${earlier[2]}\n{"transfersForgottenThroughMs":5}\n`);
+      const path = await fileOf(
+        `{"transfersForgottenThroughMs":7}\n${earlier[2]}\n{"transfersForgottenThroughMs":5}\n`,
+      );
       const { log } = await FinishedLog.open(path, 10);
       assert.equal(log.transfersForgottenThroughMs, 7);
       await log.close();
     });
 
     const damaged: ReadonlyArray<[string, string, RegExp]> = [
-      ["a reply balance beyond int64", earlier[3]!.replace('"6"', `"${beyondInt64}"`), /:2: replyBalanceMinor must be an integer string from 0 to 9223372036854775807, got "9223372036854775808"; refusing to start, fix or restore the file$/],
-      ["no reply balance", earlier[3]!.replace(',"replyBalanceMinor":"6"', ""), /:2: replyBalanceMinor must be an integer string .*, got nothing/],
-      ["an unknown outcome", earlier[2]!.replace('"aborted"', '"refunded"'), /:2: outcome must be one of "committed", "aborted", got "refunded"/],
-      ["a negative begunAtMs", earlier[1]!.replace("1699999999991", "-1"), /:2: begunAtMs must be an integer from 0 to /],
-      ["a negative mark", '{"transfersForgottenThroughMs":-1}', /:2: transfersForgottenThroughMs must be an integer from 0 to /],
+      [
+        "a reply balance beyond int64",
+        earlier[3]!.replace('"6"', `"${beyondInt64}"`),
+        /:2: replyBalanceMinor must be an integer string from 0 to 9223372036854775807, got "9223372036854775808"; refusing to start, fix or restore the file$/,
+      ],
+      [
+        "no reply balance",
+        earlier[3]!.replace(',"replyBalanceMinor":"6"', ""),
+        /:2: replyBalanceMinor must be an integer string .*, got nothing/,
+      ],
+      [
+        "an unknown outcome",
+        earlier[2]!.replace('"aborted"', '"refunded"'),
+        /:2: outcome must be one of "committed", "aborted", got "refunded"/,
+      ],
+      [
+        "a negative begunAtMs",
+        earlier[1]!.replace("1699999999991", "-1"),
+        /:2: begunAtMs must be an integer from 0 to /,
+      ],
+      [
+        "a negative mark",
+        '{"transfersForgottenThroughMs":-1}',
+        /:2: transfersForgottenThroughMs must be an integer from 0 to /,
+      ],
       ["a mark that is not JSON", '{"transfersForgottenThroughMs":', /:2: not JSON \(/],
     ];
     for (const [name, line, message] of damaged) {
@@ -906,9 +1152,22 @@ describe("the bank's file formats: journal, finished log, pending section", () =
   });
 
   describe("the pending section", () => {
-    const earlier = '{"format":"paynet-pending/1","banks":{"SBI":{"holds":[{"paymentId":"p4","username":"alice","kind":"credit","amountMinor":"100","preparedAtMs":1700000000006,"expiresAtMs":1700000030006}],"applying":[{"paymentId":"x","balancesMinor":{"alice":"1"},"replyBalanceMinor":"1"}],"finished":[{"paymentId":"q","outcome":"aborted","atMs":1700000000006,"replyBalanceMinor":null}],"journalGeneration":4},"HDFC":{"holds":"not decoded by SBI"}}}\n';
+    const earlier =
+      '{"format":"paynet-pending/1","banks":{"SBI":{"holds":[{"paymentId":"p4","username":"alice","kind":"credit","amountMinor":"100","preparedAtMs":1700000000006,"expiresAtMs":1700000030006}],"applying":[{"paymentId":"x","balancesMinor":{"alice":"1"},"replyBalanceMinor":"1"}],"finished":[{"paymentId":"q","outcome":"aborted","atMs":1700000000006,"replyBalanceMinor":null}],"journalGeneration":4},"HDFC":{"holds":"not decoded by SBI"}}}\n';
     const section = {
-      holds: new Map([["p4", { paymentId: "p4", username: "alice", kind: "credit", amountMinor: 100n, preparedAtMs: 1700000000006, expiresAtMs: 1700000030006 }]]),
+      holds: new Map([
+        [
+          "p4",
+          {
+            paymentId: "p4",
+            username: "alice",
+            kind: "credit",
+            amountMinor: 100n,
+            preparedAtMs: 1700000000006,
+            expiresAtMs: 1700000030006,
+          },
+        ],
+      ]),
       applying: new Map([["x", { paymentId: "x", balancesMinor: { alice: 1n }, replyBalanceMinor: 1n }]]),
       finished: new Map([["q", { paymentId: "q", outcome: "aborted", atMs: 1700000000006, replyBalanceMinor: null }]]),
       journalGeneration: 4,
@@ -917,27 +1176,79 @@ describe("the bank's file formats: journal, finished log, pending section", () =
     it("reads a section as the earlier build wrote it, decoding only its own bank's, and writes it back the same", async () => {
       const path = await fileOf(earlier);
       assert.deepEqual(await readBankPending(path, "SBI"), section);
-      assert.deepEqual(await readBankPending(path, "ICICI"), { holds: new Map(), applying: new Map(), finished: new Map(), journalGeneration: 0 });
-      assert.deepEqual(await readBankPending(path, "constructor"), { holds: new Map(), applying: new Map(), finished: new Map(), journalGeneration: 0 }, "no section from Object's prototype");
+      assert.deepEqual(await readBankPending(path, "ICICI"), {
+        holds: new Map(),
+        applying: new Map(),
+        finished: new Map(),
+        journalGeneration: 0,
+      });
+      assert.deepEqual(
+        await readBankPending(path, "constructor"),
+        { holds: new Map(), applying: new Map(), finished: new Map(), journalGeneration: 0 },
+        "no section from Object's prototype",
+      );
       await writeBankPending(path, "SBI", await readBankPending(path, "SBI"));
       assert.equal(await readFile(path, "utf8"), earlier);
     });
 
     it("reads a finished entry without a reply balance, and a section without journalGeneration", async () => {
-      const path = await fileOf('{"format":"paynet-pending/1","banks":{"SBI":{"holds":[],"applying":[],"finished":[{"paymentId":"q","outcome":"committed","atMs":1}]}}}');
-      assert.deepEqual(await readBankPending(path, "SBI"), { holds: new Map(), applying: new Map(), finished: new Map([["q", { paymentId: "q", outcome: "committed", atMs: 1, replyBalanceMinor: null }]]), journalGeneration: 0 });
+      const path = await fileOf(
+        '{"format":"paynet-pending/1","banks":{"SBI":{"holds":[],"applying":[],"finished":[{"paymentId":"q","outcome":"committed","atMs":1}]}}}',
+      );
+      assert.deepEqual(await readBankPending(path, "SBI"), {
+        holds: new Map(),
+        applying: new Map(),
+        finished: new Map([["q", { paymentId: "q", outcome: "committed", atMs: 1, replyBalanceMinor: null }]]),
+        journalGeneration: 0,
+      });
     });
 
     const damaged: ReadonlyArray<[string, string, string]> = [
-      ["a hold's amount beyond int64", earlier.replace('"100"', `"${beyondInt64}"`), `banks.SBI.holds[0].amountMinor must be an integer string from 0 to 9223372036854775807, got "${beyondInt64}"; refusing to start, fix or restore the file`],
-      ["a negative hold amount", earlier.replace('"100"', '"-100"'), 'banks.SBI.holds[0].amountMinor must be an integer string from 0 to 9223372036854775807, got "-100"; refusing to start, fix or restore the file'],
-      ["a negative applying balance", earlier.replace('{"alice":"1"}', '{"alice":"-1"}'), 'banks.SBI.applying[0].balancesMinor.alice must be an integer string from 0 to 9223372036854775807, got "-1"; refusing to start, fix or restore the file'],
-      ["a hold of an unknown kind", earlier.replace('"credit"', '"both"'), 'banks.SBI.holds[0].kind must be one of "debit", "credit", got "both"; refusing to start, fix or restore the file'],
-      ["a negative journalGeneration", earlier.replace('"journalGeneration":4', '"journalGeneration":-1'), "banks.SBI.journalGeneration must be an integer from 0 to 9007199254740991, got -1; refusing to start, fix or restore the file"],
-      ["no holds", earlier.replace('"holds":[{', '"holdz":[{'), "banks.SBI.holds must be an array, got nothing; refusing to start, fix or restore the file"],
-      ["a section that is not an object", earlier.replace(/"SBI":\{.*\},"HDFC"/, '"SBI":null,"HDFC"'), "banks.SBI must be an object, got null; refusing to start, fix or restore the file"],
-      ["another format", earlier.replace("paynet-pending/1", "paynet-pending/2"), 'not a paynet-pending/1 document (format must be "paynet-pending/1", got "paynet-pending/2"); refusing to start, fix or restore the file'],
-      ["no banks", '{"format":"paynet-pending/1"}', "not a paynet-pending/1 document (banks must be an object, got nothing); refusing to start, fix or restore the file"],
+      [
+        "a hold's amount beyond int64",
+        earlier.replace('"100"', `"${beyondInt64}"`),
+        `banks.SBI.holds[0].amountMinor must be an integer string from 0 to 9223372036854775807, got "${beyondInt64}"; refusing to start, fix or restore the file`,
+      ],
+      [
+        "a negative hold amount",
+        earlier.replace('"100"', '"-100"'),
+        'banks.SBI.holds[0].amountMinor must be an integer string from 0 to 9223372036854775807, got "-100"; refusing to start, fix or restore the file',
+      ],
+      [
+        "a negative applying balance",
+        earlier.replace('{"alice":"1"}', '{"alice":"-1"}'),
+        'banks.SBI.applying[0].balancesMinor.alice must be an integer string from 0 to 9223372036854775807, got "-1"; refusing to start, fix or restore the file',
+      ],
+      [
+        "a hold of an unknown kind",
+        earlier.replace('"credit"', '"both"'),
+        'banks.SBI.holds[0].kind must be one of "debit", "credit", got "both"; refusing to start, fix or restore the file',
+      ],
+      [
+        "a negative journalGeneration",
+        earlier.replace('"journalGeneration":4', '"journalGeneration":-1'),
+        "banks.SBI.journalGeneration must be an integer from 0 to 9007199254740991, got -1; refusing to start, fix or restore the file",
+      ],
+      [
+        "no holds",
+        earlier.replace('"holds":[{', '"holdz":[{'),
+        "banks.SBI.holds must be an array, got nothing; refusing to start, fix or restore the file",
+      ],
+      [
+        "a section that is not an object",
+        earlier.replace(/"SBI":\{.*\},"HDFC"/, '"SBI":null,"HDFC"'),
+        "banks.SBI must be an object, got null; refusing to start, fix or restore the file",
+      ],
+      [
+        "another format",
+        earlier.replace("paynet-pending/1", "paynet-pending/2"),
+        'not a paynet-pending/1 document (format must be "paynet-pending/1", got "paynet-pending/2"); refusing to start, fix or restore the file',
+      ],
+      [
+        "no banks",
+        '{"format":"paynet-pending/1"}',
+        "not a paynet-pending/1 document (banks must be an object, got nothing); refusing to start, fix or restore the file",
+      ],
     ];
     for (const [name, content, message] of damaged) {
       it(`refuses ${name}, naming the file and the field`, async () => {

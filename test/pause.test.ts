@@ -30,13 +30,19 @@ describe("a bank paused inside its checkpoint", () => {
       // HDFC's payment is answered too (no shared lock on a payment's path); its checkpoint needs the lock.
       const second = await network.pay("bob", "HDFC", "dave", "HDFC", "20");
       assert.equal(second.code, 0, second.stderr);
-      const [, pid] = await hdfc.waitFor(/waiting [0-9.]+ s for the lock of \S*pending_transactions\.json, held by pid ([0-9]+)/);
+      const [, pid] = await hdfc.waitFor(
+        /waiting [0-9.]+ s for the lock of \S*pending_transactions\.json, held by pid ([0-9]+)/,
+      );
       assert.equal(Number(pid), sbi.child.pid, "the waiter names the paused holder");
 
       // The pause's length is the fault under test, not a wait for a state: nothing may take the lock meanwhile.
       const pendingWhilePaused = await readFile(network.paths.pendingJson, "utf8");
       await new Promise((resolve) => setTimeout(resolve, pauseBeyondStalenessMs));
-      assert.equal(await readFile(network.paths.pendingJson, "utf8"), pendingWhilePaused, "no bank wrote the pending file while its lock's holder was paused");
+      assert.equal(
+        await readFile(network.paths.pendingJson, "utf8"),
+        pendingWhilePaused,
+        "no bank wrote the pending file while its lock's holder was paused",
+      );
       assert.ok(hdfc.running && sbi.running);
     } finally {
       sbi.child.kill("SIGCONT");
@@ -49,7 +55,9 @@ describe("a bank paused inside its checkpoint", () => {
     assert.equal(after.get("carol@SBI"), before.get("carol@SBI")! + 1_000n);
     assert.equal(after.get("bob@HDFC"), before.get("bob@HDFC")! - 2_000n);
     assert.equal(after.get("dave@HDFC"), before.get("dave@HDFC")! + 2_000n);
-    const pending = JSON.parse(await readFile(network.paths.pendingJson, "utf8")) as { banks: Record<string, { holds: unknown[] }> };
+    const pending = JSON.parse(await readFile(network.paths.pendingJson, "utf8")) as {
+      banks: Record<string, { holds: unknown[] }>;
+    };
     assert.deepEqual(Object.keys(pending.banks).sort(), ["HDFC", "SBI"]);
     assert.equal(await network.holdsOnDisk(), 0);
   });

@@ -23,7 +23,10 @@ function positiveInteger(name: string, fallback: number | undefined): number | u
   const text = process.env[name];
   if (text === undefined || text === "") return fallback;
   const value = Number(text);
-  assert.ok(Number.isSafeInteger(value) && value >= 1, `${name} must be a positive integer, got ${JSON.stringify(text)}`);
+  assert.ok(
+    Number.isSafeInteger(value) && value >= 1,
+    `${name} must be a positive integer, got ${JSON.stringify(text)}`,
+  );
   return value;
 }
 
@@ -41,10 +44,17 @@ async function hunt(t: TestContext, unsafe: Unsafe, expected: InvariantId): Prom
   const started = performance.now();
   const reply = await runInWorkers({ seeds: range(unsafeSeedsMax), unsafe, stopAt: expected });
   const caught = reply.failing.find((result) => result.violations.some((violation) => violation.id === expected));
-  t.diagnostic(`${reply.failing.length} of ${reply.schedules} seeds failed (first ${reply.failing[0]?.seed ?? "none"}; first breaking ${expected}: ${caught?.seed ?? "none"}) in ${Math.round(performance.now() - started)} ms`);
+  t.diagnostic(
+    `${reply.failing.length} of ${reply.schedules} seeds failed (first ${reply.failing[0]?.seed ?? "none"}; first breaking ${expected}: ${caught?.seed ?? "none"}) in ${Math.round(performance.now() - started)} ms`,
+  );
   for (const result of reply.failing.slice(0, 2)) t.diagnostic(describeFailure(result, replayCommand(result.seed)));
-  const seen = reply.failing.map((result) => `${result.seed} (${result.violations.map((violation) => violation.id).join(", ")})`).join("; ");
-  assert.ok(caught !== undefined, `no seed of 1-${unsafeSeedsMax} breaks ${expected} with ${JSON.stringify(unsafe)}; failing seeds: ${seen || "none"}`);
+  const seen = reply.failing
+    .map((result) => `${result.seed} (${result.violations.map((violation) => violation.id).join(", ")})`)
+    .join("; ");
+  assert.ok(
+    caught !== undefined,
+    `no seed of 1-${unsafeSeedsMax} breaks ${expected} with ${JSON.stringify(unsafe)}; failing seeds: ${seen || "none"}`,
+  );
 }
 
 describe("power loss", () => {
@@ -58,25 +68,46 @@ describe("power loss", () => {
       const reply = await runInWorkers({ seeds: [replaySeed], trace: process.env.PAYNET_POWER_LOSS_TRACE === "1" });
       const [failing] = reply.failing;
       assert.equal(reply.schedules, 1);
-      if (failing !== undefined) assert.fail(describeFailure(failing, `${replayCommand(replaySeed)} (PAYNET_POWER_LOSS_TRACE=1 prints its story)`));
+      if (failing !== undefined)
+        assert.fail(
+          describeFailure(failing, `${replayCommand(replaySeed)} (PAYNET_POWER_LOSS_TRACE=1 prints its story)`),
+        );
     });
   } else {
     it(`holds every invariant over ${schedulesCount} seeded schedules`, async (t) => {
       const started = performance.now();
       const reply = await runInWorkers({ seeds: range(schedulesCount) });
-      t.diagnostic(`${reply.schedules} schedules, ${reply.payments} payments, ${reply.crashes} power losses in ${Math.round(performance.now() - started)} ms`);
+      t.diagnostic(
+        `${reply.schedules} schedules, ${reply.payments} payments, ${reply.crashes} power losses in ${Math.round(performance.now() - started)} ms`,
+      );
       const { failing } = reply;
       assert.equal(reply.schedules, schedulesCount);
-      assert.equal(failing.length, 0, `${failing.length} schedules fail (seeds ${failing.slice(0, 20).map((result) => result.seed).join(", ")}):\n${failing.slice(0, 3).map((result) => describeFailure(result, replayCommand(result.seed))).join("\n")}`);
+      assert.equal(
+        failing.length,
+        0,
+        `${failing.length} schedules fail (seeds ${failing
+          .slice(0, 20)
+          .map((result) => result.seed)
+          .join(", ")}):\n${failing
+          .slice(0, 3)
+          .map((result) => describeFailure(result, replayCommand(result.seed)))
+          .join("\n")}`,
+      );
     });
   }
 
   // Not while replaying one seed: its story is what is wanted then.
   const hunting = { skip: replaySeed !== undefined };
 
-  it("catches a bank's ledger store that acknowledges an append before it is durable", hunting, (t) => hunt(t, { ledgerAckBeforeDurable: true }, "committed-applied-at-both-banks"));
+  it("catches a bank's ledger store that acknowledges an append before it is durable", hunting, (t) =>
+    hunt(t, { ledgerAckBeforeDurable: true }, "committed-applied-at-both-banks"),
+  );
 
-  it("catches a coordinator's store that acknowledges a write before it is durable", hunting, (t) => hunt(t, { coordinatorAckBeforeDurable: true }, "decision-matches-banks"));
+  it("catches a coordinator's store that acknowledges a write before it is durable", hunting, (t) =>
+    hunt(t, { coordinatorAckBeforeDurable: true }, "decision-matches-banks"),
+  );
 
-  it("catches a coordinator that logs its commit decision after phase 2 (unsafeLogDecisionLate)", hunting, (t) => hunt(t, { logDecisionLate: true }, "decision-matches-banks"));
+  it("catches a coordinator that logs its commit decision after phase 2 (unsafeLogDecisionLate)", hunting, (t) =>
+    hunt(t, { logDecisionLate: true }, "decision-matches-banks"),
+  );
 });

@@ -5,7 +5,8 @@ import { CpuMeter, cpuMsFromStat, processCpuMs } from "../src/roles/bench/proces
 
 describe("cpuMsFromStat", () => {
   it("adds utime and stime (fields 14 and 15, in ticks of 10 ms)", () => {
-    const stat = "4242 (node) S 1 4242 4242 0 -1 4194560 5000 0 0 0 730 184 0 0 20 0 11 0 12345 1193775104 33852 18446744073709551615";
+    const stat =
+      "4242 (node) S 1 4242 4242 0 -1 4194560 5000 0 0 0 730 184 0 0 20 0 11 0 12345 1193775104 33852 18446744073709551615";
     assert.equal(cpuMsFromStat(stat), 9140);
   });
 

@@ -26,7 +26,10 @@ describe("recovery", () => {
     assert.equal((await network.gatewayRecord("hdfc-down-1"))?.state, "aborted");
 
     await network.startBank("HDFC");
-    await waitUntil(async () => (await network.gatewayRecord("hdfc-down-1"))?.finished === true, "the abort to reach HDFC");
+    await waitUntil(
+      async () => (await network.gatewayRecord("hdfc-down-1"))?.finished === true,
+      "the abort to reach HDFC",
+    );
     const retry = await pay(network, "hdfc-down-1");
     assert.equal(retry?.code, "BANK_UNAVAILABLE", "the id keeps its outcome after the bank returns");
     assert.deepEqual(await network.balancesOnDisk(), before);
@@ -47,7 +50,10 @@ describe("recovery", () => {
     assert.equal(whileDown.get("bob@HDFC"), before.get("bob@HDFC"), "HDFC is down and has not applied it yet");
 
     await network.startBank("HDFC");
-    await waitUntil(async () => (await network.gatewayRecord("late-commit-1"))?.finished === true, "the commit to reach HDFC");
+    await waitUntil(
+      async () => (await network.gatewayRecord("late-commit-1"))?.finished === true,
+      "the commit to reach HDFC",
+    );
     const after = await network.balancesOnDisk();
     assert.equal(after.get("bob@HDFC"), before.get("bob@HDFC")! + 1000n);
     assert.equal(await network.holdsOnDisk(), 0);
@@ -64,7 +70,11 @@ describe("recovery", () => {
     await network.gateway!.exited;
     assert.equal(await network.holdsOnDisk(), 2, "both banks voted yes");
     // Each bank asks about its overdue hold, gets no answer, and keeps it: a yes vote is never withdrawn alone.
-    await Promise.all(["SBI", "HDFC"].map((bank) => network.banks.get(bank)!.waitFor(/"paymentId":"in-doubt-1".*"msg":"overdue hold: no decision yet"/)));
+    await Promise.all(
+      ["SBI", "HDFC"].map((bank) =>
+        network.banks.get(bank)!.waitFor(/"paymentId":"in-doubt-1".*"msg":"overdue hold: no decision yet"/),
+      ),
+    );
     assert.equal(await network.holdsOnDisk(), 2);
     assert.deepEqual(await network.balancesOnDisk(), before);
 
@@ -134,7 +144,17 @@ describe("recovery", () => {
       assert.match(whole, /"SBI"/);
       const damaged = truncate(whole);
       await writeFile(network.paths.pendingJson, damaged);
-      const bank = new Proc("bank", ["bank", "--id", "SBI", "--data-dir", network.dir, "--port", "0", "--gateway", "127.0.0.1:1"]);
+      const bank = new Proc("bank", [
+        "bank",
+        "--id",
+        "SBI",
+        "--data-dir",
+        network.dir,
+        "--port",
+        "0",
+        "--gateway",
+        "127.0.0.1:1",
+      ]);
       const { code } = await bank.exited;
       assert.notEqual(code, 0);
       assert.match(bank.lines.join("\n"), /pending_transactions\.json: not valid JSON/);
@@ -142,12 +162,27 @@ describe("recovery", () => {
     });
 
     it("a malformed accounts row stops the bank, naming the line", async () => {
-      const network = await networks.create({ accountsCsv: "username,balance,password,bank\nalice,1000,alice123,SBI\nbob,lots,bob123,HDFC\n" });
-      const bank = new Proc("bank", ["bank", "--id", "SBI", "--data-dir", network.dir, "--port", "0", "--gateway", "127.0.0.1:1"]);
+      const network = await networks.create({
+        accountsCsv: "username,balance,password,bank\nalice,1000,alice123,SBI\nbob,lots,bob123,HDFC\n",
+      });
+      const bank = new Proc("bank", [
+        "bank",
+        "--id",
+        "SBI",
+        "--data-dir",
+        network.dir,
+        "--port",
+        "0",
+        "--gateway",
+        "127.0.0.1:1",
+      ]);
       const { code } = await bank.exited;
       assert.notEqual(code, 0);
       assert.match(bank.lines.join("\n"), /dummydata\.csv:3: balance must be/);
-      assert.equal(await readFile(network.paths.accountsCsv, "utf8"), "username,balance,password,bank\nalice,1000,alice123,SBI\nbob,lots,bob123,HDFC\n");
+      assert.equal(
+        await readFile(network.paths.accountsCsv, "utf8"),
+        "username,balance,password,bank\nalice,1000,alice123,SBI\nbob,lots,bob123,HDFC\n",
+      );
     });
   });
 });

@@ -15,6 +15,11 @@ if (files.length === 0) {
   console.error("no test files found");
   process.exit(1);
 }
-const reporters = ["--test-reporter=spec", "--test-reporter-destination=stdout", `--test-reporter=${join(testDir, "slowest-files.js")}`, "--test-reporter-destination=stdout"];
+const reporters = [
+  "--test-reporter=spec",
+  "--test-reporter-destination=stdout",
+  `--test-reporter=${join(testDir, "slowest-files.js")}`,
+  "--test-reporter-destination=stdout",
+];
 const result = spawnSync(process.execPath, ["--import", "tsx", "--test", ...reporters, ...files], { stdio: "inherit" });
 process.exit(result.status ?? 1);

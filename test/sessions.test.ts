@@ -12,7 +12,11 @@ function unauthenticated(error: unknown): true {
 
 function store(options: { ttlMs?: number; sessionsMax?: number; startMs?: number } = {}) {
   const clock = { nowMs: options.startMs ?? 1_000_000 };
-  const sessions = new SessionStore({ ttlMs: options.ttlMs ?? 60_000, sessionsMax: options.sessionsMax ?? 100, nowMs: () => clock.nowMs });
+  const sessions = new SessionStore({
+    ttlMs: options.ttlMs ?? 60_000,
+    sessionsMax: options.sessionsMax ?? 100,
+    nowMs: () => clock.nowMs,
+  });
   return { clock, sessions };
 }
 

@@ -16,10 +16,12 @@ export default async function* slowestFiles(source) {
       if (event.type === "test:pass") passed += 1;
       else failed += 1;
     }
-    if (data.nesting === 0 && data.file !== undefined) msByFile.set(data.file, (msByFile.get(data.file) ?? 0) + (data.details?.duration_ms ?? 0));
+    if (data.nesting === 0 && data.file !== undefined)
+      msByFile.set(data.file, (msByFile.get(data.file) ?? 0) + (data.details?.duration_ms ?? 0));
   }
   const slowest = [...msByFile].sort((a, b) => b[1] - a[1]).slice(0, shown);
   if (slowest.length > 0) yield "\nslowest test files (the time of their tests; files run in parallel):\n";
-  for (const [file, ms] of slowest) yield `  ${(ms / 1000).toFixed(1).padStart(6)} s  ${relative(process.cwd(), file)}\n`;
+  for (const [file, ms] of slowest)
+    yield `  ${(ms / 1000).toFixed(1).padStart(6)} s  ${relative(process.cwd(), file)}\n`;
   yield `\ntests: ${passed} passed, ${failed} failed\n`;
 }

@@ -57,7 +57,11 @@ function healthy(): Scenario {
   const p3 = payment("p3", "b1@B", "a2@A", 500_000n);
   const p4 = payment("p4", "a2@A", "b1@B", 1_000n);
   const p5 = payment("p5", "b1@B", "a1@A", 2_000n);
-  const record = (details: PaymentDetails, state: "committed" | "aborted", reason: string | null = null): GatewayRecordView => ({ ...details, state, finished: true, reason });
+  const record = (
+    details: PaymentDetails,
+    state: "committed" | "aborted",
+    reason: string | null = null,
+  ): GatewayRecordView => ({ ...details, state, finished: true, reason });
   return {
     initial: new Map([
       ["a1@A", 100_000n],
@@ -70,10 +74,41 @@ function healthy(): Scenario {
       ["b1@B", 78_000n],
     ]),
     banks: new Map([
-      ["A", { holds: [], applying: [], outcomes: new Map([["p1", "committed"], ["p2", "committed"], ["p3", "aborted"], ["p4", "aborted"], ["p5", "committed"]]) }],
-      ["B", { holds: [], applying: [], outcomes: new Map([["p1", "committed"], ["p3", "aborted"], ["p4", "aborted"], ["p5", "committed"]]) }],
+      [
+        "A",
+        {
+          holds: [],
+          applying: [],
+          outcomes: new Map([
+            ["p1", "committed"],
+            ["p2", "committed"],
+            ["p3", "aborted"],
+            ["p4", "aborted"],
+            ["p5", "committed"],
+          ]),
+        },
+      ],
+      [
+        "B",
+        {
+          holds: [],
+          applying: [],
+          outcomes: new Map([
+            ["p1", "committed"],
+            ["p3", "aborted"],
+            ["p4", "aborted"],
+            ["p5", "committed"],
+          ]),
+        },
+      ],
     ]),
-    records: [record(p1, "committed"), record(p2, "committed"), record(p3, "aborted", "INSUFFICIENT_FUNDS"), record(p4, "aborted", "PAYMENT_ABORTED"), record(p5, "committed")],
+    records: [
+      record(p1, "committed"),
+      record(p2, "committed"),
+      record(p3, "aborted", "INSUFFICIENT_FUNDS"),
+      record(p4, "aborted", "PAYMENT_ABORTED"),
+      record(p5, "committed"),
+    ],
     observations: [
       { details: p1, attempts: [committed] },
       { details: p2, attempts: [committed] },
@@ -106,11 +141,14 @@ function failing(scenario: Scenario): InvariantId[] {
 }
 
 const bank = (scenario: Scenario, name: string) => scenario.banks.get(name)!;
-const adjust = (scenario: Scenario, account: string, deltaMinor: bigint) => scenario.final.set(account, scenario.final.get(account)! + deltaMinor);
-const observation = (scenario: Scenario, paymentId: string) => scenario.observations.find((entry) => entry.details.paymentId === paymentId)!;
+const adjust = (scenario: Scenario, account: string, deltaMinor: bigint) =>
+  scenario.final.set(account, scenario.final.get(account)! + deltaMinor);
+const observation = (scenario: Scenario, paymentId: string) =>
+  scenario.observations.find((entry) => entry.details.paymentId === paymentId)!;
 /** The scenarios below break a record on purpose: records are values elsewhere, but these fixtures are the test's own. */
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
-const record = (scenario: Scenario, paymentId: string) => scenario.records.find((entry) => entry.paymentId === paymentId)! as Mutable<Scenario["records"][number]>;
+const record = (scenario: Scenario, paymentId: string) =>
+  scenario.records.find((entry) => entry.paymentId === paymentId)! as Mutable<Scenario["records"][number]>;
 
 /** Gives p3 an amount b1 can afford, everywhere it is named. */
 function affordableP3(scenario: Scenario): void {
@@ -127,8 +165,17 @@ interface ViolationCase {
 }
 
 const violations: ViolationCase[] = [
-  { name: "money created at one account", mutate: (s) => adjust(s, "b1@B", 100n), failing: ["applied-exactly-once", "conservation"], mentions: ["conservation", "total 2200.00 at the start, 2201.00 at the end (+1.00)"] },
-  { name: "money destroyed at one account", mutate: (s) => adjust(s, "a2@A", -1n), failing: ["applied-exactly-once", "conservation"] },
+  {
+    name: "money created at one account",
+    mutate: (s) => adjust(s, "b1@B", 100n),
+    failing: ["applied-exactly-once", "conservation"],
+    mentions: ["conservation", "total 2200.00 at the start, 2201.00 at the end (+1.00)"],
+  },
+  {
+    name: "money destroyed at one account",
+    mutate: (s) => adjust(s, "a2@A", -1n),
+    failing: ["applied-exactly-once", "conservation"],
+  },
   {
     name: "a negative balance (the total unchanged)",
     mutate: (s) => (s.final.set("a1@A", -100n), adjust(s, "a2@A", 87_100n)),
@@ -141,9 +188,24 @@ const violations: ViolationCase[] = [
     failing: ["no-hold-left"],
     mentions: ["no-hold-left", "A: hold p6 (debit 1.00 of a1)"],
   },
-  { name: "a half-applied change left at a bank", mutate: (s) => bank(s, "B").applying.push("p1"), failing: ["no-hold-left"], mentions: ["no-hold-left", "B: half-applied change p1"] },
-  { name: "a payment not finished at the gateway", mutate: (s) => (record(s, "p1").finished = false), failing: ["recovered"], mentions: ["recovered", "p1 (100.00 a1@A → b1@B): committed, not finished"] },
-  { name: "a recovery that timed out (though it finished later)", mutate: (s) => s.recoveryFailures.push("not recovered within 60000 ms: B2 hold p9"), failing: ["recovered"], mentions: ["recovered", "B2 hold p9"] },
+  {
+    name: "a half-applied change left at a bank",
+    mutate: (s) => bank(s, "B").applying.push("p1"),
+    failing: ["no-hold-left"],
+    mentions: ["no-hold-left", "B: half-applied change p1"],
+  },
+  {
+    name: "a payment not finished at the gateway",
+    mutate: (s) => (record(s, "p1").finished = false),
+    failing: ["recovered"],
+    mentions: ["recovered", "p1 (100.00 a1@A → b1@B): committed, not finished"],
+  },
+  {
+    name: "a recovery that timed out (though it finished later)",
+    mutate: (s) => s.recoveryFailures.push("not recovered within 60000 ms: B2 hold p9"),
+    failing: ["recovered"],
+    mentions: ["recovered", "B2 hold p9"],
+  },
   {
     name: "seen committed, applied at one bank only",
     mutate: (s) => (bank(s, "B").outcomes.set("p1", "aborted"), adjust(s, "b1@B", -10_000n)),
@@ -160,7 +222,10 @@ const violations: ViolationCase[] = [
       adjust(s, "a2@A", 5_000n);
     },
     failing: ["aborted-applied-nowhere", "decision-matches-banks"],
-    mentions: ["aborted-applied-nowhere", "p3 (50.00 b1@B → a2@A): seen aborted (INSUFFICIENT_FUNDS); committed at A, B"],
+    mentions: [
+      "aborted-applied-nowhere",
+      "p3 (50.00 b1@B → a2@A): seen aborted (INSUFFICIENT_FUNDS); committed at A, B",
+    ],
   },
   {
     name: "unanswered, applied at one bank only",
@@ -168,23 +233,68 @@ const violations: ViolationCase[] = [
     failing: ["ambiguous-all-or-nothing", "atomic", "conservation", "decision-matches-banks"],
     mentions: ["ambiguous-all-or-nothing", "p4 (10.00 a2@A → b1@B): no answer during the run; A committed, B aborted"],
   },
-  { name: "applied twice (the total unchanged)", mutate: (s) => (adjust(s, "a1@A", -10_000n), adjust(s, "b1@B", 10_000n)), failing: ["applied-exactly-once"], mentions: ["applied-exactly-once", "a1@A: 770.00, but its initial balance and applied payments give 870.00 (-100.00)"] },
-  { name: "one key answered committed and aborted", mutate: (s) => observation(s, "p1").attempts = [committed, aborted("PAYMENT_ABORTED")], failing: ["one-outcome-per-key"], mentions: ["one-outcome-per-key", "answered committed, aborted PAYMENT_ABORTED"] },
-  { name: "one key aborted for two final reasons", mutate: (s) => observation(s, "p3").attempts = [aborted("INSUFFICIENT_FUNDS"), aborted("BANK_UNAVAILABLE")], failing: ["one-outcome-per-key"] },
+  {
+    name: "applied twice (the total unchanged)",
+    mutate: (s) => (adjust(s, "a1@A", -10_000n), adjust(s, "b1@B", 10_000n)),
+    failing: ["applied-exactly-once"],
+    mentions: [
+      "applied-exactly-once",
+      "a1@A: 770.00, but its initial balance and applied payments give 870.00 (-100.00)",
+    ],
+  },
+  {
+    name: "one key answered committed and aborted",
+    mutate: (s) => (observation(s, "p1").attempts = [committed, aborted("PAYMENT_ABORTED")]),
+    failing: ["one-outcome-per-key"],
+    mentions: ["one-outcome-per-key", "answered committed, aborted PAYMENT_ABORTED"],
+  },
+  {
+    name: "one key aborted for two final reasons",
+    mutate: (s) => (observation(s, "p3").attempts = [aborted("INSUFFICIENT_FUNDS"), aborted("BANK_UNAVAILABLE")]),
+    failing: ["one-outcome-per-key"],
+  },
   {
     name: "answered committed, the gateway recorded aborted",
     mutate: (s) => Object.assign(record(s, "p2"), { state: "aborted", reason: "PAYMENT_ABORTED" }),
     failing: ["decision-matches-banks", "one-outcome-per-key"],
     mentions: ["one-outcome-per-key", "answered committed; the gateway recorded aborted (PAYMENT_ABORTED)"],
   },
-  { name: "answered aborted, the gateway recorded another reason", mutate: (s) => (record(s, "p3").reason = "BANK_UNAVAILABLE"), failing: ["one-outcome-per-key"] },
-  { name: "the gateway recorded other details for the key", mutate: (s) => (record(s, "p2").amountMinor = 6_000n), failing: ["applied-exactly-once", "one-outcome-per-key"] },
-  { name: "answered committed, the gateway has no record", mutate: (s) => s.records.splice(s.records.indexOf(record(s, "p2")), 1), failing: ["one-outcome-per-key"], mentions: ["one-outcome-per-key", "no record"] },
-  { name: "a bank applied a payment nobody sent", mutate: (s) => bank(s, "A").outcomes.set("ghost", "committed"), failing: ["applied-exactly-once"], mentions: ["applied-exactly-once", "A applied payment ghost, which no client sent"] },
+  {
+    name: "answered aborted, the gateway recorded another reason",
+    mutate: (s) => (record(s, "p3").reason = "BANK_UNAVAILABLE"),
+    failing: ["one-outcome-per-key"],
+  },
+  {
+    name: "the gateway recorded other details for the key",
+    mutate: (s) => (record(s, "p2").amountMinor = 6_000n),
+    failing: ["applied-exactly-once", "one-outcome-per-key"],
+  },
+  {
+    name: "answered committed, the gateway has no record",
+    mutate: (s) => s.records.splice(s.records.indexOf(record(s, "p2")), 1),
+    failing: ["one-outcome-per-key"],
+    mentions: ["one-outcome-per-key", "no record"],
+  },
+  {
+    name: "a bank applied a payment nobody sent",
+    mutate: (s) => bank(s, "A").outcomes.set("ghost", "committed"),
+    failing: ["applied-exactly-once"],
+    mentions: ["applied-exactly-once", "A applied payment ghost, which no client sent"],
+  },
   {
     name: "a bank applied a payment the gateway tombstoned",
     mutate: (s) => {
-      s.records.push({ paymentId: "t1", fromUser: "", fromBank: "", toUser: "", toBank: "", amountMinor: 0n, state: "aborted", finished: true, reason: "PAYMENT_ABORTED" });
+      s.records.push({
+        paymentId: "t1",
+        fromUser: "",
+        fromBank: "",
+        toUser: "",
+        toBank: "",
+        amountMinor: 0n,
+        state: "aborted",
+        finished: true,
+        reason: "PAYMENT_ABORTED",
+      });
       bank(s, "B").outcomes.set("t1", "committed");
     },
     failing: ["applied-exactly-once", "decision-matches-banks"],
@@ -193,13 +303,31 @@ const violations: ViolationCase[] = [
     name: "answered committed, the gateway tombstoned the key",
     mutate: (s) => {
       const p2 = record(s, "p2");
-      s.records.splice(s.records.indexOf(p2), 1, { ...p2, fromUser: "", fromBank: "", toUser: "", toBank: "", amountMinor: 0n, state: "aborted", reason: "PAYMENT_ABORTED" });
+      s.records.splice(s.records.indexOf(p2), 1, {
+        ...p2,
+        fromUser: "",
+        fromBank: "",
+        toUser: "",
+        toBank: "",
+        amountMinor: 0n,
+        state: "aborted",
+        reason: "PAYMENT_ABORTED",
+      });
     },
     failing: ["decision-matches-banks", "one-outcome-per-key"],
     mentions: ["one-outcome-per-key", "answered committed; the gateway tombstoned the id"],
   },
-  { name: "an account missing at the end", mutate: (s) => s.final.delete("a2@A"), failing: ["applied-exactly-once", "conservation"] },
-  { name: "a process died on its own", mutate: (s) => s.processFailures.push("bank B exited with code 1"), failing: ["processes-healthy"], mentions: ["processes-healthy", "bank B exited with code 1"] },
+  {
+    name: "an account missing at the end",
+    mutate: (s) => s.final.delete("a2@A"),
+    failing: ["applied-exactly-once", "conservation"],
+  },
+  {
+    name: "a process died on its own",
+    mutate: (s) => s.processFailures.push("bank B exited with code 1"),
+    failing: ["processes-healthy"],
+    mentions: ["processes-healthy", "bank B exited with code 1"],
+  },
 ];
 
 describe("checkInvariants", () => {
@@ -224,16 +352,36 @@ describe("checkInvariants", () => {
 
   it("accepts a tombstone that no bank applied", () => {
     const scenario = healthy();
-    scenario.records.push({ paymentId: "t1", fromUser: "", fromBank: "", toUser: "", toBank: "", amountMinor: 0n, state: "aborted", finished: true, reason: "PAYMENT_ABORTED" });
+    scenario.records.push({
+      paymentId: "t1",
+      fromUser: "",
+      fromBank: "",
+      toUser: "",
+      toBank: "",
+      amountMinor: 0n,
+      state: "aborted",
+      finished: true,
+      reason: "PAYMENT_ABORTED",
+    });
     assert.deepEqual(failing(scenario), []);
   });
 
   it("accepts a tombstone for a key a client sent, answered unknown and then PAYMENT_ABORTED (the gateway died before recording it)", () => {
     const scenario = healthy();
     const p4 = record(scenario, "p4");
-    scenario.records.splice(scenario.records.indexOf(p4), 1, { ...p4, fromUser: "", fromBank: "", toUser: "", toBank: "", amountMinor: 0n });
+    scenario.records.splice(scenario.records.indexOf(p4), 1, {
+      ...p4,
+      fromUser: "",
+      fromBank: "",
+      toUser: "",
+      toBank: "",
+      amountMinor: 0n,
+    });
     const p4Seen = observation(scenario, "p4");
-    scenario.observations.splice(scenario.observations.indexOf(p4Seen), 1, { ...p4Seen, attempts: [...p4Seen.attempts, aborted("PAYMENT_ABORTED")] });
+    scenario.observations.splice(scenario.observations.indexOf(p4Seen), 1, {
+      ...p4Seen,
+      attempts: [...p4Seen.attempts, aborted("PAYMENT_ABORTED")],
+    });
     assert.deepEqual(failing(scenario), []);
   });
 
@@ -252,7 +400,8 @@ describe("checkInvariants", () => {
 
   it(`keeps at most ${counterexamplesMax} counterexamples but counts every violation`, () => {
     const scenario = healthy();
-    for (let index = 0; index < counterexamplesMax + 10; index += 1) bank(scenario, "A").holds.push({ paymentId: `h${index}`, username: "a1", kind: "debit", amountMinor: 1n });
+    for (let index = 0; index < counterexamplesMax + 10; index += 1)
+      bank(scenario, "A").holds.push({ paymentId: `h${index}`, username: "a1", kind: "debit", amountMinor: 1n });
     const result = check(scenario).find((entry) => entry.id === "no-hold-left")!;
     assert.equal(result.ok, false);
     assert.equal(result.violations, counterexamplesMax + 10);
@@ -266,8 +415,14 @@ describe("outcomeSeen", () => {
     { attempts: [ambiguous("TIMEOUT"), ambiguous("GATEWAY_UNAVAILABLE")], expected: { kind: "ambiguous" } },
     { attempts: [ambiguous("TIMEOUT"), committed], expected: { kind: "committed" } },
     { attempts: [committed, aborted("PAYMENT_ABORTED")], expected: { kind: "committed" } },
-    { attempts: [aborted("INTERNAL", false), aborted("INSUFFICIENT_FUNDS")], expected: { kind: "aborted", reason: "INSUFFICIENT_FUNDS" } },
-    { attempts: [ambiguous("TIMEOUT"), aborted("UNKNOWN_BANK", false)], expected: { kind: "aborted", reason: "UNKNOWN_BANK" } },
+    {
+      attempts: [aborted("INTERNAL", false), aborted("INSUFFICIENT_FUNDS")],
+      expected: { kind: "aborted", reason: "INSUFFICIENT_FUNDS" },
+    },
+    {
+      attempts: [ambiguous("TIMEOUT"), aborted("UNKNOWN_BANK", false)],
+      expected: { kind: "aborted", reason: "UNKNOWN_BANK" },
+    },
   ];
   for (const { attempts, expected } of cases) {
     it(`${attempts.map((attempt) => attempt.result).join(", ") || "no answer"} → ${expected.kind}`, () => {

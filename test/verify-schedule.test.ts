@@ -3,7 +3,13 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Prng, seedMax } from "../src/core/testing/prng.js";
-import { allCrashPoints, faultKinds, nemesisBounds, planFaults, type PlanOptions } from "../src/roles/verify/nemesis.js";
+import {
+  allCrashPoints,
+  faultKinds,
+  nemesisBounds,
+  planFaults,
+  type PlanOptions,
+} from "../src/roles/verify/nemesis.js";
 import { crashPointsByRole } from "../src/core/faults/crash.js";
 
 function draws(prng: Prng, count: number): number[] {
@@ -62,7 +68,14 @@ describe("Prng", () => {
 });
 
 describe("planFaults", () => {
-  const options: PlanOptions = { durationMs: 60_000, killEveryMs: 2_000, pauseMaxMs: nemesisBounds.pauseMaxMsDefault, kinds: faultKinds, crashPoints: allCrashPoints, banks: ["B1", "B2", "B3"] };
+  const options: PlanOptions = {
+    durationMs: 60_000,
+    killEveryMs: 2_000,
+    pauseMaxMs: nemesisBounds.pauseMaxMsDefault,
+    kinds: faultKinds,
+    crashPoints: allCrashPoints,
+    banks: ["B1", "B2", "B3"],
+  };
 
   it("draws the same schedule from the same seed", () => {
     assert.deepEqual(planFaults(new Prng(7), options), planFaults(new Prng(7), options));
@@ -103,7 +116,11 @@ describe("planFaults", () => {
         case "crash-point": {
           const [point, passes] = fault.crashSpec!.split(":");
           assert.ok(allCrashPoints.includes(point!), point);
-          assert.equal(fault.target === "gateway", (crashPointsByRole.gateway as readonly string[]).includes(point!), fault.crashSpec!);
+          assert.equal(
+            fault.target === "gateway",
+            (crashPointsByRole.gateway as readonly string[]).includes(point!),
+            fault.crashSpec!,
+          );
           assert.ok(Number(passes) >= 1 && Number(passes) <= bounds.crashPassesMax, fault.crashSpec!);
           break;
         }
@@ -111,17 +128,28 @@ describe("planFaults", () => {
           assert.ok(options.banks.includes(fault.target), fault.target);
       }
       if (fault.kind !== "crash-point") assert.equal(fault.crashSpec, null);
-      if (fault.kind === "pause-bank") assert.ok(fault.holdMs >= bounds.pauseBankMinMs && fault.holdMs <= options.pauseMaxMs, `${fault.holdMs}`);
-      if (fault.kind === "pause-gateway") assert.ok(fault.holdMs >= bounds.pauseGatewayMinMs && fault.holdMs <= options.pauseMaxMs, `${fault.holdMs}`);
-      if (fault.kind === "kill-gateway" || fault.kind === "kill-bank") assert.ok(fault.holdMs >= 0 && fault.holdMs <= bounds.killDowntimeMaxMs, `${fault.holdMs}`);
+      if (fault.kind === "pause-bank")
+        assert.ok(fault.holdMs >= bounds.pauseBankMinMs && fault.holdMs <= options.pauseMaxMs, `${fault.holdMs}`);
+      if (fault.kind === "pause-gateway")
+        assert.ok(fault.holdMs >= bounds.pauseGatewayMinMs && fault.holdMs <= options.pauseMaxMs, `${fault.holdMs}`);
+      if (fault.kind === "kill-gateway" || fault.kind === "kill-bank")
+        assert.ok(fault.holdMs >= 0 && fault.holdMs <= bounds.killDowntimeMaxMs, `${fault.holdMs}`);
     }
   });
 
   const narrowed: Array<{ name: string; change: Partial<PlanOptions>; expected: (kinds: string[]) => boolean }> = [
     { name: "no faults when killEveryMs is 0", change: { killEveryMs: 0 }, expected: (kinds) => kinds.length === 0 },
     { name: "no faults when no kind is enabled", change: { kinds: [] }, expected: (kinds) => kinds.length === 0 },
-    { name: "only the enabled kinds", change: { kinds: ["kill-bank", "pause-bank"] }, expected: (kinds) => kinds.length > 0 && kinds.every((kind) => kind === "kill-bank" || kind === "pause-bank") },
-    { name: "no crash-point fault without crash points", change: { kinds: ["crash-point", "kill-gateway"], crashPoints: [] }, expected: (kinds) => kinds.length > 0 && kinds.every((kind) => kind === "kill-gateway") },
+    {
+      name: "only the enabled kinds",
+      change: { kinds: ["kill-bank", "pause-bank"] },
+      expected: (kinds) => kinds.length > 0 && kinds.every((kind) => kind === "kill-bank" || kind === "pause-bank"),
+    },
+    {
+      name: "no crash-point fault without crash points",
+      change: { kinds: ["crash-point", "kill-gateway"], crashPoints: [] },
+      expected: (kinds) => kinds.length > 0 && kinds.every((kind) => kind === "kill-gateway"),
+    },
   ];
   for (const { name, change, expected } of narrowed) {
     it(`plans ${name}`, () => {
@@ -131,7 +159,11 @@ describe("planFaults", () => {
   }
 
   it("arms only the requested crash point, with 1 to crashPassesMax passes", () => {
-    const plan = planFaults(new Prng(3), { ...options, kinds: ["crash-point"], crashPoints: ["gateway-after-first-commit"] });
+    const plan = planFaults(new Prng(3), {
+      ...options,
+      kinds: ["crash-point"],
+      crashPoints: ["gateway-after-first-commit"],
+    });
     assert.ok(plan.length > 0);
     for (const fault of plan) {
       assert.equal(fault.target, "gateway");

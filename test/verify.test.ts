@@ -36,49 +36,84 @@ function invariant(report: ReportJson, id: string): InvariantJson {
 }
 
 describe("paynet verify", () => {
-  it("holds every invariant through a 15 s run with kills, pauses, crash points and partitions", { timeout: runTimeoutMs }, async () => {
-    const result = await runCli(["verify", "--duration", "15", "--clients", "4", "--banks", "3", "--kill-every", "2000", "--seed", "7", "--json"]);
-    const report = reportOf(result);
-    const failed = report.invariants.filter((entry) => !entry.ok);
-    assert.deepEqual(failed, [], `violations:\n${JSON.stringify(failed, null, 1)}\n${result.stderr}`);
-    assert.equal(result.code, 0, result.stderr);
-    assert.equal(report.ok, true);
-    assert.equal(report.seed, 7);
-    assert.equal(report.invariants.length, 12);
-    assert.ok(report.faults.byKind["kill-gateway"]! + report.faults.byKind["kill-bank"]! > 0, `no process was killed: ${JSON.stringify(report.faults.byKind)}`);
-    assert.ok(report.faults.total >= 3, `only ${report.faults.total} faults were injected`);
-    assert.ok(report.outcomes.committed > 0, "no payment committed");
-    assert.deepEqual(report.faults.processFailures, []);
-    assert.equal(report.recovery.recovered, true);
-  });
+  it(
+    "holds every invariant through a 15 s run with kills, pauses, crash points and partitions",
+    { timeout: runTimeoutMs },
+    async () => {
+      const result = await runCli([
+        "verify",
+        "--duration",
+        "15",
+        "--clients",
+        "4",
+        "--banks",
+        "3",
+        "--kill-every",
+        "2000",
+        "--seed",
+        "7",
+        "--json",
+      ]);
+      const report = reportOf(result);
+      const failed = report.invariants.filter((entry) => !entry.ok);
+      assert.deepEqual(failed, [], `violations:\n${JSON.stringify(failed, null, 1)}\n${result.stderr}`);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(report.ok, true);
+      assert.equal(report.seed, 7);
+      assert.equal(report.invariants.length, 12);
+      assert.ok(
+        report.faults.byKind["kill-gateway"]! + report.faults.byKind["kill-bank"]! > 0,
+        `no process was killed: ${JSON.stringify(report.faults.byKind)}`,
+      );
+      assert.ok(report.faults.total >= 3, `only ${report.faults.total} faults were injected`);
+      assert.ok(report.outcomes.committed > 0, "no payment committed");
+      assert.deepEqual(report.faults.processFailures, []);
+      assert.equal(report.recovery.recovered, true);
+    },
+  );
 
-  it("catches the broken build that logs the commit decision after phase 2 (crash at gateway-after-first-commit)", { timeout: runTimeoutMs }, async () => {
-    // One client: few payments are in phase 2 when the nemesis restarts the gateway armed, so the crash lands
-    // in a live payment's phase 2 rather than in the re-drive of a decision the orderly stop made durable.
-    const result = await runCli([
-      "verify",
-      "--duration", "12",
-      "--clients", "1",
-      "--banks", "2",
-      "--kill-every", "4000",
-      "--seed", "3",
-      "--faults", "crash-point",
-      "--crash-points", "gateway-after-first-commit",
-      "--unsafe-late-decision-log",
-      "--recovery-timeout", "5000",
-      "--json",
-    ]);
-    const report = reportOf(result);
-    assert.equal(result.code, 1, result.stderr);
-    assert.equal(report.ok, false);
-    assert.ok(report.faults.crashPointsReached >= 1, "the gateway never reached its crash point");
-    // The restarted gateway presumed abort for a payment a bank had already committed.
-    const decision = invariant(report, "decision-matches-banks");
-    assert.equal(decision.ok, false);
-    assert.match(decision.counterexamples[0]!, /the gateway decided abort \(PAYMENT_ABORTED\); committed at B[12]/);
-    // The client was told "aborted" for money that moved (or, if one bank had not committed yet, money vanished).
-    assert.ok(!invariant(report, "aborted-applied-nowhere").ok || !invariant(report, "conservation").ok, JSON.stringify(report.invariants));
-  });
+  it(
+    "catches the broken build that logs the commit decision after phase 2 (crash at gateway-after-first-commit)",
+    { timeout: runTimeoutMs },
+    async () => {
+      // One client: few payments are in phase 2 when the nemesis restarts the gateway armed, so the crash lands
+      // in a live payment's phase 2 rather than in the re-drive of a decision the orderly stop made durable.
+      const result = await runCli([
+        "verify",
+        "--duration",
+        "12",
+        "--clients",
+        "1",
+        "--banks",
+        "2",
+        "--kill-every",
+        "4000",
+        "--seed",
+        "3",
+        "--faults",
+        "crash-point",
+        "--crash-points",
+        "gateway-after-first-commit",
+        "--unsafe-late-decision-log",
+        "--recovery-timeout",
+        "5000",
+        "--json",
+      ]);
+      const report = reportOf(result);
+      assert.equal(result.code, 1, result.stderr);
+      assert.equal(report.ok, false);
+      assert.ok(report.faults.crashPointsReached >= 1, "the gateway never reached its crash point");
+      // The restarted gateway presumed abort for a payment a bank had already committed.
+      const decision = invariant(report, "decision-matches-banks");
+      assert.equal(decision.ok, false);
+      assert.match(decision.counterexamples[0]!, /the gateway decided abort \(PAYMENT_ABORTED\); committed at B[12]/);
+      // The client was told "aborted" for money that moved (or, if one bank had not committed yet, money vanished).
+      assert.ok(
+        !invariant(report, "aborted-applied-nowhere").ok || !invariant(report, "conservation").ok,
+        JSON.stringify(report.invariants),
+      );
+    },
+  );
 
   const usageCases: Array<{ args: string[]; mentions: string }> = [
     { args: ["--banks", "1"], mentions: "--banks" },

@@ -59,15 +59,21 @@ async function resolveBankName(id: string, accountsCsv: string): Promise<string>
   const banks = banksOf(await readAccountsCsv(accountsCsv));
   if (/^[0-9]+$/.test(id)) {
     const bank = banks[Number(id) - 1];
-    if (bank === undefined) throw new Error(`--id ${id}: the accounts file names ${banks.length} banks (${banks.join(", ")})`);
+    if (bank === undefined)
+      throw new Error(`--id ${id}: the accounts file names ${banks.length} banks (${banks.join(", ")})`);
     return bank;
   }
   validateBankName(id, "--id");
-  if (!banks.includes(id)) throw new Error(`--id ${id}: no account of bank ${id} in ${accountsCsv} (banks: ${banks.join(", ")})`);
+  if (!banks.includes(id))
+    throw new Error(`--id ${id}: no account of bank ${id} in ${accountsCsv} (banks: ${banks.join(", ")})`);
   return id;
 }
 
-async function listen(flags: BankFlags, bindServer: (address: string) => Promise<number>, portFile: string): Promise<number> {
+async function listen(
+  flags: BankFlags,
+  bindServer: (address: string) => Promise<number>,
+  portFile: string,
+): Promise<number> {
   if (flags.port !== undefined) return bindServer(`${flags.host}:${flags.port}`);
   for (let attempt = 1; ; attempt += 1) {
     const port = await takeNextPort(portFile);
@@ -87,7 +93,8 @@ export async function runBank(flags: BankFlags): Promise<void> {
   const identity = await loadIdentity(paths.certificateDir, bankFiles(paths.certificateDir, bank));
   // One process per bank: its rows, its pending section and its finished log are its alone.
   const releaseBankLock = await holdFileLock(finishedLogPath(paths, bank));
-  for (const name of await removeStaleTempFiles(dirname(paths.accountsCsv))) logger.warn({ file: name }, "removed a temp file left by a process that died mid-write");
+  for (const name of await removeStaleTempFiles(dirname(paths.accountsCsv)))
+    logger.warn({ file: name }, "removed a temp file left by a process that died mid-write");
   const store = await FileLedgerStore.open({
     bank,
     files: bankStateFiles(paths, bank),
@@ -99,21 +106,38 @@ export async function runBank(flags: BankFlags): Promise<void> {
       process.exit(70);
     },
   });
-  const participant = await Participant.open(store, { bank, holdTimeoutMs: flags.holdTimeoutMs, finishedRetainedMax: bankTimeouts.finishedRetainedMax, logger });
+  const participant = await Participant.open(store, {
+    bank,
+    holdTimeoutMs: flags.holdTimeoutMs,
+    finishedRetainedMax: bankTimeouts.finishedRetainedMax,
+    logger,
+  });
 
   const server = newServer();
   addService(server, Bank, bankService(participant), {
     onError: (error, context) => {
-      if (error.code === "PERMISSION_DENIED") logger.warn({ method: context.method, peer: describePeer(context.peer), peerAddress: context.peerAddress }, `refused: ${error.message}`);
+      if (error.code === "PERMISSION_DENIED")
+        logger.warn(
+          { method: context.method, peer: describePeer(context.peer), peerAddress: context.peerAddress },
+          `refused: ${error.message}`,
+        );
     },
   });
   const credentials = serverCredentials(identity);
   const port = await listen(flags, (address) => bind(server, address, credentials), paths.bankPortTxt);
   const address = `${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${port}`;
   const stopMetrics = await startMetrics(flags.metricsPort, logger);
-  logger.info({ address, accounts: participant.accountCount, holds: participant.holds().length }, `listening on ${address}`);
+  logger.info(
+    { address, accounts: participant.accountCount, holds: participant.holds().length },
+    `listening on ${address}`,
+  );
 
-  const gateway = createClient(PaymentGateway, await gatewayAddress(flags.gateway, paths.clientGatewayTxt), clientCredentials(identity), expectServerName(gatewayServerName));
+  const gateway = createClient(
+    PaymentGateway,
+    await gatewayAddress(flags.gateway, paths.clientGatewayTxt),
+    clientCredentials(identity),
+    expectServerName(gatewayServerName),
+  );
   let registered = false;
   const register = async () => {
     try {
@@ -130,12 +154,22 @@ export async function runBank(flags: BankFlags): Promise<void> {
     for (const hold of participant.expiredHolds()) {
       participant.deferHold(hold.paymentId, bankTimeouts.holdRecheckMs);
       try {
-        const { decision } = await gateway.getDecision({ paymentId: hold.paymentId }, { timeoutMs: bankTimeouts.decisionQueryTimeoutMs });
+        const { decision } = await gateway.getDecision(
+          { paymentId: hold.paymentId },
+          { timeoutMs: bankTimeouts.decisionQueryTimeoutMs },
+        );
         if (decision === Decision.COMMIT) await participant.commit(hold.paymentId);
         if (decision === Decision.ABORT) await participant.abort(hold.paymentId);
-        if (decision !== Decision.PENDING) logger.info({ paymentId: hold.paymentId, decision: Decision[decision] }, "overdue hold resolved by the coordinator");
+        if (decision !== Decision.PENDING)
+          logger.info(
+            { paymentId: hold.paymentId, decision: Decision[decision] },
+            "overdue hold resolved by the coordinator",
+          );
       } catch (error) {
-        logger.warn({ paymentId: hold.paymentId, reason: PaymentError.fromGrpc(error).code }, "overdue hold: no decision yet");
+        logger.warn(
+          { paymentId: hold.paymentId, reason: PaymentError.fromGrpc(error).code },
+          "overdue hold: no decision yet",
+        );
       }
     }
   };

@@ -4,7 +4,13 @@ import { text } from "node:stream/consumers";
 import { dataPaths } from "../core/durable/paths.js";
 import { clientFiles, loadIdentity } from "../core/transport/certificates.js";
 import { GatewayClient } from "../core/client/gateway-client.js";
-import { OfflineQueue, PaymentHistory, type Repair, type QueuedPayment, type HistoryEntry } from "../core/client/client-files.js";
+import {
+  OfflineQueue,
+  PaymentHistory,
+  type Repair,
+  type QueuedPayment,
+  type HistoryEntry,
+} from "../core/client/client-files.js";
 import { PaymentSender, type RetryPolicy, type SendOutcome } from "../core/client/payment-sender.js";
 import { formatMinor } from "../core/domain/money.js";
 import { gatewayAddress } from "./process.js";
@@ -18,7 +24,9 @@ export class UsageError extends Error {}
 
 export function reportRepair(repair: Repair): void {
   process.stderr.write(
-    chalk.yellow(`paynet: ${repair.path} was damaged (unreadable line${repair.badLines.length > 1 ? "s" : ""} ${repair.badLines.join(", ")}); kept its ${repair.kept} intact entries; the damaged file is saved as ${repair.backupPath}\n`),
+    chalk.yellow(
+      `paynet: ${repair.path} was damaged (unreadable line${repair.badLines.length > 1 ? "s" : ""} ${repair.badLines.join(", ")}); kept its ${repair.kept} intact entries; the damaged file is saved as ${repair.backupPath}\n`,
+    ),
   );
 }
 
@@ -32,7 +40,10 @@ export interface ClientContext {
 
 export async function openClientFiles(dataDir: string): Promise<{ queue: OfflineQueue; history: PaymentHistory }> {
   const paths = dataPaths(dataDir);
-  return { queue: new OfflineQueue(paths.offlinePaymentsJson, reportRepair), history: new PaymentHistory(paths.paymentHistoryJson, reportRepair) };
+  return {
+    queue: new OfflineQueue(paths.offlinePaymentsJson, reportRepair),
+    history: new PaymentHistory(paths.paymentHistoryJson, reportRepair),
+  };
 }
 
 export async function openClient(dataDir: string, gatewayFlag: string | undefined): Promise<ClientContext> {
@@ -59,9 +70,18 @@ export function describePayment(payment: QueuedPayment): string {
 }
 
 export function outcomeJson(outcome: SendOutcome): Record<string, unknown> {
-  const base = { id: outcome.payment.id, status: outcome.status, amount: formatMinor(outcome.payment.amountMinor), amountMinor: Number(outcome.payment.amountMinor) };
+  const base = {
+    id: outcome.payment.id,
+    status: outcome.status,
+    amount: formatMinor(outcome.payment.amountMinor),
+    amountMinor: Number(outcome.payment.amountMinor),
+  };
   if (outcome.status === "committed") {
-    return { ...base, reason: null, ...(outcome.balanceAfterMinor === null ? {} : { balanceAfter: formatMinor(outcome.balanceAfterMinor) }) };
+    return {
+      ...base,
+      reason: null,
+      ...(outcome.balanceAfterMinor === null ? {} : { balanceAfter: formatMinor(outcome.balanceAfterMinor) }),
+    };
   }
   return { ...base, reason: outcome.reason, message: outcome.message };
 }
@@ -92,5 +112,11 @@ export function historyJson(entry: HistoryEntry): Record<string, unknown> {
 }
 
 export function queuedJson(payment: QueuedPayment): Record<string, unknown> {
-  return { id: payment.id, from: `${payment.user}@${payment.bank}`, to: `${payment.to}@${payment.toBank}`, amount: formatMinor(payment.amountMinor), queuedAt: new Date(payment.queuedAtMs).toISOString() };
+  return {
+    id: payment.id,
+    from: `${payment.user}@${payment.bank}`,
+    to: `${payment.to}@${payment.toBank}`,
+    amount: formatMinor(payment.amountMinor),
+    queuedAt: new Date(payment.queuedAtMs).toISOString(),
+  };
 }

@@ -6,7 +6,14 @@ import { newPaymentId } from "../core/domain/ids.js";
 import { validateBankName, validateUsername } from "../core/domain/validate.js";
 import type { QueuedPayment } from "../core/client/client-files.js";
 import type { SendOutcome } from "../core/client/payment-sender.js";
-import { describePayment, exitCodes, flushPolicy, openClient, outcomeLine, type ClientContext } from "./client-context.js";
+import {
+  describePayment,
+  exitCodes,
+  flushPolicy,
+  openClient,
+  outcomeLine,
+  type ClientContext,
+} from "./client-context.js";
 
 interface Session {
   user: string;
@@ -43,7 +50,10 @@ async function withSpinner<T>(label: string, work: Promise<T>): Promise<T> {
   if (!process.stdout.isTTY) return work;
   const frames = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏";
   let frame = 0;
-  const timer = setInterval(() => process.stdout.write(`\r${chalk.cyan(frames[frame++ % frames.length])} ${label}`), 80);
+  const timer = setInterval(
+    () => process.stdout.write(`\r${chalk.cyan(frames[frame++ % frames.length])} ${label}`),
+    80,
+  );
   try {
     return await work;
   } finally {
@@ -68,7 +78,9 @@ export async function runInteractive(flags: { dataDir: string; gateway: string |
       if (session === null) return exitCodes.ok;
       if (!session.online && gatewayReady) session.online = await tryLogin(context, session);
       if (session.online) await flushQueued(context, session);
-      const queued = (await context.queue.list()).filter((payment) => payment.user === session!.user && payment.bank === session!.bank).length;
+      const queued = (await context.queue.list()).filter(
+        (payment) => payment.user === session!.user && payment.bank === session!.bank,
+      ).length;
       const status = session.online ? chalk.green("online") : chalk.yellow("offline");
       const action = await prompts.select({
         message: `${session.user}@${session.bank} (${status}${queued > 0 ? `, ${queued} queued` : ""})`,
@@ -149,17 +161,24 @@ async function logIn(prompts: Prompts, context: ClientContext): Promise<Session 
 }
 
 async function flushQueued(context: ClientContext, session: Session): Promise<void> {
-  const queued = (await context.queue.list()).filter((payment) => payment.user === session.user && payment.bank === session.bank);
+  const queued = (await context.queue.list()).filter(
+    (payment) => payment.user === session.user && payment.bank === session.bank,
+  );
   if (queued.length === 0) return;
   say(chalk.dim(`sending ${queued.length} queued payment${queued.length > 1 ? "s" : ""}…`));
-  const { remaining } = await context.sender.flush(session.user, session.bank, flushPolicy, (outcome) => say(outcomeLine(outcome)));
+  const { remaining } = await context.sender.flush(session.user, session.bank, flushPolicy, (outcome) =>
+    say(outcomeLine(outcome)),
+  );
   if (remaining > 0) session.online = false;
 }
 
 async function showBalance(context: ClientContext, session: Session): Promise<void> {
   try {
     const view = await withSpinner("asking the bank…", context.client.balance());
-    say(`balance ${chalk.bold(formatMinor(view.balanceMinor))}` + (view.availableMinor === view.balanceMinor ? "" : ` (available ${formatMinor(view.availableMinor)})`));
+    say(
+      `balance ${chalk.bold(formatMinor(view.balanceMinor))}` +
+        (view.availableMinor === view.balanceMinor ? "" : ` (available ${formatMinor(view.availableMinor)})`),
+    );
   } catch (error) {
     say(explain(error));
     if (isAmbiguous(error instanceof PaymentError ? error : PaymentError.fromGrpc(error))) session.online = false;
@@ -167,9 +186,18 @@ async function showBalance(context: ClientContext, session: Session): Promise<vo
 }
 
 async function pay(prompts: Prompts, context: ClientContext, session: Session): Promise<void> {
-  const to = await prompts.input({ message: "Receiver username", validate: checked((value) => validateUsername(value)) });
-  const toBank = await prompts.input({ message: "Receiver bank", validate: checked((value) => validateBankName(value)) });
-  const amountText = await prompts.input({ message: "Amount (e.g. 12.50)", validate: checked((value) => parseAmount(value)) });
+  const to = await prompts.input({
+    message: "Receiver username",
+    validate: checked((value) => validateUsername(value)),
+  });
+  const toBank = await prompts.input({
+    message: "Receiver bank",
+    validate: checked((value) => validateBankName(value)),
+  });
+  const amountText = await prompts.input({
+    message: "Amount (e.g. 12.50)",
+    validate: checked((value) => parseAmount(value)),
+  });
   const amountMinor = parseAmount(amountText);
   const payment: QueuedPayment = {
     id: newPaymentId({ fromUser: session.user, fromBank: session.bank, toUser: to, toBank, amountMinor }),
@@ -186,22 +214,32 @@ async function pay(prompts: Prompts, context: ClientContext, session: Session): 
     say(`${chalk.yellow("queued")} ${describePayment(payment)}; it is sent when the gateway is reachable`);
     return;
   }
-  const outcome: SendOutcome = await withSpinner(`paying ${formatMinor(amountMinor)} to ${to}@${toBank}…`, context.sender.send(payment));
+  const outcome: SendOutcome = await withSpinner(
+    `paying ${formatMinor(amountMinor)} to ${to}@${toBank}…`,
+    context.sender.send(payment),
+  );
   say(outcomeLine(outcome));
   if (outcome.status === "queued") session.online = false;
 }
 
 async function showQueue(context: ClientContext, session: Session): Promise<void> {
-  const queued = (await context.queue.list()).filter((payment) => payment.user === session.user && payment.bank === session.bank);
+  const queued = (await context.queue.list()).filter(
+    (payment) => payment.user === session.user && payment.bank === session.bank,
+  );
   if (queued.length === 0) say("the offline queue is empty");
-  for (const payment of queued) say(`${chalk.yellow("queued")} ${describePayment(payment)} since ${new Date(payment.queuedAtMs).toLocaleString()}`);
+  for (const payment of queued)
+    say(`${chalk.yellow("queued")} ${describePayment(payment)} since ${new Date(payment.queuedAtMs).toLocaleString()}`);
 }
 
 async function showHistory(context: ClientContext, session: Session): Promise<void> {
-  const entries = (await context.history.list()).filter((entry) => entry.user === session.user && entry.bank === session.bank).slice(-historyShown);
+  const entries = (await context.history.list())
+    .filter((entry) => entry.user === session.user && entry.bank === session.bank)
+    .slice(-historyShown);
   if (entries.length === 0) say("no payments yet");
   for (const entry of entries) {
     const status = entry.status === "committed" ? chalk.green("committed") : chalk.red("aborted");
-    say(`${new Date(entry.finishedAtMs).toLocaleString()} ${status} ${describePayment(entry)}${entry.reason === null ? "" : ` (${entry.reason})`}`);
+    say(
+      `${new Date(entry.finishedAtMs).toLocaleString()} ${status} ${describePayment(entry)}${entry.reason === null ? "" : ` (${entry.reason})`}`,
+    );
   }
 }

@@ -46,11 +46,19 @@ function emit(json: boolean, object: unknown, human: string): void {
 /** Turns a failure into its output and exit code. */
 function fail(flags: { json: boolean }, error: unknown): number {
   if (error instanceof UsageError) {
-    emit(flags.json, { status: "rejected", reason: "USAGE", message: error.message }, chalk.red(`usage error: ${error.message}`));
+    emit(
+      flags.json,
+      { status: "rejected", reason: "USAGE", message: error.message },
+      chalk.red(`usage error: ${error.message}`),
+    );
     return exitCodes.usage;
   }
   const paymentError = error instanceof PaymentError ? error : PaymentError.fromGrpc(error);
-  emit(flags.json, { status: "error", reason: paymentError.code, message: paymentError.message }, chalk.red(`${paymentError.code}: ${paymentError.message}`));
+  emit(
+    flags.json,
+    { status: "error", reason: paymentError.code, message: paymentError.message },
+    chalk.red(`${paymentError.code}: ${paymentError.message}`),
+  );
   return isAmbiguous(paymentError) ? exitCodes.unreachable : exitCodes.refused;
 }
 
@@ -81,15 +89,27 @@ export function runBalance(flags: ClientFlags): Promise<number> {
     const view = await client.balance();
     emit(
       flags.json,
-      { user: view.username, bank: view.bank, balance: formatMinor(view.balanceMinor), balanceMinor: Number(view.balanceMinor), available: formatMinor(view.availableMinor), availableMinor: Number(view.availableMinor) },
-      `${view.username}@${view.bank}: balance ${chalk.bold(formatMinor(view.balanceMinor))}` + (view.availableMinor === view.balanceMinor ? "" : ` (available ${formatMinor(view.availableMinor)})`),
+      {
+        user: view.username,
+        bank: view.bank,
+        balance: formatMinor(view.balanceMinor),
+        balanceMinor: Number(view.balanceMinor),
+        available: formatMinor(view.availableMinor),
+        availableMinor: Number(view.availableMinor),
+      },
+      `${view.username}@${view.bank}: balance ${chalk.bold(formatMinor(view.balanceMinor))}` +
+        (view.availableMinor === view.balanceMinor ? "" : ` (available ${formatMinor(view.availableMinor)})`),
     );
     return exitCodes.ok;
   });
 }
 
 function exitCodeOf(outcome: SendOutcome): number {
-  return outcome.status === "committed" ? exitCodes.ok : outcome.status === "queued" ? exitCodes.queued : exitCodes.refused;
+  return outcome.status === "committed"
+    ? exitCodes.ok
+    : outcome.status === "queued"
+      ? exitCodes.queued
+      : exitCodes.refused;
 }
 
 export function runPay(flags: PayFlags): Promise<number> {
@@ -101,9 +121,16 @@ export function runPay(flags: PayFlags): Promise<number> {
       return parseAmount(flags.amount, "--amount");
     });
     const details = { user: flags.user, bank: flags.bank, to: flags.to, toBank: flags.toBank, amountMinor };
-    const id = flags.id ?? newPaymentId({ fromUser: flags.user, fromBank: flags.bank, toUser: flags.to, toBank: flags.toBank, amountMinor });
+    const id =
+      flags.id ??
+      newPaymentId({ fromUser: flags.user, fromBank: flags.bank, toUser: flags.to, toBank: flags.toBank, amountMinor });
     const payment: QueuedPayment = { id, ...details, queuedAtMs: Date.now() };
-    const queuedOutcome = (reason: "GATEWAY_UNAVAILABLE", message: string): SendOutcome => ({ status: "queued", payment, reason, message });
+    const queuedOutcome = (reason: "GATEWAY_UNAVAILABLE", message: string): SendOutcome => ({
+      status: "queued",
+      payment,
+      reason,
+      message,
+    });
 
     if (flags.offline) {
       await queue.enqueue(payment);
@@ -170,7 +197,11 @@ export function runSync(flags: SyncFlags): Promise<number> {
     const aborted = outcomes.filter((outcome) => outcome.status === "aborted").length;
     const committed = outcomes.filter((outcome) => outcome.status === "committed").length;
     const summary = `${committed} committed, ${aborted} refused, ${remaining} still queued`;
-    emit(flags.json, { results: outcomes.map(outcomeJson), committed, aborted, remaining }, remaining > 0 ? chalk.yellow(summary) : summary);
+    emit(
+      flags.json,
+      { results: outcomes.map(outcomeJson), committed, aborted, remaining },
+      remaining > 0 ? chalk.yellow(summary) : summary,
+    );
     return remaining > 0 ? exitCodes.queued : aborted > 0 ? exitCodes.refused : exitCodes.ok;
   });
 }
@@ -183,14 +214,23 @@ export interface ListFlags {
 }
 
 function mineFilter(flags: ListFlags) {
-  return (entry: { user: string; bank: string }) => (flags.user === undefined || entry.user === flags.user) && (flags.bank === undefined || entry.bank === flags.bank);
+  return (entry: { user: string; bank: string }) =>
+    (flags.user === undefined || entry.user === flags.user) && (flags.bank === undefined || entry.bank === flags.bank);
 }
 
 export async function runQueue(flags: ListFlags): Promise<number> {
   try {
     const { queue } = await openClientFiles(flags.dataDir);
     const payments = (await queue.list()).filter(mineFilter(flags));
-    const human = payments.length === 0 ? "the offline queue is empty" : payments.map((payment) => `${chalk.yellow("queued")} ${describePayment(payment)} since ${new Date(payment.queuedAtMs).toISOString()} (payment ${payment.id})`).join("\n");
+    const human =
+      payments.length === 0
+        ? "the offline queue is empty"
+        : payments
+            .map(
+              (payment) =>
+                `${chalk.yellow("queued")} ${describePayment(payment)} since ${new Date(payment.queuedAtMs).toISOString()} (payment ${payment.id})`,
+            )
+            .join("\n");
     emit(flags.json, { queued: payments.map(queuedJson) }, human);
     return exitCodes.ok;
   } catch (error) {
@@ -206,7 +246,10 @@ export async function runHistory(flags: ListFlags): Promise<number> {
       entries.length === 0
         ? "no payments yet"
         : entries
-            .map((entry) => `${new Date(entry.finishedAtMs).toISOString()} ${entry.status === "committed" ? chalk.green("committed") : chalk.red("aborted")} ${describePayment(entry)}${entry.reason === null ? "" : ` (${entry.reason})`}`)
+            .map(
+              (entry) =>
+                `${new Date(entry.finishedAtMs).toISOString()} ${entry.status === "committed" ? chalk.green("committed") : chalk.red("aborted")} ${describePayment(entry)}${entry.reason === null ? "" : ` (${entry.reason})`}`,
+            )
             .join("\n");
     emit(flags.json, { payments: entries.map(historyJson) }, human);
     return exitCodes.ok;

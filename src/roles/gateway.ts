@@ -65,32 +65,76 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
       process.exit(70);
     },
   });
-  if (log.tornBytesDropped > 0) logger.warn({ bytes: log.tornBytesDropped, file: paths.transactionLogsJournal }, "dropped a torn final journal line (an append cut short by a crash; nothing was answered on it)");
+  if (log.tornBytesDropped > 0)
+    logger.warn(
+      { bytes: log.tornBytesDropped, file: paths.transactionLogsJournal },
+      "dropped a torn final journal line (an append cut short by a crash; nothing was answered on it)",
+    );
   await removeStaleTempFiles(dirname(paths.transactionLogsJson));
-  if (flags.archiveChunkRecordsIgnored) logger.warn({}, "--archive-chunk-records is ignored: the archive is a SQLite database now (transaction_archive.sqlite); drop the flag");
+  if (flags.archiveChunkRecordsIgnored)
+    logger.warn(
+      {},
+      "--archive-chunk-records is ignored: the archive is a SQLite database now (transaction_archive.sqlite); drop the flag",
+    );
   const imported = log.legacyArchiveImport;
   if (imported !== null) {
     logger.info(
       { ...imported, from: paths.transactionArchiveJsonl, into: paths.transactionArchiveSqlite },
       `imported the earlier archive: ${imported.linesRead} records read, ${imported.inserted} new to the database; removed transaction_archive.jsonl and ${imported.indexFilesRemoved} index files`,
     );
-    if (imported.tornBytes > 0) logger.warn({ bytes: imported.tornBytes, file: paths.transactionArchiveJsonl }, "the earlier archive ended in a torn line (an append cut short by a crash; the snapshot still held its records): not imported");
+    if (imported.tornBytes > 0)
+      logger.warn(
+        { bytes: imported.tornBytes, file: paths.transactionArchiveJsonl },
+        "the earlier archive ended in a torn line (an append cut short by a crash; the snapshot still held its records): not imported",
+      );
   }
-  if (log.archivedDroppedAtOpen > 0) logger.info({ records: log.archivedDroppedAtOpen }, "finished payments both archived and in the snapshot (a crash between the two writes) are now answered from the archive alone");
+  if (log.archivedDroppedAtOpen > 0)
+    logger.info(
+      { records: log.archivedDroppedAtOpen },
+      "finished payments both archived and in the snapshot (a crash between the two writes) are now answered from the archive alone",
+    );
   logger.info({ ...log.archivedCounts(), file: paths.transactionArchiveSqlite }, "archive open");
-  const registry = await BankRegistry.open(paths.banksJson, clientCredentials(identity), { banksMax: gatewayTimeouts.banksMax });
-  const coordinator = new Coordinator(log, registry, { ...gatewayTimeouts, unsafeLogDecisionLate: flags.unsafeLogDecisionLate }, logger);
-  if (flags.unsafeLogDecisionLate) logger.warn({}, "PAYNET_UNSAFE_LATE_DECISION_LOG is set: commit decisions are logged after phase 2 (a deliberately broken build)");
+  const registry = await BankRegistry.open(paths.banksJson, clientCredentials(identity), {
+    banksMax: gatewayTimeouts.banksMax,
+  });
+  const coordinator = new Coordinator(
+    log,
+    registry,
+    { ...gatewayTimeouts, unsafeLogDecisionLate: flags.unsafeLogDecisionLate },
+    logger,
+  );
+  if (flags.unsafeLogDecisionLate)
+    logger.warn(
+      {},
+      "PAYNET_UNSAFE_LATE_DECISION_LOG is set: commit decisions are logged after phase 2 (a deliberately broken build)",
+    );
   const sessions = new SessionStore({ ttlMs: gatewayTimeouts.sessionTtlMs, sessionsMax: gatewayTimeouts.sessionsMax });
 
   const recovering = await coordinator.recover();
 
   const server = newServer();
-  addService(server, PaymentGateway, gatewayService({ coordinator, coordinatorStore: log, registry, sessions, throttle: new LoginThrottle(loginThrottling), bankCallTimeoutMs: gatewayTimeouts.bankCallTimeoutMs, logger }), {
-    onError: (error, context) => {
-      if (error.code === "PERMISSION_DENIED") logger.warn({ method: context.method, peer: describePeer(context.peer), peerAddress: context.peerAddress }, `refused: ${error.message}`);
+  addService(
+    server,
+    PaymentGateway,
+    gatewayService({
+      coordinator,
+      coordinatorStore: log,
+      registry,
+      sessions,
+      throttle: new LoginThrottle(loginThrottling),
+      bankCallTimeoutMs: gatewayTimeouts.bankCallTimeoutMs,
+      logger,
+    }),
+    {
+      onError: (error, context) => {
+        if (error.code === "PERMISSION_DENIED")
+          logger.warn(
+            { method: context.method, peer: describePeer(context.peer), peerAddress: context.peerAddress },
+            `refused: ${error.message}`,
+          );
+      },
     },
-  });
+  );
   const port = await bind(server, `${flags.host}:${flags.port}`, serverCredentials(identity));
   const address = `${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${port}`;
   // Clients on this machine find the gateway here when no --gateway is given.

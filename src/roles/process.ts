@@ -13,7 +13,8 @@ export function roleLogger(role: string): Logger {
   const format = process.env.PAYNET_LOG_FORMAT;
   const pretty = format === "pretty" || (format !== "json" && process.stdout.isTTY === true);
   const level = process.env.PAYNET_LOG_LEVEL ?? "";
-  if (level !== "" && !logLevels.includes(level)) throw new Error(`PAYNET_LOG_LEVEL=${level}: want one of ${logLevels.join(", ")}`);
+  if (level !== "" && !logLevels.includes(level))
+    throw new Error(`PAYNET_LOG_LEVEL=${level}: want one of ${logLevels.join(", ")}`);
   return createLogger(role, { pretty, ...(level === "" ? {} : { level }) });
 }
 

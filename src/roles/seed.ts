@@ -21,7 +21,8 @@ export async function seedDataDir(dataDir: string): Promise<boolean> {
   if (await exists(paths.accountsCsv)) return false;
   await mkdir(dirname(paths.accountsCsv), { recursive: true });
   await copyFile(join(fixturesDir, "server", "dummydata.csv"), paths.accountsCsv);
-  if (!(await exists(paths.bankPortTxt))) await copyFile(join(fixturesDir, "server", "current_port_server.txt"), paths.bankPortTxt);
+  if (!(await exists(paths.bankPortTxt)))
+    await copyFile(join(fixturesDir, "server", "current_port_server.txt"), paths.bankPortTxt);
   return true;
 }
 
@@ -29,6 +30,11 @@ export async function banksInDataDir(dataDir: string): Promise<string[]> {
   return banksOf(await readAccountsCsv(dataPaths(dataDir).accountsCsv));
 }
 
-export async function ensureCertificates(dataDir: string, banks: readonly string[], gatewayHosts: readonly string[] = [], force = false): Promise<string[]> {
+export async function ensureCertificates(
+  dataDir: string,
+  banks: readonly string[],
+  gatewayHosts: readonly string[] = [],
+  force = false,
+): Promise<string[]> {
   return issueCertificates({ certificateDir: dataPaths(dataDir).certificateDir, banks, gatewayHosts, force });
 }

@@ -24,7 +24,13 @@ export interface StatusFlags {
 async function operatorClient(flags: StatusFlags) {
   const paths = dataPaths(flags.dataDir);
   const identity = await loadIdentity(paths.certificateDir, operatorFiles(paths.certificateDir));
-  return createClient(PaymentGateway, await gatewayAddress(flags.gateway, paths.clientGatewayTxt), clientCredentials(identity), expectServerName(gatewayServerName), "GATEWAY_UNAVAILABLE");
+  return createClient(
+    PaymentGateway,
+    await gatewayAddress(flags.gateway, paths.clientGatewayTxt),
+    clientCredentials(identity),
+    expectServerName(gatewayServerName),
+    "GATEWAY_UNAVAILABLE",
+  );
 }
 
 const time = (ms: bigint) => (ms === 0n ? null : new Date(Number(ms)).toISOString());
@@ -47,7 +53,11 @@ function summaryJson(payment: PaymentSummary) {
 
 function fail(flags: StatusFlags, error: unknown): number {
   const paymentError = error instanceof PaymentError ? error : PaymentError.fromGrpc(error);
-  process.stdout.write(flags.json ? `${JSON.stringify({ error: paymentError.code, message: paymentError.message })}\n` : chalk.red(`${paymentError.code}: ${paymentError.message}\n`));
+  process.stdout.write(
+    flags.json
+      ? `${JSON.stringify({ error: paymentError.code, message: paymentError.message })}\n`
+      : chalk.red(`${paymentError.code}: ${paymentError.message}\n`),
+  );
   return isAmbiguous(paymentError) ? 4 : 1;
 }
 
@@ -57,8 +67,21 @@ export async function runStatus(flags: StatusFlags): Promise<number> {
     const status = await client.getStatus({}, { timeoutMs: statusTimeoutMs });
     const queued = (await new OfflineQueue(dataPaths(flags.dataDir).offlinePaymentsJson, reportRepair).list()).length;
     const report = {
-      banks: status.banks.map((bank) => ({ name: bank.name, address: bank.address, up: bank.up, lastSeen: time(bank.lastSeenMs), holds: bank.holds, oldestHold: time(bank.oldestHoldPreparedAtMs) })),
-      payments: { preparing: status.preparing, committing: status.committing, aborting: status.aborting, committed: status.committed, aborted: status.aborted },
+      banks: status.banks.map((bank) => ({
+        name: bank.name,
+        address: bank.address,
+        up: bank.up,
+        lastSeen: time(bank.lastSeenMs),
+        holds: bank.holds,
+        oldestHold: time(bank.oldestHoldPreparedAtMs),
+      })),
+      payments: {
+        preparing: status.preparing,
+        committing: status.committing,
+        aborting: status.aborting,
+        committed: status.committed,
+        aborted: status.aborted,
+      },
       inDoubt: status.inDoubt.map(summaryJson),
       offlineQueue: queued,
     };
@@ -68,13 +91,21 @@ export async function runStatus(flags: StatusFlags): Promise<number> {
     }
     const lines = [chalk.bold("banks")];
     for (const bank of report.banks) {
-      lines.push(`  ${bank.name.padEnd(10)} ${bank.up ? chalk.green("up  ") : chalk.red("down")} ${bank.address.padEnd(22)} holds ${String(bank.holds).padStart(4)}  last seen ${bank.lastSeen ?? "never (since the gateway started)"}`);
+      lines.push(
+        `  ${bank.name.padEnd(10)} ${bank.up ? chalk.green("up  ") : chalk.red("down")} ${bank.address.padEnd(22)} holds ${String(bank.holds).padStart(4)}  last seen ${bank.lastSeen ?? "never (since the gateway started)"}`,
+      );
     }
     const { payments } = report;
-    lines.push(chalk.bold("payments"), `  preparing ${payments.preparing}  committing ${payments.committing}  aborting ${payments.aborting}  finished: committed ${payments.committed}, aborted ${payments.aborted}`);
+    lines.push(
+      chalk.bold("payments"),
+      `  preparing ${payments.preparing}  committing ${payments.committing}  aborting ${payments.aborting}  finished: committed ${payments.committed}, aborted ${payments.aborted}`,
+    );
     if (report.inDoubt.length > 0) {
       lines.push(chalk.bold("oldest in doubt"));
-      for (const payment of report.inDoubt) lines.push(`  ${payment.createdAt} ${chalk.yellow(payment.state.padEnd(9))} ${payment.amount} ${payment.from} → ${payment.to} (payment ${payment.id})`);
+      for (const payment of report.inDoubt)
+        lines.push(
+          `  ${payment.createdAt} ${chalk.yellow(payment.state.padEnd(9))} ${payment.amount} ${payment.from} → ${payment.to} (payment ${payment.id})`,
+        );
     }
     lines.push(`${chalk.bold("offline queue")} (${dataPaths(flags.dataDir).offlinePaymentsJson}): ${queued}`);
     process.stdout.write(`${lines.join("\n")}\n`);

@@ -27,7 +27,10 @@ interface Child {
 
 function start(name: string, args: string[], onLine: (line: string) => void): Child {
   // Children always log JSON lines; up shows them as they are, or readable on a terminal.
-  const child = spawn(process.execPath, [cliPath, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, FORCE_COLOR: "0", PAYNET_LOG_FORMAT: "json" } });
+  const child = spawn(process.execPath, [cliPath, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, FORCE_COLOR: "0", PAYNET_LOG_FORMAT: "json" },
+  });
   for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on("line", onLine);
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   return { name, process: child, exited };
@@ -36,7 +39,10 @@ function start(name: string, args: string[], onLine: (line: string) => void): Ch
 /** Resolves with the first match of `pattern` in a child's output, or rejects if it exits or times out first. */
 function waitForLine(child: Child, lines: EventTarget, pattern: RegExp): Promise<RegExpExecArray> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${child.name} not ready after ${readyTimeoutMs} ms`)), readyTimeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`${child.name} not ready after ${readyTimeoutMs} ms`)),
+      readyTimeoutMs,
+    );
     const listener = (event: Event) => {
       const match = pattern.exec((event as CustomEvent<string>).detail);
       if (match === null) return;
@@ -54,14 +60,19 @@ function waitForLine(child: Child, lines: EventTarget, pattern: RegExp): Promise
 
 async function stopAll(children: Child[]): Promise<void> {
   for (const child of children) if (child.process.exitCode === null) child.process.kill("SIGTERM");
-  const timer = setTimeout(() => children.forEach((child) => child.process.exitCode === null && child.process.kill("SIGKILL")), stopGraceMs);
+  const timer = setTimeout(
+    () => children.forEach((child) => child.process.exitCode === null && child.process.kill("SIGKILL")),
+    stopGraceMs,
+  );
   await Promise.all(children.map((child) => child.exited));
   clearTimeout(timer);
 }
 
 export async function runUp(flags: UpFlags): Promise<number> {
   const logger = roleLogger("up");
-  const pretty = process.env.PAYNET_LOG_FORMAT === "pretty" || (process.env.PAYNET_LOG_FORMAT !== "json" && process.stdout.isTTY === true);
+  const pretty =
+    process.env.PAYNET_LOG_FORMAT === "pretty" ||
+    (process.env.PAYNET_LOG_FORMAT !== "json" && process.stdout.isTTY === true);
   if (await seedDataDir(flags.dataDir)) logger.info({ dataDir: flags.dataDir }, "seeded the data dir from fixtures/");
   const banks = await banksInDataDir(flags.dataDir);
   const issued = await ensureCertificates(flags.dataDir, banks);
@@ -95,18 +106,41 @@ export async function runUp(flags: UpFlags): Promise<number> {
   process.on("SIGTERM", onSignal);
 
   try {
-    const gateway = spawnChild("gateway", ["gateway", "--data-dir", flags.dataDir, "--host", flags.host, "--port", String(flags.port)]);
+    const gateway = spawnChild("gateway", [
+      "gateway",
+      "--data-dir",
+      flags.dataDir,
+      "--host",
+      flags.host,
+      "--port",
+      String(flags.port),
+    ]);
     const [, gatewayAddress] = await waitForLine(gateway.child, gateway.lines, listeningPattern);
     const bankAddresses = await Promise.all(
       banks.map(async (bank, index) => {
-        const portArgs = flags.bankPort === undefined ? [] : ["--port", String(flags.bankPort === 0 ? 0 : flags.bankPort + index)];
-        const started = spawnChild(`bank ${bank}`, ["bank", "--id", bank, "--data-dir", flags.dataDir, "--host", flags.host, "--gateway", gatewayAddress!, ...portArgs]);
+        const portArgs =
+          flags.bankPort === undefined ? [] : ["--port", String(flags.bankPort === 0 ? 0 : flags.bankPort + index)];
+        const started = spawnChild(`bank ${bank}`, [
+          "bank",
+          "--id",
+          bank,
+          "--data-dir",
+          flags.dataDir,
+          "--host",
+          flags.host,
+          "--gateway",
+          gatewayAddress!,
+          ...portArgs,
+        ]);
         const [, address] = await waitForLine(started.child, started.lines, listeningPattern);
         await waitForLine(started.child, started.lines, /registered with the gateway/);
         return `${bank} ${address}`;
       }),
     );
-    logger.info({ gateway: gatewayAddress, banks: bankAddresses, dataDir: flags.dataDir }, `ready: gateway ${gatewayAddress}, banks ${bankAddresses.join(", ")}; Ctrl-C stops`);
+    logger.info(
+      { gateway: gatewayAddress, banks: bankAddresses, dataDir: flags.dataDir },
+      `ready: gateway ${gatewayAddress}, banks ${bankAddresses.join(", ")}; Ctrl-C stops`,
+    );
   } catch (error) {
     if (!stopping) {
       stopping = true;

@@ -7,7 +7,15 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach } from "node:test";
-import { issueCertificates, clientFiles, loadIdentity, bankFiles, gatewayFiles, operatorFiles, type CertificateFiles } from "../../src/core/transport/certificates.js";
+import {
+  issueCertificates,
+  clientFiles,
+  loadIdentity,
+  bankFiles,
+  gatewayFiles,
+  operatorFiles,
+  type CertificateFiles,
+} from "../../src/core/transport/certificates.js";
 import { readNetworkState } from "../../src/core/bank/store/file/bank-state.js";
 import { readGatewayRecords, type PaymentRecord } from "../../src/core/gateway/store/file/gateway-log.js";
 import type { PaymentError } from "../../src/core/domain/errors.js";
@@ -27,7 +35,12 @@ carol,750,carol123,SBI
 dave,250.50,dave123,HDFC
 `;
 
-export const passwords: Record<string, string> = { alice: "alice123", bob: "bob123", carol: "carol123", dave: "dave123" };
+export const passwords: Record<string, string> = {
+  alice: "alice123",
+  bob: "bob123",
+  carol: "carol123",
+  dave: "dave123",
+};
 
 let certificateTemplate: Promise<string> | null = null;
 
@@ -60,7 +73,10 @@ export class Proc {
 
   constructor(name: string, args: string[], env: Record<string, string> = {}) {
     this.name = name;
-    this.child = spawn(process.execPath, [cliPath, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, FORCE_COLOR: "0", ...env } });
+    this.child = spawn(process.execPath, [cliPath, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, FORCE_COLOR: "0", ...env },
+    });
     for (const stream of [this.child.stdout!, this.child.stderr!]) {
       createInterface({ input: stream }).on("line", (line) => {
         this.lines.push(line);
@@ -83,11 +99,27 @@ export class Proc {
       if (match !== null) return Promise.resolve(match);
     }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${this.name}: no line matching ${what} within ${readyTimeoutMs} ms; output:\n${this.lines.join("\n")}`)), readyTimeoutMs);
-      this.#waiters.push({ pattern, resolve: (match) => (clearTimeout(timer), resolve(match)), from: this.lines.length });
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `${this.name}: no line matching ${what} within ${readyTimeoutMs} ms; output:\n${this.lines.join("\n")}`,
+            ),
+          ),
+        readyTimeoutMs,
+      );
+      this.#waiters.push({
+        pattern,
+        resolve: (match) => (clearTimeout(timer), resolve(match)),
+        from: this.lines.length,
+      });
       this.exited.then(({ code, signal }) => {
         clearTimeout(timer);
-        reject(new Error(`${this.name} exited (code ${code}, signal ${signal}) before a line matching ${what}; output:\n${this.lines.join("\n")}`));
+        reject(
+          new Error(
+            `${this.name} exited (code ${code}, signal ${signal}) before a line matching ${what}; output:\n${this.lines.join("\n")}`,
+          ),
+        );
       });
     });
   }
@@ -102,9 +134,15 @@ export class Proc {
   }
 }
 
-export function runCli(args: string[], options: { env?: Record<string, string>; stdin?: string } = {}): Promise<RunResult> {
+export function runCli(
+  args: string[],
+  options: { env?: Record<string, string>; stdin?: string } = {},
+): Promise<RunResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, FORCE_COLOR: "0", ...options.env } });
+    const child = spawn(process.execPath, [cliPath, ...args], {
+      stdio: ["pipe", "pipe", "pipe"],
+      env: { ...process.env, FORCE_COLOR: "0", ...options.env },
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk) => (stdout += chunk));
@@ -123,7 +161,11 @@ export function runCli(args: string[], options: { env?: Record<string, string>; 
 }
 
 /** Polls `predicate` until it holds; for waiting on state another process reaches (recovery, phase 2). */
-export async function waitUntil(predicate: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
+export async function waitUntil(
+  predicate: () => Promise<boolean> | boolean,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
@@ -160,7 +202,11 @@ export class Network {
 
   async startGateway(options: StartOptions = {}): Promise<Proc> {
     const port = this.gatewayAddress === "" ? "0" : this.gatewayAddress.split(":")[1]!;
-    const proc = new Proc("gateway", ["gateway", "--data-dir", this.dir, "--port", port, ...(options.args ?? [])], options.env);
+    const proc = new Proc(
+      "gateway",
+      ["gateway", "--data-dir", this.dir, "--port", port, ...(options.args ?? [])],
+      options.env,
+    );
     this.#procs.push(proc);
     this.gateway = proc;
     const [, address] = await proc.waitFor(/listening on ([0-9.:]+)/);
@@ -176,7 +222,22 @@ export class Network {
   }
 
   spawnBank(bank: string, options: StartOptions = {}): Proc {
-    const proc = new Proc(`bank ${bank}`, ["bank", "--id", bank, "--data-dir", this.dir, "--port", "0", "--gateway", this.gatewayAddress, ...(options.args ?? [])], options.env);
+    const proc = new Proc(
+      `bank ${bank}`,
+      [
+        "bank",
+        "--id",
+        bank,
+        "--data-dir",
+        this.dir,
+        "--port",
+        "0",
+        "--gateway",
+        this.gatewayAddress,
+        ...(options.args ?? []),
+      ],
+      options.env,
+    );
     this.#procs.push(proc);
     this.banks.set(bank, proc);
     return proc;
@@ -190,7 +251,11 @@ export class Network {
   /** Resolves once every running bank has registered with the current gateway process. */
   async gatewayReady(): Promise<void> {
     const gateway = this.gateway!;
-    await Promise.all([...this.banks.entries()].filter(([, proc]) => proc.running).map(([bank]) => gateway.waitFor(new RegExp(`bank ${bank} registered at`))));
+    await Promise.all(
+      [...this.banks.entries()]
+        .filter(([, proc]) => proc.running)
+        .map(([bank]) => gateway.waitFor(new RegExp(`bank ${bank} registered at`))),
+    );
   }
 
   client(args: string[], password: string | undefined, options: { stdin?: string } = {}): Promise<RunResult> {
@@ -198,8 +263,32 @@ export class Network {
     return runCli(["client", ...args, "--data-dir", this.dir, "--gateway", this.gatewayAddress], { env, ...options });
   }
 
-  pay(from: string, fromBank: string, to: string, toBank: string, amount: string, extra: string[] = []): Promise<RunResult> {
-    return this.client(["pay", "--user", from, "--bank", fromBank, "--to", to, "--to-bank", toBank, "--amount", amount, "--json", ...extra], passwords[from]);
+  pay(
+    from: string,
+    fromBank: string,
+    to: string,
+    toBank: string,
+    amount: string,
+    extra: string[] = [],
+  ): Promise<RunResult> {
+    return this.client(
+      [
+        "pay",
+        "--user",
+        from,
+        "--bank",
+        fromBank,
+        "--to",
+        to,
+        "--to-bank",
+        toBank,
+        "--amount",
+        amount,
+        "--json",
+        ...extra,
+      ],
+      passwords[from],
+    );
   }
 
   /**
@@ -246,19 +335,44 @@ export class Network {
 
   /** A raw gateway client with the given identity (the client's by default). */
   async gatewayClient(files: (dir: string) => CertificateFiles = clientFiles) {
-    return createClient(PaymentGateway, this.gatewayAddress, clientCredentials(await this.identity(files)), expectServerName(gatewayServerName), "GATEWAY_UNAVAILABLE");
+    return createClient(
+      PaymentGateway,
+      this.gatewayAddress,
+      clientCredentials(await this.identity(files)),
+      expectServerName(gatewayServerName),
+      "GATEWAY_UNAVAILABLE",
+    );
   }
 
   /**
    * Logs in and makes one payment over a fresh raw connection, as a client would.
    * Resolves null when committed, or with the PaymentError it was refused (or failed) with.
    */
-  async rawPay(payment: { from: string; fromBank: string; to: string; toBank: string; amountMinor: bigint; paymentId: string }): Promise<PaymentError | null> {
+  async rawPay(payment: {
+    from: string;
+    fromBank: string;
+    to: string;
+    toBank: string;
+    amountMinor: bigint;
+    paymentId: string;
+  }): Promise<PaymentError | null> {
     const gateway = await this.gatewayClient();
     const call = { timeoutMs: 30_000 };
     try {
-      const { token } = await gateway.registerClient({ username: payment.from, password: passwords[payment.from]!, bank: payment.fromBank }, call);
-      await gateway.makePayment({ token, paymentId: payment.paymentId, toUser: payment.to, toBank: payment.toBank, amountMinor: payment.amountMinor }, call);
+      const { token } = await gateway.registerClient(
+        { username: payment.from, password: passwords[payment.from]!, bank: payment.fromBank },
+        call,
+      );
+      await gateway.makePayment(
+        {
+          token,
+          paymentId: payment.paymentId,
+          toUser: payment.to,
+          toBank: payment.toBank,
+          amountMinor: payment.amountMinor,
+        },
+        call,
+      );
       return null;
     } catch (error) {
       return error as PaymentError;
@@ -269,7 +383,12 @@ export class Network {
 
   /** A raw client to a bank, dialed with the given identity. */
   async bankClient(bank: string, address: string, files: (dir: string) => CertificateFiles) {
-    return createClient(Bank, address, clientCredentials(await this.identity(files)), expectServerName(bankServerName(bank)));
+    return createClient(
+      Bank,
+      address,
+      clientCredentials(await this.identity(files)),
+      expectServerName(bankServerName(bank)),
+    );
   }
 
   /** SIGKILL by default (a crash); SIGTERM for an orderly stop that releases the file locks. */
@@ -288,7 +407,9 @@ export class Network {
  * test. The network is destroyed after that test, whatever its outcome; `beforeDestroy` runs first (to
  * resume a process a test paused, for one).
  */
-export function networkPerTest(options: { beforeDestroy?: (network: Network) => Promise<void> } = {}): { create: (createOptions?: { accountsCsv?: string }) => Promise<Network> } {
+export function networkPerTest(options: { beforeDestroy?: (network: Network) => Promise<void> } = {}): {
+  create: (createOptions?: { accountsCsv?: string }) => Promise<Network>;
+} {
   let current: Network | null = null;
   afterEach(async () => {
     const network = current;

@@ -27,8 +27,13 @@ export interface LegResultColumns {
 function legCount(method: string, columns: Record<string, readonly unknown[]>): number {
   const lengths = Object.values(columns).map((column) => column.length);
   const count = lengths[0] ?? 0;
-  if (lengths.some((length) => length !== count)) throw new PaymentError("INVALID_ARGUMENT", `${method}: every column of a batch must have one entry per leg (${Object.keys(columns).join(", ")})`);
-  if (count > batchLegsMax) throw new PaymentError("INVALID_ARGUMENT", `a batch holds at most ${batchLegsMax} legs, got ${count}`);
+  if (lengths.some((length) => length !== count))
+    throw new PaymentError(
+      "INVALID_ARGUMENT",
+      `${method}: every column of a batch must have one entry per leg (${Object.keys(columns).join(", ")})`,
+    );
+  if (count > batchLegsMax)
+    throw new PaymentError("INVALID_ARGUMENT", `a batch holds at most ${batchLegsMax} legs, got ${count}`);
   return count;
 }
 
@@ -36,7 +41,13 @@ function legCount(method: string, columns: Record<string, readonly unknown[]>): 
  * Runs legs 0…count-1 (they share the participant's group commit) and reports the refused ones, in order,
  * and with `balances` each leg's balance after. Only refusals carry a reason: most legs succeed.
  */
-async function runLegs(method: string, count: number, paymentIds: readonly string[], run: (index: number) => Promise<bigint | void>, options: { balances: boolean }): Promise<LegResultColumns> {
+async function runLegs(
+  method: string,
+  count: number,
+  paymentIds: readonly string[],
+  run: (index: number) => Promise<bigint | void>,
+  options: { balances: boolean },
+): Promise<LegResultColumns> {
   const refusals = new Array<PaymentError | undefined>(count);
   const balancesAfterMinor = options.balances ? new Array<bigint>(count).fill(0n) : [];
   const legs: Array<Promise<void>> = [];
@@ -47,8 +58,12 @@ async function runLegs(method: string, count: number, paymentIds: readonly strin
           if (options.balances) balancesAfterMinor[index] = balanceAfterMinor ?? 0n;
         },
         (thrown: unknown) => {
-          const error = thrown instanceof PaymentError ? thrown : new PaymentError("INTERNAL", "internal error", { cause: thrown });
-          if (!(thrown instanceof PaymentError)) process.stderr.write(`paynet: batch leg ${paymentIds[index]} failed: ${(thrown as Error)?.stack ?? String(thrown)}\n`);
+          const error =
+            thrown instanceof PaymentError ? thrown : new PaymentError("INTERNAL", "internal error", { cause: thrown });
+          if (!(thrown instanceof PaymentError))
+            process.stderr.write(
+              `paynet: batch leg ${paymentIds[index]} failed: ${(thrown as Error)?.stack ?? String(thrown)}\n`,
+            );
           rpcErrorsTotal.inc({ method, reason: error.code });
           refusals[index] = error;
         },
@@ -70,7 +85,8 @@ async function runLegs(method: string, count: number, paymentIds: readonly strin
 
 export function bankService(participant: Participant): ServiceImplementation<(typeof Bank)["method"]> {
   const prepareLeg = (request: Pick<PrepareRequest, "paymentId" | "username" | "kind" | "amountMinor">) => {
-    if (request.kind !== LegKind.DEBIT && request.kind !== LegKind.CREDIT) throw new PaymentError("INVALID_ARGUMENT", "kind must be DEBIT or CREDIT");
+    if (request.kind !== LegKind.DEBIT && request.kind !== LegKind.CREDIT)
+      throw new PaymentError("INVALID_ARGUMENT", "kind must be DEBIT or CREDIT");
     return participant.prepare(
       validatePaymentId(request.paymentId),
       validateUsername(request.username),
@@ -81,7 +97,8 @@ export function bankService(participant: Participant): ServiceImplementation<(ty
   const commitLeg = (request: { paymentId: string }) => participant.commit(validatePaymentId(request.paymentId));
   const abortLeg = (request: { paymentId: string }) => participant.abort(validatePaymentId(request.paymentId));
   const begunAtMs = (value: bigint): number => {
-    if (value <= 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw new PaymentError("INVALID_ARGUMENT", `begun_at_ms must be a positive time in ms, got ${value}`);
+    if (value <= 0n || value > BigInt(Number.MAX_SAFE_INTEGER))
+      throw new PaymentError("INVALID_ARGUMENT", `begun_at_ms must be a positive time in ms, got ${value}`);
     return Number(value);
   };
 
@@ -123,7 +140,8 @@ export function bankService(participant: Participant): ServiceImplementation<(ty
 
     async abort(request, context) {
       requireRole(context.peer, ["gateway"], "Abort");
-      if (request.settlesTransfer) await participant.settleTransfer(validatePaymentId(request.paymentId), begunAtMs(request.begunAtMs));
+      if (request.settlesTransfer)
+        await participant.settleTransfer(validatePaymentId(request.paymentId), begunAtMs(request.begunAtMs));
       else await abortLeg(request);
       return {};
     },
@@ -132,19 +150,43 @@ export function bankService(participant: Participant): ServiceImplementation<(ty
       requireRole(context.peer, ["gateway"], "PrepareBatch");
       const { paymentIds, usernames, kinds, amountsMinor } = request;
       const count = legCount("PrepareBatch", { paymentIds, usernames, kinds, amountsMinor });
-      return runLegs("PrepareBatch", count, paymentIds, async (index) => prepareLeg({ paymentId: paymentIds[index]!, username: usernames[index]!, kind: kinds[index]!, amountMinor: amountsMinor[index]! }), { balances: false });
+      return runLegs(
+        "PrepareBatch",
+        count,
+        paymentIds,
+        async (index) =>
+          prepareLeg({
+            paymentId: paymentIds[index]!,
+            username: usernames[index]!,
+            kind: kinds[index]!,
+            amountMinor: amountsMinor[index]!,
+          }),
+        { balances: false },
+      );
     },
 
     async commitBatch(request, context) {
       requireRole(context.peer, ["gateway"], "CommitBatch");
       const { paymentIds } = request;
-      return runLegs("CommitBatch", legCount("CommitBatch", { paymentIds }), paymentIds, async (index) => commitLeg({ paymentId: paymentIds[index]! }), { balances: true });
+      return runLegs(
+        "CommitBatch",
+        legCount("CommitBatch", { paymentIds }),
+        paymentIds,
+        async (index) => commitLeg({ paymentId: paymentIds[index]! }),
+        { balances: true },
+      );
     },
 
     async abortBatch(request, context) {
       requireRole(context.peer, ["gateway"], "AbortBatch");
       const { paymentIds } = request;
-      return runLegs("AbortBatch", legCount("AbortBatch", { paymentIds }), paymentIds, async (index) => abortLeg({ paymentId: paymentIds[index]! }), { balances: false });
+      return runLegs(
+        "AbortBatch",
+        legCount("AbortBatch", { paymentIds }),
+        paymentIds,
+        async (index) => abortLeg({ paymentId: paymentIds[index]! }),
+        { balances: false },
+      );
     },
 
     async getHolds(_request, context) {

@@ -8,7 +8,15 @@
 // way to disk. Once an append fails, memory is ahead of disk, and the participant answers nothing more.
 import { assert } from "../domain/assert.js";
 import { PaymentError } from "../domain/errors.js";
-import { finishedOf, retainNewest, type Account, type Finished, type Hold, type LedgerEntry, type LegKind } from "../domain/ledger.js";
+import {
+  finishedOf,
+  retainNewest,
+  type Account,
+  type Finished,
+  type Hold,
+  type LedgerEntry,
+  type LegKind,
+} from "../domain/ledger.js";
 import { balanceMinorMax, formatMinor } from "../domain/money.js";
 import { crashPoint } from "../faults/crash.js";
 import { verifyPassword } from "./passwords.js";
@@ -48,7 +56,13 @@ export class Participant {
   /** The error of the append that failed: from then on every operation is refused with it. */
   #broken: unknown = null;
 
-  private constructor(store: LedgerStore, options: ParticipantOptions, accounts: Map<string, Account>, holds: Map<string, Hold>, transfersForgottenThroughMs: number) {
+  private constructor(
+    store: LedgerStore,
+    options: ParticipantOptions,
+    accounts: Map<string, Account>,
+    holds: Map<string, Hold>,
+    transfersForgottenThroughMs: number,
+  ) {
     this.bank = options.bank;
     this.#options = options;
     this.#store = store;
@@ -93,7 +107,8 @@ export class Participant {
   async authenticate(username: string, password: string): Promise<void> {
     const account = this.#accounts.get(username);
     // Hash even for unknown users so that timing does not tell which usernames exist.
-    const stored = account?.password ?? "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    const stored =
+      account?.password ?? "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     const ok = await verifyPassword(password, stored);
     if (!ok || account === undefined) throw new PaymentError("UNAUTHENTICATED", "wrong username or password");
   }
@@ -107,11 +122,18 @@ export class Participant {
   async prepare(paymentId: string, username: string, kind: LegKind, amountMinor: bigint): Promise<void> {
     this.#refuseIfBroken();
     const finished = this.#finished.get(paymentId);
-    if (finished?.outcome === "aborted") throw new PaymentError("PAYMENT_ABORTED", `payment ${paymentId} was already aborted here`);
+    if (finished?.outcome === "aborted")
+      throw new PaymentError("PAYMENT_ABORTED", `payment ${paymentId} was already aborted here`);
     const existing = this.#holds.get(paymentId);
     if (finished?.outcome === "committed" || existing !== undefined) {
-      if (existing !== undefined && (existing.username !== username || existing.kind !== kind || existing.amountMinor !== amountMinor)) {
-        throw new PaymentError("IDEMPOTENCY_CONFLICT", `payment ${paymentId} is already prepared here with other details`);
+      if (
+        existing !== undefined &&
+        (existing.username !== username || existing.kind !== kind || existing.amountMinor !== amountMinor)
+      ) {
+        throw new PaymentError(
+          "IDEMPOTENCY_CONFLICT",
+          `payment ${paymentId} is already prepared here with other details`,
+        );
       }
       await this.#store.settled(); // the first vote may still be on its way to disk
       return;
@@ -120,17 +142,37 @@ export class Participant {
     if (kind === "debit") {
       const availableMinor = account.balanceMinor - this.#held(username, "debit");
       if (availableMinor < amountMinor) {
-        throw new PaymentError("INSUFFICIENT_FUNDS", `insufficient funds: available ${formatMinor(availableMinor)}, needed ${formatMinor(amountMinor)}`);
+        throw new PaymentError(
+          "INSUFFICIENT_FUNDS",
+          `insufficient funds: available ${formatMinor(availableMinor)}, needed ${formatMinor(amountMinor)}`,
+        );
       }
     } else if (account.balanceMinor + this.#held(username, "credit") + amountMinor > balanceMinorMax) {
       throw new PaymentError("BALANCE_LIMIT", `the payee's balance would exceed ${formatMinor(balanceMinorMax)}`);
     }
     const nowMs = this.#nowMs();
-    const hold: Hold = { paymentId, username, kind, amountMinor, preparedAtMs: nowMs, expiresAtMs: nowMs + this.#options.holdTimeoutMs };
+    const hold: Hold = {
+      paymentId,
+      username,
+      kind,
+      amountMinor,
+      preparedAtMs: nowMs,
+      expiresAtMs: nowMs + this.#options.holdTimeoutMs,
+    };
     this.#holds.set(paymentId, hold);
     this.#adjustHeld(hold, amountMinor);
     try {
-      await this.#store.append([{ op: "hold", paymentId, username, kind, amountMinor, preparedAtMs: hold.preparedAtMs, expiresAtMs: hold.expiresAtMs }]);
+      await this.#store.append([
+        {
+          op: "hold",
+          paymentId,
+          username,
+          kind,
+          amountMinor,
+          preparedAtMs: hold.preparedAtMs,
+          expiresAtMs: hold.expiresAtMs,
+        },
+      ]);
     } catch (error) {
       throw this.#stop(error);
     }
@@ -148,7 +190,8 @@ export class Participant {
     const hold = this.#holds.get(paymentId);
     if (hold === undefined) throw new PaymentError("UNKNOWN_PAYMENT", `payment ${paymentId} is not prepared here`);
     const account = this.#account(hold.username);
-    const afterMinor = hold.kind === "debit" ? account.balanceMinor - hold.amountMinor : account.balanceMinor + hold.amountMinor;
+    const afterMinor =
+      hold.kind === "debit" ? account.balanceMinor - hold.amountMinor : account.balanceMinor + hold.amountMinor;
     this.#holds.delete(paymentId);
     this.#adjustHeld(hold, -hold.amountMinor);
     const entry = this.#applyDecided(paymentId, { [hold.username]: afterMinor }, afterMinor);
@@ -186,37 +229,58 @@ export class Participant {
       throw this.#stop(error);
     }
     if (hold !== undefined) holdsGauge.set(this.#holds.size);
-    this.#logger.debug({ paymentId }, hold !== undefined ? "aborted: hold released" : "aborted before any prepare: it will be refused");
+    this.#logger.debug(
+      { paymentId },
+      hold !== undefined ? "aborted: hold released" : "aborted before any prepare: it will be refused",
+    );
   }
 
   /**
    * A same-bank transfer in one local step. Idempotent by payment id. `begunAtMs` is when the gateway began
    * it (by the gateway's clock), kept so that the transfer can be told apart once forgotten (settleTransfer).
    */
-  async transfer(paymentId: string, fromUser: string, toUser: string, amountMinor: bigint, begunAtMs: number): Promise<bigint> {
+  async transfer(
+    paymentId: string,
+    fromUser: string,
+    toUser: string,
+    amountMinor: bigint,
+    begunAtMs: number,
+  ): Promise<bigint> {
     this.#refuseIfBroken();
     const repeated = this.#repeatedCommit(paymentId);
     if (repeated !== undefined) return repeated;
-    if (this.#holds.has(paymentId)) throw new PaymentError("IDEMPOTENCY_CONFLICT", `payment ${paymentId} is prepared here as a 2PC leg`);
+    if (this.#holds.has(paymentId))
+      throw new PaymentError("IDEMPOTENCY_CONFLICT", `payment ${paymentId} is prepared here as a 2PC leg`);
     if (fromUser === toUser) throw new PaymentError("SELF_PAYMENT", "sender and receiver are the same account");
     const from = this.#account(fromUser);
     const to = this.#account(toUser);
     const availableMinor = from.balanceMinor - this.#held(fromUser, "debit");
     if (availableMinor < amountMinor) {
-      throw new PaymentError("INSUFFICIENT_FUNDS", `insufficient funds: available ${formatMinor(availableMinor)}, needed ${formatMinor(amountMinor)}`);
+      throw new PaymentError(
+        "INSUFFICIENT_FUNDS",
+        `insufficient funds: available ${formatMinor(availableMinor)}, needed ${formatMinor(amountMinor)}`,
+      );
     }
     if (to.balanceMinor + this.#held(toUser, "credit") + amountMinor > balanceMinorMax) {
       throw new PaymentError("BALANCE_LIMIT", `the payee's balance would exceed ${formatMinor(balanceMinorMax)}`);
     }
     const fromAfterMinor = from.balanceMinor - amountMinor;
-    const entry = this.#applyDecided(paymentId, { [fromUser]: fromAfterMinor, [toUser]: to.balanceMinor + amountMinor }, fromAfterMinor, begunAtMs);
+    const entry = this.#applyDecided(
+      paymentId,
+      { [fromUser]: fromAfterMinor, [toUser]: to.balanceMinor + amountMinor },
+      fromAfterMinor,
+      begunAtMs,
+    );
     try {
       await this.#store.append([entry]);
     } catch (error) {
       throw this.#stop(error);
     }
     crashPoint("bank-after-commit-logged");
-    this.#logger.debug({ paymentId, from: fromUser, to: toUser, amountMinor: amountMinor.toString() }, "same-bank transfer applied");
+    this.#logger.debug(
+      { paymentId, from: fromUser, to: toUser, amountMinor: amountMinor.toString() },
+      "same-bank transfer applied",
+    );
     return fromAfterMinor;
   }
 
@@ -228,8 +292,15 @@ export class Participant {
    * it is refused with UNKNOWN_PAYMENT and the gateway keeps asking (and logs it for an operator).
    */
   async settleTransfer(paymentId: string, begunAtMs: number): Promise<void> {
-    if (!this.#finished.has(paymentId) && !this.#holds.has(paymentId) && begunAtMs <= this.#transfersForgottenThroughMs) {
-      throw new PaymentError("UNKNOWN_PAYMENT", `payment ${paymentId} is unknown here, but began (${begunAtMs}) no later than a same-bank transfer this bank has forgotten (${this.#transfersForgottenThroughMs}): it may have been applied; an operator must check the accounts`);
+    if (
+      !this.#finished.has(paymentId) &&
+      !this.#holds.has(paymentId) &&
+      begunAtMs <= this.#transfersForgottenThroughMs
+    ) {
+      throw new PaymentError(
+        "UNKNOWN_PAYMENT",
+        `payment ${paymentId} is unknown here, but began (${begunAtMs}) no later than a same-bank transfer this bank has forgotten (${this.#transfersForgottenThroughMs}): it may have been applied; an operator must check the accounts`,
+      );
     }
     await this.abort(paymentId);
   }
@@ -259,7 +330,12 @@ export class Participant {
   }
 
   /** Sets the decided balances in memory and remembers the outcome; returns the entry that records it. */
-  #applyDecided(paymentId: string, balancesMinor: Record<string, bigint>, replyBalanceMinor: bigint, begunAtMs?: number): LedgerEntry {
+  #applyDecided(
+    paymentId: string,
+    balancesMinor: Record<string, bigint>,
+    replyBalanceMinor: bigint,
+    begunAtMs?: number,
+  ): LedgerEntry {
     for (const [username, afterMinor] of Object.entries(balancesMinor)) {
       assert(afterMinor >= 0n, `apply: balance of ${username} would be negative`);
       assert(afterMinor <= balanceMinorMax, `apply: balance of ${username} would exceed the limit`);
@@ -284,7 +360,12 @@ export class Participant {
 
   /** Maps iterate in insertion order: the first entries are the oldest. */
   #remember(finished: Finished): void {
-    this.#transfersForgottenThroughMs = retainNewest(this.#finished, finished, this.#options.finishedRetainedMax, this.#transfersForgottenThroughMs);
+    this.#transfersForgottenThroughMs = retainNewest(
+      this.#finished,
+      finished,
+      this.#options.finishedRetainedMax,
+      this.#transfersForgottenThroughMs,
+    );
   }
 
   /**
@@ -306,7 +387,10 @@ export class Participant {
     if (finished === undefined) return undefined;
     if (finished.outcome !== wanted) {
       const verb = wanted === "committed" ? "commit" : "abort";
-      return new PaymentError(finished.outcome === "aborted" ? "PAYMENT_ABORTED" : "IDEMPOTENCY_CONFLICT", `cannot ${verb} payment ${paymentId}: it is already ${finished.outcome} here`);
+      return new PaymentError(
+        finished.outcome === "aborted" ? "PAYMENT_ABORTED" : "IDEMPOTENCY_CONFLICT",
+        `cannot ${verb} payment ${paymentId}: it is already ${finished.outcome} here`,
+      );
     }
     return finished;
   }

@@ -11,7 +11,9 @@ const scryptMemoryBytesMax = 64 * 1024 * 1024;
 
 function derive(password: string, salt: Buffer, n: number, r: number, p: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    scrypt(password, salt, hashBytes, { N: n, r, p, maxmem: scryptMemoryBytesMax }, (error, key) => (error ? reject(error) : resolve(key)));
+    scrypt(password, salt, hashBytes, { N: n, r, p, maxmem: scryptMemoryBytesMax }, (error, key) =>
+      error ? reject(error) : resolve(key),
+    );
   });
 }
 

@@ -54,8 +54,16 @@ function decodeHistory(raw: Record<string, unknown>): HistoryEntry | null {
   const { status, reason, message, balanceAfterMinor, finishedAtMs } = raw;
   if (queued === null || (status !== "committed" && status !== "aborted")) return null;
   if (typeof finishedAtMs !== "number") return null;
-  const balance = typeof balanceAfterMinor === "string" && /^[0-9]{1,19}$/.test(balanceAfterMinor) ? BigInt(balanceAfterMinor) : null;
-  return { ...queued, status, reason: typeof reason === "string" ? reason : null, message: typeof message === "string" ? message : null, balanceAfterMinor: balance, finishedAtMs };
+  const balance =
+    typeof balanceAfterMinor === "string" && /^[0-9]{1,19}$/.test(balanceAfterMinor) ? BigInt(balanceAfterMinor) : null;
+  return {
+    ...queued,
+    status,
+    reason: typeof reason === "string" ? reason : null,
+    message: typeof message === "string" ? message : null,
+    balanceAfterMinor: balance,
+    finishedAtMs,
+  };
 }
 
 function encode(entry: QueuedPayment | HistoryEntry): string {
@@ -109,7 +117,13 @@ class EntryFile<T extends QueuedPayment> {
   readonly #entriesMax: number;
   readonly #onRepair: (repair: Repair) => void;
 
-  constructor(path: string, format: string, decode: Decoder<T>, entriesMax: number, onRepair: (repair: Repair) => void) {
+  constructor(
+    path: string,
+    format: string,
+    decode: Decoder<T>,
+    entriesMax: number,
+    onRepair: (repair: Repair) => void,
+  ) {
     this.path = path;
     this.#format = format;
     this.#decode = decode;
@@ -165,7 +179,8 @@ export class OfflineQueue {
   enqueue(payment: QueuedPayment): Promise<void> {
     return this.#file.update((entries) => {
       if (entries.some((entry) => entry.id === payment.id)) return { entries, result: undefined };
-      if (entries.length >= queueEntriesMax) throw new Error(`the offline queue holds ${queueEntriesMax} payments already; sync before queuing more`);
+      if (entries.length >= queueEntriesMax)
+        throw new Error(`the offline queue holds ${queueEntriesMax} payments already; sync before queuing more`);
       return { entries: [...entries, payment], result: undefined };
     });
   }
@@ -191,6 +206,9 @@ export class PaymentHistory {
   }
 
   record(entry: HistoryEntry): Promise<void> {
-    return this.#file.update((entries) => ({ entries: [...entries.filter((existing) => existing.id !== entry.id), entry], result: undefined }));
+    return this.#file.update((entries) => ({
+      entries: [...entries.filter((existing) => existing.id !== entry.id), entry],
+      result: undefined,
+    }));
   }
 }

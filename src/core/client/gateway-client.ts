@@ -6,7 +6,11 @@ import { gatewayServerName } from "../transport/identity.js";
 import { PaymentError } from "../domain/errors.js";
 import type { LoadedIdentity } from "../transport/certificates.js";
 
-export const clientTimeouts = Object.freeze({ loginTimeoutMs: 10_000, balanceTimeoutMs: 10_000, paymentTimeoutMs: 20_000 });
+export const clientTimeouts = Object.freeze({
+  loginTimeoutMs: 10_000,
+  balanceTimeoutMs: 10_000,
+  paymentTimeoutMs: 20_000,
+});
 
 export interface BalanceResult {
   username: string;
@@ -28,7 +32,13 @@ export class GatewayClient {
 
   constructor(address: string, identity: LoadedIdentity) {
     this.address = address;
-    this.#client = createClient(PaymentGateway, address, clientCredentials(identity), expectServerName(gatewayServerName), "GATEWAY_UNAVAILABLE");
+    this.#client = createClient(
+      PaymentGateway,
+      address,
+      clientCredentials(identity),
+      expectServerName(gatewayServerName),
+      "GATEWAY_UNAVAILABLE",
+    );
   }
 
   /** Transport failures read as "cannot reach the gateway", not as grpc-js internals. */
@@ -44,7 +54,9 @@ export class GatewayClient {
   }
 
   async login(username: string, bank: string, password: string): Promise<void> {
-    const reply = await this.#call(() => this.#client.registerClient({ username, bank, password }, { timeoutMs: clientTimeouts.loginTimeoutMs }));
+    const reply = await this.#call(() =>
+      this.#client.registerClient({ username, bank, password }, { timeoutMs: clientTimeouts.loginTimeoutMs }),
+    );
     this.#token = reply.token;
   }
 
@@ -53,19 +65,35 @@ export class GatewayClient {
   }
 
   async balance(): Promise<BalanceResult> {
-    const reply = await this.#call(() => this.#client.viewBalance({ token: this.#requireToken() }, { timeoutMs: clientTimeouts.balanceTimeoutMs }));
-    return { username: reply.username, bank: reply.bank, balanceMinor: reply.balanceMinor, availableMinor: reply.availableMinor };
+    const reply = await this.#call(() =>
+      this.#client.viewBalance({ token: this.#requireToken() }, { timeoutMs: clientTimeouts.balanceTimeoutMs }),
+    );
+    return {
+      username: reply.username,
+      bank: reply.bank,
+      balanceMinor: reply.balanceMinor,
+      availableMinor: reply.availableMinor,
+    };
   }
 
   async pay(paymentId: string, toUser: string, toBank: string, amountMinor: bigint): Promise<PaymentResult> {
     const token = this.#requireToken();
-    const reply = await this.#call(() => this.#client.makePayment({ token, paymentId, toUser, toBank, amountMinor }, { timeoutMs: clientTimeouts.paymentTimeoutMs }));
+    const reply = await this.#call(() =>
+      this.#client.makePayment(
+        { token, paymentId, toUser, toBank, amountMinor },
+        { timeoutMs: clientTimeouts.paymentTimeoutMs },
+      ),
+    );
     return { paymentId: reply.paymentId, balanceAfterMinor: reply.balanceAfterMinor ?? null };
   }
 
   /** Resolves true once the channel to the gateway is READY (grpc-js connectivity), false at the deadline. */
   waitForReady(timeoutMs: number): Promise<boolean> {
-    return new Promise((resolve) => this.#client.channel.waitForReady(new Date(Date.now() + timeoutMs), (error) => resolve(error === undefined || error === null)));
+    return new Promise((resolve) =>
+      this.#client.channel.waitForReady(new Date(Date.now() + timeoutMs), (error) =>
+        resolve(error === undefined || error === null),
+      ),
+    );
   }
 
   get loggedIn(): boolean {
@@ -80,5 +108,4 @@ export class GatewayClient {
     if (this.#token === null) throw new PaymentError("UNAUTHENTICATED", "not logged in");
     return this.#token;
   }
-
 }

@@ -18,7 +18,12 @@ export interface RetryPolicy {
 }
 
 /** Refusals that say nothing about the payment itself: it stays queued until they clear. */
-const notAboutThePayment: ReadonlySet<Reason> = new Set(["UNAUTHENTICATED", "PERMISSION_DENIED", "THROTTLED", "INTERNAL"]);
+const notAboutThePayment: ReadonlySet<Reason> = new Set([
+  "UNAUTHENTICATED",
+  "PERMISSION_DENIED",
+  "THROTTLED",
+  "INTERNAL",
+]);
 
 function keepsQueued(error: PaymentError): boolean {
   return !error.final && (isAmbiguous(error) || notAboutThePayment.has(error.code));
@@ -70,7 +75,12 @@ export class PaymentSender {
    * Sends this user's queued payments in order. Stops at the first that stays queued, so that later
    * payments never overtake an earlier one.
    */
-  async flush(user: string, bank: string, policy: RetryPolicy, onOutcome: (outcome: SendOutcome) => void): Promise<{ remaining: number }> {
+  async flush(
+    user: string,
+    bank: string,
+    policy: RetryPolicy,
+    onOutcome: (outcome: SendOutcome) => void,
+  ): Promise<{ remaining: number }> {
     const mine = (await this.#queue.list()).filter((payment) => payment.user === user && payment.bank === bank);
     for (const [index, payment] of mine.entries()) {
       const outcome = await this.sendWithRetries(payment, policy);

@@ -65,7 +65,11 @@ export class PaymentError extends Error {
   }
 
   /** Turns whatever a gRPC call rejected with into a PaymentError, keeping the remote reason. */
-  static fromGrpc(error: unknown, fallback: Reason = "INTERNAL", unavailable: Reason = "BANK_UNAVAILABLE"): PaymentError {
+  static fromGrpc(
+    error: unknown,
+    fallback: Reason = "INTERNAL",
+    unavailable: Reason = "BANK_UNAVAILABLE",
+  ): PaymentError {
     if (error instanceof PaymentError) return error;
     const serviceError = error as Partial<ServiceError>;
     if (typeof serviceError?.code !== "number") {

@@ -37,21 +37,49 @@ export interface Finished {
  * balance after), so applying an entry twice sets the same value again: replay after a crash is harmless.
  */
 export type LedgerEntry =
-  | { op: "hold"; paymentId: string; username: string; kind: LegKind; amountMinor: bigint; preparedAtMs: number; expiresAtMs: number }
-  | { op: "commit"; paymentId: string; balancesMinor: Record<string, bigint>; replyBalanceMinor: bigint; atMs: number; begunAtMs?: number }
+  | {
+      op: "hold";
+      paymentId: string;
+      username: string;
+      kind: LegKind;
+      amountMinor: bigint;
+      preparedAtMs: number;
+      expiresAtMs: number;
+    }
+  | {
+      op: "commit";
+      paymentId: string;
+      balancesMinor: Record<string, bigint>;
+      replyBalanceMinor: bigint;
+      atMs: number;
+      begunAtMs?: number;
+    }
   | { op: "abort"; paymentId: string; atMs: number };
 
 /** The finished payment a decided entry records. */
 export function finishedOf(entry: Exclude<LedgerEntry, { op: "hold" }>): Finished {
-  if (entry.op === "abort") return { paymentId: entry.paymentId, outcome: "aborted", atMs: entry.atMs, replyBalanceMinor: null };
-  const finished: Finished = { paymentId: entry.paymentId, outcome: "committed", atMs: entry.atMs, replyBalanceMinor: entry.replyBalanceMinor };
+  if (entry.op === "abort")
+    return { paymentId: entry.paymentId, outcome: "aborted", atMs: entry.atMs, replyBalanceMinor: null };
+  const finished: Finished = {
+    paymentId: entry.paymentId,
+    outcome: "committed",
+    atMs: entry.atMs,
+    replyBalanceMinor: entry.replyBalanceMinor,
+  };
   if (entry.begunAtMs !== undefined) finished.begunAtMs = entry.begunAtMs;
   return finished;
 }
 
 /** The hold a hold entry makes. */
 export function holdOf(entry: Extract<LedgerEntry, { op: "hold" }>): Hold {
-  return { paymentId: entry.paymentId, username: entry.username, kind: entry.kind, amountMinor: entry.amountMinor, preparedAtMs: entry.preparedAtMs, expiresAtMs: entry.expiresAtMs };
+  return {
+    paymentId: entry.paymentId,
+    username: entry.username,
+    kind: entry.kind,
+    amountMinor: entry.amountMinor,
+    preparedAtMs: entry.preparedAtMs,
+    expiresAtMs: entry.expiresAtMs,
+  };
 }
 
 /**
@@ -59,7 +87,12 @@ export function holdOf(entry: Extract<LedgerEntry, { op: "hold" }>): Hold {
  * forgets the oldest beyond `retainedMax`. Returns the watermark raised by what was forgotten: the latest
  * start of a forgotten same-bank transfer, or `watermarkMs` unchanged.
  */
-export function retainNewest(records: Map<string, Finished>, finished: Finished, retainedMax: number, watermarkMs: number): number {
+export function retainNewest(
+  records: Map<string, Finished>,
+  finished: Finished,
+  retainedMax: number,
+  watermarkMs: number,
+): number {
   records.delete(finished.paymentId);
   records.set(finished.paymentId, finished);
   let raisedMs = watermarkMs;

@@ -32,7 +32,10 @@ export function validateAmountMinor(amountMinor: bigint, name = "amount"): bigin
     throw new PaymentError("INVALID_AMOUNT", `${name} must be positive, got ${formatMinor(amountMinor)}`);
   }
   if (amountMinor > amountMinorMax) {
-    throw new PaymentError("INVALID_AMOUNT", `${name} must be at most ${formatMinor(amountMinorMax)}, got ${formatMinor(amountMinor)}`);
+    throw new PaymentError(
+      "INVALID_AMOUNT",
+      `${name} must be at most ${formatMinor(amountMinorMax)}, got ${formatMinor(amountMinor)}`,
+    );
   }
   return amountMinor;
 }
@@ -41,7 +44,10 @@ export function validateAmountMinor(amountMinor: bigint, name = "amount"): bigin
 export function parseAmount(text: string, name = "amount"): bigint {
   const amountMinor = parseDecimalMinor(text.trim());
   if (amountMinor === null) {
-    throw new PaymentError("INVALID_AMOUNT", `${name} must be a positive decimal with at most 2 places (e.g. 12.50), got ${JSON.stringify(text)}`);
+    throw new PaymentError(
+      "INVALID_AMOUNT",
+      `${name} must be a positive decimal with at most 2 places (e.g. 12.50), got ${JSON.stringify(text)}`,
+    );
   }
   return validateAmountMinor(amountMinor, name);
 }

@@ -7,7 +7,12 @@ import type { Reason } from "./errors.js";
 export type PaymentState = "preparing" | "prepared" | "committed" | "aborted";
 
 /** Rank of each state: a change may keep or raise it, never lower it; committed and aborted are final. */
-export const paymentStateRank: Readonly<Record<PaymentState, number>> = Object.freeze({ preparing: 0, prepared: 1, committed: 2, aborted: 2 });
+export const paymentStateRank: Readonly<Record<PaymentState, number>> = Object.freeze({
+  preparing: 0,
+  prepared: 1,
+  committed: 2,
+  aborted: 2,
+});
 
 export function isDecided(state: PaymentState): state is "committed" | "aborted" {
   return paymentStateRank[state] === 2;
@@ -56,7 +61,13 @@ export interface PaymentChange {
 }
 
 export function sameDetails(a: PaymentDetails, b: PaymentDetails): boolean {
-  return a.fromUser === b.fromUser && a.fromBank === b.fromBank && a.toUser === b.toUser && a.toBank === b.toBank && a.amountMinor === b.amountMinor;
+  return (
+    a.fromUser === b.fromUser &&
+    a.fromBank === b.fromBank &&
+    a.toUser === b.toUser &&
+    a.toBank === b.toBank &&
+    a.amountMinor === b.amountMinor
+  );
 }
 
 /** The record of an id a bank asked about before the gateway had recorded it (see CoordinatorStore.tombstone). */
@@ -111,14 +122,23 @@ export function tombstoneRecord(paymentId: string, nowMs: number): PaymentRecord
  */
 export function advancedRecord(record: PaymentRecord, change: PaymentChange, nowMs: number): PaymentRecord {
   const { state, outcome = {} } = change;
-  assert(paymentStateRank[state] >= paymentStateRank[record.state], `payment ${record.paymentId} may not move from ${record.state} to ${state}`);
-  assert(!(isDecided(record.state) && state !== record.state), `payment ${record.paymentId} is already ${record.state}`);
+  assert(
+    paymentStateRank[state] >= paymentStateRank[record.state],
+    `payment ${record.paymentId} may not move from ${record.state} to ${state}`,
+  );
+  assert(
+    !(isDecided(record.state) && state !== record.state),
+    `payment ${record.paymentId} is already ${record.state}`,
+  );
   assert(!(outcome.finished === true && !isDecided(state)), `payment ${record.paymentId} finished before a decision`);
   const decidedNow = record.state !== state && isDecided(state);
   return withProgress(record, {
     state,
     reason: outcome.reason ?? record.reason,
-    reasonMessage: outcome.reasonMessage === undefined ? record.reasonMessage : outcome.reasonMessage.slice(0, reasonMessageCharsMax),
+    reasonMessage:
+      outcome.reasonMessage === undefined
+        ? record.reasonMessage
+        : outcome.reasonMessage.slice(0, reasonMessageCharsMax),
     finished: record.finished || outcome.finished === true,
     balanceAfterMinor: outcome.balanceAfterMinor ?? record.balanceAfterMinor,
     decidedAtMs: decidedNow ? nowMs : record.decidedAtMs,
@@ -127,7 +147,10 @@ export function advancedRecord(record: PaymentRecord, change: PaymentChange, now
 }
 
 /** What changes in a payment's record as it moves on: everything but its details and its start. */
-export type PaymentProgress = Pick<PaymentRecord, "state" | "reason" | "reasonMessage" | "finished" | "balanceAfterMinor" | "decidedAtMs" | "finishedAtMs">;
+export type PaymentProgress = Pick<
+  PaymentRecord,
+  "state" | "reason" | "reasonMessage" | "finished" | "balanceAfterMinor" | "decidedAtMs" | "finishedAtMs"
+>;
 
 /**
  * The record with `progress` in place of its own, unchecked (advancedRecord checks a change; a store replaying

@@ -13,21 +13,30 @@ function describe(value: string): string {
 
 export function validateUsername(value: string, name = "username"): string {
   if (!usernamePattern.test(value)) {
-    throw new PaymentError("INVALID_ARGUMENT", `${name} must be 1-64 characters of letters, digits and . _ @ - (starting with a letter or digit), got ${describe(value)}`);
+    throw new PaymentError(
+      "INVALID_ARGUMENT",
+      `${name} must be 1-64 characters of letters, digits and . _ @ - (starting with a letter or digit), got ${describe(value)}`,
+    );
   }
   return value;
 }
 
 export function validateBankName(value: string, name = "bank"): string {
   if (!bankPattern.test(value)) {
-    throw new PaymentError("INVALID_ARGUMENT", `${name} must be 1-32 letters, digits or inner hyphens, got ${describe(value)}`);
+    throw new PaymentError(
+      "INVALID_ARGUMENT",
+      `${name} must be 1-32 letters, digits or inner hyphens, got ${describe(value)}`,
+    );
   }
   return value;
 }
 
 export function validatePaymentId(value: string, name = "payment id"): string {
   if (!paymentIdPattern.test(value)) {
-    throw new PaymentError("INVALID_ARGUMENT", `${name} must be 1-128 characters of letters, digits and . _ : - (starting with a letter or digit), got ${describe(value)}`);
+    throw new PaymentError(
+      "INVALID_ARGUMENT",
+      `${name} must be 1-128 characters of letters, digits and . _ : - (starting with a letter or digit), got ${describe(value)}`,
+    );
   }
   return value;
 }
@@ -43,7 +52,10 @@ export function validateAddress(value: string, name = "address"): string {
   const match = /^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):([0-9]{1,5})$/.exec(value);
   const port = match ? Number(match[2]) : 0;
   if (match === null || port < 1 || port > 65535) {
-    throw new PaymentError("INVALID_ARGUMENT", `${name} must be host:port with a port in 1-65535, got ${describe(value)}`);
+    throw new PaymentError(
+      "INVALID_ARGUMENT",
+      `${name} must be host:port with a port in 1-65535, got ${describe(value)}`,
+    );
   }
   return value;
 }

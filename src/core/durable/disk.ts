@@ -52,10 +52,12 @@ class NodeDiskFile implements DiskFile {
   }
 
   async write(data: string | Uint8Array): Promise<void> {
-    const { bytesWritten } = typeof data === "string" ? await this.#handle.write(data, null, "utf8") : await this.#handle.write(data);
+    const { bytesWritten } =
+      typeof data === "string" ? await this.#handle.write(data, null, "utf8") : await this.#handle.write(data);
     const bytes = typeof data === "string" ? Buffer.byteLength(data, "utf8") : data.byteLength;
     // A regular file takes the whole write unless the disk is full; a short one is finished, not lost.
-    if (bytesWritten < bytes) await this.#writeAll((typeof data === "string" ? Buffer.from(data, "utf8") : data).subarray(bytesWritten));
+    if (bytesWritten < bytes)
+      await this.#writeAll((typeof data === "string" ? Buffer.from(data, "utf8") : data).subarray(bytesWritten));
   }
 
   async #writeAll(rest: Uint8Array): Promise<void> {

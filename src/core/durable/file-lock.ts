@@ -36,7 +36,9 @@ export class LockWaitError extends Error {
 }
 
 /** Where a waiter reports that it is waiting; a role points it at its logger. */
-let reportWait: (message: string, fields: { path: string; holderPid: number | null; waitedMs: number }) => void = (message) => {
+let reportWait: (message: string, fields: { path: string; holderPid: number | null; waitedMs: number }) => void = (
+  message,
+) => {
   process.stderr.write(`paynet: ${message}\n`);
 };
 
@@ -67,12 +69,17 @@ async function kernelLock(path: string, wait: boolean): Promise<FileHandle | nul
       }
       const waitedMs = Date.now() - startedMs;
       if (waitedMs >= lockWaitMaxMs) {
-        throw new LockWaitError(`${path}: waited ${Math.round(waitedMs / 1000)} s for its lock, held by pid ${(await holderPid(lockPath)) ?? "unknown"}; is that process stuck?`);
+        throw new LockWaitError(
+          `${path}: waited ${Math.round(waitedMs / 1000)} s for its lock, held by pid ${(await holderPid(lockPath)) ?? "unknown"}; is that process stuck?`,
+        );
       }
       if (Date.now() - reportedAtMs >= lockWaitReportEveryMs) {
         reportedAtMs = Date.now();
         const pid = await holderPid(lockPath);
-        reportWait(`waiting ${(waitedMs / 1000).toFixed(1)} s for the lock of ${path}, held by pid ${pid ?? "unknown"}`, { path, holderPid: pid, waitedMs });
+        reportWait(
+          `waiting ${(waitedMs / 1000).toFixed(1)} s for the lock of ${path}, held by pid ${pid ?? "unknown"}`,
+          { path, holderPid: pid, waitedMs },
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, delayMs));
       delayMs = Math.min(delayMs * 2, retryMs.last);
@@ -89,7 +96,9 @@ async function kernelLock(path: string, wait: boolean): Promise<FileHandle | nul
 function onCompromised(error: Error): void {
   // Not reachable by a pause (visibleLockStaleMs); only by someone removing the directory by hand. The kernel
   // lock still excludes every paynet process, so this is reported, not fatal.
-  process.stderr.write(`paynet: the lock directory of a held lock changed under it (${error.message}); the kernel lock still holds\n`);
+  process.stderr.write(
+    `paynet: the lock directory of a held lock changed under it (${error.message}); the kernel lock still holds\n`,
+  );
 }
 
 /** proper-lockfile's `<file>.lock` directory, taken while the kernel lock is held (a leftover one is a dead process's). */

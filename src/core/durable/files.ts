@@ -14,7 +14,11 @@ export interface AtomicWriteOptions {
 }
 
 /** Replaces `path` with `data` so that a crash or a power loss at any moment leaves either the old or the new content. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  options: AtomicWriteOptions = {},
+): Promise<void> {
   const disk = options.disk ?? nodeDisk;
   const directory = dirname(path);
   const stopTimer = fsyncSeconds.startTimer({ file: basename(path) });
@@ -103,7 +107,7 @@ export async function cutTornLastLine(path: string, disk: Disk = nodeDisk): Prom
   try {
     sizeBytes = await file.sizeBytes();
     const chunk = Buffer.alloc(4_096);
-    for (let end = sizeBytes; end > 0; ) {
+    for (let end = sizeBytes; end > 0;) {
       const start = Math.max(0, end - chunk.length);
       const bytesRead = await file.read(chunk, 0, end - start, start);
       const newline = chunk.subarray(0, bytesRead).lastIndexOf(0x0a);

@@ -35,7 +35,10 @@ export class RecordDecodeError extends Error {
   within(key: string | number): RecordDecodeError {
     const segment = typeof key === "number" ? `[${key}]` : fieldSegment(key);
     if (this.field === "") return new RecordDecodeError(segment, this.problem);
-    return new RecordDecodeError(this.field.startsWith("[") ? `${segment}${this.field}` : `${segment}.${this.field}`, this.problem);
+    return new RecordDecodeError(
+      this.field.startsWith("[") ? `${segment}${this.field}` : `${segment}.${this.field}`,
+      this.problem,
+    );
   }
 }
 
@@ -59,7 +62,12 @@ export class JsonLinesError extends Error {
   /** Where the refused line starts. */
   readonly offsetBytes: number;
 
-  constructor(code: JsonLinesErrorCode, at: { where: string; path: string; lineNumber: number | null; offsetBytes: number }, detail: string, cause?: unknown) {
+  constructor(
+    code: JsonLinesErrorCode,
+    at: { where: string; path: string; lineNumber: number | null; offsetBytes: number },
+    detail: string,
+    cause?: unknown,
+  ) {
     super(`${at.where}: ${detail}; refusing to start, fix or restore the file`, { cause });
     this.code = code;
     this.where = at.where;
@@ -88,7 +96,9 @@ type OptionalKeys<S extends Shape> = { [K in keyof S]: S[K] extends OptionalDeco
 type Simplify<T> = { [K in keyof T]: T[K] } & {};
 /** What object(shape) decodes to: a property per field, optional where the field's decoder is. */
 export type ObjectOf<S extends Shape> = Simplify<
-  { [K in Exclude<keyof S, OptionalKeys<S>>]: DecodedBy<S[K]> } & { [K in OptionalKeys<S>]?: Exclude<DecodedBy<S[K]>, undefined> }
+  { [K in Exclude<keyof S, OptionalKeys<S>>]: DecodedBy<S[K]> } & {
+    [K in OptionalKeys<S>]?: Exclude<DecodedBy<S[K]>, undefined>;
+  }
 >;
 
 /** How much of an untrusted string an error message quotes. */
@@ -136,8 +146,14 @@ export function safeInteger(bounds: { min?: number; max?: number } = {}): Decode
   assert(Number.isSafeInteger(min), "safeInteger: min must be a safe integer");
   assert(Number.isSafeInteger(max), "safeInteger: max must be a safe integer");
   assert(min <= max, "safeInteger: min must not exceed max");
-  const mustBe = bounds.min === undefined && bounds.max === undefined ? "must be an integer" : `must be an integer from ${min} to ${max}`;
-  return (value) => (typeof value === "number" && Number.isSafeInteger(value) && value >= min && value <= max ? value : refuse(value, mustBe));
+  const mustBe =
+    bounds.min === undefined && bounds.max === undefined
+      ? "must be an integer"
+      : `must be an integer from ${min} to ${max}`;
+  return (value) =>
+    typeof value === "number" && Number.isSafeInteger(value) && value >= min && value <= max
+      ? value
+      : refuse(value, mustBe);
 }
 
 export const int64Min = -(2n ** 63n);
@@ -233,7 +249,10 @@ function isJsonObject(value: unknown): value is Record<string, unknown> {
 export function object<S extends Shape>(shape: S): Decoder<ObjectOf<S>> {
   const fields = Object.keys(shape).map((key) => ({ key, decode: shape[key]!, optional: optionalMark in shape[key]! }));
   // A literal's "__proto__" would set the prototype; no record has such a field.
-  assert(fields.every((field) => field.key !== "__proto__"), "object: no field may be named __proto__");
+  assert(
+    fields.every((field) => field.key !== "__proto__"),
+    "object: no field may be named __proto__",
+  );
   const build = compiledBuilder(fields) ?? loopBuilder(fields);
   return (value) => (isJsonObject(value) ? (build(value) as ObjectOf<S>) : refuse(value, "must be an object"));
 }
@@ -259,15 +278,28 @@ function compiledBuilder(fields: readonly Field[]): Builder | null {
   fields.forEach((field, index) => lines.push(`at = ${index}; const v${index} = d${index}(value[${name(index)}]);`));
   const firstOptional = fields.findIndex((field) => field.optional);
   const literalEnd = firstOptional === -1 ? fields.length : firstOptional;
-  lines.push(`const decoded = { ${fields.slice(0, literalEnd).map((_, index) => `${name(index)}: v${index}`).join(", ")} };`);
+  lines.push(
+    `const decoded = { ${fields
+      .slice(0, literalEnd)
+      .map((_, index) => `${name(index)}: v${index}`)
+      .join(", ")} };`,
+  );
   for (let index = literalEnd; index < fields.length; index += 1) {
-    lines.push(fields[index]!.optional ? `if (v${index} !== undefined) decoded[${name(index)}] = v${index};` : `decoded[${name(index)}] = v${index};`);
+    lines.push(
+      fields[index]!.optional
+        ? `if (v${index} !== undefined) decoded[${name(index)}] = v${index};`
+        : `decoded[${name(index)}] = v${index};`,
+    );
   }
   const source = `"use strict"; return function build(value) { let at = 0; try { ${lines.join(" ")} return decoded; } catch (error) { throw within(error, keys[at]); } };`;
   const parameters = [...fields.map((_, index) => `d${index}`), "within", "keys"];
   try {
     const make = new Function(...parameters, source) as (...args: unknown[]) => Builder;
-    return make(...fields.map((field) => field.decode), withinField, fields.map((field) => field.key));
+    return make(
+      ...fields.map((field) => field.decode),
+      withinField,
+      fields.map((field) => field.key),
+    );
   } catch (error) {
     if (error instanceof EvalError) return null;
     throw error;
@@ -293,7 +325,10 @@ function loopBuilder(fields: readonly Field[]): Builder {
 }
 
 /** A JSON object used as a map (`balancesMinor: { alice: "100" }`), each value decoded by `value`. */
-export function record<T>(value: Decoder<T>, options: { key?: Decoder<string>; entriesMax?: number } = {}): Decoder<Record<string, T>> {
+export function record<T>(
+  value: Decoder<T>,
+  options: { key?: Decoder<string>; entriesMax?: number } = {},
+): Decoder<Record<string, T>> {
   const entriesMax = options.entriesMax ?? Number.MAX_SAFE_INTEGER;
   return (raw) => {
     if (!isJsonObject(raw)) return refuse(raw, "must be an object");
@@ -335,13 +370,17 @@ export function array<T>(item: Decoder<T>, options: { lengthMax?: number } = {})
  * Records of several types told apart by a tag field (`op`): the tag picks the variant's decoder. Each
  * variant's shape should hold the tag itself (`op: literal("hold")`) so that its result carries it.
  */
-export function union<K extends string, V extends Record<string, Decoder<unknown>>>(tagKey: K, variants: V): Decoder<DecodedBy<V[keyof V]>> {
+export function union<K extends string, V extends Record<string, Decoder<unknown>>>(
+  tagKey: K,
+  variants: V,
+): Decoder<DecodedBy<V[keyof V]>> {
   const tags = Object.keys(variants);
   const mustBe = `must be one of ${tags.map((tag) => JSON.stringify(tag)).join(", ")}`;
   return (value) => {
     if (!isJsonObject(value)) return refuse(value, "must be an object");
     const tag = value[tagKey];
-    if (typeof tag !== "string" || !Object.hasOwn(variants, tag)) throw new RecordDecodeError("", `${mustBe}, got ${describeValue(tag)}`).within(tagKey);
+    if (typeof tag !== "string" || !Object.hasOwn(variants, tag))
+      throw new RecordDecodeError("", `${mustBe}, got ${describeValue(tag)}`).within(tagKey);
     return variants[tag]!(value) as DecodedBy<V[keyof V]>;
   };
 }
@@ -415,7 +454,10 @@ class LineDecoder<T> {
 
   constructor(path: string, decodeLine: Decoder<T>, fromBytes: number, maxLineBytes: number) {
     assert(Number.isSafeInteger(fromBytes) && fromBytes >= 0, "fromBytes must be a non-negative integer");
-    assert(Number.isSafeInteger(maxLineBytes) && maxLineBytes > 0 && maxLineBytes <= maxLineBytesLimit, `maxLineBytes must be an integer from 1 to ${maxLineBytesLimit}`);
+    assert(
+      Number.isSafeInteger(maxLineBytes) && maxLineBytes > 0 && maxLineBytes <= maxLineBytesLimit,
+      `maxLineBytes must be an integer from 1 to ${maxLineBytesLimit}`,
+    );
     this.#path = path;
     this.#decodeLine = decodeLine;
     this.#fromBytes = fromBytes;
@@ -426,17 +468,25 @@ class LineDecoder<T> {
   /** The label of the line starting at offsetBytes. */
   where(): string {
     // Line numbers count from the start of the file only when reading starts there.
-    return this.#fromBytes === 0 ? `${this.#path}:${this.lines + 1}` : `${this.#path}: the line at byte ${this.offsetBytes}`;
+    return this.#fromBytes === 0
+      ? `${this.#path}:${this.lines + 1}`
+      : `${this.#path}: the line at byte ${this.offsetBytes}`;
   }
 
   refuse(code: JsonLinesErrorCode, detail: string, cause?: unknown): never {
     const lineNumber = this.#fromBytes === 0 ? this.lines + 1 : null;
-    throw new JsonLinesError(code, { where: this.where(), path: this.#path, lineNumber, offsetBytes: this.offsetBytes }, detail, cause);
+    throw new JsonLinesError(
+      code,
+      { where: this.where(), path: this.#path, lineNumber, offsetBytes: this.offsetBytes },
+      detail,
+      cause,
+    );
   }
 
   /** Refuses a line (its bytes so far, newline excluded) longer than the limit. */
   checkLength(lineBytes: number): void {
-    if (lineBytes > this.maxLineBytes) this.refuse("JSONL_LINE_TOO_LONG", `a line longer than ${this.maxLineBytes} bytes, the most a line may hold`);
+    if (lineBytes > this.maxLineBytes)
+      this.refuse("JSONL_LINE_TOO_LONG", `a line longer than ${this.maxLineBytes} bytes, the most a line may hold`);
   }
 
   /** Decodes bytes [start, end) of `buffer`, a complete line without its newline. */
@@ -480,7 +530,7 @@ async function openOptional(disk: Disk, path: string): Promise<DiskFile | null> 
 
 /** The file's bytes [fromBytes, toBytes) in chunks of at most readChunkBytes, each a buffer of its own. */
 async function* chunksOf(file: DiskFile, fromBytes: number, toBytes: number): AsyncGenerator<Buffer> {
-  for (let position = fromBytes; position < toBytes; ) {
+  for (let position = fromBytes; position < toBytes;) {
     const chunk = Buffer.allocUnsafe(Math.min(readChunkBytes, toBytes - position));
     const bytesRead = await file.read(chunk, 0, chunk.length, position);
     if (bytesRead === 0) return; // cut short while read: what is there is read
@@ -490,9 +540,18 @@ async function* chunksOf(file: DiskFile, fromBytes: number, toBytes: number): As
 }
 
 /** Checks that reading may start at `fromBytes` of a file of `sizeBytes`: at its end or just after a newline. */
-async function checkStart(handle: DiskFile | null, lines: LineDecoder<unknown>, fromBytes: number, sizeBytes: number): Promise<void> {
+async function checkStart(
+  handle: DiskFile | null,
+  lines: LineDecoder<unknown>,
+  fromBytes: number,
+  sizeBytes: number,
+): Promise<void> {
   if (fromBytes === 0) return;
-  if (fromBytes > sizeBytes) lines.refuse("JSONL_BAD_START", `reading was to start at byte ${fromBytes}, beyond the file's end (${sizeBytes} bytes)`);
+  if (fromBytes > sizeBytes)
+    lines.refuse(
+      "JSONL_BAD_START",
+      `reading was to start at byte ${fromBytes}, beyond the file's end (${sizeBytes} bytes)`,
+    );
   const before = Buffer.alloc(1);
   await handle!.read(before, 0, 1, fromBytes - 1);
   if (before[0] !== newline) lines.refuse("JSONL_BAD_START", `byte ${fromBytes} does not start a line`);
@@ -527,7 +586,11 @@ export async function readJsonLines<T>(
 }
 
 /** The loop of readJsonLines: splits chunks into lines, carrying a line split across chunks. Returns the torn bytes. */
-async function splitStream<T>(stream: AsyncIterable<Buffer>, lines: LineDecoder<T>, onEntry: OnJsonLine<T>): Promise<number> {
+async function splitStream<T>(
+  stream: AsyncIterable<Buffer>,
+  lines: LineDecoder<T>,
+  onEntry: OnJsonLine<T>,
+): Promise<number> {
   let carried: Buffer[] = [];
   let carriedBytes = 0;
   for await (const chunk of stream) {
@@ -544,7 +607,12 @@ async function splitStream<T>(stream: AsyncIterable<Buffer>, lines: LineDecoder<
       const line = Buffer.concat(carried, carriedBytes + end);
       carried = [];
       carriedBytes = 0;
-      const pending = onEntry(lines.decode(line, 0, line.length, false), lines.offsetBytes, lines.offsetBytes + line.length + 1, lines.where());
+      const pending = onEntry(
+        lines.decode(line, 0, line.length, false),
+        lines.offsetBytes,
+        lines.offsetBytes + line.length + 1,
+        lines.where(),
+      );
       if (pending !== undefined) await pending;
       lines.advance(line.length + 1);
       start = end + 1;
@@ -552,7 +620,12 @@ async function splitStream<T>(stream: AsyncIterable<Buffer>, lines: LineDecoder<
     const utf8Checked = regionIsUtf8(chunk, start);
     for (let end = chunk.indexOf(newline, start); end !== -1; end = chunk.indexOf(newline, start)) {
       lines.checkLength(end - start);
-      const pending = onEntry(lines.decode(chunk, start, end, utf8Checked), lines.offsetBytes, lines.offsetBytes + end - start + 1, lines.where());
+      const pending = onEntry(
+        lines.decode(chunk, start, end, utf8Checked),
+        lines.offsetBytes,
+        lines.offsetBytes + end - start + 1,
+        lines.where(),
+      );
       if (pending !== undefined) await pending;
       lines.advance(end - start + 1);
       start = end + 1;
@@ -570,7 +643,12 @@ async function splitStream<T>(stream: AsyncIterable<Buffer>, lines: LineDecoder<
  * readJsonLines over a whole file already in memory (a bank journal generation, a finished log), from its
  * start. A string is measured in UTF-8 bytes. Returns the decoded entries in order.
  */
-export function decodeJsonLines<T>(data: string | Buffer, path: string, decodeLine: Decoder<T>, options: { maxLineBytes?: number } = {}): JsonLinesRead & { entries: T[] } {
+export function decodeJsonLines<T>(
+  data: string | Buffer,
+  path: string,
+  decodeLine: Decoder<T>,
+  options: { maxLineBytes?: number } = {},
+): JsonLinesRead & { entries: T[] } {
   const buffer = typeof data === "string" ? Buffer.from(data, "utf8") : data;
   const lines = new LineDecoder(path, decodeLine, 0, options.maxLineBytes ?? maxLineBytesDefault);
   const entries: T[] = [];

@@ -5,7 +5,6 @@
 // paused process holds (a lock) and does when it wakes.
 // Configured once at start by cli.ts; src/core never reads the environment itself.
 
-
 /** Every crash point, by the process that passes it. README's table describes each; crash.test.ts kills at each. */
 export const crashPointsByRole = {
   gateway: [
@@ -44,7 +43,8 @@ function parseSpec(variable: string, spec: string | undefined): Armed | null {
   if (spec === undefined || spec === "") return null;
   const [point, countText] = spec.split(":");
   const count = countText === undefined ? 1 : Number(countText);
-  if (!point || !Number.isInteger(count) || count < 1) throw new Error(`bad ${variable} ${JSON.stringify(spec)}: want <point>[:<n>]`);
+  if (!point || !Number.isInteger(count) || count < 1)
+    throw new Error(`bad ${variable} ${JSON.stringify(spec)}: want <point>[:<n>]`);
   return { point, passesLeft: count };
 }
 

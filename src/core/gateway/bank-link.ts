@@ -18,7 +18,14 @@ export interface BankLink {
   /** Each payment's error, or null once the bank has recorded the abort; never rejects. */
   abortAll(paymentIds: readonly string[], timeoutMs: number): Promise<Array<PaymentError | null>>;
   /** A same-bank payment in one step; `begunAtMs` is when this gateway began it (its record's createdAtMs). */
-  transfer(paymentId: string, fromUser: string, toUser: string, amountMinor: bigint, begunAtMs: number, timeoutMs: number): Promise<bigint>;
+  transfer(
+    paymentId: string,
+    fromUser: string,
+    toUser: string,
+    amountMinor: bigint,
+    begunAtMs: number,
+    timeoutMs: number,
+  ): Promise<bigint>;
   /** Settles a transfer whose answer was lost: resolves if it will never apply, IDEMPOTENCY_CONFLICT if it applied. */
   settleTransfer(paymentId: string, begunAtMs: number, timeoutMs: number): Promise<void>;
 }

@@ -15,7 +15,6 @@ import { writeFileAtomic } from "../durable/files.js";
 import { GroupCommit } from "../durable/group-commit.js";
 import { validateAddress, validateBankName } from "../domain/validate.js";
 
-
 type BankClient = ServiceClient<(typeof Bank)["method"]>;
 
 interface RegisteredBank {
@@ -47,20 +46,36 @@ const batching = { legsMax: batchLegsMax, inFlightMax: 1, lingerMs: batchLingerM
  * Each leg's outcome from a batch's result columns: its refusal, or its balance after (0 when the batch
  * carries none). A reply that does not match the legs sent is an error.
  */
-export function legResults(paymentIds: readonly string[], results: LegResultColumns, options: { balances: boolean }): Array<bigint | PaymentError> {
+export function legResults(
+  paymentIds: readonly string[],
+  results: LegResultColumns,
+  options: { balances: boolean },
+): Array<bigint | PaymentError> {
   const { refusedLegs, refusedReasons, refusedMessages, balancesAfterMinor } = results;
   const count = paymentIds.length;
   const balancesExpected = options.balances ? count : 0;
-  if (refusedReasons.length !== refusedLegs.length || refusedMessages.length !== refusedLegs.length || balancesAfterMinor.length !== balancesExpected) {
-    throw new PaymentError("INTERNAL", `a batch of ${count} legs got ${refusedLegs.length}/${refusedReasons.length}/${refusedMessages.length} refusal entries and ${balancesAfterMinor.length} balances`);
+  if (
+    refusedReasons.length !== refusedLegs.length ||
+    refusedMessages.length !== refusedLegs.length ||
+    balancesAfterMinor.length !== balancesExpected
+  ) {
+    throw new PaymentError(
+      "INTERNAL",
+      `a batch of ${count} legs got ${refusedLegs.length}/${refusedReasons.length}/${refusedMessages.length} refusal entries and ${balancesAfterMinor.length} balances`,
+    );
   }
-  const outcomes: Array<bigint | PaymentError> = options.balances ? [...balancesAfterMinor] : new Array<bigint>(count).fill(0n);
+  const outcomes: Array<bigint | PaymentError> = options.balances
+    ? [...balancesAfterMinor]
+    : new Array<bigint>(count).fill(0n);
   let previous = -1;
   refusedLegs.forEach((leg, index) => {
-    if (leg <= previous || leg >= count) throw new PaymentError("INTERNAL", `a batch of ${count} legs named refused leg ${leg} after ${previous}`);
+    if (leg <= previous || leg >= count)
+      throw new PaymentError("INTERNAL", `a batch of ${count} legs named refused leg ${leg} after ${previous}`);
     previous = leg;
     const reason = refusedReasons[index]!;
-    outcomes[leg] = new PaymentError(isReason(reason) ? reason : "INTERNAL", refusedMessages[index]!, { paymentId: paymentIds[leg]! });
+    outcomes[leg] = new PaymentError(isReason(reason) ? reason : "INTERNAL", refusedMessages[index]!, {
+      paymentId: paymentIds[leg]!,
+    });
   });
   return outcomes;
 }
@@ -76,20 +91,38 @@ function linkOf(client: BankClient): BankCalls {
     };
     return legResults(paymentIds, await client.prepareBatch(request, { timeoutMs }), { balances: false });
   }, batching);
-  const commits = new LegBatcher<string, bigint>(async (paymentIds, timeoutMs) => legResults(paymentIds, await client.commitBatch({ paymentIds }, { timeoutMs }), { balances: true }), batching);
-  const aborts = new LegBatcher<string, bigint>(async (paymentIds, timeoutMs) => legResults(paymentIds, await client.abortBatch({ paymentIds }, { timeoutMs }), { balances: false }), batching);
-  const errorsOnly = (results: Array<bigint | PaymentError>) => results.map((result) => (result instanceof PaymentError ? result : null));
+  const commits = new LegBatcher<string, bigint>(
+    async (paymentIds, timeoutMs) =>
+      legResults(paymentIds, await client.commitBatch({ paymentIds }, { timeoutMs }), { balances: true }),
+    batching,
+  );
+  const aborts = new LegBatcher<string, bigint>(
+    async (paymentIds, timeoutMs) =>
+      legResults(paymentIds, await client.abortBatch({ paymentIds }, { timeoutMs }), { balances: false }),
+    batching,
+  );
+  const errorsOnly = (results: Array<bigint | PaymentError>) =>
+    results.map((result) => (result instanceof PaymentError ? result : null));
   return {
     prepareAll: async (legs, timeoutMs) => errorsOnly(await prepares.submitAll(legs, timeoutMs)),
     commitAll: (paymentIds, timeoutMs) => commits.submitAll(paymentIds, timeoutMs),
     abortAll: async (paymentIds, timeoutMs) => errorsOnly(await aborts.submitAll(paymentIds, timeoutMs)),
     transfer: async (paymentId, fromUser, toUser, amountMinor, begunAtMs, timeoutMs) =>
-      (await client.transaction({ paymentId, fromUser, toUser, amountMinor, begunAtMs: BigInt(begunAtMs) }, { timeoutMs })).fromBalanceAfterMinor,
+      (
+        await client.transaction(
+          { paymentId, fromUser, toUser, amountMinor, begunAtMs: BigInt(begunAtMs) },
+          { timeoutMs },
+        )
+      ).fromBalanceAfterMinor,
     // Not batched: rare, and the bank must know it settles a transfer (see Participant.settleTransfer).
     settleTransfer: async (paymentId, begunAtMs, timeoutMs) => {
       await client.abort({ paymentId, settlesTransfer: true, begunAtMs: BigInt(begunAtMs) }, { timeoutMs });
     },
-    holds: async (timeoutMs) => (await client.getHolds({}, { timeoutMs })).holds.map((hold) => ({ paymentId: hold.paymentId, preparedAtMs: Number(hold.preparedAtMs) })),
+    holds: async (timeoutMs) =>
+      (await client.getHolds({}, { timeoutMs })).holds.map((hold) => ({
+        paymentId: hold.paymentId,
+        preparedAtMs: Number(hold.preparedAtMs),
+      })),
     authenticate: async (username, password, timeoutMs) => {
       await client.authenticateUser({ username, password }, { timeoutMs });
     },
@@ -116,14 +149,22 @@ export class BankRegistry implements BankDirectory {
   readonly #nowMs: () => number;
   readonly #writer = new GroupCommit(() => this.#writeSnapshot());
 
-  private constructor(path: string, credentials: grpc.ChannelCredentials, options: { banksMax: number; nowMs?: () => number }) {
+  private constructor(
+    path: string,
+    credentials: grpc.ChannelCredentials,
+    options: { banksMax: number; nowMs?: () => number },
+  ) {
     this.#path = path;
     this.#credentials = credentials;
     this.#banksMax = options.banksMax;
     this.#nowMs = options.nowMs ?? Date.now;
   }
 
-  static async open(path: string, credentials: grpc.ChannelCredentials, options: { banksMax: number; nowMs?: () => number }): Promise<BankRegistry> {
+  static async open(
+    path: string,
+    credentials: grpc.ChannelCredentials,
+    options: { banksMax: number; nowMs?: () => number },
+  ): Promise<BankRegistry> {
     const registry = new BankRegistry(path, credentials, options);
     const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
       if (error.code === "ENOENT") return "";
@@ -134,9 +175,12 @@ export class BankRegistry implements BankDirectory {
     try {
       document = JSON.parse(text);
     } catch (error) {
-      throw new Error(`${path}: not valid JSON (truncated or corrupt?): ${(error as Error).message}; refusing to start`);
+      throw new Error(
+        `${path}: not valid JSON (truncated or corrupt?): ${(error as Error).message}; refusing to start`,
+      );
     }
-    if (document.format !== formatTag || typeof document.banks !== "object" || document.banks === null) throw new Error(`${path}: not a ${formatTag} document; refusing to start`);
+    if (document.format !== formatTag || typeof document.banks !== "object" || document.banks === null)
+      throw new Error(`${path}: not a ${formatTag} document; refusing to start`);
     for (const [bank, entry] of Object.entries(document.banks as Record<string, { address?: unknown }>)) {
       validateBankName(bank, `${path}: bank`);
       registry.#connect(bank, validateAddress(String(entry?.address), `${path}: address of ${bank}`));
@@ -153,7 +197,8 @@ export class BankRegistry implements BankDirectory {
       existing.lastSeenMs = this.#nowMs();
       return first;
     }
-    if (existing === undefined && this.#banks.size >= this.#banksMax) throw new PaymentError("PERMISSION_DENIED", `at most ${this.#banksMax} banks may register`);
+    if (existing === undefined && this.#banks.size >= this.#banksMax)
+      throw new PaymentError("PERMISSION_DENIED", `at most ${this.#banksMax} banks may register`);
     this.#connect(bank, address);
     await this.#persist();
     return true;
@@ -185,7 +230,11 @@ export class BankRegistry implements BankDirectory {
 
   /** Each bank's address and when it last registered with this process (0: only restored from the file). */
   entries(): Array<{ bank: string; address: string; lastSeenMs: number }> {
-    return [...this.#banks].map(([bank, entry]) => ({ bank, address: entry.address, lastSeenMs: this.#confirmed.has(bank) ? entry.lastSeenMs : 0 }));
+    return [...this.#banks].map(([bank, entry]) => ({
+      bank,
+      address: entry.address,
+      lastSeenMs: this.#confirmed.has(bank) ? entry.lastSeenMs : 0,
+    }));
   }
 
   close(): void {

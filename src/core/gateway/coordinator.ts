@@ -19,7 +19,15 @@ import { PaymentError, isAmbiguous, type Reason } from "../domain/errors.js";
 import { crashPoint } from "../faults/crash.js";
 import { validateAmountMinor } from "../domain/money.js";
 import { validateBankName, validatePaymentId, validateUsername } from "../domain/validate.js";
-import { advancedRecord, isTombstone, sameDetails, withProgress, type PaymentChange, type PaymentDetails, type PaymentRecord } from "../domain/payment.js";
+import {
+  advancedRecord,
+  isTombstone,
+  sameDetails,
+  withProgress,
+  type PaymentChange,
+  type PaymentDetails,
+  type PaymentRecord,
+} from "../domain/payment.js";
 import type { CoordinatorStore } from "./store/coordinator-store.js";
 import type { BankDirectory, BankLink, PrepareLeg } from "./bank-link.js";
 import { silentLogger, type Logger } from "../observability/log.js";
@@ -78,7 +86,12 @@ export class Coordinator {
   readonly #logger: Logger;
   #stopping = false;
 
-  constructor(store: CoordinatorStore, banks: BankDirectory, options: CoordinatorOptions, logger: Logger = silentLogger) {
+  constructor(
+    store: CoordinatorStore,
+    banks: BankDirectory,
+    options: CoordinatorOptions,
+    logger: Logger = silentLogger,
+  ) {
     this.#store = store;
     this.#banks = banks;
     this.#options = options;
@@ -179,16 +192,26 @@ export class Coordinator {
           continue;
         }
         this.#claim(record.paymentId);
-        void this.#resolveLocal(record, new PaymentError("PAYMENT_ABORTED", "the gateway restarted before the bank answered")).then(
+        void this.#resolveLocal(
+          record,
+          new PaymentError("PAYMENT_ABORTED", "the gateway restarted before the bank answered"),
+        ).then(
           (final) => this.#release(record.paymentId, final),
           () => this.#release(record.paymentId, record),
         );
       } else if (record.state === "preparing" || record.state === "prepared") {
-        presumedAborts.push({ paymentId: record.paymentId, state: "aborted", outcome: { reason: "PAYMENT_ABORTED", reasonMessage: "the gateway restarted before deciding" } });
+        presumedAborts.push({
+          paymentId: record.paymentId,
+          state: "aborted",
+          outcome: { reason: "PAYMENT_ABORTED", reasonMessage: "the gateway restarted before deciding" },
+        });
         this.#logger.warn({ paymentId: record.paymentId }, "presumed abort: undecided when the gateway restarted");
       } else {
         decided.push(record);
-        this.#logger.info({ paymentId: record.paymentId, state: record.state }, "recovering: driving the logged decision to every bank");
+        this.#logger.info(
+          { paymentId: record.paymentId, state: record.state },
+          "recovering: driving the logged decision to every bank",
+        );
       }
     }
     if (presumedAborts.length > 0) decided.push(...(await this.#store.advanceAll(presumedAborts)));
@@ -214,9 +237,17 @@ export class Coordinator {
       throw new PaymentError("SELF_PAYMENT", "sender and receiver are the same account");
     }
     for (const bank of [payer.bank, request.toBank]) {
-      if (this.#banks.link(bank) === null) throw new PaymentError("UNKNOWN_BANK", `no bank named ${bank} is registered`);
+      if (this.#banks.link(bank) === null)
+        throw new PaymentError("UNKNOWN_BANK", `no bank named ${bank} is registered`);
     }
-    return { paymentId: request.paymentId, fromUser: payer.username, fromBank: payer.bank, toUser: request.toUser, toBank: request.toBank, amountMinor: request.amountMinor };
+    return {
+      paymentId: request.paymentId,
+      fromUser: payer.username,
+      fromBank: payer.bank,
+      toUser: request.toUser,
+      toBank: request.toBank,
+      amountMinor: request.amountMinor,
+    };
   }
 
   #claim(paymentId: string): void {
@@ -236,10 +267,18 @@ export class Coordinator {
   /** The answer to a repeated id, from the record it was recorded with. */
   #replay(existing: PaymentRecord, details: PaymentDetails): Answer {
     if (isTombstone(existing)) {
-      return new PaymentError("PAYMENT_ABORTED", `payment ${details.paymentId} was aborted: the gateway restarted before recording it`, { paymentId: details.paymentId, final: true });
+      return new PaymentError(
+        "PAYMENT_ABORTED",
+        `payment ${details.paymentId} was aborted: the gateway restarted before recording it`,
+        { paymentId: details.paymentId, final: true },
+      );
     }
     if (!sameDetails(existing, details)) {
-      return new PaymentError("IDEMPOTENCY_CONFLICT", `payment id ${details.paymentId} was already used for a different payment`, { paymentId: details.paymentId });
+      return new PaymentError(
+        "IDEMPOTENCY_CONFLICT",
+        `payment id ${details.paymentId} was already used for a different payment`,
+        { paymentId: details.paymentId },
+      );
     }
     return answerOf(existing);
   }
@@ -295,8 +334,16 @@ export class Coordinator {
       group.voteSlots.push(voteSlot);
     };
     records.forEach((record, index) => {
-      addLeg(record.fromBank, { paymentId: record.paymentId, username: record.fromUser, kind: "debit", amountMinor: record.amountMinor }, 2 * index);
-      addLeg(record.toBank, { paymentId: record.paymentId, username: record.toUser, kind: "credit", amountMinor: record.amountMinor }, 2 * index + 1);
+      addLeg(
+        record.fromBank,
+        { paymentId: record.paymentId, username: record.fromUser, kind: "debit", amountMinor: record.amountMinor },
+        2 * index,
+      );
+      addLeg(
+        record.toBank,
+        { paymentId: record.paymentId, username: record.toUser, kind: "credit", amountMinor: record.amountMinor },
+        2 * index + 1,
+      );
     });
     await Promise.all(
       [...legsByBank].map(async ([bank, { legs, voteSlots }]) => {
@@ -308,17 +355,28 @@ export class Coordinator {
   }
 
   /** Step 3: commit where both votes are yes, abort with the better refusal elsewhere; durable before it returns. */
-  async #recordDecisions(records: readonly PaymentRecord[], votes: ReadonlyArray<PaymentError | null>): Promise<PaymentRecord[]> {
+  async #recordDecisions(
+    records: readonly PaymentRecord[],
+    votes: ReadonlyArray<PaymentError | null>,
+  ): Promise<PaymentRecord[]> {
     const changes: PaymentChange[] = records.map((record, index) => {
-      const refusal = chooseRefusal([votes[2 * index], votes[2 * index + 1]].filter((vote): vote is PaymentError => vote !== null));
+      const refusal = chooseRefusal(
+        [votes[2 * index], votes[2 * index + 1]].filter((vote): vote is PaymentError => vote !== null),
+      );
       if (refusal === null) return { paymentId: record.paymentId, state: "committed" };
-      return { paymentId: record.paymentId, state: "aborted", outcome: { reason: refusal.code, reasonMessage: refusal.message } };
+      return {
+        paymentId: record.paymentId,
+        state: "aborted",
+        outcome: { reason: refusal.code, reasonMessage: refusal.message },
+      };
     });
     if (this.#options.unsafeLogDecisionLate === true) {
       // The bug under test: commits are decided in memory only; phase 2's `finished` record is their first.
       const aborts = changes.filter((change) => change.state === "aborted");
       const recorded = new Map((await this.#store.advanceAll(aborts)).map((record) => [record.paymentId, record]));
-      return records.map((record, index) => recorded.get(record.paymentId) ?? advancedRecord(record, changes[index]!, Date.now()));
+      return records.map(
+        (record, index) => recorded.get(record.paymentId) ?? advancedRecord(record, changes[index]!, Date.now()),
+      );
     }
     const decided = await this.#store.advanceAll(changes);
     if (decided.some((record) => record.state === "committed")) crashPoint("gateway-after-commit-logged");
@@ -332,7 +390,10 @@ export class Coordinator {
    */
   async #phase2(records: readonly PaymentRecord[], balancesMinor: Map<string, bigint>): Promise<void> {
     const startedNs = process.hrtime.bigint();
-    const legsByBank = new Map<string, { commits: PaymentRecord[]; commitsAtSource: boolean[]; aborts: PaymentRecord[] }>();
+    const legsByBank = new Map<
+      string,
+      { commits: PaymentRecord[]; commitsAtSource: boolean[]; aborts: PaymentRecord[] }
+    >();
     const addLeg = (bank: string, record: PaymentRecord, isSource: boolean) => {
       let group = legsByBank.get(bank);
       if (group === undefined) legsByBank.set(bank, (group = { commits: [], commitsAtSource: [], aborts: [] }));
@@ -344,7 +405,10 @@ export class Coordinator {
       }
     };
     for (const record of records) {
-      assert(record.state === "committed" || record.state === "aborted", `phase 2 of undecided payment ${record.paymentId}`);
+      assert(
+        record.state === "committed" || record.state === "aborted",
+        `phase 2 of undecided payment ${record.paymentId}`,
+      );
       addLeg(record.fromBank, record, true);
       addLeg(record.toBank, record, false);
     }
@@ -369,8 +433,18 @@ export class Coordinator {
         const link = this.#banks.link(bank);
         const timeoutMs = this.#options.decisionCallTimeoutMs;
         const [commitResults, abortResults] = await Promise.all([
-          link === null || commits.length === 0 ? null : link.commitAll(commits.map((record) => record.paymentId), timeoutMs),
-          link === null || aborts.length === 0 ? null : link.abortAll(aborts.map((record) => record.paymentId), timeoutMs),
+          link === null || commits.length === 0
+            ? null
+            : link.commitAll(
+                commits.map((record) => record.paymentId),
+                timeoutMs,
+              ),
+          link === null || aborts.length === 0
+            ? null
+            : link.abortAll(
+                aborts.map((record) => record.paymentId),
+                timeoutMs,
+              ),
         ]);
         commits.forEach((record, index) => {
           const result = commitResults?.[index];
@@ -396,11 +470,18 @@ export class Coordinator {
 
   /** Step 5: the payments' `finished` records, with their final state and balance (never rejects). */
   async #recordFinished(records: readonly PaymentRecord[], startedNs: bigint): Promise<void> {
-    const changes: PaymentChange[] = records.map((record) => ({ paymentId: record.paymentId, state: record.state, outcome: { finished: true, balanceAfterMinor: record.balanceAfterMinor } }));
+    const changes: PaymentChange[] = records.map((record) => ({
+      paymentId: record.paymentId,
+      state: record.state,
+      outcome: { finished: true, balanceAfterMinor: record.balanceAfterMinor },
+    }));
     try {
       await this.#store.advanceAll(changes);
     } catch (error) {
-      this.#logger.error({ payments: records.length, error: String(error) }, "could not record payments as finished; a restart will finish them");
+      this.#logger.error(
+        { payments: records.length, error: String(error) },
+        "could not record payments as finished; a restart will finish them",
+      );
       return;
     }
     const committed = records.filter((record) => record.state === "committed").length;
@@ -432,11 +513,21 @@ export class Coordinator {
     const stopTimer = phaseSeconds.startTimer({ phase: "same_bank" });
     let balanceAfterMinor: bigint;
     try {
-      balanceAfterMinor = await bank.transfer(record.paymentId, record.fromUser, record.toUser, record.amountMinor, record.createdAtMs, this.#options.decisionCallTimeoutMs);
+      balanceAfterMinor = await bank.transfer(
+        record.paymentId,
+        record.fromUser,
+        record.toUser,
+        record.amountMinor,
+        record.createdAtMs,
+        this.#options.decisionCallTimeoutMs,
+      );
     } catch (thrown) {
       const error = PaymentError.fromGrpc(thrown);
       if (isAmbiguous(error)) {
-        this.#logger.warn({ paymentId: record.paymentId, reason: error.code }, "same-bank transfer unanswered; settling it with the bank");
+        this.#logger.warn(
+          { paymentId: record.paymentId, reason: error.code },
+          "same-bank transfer unanswered; settling it with the bank",
+        );
         const resolution = this.#resolveLocal(record, error);
         let settled: PaymentRecord | null = null;
         await waitAtMost(
@@ -445,11 +536,19 @@ export class Coordinator {
         );
         return settled ?? record;
       }
-      const aborted = await this.#store.advance({ paymentId: record.paymentId, state: "aborted", outcome: { reason: error.code, reasonMessage: error.message, finished: true } });
+      const aborted = await this.#store.advance({
+        paymentId: record.paymentId,
+        state: "aborted",
+        outcome: { reason: error.code, reasonMessage: error.message, finished: true },
+      });
       this.#finished(aborted);
       return aborted;
     }
-    const committed = await this.#store.advance({ paymentId: record.paymentId, state: "committed", outcome: { balanceAfterMinor, finished: true } });
+    const committed = await this.#store.advance({
+      paymentId: record.paymentId,
+      state: "committed",
+      outcome: { balanceAfterMinor, finished: true },
+    });
     stopTimer();
     this.#finished(committed);
     return committed;
@@ -464,11 +563,23 @@ export class Coordinator {
     await this.#retryUntilAcknowledged(record.paymentId, record.fromBank, async (bank) => {
       try {
         await bank.settleTransfer(record.paymentId, record.createdAtMs, this.#options.decisionCallTimeoutMs);
-        final = await this.#store.advance({ paymentId: record.paymentId, state: "aborted", outcome: { reason: cause.code === "PAYMENT_ABORTED" ? cause.code : "BANK_UNAVAILABLE", reasonMessage: cause.message, finished: true } });
+        final = await this.#store.advance({
+          paymentId: record.paymentId,
+          state: "aborted",
+          outcome: {
+            reason: cause.code === "PAYMENT_ABORTED" ? cause.code : "BANK_UNAVAILABLE",
+            reasonMessage: cause.message,
+            finished: true,
+          },
+        });
       } catch (thrown) {
         const error = PaymentError.fromGrpc(thrown);
         if (error.code !== "IDEMPOTENCY_CONFLICT") throw error;
-        final = await this.#store.advance({ paymentId: record.paymentId, state: "committed", outcome: { finished: true } });
+        final = await this.#store.advance({
+          paymentId: record.paymentId,
+          state: "committed",
+          outcome: { finished: true },
+        });
       }
     });
     if (final.finished) this.#finished(final);
@@ -477,26 +588,49 @@ export class Coordinator {
 
   #logBegun(record: PaymentRecord): void {
     this.#logger.debug(
-      { paymentId: record.paymentId, from: `${record.fromUser}@${record.fromBank}`, to: `${record.toUser}@${record.toBank}`, amountMinor: record.amountMinor.toString() },
+      {
+        paymentId: record.paymentId,
+        from: `${record.fromUser}@${record.fromBank}`,
+        to: `${record.toUser}@${record.toBank}`,
+        amountMinor: record.amountMinor.toString(),
+      },
       "payment begun",
     );
   }
 
   #logDecision(record: PaymentRecord): void {
-    this.#logger.debug({ paymentId: record.paymentId, decision: record.state === "committed" ? "commit" : "abort", ...(record.state === "committed" ? {} : { reason: record.reason }) }, "decision logged");
+    this.#logger.debug(
+      {
+        paymentId: record.paymentId,
+        decision: record.state === "committed" ? "commit" : "abort",
+        ...(record.state === "committed" ? {} : { reason: record.reason }),
+      },
+      "decision logged",
+    );
   }
 
   #finished(record: PaymentRecord): void {
     inDoubtPayments.dec();
     paymentsTotal.inc({ outcome: record.state, kind: record.fromBank === record.toBank ? "same_bank" : "cross_bank" });
-    this.#logger.debug({ paymentId: record.paymentId, outcome: record.state, ...(record.reason === null ? {} : { reason: record.reason }) }, "payment finished");
+    this.#logger.debug(
+      {
+        paymentId: record.paymentId,
+        outcome: record.state,
+        ...(record.reason === null ? {} : { reason: record.reason }),
+      },
+      "payment finished",
+    );
   }
 
   /**
    * Repeats `attempt` against `bank` with capped exponential backoff until it succeeds. A decision must
    * reach every bank, so there is no attempt limit; each attempt has its own deadline.
    */
-  async #retryUntilAcknowledged(paymentId: string, bank: string, attempt: (link: BankLink) => Promise<void>): Promise<void> {
+  async #retryUntilAcknowledged(
+    paymentId: string,
+    bank: string,
+    attempt: (link: BankLink) => Promise<void>,
+  ): Promise<void> {
     let delayMs = this.#options.retryDelayMinMs;
     for (;;) {
       if (this.#stopping) return;
@@ -538,21 +672,51 @@ async function deliver(link: BankLink, record: PaymentRecord, timeoutMs: number)
 
 /** The record with the payer's balance after, as the payer's bank answered the commit. */
 function withBalance(record: PaymentRecord, balanceAfterMinor: bigint): PaymentRecord {
-  return withProgress(record, { state: record.state, reason: record.reason, reasonMessage: record.reasonMessage, finished: record.finished, balanceAfterMinor, decidedAtMs: record.decidedAtMs, finishedAtMs: record.finishedAtMs });
+  return withProgress(record, {
+    state: record.state,
+    reason: record.reason,
+    reasonMessage: record.reasonMessage,
+    finished: record.finished,
+    balanceAfterMinor,
+    decidedAtMs: record.decidedAtMs,
+    finishedAtMs: record.finishedAtMs,
+  });
 }
 
 /** The record a waiter answers from when the payment it waited for could not be begun: still in doubt. */
 function inDoubtRecord(paymentId: string): PaymentRecord {
-  return { paymentId, fromUser: "", fromBank: "", toUser: "", toBank: "", amountMinor: 0n, state: "preparing", reason: null, reasonMessage: null, finished: false, balanceAfterMinor: null, createdAtMs: 0, decidedAtMs: null, finishedAtMs: null };
+  return {
+    paymentId,
+    fromUser: "",
+    fromBank: "",
+    toUser: "",
+    toBank: "",
+    amountMinor: 0n,
+    state: "preparing",
+    reason: null,
+    reasonMessage: null,
+    finished: false,
+    balanceAfterMinor: null,
+    createdAtMs: 0,
+    decidedAtMs: null,
+    finishedAtMs: null,
+  };
 }
 
 /** A decided payment's answer: its result, or the refusal it was aborted with; "in progress" otherwise. */
 function answerOf(record: PaymentRecord): Answer {
   if (record.state === "committed") return { paymentId: record.paymentId, balanceAfterMinor: record.balanceAfterMinor };
   if (record.state === "aborted") {
-    return new PaymentError(record.reason ?? "PAYMENT_ABORTED", record.reasonMessage ?? "payment aborted", { paymentId: record.paymentId, final: true });
+    return new PaymentError(record.reason ?? "PAYMENT_ABORTED", record.reasonMessage ?? "payment aborted", {
+      paymentId: record.paymentId,
+      final: true,
+    });
   }
-  return new PaymentError("BANK_UNAVAILABLE", `payment ${record.paymentId} is still in progress; retry with the same id`, { paymentId: record.paymentId });
+  return new PaymentError(
+    "BANK_UNAVAILABLE",
+    `payment ${record.paymentId} is still in progress; retry with the same id`,
+    { paymentId: record.paymentId },
+  );
 }
 
 /** Observes a phase that a batch of payments went through together, once per payment. */

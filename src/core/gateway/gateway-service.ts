@@ -2,7 +2,13 @@
 import { PaymentGateway, Decision, PaymentStatus } from "../../gen/paynet/v1/paynet_pb.js";
 import { PaymentError, isAmbiguous } from "../domain/errors.js";
 import { requireRole, describePeer } from "../transport/identity.js";
-import { validateAddress, validateBankName, validatePassword, validatePaymentId, validateUsername } from "../domain/validate.js";
+import {
+  validateAddress,
+  validateBankName,
+  validatePassword,
+  validatePaymentId,
+  validateUsername,
+} from "../domain/validate.js";
 import type { ServiceImplementation } from "../transport/rpc.js";
 import type { Coordinator } from "./coordinator.js";
 import type { BankRegistry } from "./bank-registry.js";
@@ -91,7 +97,8 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
       if (context.peer.role !== "bank" || context.peer.bank !== bank) {
         throw new PaymentError("PERMISSION_DENIED", `${describePeer(context.peer)} may not register as bank ${bank}`);
       }
-      if (await registry.register(bank, address)) logger.info({ bank, address }, `bank ${bank} registered at ${address}`);
+      if (await registry.register(bank, address))
+        logger.info({ bank, address }, `bank ${bank} registered at ${address}`);
       return {};
     },
 
@@ -104,7 +111,11 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
         toBank: request.toBank,
         amountMinor: request.amountMinor,
       });
-      return { paymentId: outcome.paymentId, status: 1, ...(outcome.balanceAfterMinor === null ? {} : { balanceAfterMinor: outcome.balanceAfterMinor }) };
+      return {
+        paymentId: outcome.paymentId,
+        status: 1,
+        ...(outcome.balanceAfterMinor === null ? {} : { balanceAfterMinor: outcome.balanceAfterMinor }),
+      };
     },
 
     async makePayments(request, context) {
@@ -112,19 +123,34 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
       const payer = sessions.resolve(request.token);
       const orders = request.payments;
       if (orders.length === 0 || orders.length > paymentOrdersPerCallMax) {
-        throw new PaymentError("INVALID_ARGUMENT", `a MakePayments call carries 1 to ${paymentOrdersPerCallMax} payments, got ${orders.length}`);
+        throw new PaymentError(
+          "INVALID_ARGUMENT",
+          `a MakePayments call carries 1 to ${paymentOrdersPerCallMax} payments, got ${orders.length}`,
+        );
       }
       // Each order is a payment of its own, with its own outcome (see Coordinator.makePayments).
       const answers = await coordinator.makePayments(
         payer,
-        orders.map((order) => ({ paymentId: order.paymentId, toUser: order.toUser, toBank: order.toBank, amountMinor: order.amountMinor })),
+        orders.map((order) => ({
+          paymentId: order.paymentId,
+          toUser: order.toUser,
+          toBank: order.toBank,
+          amountMinor: order.amountMinor,
+        })),
       );
       const results = answers.map((answer, index) => {
         const paymentId = orders[index]!.paymentId;
         if (!(answer instanceof PaymentError)) {
-          return { paymentId, status: PaymentStatus.COMMITTED, ...(answer.balanceAfterMinor === null ? {} : { balanceAfterMinor: answer.balanceAfterMinor }) };
+          return {
+            paymentId,
+            status: PaymentStatus.COMMITTED,
+            ...(answer.balanceAfterMinor === null ? {} : { balanceAfterMinor: answer.balanceAfterMinor }),
+          };
         }
-        const status = isAmbiguous(answer) || (answer.code === "INTERNAL" && !answer.final) ? PaymentStatus.IN_DOUBT : PaymentStatus.ABORTED;
+        const status =
+          isAmbiguous(answer) || (answer.code === "INTERNAL" && !answer.final)
+            ? PaymentStatus.IN_DOUBT
+            : PaymentStatus.ABORTED;
         return { paymentId, status, reason: answer.code, message: answer.message, final: answer.final };
       });
       return { results };
@@ -134,7 +160,12 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
       requireRole(context.peer, ["client"], "ViewBalance");
       const session = sessions.resolve(request.token);
       const view = await bankOf(session.bank).balance(session.username, bankCallTimeoutMs);
-      return { username: session.username, bank: session.bank, balanceMinor: view.balanceMinor, availableMinor: view.availableMinor };
+      return {
+        username: session.username,
+        bank: session.bank,
+        balanceMinor: view.balanceMinor,
+        availableMinor: view.availableMinor,
+      };
     },
 
     async getStatus(_request, context) {
@@ -144,9 +175,23 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
         registry.entries().map(async ({ bank, address, lastSeenMs }) => {
           try {
             const holds = await registry.link(bank)!.holds(statusCallTimeoutMs);
-            return { name: bank, address, up: true, lastSeenMs: BigInt(lastSeenMs), holds: holds.length, oldestHoldPreparedAtMs: BigInt(holds[0]?.preparedAtMs ?? 0) };
+            return {
+              name: bank,
+              address,
+              up: true,
+              lastSeenMs: BigInt(lastSeenMs),
+              holds: holds.length,
+              oldestHoldPreparedAtMs: BigInt(holds[0]?.preparedAtMs ?? 0),
+            };
           } catch {
-            return { name: bank, address, up: false, lastSeenMs: BigInt(lastSeenMs), holds: 0, oldestHoldPreparedAtMs: 0n };
+            return {
+              name: bank,
+              address,
+              up: false,
+              lastSeenMs: BigInt(lastSeenMs),
+              holds: 0,
+              oldestHoldPreparedAtMs: 0n,
+            };
           }
         }),
       );
@@ -165,7 +210,9 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
     async getDecision(request, context) {
       requireRole(context.peer, ["bank"], "GetDecision");
       const decision = await coordinator.decisionFor(validatePaymentId(request.paymentId));
-      return { decision: decision === "commit" ? Decision.COMMIT : decision === "abort" ? Decision.ABORT : Decision.PENDING };
+      return {
+        decision: decision === "commit" ? Decision.COMMIT : decision === "abort" ? Decision.ABORT : Decision.PENDING,
+      };
     },
   };
 }

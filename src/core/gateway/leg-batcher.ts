@@ -75,7 +75,8 @@ export class LegBatcher<Leg, Result> {
     if (legs.length === 0) return Promise.resolve([]);
     return new Promise((resolve) => {
       const group = new Group<Result>(legs.length, resolve);
-      for (let index = 0; index < legs.length; index += 1) this.#queue.push({ leg: legs[index]!, timeoutMs, group, index });
+      for (let index = 0; index < legs.length; index += 1)
+        this.#queue.push({ leg: legs[index]!, timeoutMs, group, index });
       this.#pump();
     });
   }
@@ -93,19 +94,22 @@ export class LegBatcher<Leg, Result> {
       this.#send(
         batch.map((waiting) => waiting.leg),
         timeoutMs,
-      ).then(
-        (results) => {
-          assert(results.length === batch.length, `a batch of ${batch.length} legs got ${results.length} results`);
-          for (let index = 0; index < batch.length; index += 1) batch[index]!.group.deliver(batch[index]!.index, results[index]!);
-        },
-        (thrown: unknown) => {
-          const error = PaymentError.fromGrpc(thrown);
-          for (const waiting of batch) waiting.group.deliver(waiting.index, error);
-        },
-      ).finally(() => {
-        this.#inFlight -= 1;
-        this.#pump();
-      });
+      )
+        .then(
+          (results) => {
+            assert(results.length === batch.length, `a batch of ${batch.length} legs got ${results.length} results`);
+            for (let index = 0; index < batch.length; index += 1)
+              batch[index]!.group.deliver(batch[index]!.index, results[index]!);
+          },
+          (thrown: unknown) => {
+            const error = PaymentError.fromGrpc(thrown);
+            for (const waiting of batch) waiting.group.deliver(waiting.index, error);
+          },
+        )
+        .finally(() => {
+          this.#inFlight -= 1;
+          this.#pump();
+        });
     }
   }
 

@@ -28,7 +28,10 @@ export class LoginThrottle {
 
   constructor(options: LoginThrottleOptions) {
     assert(options.userFailuresFree >= 1 && options.peerFailuresFree >= 1, "failure allowances must be at least 1");
-    assert(options.lockBaseMs > 0 && options.lockMaxMs >= options.lockBaseMs, "lock durations must be positive and ordered");
+    assert(
+      options.lockBaseMs > 0 && options.lockMaxMs >= options.lockBaseMs,
+      "lock durations must be positive and ordered",
+    );
     assert(options.entriesMax >= 1, "entriesMax must be positive");
     this.#options = options;
     this.#nowMs = options.nowMs ?? Date.now;
@@ -58,7 +61,11 @@ export class LoginThrottle {
 
   #current(key: string, nowMs: number): Failures | undefined {
     const entry = this.#entries.get(key);
-    if (entry !== undefined && nowMs - entry.lastFailureMs > this.#options.forgetAfterMs && entry.lockedUntilMs <= nowMs) {
+    if (
+      entry !== undefined &&
+      nowMs - entry.lastFailureMs > this.#options.forgetAfterMs &&
+      entry.lockedUntilMs <= nowMs
+    ) {
       this.#entries.delete(key);
       return undefined;
     }
@@ -76,6 +83,7 @@ export class LoginThrottle {
     this.#entries.delete(key);
     this.#entries.set(key, entry);
     // Bounded: the least recently failed entries go first.
-    while (this.#entries.size > this.#options.entriesMax) this.#entries.delete(this.#entries.keys().next().value as string);
+    while (this.#entries.size > this.#options.entriesMax)
+      this.#entries.delete(this.#entries.keys().next().value as string);
   }
 }

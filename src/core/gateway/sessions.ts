@@ -22,7 +22,10 @@ export class SessionStore {
   readonly #nowMs: () => number;
 
   constructor(options: { ttlMs: number; sessionsMax: number; nowMs?: () => number }) {
-    assert(Number.isSafeInteger(options.sessionsMax) && options.sessionsMax >= 1, "sessionsMax must be a positive integer");
+    assert(
+      Number.isSafeInteger(options.sessionsMax) && options.sessionsMax >= 1,
+      "sessionsMax must be a positive integer",
+    );
     assert(options.ttlMs > 0, "ttlMs must be positive");
     this.#ttlMs = options.ttlMs;
     this.#sessionsMax = options.sessionsMax;
@@ -39,7 +42,8 @@ export class SessionStore {
 
   /** The session of a token, or UNAUTHENTICATED for a malformed, unknown or expired one. */
   resolve(token: string): Session {
-    if (!tokenPattern.test(token)) throw new PaymentError("UNAUTHENTICATED", "missing or malformed session token; log in first");
+    if (!tokenPattern.test(token))
+      throw new PaymentError("UNAUTHENTICATED", "missing or malformed session token; log in first");
     const key = digest(token);
     const session = this.#sessions.get(key);
     if (session === undefined) throw new PaymentError("UNAUTHENTICATED", "unknown session token; log in again");
@@ -54,6 +58,7 @@ export class SessionStore {
     const nowMs = this.#nowMs();
     for (const [key, session] of this.#sessions) if (session.expiresAtMs <= nowMs) this.#sessions.delete(key);
     // Bounded: past the limit the oldest sessions (first inserted) are dropped.
-    while (this.#sessions.size >= this.#sessionsMax) this.#sessions.delete(this.#sessions.keys().next().value as string);
+    while (this.#sessions.size >= this.#sessionsMax)
+      this.#sessions.delete(this.#sessions.keys().next().value as string);
   }
 }

@@ -11,7 +11,14 @@ export interface Logger {
   debug(fields: Record<string, unknown>, message: string): void;
 }
 
-const levelNames: Record<number, string> = { 10: "TRACE", 20: "DEBUG", 30: "INFO", 40: "WARN", 50: "ERROR", 60: "FATAL" };
+const levelNames: Record<number, string> = {
+  10: "TRACE",
+  20: "DEBUG",
+  30: "INFO",
+  40: "WARN",
+  50: "ERROR",
+  60: "FATAL",
+};
 const hiddenKeys = new Set(["level", "time", "role", "msg", "pid"]);
 
 /** Renders one JSON log record as a readable line; returns the input unchanged if it is not one. */
@@ -35,7 +42,10 @@ export function prettyLogLine(line: string): string {
 
 export function createLogger(role: string, options: { pretty: boolean; level?: string } = { pretty: false }): Logger {
   const destination = options.pretty
-    ? { write: (chunk: string) => void process.stdout.write(`${chunk.split("\n").filter(Boolean).map(prettyLogLine).join("\n")}\n`) }
+    ? {
+        write: (chunk: string) =>
+          void process.stdout.write(`${chunk.split("\n").filter(Boolean).map(prettyLogLine).join("\n")}\n`),
+      }
     : pino.destination({ dest: 1, sync: true });
   const logger = pino(
     {
@@ -54,4 +64,9 @@ export function createLogger(role: string, options: { pretty: boolean; level?: s
 }
 
 /** A logger that drops everything, for core units used without a process around them. */
-export const silentLogger: Logger = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
+export const silentLogger: Logger = {
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+  debug: () => undefined,
+};

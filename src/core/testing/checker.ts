@@ -10,7 +10,11 @@ import type { LegKind } from "../domain/ledger.js";
 import { formatMinor } from "../domain/money.js";
 
 /** One answer a client got for a payment id. `afterRun`: asked again after the faults were healed. */
-export type Attempt = ({ result: "committed" } | { result: "aborted"; reason: string; final: boolean } | { result: "ambiguous"; reason: string }) & {
+export type Attempt = (
+  | { result: "committed" }
+  | { result: "aborted"; reason: string; final: boolean }
+  | { result: "ambiguous"; reason: string }
+) & {
   afterRun?: boolean;
 };
 
@@ -93,7 +97,14 @@ class Finding {
   }
 
   result(id: InvariantId): InvariantResult {
-    return { id, title: invariantTitles[id], ok: this.violations === 0, checked: this.checked, violations: this.violations, counterexamples: this.counterexamples };
+    return {
+      id,
+      title: invariantTitles[id],
+      ok: this.violations === 0,
+      checked: this.checked,
+      violations: this.violations,
+      counterexamples: this.counterexamples,
+    };
   }
 }
 
@@ -135,7 +146,8 @@ class Evidence {
       if (!isTombstone(record)) this.details.set(record.paymentId, record);
     }
     for (const observation of input.observations) {
-      if (!this.details.has(observation.details.paymentId)) this.details.set(observation.details.paymentId, observation.details);
+      if (!this.details.has(observation.details.paymentId))
+        this.details.set(observation.details.paymentId, observation.details);
     }
   }
 
@@ -157,7 +169,9 @@ class Evidence {
 
   /** Every bank (of any payment) that committed this id. */
   committedAnywhere(paymentId: string): string[] {
-    return [...this.input.banks.entries()].filter(([, state]) => state.outcomes.get(paymentId) === "committed").map(([bank]) => bank);
+    return [...this.input.banks.entries()]
+      .filter(([, state]) => state.outcomes.get(paymentId) === "committed")
+      .map(([bank]) => bank);
   }
 }
 
@@ -173,7 +187,10 @@ function checkConservation(evidence: Evidence): Finding {
   finding.checked = finalBalancesMinor.size;
   const before = sum(initialBalancesMinor);
   const after = sum(finalBalancesMinor);
-  if (before !== after) finding.fail(`total ${formatMinor(before)} at the start, ${formatMinor(after)} at the end (${signed(after - before)})`);
+  if (before !== after)
+    finding.fail(
+      `total ${formatMinor(before)} at the start, ${formatMinor(after)} at the end (${signed(after - before)})`,
+    );
   return finding;
 }
 
@@ -190,7 +207,10 @@ function checkNoHoldLeft(evidence: Evidence): Finding {
   const finding = new Finding();
   for (const [bank, state] of evidence.input.banks) {
     finding.checked += 1;
-    for (const hold of state.holds) finding.fail(`${bank}: hold ${hold.paymentId} (${hold.kind} ${formatMinor(hold.amountMinor)} of ${hold.username})`);
+    for (const hold of state.holds)
+      finding.fail(
+        `${bank}: hold ${hold.paymentId} (${hold.kind} ${formatMinor(hold.amountMinor)} of ${hold.username})`,
+      );
     for (const paymentId of state.applying) finding.fail(`${bank}: half-applied change ${paymentId}`);
   }
   return finding;
@@ -222,11 +242,13 @@ function checkSeenOutcomes(evidence: Evidence): { committed: Finding; aborted: F
     } else if (seen.kind === "aborted") {
       aborted.checked += 1;
       const anywhere = evidence.committedAnywhere(details.paymentId);
-      if (anywhere.length > 0) aborted.fail(`${describePayment(details)}: seen aborted (${seen.reason}); committed at ${anywhere.join(", ")}`);
+      if (anywhere.length > 0)
+        aborted.fail(`${describePayment(details)}: seen aborted (${seen.reason}); committed at ${anywhere.join(", ")}`);
     }
     if (outcomeSeen(observation.attempts.filter((attempt) => attempt.afterRun !== true)).kind === "ambiguous") {
       ambiguous.checked += 1;
-      if (applied.length > 0 && !everywhere) ambiguous.fail(`${describePayment(details)}: no answer during the run; ${evidence.bankStates(details)}`);
+      if (applied.length > 0 && !everywhere)
+        ambiguous.fail(`${describePayment(details)}: no answer during the run; ${evidence.bankStates(details)}`);
     }
   }
   return { committed, aborted, ambiguous };
@@ -237,13 +259,20 @@ function checkAtomic(evidence: Evidence): Finding {
   for (const details of evidence.details.values()) {
     finding.checked += 1;
     const applied = evidence.appliedAt(details);
-    if (applied.length > 0 && applied.length < banksOfPayment(details).length) finding.fail(`${describePayment(details)}: ${evidence.bankStates(details)}`);
+    if (applied.length > 0 && applied.length < banksOfPayment(details).length)
+      finding.fail(`${describePayment(details)}: ${evidence.bankStates(details)}`);
   }
   return finding;
 }
 
 function sameDetails(a: PaymentDetails, b: PaymentDetails): boolean {
-  return a.fromUser === b.fromUser && a.fromBank === b.fromBank && a.toUser === b.toUser && a.toBank === b.toBank && a.amountMinor === b.amountMinor;
+  return (
+    a.fromUser === b.fromUser &&
+    a.fromBank === b.fromBank &&
+    a.toUser === b.toUser &&
+    a.toBank === b.toBank &&
+    a.amountMinor === b.amountMinor
+  );
 }
 
 /** One idempotency key: never both committed and aborted, one reason for its final aborts, the gateway's record agrees. */
@@ -252,29 +281,52 @@ function checkOneOutcomePerKey(evidence: Evidence): Finding {
   for (const observation of evidence.input.observations) {
     finding.checked += 1;
     const details = observation.details;
-    const answers = observation.attempts.map((attempt) => (attempt.result === "aborted" ? `aborted ${attempt.reason}${attempt.final ? "" : " (not final)"}` : attempt.result));
-    const finalReasons = new Set(observation.attempts.flatMap((attempt) => (attempt.result === "aborted" && attempt.final ? [attempt.reason] : [])));
+    const answers = observation.attempts.map((attempt) =>
+      attempt.result === "aborted" ? `aborted ${attempt.reason}${attempt.final ? "" : " (not final)"}` : attempt.result,
+    );
+    const finalReasons = new Set(
+      observation.attempts.flatMap((attempt) =>
+        attempt.result === "aborted" && attempt.final ? [attempt.reason] : [],
+      ),
+    );
     const committed = observation.attempts.some((attempt) => attempt.result === "committed");
     const aborted = observation.attempts.some((attempt) => attempt.result === "aborted");
-    if ((committed && aborted) || finalReasons.size > 1) finding.fail(`${describePayment(details)}: answered ${answers.join(", ")}`);
+    if ((committed && aborted) || finalReasons.size > 1)
+      finding.fail(`${describePayment(details)}: answered ${answers.join(", ")}`);
     const record = evidence.records.get(details.paymentId);
     if (record === undefined) {
-      if (committed || finalReasons.size > 0) finding.fail(`${describePayment(details)}: answered ${committed ? "committed" : "aborted (final)"} but the gateway has no record of it`);
+      if (committed || finalReasons.size > 0)
+        finding.fail(
+          `${describePayment(details)}: answered ${committed ? "committed" : "aborted (final)"} but the gateway has no record of it`,
+        );
       continue;
     }
     if (isTombstone(record)) {
       // The gateway died before its `preparing` record was durable and a bank then asked about the hold: the id
       // was recorded aborted without details, and every later answer is the final PAYMENT_ABORTED.
-      if (committed) finding.fail(`${describePayment(details)}: answered committed; the gateway tombstoned the id (aborted, never recorded)`);
-      else if ([...finalReasons].some((reason) => reason !== "PAYMENT_ABORTED")) finding.fail(`${describePayment(details)}: answered ${answers.join(", ")}; the gateway tombstoned the id (PAYMENT_ABORTED)`);
+      if (committed)
+        finding.fail(
+          `${describePayment(details)}: answered committed; the gateway tombstoned the id (aborted, never recorded)`,
+        );
+      else if ([...finalReasons].some((reason) => reason !== "PAYMENT_ABORTED"))
+        finding.fail(
+          `${describePayment(details)}: answered ${answers.join(", ")}; the gateway tombstoned the id (PAYMENT_ABORTED)`,
+        );
       continue;
     }
-    if (!sameDetails(record, details)) finding.fail(`${describePayment(details)}: the gateway recorded it as ${describePayment(record)}`);
+    if (!sameDetails(record, details))
+      finding.fail(`${describePayment(details)}: the gateway recorded it as ${describePayment(record)}`);
     const recorded = `the gateway recorded ${record.state}${record.reason === null ? "" : ` (${record.reason})`}`;
-    if (committed && record.state !== "committed") finding.fail(`${describePayment(details)}: answered committed; ${recorded}`);
-    else if (!committed && finalReasons.size > 0 && (record.state !== "aborted" || (record.reason !== null && !finalReasons.has(record.reason)))) {
+    if (committed && record.state !== "committed")
+      finding.fail(`${describePayment(details)}: answered committed; ${recorded}`);
+    else if (
+      !committed &&
+      finalReasons.size > 0 &&
+      (record.state !== "aborted" || (record.reason !== null && !finalReasons.has(record.reason)))
+    ) {
       finding.fail(`${describePayment(details)}: answered ${answers.join(", ")}; ${recorded}`);
-    } else if (aborted && !committed && record.state === "committed") finding.fail(`${describePayment(details)}: answered ${answers.join(", ")}; ${recorded}`);
+    } else if (aborted && !committed && record.state === "committed")
+      finding.fail(`${describePayment(details)}: answered ${answers.join(", ")}; ${recorded}`);
   }
   return finding;
 }
@@ -286,10 +338,16 @@ function checkDecisionMatchesBanks(evidence: Evidence): Finding {
     if (record.state === "aborted") {
       finding.checked += 1;
       const anywhere = evidence.committedAnywhere(record.paymentId);
-      if (anywhere.length > 0) finding.fail(`${describePayment(record)}: the gateway decided abort (${record.reason ?? "no reason"}); committed at ${anywhere.join(", ")}`);
+      if (anywhere.length > 0)
+        finding.fail(
+          `${describePayment(record)}: the gateway decided abort (${record.reason ?? "no reason"}); committed at ${anywhere.join(", ")}`,
+        );
     } else if (record.state === "committed" && record.finished) {
       finding.checked += 1;
-      if (evidence.appliedAt(record).length < banksOfPayment(record).length) finding.fail(`${describePayment(record)}: the gateway decided commit and finished; ${evidence.bankStates(record)}`);
+      if (evidence.appliedAt(record).length < banksOfPayment(record).length)
+        finding.fail(
+          `${describePayment(record)}: the gateway decided commit and finished; ${evidence.bankStates(record)}`,
+        );
     }
   }
   return finding;
@@ -302,7 +360,8 @@ function checkLedger(evidence: Evidence): Finding {
   const expected = new Map(initialBalancesMinor);
   const credit = (account: string, deltaMinor: bigint, paymentId: string) => {
     const current = expected.get(account);
-    if (current === undefined) finding.fail(`payment ${paymentId} was applied to ${account}, which did not exist at the start`);
+    if (current === undefined)
+      finding.fail(`payment ${paymentId} was applied to ${account}, which did not exist at the start`);
     else expected.set(account, current + deltaMinor);
   };
   for (const [bank, state] of banks) {
@@ -313,7 +372,8 @@ function checkLedger(evidence: Evidence): Finding {
         finding.fail(`${bank} applied payment ${paymentId}, which no client sent and the gateway never began`);
         continue;
       }
-      if (!banksOfPayment(details).includes(bank)) finding.fail(`${bank} applied ${describePayment(details)}, which is not its payment`);
+      if (!banksOfPayment(details).includes(bank))
+        finding.fail(`${bank} applied ${describePayment(details)}, which is not its payment`);
       if (details.fromBank === bank) credit(`${details.fromUser}@${bank}`, -details.amountMinor, paymentId);
       if (details.toBank === bank) credit(`${details.toUser}@${bank}`, details.amountMinor, paymentId);
     }
@@ -322,9 +382,13 @@ function checkLedger(evidence: Evidence): Finding {
     finding.checked += 1;
     const actual = finalBalancesMinor.get(account);
     if (actual === undefined) finding.fail(`${account}: missing from the final accounts file`);
-    else if (actual !== expectedMinor) finding.fail(`${account}: ${formatMinor(actual)}, but its initial balance and applied payments give ${formatMinor(expectedMinor)} (${signed(actual - expectedMinor)})`);
+    else if (actual !== expectedMinor)
+      finding.fail(
+        `${account}: ${formatMinor(actual)}, but its initial balance and applied payments give ${formatMinor(expectedMinor)} (${signed(actual - expectedMinor)})`,
+      );
   }
-  for (const account of finalBalancesMinor.keys()) if (!expected.has(account)) finding.fail(`${account}: in the final accounts file but not at the start`);
+  for (const account of finalBalancesMinor.keys())
+    if (!expected.has(account)) finding.fail(`${account}: in the final accounts file but not at the start`);
   return finding;
 }
 

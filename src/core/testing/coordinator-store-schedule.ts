@@ -12,7 +12,15 @@
 // transactions.txt. A last life closes cleanly, and its reopening must find every payment as last given.
 import { isDeepStrictEqual } from "node:util";
 import { GatewayLog } from "../gateway/store/file/gateway-log.js";
-import { advancedRecord, beganRecord, isDecided, tombstoneRecord, type PaymentChange, type PaymentDetails, type PaymentRecord } from "../domain/payment.js";
+import {
+  advancedRecord,
+  beganRecord,
+  isDecided,
+  tombstoneRecord,
+  type PaymentChange,
+  type PaymentDetails,
+  type PaymentRecord,
+} from "../domain/payment.js";
 import { dataPaths } from "../durable/paths.js";
 import { MemoryArchive } from "./memory-archive.js";
 import { PowerLossDisk, turns, type StoreScheduleOptions, type StoreScheduleResult } from "./power-loss-disk.js";
@@ -68,7 +76,14 @@ class Model {
   newDetails(): PaymentDetails {
     this.#nextId += 1;
     const [fromUser, toUser] = this.#prng.shuffle(users) as [string, string];
-    return { paymentId: `g${this.#nextId}`, fromUser, fromBank: this.#prng.pick(banks), toUser, toBank: this.#prng.pick(banks), amountMinor: BigInt(this.#prng.int(1, 10_000)) };
+    return {
+      paymentId: `g${this.#nextId}`,
+      fromUser,
+      fromBank: this.#prng.pick(banks),
+      toUser,
+      toBank: this.#prng.pick(banks),
+      amountMinor: BigInt(this.#prng.int(1, 10_000)),
+    };
   }
 
   newId(): string {
@@ -78,16 +93,29 @@ class Model {
 
   /** Payments whose creation is durable and that no call is changing, not finished. */
   advanceable(): string[] {
-    return [...this.payments].filter(([, versions]) => versions.acknowledged > 0 && !versions.busy && !versions.records.at(-1)!.finished).map(([id]) => id);
+    return [...this.payments]
+      .filter(([, versions]) => versions.acknowledged > 0 && !versions.busy && !versions.records.at(-1)!.finished)
+      .map(([id]) => id);
   }
 
   /** The next step of a payment, as the coordinator would take it. */
   nextChange(paymentId: string, record = this.payments.get(paymentId)!.records.at(-1)!): PaymentChange {
     if (!isDecided(record.state)) {
       if (this.#prng.chance(0.6)) return { paymentId, state: "committed" };
-      return { paymentId, state: "aborted", outcome: { reason: "INSUFFICIENT_FUNDS", reasonMessage: "not enough money" } };
+      return {
+        paymentId,
+        state: "aborted",
+        outcome: { reason: "INSUFFICIENT_FUNDS", reasonMessage: "not enough money" },
+      };
     }
-    return { paymentId, state: record.state, outcome: { finished: true, ...(record.state === "committed" ? { balanceAfterMinor: BigInt(this.#prng.int(0, 99_999)) } : {}) } };
+    return {
+      paymentId,
+      state: record.state,
+      outcome: {
+        finished: true,
+        ...(record.state === "committed" ? { balanceAfterMinor: BigInt(this.#prng.int(0, 99_999)) } : {}),
+      },
+    };
   }
 
   created(record: PaymentRecord, begun: boolean): Versions {
@@ -97,7 +125,10 @@ class Model {
   }
 }
 
-export async function runCoordinatorSchedule(seed: number, options: StoreScheduleOptions = {}): Promise<StoreScheduleResult> {
+export async function runCoordinatorSchedule(
+  seed: number,
+  options: StoreScheduleOptions = {},
+): Promise<StoreScheduleResult> {
   const prng = new Prng(seed);
   const disk = new PowerLossDisk(prng.fork("disk"), options);
   const draw = prng.fork("schedule");
@@ -105,7 +136,9 @@ export async function runCoordinatorSchedule(seed: number, options: StoreSchedul
   const failures: string[] = [];
   const lives = draw.int(coordinatorScheduleBounds.livesMin, coordinatorScheduleBounds.livesMax);
   // A dropped "fsync" of the archive database: its inserts are lost at a power loss unless an orderly close came first.
-  const archive = new MemoryArchive({ unsafeVolatileInserts: options.unsafeSkipSyncOf?.test(paths.transactionArchiveSqlite) === true });
+  const archive = new MemoryArchive({
+    unsafeVolatileInserts: options.unsafeSkipSyncOf?.test(paths.transactionArchiveSqlite) === true,
+  });
   const open = (lifeDisk: PowerLossDisk["current"], lifeFailures: string[], life: number) =>
     GatewayLog.open(paths, {
       disk: lifeDisk,
@@ -120,8 +153,18 @@ export async function runCoordinatorSchedule(seed: number, options: StoreSchedul
   if (importing) placeEarlierArchive(disk.current, model, draw);
   for (let life = 0; life < lives && failures.length === 0; life += 1) {
     const lifeDisk = disk.current;
-    disk.arm(draw.int(1, importing && life === 0 ? coordinatorScheduleBounds.crashWithinOperationsImporting : coordinatorScheduleBounds.crashWithinOperations));
-    const log = await Promise.race([open(lifeDisk, failures, life).catch((error: unknown) => error as Error), lifeDisk.died.then(() => null)]);
+    disk.arm(
+      draw.int(
+        1,
+        importing && life === 0
+          ? coordinatorScheduleBounds.crashWithinOperationsImporting
+          : coordinatorScheduleBounds.crashWithinOperations,
+      ),
+    );
+    const log = await Promise.race([
+      open(lifeDisk, failures, life).catch((error: unknown) => error as Error),
+      lifeDisk.died.then(() => null),
+    ]);
     if (log === null) continue; // the power went during recovery: the next life recovers again
     if (log instanceof Error) {
       failures.push(`life ${life}: the log refused to open: ${log.message}`);
@@ -136,7 +179,8 @@ export async function runCoordinatorSchedule(seed: number, options: StoreSchedul
     if (lifeDisk.dead) continue;
     if (draw.chance(0.3)) {
       await Promise.race([log.close(), lifeDisk.died]);
-      if (!lifeDisk.dead) for (const versions of model.payments.values()) versions.acknowledged = versions.records.length;
+      if (!lifeDisk.dead)
+        for (const versions of model.payments.values()) versions.acknowledged = versions.records.length;
     }
     if (!lifeDisk.dead) disk.powerLoss(); // after the life's work: perhaps in the middle of a compaction
   }
@@ -153,18 +197,36 @@ function placeEarlierArchive(disk: PowerLossDisk["current"], model: Model, draw:
   for (let count = draw.int(1, 5); count > 0; count -= 1) {
     let record = beganRecord(model.newDetails(), model.nowMs);
     while (!record.finished) record = advancedRecord(record, model.nextChange(record.paymentId, record), model.nowMs);
-    model.payments.set(record.paymentId, { records: [record], acknowledged: 1, busy: false, begun: true, idAcknowledged: false });
+    model.payments.set(record.paymentId, {
+      records: [record],
+      acknowledged: 1,
+      busy: false,
+      begun: true,
+      idAcknowledged: false,
+    });
     lines += `${JSON.stringify(record, bigints)}\n`;
   }
   if (draw.chance(0.3)) lines += '{"paymentId":"torn","fromUs';
   disk.place(paths.transactionArchiveJsonl, lines);
-  disk.place(`${paths.transactionArchiveIndex}/0000000000000000-0000000000000512.idx`, "an earlier build's index chunk");
+  disk.place(
+    `${paths.transactionArchiveIndex}/0000000000000000-0000000000000512.idx`,
+    "an earlier build's index chunk",
+  );
 }
 
 /** The schedule's calls of one life, some overlapping; returns once every call is answered or the power went. */
-async function runLife(log: GatewayLog, lifeDisk: PowerLossDisk["current"], model: Model, draw: Prng, failures: string[]): Promise<void> {
+async function runLife(
+  log: GatewayLog,
+  lifeDisk: PowerLossDisk["current"],
+  model: Model,
+  draw: Prng,
+  failures: string[],
+): Promise<void> {
   const calls: Array<Promise<unknown>> = [];
-  const call = (work: Promise<unknown>) => calls.push(work.catch((error: unknown) => void failures.push(`a call failed: ${(error as Error).stack ?? String(error)}`)));
+  const call = (work: Promise<unknown>) =>
+    calls.push(
+      work.catch((error: unknown) => void failures.push(`a call failed: ${(error as Error).stack ?? String(error)}`)),
+    );
   const ops = draw.int(1, coordinatorScheduleBounds.opsPerLifeMax);
   for (let op = 0; op < ops && !lifeDisk.dead; op += 1) {
     model.nowMs += draw.int(0, 3);
@@ -181,7 +243,9 @@ async function runLife(log: GatewayLog, lifeDisk: PowerLossDisk["current"], mode
 /** beginOrGetAll of new ids, now and then with a known id or a repeat among them. */
 async function begin(log: GatewayLog, model: Model, draw: Prng): Promise<void> {
   const details = Array.from({ length: draw.chance(0.5) ? 1 : draw.int(2, 4) }, () => model.newDetails());
-  const known = [...model.payments.values()].filter((versions) => versions.begun).map((versions) => versions.records[0]!);
+  const known = [...model.payments.values()]
+    .filter((versions) => versions.begun)
+    .map((versions) => versions.records[0]!);
   if (known.length > 0 && draw.chance(0.2)) details.push(draw.pick(known));
   if (draw.chance(0.1)) details.push(details[0]!);
   const created = new Map<string, Versions>();
@@ -227,14 +291,17 @@ async function advance(log: GatewayLog, model: Model, draw: Prng): Promise<void>
 
 /** A bank's question about an id: an unknown one is tombstoned, a known one answered as it is. */
 async function tombstone(log: GatewayLog, model: Model, draw: Prng): Promise<void> {
-  const quiet = [...model.payments].filter(([, versions]) => !versions.busy && versions.acknowledged > 0).map(([id]) => id);
+  const quiet = [...model.payments]
+    .filter(([, versions]) => !versions.busy && versions.acknowledged > 0)
+    .map(([id]) => id);
   if (quiet.length > 0 && draw.chance(0.3)) {
     const paymentId = draw.pick(quiet);
     const versions = model.payments.get(paymentId)!;
     // Its record as of the call, or a later one (a change may be made while the answer waits to be durable).
     const latestAtCall = versions.records.length - 1;
     const answer = await log.tombstone(paymentId);
-    if (!versions.records.slice(latestAtCall).some((record) => isDeepStrictEqual(essence(record), essence(answer)))) throw new Error(`tombstone(${paymentId}) answered ${JSON.stringify(essence(answer), bigints)}, not its record`);
+    if (!versions.records.slice(latestAtCall).some((record) => isDeepStrictEqual(essence(record), essence(answer))))
+      throw new Error(`tombstone(${paymentId}) answered ${JSON.stringify(essence(answer), bigints)}, not its record`);
     return;
   }
   const versions = model.created(tombstoneRecord(model.newId(), model.nowMs), false);
@@ -252,19 +319,38 @@ function bigints(_key: string, value: unknown): unknown {
  * What a reopened log must hold: each payment at one of its states no earlier than the last acknowledged (the
  * model then forgets the later ones, which were lost), and nothing else. With `exact`, every state given.
  */
-async function checkRecovered(log: GatewayLog, lifeDisk: PowerLossDisk["current"], model: Model, when: string, failures: string[], exact: boolean): Promise<void> {
+async function checkRecovered(
+  log: GatewayLog,
+  lifeDisk: PowerLossDisk["current"],
+  model: Model,
+  when: string,
+  failures: string[],
+  exact: boolean,
+): Promise<void> {
   const recoveredIds = new Set<string>();
   for (const [paymentId, versions] of model.payments) {
     const found = await log.find(paymentId);
     const first = exact ? versions.records.length : Math.max(versions.acknowledged, 1);
-    const at = found === undefined ? -1 : versions.records.findIndex((record, index) => index + 1 >= first && isDeepStrictEqual(essence(record), essence(found)));
+    const at =
+      found === undefined
+        ? -1
+        : versions.records.findIndex(
+            (record, index) => index + 1 >= first && isDeepStrictEqual(essence(record), essence(found)),
+          );
     if (found === undefined && versions.acknowledged === 0 && !exact) {
       model.payments.delete(paymentId); // never durable, and lost: as if never begun
       continue;
     }
     if (at === -1) {
-      const given = versions.records.map((record, index) => `${index < versions.acknowledged ? "acked " : ""}${record.state}${record.finished ? " finished" : ""}`).join(" → ");
-      failures.push(`${when}: payment ${paymentId} recovered as ${found === undefined ? "missing" : `${found.state}${found.finished ? " finished" : ""}`}; it was given ${given}`);
+      const given = versions.records
+        .map(
+          (record, index) =>
+            `${index < versions.acknowledged ? "acked " : ""}${record.state}${record.finished ? " finished" : ""}`,
+        )
+        .join(" → ");
+      failures.push(
+        `${when}: payment ${paymentId} recovered as ${found === undefined ? "missing" : `${found.state}${found.finished ? " finished" : ""}`}; it was given ${given}`,
+      );
       continue;
     }
     recoveredIds.add(paymentId);
@@ -273,16 +359,28 @@ async function checkRecovered(log: GatewayLog, lifeDisk: PowerLossDisk["current"
     versions.busy = false;
   }
   const unfinished = new Set((await log.unfinished()).map((record) => record.paymentId));
-  const expected = new Set([...model.payments].filter(([, versions]) => !versions.records.at(-1)!.finished).map(([id]) => id));
-  if (!isDeepStrictEqual(unfinished, expected)) failures.push(`${when}: unfinished() lists ${[...unfinished].sort().join(",") || "none"}, the records say ${[...expected].sort().join(",") || "none"}`);
+  const expected = new Set(
+    [...model.payments].filter(([, versions]) => !versions.records.at(-1)!.finished).map(([id]) => id),
+  );
+  if (!isDeepStrictEqual(unfinished, expected))
+    failures.push(
+      `${when}: unfinished() lists ${[...unfinished].sort().join(",") || "none"}, the records say ${[...expected].sort().join(",") || "none"}`,
+    );
   const ids = new Set((lifeDisk.peek(paths.transactionsTxt)?.toString("utf8") ?? "").split("\n"));
   for (const [paymentId, versions] of model.payments) {
-    if (versions.idAcknowledged && !ids.has(paymentId)) failures.push(`${when}: payment ${paymentId} is recorded, its id is not in transactions.txt`);
+    if (versions.idAcknowledged && !ids.has(paymentId))
+      failures.push(`${when}: payment ${paymentId} is recorded, its id is not in transactions.txt`);
   }
 }
 
 /** A life with the power on that closes cleanly: its reopening finds every payment as last given. */
-async function lastLife(disk: PowerLossDisk, model: Model, draw: Prng, open: (lifeDisk: PowerLossDisk["current"], failures: string[], life: number) => Promise<GatewayLog>, failures: string[]): Promise<void> {
+async function lastLife(
+  disk: PowerLossDisk,
+  model: Model,
+  draw: Prng,
+  open: (lifeDisk: PowerLossDisk["current"], failures: string[], life: number) => Promise<GatewayLog>,
+  failures: string[],
+): Promise<void> {
   try {
     const log = await open(disk.current, failures, -1);
     await checkRecovered(log, disk.current, model, "last life", failures, false);

@@ -17,7 +17,6 @@ import { foldLedger } from "../bank/store/memory/memory-ledger-store.js";
 import { PowerLossDisk, turns, type StoreScheduleOptions, type StoreScheduleResult } from "./power-loss-disk.js";
 import { Prng } from "./prng.js";
 
-
 export const ledgerScheduleBounds = Object.freeze({
   livesMin: 3,
   livesMax: 6,
@@ -47,7 +46,14 @@ const otherRows: AccountRow[] = [
   { username: "erin", balanceMinor: 123_45n, password, bank: otherBank },
   { username: "frank", balanceMinor: 0n, password, bank: otherBank },
 ];
-const otherSection = { holds: [{ paymentId: "other-1", username: "erin", kind: "debit", amountMinor: "500", preparedAtMs: 1, expiresAtMs: 2 }], applying: [], finished: [], journalGeneration: 7 };
+const otherSection = {
+  holds: [
+    { paymentId: "other-1", username: "erin", kind: "debit", amountMinor: "500", preparedAtMs: 1, expiresAtMs: 2 },
+  ],
+  applying: [],
+  finished: [],
+  journalGeneration: 7,
+};
 
 /** The entries a bank could append, drawn against the state they follow (balances never go negative). */
 class EntryModel {
@@ -79,14 +85,28 @@ class EntryModel {
     if (kind === "abort") return { op: "abort", paymentId: hold.paymentId, atMs: this.#clockMs };
     const afterMinor = this.#balance(hold.username) + (hold.kind === "credit" ? hold.amountMinor : -hold.amountMinor);
     this.balancesMinor.set(hold.username, afterMinor);
-    return { op: "commit", paymentId: hold.paymentId, balancesMinor: { [hold.username]: afterMinor }, replyBalanceMinor: afterMinor, atMs: this.#clockMs };
+    return {
+      op: "commit",
+      paymentId: hold.paymentId,
+      balancesMinor: { [hold.username]: afterMinor },
+      replyBalanceMinor: afterMinor,
+      atMs: this.#clockMs,
+    };
   }
 
   #hold(): LedgerEntry {
     const username = this.#prng.pick(users);
     const amountMinor = BigInt(this.#prng.int(1, 900));
     const kind = this.#available(username) >= amountMinor && this.#prng.chance(0.5) ? "debit" : "credit";
-    const hold = { op: "hold" as const, paymentId: this.#id(), username, kind, amountMinor, preparedAtMs: this.#clockMs, expiresAtMs: this.#clockMs + 1_000 } as const;
+    const hold = {
+      op: "hold" as const,
+      paymentId: this.#id(),
+      username,
+      kind,
+      amountMinor,
+      preparedAtMs: this.#clockMs,
+      expiresAtMs: this.#clockMs + 1_000,
+    } as const;
     this.holds.set(hold.paymentId, hold);
     return hold;
   }
@@ -99,12 +119,20 @@ class EntryModel {
     const toAfter = this.#balance(to) + amountMinor;
     this.balancesMinor.set(from, fromAfter);
     this.balancesMinor.set(to, toAfter);
-    return { op: "commit", paymentId: this.#id(), balancesMinor: { [from]: fromAfter, [to]: toAfter }, replyBalanceMinor: fromAfter, atMs: this.#clockMs, begunAtMs: this.#clockMs - this.#prng.int(0, 20) };
+    return {
+      op: "commit",
+      paymentId: this.#id(),
+      balancesMinor: { [from]: fromAfter, [to]: toAfter },
+      replyBalanceMinor: fromAfter,
+      atMs: this.#clockMs,
+      begunAtMs: this.#clockMs - this.#prng.int(0, 20),
+    };
   }
 
   #available(username: string): bigint {
     let availableMinor = this.#balance(username);
-    for (const hold of this.holds.values()) if (hold.username === username && hold.kind === "debit") availableMinor -= hold.amountMinor;
+    for (const hold of this.holds.values())
+      if (hold.username === username && hold.kind === "debit") availableMinor -= hold.amountMinor;
     return availableMinor;
   }
 
@@ -136,11 +164,17 @@ function describeState(state: LedgerState): string {
  */
 function matchingPrefix(state: LedgerState, entries: readonly LedgerEntry[], ackedCount: number): number | null {
   let latestBegunAtMs = 0;
-  for (const entry of entries.slice(0, ackedCount)) if (entry.op === "commit" && entry.begunAtMs !== undefined) latestBegunAtMs = Math.max(latestBegunAtMs, entry.begunAtMs);
+  for (const entry of entries.slice(0, ackedCount))
+    if (entry.op === "commit" && entry.begunAtMs !== undefined)
+      latestBegunAtMs = Math.max(latestBegunAtMs, entry.begunAtMs);
   for (let length = ackedCount; length <= entries.length; length += 1) {
     const entry = entries[length - 1];
-    if (length > ackedCount && entry?.op === "commit" && entry.begunAtMs !== undefined) latestBegunAtMs = Math.max(latestBegunAtMs, entry.begunAtMs);
-    const folded = foldLedger({ accounts: initialAccounts(), items: entries.slice(0, length), torn: null }, ledgerScheduleBounds.finishedRetainedMax);
+    if (length > ackedCount && entry?.op === "commit" && entry.begunAtMs !== undefined)
+      latestBegunAtMs = Math.max(latestBegunAtMs, entry.begunAtMs);
+    const folded = foldLedger(
+      { accounts: initialAccounts(), items: entries.slice(0, length), torn: null },
+      ledgerScheduleBounds.finishedRetainedMax,
+    );
     const markMs = state.transfersForgottenThroughMs;
     if (markMs < folded.transfersForgottenThroughMs || markMs > latestBegunAtMs) continue;
     if (isDeepStrictEqual({ ...folded, transfersForgottenThroughMs: markMs }, state)) return length;
@@ -148,14 +182,23 @@ function matchingPrefix(state: LedgerState, entries: readonly LedgerEntry[], ack
   return null;
 }
 
-export async function runLedgerSchedule(seed: number, options: StoreScheduleOptions = {}): Promise<StoreScheduleResult> {
+export async function runLedgerSchedule(
+  seed: number,
+  options: StoreScheduleOptions = {},
+): Promise<StoreScheduleResult> {
   const prng = new Prng(seed);
   const disk = new PowerLossDisk(prng.fork("disk"), options);
   const draw = prng.fork("schedule");
   const model = new EntryModel(prng.fork("entries"));
-  const csv = serializeAccountsCsv([...users.map((username) => ({ username, balanceMinor: initialMinor, password, bank })), ...otherRows]);
+  const csv = serializeAccountsCsv([
+    ...users.map((username) => ({ username, balanceMinor: initialMinor, password, bank })),
+    ...otherRows,
+  ]);
   disk.current.place(files.accountsCsvPath, csv);
-  disk.current.place(files.pendingJsonPath, JSON.stringify({ format: "paynet-pending/1", banks: { [otherBank]: otherSection } }) + "\n");
+  disk.current.place(
+    files.pendingJsonPath,
+    JSON.stringify({ format: "paynet-pending/1", banks: { [otherBank]: otherSection } }) + "\n",
+  );
   const failures: string[] = [];
   /** Every entry appended, in order; a power loss keeps some prefix of them. */
   let entries: LedgerEntry[] = [];
@@ -175,7 +218,10 @@ export async function runLedgerSchedule(seed: number, options: StoreScheduleOpti
       checkpointDelayMs: 1_000_000_000,
       onWriteFailure: (error) => failures.push(`life ${life}: a write failed: ${String(error)}`),
     });
-    const store = await Promise.race([opening.catch((error: unknown) => error as Error), lifeDisk.died.then(() => null)]);
+    const store = await Promise.race([
+      opening.catch((error: unknown) => error as Error),
+      lifeDisk.died.then(() => null),
+    ]);
     if (store === null) continue; // the power went during recovery: the next life recovers again
     if (store instanceof Error) {
       failures.push(`life ${life}: the store refused to open: ${store.message}`);
@@ -184,7 +230,9 @@ export async function runLedgerSchedule(seed: number, options: StoreScheduleOpti
     const state = await store.load();
     const prefix = matchingPrefix(state, entries, ackedCount);
     if (prefix === null) {
-      failures.push(`life ${life}: recovered ${describeState(state)}, which no prefix of the ${entries.length} entries appended (${ackedCount} acknowledged) adds up to`);
+      failures.push(
+        `life ${life}: recovered ${describeState(state)}, which no prefix of the ${entries.length} entries appended (${ackedCount} acknowledged) adds up to`,
+      );
       break;
     }
     entries = entries.slice(0, prefix);
@@ -215,9 +263,14 @@ export async function runLedgerSchedule(seed: number, options: StoreScheduleOpti
   if (failures.length === 0) {
     // The last life closed cleanly: a reopening finds every entry.
     try {
-      const store = await FileLedgerStore.open({ bank, files: { ...files, disk: disk.current }, finishedRetainedMax: ledgerScheduleBounds.finishedRetainedMax });
+      const store = await FileLedgerStore.open({
+        bank,
+        files: { ...files, disk: disk.current },
+        finishedRetainedMax: ledgerScheduleBounds.finishedRetainedMax,
+      });
       const state = await store.load();
-      if (matchingPrefix(state, entries, entries.length) === null) failures.push(`after a clean close: ${describeState(state)}, not all ${entries.length} entries`);
+      if (matchingPrefix(state, entries, entries.length) === null)
+        failures.push(`after a clean close: ${describeState(state)}, not all ${entries.length} entries`);
       await store.close();
     } catch (error) {
       failures.push(`after a clean close: the store refused to open: ${(error as Error).message}`);
@@ -229,9 +282,19 @@ export async function runLedgerSchedule(seed: number, options: StoreScheduleOpti
 /** The other bank's rows and pending section, which this bank's rewrites must carry over untouched (read without disk operations: the disk is armed). */
 function checkOtherBank(lifeDisk: PowerLossDisk["current"], life: number, failures: string[]): void {
   const csv = lifeDisk.peek(files.accountsCsvPath);
-  const rows = csv === null ? [] : parseAccountsCsv(csv.toString("utf8"), files.accountsCsvPath).filter((row) => row.bank === otherBank);
-  if (!isDeepStrictEqual(rows, otherRows)) failures.push(`life ${life}: ${otherBank}'s rows changed: ${JSON.stringify(rows.map((row) => `${row.username}=${row.balanceMinor}`))}`);
+  const rows =
+    csv === null
+      ? []
+      : parseAccountsCsv(csv.toString("utf8"), files.accountsCsvPath).filter((row) => row.bank === otherBank);
+  if (!isDeepStrictEqual(rows, otherRows))
+    failures.push(
+      `life ${life}: ${otherBank}'s rows changed: ${JSON.stringify(rows.map((row) => `${row.username}=${row.balanceMinor}`))}`,
+    );
   const pending = lifeDisk.peek(files.pendingJsonPath);
-  const section: unknown = pending === null ? null : (JSON.parse(pending.toString("utf8")) as { banks: Record<string, unknown> }).banks[otherBank];
-  if (!isDeepStrictEqual(section, otherSection)) failures.push(`life ${life}: ${otherBank}'s pending section changed: ${JSON.stringify(section)}`);
+  const section: unknown =
+    pending === null
+      ? null
+      : (JSON.parse(pending.toString("utf8")) as { banks: Record<string, unknown> }).banks[otherBank];
+  if (!isDeepStrictEqual(section, otherSection))
+    failures.push(`life ${life}: ${otherBank}'s pending section changed: ${JSON.stringify(section)}`);
 }

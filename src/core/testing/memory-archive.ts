@@ -73,7 +73,8 @@ export class MemoryArchive {
 
   #counts(): ArchivedCounts {
     const counts = { committed: 0, aborted: 0 };
-    for (const archived of [this.#durable, this.#volatile]) for (const payment of archived.values()) counts[payment.committed ? "committed" : "aborted"] += 1;
+    for (const archived of [this.#durable, this.#volatile])
+      for (const payment of archived.values()) counts[payment.committed ? "committed" : "aborted"] += 1;
     return counts;
   }
 }

@@ -59,7 +59,10 @@ export class PowerLossDisk {
   powerLoss(): void {
     this.crashes += 1;
     this.#crashAt = Number.POSITIVE_INFINITY;
-    this.current = this.current.crash({ writtenBack: (_path, unsyncedBytes) => this.#writtenBack(unsyncedBytes) }, this.#options());
+    this.current = this.current.crash(
+      { writtenBack: (_path, unsyncedBytes) => this.#writtenBack(unsyncedBytes) },
+      this.#options(),
+    );
   }
 
   #writtenBack(unsyncedBytes: number): number {

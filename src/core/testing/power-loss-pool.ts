@@ -46,11 +46,29 @@ export const poolDefaults = Object.freeze({ workersMax: 2, concurrency: 16 });
 
 /** Runs `job.seeds` (dealt round-robin to the workers); the merged reply lists failing results in seed order. */
 export async function runInWorkers(job: PoolJob): Promise<WorkerReply> {
-  const workers = Math.max(1, Math.min(job.workers ?? Math.min(poolDefaults.workersMax, availableParallelism()), job.seeds.length));
-  const shares = Array.from({ length: workers }, (_, worker) => job.seeds.filter((_, index) => index % workers === worker));
-  const started = shares.map((seeds) => startWorker({ seeds, unsafe: job.unsafe ?? {}, concurrency: job.concurrency ?? poolDefaults.concurrency, stopAt: job.stopAt ?? null, trace: job.trace ?? false }));
+  const workers = Math.max(
+    1,
+    Math.min(job.workers ?? Math.min(poolDefaults.workersMax, availableParallelism()), job.seeds.length),
+  );
+  const shares = Array.from({ length: workers }, (_, worker) =>
+    job.seeds.filter((_, index) => index % workers === worker),
+  );
+  const started = shares.map((seeds) =>
+    startWorker({
+      seeds,
+      unsafe: job.unsafe ?? {},
+      concurrency: job.concurrency ?? poolDefaults.concurrency,
+      stopAt: job.stopAt ?? null,
+      trace: job.trace ?? false,
+    }),
+  );
   // One worker's find stops them all.
-  for (const { worker } of started) worker.on("message", (message: unknown) => message === stopMessage && started.forEach((other) => other.worker.postMessage(stopMessage)));
+  for (const { worker } of started)
+    worker.on(
+      "message",
+      (message: unknown) =>
+        message === stopMessage && started.forEach((other) => other.worker.postMessage(stopMessage)),
+    );
   const replies = await Promise.all(started.map(({ reply }) => reply));
   return {
     failing: replies.flatMap((reply) => reply.failing).sort((a, b) => a.seed - b.seed),
@@ -64,7 +82,10 @@ function startWorker(job: WorkerJob): { worker: Worker; reply: Promise<WorkerRep
   const underTsx = import.meta.url.endsWith(".ts");
   const entry = new URL(underTsx ? "./power-loss-worker.ts" : "./power-loss-worker.js", import.meta.url);
   const worker = underTsx
-    ? new Worker(`import(${JSON.stringify(import.meta.resolve("tsx/esm/api"))}).then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); });`, { eval: true, workerData: job })
+    ? new Worker(
+        `import(${JSON.stringify(import.meta.resolve("tsx/esm/api"))}).then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}); });`,
+        { eval: true, workerData: job },
+      )
     : new Worker(entry, { workerData: job });
   const reply = new Promise<WorkerReply>((resolve, reject) => {
     worker.on("message", (message: WorkerReply | typeof stopMessage) => {

@@ -8,7 +8,14 @@ import { PaymentError, isAmbiguous } from "../domain/errors.js";
 import type { PaymentDetails } from "../domain/payment.js";
 import type { Account } from "../domain/ledger.js";
 import { foldLedger } from "../bank/store/memory/memory-ledger-store.js";
-import { checkInvariants, outcomeSeen, type Attempt, type BankFinalState, type InvariantResult, type Observation } from "./checker.js";
+import {
+  checkInvariants,
+  outcomeSeen,
+  type Attempt,
+  type BankFinalState,
+  type InvariantResult,
+  type Observation,
+} from "./checker.js";
 import { Prng } from "./prng.js";
 import { drawSchedule, type Op, type Schedule } from "./sim-schedule.js";
 import { SimBank, SimGateway, simTiming, ticks, type SimContext, type Unsafe } from "./sim-network.js";
@@ -47,13 +54,33 @@ class Network {
     this.schedule = schedule;
     const root = new Prng(schedule.seed);
     this.#retries = root.fork("retries");
-    this.context = { clock: { nowMs: simTiming.clockStartMs }, network: root.fork("network"), unsafe, failures: [], halted: false, crashes: new Map(), trace };
+    this.context = {
+      clock: { nowMs: simTiming.clockStartMs },
+      network: root.fork("network"),
+      unsafe,
+      failures: [],
+      halted: false,
+      crashes: new Map(),
+      trace,
+    };
     for (const [index, bank] of schedule.banks.entries()) {
-      const accounts = new Map<string, Account>(schedule.accounts.filter((account) => account.bank === bank).map((account) => [account.user, { balanceMinor: account.initialMinor, password: passwordPlaceholder }]));
+      const accounts = new Map<string, Account>(
+        schedule.accounts
+          .filter((account) => account.bank === bank)
+          .map((account) => [account.user, { balanceMinor: account.initialMinor, password: passwordPlaceholder }]),
+      );
       const faults = schedule.faults.filter((fault) => fault.target === bank);
-      this.banks.set(bank, new SimBank(bank, this.context, accounts, faults, index === 0 && unsafe.ledgerAckBeforeDurable === true));
+      this.banks.set(
+        bank,
+        new SimBank(bank, this.context, accounts, faults, index === 0 && unsafe.ledgerAckBeforeDurable === true),
+      );
     }
-    this.gateway = new SimGateway(this.context, this.banks, schedule.faults.filter((fault) => fault.target === "gateway"), schedule.replyWaitMs);
+    this.gateway = new SimGateway(
+      this.context,
+      this.banks,
+      schedule.faults.filter((fault) => fault.target === "gateway"),
+      schedule.replyWaitMs,
+    );
     for (const bank of this.banks.values()) bank.gateway = this.gateway;
   }
 
@@ -84,7 +111,8 @@ class Network {
   /** Every payment finished at the gateway, every bank up and holding nothing. */
   quiescent(): boolean {
     if (this.gateway.store.records().some((record) => !record.finished)) return false;
-    for (const bank of this.banks.values()) if (bank.participant === null || bank.participant.holds().length > 0) return false;
+    for (const bank of this.banks.values())
+      if (bank.participant === null || bank.participant.holds().length > 0) return false;
     return true;
   }
 
@@ -94,7 +122,11 @@ class Network {
 }
 
 /** Runs the schedule of `seed`; the result lists the invariants it breaks. */
-export async function runPowerLossSchedule(seed: number, unsafe: Unsafe = {}, options: { trace?: (line: string) => void } = {}): Promise<PowerLossResult> {
+export async function runPowerLossSchedule(
+  seed: number,
+  unsafe: Unsafe = {},
+  options: { trace?: (line: string) => void } = {},
+): Promise<PowerLossResult> {
   const schedule = drawSchedule(seed);
   const network = new Network(schedule, unsafe, options.trace ?? null);
   const recoveryFailures: string[] = [];
@@ -111,12 +143,27 @@ export async function runPowerLossSchedule(seed: number, unsafe: Unsafe = {}, op
   await driveToEnd(network);
   await finalReads(network);
   // What is still unfinished or held is the checker's to report (recovered, no-hold-left).
-  if (!(await driveToEnd(network))) recoveryFailures.push(`not everything finished within ${runBounds.driveRoundsMax} rounds of recovery after healing`);
+  if (!(await driveToEnd(network)))
+    recoveryFailures.push(
+      `not everything finished within ${runBounds.driveRoundsMax} rounds of recovery after healing`,
+    );
   if (network.context.halted) recoveryFailures.push("a process could not restart");
   const violations = await check(network, recoveryFailures);
   network.gateway.coordinator?.stop();
-  const answers = [...network.observations.values()].reduce((total, observation) => total + observation.attempts.length, 0);
-  return { seed, violations, stats: { payments: network.observations.size, answers, crashes: Object.fromEntries(network.context.crashes), ops: schedule.ops.length } };
+  const answers = [...network.observations.values()].reduce(
+    (total, observation) => total + observation.attempts.length,
+    0,
+  );
+  return {
+    seed,
+    violations,
+    stats: {
+      payments: network.observations.size,
+      answers,
+      crashes: Object.fromEntries(network.context.crashes),
+      ops: schedule.ops.length,
+    },
+  };
 }
 
 async function runOp(network: Network, op: Op): Promise<void> {
@@ -129,14 +176,28 @@ async function runOp(network: Network, op: Op): Promise<void> {
  * One client call (makePayment for one order, makePayments for more), repeated with the same ids while an
  * order's outcome is unknown, at most `retriesMax` more times. Every answer is recorded per payment id.
  */
-async function pay(network: Network, orders: readonly PaymentDetails[], retriesMax: number, afterRun: boolean): Promise<void> {
+async function pay(
+  network: Network,
+  orders: readonly PaymentDetails[],
+  retriesMax: number,
+  afterRun: boolean,
+): Promise<void> {
   const first = orders[0]!;
   const payer = { username: first.fromUser, bank: first.fromBank };
-  const requests = orders.map((order) => ({ paymentId: order.paymentId, toUser: order.toUser, toBank: order.toBank, amountMinor: order.amountMinor }));
+  const requests = orders.map((order) => ({
+    paymentId: order.paymentId,
+    toUser: order.toUser,
+    toBank: order.toBank,
+    amountMinor: order.amountMinor,
+  }));
   for (let attempt = 0; attempt <= retriesMax; attempt += 1) {
     if (attempt > 0) await network.gateway.whenUp();
     if (network.context.halted) return;
-    const answers = await call(network, async (coordinator) => (orders.length === 1 ? [await coordinator.makePayment(payer, requests[0]!).catch((error: unknown) => error)] : coordinator.makePayments(payer, requests)));
+    const answers = await call(network, async (coordinator) =>
+      orders.length === 1
+        ? [await coordinator.makePayment(payer, requests[0]!).catch((error: unknown) => error)]
+        : coordinator.makePayments(payer, requests),
+    );
     let inDoubt = false;
     orders.forEach((order, index) => {
       const seen = attemptOf(network, answers instanceof PaymentError ? answers : answers[index], afterRun);
@@ -148,7 +209,10 @@ async function pay(network: Network, orders: readonly PaymentDetails[], retriesM
 }
 
 /** A call to the gateway's coordinator after a hop, its answer after another; the gateway's death answers it first. */
-async function call<T>(network: Network, work: (coordinator: NonNullable<SimGateway["coordinator"]>) => Promise<T>): Promise<T | PaymentError> {
+async function call<T>(
+  network: Network,
+  work: (coordinator: NonNullable<SimGateway["coordinator"]>) => Promise<T>,
+): Promise<T | PaymentError> {
   const { gateway } = network;
   await ticks(network.context.network.chance(simTiming.macrotaskHopChance) ? 1 : 0);
   const coordinator = gateway.coordinator;
@@ -190,13 +254,19 @@ async function driveToEnd(network: Network): Promise<boolean> {
 
 /** Asks again about every payment whose outcome no client learnt. */
 async function finalReads(network: Network): Promise<void> {
-  const unknown = [...network.observations.values()].filter((observation) => outcomeSeen(observation.attempts).kind === "ambiguous");
-  await Promise.all(unknown.map((observation) => pay(network, [observation.details], runBounds.finalReadAttemptsMax - 1, true)));
+  const unknown = [...network.observations.values()].filter(
+    (observation) => outcomeSeen(observation.attempts).kind === "ambiguous",
+  );
+  await Promise.all(
+    unknown.map((observation) => pay(network, [observation.details], runBounds.finalReadAttemptsMax - 1, true)),
+  );
 }
 
 async function withinWatchdog(work: Promise<unknown>): Promise<boolean> {
   let cancel: () => void = () => undefined;
-  const expired = new Promise<boolean>((resolve) => (cancel = wallClockTimeout(() => resolve(false), runBounds.watchdogMs)));
+  const expired = new Promise<boolean>(
+    (resolve) => (cancel = wallClockTimeout(() => resolve(false), runBounds.watchdogMs)),
+  );
   try {
     return await Promise.race([work.then(() => true), expired]);
   } finally {
@@ -208,7 +278,9 @@ async function withinWatchdog(work: Promise<unknown>): Promise<boolean> {
 async function check(network: Network, recoveryFailures: string[]): Promise<InvariantResult[]> {
   await network.gateway.store.settled();
   for (const bank of network.banks.values()) await bank.store.settled();
-  const initialBalancesMinor = new Map(network.schedule.accounts.map((account) => [`${account.user}@${account.bank}`, account.initialMinor]));
+  const initialBalancesMinor = new Map(
+    network.schedule.accounts.map((account) => [`${account.user}@${account.bank}`, account.initialMinor]),
+  );
   const finalBalancesMinor = new Map<string, bigint>();
   const banks = new Map<string, BankFinalState>();
   const processFailures = [...network.context.failures];
@@ -218,32 +290,49 @@ async function check(network: Network, recoveryFailures: string[]): Promise<Inva
     for (const [user, account] of state.accounts) {
       finalBalancesMinor.set(`${user}@${bank.name}`, account.balanceMinor);
       const live = bank.participant?.balance(user).balanceMinor;
-      if (live !== account.balanceMinor) processFailures.push(`${bank.name}: ${user} has ${String(live)} in memory, ${account.balanceMinor} on disk`);
+      if (live !== account.balanceMinor)
+        processFailures.push(`${bank.name}: ${user} has ${String(live)} in memory, ${account.balanceMinor} on disk`);
     }
     const outcomes = new Map<string, "committed" | "aborted">();
     for (const entry of image.items) {
       if (entry.op === "hold") continue;
       const outcome = entry.op === "commit" ? "committed" : "aborted";
       const earlier = outcomes.get(entry.paymentId);
-      if (earlier !== undefined && earlier !== outcome) processFailures.push(`${bank.name}: ${entry.paymentId} ${outcome} after it was ${earlier}`);
+      if (earlier !== undefined && earlier !== outcome)
+        processFailures.push(`${bank.name}: ${entry.paymentId} ${outcome} after it was ${earlier}`);
       if (earlier !== "committed") outcomes.set(entry.paymentId, outcome);
     }
     banks.set(bank.name, { holds: [...state.holds.values()], applying: [], outcomes });
   }
   const gatewayRecords = network.gateway.durableRecords();
-  const durableStates = new Map(gatewayRecords.map((record) => [record.paymentId, `${record.state}${record.finished ? " finished" : ""}`]));
+  const durableStates = new Map(
+    gatewayRecords.map((record) => [record.paymentId, `${record.state}${record.finished ? " finished" : ""}`]),
+  );
   for (const record of network.gateway.store.records()) {
     const live = `${record.state}${record.finished ? " finished" : ""}`;
-    if (durableStates.get(record.paymentId) !== live) processFailures.push(`gateway: ${record.paymentId} is ${live} in memory, ${durableStates.get(record.paymentId) ?? "absent"} on disk`);
+    if (durableStates.get(record.paymentId) !== live)
+      processFailures.push(
+        `gateway: ${record.paymentId} is ${live} in memory, ${durableStates.get(record.paymentId) ?? "absent"} on disk`,
+      );
   }
   const observations: Observation[] = [...network.observations.values()];
-  const results = checkInvariants({ initialBalancesMinor, finalBalancesMinor, banks, gatewayRecords, observations, processFailures, recoveryFailures });
+  const results = checkInvariants({
+    initialBalancesMinor,
+    finalBalancesMinor,
+    banks,
+    gatewayRecords,
+    observations,
+    processFailures,
+    recoveryFailures,
+  });
   return results.filter((result) => !result.ok);
 }
 
 /** A failing run, in a few lines: the broken invariants with their first counterexamples, and how to replay it. */
 export function describeFailure(result: PowerLossResult, replayCommand: string): string {
-  const lines = [`power-loss schedule ${result.seed} breaks ${result.violations.map((violation) => violation.id).join(", ")} (crashes ${JSON.stringify(result.stats.crashes)})`];
+  const lines = [
+    `power-loss schedule ${result.seed} breaks ${result.violations.map((violation) => violation.id).join(", ")} (crashes ${JSON.stringify(result.stats.crashes)})`,
+  ];
   for (const violation of result.violations) {
     lines.push(`  ✗ ${violation.id}: ${violation.title}`);
     for (const example of violation.counterexamples.slice(0, 5)) lines.push(`      ${example}`);

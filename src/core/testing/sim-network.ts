@@ -108,7 +108,10 @@ export interface SimContext {
 function traceLogger(context: SimContext, name: string): Logger {
   const trace = context.trace;
   if (trace === null) return silentLogger;
-  const line = (level: string) => (fields: Record<string, unknown>, message: string) => trace(`${name} ${level} ${message} ${JSON.stringify(fields, (_, value: unknown) => (typeof value === "bigint" ? value.toString() : value))}`);
+  const line = (level: string) => (fields: Record<string, unknown>, message: string) =>
+    trace(
+      `${name} ${level} ${message} ${JSON.stringify(fields, (_, value: unknown) => (typeof value === "bigint" ? value.toString() : value))}`,
+    );
   return { info: line("info"), warn: line("warn"), error: line("error"), debug: line("debug") };
 }
 
@@ -242,7 +245,9 @@ export class SimGateway extends SimProcess {
   protected async boot(inc: Incarnation): Promise<void> {
     if (this.#image !== null) this.store = this.#newStore(this.#image);
     this.#image = null;
-    const links = new Map([...this.#banks].map(([name, bank]) => [name, new SimBankLink(this.context, this, inc, bank)]));
+    const links = new Map(
+      [...this.#banks].map(([name, bank]) => [name, new SimBankLink(this.context, this, inc, bank)]),
+    );
     const directory: BankDirectory = { link: (bank) => links.get(bank) ?? null };
     const coordinator = new Coordinator(this.store, directory, this.#options, traceLogger(this.context, this.name));
     await inc.race(coordinator.recover());
@@ -270,7 +275,11 @@ export class SimGateway extends SimProcess {
   }
 
   #newStore(image: CoordinatorImage | null): MemoryCoordinatorStore {
-    const options = { nowMs: () => this.context.clock.nowMs, unsafeAckBeforeDurable: this.context.unsafe.coordinatorAckBeforeDurable === true, onEvent: () => this.event() };
+    const options = {
+      nowMs: () => this.context.clock.nowMs,
+      unsafeAckBeforeDurable: this.context.unsafe.coordinatorAckBeforeDurable === true,
+      onEvent: () => this.event(),
+    };
     return image === null ? new MemoryCoordinatorStore(options) : MemoryCoordinatorStore.fromImage(image, options);
   }
 }
@@ -283,7 +292,13 @@ export class SimBank extends SimProcess {
   /** The gateway this bank asks about its overdue holds (set once the network is built). */
   gateway: SimGateway | null = null;
 
-  constructor(name: string, context: SimContext, accounts: ReadonlyMap<string, Account>, faults: readonly Fault[], unsafeAck: boolean) {
+  constructor(
+    name: string,
+    context: SimContext,
+    accounts: ReadonlyMap<string, Account>,
+    faults: readonly Fault[],
+    unsafeAck: boolean,
+  ) {
     super(name, context, faults);
     this.#unsafeAck = unsafeAck;
     this.store = new MemoryLedgerStore(accounts, this.#storeOptions());
@@ -302,7 +317,15 @@ export class SimBank extends SimProcess {
     if (this.#image !== null) this.store = MemoryLedgerStore.fromImage(this.#image, this.#storeOptions());
     this.#image = null;
     const { clock } = this.context;
-    const participant = await inc.race(Participant.open(this.store, { bank: this.name, holdTimeoutMs: simTiming.holdTimeoutMs, finishedRetainedMax: simTiming.finishedRetainedMax, nowMs: () => clock.nowMs, logger: traceLogger(this.context, this.name) }));
+    const participant = await inc.race(
+      Participant.open(this.store, {
+        bank: this.name,
+        holdTimeoutMs: simTiming.holdTimeoutMs,
+        finishedRetainedMax: simTiming.finishedRetainedMax,
+        nowMs: () => clock.nowMs,
+        logger: traceLogger(this.context, this.name),
+      }),
+    );
     // Holds that survived a restart are settled with the coordinator now rather than at their expiry.
     participant.expireAllHolds();
     this.participant = participant;
@@ -326,11 +349,15 @@ export class SimBank extends SimProcess {
     for (const hold of participant.expiredHolds()) {
       participant.deferHold(hold.paymentId, simTiming.holdRecheckMs);
       const decision = await gateway.decisionFor(hold.paymentId);
-      this.context.trace?.(`${this.name} asked the gateway about its overdue hold ${hold.paymentId}: ${decision ?? "no answer"}`);
+      this.context.trace?.(
+        `${this.name} asked the gateway about its overdue hold ${hold.paymentId}: ${decision ?? "no answer"}`,
+      );
       if (inc.dead) return;
       if (decision === "commit" || decision === "abort") {
         try {
-          await inc.race<unknown>(decision === "commit" ? participant.commit(hold.paymentId) : participant.abort(hold.paymentId));
+          await inc.race<unknown>(
+            decision === "commit" ? participant.commit(hold.paymentId) : participant.abort(hold.paymentId),
+          );
         } catch (error) {
           // A refusal is an answer (the decision reached the bank by another way first); a death ends the sweep.
           asPaymentError(this.context, `${this.name} ${decision} of overdue hold ${hold.paymentId}`, error);
@@ -341,7 +368,11 @@ export class SimBank extends SimProcess {
   }
 
   #storeOptions() {
-    return { finishedRetainedMax: simTiming.finishedRetainedMax, unsafeAckBeforeDurable: this.#unsafeAck, onEvent: () => this.event() };
+    return {
+      finishedRetainedMax: simTiming.finishedRetainedMax,
+      unsafeAckBeforeDurable: this.#unsafeAck,
+      onEvent: () => this.event(),
+    };
   }
 }
 
@@ -360,7 +391,9 @@ class SimBankLink implements BankLink {
   }
 
   prepareAll(legs: readonly PrepareLeg[]): Promise<Array<PaymentError | null>> {
-    return this.#batch("prepare", legs, (participant, leg) => participant.prepare(leg.paymentId, leg.username, leg.kind, leg.amountMinor).then(() => null));
+    return this.#batch("prepare", legs, (participant, leg) =>
+      participant.prepare(leg.paymentId, leg.username, leg.kind, leg.amountMinor).then(() => null),
+    );
   }
 
   commitAll(paymentIds: readonly string[]): Promise<Array<bigint | PaymentError>> {
@@ -371,19 +404,33 @@ class SimBankLink implements BankLink {
     return this.#batch("abort", paymentIds, (participant, paymentId) => participant.abort(paymentId).then(() => null));
   }
 
-  async transfer(paymentId: string, fromUser: string, toUser: string, amountMinor: bigint, begunAtMs: number): Promise<bigint> {
-    const [result] = await this.#batch("transfer", [paymentId], (participant) => participant.transfer(paymentId, fromUser, toUser, amountMinor, begunAtMs));
+  async transfer(
+    paymentId: string,
+    fromUser: string,
+    toUser: string,
+    amountMinor: bigint,
+    begunAtMs: number,
+  ): Promise<bigint> {
+    const [result] = await this.#batch("transfer", [paymentId], (participant) =>
+      participant.transfer(paymentId, fromUser, toUser, amountMinor, begunAtMs),
+    );
     if (result instanceof PaymentError) throw result;
     return result as bigint;
   }
 
   async settleTransfer(paymentId: string, begunAtMs: number): Promise<void> {
-    const [result] = await this.#batch("settleTransfer", [paymentId], (participant) => participant.settleTransfer(paymentId, begunAtMs).then(() => null));
+    const [result] = await this.#batch("settleTransfer", [paymentId], (participant) =>
+      participant.settleTransfer(paymentId, begunAtMs).then(() => null),
+    );
     if (result instanceof PaymentError) throw result;
   }
 
   /** One message carrying `items`, each handled by the participant on its own; one reply with every result. */
-  async #batch<I, R>(method: string, items: readonly I[], handle: (participant: Participant, item: I) => Promise<R>): Promise<Array<R | PaymentError>> {
+  async #batch<I, R>(
+    method: string,
+    items: readonly I[],
+    handle: (participant: Participant, item: I) => Promise<R>,
+  ): Promise<Array<R | PaymentError>> {
     await hop(this.#context);
     if (this.#gatewayInc.dead) return hangForever();
     const bank = this.#bank;
@@ -403,7 +450,9 @@ class SimBankLink implements BankLink {
           } catch (error) {
             work = Promise.reject(error);
           }
-          return inc.race(work).catch((error: unknown) => asPaymentError(this.#context, `${bank.name} ${method}`, error));
+          return inc
+            .race(work)
+            .catch((error: unknown) => asPaymentError(this.#context, `${bank.name} ${method}`, error));
         }),
       );
     }

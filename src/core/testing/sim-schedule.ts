@@ -81,11 +81,14 @@ export function drawSchedule(seed: number): Schedule {
   const bankCount = workload.int(scheduleBounds.banksMin, scheduleBounds.banksMax);
   const banks = Array.from({ length: bankCount }, (_, index) => `B${index + 1}`);
   const accounts = banks.flatMap((bank) =>
-    Array.from({ length: workload.int(scheduleBounds.accountsPerBankMin, scheduleBounds.accountsPerBankMax) }, (_, index) => ({
-      user: `u${index + 1}`,
-      bank,
-      initialMinor: BigInt(workload.int(scheduleBounds.initialMinMinor, scheduleBounds.initialMaxMinor)),
-    })),
+    Array.from(
+      { length: workload.int(scheduleBounds.accountsPerBankMin, scheduleBounds.accountsPerBankMax) },
+      (_, index) => ({
+        user: `u${index + 1}`,
+        bank,
+        initialMinor: BigInt(workload.int(scheduleBounds.initialMinMinor, scheduleBounds.initialMaxMinor)),
+      }),
+    ),
   );
   const orders = new OrderSource(seed, workload, accounts);
   const ops: Op[] = [];
@@ -96,7 +99,10 @@ export function drawSchedule(seed: number): Schedule {
 }
 
 function drawOp(prng: Prng, orders: OrderSource, banks: readonly string[]): Op {
-  const timing = { gapTicks: prng.int(0, scheduleBounds.gapTicksMax), clockMs: prng.int(0, scheduleBounds.clockStepMaxMs) };
+  const timing = {
+    gapTicks: prng.int(0, scheduleBounds.gapTicksMax),
+    clockMs: prng.int(0, scheduleBounds.clockStepMaxMs),
+  };
   const retriesMax = prng.int(0, scheduleBounds.retriesMax);
   const kind = prng.weighted(opWeights);
   if (kind === "sweep") return { kind, bank: prng.pick(banks), ...timing };
@@ -108,25 +114,37 @@ function drawOp(prng: Prng, orders: OrderSource, banks: readonly string[]): Op {
       const orderKind = prng.weighted(orderWeights);
       const repeated = orderKind === "repeat" && batch.length > 0 ? prng.pick(batch) : undefined;
       const replayed = orderKind === "replay" ? orders.usedBy(payer) : undefined;
-      batch.push(repeated ?? replayed ?? orders.fresh(payer, orderKind === "same-bank" || orderKind === "over-balance" ? orderKind : "cross-bank"));
+      batch.push(
+        repeated ??
+          replayed ??
+          orders.fresh(payer, orderKind === "same-bank" || orderKind === "over-balance" ? orderKind : "cross-bank"),
+      );
     }
     return { kind: "batch", orders: batch, retriesMax, ...timing };
   }
   const order = kind === "replay" ? orders.used() : undefined;
-  return { kind: "pay", order: order ?? orders.fresh(prng.pick(orders.accounts), kind === "replay" ? "cross-bank" : kind), retriesMax, ...timing };
+  return {
+    kind: "pay",
+    order: order ?? orders.fresh(prng.pick(orders.accounts), kind === "replay" ? "cross-bank" : kind),
+    retriesMax,
+    ...timing,
+  };
 }
 
 function drawFaults(prng: Prng, banks: readonly string[], opCount: number): Fault[] {
   const count = Number(prng.weighted(faultCountWeights));
   return Array.from({ length: count }, () => {
     const target = prng.chance(0.45) ? "gateway" : prng.pick(banks);
-    const eventsMax = opCount * (target === "gateway" ? scheduleBounds.gatewayEventsPerOp : scheduleBounds.bankEventsPerOp);
+    const eventsMax =
+      opCount * (target === "gateway" ? scheduleBounds.gatewayEventsPerOp : scheduleBounds.bankEventsPerOp);
     return {
       target,
       atEvent: prng.int(1, eventsMax),
       tear: prng.chance(0.3),
       keep: prng.chance(0.25) ? prng.int(1, 3) : 0,
-      downTicks: prng.chance(0.8) ? prng.int(0, scheduleBounds.downTicksShortMax) : prng.int(scheduleBounds.downTicksShortMax + 1, scheduleBounds.downTicksLongMax),
+      downTicks: prng.chance(0.8)
+        ? prng.int(0, scheduleBounds.downTicksShortMax)
+        : prng.int(scheduleBounds.downTicksShortMax + 1, scheduleBounds.downTicksLongMax),
     };
   });
 }
@@ -145,10 +163,23 @@ class OrderSource {
   }
 
   fresh(payer: SimAccount, kind: "cross-bank" | "same-bank" | "over-balance"): PaymentDetails {
-    const others = this.accounts.filter((account) => account !== payer && (kind === "over-balance" || (kind === "same-bank") === (account.bank === payer.bank)));
+    const others = this.accounts.filter(
+      (account) =>
+        account !== payer && (kind === "over-balance" || (kind === "same-bank") === (account.bank === payer.bank)),
+    );
     const payee = this.#prng.pick(others.length > 0 ? others : this.accounts.filter((account) => account !== payer));
-    const amountMinor = kind === "over-balance" ? payer.initialMinor + BigInt(this.#prng.int(1, 5_000)) : BigInt(this.#prng.int(1, Number(payer.initialMinor / 4n)));
-    const details = { paymentId: `s${this.#seed}-p${this.#drawn.length + 1}`, fromUser: payer.user, fromBank: payer.bank, toUser: payee.user, toBank: payee.bank, amountMinor };
+    const amountMinor =
+      kind === "over-balance"
+        ? payer.initialMinor + BigInt(this.#prng.int(1, 5_000))
+        : BigInt(this.#prng.int(1, Number(payer.initialMinor / 4n)));
+    const details = {
+      paymentId: `s${this.#seed}-p${this.#drawn.length + 1}`,
+      fromUser: payer.user,
+      fromBank: payer.bank,
+      toUser: payee.user,
+      toBank: payee.bank,
+      amountMinor,
+    };
     this.#drawn.push(details);
     return details;
   }

@@ -67,7 +67,19 @@ interface Directory {
   durableNames: Map<string, Inode>;
 }
 
-export type DiskOperation = "open" | "read" | "write" | "sync" | "rename" | "remove" | "truncate" | "readdir" | "mkdir" | "stat" | "sync-directory" | "close";
+export type DiskOperation =
+  | "open"
+  | "read"
+  | "write"
+  | "sync"
+  | "rename"
+  | "remove"
+  | "truncate"
+  | "readdir"
+  | "mkdir"
+  | "stat"
+  | "sync-directory"
+  | "close";
 
 export interface SimulatedFileSystemOptions {
   /** Told of every operation before it takes effect, synchronously; it may crash() the disk from inside. */
@@ -133,7 +145,10 @@ export class SimulatedFileSystem implements Disk {
       let length = durable.length;
       if (inode.appendedOnly && content.length > durable.length) {
         const kept = powerLoss.writtenBack?.(path, content.length - durable.length) ?? 0;
-        assert(Number.isSafeInteger(kept) && kept >= 0 && kept <= content.length - durable.length, "written back: at most the unsynced bytes");
+        assert(
+          Number.isSafeInteger(kept) && kept >= 0 && kept <= content.length - durable.length,
+          "written back: at most the unsynced bytes",
+        );
         length += kept;
       }
       const bytes = Buffer.alloc(Math.max(64, length));
@@ -144,7 +159,9 @@ export class SimulatedFileSystem implements Disk {
     };
     const directories = new Map<string, Directory>();
     for (const [path, directory] of this.#directories) {
-      const names = new Map([...directory.durableNames].map(([name, inode]) => [name, survivorOf(inode, `${path}/${name}`)]));
+      const names = new Map(
+        [...directory.durableNames].map(([name, inode]) => [name, survivorOf(inode, `${path}/${name}`)]),
+      );
       directories.set(path, { names, durableNames: new Map(names) });
     }
     return new SimulatedFileSystem(options, directories);
@@ -221,7 +238,8 @@ export class SimulatedFileSystem implements Disk {
     await this.#begin("remove", directoryPath);
     const directory = this.#directory(this.#checked(directoryPath));
     if (directory === undefined) return;
-    if (directory.names.size > 0) throw Object.assign(new Error(`ENOTEMPTY: directory not empty, rmdir '${directoryPath}'`), { code: "ENOTEMPTY" });
+    if (directory.names.size > 0)
+      throw Object.assign(new Error(`ENOTEMPTY: directory not empty, rmdir '${directoryPath}'`), { code: "ENOTEMPTY" });
     this.#directories.delete(directoryPath);
   }
 

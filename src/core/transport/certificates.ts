@@ -5,7 +5,14 @@ import { readFile, stat, access, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import forge from "node-forge";
 import { writeFileAtomic } from "../durable/files.js";
-import { bankCommonName, bankServerName, clientCommonName, gatewayCommonName, gatewayServerName, operatorCommonName } from "./identity.js";
+import {
+  bankCommonName,
+  bankServerName,
+  clientCommonName,
+  gatewayCommonName,
+  gatewayServerName,
+  operatorCommonName,
+} from "./identity.js";
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 const keyBits = 2048;
@@ -32,7 +39,10 @@ export function operatorFiles(certificateDir: string): CertificateFiles {
   return { certPath: join(certificateDir, "operator_cert.pem"), keyPath: join(certificateDir, "operator_key.pem") };
 }
 export function bankFiles(certificateDir: string, bank: string): CertificateFiles {
-  return { certPath: join(certificateDir, `bank_${bank}_cert.pem`), keyPath: join(certificateDir, `bank_${bank}_key.pem`) };
+  return {
+    certPath: join(certificateDir, `bank_${bank}_cert.pem`),
+    keyPath: join(certificateDir, `bank_${bank}_key.pem`),
+  };
 }
 
 interface KeyPair {
@@ -74,7 +84,10 @@ function signLeaf(subject: Subject, keys: KeyPair, caCertPem: string, caKeyPem: 
   cert.serialNumber = serialNumber();
   cert.validity.notBefore = new Date(Date.now() - 3_600_000);
   cert.validity.notAfter = new Date(Date.now() + leafValidityDays * dayMs);
-  cert.setSubject([{ name: "commonName", value: subject.commonName }, { name: "organizationName", value: "paynet" }]);
+  cert.setSubject([
+    { name: "commonName", value: subject.commonName },
+    { name: "organizationName", value: "paynet" },
+  ]);
   cert.setIssuer(caCert.subject.attributes);
   const altNames = [
     ...subject.dnsNames.map((value) => ({ type: 2, value })),
@@ -98,7 +111,10 @@ function selfSignCa(keys: KeyPair, commonName: string): string {
   cert.serialNumber = serialNumber();
   cert.validity.notBefore = new Date(Date.now() - 3_600_000);
   cert.validity.notAfter = new Date(Date.now() + caValidityDays * dayMs);
-  const attributes = [{ name: "commonName", value: commonName }, { name: "organizationName", value: "paynet" }];
+  const attributes = [
+    { name: "commonName", value: commonName },
+    { name: "organizationName", value: "paynet" },
+  ];
   cert.setSubject(attributes);
   cert.setIssuer(attributes);
   cert.setExtensions([
@@ -164,11 +180,23 @@ export async function issueCertificates(options: IssueOptions): Promise<string[]
         clientAuth: true,
       },
     },
-    { files: clientFiles(certificateDir), subject: { commonName: clientCommonName, dnsNames: [], ipAddresses: [], serverAuth: false, clientAuth: true } },
-    { files: operatorFiles(certificateDir), subject: { commonName: operatorCommonName, dnsNames: [], ipAddresses: [], serverAuth: false, clientAuth: true } },
+    {
+      files: clientFiles(certificateDir),
+      subject: { commonName: clientCommonName, dnsNames: [], ipAddresses: [], serverAuth: false, clientAuth: true },
+    },
+    {
+      files: operatorFiles(certificateDir),
+      subject: { commonName: operatorCommonName, dnsNames: [], ipAddresses: [], serverAuth: false, clientAuth: true },
+    },
     ...options.banks.map((bank) => ({
       files: bankFiles(certificateDir, bank),
-      subject: { commonName: bankCommonName(bank), dnsNames: [bankServerName(bank), ...localNames.dnsNames], ipAddresses: localNames.ipAddresses, serverAuth: true, clientAuth: true },
+      subject: {
+        commonName: bankCommonName(bank),
+        dnsNames: [bankServerName(bank), ...localNames.dnsNames],
+        ipAddresses: localNames.ipAddresses,
+        serverAuth: true,
+        clientAuth: true,
+      },
     })),
   ];
   for (const leaf of leaves) {
@@ -192,7 +220,9 @@ export async function loadIdentity(certificateDir: string, files: CertificateFil
     throw new Error(`cannot read private key ${files.keyPath}: ${error.message} (run \`paynet certs\`)`);
   });
   if ((keyStat.mode & 0o077) !== 0) {
-    throw new Error(`private key ${files.keyPath} is readable by others (mode ${(keyStat.mode & 0o777).toString(8)}); run chmod 600 on it`);
+    throw new Error(
+      `private key ${files.keyPath} is readable by others (mode ${(keyStat.mode & 0o777).toString(8)}); run chmod 600 on it`,
+    );
   }
   return {
     caPem: await readFile(caFiles(certificateDir).certPath),

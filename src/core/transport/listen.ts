@@ -7,7 +7,9 @@ export function newServer(): grpc.Server {
 }
 
 export function bind(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
-  return new Promise((resolve, reject) => server.bindAsync(address, credentials, (error, port) => (error ? reject(error) : resolve(port))));
+  return new Promise((resolve, reject) =>
+    server.bindAsync(address, credentials, (error, port) => (error ? reject(error) : resolve(port))),
+  );
 }
 
 /** Graceful shutdown, forced after `graceMs`. */

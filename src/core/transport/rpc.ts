@@ -1,6 +1,14 @@
 // The one adapter between protobuf-es generated service descriptors and grpc-js.
 import * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, toBinary, type DescMessage, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import {
+  create,
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type DescService,
+  type MessageInitShape,
+  type MessageShape,
+} from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { PaymentError, type Reason } from "../domain/errors.js";
 import { peerIdentity, type PeerIdentity } from "./identity.js";
@@ -22,7 +30,8 @@ export const channelOptions: grpc.ChannelOptions = {
 function serviceDefinition(service: DescService): grpc.ServiceDefinition {
   const definition: Record<string, grpc.MethodDefinition<MessageShape<DescMessage>, MessageShape<DescMessage>>> = {};
   for (const method of service.methods) {
-    if (method.methodKind !== "unary") throw new Error(`${service.typeName}.${method.name}: only unary methods are supported`);
+    if (method.methodKind !== "unary")
+      throw new Error(`${service.typeName}.${method.name}: only unary methods are supported`);
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
       requestStream: false,
@@ -43,7 +52,10 @@ export interface CallContext {
 }
 
 export type ServiceImplementation<M extends GenServiceMethods> = {
-  [K in keyof M]: (request: MessageShape<M[K]["input"]>, context: CallContext) => Promise<MessageInitShape<M[K]["output"]>>;
+  [K in keyof M]: (
+    request: MessageShape<M[K]["input"]>,
+    context: CallContext,
+  ) => Promise<MessageInitShape<M[K]["output"]>>;
 };
 
 /** The identity of each connection (HTTP/2 session): its certificate is fixed for the connection's life. */
@@ -89,13 +101,18 @@ export function addService<M extends GenServiceMethods>(
   const handlers: grpc.UntypedServiceImplementation = {};
   for (const method of (service as unknown as DescService).methods) {
     const handle = implementation[method.localName as keyof M];
-    handlers[method.localName] = (call: grpc.ServerUnaryCall<MessageShape<DescMessage>, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+    handlers[method.localName] = (
+      call: grpc.ServerUnaryCall<MessageShape<DescMessage>, unknown>,
+      callback: grpc.sendUnaryData<unknown>,
+    ) => {
       const context: CallContext = { peer: callerIdentity(call), peerAddress: call.getPeer(), method: method.name };
       handle(call.request as never, context).then(
         (reply) => callback(null, create(method.output, reply as MessageInitShape<DescMessage>)),
         (thrown: unknown) => {
-          const error = thrown instanceof PaymentError ? thrown : new PaymentError("INTERNAL", "internal error", { cause: thrown });
-          if (!(thrown instanceof PaymentError)) process.stderr.write(`paynet: ${method.name} failed: ${(thrown as Error)?.stack ?? String(thrown)}\n`);
+          const error =
+            thrown instanceof PaymentError ? thrown : new PaymentError("INTERNAL", "internal error", { cause: thrown });
+          if (!(thrown instanceof PaymentError))
+            process.stderr.write(`paynet: ${method.name} failed: ${(thrown as Error)?.stack ?? String(thrown)}\n`);
           rpcErrorsTotal.inc({ method: method.name, reason: error.code });
           options.onError?.(error, context);
           callback(error.toServiceError());
@@ -111,7 +128,10 @@ export interface CallOptions {
 }
 
 export type ServiceClient<M extends GenServiceMethods> = {
-  [K in keyof M]: (request: MessageInitShape<M[K]["input"]>, options: CallOptions) => Promise<MessageShape<M[K]["output"]>>;
+  [K in keyof M]: (
+    request: MessageInitShape<M[K]["input"]>,
+    options: CallOptions,
+  ) => Promise<MessageShape<M[K]["output"]>>;
 } & { close(): void; channel: grpc.Client };
 
 /** A typed client whose every call has a deadline and rejects with a PaymentError. */

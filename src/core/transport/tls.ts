@@ -3,7 +3,11 @@ import * as grpc from "@grpc/grpc-js";
 import type { LoadedIdentity } from "./certificates.js";
 
 export function serverCredentials(identity: LoadedIdentity): grpc.ServerCredentials {
-  return grpc.ServerCredentials.createSsl(identity.caPem, [{ private_key: identity.keyPem, cert_chain: identity.certPem }], true);
+  return grpc.ServerCredentials.createSsl(
+    identity.caPem,
+    [{ private_key: identity.keyPem, cert_chain: identity.certPem }],
+    true,
+  );
 }
 
 export function clientCredentials(identity: LoadedIdentity): grpc.ChannelCredentials {

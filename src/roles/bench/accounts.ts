@@ -31,7 +31,12 @@ export function generateAccountRows(options: GenerateOptions): AccountRow[] {
   assert(options.balanceMinor >= 0n, "a balance is never negative");
   const rows: AccountRow[] = [];
   for (let index = 0; index < options.accounts; index += 1) {
-    rows.push({ username: benchUsername(index), balanceMinor: options.balanceMinor, password: options.passwordHash, bank: options.banks[index % options.banks.length]! });
+    rows.push({
+      username: benchUsername(index),
+      balanceMinor: options.balanceMinor,
+      password: options.passwordHash,
+      bank: options.banks[index % options.banks.length]!,
+    });
   }
   return rows;
 }
@@ -56,7 +61,10 @@ export function accountRefs(rows: readonly Pick<AccountRow, "username" | "bank">
  * pays: the first account of each bank, then the second of each, and so on.
  */
 export function choosePayers(accounts: readonly AccountRef[], workers: number): AccountRef[] {
-  assert(workers >= 1 && workers <= accounts.length, `${workers} workers need as many distinct accounts (have ${accounts.length})`);
+  assert(
+    workers >= 1 && workers <= accounts.length,
+    `${workers} workers need as many distinct accounts (have ${accounts.length})`,
+  );
   const byBank = groupByBank(accounts);
   const payers: AccountRef[] = [];
   for (let round = 0; payers.length < workers; round += 1) {
@@ -101,17 +109,27 @@ export class PaymentPlanner {
     assert(options.sameBankPercent >= 0 && options.sameBankPercent <= 100, "sameBankPercent must be in 0-100");
     assert(options.amountMinMinor >= 1n, "the smallest amount is positive");
     assert(options.amountMaxMinor >= options.amountMinMinor, "the amount range is ordered");
-    assert(options.amountMaxMinor - options.amountMinMinor < BigInt(Number.MAX_SAFE_INTEGER), "the amount range fits a float draw");
+    assert(
+      options.amountMaxMinor - options.amountMinMinor < BigInt(Number.MAX_SAFE_INTEGER),
+      "the amount range fits a float draw",
+    );
     this.#byBank = groupByBank(accounts);
     this.#options = options;
-    for (const bank of this.#byBank.keys()) this.#othersByBank.set(bank, accounts.filter((account) => account.bank !== bank));
+    for (const bank of this.#byBank.keys())
+      this.#othersByBank.set(
+        bank,
+        accounts.filter((account) => account.bank !== bank),
+      );
   }
 
   next(payer: AccountRef, prng: Prng): PlannedPayment {
     const sameBank = this.#byBank.get(payer.bank) ?? [];
     const others = this.#othersByBank.get(payer.bank) ?? [];
     const wantSameBank = prng.next() * 100 < this.#options.sameBankPercent;
-    const target = (wantSameBank && sameBank.length >= 2) || others.length === 0 ? pickOtherThan(sameBank, payer, prng) : prng.pick(others);
+    const target =
+      (wantSameBank && sameBank.length >= 2) || others.length === 0
+        ? pickOtherThan(sameBank, payer, prng)
+        : prng.pick(others);
     const spanMinor = Number(this.#options.amountMaxMinor - this.#options.amountMinMinor);
     const amountMinor = this.#options.amountMinMinor + BigInt(prng.int(0, spanMinor));
     return { target, amountMinor };

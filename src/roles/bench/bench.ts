@@ -58,27 +58,43 @@ export const benchLimits = Object.freeze({
 /** The password of every generated account; for --gateway, PAYNET_PASSWORD overrides it. */
 export const benchPasswordDefault = "bench-password";
 
-const isInteger = (value: number, min: number, max: number) => Number.isSafeInteger(value) && value >= min && value <= max;
+const isInteger = (value: number, min: number, max: number) =>
+  Number.isSafeInteger(value) && value >= min && value <= max;
 
 /** The first usage error in the flags, or null. */
 export function benchUsageError(flags: BenchFlags): string | null {
-  if (!isInteger(flags.batch, 1, paymentOrdersPerCallMax)) return `--batch must be an integer in 1-${paymentOrdersPerCallMax} (payments per MakePayments call), got ${flags.batch}`;
-  if (!isInteger(flags.payments, 1, benchLimits.paymentsMax)) return `--payments must be an integer in 1-${benchLimits.paymentsMax}, got ${flags.payments}`;
-  if (!isInteger(flags.warmup, 0, benchLimits.paymentsMax)) return `--warmup must be an integer in 0-${benchLimits.paymentsMax}, got ${flags.warmup}`;
-  if (!isInteger(flags.concurrency, 1, benchLimits.concurrencyMax)) return `--concurrency must be an integer in 1-${benchLimits.concurrencyMax}, got ${flags.concurrency}`;
-  if (!isInteger(flags.accounts, 2, benchAccountsMax)) return `--accounts must be an integer in 2-${benchAccountsMax}, got ${flags.accounts}`;
-  if (flags.gateway === undefined && flags.concurrency > flags.accounts) return `--concurrency ${flags.concurrency} needs at least as many accounts (each client is a different account), got --accounts ${flags.accounts}`;
-  if (flags.rate !== undefined && !(Number.isFinite(flags.rate) && flags.rate > 0 && flags.rate <= benchLimits.rateMax)) return `--rate must be a number of payments per second in (0, ${benchLimits.rateMax}], got ${flags.rate}`;
-  if (!(Number.isFinite(flags.sameBankPercent) && flags.sameBankPercent >= 0 && flags.sameBankPercent <= 100)) return `--same-bank-percent must be in 0-100, got ${flags.sameBankPercent}`;
+  if (!isInteger(flags.batch, 1, paymentOrdersPerCallMax))
+    return `--batch must be an integer in 1-${paymentOrdersPerCallMax} (payments per MakePayments call), got ${flags.batch}`;
+  if (!isInteger(flags.payments, 1, benchLimits.paymentsMax))
+    return `--payments must be an integer in 1-${benchLimits.paymentsMax}, got ${flags.payments}`;
+  if (!isInteger(flags.warmup, 0, benchLimits.paymentsMax))
+    return `--warmup must be an integer in 0-${benchLimits.paymentsMax}, got ${flags.warmup}`;
+  if (!isInteger(flags.concurrency, 1, benchLimits.concurrencyMax))
+    return `--concurrency must be an integer in 1-${benchLimits.concurrencyMax}, got ${flags.concurrency}`;
+  if (!isInteger(flags.accounts, 2, benchAccountsMax))
+    return `--accounts must be an integer in 2-${benchAccountsMax}, got ${flags.accounts}`;
+  if (flags.gateway === undefined && flags.concurrency > flags.accounts)
+    return `--concurrency ${flags.concurrency} needs at least as many accounts (each client is a different account), got --accounts ${flags.accounts}`;
+  if (flags.rate !== undefined && !(Number.isFinite(flags.rate) && flags.rate > 0 && flags.rate <= benchLimits.rateMax))
+    return `--rate must be a number of payments per second in (0, ${benchLimits.rateMax}], got ${flags.rate}`;
+  if (!(Number.isFinite(flags.sameBankPercent) && flags.sameBankPercent >= 0 && flags.sameBankPercent <= 100))
+    return `--same-bank-percent must be in 0-100, got ${flags.sameBankPercent}`;
   if (flags.balance !== undefined) {
     const balanceMinor = parseDecimalMinor(flags.balance);
-    if (balanceMinor === null || balanceMinor > balanceMinorMax) return `--balance must be a non-negative decimal with at most 2 places (e.g. 1000.00), got ${JSON.stringify(flags.balance)}`;
+    if (balanceMinor === null || balanceMinor > balanceMinorMax)
+      return `--balance must be a non-negative decimal with at most 2 places (e.g. 1000.00), got ${JSON.stringify(flags.balance)}`;
   }
   if (!isInteger(flags.seed, 0, seedMax)) return `--seed must be an integer in 0-${seedMax}, got ${flags.seed}`;
-  for (const [name, value] of [["--call-timeout-ms", flags.callTimeoutMs], ["--timeout-ms", flags.timeoutMs], ["--settle-timeout-ms", flags.settleTimeoutMs]] as const) {
-    if (!isInteger(value, 1, benchLimits.timeoutMsMax)) return `${name} must be an integer in 1-${benchLimits.timeoutMsMax}, got ${value}`;
+  for (const [name, value] of [
+    ["--call-timeout-ms", flags.callTimeoutMs],
+    ["--timeout-ms", flags.timeoutMs],
+    ["--settle-timeout-ms", flags.settleTimeoutMs],
+  ] as const) {
+    if (!isInteger(value, 1, benchLimits.timeoutMsMax))
+      return `${name} must be an integer in 1-${benchLimits.timeoutMsMax}, got ${value}`;
   }
-  if (flags.cpuProf !== undefined && flags.gateway !== undefined) return "--cpu-prof profiles the processes the bench starts; with --gateway it starts none (start that network under node --cpu-prof instead)";
+  if (flags.cpuProf !== undefined && flags.gateway !== undefined)
+    return "--cpu-prof profiles the processes the bench starts; with --gateway it starts none (start that network under node --cpu-prof instead)";
   if (flags.cpuProf !== undefined && flags.cpuProf.trim() === "") return "--cpu-prof needs a directory";
   if (flags.gateway !== undefined) {
     try {
@@ -131,7 +147,9 @@ async function openNetwork(flags: BenchFlags): Promise<BenchNetwork> {
   if (flags.gateway !== undefined) return existingNetwork(flags.dataDir, flags.gateway);
   const banks = [...benchBanksDefault];
   const balanceMinor = balanceOfCreated(flags);
-  note(`starting a gateway and ${banks.length} banks with ${flags.accounts} accounts of ${formatMinor(balanceMinor)} each`);
+  note(
+    `starting a gateway and ${banks.length} banks with ${flags.accounts} accounts of ${formatMinor(balanceMinor)} each`,
+  );
   const network = await startOwnNetwork({
     accounts: flags.accounts,
     banks,
@@ -170,18 +188,32 @@ async function measure(flags: BenchFlags, network: BenchNetwork, paths: DataPath
   const banks = banksOf(await readAccountsCsv(paths.accountsCsv));
   // No payment id starts with NUL: this waits only for the banks to hold nothing (an existing network must be idle).
   const initial = await waitUntilSettled(paths, banks, "\u0000", flags.settleTimeoutMs, () => processGone(network));
-  if (initial.durable === null) throw new Error(`the network is not idle (holds open) or its state is unreadable${initial.readError === null ? "" : `: ${initial.readError}`}`);
+  if (initial.durable === null)
+    throw new Error(
+      `the network is not idle (holds open) or its state is unreadable${initial.readError === null ? "" : `: ${initial.readError}`}`,
+    );
   const rows = initial.durable.rows;
-  if (flags.concurrency > rows.length) return `--concurrency ${flags.concurrency} needs at least as many accounts; ${paths.accountsCsv} has ${rows.length}`;
+  if (flags.concurrency > rows.length)
+    return `--concurrency ${flags.concurrency} needs at least as many accounts; ${paths.accountsCsv} has ${rows.length}`;
   const accounts = accountRefs(rows);
-  const planner = new PaymentPlanner(accounts, { sameBankPercent: flags.sameBankPercent, amountMinMinor: benchLimits.amountMinMinor, amountMaxMinor: benchLimits.amountMaxMinor });
+  const planner = new PaymentPlanner(accounts, {
+    sameBankPercent: flags.sameBankPercent,
+    amountMinMinor: benchLimits.amountMinMinor,
+    amountMaxMinor: benchLimits.amountMaxMinor,
+  });
   const identity = await loadIdentity(paths.certificateDir, clientFiles(paths.certificateDir));
   const idPrefix = `bench-${randomBytes(6).toString("hex")}-`;
   const progress: LoadProgress = { started: 0, done: 0, committed: 0, aborted: 0, ambiguous: 0 };
   const warmupProgress: LoadProgress = { ...progress };
-  if (flags.warmup > 0) note(`warm-up: ${flags.warmup} payments first, closed loop, not timed, ids ${idPrefix}${warmupIdInfix}N`);
-  note(`${flags.payments} payments, ${flags.concurrency} clients, ${flags.rate === undefined ? "closed loop" : `${flags.rate}/s`}, ids ${idPrefix}N`);
-  let stopProgress = flags.warmup > 0 ? startProgress(warmupProgress, flags.warmup, "warm-up ") : startProgress(progress, flags.payments, "");
+  if (flags.warmup > 0)
+    note(`warm-up: ${flags.warmup} payments first, closed loop, not timed, ids ${idPrefix}${warmupIdInfix}N`);
+  note(
+    `${flags.payments} payments, ${flags.concurrency} clients, ${flags.rate === undefined ? "closed loop" : `${flags.rate}/s`}, ids ${idPrefix}N`,
+  );
+  let stopProgress =
+    flags.warmup > 0
+      ? startProgress(warmupProgress, flags.warmup, "warm-up ")
+      : startProgress(progress, flags.payments, "");
   const cpuMeter = new CpuMeter([{ name: "bench", pid: process.pid }, ...network.processes()]);
   try {
     const load = await runLoad(
@@ -218,18 +250,37 @@ async function measure(flags: BenchFlags, network: BenchNetwork, paths: DataPath
   }
 }
 
-async function check(flags: BenchFlags, network: BenchNetwork, paths: DataPaths, measured: Measured): Promise<BenchReport> {
+async function check(
+  flags: BenchFlags,
+  network: BenchNetwork,
+  paths: DataPaths,
+  measured: Measured,
+): Promise<BenchReport> {
   const { load } = measured;
   note(`load done in ${(load.durationMs / 1000).toFixed(1)} s; waiting for every payment to finish`);
-  for (const exit of network.unexpectedExits()) note(`${exit.name} exited during the run (code ${exit.code}, signal ${exit.signal}); its last lines:\n${exit.lastLines.join("\n")}`);
-  const settled = await waitUntilSettled(paths, measured.banks, measured.idPrefix, flags.settleTimeoutMs, () => processGone(network));
+  for (const exit of network.unexpectedExits())
+    note(
+      `${exit.name} exited during the run (code ${exit.code}, signal ${exit.signal}); its last lines:\n${exit.lastLines.join("\n")}`,
+    );
+  const settled = await waitUntilSettled(paths, measured.banks, measured.idPrefix, flags.settleTimeoutMs, () =>
+    processGone(network),
+  );
   const warmupPrefix = `${measured.idPrefix}${warmupIdInfix}`;
   const logged = { timed: new Map<string, LoggedPayment>(), warmup: new Map<string, LoggedPayment>() };
-  for (const [paymentId, record] of settled.logged) logged[paymentId.startsWith(warmupPrefix) ? "warmup" : "timed"].set(paymentId, record);
+  for (const [paymentId, record] of settled.logged)
+    logged[paymentId.startsWith(warmupPrefix) ? "warmup" : "timed"].set(paymentId, record);
   const outcomes = resolveOutcomes(load.sent, logged.timed);
-  const warmup = load.warmup === null ? null : { payments: load.warmup.sent.length, durationMs: load.warmup.durationMs, outcomes: resolveOutcomes(load.warmup.sent, logged.warmup) };
+  const warmup =
+    load.warmup === null
+      ? null
+      : {
+          payments: load.warmup.sent.length,
+          durationMs: load.warmup.durationMs,
+          outcomes: resolveOutcomes(load.warmup.sent, logged.warmup),
+        };
   const committedTransfers = [...(warmup?.outcomes.committedTransfers ?? []), ...outcomes.committedTransfers];
-  const conservation = settled.durable === null ? null : checkConservation(measured.before, settled.durable.balances, committedTransfers);
+  const conservation =
+    settled.durable === null ? null : checkConservation(measured.before, settled.durable.balances, committedTransfers);
   const readError = settled.durable === null ? (settled.readError ?? "the network did not settle") : null;
   return {
     payments: flags.payments,
@@ -256,7 +307,13 @@ async function check(flags: BenchFlags, network: BenchNetwork, paths: DataPaths,
     settleMs: settled.settleMs,
     conservation,
     readError,
-    network: { owned: network.owned, gateway: network.gatewayAddress, dataDir: network.dataDir, kept: network.owned && flags.keep, exits: network.unexpectedExits() },
+    network: {
+      owned: network.owned,
+      gateway: network.gatewayAddress,
+      dataDir: network.dataDir,
+      kept: network.owned && flags.keep,
+      exits: network.unexpectedExits(),
+    },
   };
 }
 
@@ -294,6 +351,9 @@ export async function runBench(flags: BenchFlags): Promise<number> {
     process.off("SIGTERM", onSignal);
     await network.close();
     if (network.owned && flags.keep) note(`data dir kept: ${network.dataDir}`);
-    if (flags.cpuProf !== undefined) note(`CPU profiles (the whole life of each process, warm-up included): ${resolve(flags.cpuProf)}/{gateway,bank-NAME}.cpuprofile`);
+    if (flags.cpuProf !== undefined)
+      note(
+        `CPU profiles (the whole life of each process, warm-up included): ${resolve(flags.cpuProf)}/{gateway,bank-NAME}.cpuprofile`,
+      );
   }
 }

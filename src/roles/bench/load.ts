@@ -92,19 +92,25 @@ function openChannels(options: LoadOptions): GatewayStub[] {
   const credentials = clientCredentials(options.identity);
   // A local subchannel pool gives every channel its own connection instead of one shared by all.
   const channelOptions = { ...expectServerName(gatewayServerName), "grpc.use_local_subchannel_pool": 1 };
-  return Array.from({ length: count }, () => createClient(PaymentGateway, options.gatewayAddress, credentials, channelOptions, "GATEWAY_UNAVAILABLE"));
+  return Array.from({ length: count }, () =>
+    createClient(PaymentGateway, options.gatewayAddress, credentials, channelOptions, "GATEWAY_UNAVAILABLE"),
+  );
 }
 
 /** Logs in, retrying a login that timed out or found a bank unavailable (a refusal is final). */
 async function login(worker: Worker, password: string): Promise<void> {
   for (let attempt = 1; ; attempt += 1) {
     try {
-      const reply = await worker.stub.registerClient({ username: worker.payer.username, bank: worker.payer.bank, password }, { timeoutMs: loadLimits.loginTimeoutMs });
+      const reply = await worker.stub.registerClient(
+        { username: worker.payer.username, bank: worker.payer.bank, password },
+        { timeoutMs: loadLimits.loginTimeoutMs },
+      );
       worker.token = reply.token;
       return;
     } catch (thrown) {
       const error = PaymentError.fromGrpc(thrown, "INTERNAL", "GATEWAY_UNAVAILABLE");
-      if (!isAmbiguous(error) || attempt >= loadLimits.loginAttemptsMax) throw new Error(`cannot log in as ${worker.payer.key}: ${error.message}`, { cause: error });
+      if (!isAmbiguous(error) || attempt >= loadLimits.loginAttemptsMax)
+        throw new Error(`cannot log in as ${worker.payer.key}: ${error.message}`, { cause: error });
     }
   }
 }
@@ -196,7 +202,11 @@ class LoadRun {
       const startNs = firstDueNs ?? process.hrtime.bigint();
       const orders = tickets.map((ticket) => {
         const planned = this.#options.planner.next(worker.payer, worker.prng);
-        return { paymentId: `${this.#options.idPrefix}${ticket}`, target: planned.target, amountMinor: planned.amountMinor };
+        return {
+          paymentId: `${this.#options.idPrefix}${ticket}`,
+          target: planned.target,
+          amountMinor: planned.amountMinor,
+        };
       });
       this.progress.started += orders.length;
       const seen = await this.#payMany(worker, orders);
@@ -205,23 +215,46 @@ class LoadRun {
       orders.forEach((order, index) => {
         const outcome = seen[index]!;
         this.#latenciesMs.push(Number(endNs - startNs) / 1e6);
-        this.#sent.push({ paymentId: order.paymentId, transfer: { source: worker.payer.key, target: order.target.key, amountMinor: order.amountMinor }, seen: outcome });
+        this.#sent.push({
+          paymentId: order.paymentId,
+          transfer: { source: worker.payer.key, target: order.target.key, amountMinor: order.amountMinor },
+          seen: outcome,
+        });
         this.progress.done += 1;
         this.progress[outcome] += 1;
       });
     }
   }
 
-  async #payMany(worker: Worker, orders: ReadonlyArray<{ paymentId: string; target: AccountRef; amountMinor: bigint }>): Promise<SeenOutcome[]> {
+  async #payMany(
+    worker: Worker,
+    orders: ReadonlyArray<{ paymentId: string; target: AccountRef; amountMinor: bigint }>,
+  ): Promise<SeenOutcome[]> {
     const count = (code: Reason) => (this.#reasons[code] = (this.#reasons[code] ?? 0) + 1);
     try {
       const reply = await worker.stub.makePayments(
-        { token: worker.token, payments: orders.map((order) => ({ paymentId: order.paymentId, toUser: order.target.username, toBank: order.target.bank, amountMinor: order.amountMinor })) },
+        {
+          token: worker.token,
+          payments: orders.map((order) => ({
+            paymentId: order.paymentId,
+            toUser: order.target.username,
+            toBank: order.target.bank,
+            amountMinor: order.amountMinor,
+          })),
+        },
         { timeoutMs: this.#options.callTimeoutMs },
       );
-      if (reply.results.length !== orders.length) throw new PaymentError("INTERNAL", `MakePayments answered ${reply.results.length} results for ${orders.length} orders`);
+      if (reply.results.length !== orders.length)
+        throw new PaymentError(
+          "INTERNAL",
+          `MakePayments answered ${reply.results.length} results for ${orders.length} orders`,
+        );
       return reply.results.map((result, index) => {
-        if (result.paymentId !== orders[index]!.paymentId) throw new PaymentError("INTERNAL", `MakePayments result ${index} names ${result.paymentId}, not ${orders[index]!.paymentId}`);
+        if (result.paymentId !== orders[index]!.paymentId)
+          throw new PaymentError(
+            "INTERNAL",
+            `MakePayments result ${index} names ${result.paymentId}, not ${orders[index]!.paymentId}`,
+          );
         if (result.status === PaymentStatus.COMMITTED) return "committed";
         count(isReason(result.reason) ? result.reason : "INTERNAL");
         return result.status === PaymentStatus.ABORTED ? "aborted" : "ambiguous";
@@ -238,7 +271,10 @@ class LoadRun {
 
   async #pay(worker: Worker, paymentId: string, target: AccountRef, amountMinor: bigint): Promise<SeenOutcome> {
     try {
-      await worker.stub.makePayment({ token: worker.token, paymentId, toUser: target.username, toBank: target.bank, amountMinor }, { timeoutMs: this.#options.callTimeoutMs });
+      await worker.stub.makePayment(
+        { token: worker.token, paymentId, toUser: target.username, toBank: target.bank, amountMinor },
+        { timeoutMs: this.#options.callTimeoutMs },
+      );
       return "committed";
     } catch (thrown) {
       const error = PaymentError.fromGrpc(thrown, "INTERNAL", "GATEWAY_UNAVAILABLE");
@@ -269,10 +305,18 @@ class LoadRun {
  * The warm-up: the same workers, channels and sessions, with their own random streams (so the timed
  * payments are the same whatever the warm-up) and their own ids; sessions renewed meanwhile carry over.
  */
-async function warmUp(workers: Worker[], root: Prng, options: LoadOptions, progress: LoadProgress): Promise<LoadResult["warmup"]> {
+async function warmUp(
+  workers: Worker[],
+  root: Prng,
+  options: LoadOptions,
+  progress: LoadProgress,
+): Promise<LoadResult["warmup"]> {
   if (options.warmupPayments === 0) return null;
   const warmupWorkers = workers.map((worker, index) => ({ ...worker, prng: root.fork(`warmup-${index}`) }));
-  const run = new LoadRun({ ...options, payments: options.warmupPayments, ratePerS: null, idPrefix: `${options.idPrefix}${warmupIdInfix}` }, progress);
+  const run = new LoadRun(
+    { ...options, payments: options.warmupPayments, ratePerS: null, idPrefix: `${options.idPrefix}${warmupIdInfix}` },
+    progress,
+  );
   await Promise.all(warmupWorkers.map((worker) => run.work(worker)));
   warmupWorkers.forEach((worker, index) => (workers[index]!.token = worker.token));
   const result = run.result(0, null);
@@ -280,7 +324,11 @@ async function warmUp(workers: Worker[], root: Prng, options: LoadOptions, progr
 }
 
 /** Logs every worker in and warms up (neither timed), then runs the load; the channels are closed at the end. */
-export async function runLoad(options: LoadOptions, progress: LoadProgress, warmupProgress: LoadProgress): Promise<LoadResult> {
+export async function runLoad(
+  options: LoadOptions,
+  progress: LoadProgress,
+  warmupProgress: LoadProgress,
+): Promise<LoadResult> {
   const stubs = openChannels(options);
   try {
     const root = new Prng(options.seed);

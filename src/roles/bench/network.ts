@@ -57,8 +57,12 @@ class Child {
 
   constructor(name: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: readonly string[] = []) {
     this.name = name;
-    this.process = spawn(process.execPath, [...nodeArgs, cliPath, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...env, FORCE_COLOR: "0", PAYNET_LOG_FORMAT: "json" } });
-    for (const stream of [this.process.stdout!, this.process.stderr!]) createInterface({ input: stream }).on("line", (line) => this.#onLine(line));
+    this.process = spawn(process.execPath, [...nodeArgs, cliPath, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...env, FORCE_COLOR: "0", PAYNET_LOG_FORMAT: "json" },
+    });
+    for (const stream of [this.process.stdout!, this.process.stderr!])
+      createInterface({ input: stream }).on("line", (line) => this.#onLine(line));
     this.exited = new Promise((resolve) =>
       this.process.on("exit", (code, signal) => {
         this.exit = { code, signal };
@@ -84,8 +88,12 @@ class Child {
   /** The next output line matching `pattern`; rejects with the child's last lines if it exits or times out. */
   waitFor(pattern: RegExp): Promise<RegExpExecArray> {
     return new Promise((resolve, reject) => {
-      const fail = (why: string) => reject(new Error(`${this.name} ${why}; its last output:\n${this.#tail.join("\n")}`));
-      const timer = setTimeout(() => fail(`not ready after ${benchNetworkLimits.readyTimeoutMs} ms`), benchNetworkLimits.readyTimeoutMs);
+      const fail = (why: string) =>
+        reject(new Error(`${this.name} ${why}; its last output:\n${this.#tail.join("\n")}`));
+      const timer = setTimeout(
+        () => fail(`not ready after ${benchNetworkLimits.readyTimeoutMs} ms`),
+        benchNetworkLimits.readyTimeoutMs,
+      );
       this.#waiters.push({ pattern, resolve: (match) => (clearTimeout(timer), resolve(match)) });
       void this.exited.then((code) => (clearTimeout(timer), fail(`exited with code ${code} before it was ready`)));
     });
@@ -98,7 +106,10 @@ class Child {
 
 async function stopChildren(children: readonly Child[]): Promise<void> {
   for (const child of children) if (child.running) child.process.kill("SIGTERM");
-  const timer = setTimeout(() => children.forEach((child) => child.running && child.process.kill("SIGKILL")), benchNetworkLimits.stopGraceMs);
+  const timer = setTimeout(
+    () => children.forEach((child) => child.running && child.process.kill("SIGKILL")),
+    benchNetworkLimits.stopGraceMs,
+  );
   await Promise.all(children.map((child) => child.exited));
   clearTimeout(timer);
 }
@@ -126,7 +137,12 @@ async function prepareDataDir(options: OwnNetworkOptions): Promise<string> {
   const paths = dataPaths(dataDir);
   await mkdir(join(dataDir, "server"), { recursive: true });
   const passwordHash = await hashPassword(options.password);
-  const rows = generateAccountRows({ accounts: options.accounts, banks: options.banks, balanceMinor: options.balanceMinor, passwordHash });
+  const rows = generateAccountRows({
+    accounts: options.accounts,
+    banks: options.banks,
+    balanceMinor: options.balanceMinor,
+    passwordHash,
+  });
   await writeFile(paths.accountsCsv, serializeAccountsCsv(rows));
   await issueCertificates({ certificateDir: paths.certificateDir, banks: options.banks });
   return dataDir;
@@ -140,7 +156,13 @@ export async function startOwnNetwork(options: OwnNetworkOptions): Promise<Bench
   const watch = (child: Child) => {
     children.push(child);
     void child.exited.then(() => {
-      if (!closing) exits.push({ name: child.name, code: child.exit?.code ?? null, signal: child.exit?.signal ?? null, lastLines: child.lastLines.slice(-exitLinesShown) });
+      if (!closing)
+        exits.push({
+          name: child.name,
+          code: child.exit?.code ?? null,
+          signal: child.exit?.signal ?? null,
+          lastLines: child.lastLines.slice(-exitLinesShown),
+        });
     });
     return child;
   };
@@ -150,16 +172,52 @@ export async function startOwnNetwork(options: OwnNetworkOptions): Promise<Bench
     if (!options.keep) await rm(dataDir, { recursive: true, force: true });
   };
   try {
-    const gateway = watch(new Child("gateway", ["gateway", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0"], options.env, profilerArgs(options, "gateway")));
+    const gateway = watch(
+      new Child(
+        "gateway",
+        ["gateway", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0"],
+        options.env,
+        profilerArgs(options, "gateway"),
+      ),
+    );
     const [, gatewayAddress] = await gateway.waitFor(listeningPattern);
     await Promise.all(
       options.banks.map(async (bank) => {
-        const child = watch(new Child(`bank ${bank}`, ["bank", "--id", bank, "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0", "--gateway", gatewayAddress!], options.env, profilerArgs(options, `bank-${bank}`)));
+        const child = watch(
+          new Child(
+            `bank ${bank}`,
+            [
+              "bank",
+              "--id",
+              bank,
+              "--data-dir",
+              dataDir,
+              "--host",
+              "127.0.0.1",
+              "--port",
+              "0",
+              "--gateway",
+              gatewayAddress!,
+            ],
+            options.env,
+            profilerArgs(options, `bank-${bank}`),
+          ),
+        );
         await child.waitFor(registeredPattern);
       }),
     );
-    const processes = () => children.flatMap((child) => (child.process.pid === undefined ? [] : [{ name: child.name, pid: child.process.pid }]));
-    return { dataDir, gatewayAddress: gatewayAddress!, owned: true, unexpectedExits: () => [...exits], processes, close };
+    const processes = () =>
+      children.flatMap((child) =>
+        child.process.pid === undefined ? [] : [{ name: child.name, pid: child.process.pid }],
+      );
+    return {
+      dataDir,
+      gatewayAddress: gatewayAddress!,
+      owned: true,
+      unexpectedExits: () => [...exits],
+      processes,
+      close,
+    };
   } catch (error) {
     await close();
     throw error;
@@ -168,5 +226,12 @@ export async function startOwnNetwork(options: OwnNetworkOptions): Promise<Bench
 
 /** An existing network: nothing to start or stop. */
 export function existingNetwork(dataDir: string, gatewayAddress: string): BenchNetwork {
-  return { dataDir, gatewayAddress, owned: false, unexpectedExits: () => [], processes: () => [], close: async () => undefined };
+  return {
+    dataDir,
+    gatewayAddress,
+    owned: false,
+    unexpectedExits: () => [],
+    processes: () => [],
+    close: async () => undefined,
+  };
 }

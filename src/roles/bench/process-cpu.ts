@@ -29,7 +29,10 @@ export function cpuMsFromStat(stat: string): number | null {
   const close = stat.lastIndexOf(")");
   if (close < 0) return null;
   // After ')' come field 3 (state) onwards: utime is the 12th of these, stime the 13th.
-  const fields = stat.slice(close + 1).trim().split(/\s+/);
+  const fields = stat
+    .slice(close + 1)
+    .trim()
+    .split(/\s+/);
   const utime = Number(fields[11]);
   const stime = Number(fields[12]);
   if (!Number.isSafeInteger(utime) || !Number.isSafeInteger(stime) || utime < 0 || stime < 0) return null;

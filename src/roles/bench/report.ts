@@ -42,7 +42,14 @@ export interface BenchReport {
  */
 export function reportOk(report: BenchReport): boolean {
   const warmupOk = report.warmup === null || report.warmup.outcomes.ok;
-  return report.network.exits.length === 0 && report.settled && report.outcomes.ok && warmupOk && report.conservation !== null && report.conservation.ok;
+  return (
+    report.network.exits.length === 0 &&
+    report.settled &&
+    report.outcomes.ok &&
+    warmupOk &&
+    report.conservation !== null &&
+    report.conservation.ok
+  );
 }
 
 const round = (value: number, places: number) => Number(value.toFixed(places));
@@ -60,7 +67,11 @@ function cpuSummary(report: BenchReport): CpuSummary {
   const { committed, aborted, ambiguous } = report.outcomes;
   const answered = committed + aborted + ambiguous;
   const perPayment = (cpuMs: number | null) => (cpuMs === null || answered === 0 ? null : cpuMs / answered);
-  const processes = report.cpu.map((use) => ({ name: use.name, cpuMs: use.cpuMs, perPaymentMs: perPayment(use.cpuMs) }));
+  const processes = report.cpu.map((use) => ({
+    name: use.name,
+    cpuMs: use.cpuMs,
+    perPaymentMs: perPayment(use.cpuMs),
+  }));
   const known = report.cpu.every((use) => use.cpuMs !== null);
   const totalMs = report.cpu.reduce((sum, use) => sum + (use.cpuMs ?? 0), 0);
   return {
@@ -85,12 +96,22 @@ export function reportJson(report: BenchReport): Record<string, unknown> {
     batch: report.batch,
     durationMs: round(report.durationMs, 1),
     throughputPerS: round(report.throughputPerS, 1),
-    latencyMs: { p50: round(latency.p50Ms, 2), p95: round(latency.p95Ms, 2), p99: round(latency.p99Ms, 2), max: round(latency.maxMs, 2), mean: round(latency.meanMs, 2) },
+    latencyMs: {
+      p50: round(latency.p50Ms, 2),
+      p95: round(latency.p95Ms, 2),
+      p99: round(latency.p99Ms, 2),
+      max: round(latency.maxMs, 2),
+      mean: round(latency.meanMs, 2),
+    },
     cpu: cpuJson(cpuSummary(report)),
     committed: outcomes.committed,
     aborted: outcomes.aborted,
     ambiguous: outcomes.ambiguous,
-    ambiguousResolved: { committed: outcomes.ambiguousCommitted, aborted: outcomes.ambiguousAborted, unresolved: outcomes.ambiguousUnresolved },
+    ambiguousResolved: {
+      committed: outcomes.ambiguousCommitted,
+      aborted: outcomes.ambiguousAborted,
+      unresolved: outcomes.ambiguousUnresolved,
+    },
     warmup: report.warmup === null ? null : warmupJson(report.warmup),
     notStarted: report.notStarted,
     timedOut: report.timedOut,
@@ -108,7 +129,11 @@ export function reportJson(report: BenchReport): Record<string, unknown> {
       appliedOnce: conservation?.appliedOnce ?? false,
       accountsChecked: conservation?.accountsChecked ?? 0,
       mismatchCount: conservation?.mismatchCount ?? 0,
-      mismatches: (conservation?.mismatches ?? []).map((entry) => ({ account: entry.account, expected: formatMinor(entry.expectedMinor), actual: entry.actualMinor === null ? null : formatMinor(entry.actualMinor) })),
+      mismatches: (conservation?.mismatches ?? []).map((entry) => ({
+        account: entry.account,
+        expected: formatMinor(entry.expectedMinor),
+        actual: entry.actualMinor === null ? null : formatMinor(entry.actualMinor),
+      })),
       gatewayCommitted: outcomes.gatewayCommitted,
       outcomesAgree: outcomes.ok,
       disagreementCount: outcomes.disagreementCount,
@@ -127,7 +152,11 @@ function warmupJson(warmup: NonNullable<BenchReport["warmup"]>): Record<string, 
     committed: outcomes.committed,
     aborted: outcomes.aborted,
     ambiguous: outcomes.ambiguous,
-    ambiguousResolved: { committed: outcomes.ambiguousCommitted, aborted: outcomes.ambiguousAborted, unresolved: outcomes.ambiguousUnresolved },
+    ambiguousResolved: {
+      committed: outcomes.ambiguousCommitted,
+      aborted: outcomes.ambiguousAborted,
+      unresolved: outcomes.ambiguousUnresolved,
+    },
     gatewayCommitted: outcomes.gatewayCommitted,
     outcomesAgree: outcomes.ok,
   };
@@ -136,14 +165,20 @@ function warmupJson(warmup: NonNullable<BenchReport["warmup"]>): Record<string, 
 function cpuJson(summary: CpuSummary): Record<string, unknown> {
   const maybe = (value: number | null, places: number) => (value === null ? null : round(value, places));
   return {
-    processes: summary.processes.map((entry) => ({ name: entry.name, cpuMs: maybe(entry.cpuMs, 1), perPaymentMs: maybe(entry.perPaymentMs, 3) })),
+    processes: summary.processes.map((entry) => ({
+      name: entry.name,
+      cpuMs: maybe(entry.cpuMs, 1),
+      perPaymentMs: maybe(entry.perPaymentMs, 3),
+    })),
     perPaymentMs: maybe(summary.perPaymentMs, 3),
     coresBusy: maybe(summary.coresBusy, 2),
   };
 }
 
 function cpuLine(summary: CpuSummary): string {
-  const each = summary.processes.map((entry) => `${entry.name} ${entry.perPaymentMs === null ? "unknown" : `${entry.perPaymentMs.toFixed(2)} ms`}`).join(", ");
+  const each = summary.processes
+    .map((entry) => `${entry.name} ${entry.perPaymentMs === null ? "unknown" : `${entry.perPaymentMs.toFixed(2)} ms`}`)
+    .join(", ");
   if (summary.perPaymentMs === null || summary.coresBusy === null) return each;
   return `${each}; all ${summary.perPaymentMs.toFixed(2)} ms (${summary.coresBusy.toFixed(2)} cores busy)`;
 }
@@ -154,14 +189,34 @@ const ms = (value: number) => value.toFixed(1);
 function conservationLines(report: BenchReport): string[] {
   const { outcomes, conservation } = report;
   const lines: string[] = [];
-  for (const exit of report.network.exits) lines.push(`  ✗ ${exit.name} exited during the run (code ${exit.code}, signal ${exit.signal}): ${exit.lastLines.at(-1) ?? "no output"}`);
-  if (!report.settled) lines.push(`  ✗ the network did not settle (payments unfinished or holds left) within the settle timeout`);
+  for (const exit of report.network.exits)
+    lines.push(
+      `  ✗ ${exit.name} exited during the run (code ${exit.code}, signal ${exit.signal}): ${exit.lastLines.at(-1) ?? "no output"}`,
+    );
+  if (!report.settled)
+    lines.push(`  ✗ the network did not settle (payments unfinished or holds left) within the settle timeout`);
   if (conservation === null) {
     lines.push(`  ✗ balances not checked: ${report.readError ?? "unknown error"}`);
   } else {
-    lines.push(`  ${mark(conservation.sumsEqual)} sum of balances before = after (${formatMinor(conservation.sumBeforeMinor)} → ${formatMinor(conservation.sumAfterMinor)})`);
-    lines.push(`  ${mark(conservation.noNegative)} no negative balance${conservation.noNegative ? "" : ` (${conservation.negativeCount}: ${conservation.negativeAccounts.join(", ")})`}`);
-    lines.push(`  ${mark(conservation.appliedOnce)} every committed payment applied once (${conservation.accountsChecked} accounts: initial + credits − debits = final${conservation.appliedOnce ? "" : `; ${conservation.mismatchCount} differ, e.g. ${conservation.mismatches.slice(0, 3).map((entry) => `${entry.account} expected ${formatMinor(entry.expectedMinor)} found ${entry.actualMinor === null ? "nothing" : formatMinor(entry.actualMinor)}`).join("; ")}`})`);
+    lines.push(
+      `  ${mark(conservation.sumsEqual)} sum of balances before = after (${formatMinor(conservation.sumBeforeMinor)} → ${formatMinor(conservation.sumAfterMinor)})`,
+    );
+    lines.push(
+      `  ${mark(conservation.noNegative)} no negative balance${conservation.noNegative ? "" : ` (${conservation.negativeCount}: ${conservation.negativeAccounts.join(", ")})`}`,
+    );
+    lines.push(
+      `  ${mark(conservation.appliedOnce)} every committed payment applied once (${conservation.accountsChecked} accounts: initial + credits − debits = final${
+        conservation.appliedOnce
+          ? ""
+          : `; ${conservation.mismatchCount} differ, e.g. ${conservation.mismatches
+              .slice(0, 3)
+              .map(
+                (entry) =>
+                  `${entry.account} expected ${formatMinor(entry.expectedMinor)} found ${entry.actualMinor === null ? "nothing" : formatMinor(entry.actualMinor)}`,
+              )
+              .join("; ")}`
+      })`,
+    );
   }
   lines.push(outcomeLine("gateway log", outcomes));
   if (report.warmup !== null) lines.push(outcomeLine("warm-up, gateway log", report.warmup.outcomes));
@@ -181,23 +236,41 @@ function warmupRow(warmup: BenchReport["warmup"]): string {
 
 export function reportTable(report: BenchReport): string {
   const { outcomes, latency } = report;
-  const reasons = Object.entries(report.reasons).map(([reason, count]) => `${reason} ${count}`).join(", ");
+  const reasons = Object.entries(report.reasons)
+    .map(([reason, count]) => `${reason} ${count}`)
+    .join(", ");
   const rows: Array<[string, string]> = [
-    ["load", report.mode === "closed" ? "closed loop" : `open loop at ${report.ratePerS}/s (latency from each payment's due time)`],
-    ["payments", `${report.payments}${report.notStarted > 0 ? ` (${report.notStarted} not started: ${report.stoppedBecause ?? "overall timeout"})` : ""}, ${report.sameBankPercent}% same-bank`],
+    [
+      "load",
+      report.mode === "closed"
+        ? "closed loop"
+        : `open loop at ${report.ratePerS}/s (latency from each payment's due time)`,
+    ],
+    [
+      "payments",
+      `${report.payments}${report.notStarted > 0 ? ` (${report.notStarted} not started: ${report.stoppedBecause ?? "overall timeout"})` : ""}, ${report.sameBankPercent}% same-bank`,
+    ],
     ["warm-up", warmupRow(report.warmup)],
     ["concurrency", `${report.concurrency} clients on ${report.channels} gRPC channels`],
     ["accounts", `${report.accounts} at ${report.banks.length} banks (${report.banks.join(", ")})`],
     ["duration", `${(report.durationMs / 1000).toFixed(2)} s`],
     ["throughput", `${report.throughputPerS.toFixed(1)} committed payments/s`],
-    ["latency ms", `p50 ${ms(latency.p50Ms)}  p95 ${ms(latency.p95Ms)}  p99 ${ms(latency.p99Ms)}  max ${ms(latency.maxMs)}  (mean ${ms(latency.meanMs)}, every answered call)`],
+    [
+      "latency ms",
+      `p50 ${ms(latency.p50Ms)}  p95 ${ms(latency.p95Ms)}  p99 ${ms(latency.p99Ms)}  max ${ms(latency.maxMs)}  (mean ${ms(latency.meanMs)}, every answered call)`,
+    ],
     ["cpu/payment", cpuLine(cpuSummary(report))],
     ["committed", String(outcomes.committed)],
     ["aborted", `${outcomes.aborted}${reasons === "" ? "" : ` (reasons: ${reasons})`}`],
-    ["ambiguous", `${outcomes.ambiguous}${outcomes.ambiguous === 0 ? "" : ` (from the gateway log: ${outcomes.ambiguousCommitted} committed, ${outcomes.ambiguousAborted} aborted, ${outcomes.ambiguousUnresolved} undecided)`}`],
+    [
+      "ambiguous",
+      `${outcomes.ambiguous}${outcomes.ambiguous === 0 ? "" : ` (from the gateway log: ${outcomes.ambiguousCommitted} committed, ${outcomes.ambiguousAborted} aborted, ${outcomes.ambiguousUnresolved} undecided)`}`,
+    ],
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
-  const lines = [`paynet bench (gateway ${report.network.gateway}${report.network.kept ? `, data dir kept: ${report.network.dataDir}` : ""})`];
+  const lines = [
+    `paynet bench (gateway ${report.network.gateway}${report.network.kept ? `, data dir kept: ${report.network.dataDir}` : ""})`,
+  ];
   for (const [label, value] of rows) lines.push(`  ${label.padEnd(width)}  ${value}`);
   lines.push("conservation");
   lines.push(...conservationLines(report));

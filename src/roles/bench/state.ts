@@ -41,7 +41,13 @@ export interface Settled {
  * Polls until every payment of this run (ids starting with `idPrefix`) is finished at the gateway and no
  * bank holds anything, on consecutive polls, or until `timeoutMs`, or until `givingUp` names a reason.
  */
-export async function waitUntilSettled(paths: DataPaths, banks: readonly string[], idPrefix: string, timeoutMs: number, givingUp: () => string | null): Promise<Settled> {
+export async function waitUntilSettled(
+  paths: DataPaths,
+  banks: readonly string[],
+  idPrefix: string,
+  timeoutMs: number,
+  givingUp: () => string | null,
+): Promise<Settled> {
   const startedMs = Date.now();
   let logged = new Map<string, LoggedPayment>();
   let readError: string | null = null;
@@ -56,10 +62,12 @@ export async function waitUntilSettled(paths: DataPaths, banks: readonly string[
       readError = (error as Error).message;
     }
     const reason = givingUp();
-    if (reason !== null) return { settled: false, logged, durable: null, settleMs: Date.now() - startedMs, readError: reason };
+    if (reason !== null)
+      return { settled: false, logged, durable: null, settleMs: Date.now() - startedMs, readError: reason };
     const quiet = durable !== null && durable.holds === 0 && [...logged.values()].every((record) => record.finished);
     quietPolls = quiet ? quietPolls + 1 : 0;
-    if (quietPolls >= quietPollsNeeded) return { settled: true, logged, durable, settleMs: Date.now() - startedMs, readError };
+    if (quietPolls >= quietPollsNeeded)
+      return { settled: true, logged, durable, settleMs: Date.now() - startedMs, readError };
     await sleep(settlePollMs);
   }
   return { settled: false, logged, durable: null, settleMs: Date.now() - startedMs, readError };

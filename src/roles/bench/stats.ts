@@ -65,9 +65,14 @@ export interface LoggedPayment {
  * The outcomes of this run's payments among the gateway's records (read by gateway-log.ts, which owns their
  * format): the records whose id starts with `idPrefix`.
  */
-export function loggedOutcomes(records: Iterable<{ paymentId: string } & LoggedPayment>, idPrefix: string): Map<string, LoggedPayment> {
+export function loggedOutcomes(
+  records: Iterable<{ paymentId: string } & LoggedPayment>,
+  idPrefix: string,
+): Map<string, LoggedPayment> {
   const outcomes = new Map<string, LoggedPayment>();
-  for (const record of records) if (record.paymentId.startsWith(idPrefix)) outcomes.set(record.paymentId, { state: record.state, finished: record.finished });
+  for (const record of records)
+    if (record.paymentId.startsWith(idPrefix))
+      outcomes.set(record.paymentId, { state: record.state, finished: record.finished });
   return outcomes;
 }
 
@@ -101,14 +106,27 @@ export interface OutcomeReport {
  * Resolves every payment against `logged` (the gateway log's records of this run's ids only). A payment the
  * log does not know was never begun, so it moved nothing: it reads as aborted.
  */
-export function resolveOutcomes(sent: readonly SentPayment[], logged: ReadonlyMap<string, LoggedPayment>): OutcomeReport {
+export function resolveOutcomes(
+  sent: readonly SentPayment[],
+  logged: ReadonlyMap<string, LoggedPayment>,
+): OutcomeReport {
   const report: OutcomeReport = {
-    committed: 0, aborted: 0, ambiguous: 0, ambiguousCommitted: 0, ambiguousAborted: 0, ambiguousUnresolved: 0,
-    gatewayCommitted: 0, committedTransfers: [], disagreementCount: 0, disagreements: [], ok: true,
+    committed: 0,
+    aborted: 0,
+    ambiguous: 0,
+    ambiguousCommitted: 0,
+    ambiguousAborted: 0,
+    ambiguousUnresolved: 0,
+    gatewayCommitted: 0,
+    committedTransfers: [],
+    disagreementCount: 0,
+    disagreements: [],
+    ok: true,
   };
   const disagree = (payment: SentPayment, state: LoggedPayment["state"] | "absent") => {
     report.disagreementCount += 1;
-    if (report.disagreements.length < disagreementsListedMax) report.disagreements.push({ paymentId: payment.paymentId, seen: payment.seen, logged: state });
+    if (report.disagreements.length < disagreementsListedMax)
+      report.disagreements.push({ paymentId: payment.paymentId, seen: payment.seen, logged: state });
   };
   for (const payment of sent) {
     const state = logged.get(payment.paymentId)?.state ?? "absent";
@@ -128,7 +146,10 @@ export function resolveOutcomes(sent: readonly SentPayment[], logged: ReadonlyMa
     }
   }
   for (const record of logged.values()) if (record.state === "committed") report.gatewayCommitted += 1;
-  report.ok = report.disagreementCount === 0 && report.ambiguousUnresolved === 0 && report.gatewayCommitted === report.committed + report.ambiguousCommitted;
+  report.ok =
+    report.disagreementCount === 0 &&
+    report.ambiguousUnresolved === 0 &&
+    report.gatewayCommitted === report.committed + report.ambiguousCommitted;
   return report;
 }
 
@@ -179,7 +200,11 @@ function expectedBalances(before: ReadonlyMap<string, bigint>, committed: readon
  * every account's final balance is its initial balance plus credits minus debits of the committed transfers
  * (so each committed payment was applied exactly once and no aborted one moved anything).
  */
-export function checkConservation(before: ReadonlyMap<string, bigint>, after: ReadonlyMap<string, bigint>, committed: readonly Transfer[]): ConservationReport {
+export function checkConservation(
+  before: ReadonlyMap<string, bigint>,
+  after: ReadonlyMap<string, bigint>,
+  committed: readonly Transfer[],
+): ConservationReport {
   const sumBeforeMinor = sumOf(before);
   const sumAfterMinor = sumOf(after);
   const negativeAccounts: string[] = [];
@@ -200,11 +225,24 @@ export function checkConservation(before: ReadonlyMap<string, bigint>, after: Re
     const actualMinor = after.get(account) ?? null;
     if (actualMinor !== expectedMinor) mismatch({ account, expectedMinor, actualMinor });
   }
-  for (const [account, actualMinor] of after) if (!expected.has(account)) mismatch({ account, expectedMinor: 0n, actualMinor });
+  for (const [account, actualMinor] of after)
+    if (!expected.has(account)) mismatch({ account, expectedMinor: 0n, actualMinor });
   const sumsEqual = sumBeforeMinor === sumAfterMinor;
   const noNegative = negativeCount === 0;
   const appliedOnce = mismatchCount === 0;
-  return { sumBeforeMinor, sumAfterMinor, sumsEqual, negativeCount, negativeAccounts, noNegative, mismatchCount, mismatches, appliedOnce, accountsChecked: expected.size, ok: sumsEqual && noNegative && appliedOnce };
+  return {
+    sumBeforeMinor,
+    sumAfterMinor,
+    sumsEqual,
+    negativeCount,
+    negativeAccounts,
+    noNegative,
+    mismatchCount,
+    mismatches,
+    appliedOnce,
+    accountsChecked: expected.size,
+    ok: sumsEqual && noNegative && appliedOnce,
+  };
 }
 
 /** Committed payments per second over the load's duration; 0 for an empty duration. */

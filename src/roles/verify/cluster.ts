@@ -67,7 +67,11 @@ export class ManagedProcess {
   #paused = false;
   #recent: string[] = [];
 
-  constructor(spec: ProcessSpec, onEvent: (event: ProcessEvent) => void, onDiedAlone: (process: ManagedProcess) => void) {
+  constructor(
+    spec: ProcessSpec,
+    onEvent: (event: ProcessEvent) => void,
+    onDiedAlone: (process: ManagedProcess) => void,
+  ) {
     this.name = spec.name;
     this.#spec = spec;
     this.#onEvent = onEvent;
@@ -154,7 +158,9 @@ export class ManagedProcess {
     const incarnation = this.#current;
     if (incarnation === null || !this.running) return true;
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, timeoutMs))));
+    const timedOut = new Promise<boolean>(
+      (resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, timeoutMs))),
+    );
     const exited = await Promise.race([incarnation.closed.then(() => true), timedOut]);
     clearTimeout(timer);
     return exited;
@@ -171,9 +177,20 @@ export class ManagedProcess {
     // PAYNET_CRASH_AT is always set, so that one in verify's own environment never reaches a child.
     const env = { ...process.env, FORCE_COLOR: "0", ...this.#spec.env, PAYNET_CRASH_AT: crashSpec ?? "" };
     const child = spawn(process.execPath, [cliPath, ...this.#spec.args()], { stdio: ["ignore", "pipe", "pipe"], env });
-    const incarnation: Incarnation = { child, closed: Promise.resolve(), lines: [], waiters: [], expectedExit: false, crashSpec, crashReached: false };
-    for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on("line", (line) => this.#onLine(incarnation, lineText(line)));
-    incarnation.closed = new Promise((resolve) => child.on("close", (code, signal) => (this.#onClose(incarnation, code, signal), resolve())));
+    const incarnation: Incarnation = {
+      child,
+      closed: Promise.resolve(),
+      lines: [],
+      waiters: [],
+      expectedExit: false,
+      crashSpec,
+      crashReached: false,
+    };
+    for (const stream of [child.stdout!, child.stderr!])
+      createInterface({ input: stream }).on("line", (line) => this.#onLine(incarnation, lineText(line)));
+    incarnation.closed = new Promise((resolve) =>
+      child.on("close", (code, signal) => (this.#onClose(incarnation, code, signal), resolve())),
+    );
     this.#current = incarnation;
     this.#paused = false;
     return incarnation;
@@ -181,7 +198,8 @@ export class ManagedProcess {
 
   #onLine(incarnation: Incarnation, line: string): void {
     if (process.env.PAYNET_VERIFY_VERBOSE === "1") process.stderr.write(`  ${this.name}| ${line}\n`);
-    if (incarnation.crashSpec !== null && line.includes(`crash point ${incarnation.crashSpec.split(":")[0]} reached`)) incarnation.crashReached = true;
+    if (incarnation.crashSpec !== null && line.includes(`crash point ${incarnation.crashSpec.split(":")[0]} reached`))
+      incarnation.crashReached = true;
     incarnation.lines.push(line);
     if (incarnation.lines.length > 1_000) incarnation.lines.splice(0, 500);
     this.#recent.push(line);
@@ -200,7 +218,12 @@ export class ManagedProcess {
       this.#onEvent({ process: this.name, kind: "crash-point-reached", detail, atMs: Date.now() });
     } else if (!incarnation.expectedExit) {
       const last = this.#recent.slice(-3).join(" | ");
-      this.#onEvent({ process: this.name, kind: "unplanned-exit", detail: `${this.name} exited on its own (code ${code}, signal ${signal}); last lines: ${last}`, atMs: Date.now() });
+      this.#onEvent({
+        process: this.name,
+        kind: "unplanned-exit",
+        detail: `${this.name} exited on its own (code ${code}, signal ${signal}); last lines: ${last}`,
+        atMs: Date.now(),
+      });
     }
     if (!incarnation.expectedExit && this.#current === incarnation) this.#onDiedAlone(this);
   }
@@ -211,11 +234,18 @@ export class ManagedProcess {
       if (match !== null) return Promise.resolve(match);
     }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no line matching ${pattern.source} within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no line matching ${pattern.source} within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       incarnation.waiters.push({ pattern, resolve: (match) => (clearTimeout(timer), resolve(match)) });
       incarnation.closed.then(() => {
         clearTimeout(timer);
-        reject(new Error(`exited before a line matching ${pattern.source}; last lines: ${incarnation.lines.slice(-3).join(" | ")}`));
+        reject(
+          new Error(
+            `exited before a line matching ${pattern.source}; last lines: ${incarnation.lines.slice(-3).join(" | ")}`,
+          ),
+        );
       });
     });
   }
@@ -250,7 +280,17 @@ export class Cluster {
       {
         name: "gateway",
         // Few finished payments retained: a run archives and compacts, under faults.
-        args: () => ["gateway", "--data-dir", options.dataDir, "--host", "127.0.0.1", "--port", String(this.#gatewayPort), "--records-retained", String(clusterBounds.gatewayRecordsRetained)],
+        args: () => [
+          "gateway",
+          "--data-dir",
+          options.dataDir,
+          "--host",
+          "127.0.0.1",
+          "--port",
+          String(this.#gatewayPort),
+          "--records-retained",
+          String(clusterBounds.gatewayRecordsRetained),
+        ],
         env: options.gatewayEnv,
         readyPattern: /\[gateway\] listening on (\S+)/,
       },
@@ -260,7 +300,21 @@ export class Cluster {
     for (const bank of options.banks) {
       const spec: ProcessSpec = {
         name: `bank ${bank}`,
-        args: () => ["bank", "--id", bank, "--data-dir", options.dataDir, "--host", "127.0.0.1", "--port", "0", "--gateway", this.bankProxies.get(bank)!.address, "--hold-timeout-ms", String(options.holdTimeoutMs)],
+        args: () => [
+          "bank",
+          "--id",
+          bank,
+          "--data-dir",
+          options.dataDir,
+          "--host",
+          "127.0.0.1",
+          "--port",
+          "0",
+          "--gateway",
+          this.bankProxies.get(bank)!.address,
+          "--hold-timeout-ms",
+          String(options.holdTimeoutMs),
+        ],
         env: {},
         readyPattern: new RegExp(`\\[bank ${bank}\\] listening on (\\S+)`),
       };
@@ -285,7 +339,10 @@ export class Cluster {
     await Promise.all(
       [...this.banks.entries()].map(async ([bank, managed]) => {
         await managed.start();
-        await managed.waitForLine(new RegExp(`\\[bank ${bank}\\] registered with the gateway`), clusterBounds.readyTimeoutMs);
+        await managed.waitForLine(
+          new RegExp(`\\[bank ${bank}\\] registered with the gateway`),
+          clusterBounds.readyTimeoutMs,
+        );
       }),
     );
     return { gatewayAddress: gatewayAddress!, clientAddress: this.clientProxy.address };

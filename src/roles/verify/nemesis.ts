@@ -6,7 +6,15 @@ import { Prng } from "../../core/testing/prng.js";
 import { Mutex } from "./mutex.js";
 import type { Cluster, ManagedProcess } from "./cluster.js";
 
-export const faultKinds = ["kill-gateway", "kill-bank", "pause-gateway", "pause-bank", "crash-point", "partition-bank", "partition-clients"] as const;
+export const faultKinds = [
+  "kill-gateway",
+  "kill-bank",
+  "pause-gateway",
+  "pause-bank",
+  "crash-point",
+  "partition-bank",
+  "partition-clients",
+] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
 /** The crash points of the network's processes (the clients' are exercised by their own tests). */
@@ -61,13 +69,37 @@ function planOne(prng: Prng, kind: FaultKind, atMs: number, options: PlanOptions
     case "kill-bank":
       return { atMs, kind, target: bank, holdMs: prng.int(0, bounds.killDowntimeMaxMs), crashSpec: null };
     case "pause-gateway":
-      return { atMs, kind, target: "gateway", holdMs: prng.int(Math.min(bounds.pauseGatewayMinMs, options.pauseMaxMs), options.pauseMaxMs), crashSpec: null };
+      return {
+        atMs,
+        kind,
+        target: "gateway",
+        holdMs: prng.int(Math.min(bounds.pauseGatewayMinMs, options.pauseMaxMs), options.pauseMaxMs),
+        crashSpec: null,
+      };
     case "pause-bank":
-      return { atMs, kind, target: bank, holdMs: prng.int(Math.min(bounds.pauseBankMinMs, options.pauseMaxMs), options.pauseMaxMs), crashSpec: null };
+      return {
+        atMs,
+        kind,
+        target: bank,
+        holdMs: prng.int(Math.min(bounds.pauseBankMinMs, options.pauseMaxMs), options.pauseMaxMs),
+        crashSpec: null,
+      };
     case "partition-bank":
-      return { atMs, kind, target: bank, holdMs: prng.int(bounds.partitionMinMs, bounds.partitionMaxMs), crashSpec: null };
+      return {
+        atMs,
+        kind,
+        target: bank,
+        holdMs: prng.int(bounds.partitionMinMs, bounds.partitionMaxMs),
+        crashSpec: null,
+      };
     case "partition-clients":
-      return { atMs, kind, target: "clients", holdMs: prng.int(bounds.partitionMinMs, bounds.partitionMaxMs), crashSpec: null };
+      return {
+        atMs,
+        kind,
+        target: "clients",
+        holdMs: prng.int(bounds.partitionMinMs, bounds.partitionMaxMs),
+        crashSpec: null,
+      };
     case "crash-point": {
       const point = prng.pick(options.crashPoints);
       const target = (crashPointsByRole.gateway as readonly string[]).includes(point) ? "gateway" : bank;
@@ -151,7 +183,11 @@ async function crashPointEpisode(managed: ManagedProcess, fault: PlannedFault, s
   if (!reached) await managed.kill("SIGTERM");
   const reachedAtStop = !reached && managed.crashReached;
   await managed.start();
-  return reached ? "crash point reached" : reachedAtStop ? "crash point reached at an orderly stop" : "crash point not reached";
+  return reached
+    ? "crash point reached"
+    : reachedAtStop
+      ? "crash point reached at an orderly stop"
+      : "crash point not reached";
 }
 
 async function partitionEpisode(cluster: Cluster, fault: PlannedFault, stopAtMs: number): Promise<string> {
@@ -168,7 +204,8 @@ async function partitionEpisode(cluster: Cluster, fault: PlannedFault, stopAtMs:
 
 function runEpisode(cluster: Cluster, fault: PlannedFault, stopAtMs: number): Promise<string> {
   if (fault.kind === "partition-bank" || fault.kind === "partition-clients") {
-    const mutex = cluster.proxyMutexes.get(fault.kind === "partition-clients" ? "clients" : fault.target) ?? new Mutex();
+    const mutex =
+      cluster.proxyMutexes.get(fault.kind === "partition-clients" ? "clients" : fault.target) ?? new Mutex();
     return mutex.run(() => partitionEpisode(cluster, fault, stopAtMs));
   }
   const managed = fault.target === "gateway" ? cluster.gateway : cluster.banks.get(fault.target)!;
@@ -196,9 +233,18 @@ export async function runNemesis(
     const startAtMs = clock.startMs + fault.atMs;
     if (startAtMs >= clock.stopAtMs) break;
     await sleep(startAtMs - Date.now());
-    const record: FaultRecord = { kind: fault.kind, target: fault.target, atMs: Date.now() - clock.startMs, holdMs: fault.holdMs, crashSpec: fault.crashSpec, outcome: "running" };
+    const record: FaultRecord = {
+      kind: fault.kind,
+      target: fault.target,
+      atMs: Date.now() - clock.startMs,
+      holdMs: fault.holdMs,
+      crashSpec: fault.crashSpec,
+      outcome: "running",
+    };
     records.push(record);
-    say(`fault ${fault.kind} ${fault.target}${fault.crashSpec === null ? "" : ` ${fault.crashSpec}`} for ${fault.holdMs} ms`);
+    say(
+      `fault ${fault.kind} ${fault.target}${fault.crashSpec === null ? "" : ` ${fault.crashSpec}`} for ${fault.holdMs} ms`,
+    );
     episodes.push(
       runEpisode(cluster, fault, clock.stopAtMs).then(
         (outcome) => void (record.outcome = outcome),

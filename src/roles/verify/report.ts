@@ -67,30 +67,55 @@ function invariantLines(results: InvariantResult[]): string[] {
   const lines: string[] = [];
   for (const result of results) {
     const mark = result.ok ? chalk.green("✓") : chalk.red("✗");
-    const status = result.ok ? chalk.dim(`(checked ${result.checked})`) : chalk.red(`${result.violations} violation${result.violations === 1 ? "" : "s"}`);
+    const status = result.ok
+      ? chalk.dim(`(checked ${result.checked})`)
+      : chalk.red(`${result.violations} violation${result.violations === 1 ? "" : "s"}`);
     lines.push(`  ${mark} ${result.id.padEnd(width)}  ${result.title} ${status}`);
-    for (const example of result.counterexamples.slice(0, counterexamplesShown)) lines.push(`      ${chalk.red("·")} ${example}`);
-    if (result.counterexamples.length > counterexamplesShown) lines.push(chalk.dim(`      … and ${result.violations - counterexamplesShown} more (--json lists up to ${result.counterexamples.length})`));
+    for (const example of result.counterexamples.slice(0, counterexamplesShown))
+      lines.push(`      ${chalk.red("·")} ${example}`);
+    if (result.counterexamples.length > counterexamplesShown)
+      lines.push(
+        chalk.dim(
+          `      … and ${result.violations - counterexamplesShown} more (--json lists up to ${result.counterexamples.length})`,
+        ),
+      );
   }
   return lines;
 }
 
 export function formatReport(report: VerifyReport): string {
   const { operations, outcomes, faults, recovery } = report;
-  const build = report.unsafeLateDecisionLog ? chalk.yellow(", deliberately broken gateway (PAYNET_UNSAFE_LATE_DECISION_LOG=1)") : "";
+  const build = report.unsafeLateDecisionLog
+    ? chalk.yellow(", deliberately broken gateway (PAYNET_UNSAFE_LATE_DECISION_LOG=1)")
+    : "";
   const faultEvery = report.killEveryMs > 0 ? `a fault every ~${report.killEveryMs} ms` : "no faults";
   const failed = report.invariants.filter((result) => !result.ok).length;
   const recoveryText = recovery.recovered
     ? `${recovery.recoveryMs} ms`
     : chalk.red(`not recovered within ${recovery.timeoutMs} ms`) + chalk.dim(" (the state below may still be moving)");
   const lines = [
-    chalk.bold(`paynet verify: seed ${report.seed}, ${report.durationS} s, ${report.clients} clients, ${report.banks.length} banks × ${report.accountsPerBank} accounts, ${faultEvery}${build}`),
-    chalk.dim(`total money ${formatMinor(report.totalMinor)}; ran ${(report.elapsedMs / 1000).toFixed(1)} s; data dir ${report.dataDir}${report.keptDataDir ? " (kept)" : " (removed)"}`),
+    chalk.bold(
+      `paynet verify: seed ${report.seed}, ${report.durationS} s, ${report.clients} clients, ${report.banks.length} banks × ${report.accountsPerBank} accounts, ${faultEvery}${build}`,
+    ),
+    chalk.dim(
+      `total money ${formatMinor(report.totalMinor)}; ran ${(report.elapsedMs / 1000).toFixed(1)} s; data dir ${report.dataDir}${report.keptDataDir ? " (kept)" : " (removed)"}`,
+    ),
     "",
     chalk.bold("operations"),
     row("payments", operations.payments, joinCounts(operations.byKind)),
-    row("answers", operations.answers, joinCounts({ "retries of an unknown outcome": operations.retries, "replays of a used key": operations.replays, syncs: operations.syncs, "final reads": operations.finalReads })),
-    ...(operations.stillQueued > 0 ? [row("still queued", operations.stillQueued, "offline payments the drain could not send")] : []),
+    row(
+      "answers",
+      operations.answers,
+      joinCounts({
+        "retries of an unknown outcome": operations.retries,
+        "replays of a used key": operations.replays,
+        syncs: operations.syncs,
+        "final reads": operations.finalReads,
+      }),
+    ),
+    ...(operations.stillQueued > 0
+      ? [row("still queued", operations.stillQueued, "offline payments the drain could not send")]
+      : []),
     chalk.bold("outcomes"),
     row("committed", outcomes.committed),
     row("aborted", outcomes.aborted, joinCounts(outcomes.abortedByReason)),
@@ -104,12 +129,16 @@ export function formatReport(report: VerifyReport): string {
     chalk.bold("invariants"),
     ...invariantLines(report.invariants),
     "",
-    report.ok ? chalk.green(`✓ all ${report.invariants.length} invariants hold`) : chalk.red(`✗ ${failed} of ${report.invariants.length} invariants violated`),
+    report.ok
+      ? chalk.green(`✓ all ${report.invariants.length} invariants hold`)
+      : chalk.red(`✗ ${failed} of ${report.invariants.length} invariants violated`),
   ];
   return lines.join("\n") + "\n";
 }
 
 /** The report as JSON-safe values (bigints as decimal strings). */
 export function reportJson(report: VerifyReport): Record<string, unknown> {
-  return JSON.parse(JSON.stringify(report, (_key, value: unknown) => (typeof value === "bigint" ? value.toString() : value))) as Record<string, unknown>;
+  return JSON.parse(
+    JSON.stringify(report, (_key, value: unknown) => (typeof value === "bigint" ? value.toString() : value)),
+  ) as Record<string, unknown>;
 }

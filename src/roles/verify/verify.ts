@@ -19,7 +19,16 @@ import { checkInvariants, outcomeSeen, type BankFinalState, type CheckInput } fr
 import { readGatewayRecords } from "../../core/gateway/store/file/gateway-log.js";
 import { Cluster } from "./cluster.js";
 import { allCrashPoints, faultKinds, planFaults, runNemesis, type FaultKind, type FaultRecord } from "./nemesis.js";
-import { Observations, Sessions, VerifyClient, drainOfflineQueue, finalReads, type Account, type PaymentKind, type WorkloadContext } from "./workload.js";
+import {
+  Observations,
+  Sessions,
+  VerifyClient,
+  drainOfflineQueue,
+  finalReads,
+  type Account,
+  type PaymentKind,
+  type WorkloadContext,
+} from "./workload.js";
 import { formatReport, reportJson, type VerifyReport } from "./report.js";
 
 export interface VerifyFlags {
@@ -83,7 +92,8 @@ interface VerifyOptions {
 class UsageError extends Error {}
 
 function integerIn(value: number, flag: string, min: number, max: number): number {
-  if (!Number.isSafeInteger(value) || value < min || value > max) throw new UsageError(`--${flag} must be an integer in ${min}-${max}, got ${value}`);
+  if (!Number.isSafeInteger(value) || value < min || value > max)
+    throw new UsageError(`--${flag} must be an integer in ${min}-${max}, got ${value}`);
   return value;
 }
 
@@ -94,7 +104,11 @@ function listOf<T extends string>(text: string, flag: string, allowed: readonly 
     .filter((item) => item !== "");
   if (items.length === 1 && items[0] === "none") return [];
   if (items.length === 1 && items[0] === "all") return [...allowed];
-  for (const item of items) if (!(allowed as readonly string[]).includes(item)) throw new UsageError(`--${flag}: unknown ${JSON.stringify(item)}; choose from ${allowed.join(", ")} (or all, or none)`);
+  for (const item of items)
+    if (!(allowed as readonly string[]).includes(item))
+      throw new UsageError(
+        `--${flag}: unknown ${JSON.stringify(item)}; choose from ${allowed.join(", ")} (or all, or none)`,
+      );
   return [...new Set(items)] as T[];
 }
 
@@ -112,7 +126,12 @@ function validateFlags(flags: VerifyFlags): VerifyOptions {
     seed: flags.seed === undefined ? randomInt(0, seedMax + 1) : integerIn(flags.seed, "seed", 0, seedMax),
     faults: listOf(flags.faults, "faults", faultKinds),
     crashPoints: listOf(flags.crashPoints, "crash-points", allCrashPoints),
-    recoveryTimeoutMs: integerIn(flags.recoveryTimeoutMs, "recovery-timeout", bounds.recoveryTimeoutMinMs, bounds.recoveryTimeoutMaxMs),
+    recoveryTimeoutMs: integerIn(
+      flags.recoveryTimeoutMs,
+      "recovery-timeout",
+      bounds.recoveryTimeoutMinMs,
+      bounds.recoveryTimeoutMaxMs,
+    ),
     unsafeLateDecisionLog: flags.unsafeLateDecisionLog || process.env.PAYNET_UNSAFE_LATE_DECISION_LOG === "1",
     keep: flags.keep,
     json: flags.json,
@@ -175,7 +194,9 @@ async function verifyRun(options: VerifyOptions, dataDir: string, cluster: Clust
   say(`seed ${options.seed}; data dir ${dataDir}; issuing certificates`);
   const accounts = await prepareDataDir(paths, options, prng.fork("accounts"));
   const { gatewayAddress } = await cluster.start();
-  say(`network up: gateway ${gatewayAddress}, banks ${options.banks.join(", ")}${options.unsafeLateDecisionLog ? chalk.yellow(" (gateway deliberately broken)") : ""}`);
+  say(
+    `network up: gateway ${gatewayAddress}, banks ${options.banks.join(", ")}${options.unsafeLateDecisionLog ? chalk.yellow(" (gateway deliberately broken)") : ""}`,
+  );
   const identity = await loadIdentity(paths.certificateDir, clientFiles(paths.certificateDir));
   const onRepair = () => say(chalk.yellow("a client file was damaged and repaired"));
   const context: WorkloadContext = {
@@ -194,13 +215,27 @@ async function verifyRun(options: VerifyOptions, dataDir: string, cluster: Clust
 
   say("checking the invariants");
   const finalState = await readFinalState(paths, options.banks);
-  const processFailures = cluster.events.filter((event) => event.kind !== "crash-point-reached").map((event) => `${event.detail} (at ${((event.atMs - startedAtMs) / 1000).toFixed(1)} s)`);
-  const initialBalancesMinor = new Map(accounts.map((account) => [`${account.user}@${account.bank}`, account.initialMinor]));
+  const processFailures = cluster.events
+    .filter((event) => event.kind !== "crash-point-reached")
+    .map((event) => `${event.detail} (at ${((event.atMs - startedAtMs) / 1000).toFixed(1)} s)`);
+  const initialBalancesMinor = new Map(
+    accounts.map((account) => [`${account.user}@${account.bank}`, account.initialMinor]),
+  );
   const recoveryFailures = [
-    ...(recovery.recovered ? [] : [`not recovered within ${options.recoveryTimeoutMs} ms after healing: ${summarize(recovery.blockers)}`]),
-    ...(settled.recovered ? [] : [`the payments of the drain and final reads did not settle: ${summarize(settled.blockers)}`]),
+    ...(recovery.recovered
+      ? []
+      : [`not recovered within ${options.recoveryTimeoutMs} ms after healing: ${summarize(recovery.blockers)}`]),
+    ...(settled.recovered
+      ? []
+      : [`the payments of the drain and final reads did not settle: ${summarize(settled.blockers)}`]),
   ];
-  const invariants = checkInvariants({ initialBalancesMinor, ...finalState, observations: context.observations.list(), processFailures, recoveryFailures });
+  const invariants = checkInvariants({
+    initialBalancesMinor,
+    ...finalState,
+    observations: context.observations.list(),
+    processFailures,
+    recoveryFailures,
+  });
   return buildReport({
     options,
     dataDir,
@@ -211,7 +246,11 @@ async function verifyRun(options: VerifyOptions, dataDir: string, cluster: Clust
     faultLog,
     crashPointsReached: cluster.events.filter((event) => event.kind === "crash-point-reached").length,
     processFailures,
-    recovery: { recovered: recovery.recovered && settled.recovered, recoveryMs: recovery.recoveryMs, timeoutMs: options.recoveryTimeoutMs },
+    recovery: {
+      recovered: recovery.recovered && settled.recovered,
+      recoveryMs: recovery.recoveryMs,
+      timeoutMs: options.recoveryTimeoutMs,
+    },
     invariants,
   });
 }
@@ -221,17 +260,32 @@ async function verifyRun(options: VerifyOptions, dataDir: string, cluster: Clust
  * would, sends what is left in the offline queue and asks again about every unknown outcome, and waits
  * for the payments that makes to settle too.
  */
-async function healAndSettle(context: WorkloadContext, cluster: Cluster, paths: DataPaths, options: VerifyOptions, say: Say): Promise<{ recovery: Recovery; settled: Recovery; stillQueued: number }> {
+async function healAndSettle(
+  context: WorkloadContext,
+  cluster: Cluster,
+  paths: DataPaths,
+  options: VerifyOptions,
+  say: Say,
+): Promise<{ recovery: Recovery; settled: Recovery; stillQueued: number }> {
   say("healing every fault");
   const healStartMs = Date.now();
   await cluster.healAll();
   const recovery = await waitForRecovery(paths, options.recoveryTimeoutMs, healStartMs);
-  say(recovery.recovered ? `recovered in ${recovery.recoveryMs} ms` : chalk.red(`not recovered within ${options.recoveryTimeoutMs} ms: ${summarize(recovery.blockers)}`));
+  say(
+    recovery.recovered
+      ? `recovered in ${recovery.recoveryMs} ms`
+      : chalk.red(`not recovered within ${options.recoveryTimeoutMs} ms: ${summarize(recovery.blockers)}`),
+  );
   const stillQueued = await drainOfflineQueue(context);
-  const unknown = [...context.observations.payments.values()].filter((log) => outcomeSeen(log.attempts).kind === "ambiguous").length;
+  const unknown = [...context.observations.payments.values()].filter(
+    (log) => outcomeSeen(log.attempts).kind === "ambiguous",
+  ).length;
   say(`offline queue drained (${stillQueued} left); asking again about ${unknown} unknown outcomes`);
   await finalReads(context);
-  const settled = await waitForRecovery(paths, recovery.recovered ? options.recoveryTimeoutMs : verifyBounds.settleAfterTimeoutMs);
+  const settled = await waitForRecovery(
+    paths,
+    recovery.recovered ? options.recoveryTimeoutMs : verifyBounds.settleAfterTimeoutMs,
+  );
   return { recovery, settled, stillQueued };
 }
 
@@ -241,16 +295,37 @@ async function prepareDataDir(paths: DataPaths, options: VerifyOptions, prng: Pr
   for (const bank of options.banks) {
     for (let index = 1; index <= options.accountsPerBank; index += 1) {
       const user = `u${String(index).padStart(2, "0")}`;
-      accounts.push({ user, bank, password: `pw-${user}-${bank}`, initialMinor: BigInt(prng.int(verifyBounds.initialBalanceMinMinor, verifyBounds.initialBalanceMaxMinor)) });
+      accounts.push({
+        user,
+        bank,
+        password: `pw-${user}-${bank}`,
+        initialMinor: BigInt(prng.int(verifyBounds.initialBalanceMinMinor, verifyBounds.initialBalanceMaxMinor)),
+      });
     }
   }
   await mkdir(dirname(paths.accountsCsv), { recursive: true });
-  await writeFile(paths.accountsCsv, serializeAccountsCsv(accounts.map((account) => ({ username: account.user, balanceMinor: account.initialMinor, password: account.password, bank: account.bank }))));
+  await writeFile(
+    paths.accountsCsv,
+    serializeAccountsCsv(
+      accounts.map((account) => ({
+        username: account.user,
+        balanceMinor: account.initialMinor,
+        password: account.password,
+        bank: account.bank,
+      })),
+    ),
+  );
   await issueCertificates({ certificateDir: paths.certificateDir, banks: options.banks });
   return accounts;
 }
 
-async function runTraffic(context: WorkloadContext, cluster: Cluster, options: VerifyOptions, prng: Prng, say: Say): Promise<FaultRecord[]> {
+async function runTraffic(
+  context: WorkloadContext,
+  cluster: Cluster,
+  options: VerifyOptions,
+  prng: Prng,
+  say: Say,
+): Promise<FaultRecord[]> {
   const startMs = Date.now();
   const stopAtMs = startMs + options.durationS * 1_000;
   const plan = planFaults(prng.fork("nemesis"), {
@@ -265,7 +340,10 @@ async function runTraffic(context: WorkloadContext, cluster: Cluster, options: V
   const records: FaultRecord[] = [];
   const clients = Array.from({ length: options.clients }, (_, index) => new VerifyClient(index, context, prng));
   try {
-    await Promise.all([...clients.map((client) => client.run(stopAtMs)), runNemesis(cluster, plan, { startMs, stopAtMs }, records, say)]);
+    await Promise.all([
+      ...clients.map((client) => client.run(stopAtMs)),
+      runNemesis(cluster, plan, { startMs, stopAtMs }, records, say),
+    ]);
   } finally {
     for (const client of clients) client.close();
   }
@@ -276,12 +354,14 @@ async function runTraffic(context: WorkloadContext, cluster: Cluster, options: V
 async function recoveryBlockers(paths: DataPaths): Promise<string[]> {
   const blockers: string[] = [];
   try {
-    for (const record of (await readGatewayRecords(paths)).values()) if (!record.finished) blockers.push(`gateway: ${record.paymentId} ${record.state}, not finished`);
+    for (const record of (await readGatewayRecords(paths)).values())
+      if (!record.finished) blockers.push(`gateway: ${record.paymentId} ${record.state}, not finished`);
   } catch (error) {
     blockers.push(`gateway: log unreadable (${(error as Error).message})`);
   }
   try {
-    for (const [bank, state] of (await readNetworkState(paths)).banks) for (const paymentId of state.holds.keys()) blockers.push(`${bank}: hold ${paymentId}`);
+    for (const [bank, state] of (await readNetworkState(paths)).banks)
+      for (const paymentId of state.holds.keys()) blockers.push(`${bank}: hold ${paymentId}`);
   } catch (error) {
     blockers.push(`banks: state unreadable (${(error as Error).message})`);
   }
@@ -313,7 +393,8 @@ async function waitForRecovery(paths: DataPaths, timeoutMs: number, sinceMs = Da
     blockers = await recoveryBlockers(paths);
     if (blockers.length === 0) {
       healthySinceMs ??= Date.now();
-      if (Date.now() - healthySinceMs >= verifyBounds.recoveryStableMs) return { recovered: true, recoveryMs: healthySinceMs - sinceMs, blockers: [] };
+      if (Date.now() - healthySinceMs >= verifyBounds.recoveryStableMs)
+        return { recovered: true, recoveryMs: healthySinceMs - sinceMs, blockers: [] };
     } else {
       healthySinceMs = null;
     }
@@ -322,7 +403,10 @@ async function waitForRecovery(paths: DataPaths, timeoutMs: number, sinceMs = Da
   return { recovered: false, recoveryMs: null, blockers };
 }
 
-async function readFinalState(paths: DataPaths, banks: readonly string[]): Promise<Pick<CheckInput, "finalBalancesMinor" | "banks" | "gatewayRecords">> {
+async function readFinalState(
+  paths: DataPaths,
+  banks: readonly string[],
+): Promise<Pick<CheckInput, "finalBalancesMinor" | "banks" | "gatewayRecords">> {
   const network = await readNetworkState(paths, banks);
   const bankStates = new Map<string, BankFinalState>();
   for (const [bank, state] of network.banks) {
@@ -354,7 +438,13 @@ interface ReportInputs {
 function buildReport(inputs: ReportInputs): VerifyReport {
   const { options, observations } = inputs;
   const logs = [...observations.payments.values()];
-  const byKind: Record<PaymentKind, number> = { "cross-bank": 0, "same-bank": 0, "over-balance": 0, offline: 0, batch: 0 };
+  const byKind: Record<PaymentKind, number> = {
+    "cross-bank": 0,
+    "same-bank": 0,
+    "over-balance": 0,
+    offline: 0,
+    batch: 0,
+  };
   const abortedByReason: Record<string, number> = {};
   const outcomes = { committed: 0, aborted: 0, unknown: 0, unansweredDuringRun: 0 };
   for (const log of logs) {
@@ -364,9 +454,12 @@ function buildReport(inputs: ReportInputs): VerifyReport {
     if (seen.kind === "aborted") abortedByReason[seen.reason] = (abortedByReason[seen.reason] ?? 0) + 1;
     if (seen.kind === "aborted") outcomes.aborted += 1;
     if (seen.kind === "ambiguous") outcomes.unknown += 1;
-    if (outcomeSeen(log.attempts.filter((attempt) => attempt.afterRun !== true)).kind === "ambiguous") outcomes.unansweredDuringRun += 1;
+    if (outcomeSeen(log.attempts.filter((attempt) => attempt.afterRun !== true)).kind === "ambiguous")
+      outcomes.unansweredDuringRun += 1;
   }
-  const faultsByKind = Object.fromEntries(faultKinds.map((kind) => [kind, inputs.faultLog.filter((fault) => fault.kind === kind).length])) as Record<FaultKind, number>;
+  const faultsByKind = Object.fromEntries(
+    faultKinds.map((kind) => [kind, inputs.faultLog.filter((fault) => fault.kind === kind).length]),
+  ) as Record<FaultKind, number>;
   return {
     seed: options.seed,
     durationS: options.durationS,
@@ -389,8 +482,20 @@ function buildReport(inputs: ReportInputs): VerifyReport {
       finalReads: observations.finalReads,
       stillQueued: inputs.stillQueued,
     },
-    outcomes: { committed: outcomes.committed, aborted: outcomes.aborted, abortedByReason, unansweredDuringRun: outcomes.unansweredDuringRun, unknown: outcomes.unknown },
-    faults: { total: inputs.faultLog.length, byKind: faultsByKind, crashPointsReached: inputs.crashPointsReached, processFailures: inputs.processFailures, log: inputs.faultLog },
+    outcomes: {
+      committed: outcomes.committed,
+      aborted: outcomes.aborted,
+      abortedByReason,
+      unansweredDuringRun: outcomes.unansweredDuringRun,
+      unknown: outcomes.unknown,
+    },
+    faults: {
+      total: inputs.faultLog.length,
+      byKind: faultsByKind,
+      crashPointsReached: inputs.crashPointsReached,
+      processFailures: inputs.processFailures,
+      log: inputs.faultLog,
+    },
     recovery: inputs.recovery,
     invariants: inputs.invariants,
     ok: inputs.invariants.every((result) => result.ok),

@@ -53,9 +53,21 @@ export const workloadBounds = Object.freeze({
 const flushPolicy: RetryPolicy = Object.freeze({ attemptsMax: 2, delayMinMs: 100, delayMaxMs: 500 });
 
 /** Fast reconnects after a gateway restart (grpc-js backs off up to 120 s by default). */
-const channelOptions = { ...expectServerName(gatewayServerName), "grpc.initial_reconnect_backoff_ms": 200, "grpc.max_reconnect_backoff_ms": 1_000 };
+const channelOptions = {
+  ...expectServerName(gatewayServerName),
+  "grpc.initial_reconnect_backoff_ms": 200,
+  "grpc.max_reconnect_backoff_ms": 1_000,
+};
 
-const opWeights = { "cross-bank": 40, "same-bank": 20, "over-balance": 8, replay: 14, offline: 10, sync: 8, batch: 10 } as const;
+const opWeights = {
+  "cross-bank": 40,
+  "same-bank": 20,
+  "over-balance": 8,
+  replay: 14,
+  offline: 10,
+  sync: 8,
+  batch: 10,
+} as const;
 type OpKind = keyof typeof opWeights;
 
 export interface PaymentLog {
@@ -106,7 +118,13 @@ export interface WorkloadContext {
 type RawClient = ServiceClient<(typeof PaymentGateway)["method"]>;
 
 export function newRawClient(context: WorkloadContext): RawClient {
-  return createClient(PaymentGateway, context.gatewayAddress, clientCredentials(context.identity), channelOptions, "GATEWAY_UNAVAILABLE");
+  return createClient(
+    PaymentGateway,
+    context.gatewayAddress,
+    clientCredentials(context.identity),
+    channelOptions,
+    "GATEWAY_UNAVAILABLE",
+  );
 }
 
 const keyOf = (account: { user: string; bank: string }) => `${account.user}@${account.bank}`;
@@ -119,7 +137,12 @@ export class Sessions {
     const key = keyOf(account);
     let token = this.#tokens.get(key);
     if (token === undefined) {
-      token = client.registerClient({ username: account.user, bank: account.bank, password: account.password }, { timeoutMs: workloadBounds.callTimeoutMs }).then((reply) => reply.token);
+      token = client
+        .registerClient(
+          { username: account.user, bank: account.bank, password: account.password },
+          { timeoutMs: workloadBounds.callTimeoutMs },
+        )
+        .then((reply) => reply.token);
       this.#tokens.set(key, token);
       token.catch(() => this.#tokens.get(key) === token && this.#tokens.delete(key));
     }
@@ -129,12 +152,17 @@ export class Sessions {
   forget(account: Account, token: string): void {
     const key = keyOf(account);
     const cached = this.#tokens.get(key);
-    cached?.then((value) => value === token && this.#tokens.get(key) === cached && this.#tokens.delete(key), () => undefined);
+    cached?.then(
+      (value) => value === token && this.#tokens.get(key) === cached && this.#tokens.delete(key),
+      () => undefined,
+    );
   }
 }
 
 function waitReady(client: RawClient): Promise<void> {
-  return new Promise((resolve) => client.channel.waitForReady(new Date(Date.now() + workloadBounds.readyWaitMs), () => resolve()));
+  return new Promise((resolve) =>
+    client.channel.waitForReady(new Date(Date.now() + workloadBounds.readyWaitMs), () => resolve()),
+  );
 }
 
 function sleep(ms: number): Promise<void> {
@@ -148,7 +176,12 @@ const payerOf = (context: WorkloadContext, details: PaymentDetails): Account =>
  * The payer's session token, logging in when there is none: "retry" once the gateway is ready again after a
  * login it did not answer, "stop" after a refused login or past `stopAtMs`.
  */
-async function sessionToken(context: WorkloadContext, client: RawClient, payer: Account, stopAtMs: number): Promise<{ token: string } | "retry" | "stop"> {
+async function sessionToken(
+  context: WorkloadContext,
+  client: RawClient,
+  payer: Account,
+  stopAtMs: number,
+): Promise<{ token: string } | "retry" | "stop"> {
   try {
     return { token: await context.sessions.token(payer, client) };
   } catch (thrown) {
@@ -172,7 +205,12 @@ function forgetLostSession(context: WorkloadContext, payer: Account, token: stri
  * Sends a payment online until a final answer, at most onlineAttemptsMax times. Returns early past
  * `stopAtMs` or when `retry` declines to repeat an unknown outcome.
  */
-export async function sendOnline(context: WorkloadContext, client: RawClient, log: PaymentLog, options: { stopAtMs: number; afterRun: boolean; retry: () => boolean }): Promise<void> {
+export async function sendOnline(
+  context: WorkloadContext,
+  client: RawClient,
+  log: PaymentLog,
+  options: { stopAtMs: number; afterRun: boolean; retry: () => boolean },
+): Promise<void> {
   const { details } = log;
   const payer = payerOf(context, details);
   const afterRun = options.afterRun ? { afterRun: true } : {};
@@ -182,7 +220,13 @@ export async function sendOnline(context: WorkloadContext, client: RawClient, lo
     if (session === "retry") continue;
     const { token } = session;
     try {
-      const request = { token, paymentId: details.paymentId, toUser: details.toUser, toBank: details.toBank, amountMinor: details.amountMinor };
+      const request = {
+        token,
+        paymentId: details.paymentId,
+        toUser: details.toUser,
+        toBank: details.toBank,
+        amountMinor: details.amountMinor,
+      };
       await client.makePayment(request, { timeoutMs: workloadBounds.callTimeoutMs });
       context.observations.record(details.paymentId, { result: "committed", ...afterRun });
       return;
@@ -190,7 +234,12 @@ export async function sendOnline(context: WorkloadContext, client: RawClient, lo
       const error = PaymentError.fromGrpc(thrown, "INTERNAL", "GATEWAY_UNAVAILABLE");
       if (forgetLostSession(context, payer, token, error)) continue;
       if (!isAmbiguous(error)) {
-        context.observations.record(details.paymentId, { result: "aborted", reason: error.code, final: error.final, ...afterRun });
+        context.observations.record(details.paymentId, {
+          result: "aborted",
+          reason: error.code,
+          final: error.final,
+          ...afterRun,
+        });
         return;
       }
       context.observations.record(details.paymentId, { result: "ambiguous", reason: error.code, ...afterRun });
@@ -205,10 +254,20 @@ export async function sendOnline(context: WorkloadContext, client: RawClient, lo
  * Sends one MakePayments call until no order is in doubt, at most onlineAttemptsMax times, recording each
  * order's answer (an id that appears twice in the call gets both of its answers recorded).
  */
-export async function sendBatchOnline(context: WorkloadContext, client: RawClient, orders: readonly PaymentLog[], options: { stopAtMs: number; retry: () => boolean }): Promise<void> {
+export async function sendBatchOnline(
+  context: WorkloadContext,
+  client: RawClient,
+  orders: readonly PaymentLog[],
+  options: { stopAtMs: number; retry: () => boolean },
+): Promise<void> {
   const first = orders[0]!.details;
   const payer = payerOf(context, first);
-  const payments = orders.map(({ details }) => ({ paymentId: details.paymentId, toUser: details.toUser, toBank: details.toBank, amountMinor: details.amountMinor }));
+  const payments = orders.map(({ details }) => ({
+    paymentId: details.paymentId,
+    toUser: details.toUser,
+    toBank: details.toBank,
+    amountMinor: details.amountMinor,
+  }));
   for (let attempt = 1; attempt <= workloadBounds.onlineAttemptsMax; attempt += 1) {
     const session = await sessionToken(context, client, payer, options.stopAtMs);
     if (session === "stop") return;
@@ -217,13 +276,22 @@ export async function sendBatchOnline(context: WorkloadContext, client: RawClien
     let inDoubt: boolean;
     try {
       const reply = await client.makePayments({ token, payments }, { timeoutMs: workloadBounds.callTimeoutMs });
-      if (reply.results.length !== orders.length) throw new PaymentError("INTERNAL", `MakePayments answered ${reply.results.length} results for ${orders.length} orders`);
+      if (reply.results.length !== orders.length)
+        throw new PaymentError(
+          "INTERNAL",
+          `MakePayments answered ${reply.results.length} results for ${orders.length} orders`,
+        );
       inDoubt = false;
       reply.results.forEach((result, index) => {
         const paymentId = orders[index]!.details.paymentId;
-        if (result.paymentId !== paymentId) throw new PaymentError("INTERNAL", `MakePayments result ${index} names ${result.paymentId}, not ${paymentId}`);
+        if (result.paymentId !== paymentId)
+          throw new PaymentError(
+            "INTERNAL",
+            `MakePayments result ${index} names ${result.paymentId}, not ${paymentId}`,
+          );
         if (result.status === PaymentStatus.COMMITTED) context.observations.record(paymentId, { result: "committed" });
-        else if (result.status === PaymentStatus.ABORTED) context.observations.record(paymentId, { result: "aborted", reason: result.reason, final: result.final });
+        else if (result.status === PaymentStatus.ABORTED)
+          context.observations.record(paymentId, { result: "aborted", reason: result.reason, final: result.final });
         else {
           context.observations.record(paymentId, { result: "ambiguous", reason: result.reason });
           inDoubt = true;
@@ -233,7 +301,8 @@ export async function sendBatchOnline(context: WorkloadContext, client: RawClien
       const error = PaymentError.fromGrpc(thrown, "INTERNAL", "GATEWAY_UNAVAILABLE");
       if (forgetLostSession(context, payer, token, error)) continue;
       // The call as a whole failed: no order was answered, and any may have run.
-      for (const order of orders) context.observations.record(order.details.paymentId, { result: "ambiguous", reason: error.code });
+      for (const order of orders)
+        context.observations.record(order.details.paymentId, { result: "ambiguous", reason: error.code });
       inDoubt = isAmbiguous(error);
     }
     if (!inDoubt || Date.now() >= options.stopAtMs || !options.retry()) return;
@@ -246,7 +315,8 @@ function recordSendOutcome(observations: Observations, outcome: SendOutcome): vo
   const paymentId = outcome.payment.id;
   if (outcome.status === "committed") observations.record(paymentId, { result: "committed" });
   // The sender does not say whether an abort was final; it removed the payment from the queue either way.
-  else if (outcome.status === "aborted") observations.record(paymentId, { result: "aborted", reason: outcome.reason, final: false });
+  else if (outcome.status === "aborted")
+    observations.record(paymentId, { result: "aborted", reason: outcome.reason, final: false });
   else observations.record(paymentId, { result: "ambiguous", reason: outcome.reason });
 }
 
@@ -258,7 +328,9 @@ export async function syncAccount(context: WorkloadContext, client: GatewayClien
     return; // the gateway is unreachable or busy: the payments stay queued
   }
   const sender = new PaymentSender(client, context.queue, context.history);
-  await sender.flush(account.user, account.bank, flushPolicy, (outcome) => recordSendOutcome(context.observations, outcome)).catch(() => undefined);
+  await sender
+    .flush(account.user, account.bank, flushPolicy, (outcome) => recordSendOutcome(context.observations, outcome))
+    .catch(() => undefined);
 }
 
 interface OpDraw {
@@ -293,7 +365,11 @@ export class VerifyClient {
   }
 
   async run(stopAtMs: number): Promise<void> {
-    for (let op = 0; op < workloadBounds.opsPerClientMax && Date.now() < stopAtMs && !this.#context.observations.full; op += 1) {
+    for (
+      let op = 0;
+      op < workloadBounds.opsPerClientMax && Date.now() < stopAtMs && !this.#context.observations.full;
+      op += 1
+    ) {
       const draw = this.#draw();
       await this.#runOp(op, draw, stopAtMs);
       await sleep(this.#plan.int(0, workloadBounds.thinkMaxMs));
@@ -327,30 +403,55 @@ export class VerifyClient {
   async #runOp(op: number, draw: OpDraw, stopAtMs: number): Promise<void> {
     const paymentId = `v${this.#context.seed}-c${this.#index}-${op}`;
     const payee = (sameBank: boolean) => (sameBank ? draw.samePayee : draw.crossPayee);
-    const details = (to: Account, amountMinor: bigint): PaymentDetails => ({ paymentId, fromUser: draw.payer.user, fromBank: draw.payer.bank, toUser: to.user, toBank: to.bank, amountMinor });
+    const details = (to: Account, amountMinor: bigint): PaymentDetails => ({
+      paymentId,
+      fromUser: draw.payer.user,
+      fromBank: draw.payer.bank,
+      toUser: to.user,
+      toBank: to.bank,
+      amountMinor,
+    });
     const retry = () => this.#retries.chance(workloadBounds.retryChance);
     switch (draw.kind) {
       case "cross-bank":
       case "same-bank": {
-        const log = this.#context.observations.begin(details(payee(draw.kind === "same-bank"), draw.amountMinor), draw.kind);
+        const log = this.#context.observations.begin(
+          details(payee(draw.kind === "same-bank"), draw.amountMinor),
+          draw.kind,
+        );
         this.#sent.push(log);
         return sendOnline(this.#context, this.#raw, log, { stopAtMs, afterRun: false, retry });
       }
       case "over-balance": {
         const amountMinor = draw.payer.initialMinor + draw.overExtraMinor;
-        const log = this.#context.observations.begin(details(payee(draw.sameBankRoll), amountMinor < amountMinorMax ? amountMinor : amountMinorMax), "over-balance");
+        const log = this.#context.observations.begin(
+          details(payee(draw.sameBankRoll), amountMinor < amountMinorMax ? amountMinor : amountMinorMax),
+          "over-balance",
+        );
         this.#sent.push(log);
         return sendOnline(this.#context, this.#raw, log, { stopAtMs, afterRun: false, retry });
       }
       case "replay": {
         if (this.#sent.length === 0) return;
         this.#context.observations.replays += 1;
-        return sendOnline(this.#context, this.#raw, this.#sent[Math.floor(draw.pickRoll * this.#sent.length)]!, { stopAtMs, afterRun: false, retry });
+        return sendOnline(this.#context, this.#raw, this.#sent[Math.floor(draw.pickRoll * this.#sent.length)]!, {
+          stopAtMs,
+          afterRun: false,
+          retry,
+        });
       }
       case "offline": {
         const log = this.#context.observations.begin(details(payee(draw.sameBankRoll), draw.amountMinor), "offline");
         const { fromUser: user, fromBank: bank, toUser: to, toBank, amountMinor } = log.details;
-        await this.#context.queue.enqueue({ id: paymentId, user, bank, to, toBank, amountMinor, queuedAtMs: Date.now() });
+        await this.#context.queue.enqueue({
+          id: paymentId,
+          user,
+          bank,
+          to,
+          toBank,
+          amountMinor,
+          queuedAtMs: Date.now(),
+        });
         this.#queued.push(log);
         return;
       }
@@ -366,11 +467,28 @@ export class VerifyClient {
             continue;
           }
           const sameBank = roll < 0.3;
-          const others = this.#context.accounts.filter((account) => (sameBank ? account.bank === draw.payer.bank && account.user !== draw.payer.user : account.bank !== draw.payer.bank));
-          const amountMinor = roll > 0.9 ? draw.payer.initialMinor + BigInt(plan.int(1, workloadBounds.overBalanceExtraMaxMinor)) : BigInt(plan.int(workloadBounds.amountMinMinor, workloadBounds.amountMaxMinor));
+          const others = this.#context.accounts.filter((account) =>
+            sameBank
+              ? account.bank === draw.payer.bank && account.user !== draw.payer.user
+              : account.bank !== draw.payer.bank,
+          );
+          const amountMinor =
+            roll > 0.9
+              ? draw.payer.initialMinor + BigInt(plan.int(1, workloadBounds.overBalanceExtraMaxMinor))
+              : BigInt(plan.int(workloadBounds.amountMinMinor, workloadBounds.amountMaxMinor));
           const to = plan.pick(others);
           const orderId = `${paymentId}-${index}`;
-          const log = this.#context.observations.begin({ paymentId: orderId, fromUser: draw.payer.user, fromBank: draw.payer.bank, toUser: to.user, toBank: to.bank, amountMinor: amountMinor < amountMinorMax ? amountMinor : amountMinorMax }, "batch");
+          const log = this.#context.observations.begin(
+            {
+              paymentId: orderId,
+              fromUser: draw.payer.user,
+              fromBank: draw.payer.bank,
+              toUser: to.user,
+              toBank: to.bank,
+              amountMinor: amountMinor < amountMinorMax ? amountMinor : amountMinorMax,
+            },
+            "batch",
+          );
           orders.push(log);
           this.#sent.push(log);
         }
@@ -380,7 +498,9 @@ export class VerifyClient {
         if (this.#queued.length === 0) return;
         const queued = this.#queued[Math.floor(draw.pickRoll * this.#queued.length)]!.details;
         this.#context.observations.syncs += 1;
-        const account = this.#context.accounts.find((candidate) => candidate.user === queued.fromUser && candidate.bank === queued.fromBank)!;
+        const account = this.#context.accounts.find(
+          (candidate) => candidate.user === queued.fromUser && candidate.bank === queued.fromBank,
+        )!;
         return syncAccount(this.#context, this.#offline, account);
       }
     }
@@ -408,7 +528,9 @@ export async function drainOfflineQueue(context: WorkloadContext): Promise<numbe
 
 /** After healing: asks once more (with the same id) about every payment whose outcome is still unknown. */
 export async function finalReads(context: WorkloadContext): Promise<void> {
-  const unknown = [...context.observations.payments.values()].filter((log) => outcomeSeen(log.attempts).kind === "ambiguous");
+  const unknown = [...context.observations.payments.values()].filter(
+    (log) => outcomeSeen(log.attempts).kind === "ambiguous",
+  );
   const clients = Array.from({ length: workloadBounds.finalReadConcurrency }, () => newRawClient(context));
   try {
     await Promise.all(
@@ -416,7 +538,11 @@ export async function finalReads(context: WorkloadContext): Promise<void> {
         for (let index = worker; index < unknown.length; index += clients.length) {
           context.observations.finalReads += 1;
           let attemptsLeft = workloadBounds.finalReadAttemptsMax;
-          await sendOnline(context, client, unknown[index]!, { stopAtMs: Number.MAX_SAFE_INTEGER, afterRun: true, retry: () => (attemptsLeft -= 1) > 0 });
+          await sendOnline(context, client, unknown[index]!, {
+            stopAtMs: Number.MAX_SAFE_INTEGER,
+            afterRun: true,
+            retry: () => (attemptsLeft -= 1) > 0,
+          });
         }
       }),
     );

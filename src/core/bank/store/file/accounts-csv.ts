@@ -37,7 +37,12 @@ export function parseAccountsCsv(text: string, path: string): AccountRow[] {
     if (line.trim() === "") fail(path, lineNumber, "empty line");
     const fields = line.split(",");
     if (fields.length !== 4) fail(path, lineNumber, `expected 4 fields (${accountsHeader}), found ${fields.length}`);
-    const [username, balanceText, password, bank] = fields.map((field) => field.trim()) as [string, string, string, string];
+    const [username, balanceText, password, bank] = fields.map((field) => field.trim()) as [
+      string,
+      string,
+      string,
+      string,
+    ];
     try {
       validateUsername(username);
       validateBankName(bank);
@@ -45,9 +50,15 @@ export function parseAccountsCsv(text: string, path: string): AccountRow[] {
       fail(path, lineNumber, (error as Error).message);
     }
     const balanceMinor = parseDecimalMinor(balanceText);
-    if (balanceMinor === null) fail(path, lineNumber, `balance must be a non-negative decimal with at most 2 places, got ${JSON.stringify(balanceText)}`);
+    if (balanceMinor === null)
+      fail(
+        path,
+        lineNumber,
+        `balance must be a non-negative decimal with at most 2 places, got ${JSON.stringify(balanceText)}`,
+      );
     if (balanceMinor > balanceMinorMax) fail(path, lineNumber, `balance exceeds the limit`);
-    if (password === "" || /["\s]/.test(password)) fail(path, lineNumber, "password must be non-empty without quotes or spaces");
+    if (password === "" || /["\s]/.test(password))
+      fail(path, lineNumber, "password must be non-empty without quotes or spaces");
     const key = `${bank}\u0000${username}`;
     if (seen.has(key)) fail(path, lineNumber, `duplicate account ${username} at bank ${bank}`);
     seen.add(key);
@@ -70,7 +81,8 @@ export function serializeAccountsCsv(rows: readonly AccountRow[]): string {
 
 export async function readAccountsCsv(path: string, disk: Disk = nodeDisk): Promise<AccountRow[]> {
   const text = (await readAccountsFile(disk, path)).toString("utf8");
-  if (text.length > accountsFileBytesMax) throw new AccountsFileError(`${path}: file larger than ${accountsFileBytesMax} bytes`);
+  if (text.length > accountsFileBytesMax)
+    throw new AccountsFileError(`${path}: file larger than ${accountsFileBytesMax} bytes`);
   return parseAccountsCsv(text, path);
 }
 
@@ -84,7 +96,19 @@ export function banksOf(rows: readonly AccountRow[]): string[] {
   return [...new Set(rows.map((row) => row.bank))];
 }
 
-const byte = { newline: 0x0a, comma: 0x2c, dot: 0x2e, quote: 0x22, zero: 0x30, nine: 0x39, at: 0x40, dash: 0x2d, underscore: 0x5f, space: 0x20, del: 0x7f };
+const byte = {
+  newline: 0x0a,
+  comma: 0x2c,
+  dot: 0x2e,
+  quote: 0x22,
+  zero: 0x30,
+  nine: 0x39,
+  at: 0x40,
+  dash: 0x2d,
+  underscore: 0x5f,
+  space: 0x20,
+  del: 0x7f,
+};
 
 /**
  * Each byte's classes as bits, looked up once per byte: the scanner below visits every byte of the file at
@@ -98,7 +122,8 @@ for (let b = 0; b < 256; b += 1) {
   let classes = 0;
   if (digit) classes |= byteClass.digit;
   if (alphanumeric) classes |= byteClass.alphanumeric | byteClass.bank;
-  if (alphanumeric || b === byte.dot || b === byte.underscore || b === byte.at || b === byte.dash) classes |= byteClass.username;
+  if (alphanumeric || b === byte.dot || b === byte.underscore || b === byte.at || b === byte.dash)
+    classes |= byteClass.username;
   if (b === byte.dash) classes |= byteClass.bank;
   // A printable ASCII byte other than a space, a quote or a comma (non-ASCII bytes are left to the full parser).
   if (b > byte.space && b < byte.del && b !== byte.quote && b !== byte.comma) classes |= byteClass.password;
@@ -112,7 +137,11 @@ const is = (b: number, classBit: number) => (byteClasses[b]! & classBit) !== 0;
  * spaces, a bank. Checking bytes in place is far cheaper than a string and a parse per line, and a checkpoint
  * at 100,000 accounts sees 100,000 lines; anything else goes through the full parser. Null if not canonical.
  */
-function canonicalRowAt(data: Uint8Array, start: number, end: number): { usernameEnd: number; bankStart: number } | null {
+function canonicalRowAt(
+  data: Uint8Array,
+  start: number,
+  end: number,
+): { usernameEnd: number; bankStart: number } | null {
   let at = start;
   if (at >= end || !is(data[at]!, byteClass.alphanumeric)) return null;
   while (at < end && data[at] !== byte.comma) {
@@ -139,7 +168,8 @@ function canonicalRowAt(data: Uint8Array, start: number, end: number): { usernam
   const bankStart = (at += 1);
   while (at < end && is(data[at]!, byteClass.bank)) at += 1;
   const bankLength = end - bankStart;
-  if (at !== end || bankLength < 1 || bankLength > 32 || data[bankStart] === byte.dash || data[end - 1] === byte.dash) return null;
+  if (at !== end || bankLength < 1 || bankLength > 32 || data[bankStart] === byte.dash || data[end - 1] === byte.dash)
+    return null;
   return { usernameEnd, bankStart };
 }
 
@@ -171,7 +201,10 @@ function replaceCanonicalRows(data: Buffer, bank: string, accounts: ReadonlyMap<
       const username = data.toString("latin1", position, row.usernameEnd);
       const account = accounts.get(username);
       if (account !== undefined) {
-        parts.push(data.subarray(copyFrom, position), Buffer.from(`${username},${formatBalance(account.balanceMinor)},${account.password},${bank}\n`));
+        parts.push(
+          data.subarray(copyFrom, position),
+          Buffer.from(`${username},${formatBalance(account.balanceMinor)},${account.password},${bank}\n`),
+        );
         copyFrom = end + 1;
       }
     }
@@ -198,12 +231,20 @@ function replaceParsedRows(rows: readonly AccountRow[], bank: string, accounts: 
  * under the file's lock, atomically. Every other line is kept as it is on disk. A file any of whose lines is
  * malformed is refused, naming the line, and left as it was.
  */
-export async function rewriteBankRows(path: string, bank: string, accounts: ReadonlyMap<string, Account>, disk: Disk = nodeDisk): Promise<void> {
+export async function rewriteBankRows(
+  path: string,
+  bank: string,
+  accounts: ReadonlyMap<string, Account>,
+  disk: Disk = nodeDisk,
+): Promise<void> {
   await disk.withLock(path, async () => {
     const data = await readAccountsFile(disk, path);
-    if (data.length > accountsFileBytesMax) throw new AccountsFileError(`${path}: file larger than ${accountsFileBytesMax} bytes`);
+    if (data.length > accountsFileBytesMax)
+      throw new AccountsFileError(`${path}: file larger than ${accountsFileBytesMax} bytes`);
     // Rare (a hand-edited file): parse it all, which names a malformed line, and write it back canonically.
-    const out = replaceCanonicalRows(data, bank, accounts) ?? replaceParsedRows(parseAccountsCsv(data.toString("utf8"), path), bank, accounts);
+    const out =
+      replaceCanonicalRows(data, bank, accounts) ??
+      replaceParsedRows(parseAccountsCsv(data.toString("utf8"), path), bank, accounts);
     await writeFileAtomic(path, out, { crashName: "bank-csv-temp-written", disk });
   });
 }
@@ -229,6 +270,10 @@ export async function loadBankAccounts(
       }
     }
     if (migrated) await writeFileAtomic(path, serializeAccountsCsv(updated), { disk });
-    return new Map(updated.filter((row) => row.bank === bank).map((row) => [row.username, { balanceMinor: row.balanceMinor, password: row.password }]));
+    return new Map(
+      updated
+        .filter((row) => row.bank === bank)
+        .map((row) => [row.username, { balanceMinor: row.balanceMinor, password: row.password }]),
+    );
   });
 }

@@ -7,7 +7,21 @@
 import { join } from "node:path";
 import { AppendOnlyFile } from "../../../durable/files.js";
 import { isMissing, nodeDisk, readOptionalFile, type Disk } from "../../../durable/disk.js";
-import { decodeJsonLines, fitsOneLine, JsonLinesError, literal, minorUnits, nonEmptyString, object, oneOf, optional, record, safeInteger, union, type Decoder } from "../../../durable/jsonl.js";
+import {
+  decodeJsonLines,
+  fitsOneLine,
+  JsonLinesError,
+  literal,
+  minorUnits,
+  nonEmptyString,
+  object,
+  oneOf,
+  optional,
+  record,
+  safeInteger,
+  union,
+  type Decoder,
+} from "../../../durable/jsonl.js";
 import { assert } from "../../../domain/assert.js";
 import type { LedgerEntry } from "../../../domain/ledger.js";
 
@@ -22,16 +36,22 @@ export function journalPath(directory: string, bank: string, generation: number)
 }
 
 /** This bank's journal generations on disk, oldest first. */
-export async function listJournalGenerations(directory: string, bank: string, disk: Disk = nodeDisk): Promise<number[]> {
+export async function listJournalGenerations(
+  directory: string,
+  bank: string,
+  disk: Disk = nodeDisk,
+): Promise<number[]> {
   const pattern = namePattern(bank);
   const names = await disk.readdir(directory).catch((error: unknown) => {
     if (isMissing(error)) return [] as string[];
     throw error;
   });
-  return names.flatMap((name) => {
-    const match = pattern.exec(name);
-    return match === null ? [] : [Number(match[1])];
-  }).sort((a, b) => a - b);
+  return names
+    .flatMap((name) => {
+      const match = pattern.exec(name);
+      return match === null ? [] : [Number(match[1])];
+    })
+    .sort((a, b) => a - b);
 }
 
 // Entries are written field by field, not by spreading: one is made for every leg, and a spread object
@@ -59,7 +79,14 @@ function entryText(entry: LedgerEntry): string {
     case "commit": {
       const balancesMinor: Record<string, string> = {};
       for (const [username, value] of Object.entries(entry.balancesMinor)) balancesMinor[username] = value.toString();
-      return JSON.stringify({ op: entry.op, paymentId: entry.paymentId, balancesMinor, replyBalanceMinor: entry.replyBalanceMinor.toString(), atMs: entry.atMs, begunAtMs: entry.begunAtMs });
+      return JSON.stringify({
+        op: entry.op,
+        paymentId: entry.paymentId,
+        balancesMinor,
+        replyBalanceMinor: entry.replyBalanceMinor.toString(),
+        atMs: entry.atMs,
+        begunAtMs: entry.begunAtMs,
+      });
     }
     case "abort":
       return JSON.stringify(entry);
@@ -93,7 +120,10 @@ const journalEntry: Decoder<LedgerEntry> = union("op", {
  * crash before its fsync returned (nothing was answered on it): it is left out. Any other bad line is
  * refused by file and line: the journal is the only copy of what it records.
  */
-export async function readJournal(path: string, disk: Disk = nodeDisk): Promise<{ entries: LedgerEntry[]; completeBytes: number; tornBytes: number }> {
+export async function readJournal(
+  path: string,
+  disk: Disk = nodeDisk,
+): Promise<{ entries: LedgerEntry[]; completeBytes: number; tornBytes: number }> {
   const buffer = (await readOptionalFile(disk, path)) ?? Buffer.alloc(0);
   try {
     const { entries, completeBytes, tornBytes } = decodeJsonLines(buffer, path, journalEntry);
@@ -155,12 +185,21 @@ export class BankJournal {
   }
 
   #fileOf(generation: number): AppendOnlyFile {
-    return new AppendOnlyFile(journalPath(this.directory, this.bank, generation), { tornCrashName: "bank-journal-torn", metricsName: `journal_${this.bank}`, disk: this.#disk });
+    return new AppendOnlyFile(journalPath(this.directory, this.bank, generation), {
+      tornCrashName: "bank-journal-torn",
+      metricsName: `journal_${this.bank}`,
+      disk: this.#disk,
+    });
   }
 }
 
 /** Deletes the generations before `firstKept`: they are folded into the shared files. */
-export async function deleteJournalsBefore(directory: string, bank: string, firstKept: number, disk: Disk = nodeDisk): Promise<void> {
+export async function deleteJournalsBefore(
+  directory: string,
+  bank: string,
+  firstKept: number,
+  disk: Disk = nodeDisk,
+): Promise<void> {
   for (const generation of await listJournalGenerations(directory, bank, disk)) {
     if (generation < firstKept) await disk.remove(journalPath(directory, bank, generation));
   }

@@ -3,7 +3,14 @@
 // balances are absolute, so replaying a change the CSV already holds sets the same value again: nothing is
 // applied twice, whichever step of a checkpoint a crash interrupted.
 import { dirname } from "node:path";
-import { finishedOf, holdOf, type Account, type Finished, type Hold, type LedgerEntry } from "../../../domain/ledger.js";
+import {
+  finishedOf,
+  holdOf,
+  type Account,
+  type Finished,
+  type Hold,
+  type LedgerEntry,
+} from "../../../domain/ledger.js";
 import { banksOf, readAccountsCsv } from "./accounts-csv.js";
 import { listJournalGenerations, journalPath, readJournal } from "./bank-journal.js";
 import { readFinishedLog } from "./finished-log.js";
@@ -22,7 +29,12 @@ export interface BankFiles {
 }
 
 export function bankStateFiles(paths: DataPaths, bank: string): BankFiles {
-  return { accountsCsvPath: paths.accountsCsv, pendingJsonPath: paths.pendingJson, finishedLogPath: finishedLogPath(paths, bank), journalDirectory: dirname(paths.pendingJson) };
+  return {
+    accountsCsvPath: paths.accountsCsv,
+    pendingJsonPath: paths.pendingJson,
+    finishedLogPath: finishedLogPath(paths, bank),
+    journalDirectory: dirname(paths.pendingJson),
+  };
 }
 
 export interface BankState {
@@ -40,7 +52,10 @@ export interface BankState {
 }
 
 /** Applies one journal entry (or an earlier build's applying entry) to the state. */
-export function replayEntry(state: Pick<BankState, "accounts" | "holds" | "finished" | "unfolded">, entry: LedgerEntry): void {
+export function replayEntry(
+  state: Pick<BankState, "accounts" | "holds" | "finished" | "unfolded">,
+  entry: LedgerEntry,
+): void {
   state.unfolded.changes += 1;
   if (entry.op === "hold") {
     state.holds.set(entry.paymentId, holdOf(entry));
@@ -49,7 +64,8 @@ export function replayEntry(state: Pick<BankState, "accounts" | "holds" | "finis
   if (entry.op === "commit") {
     for (const [username, afterMinor] of Object.entries(entry.balancesMinor)) {
       const account = state.accounts.get(username);
-      if (account === undefined) throw new Error(`journal: payment ${entry.paymentId} names unknown account ${username}`);
+      if (account === undefined)
+        throw new Error(`journal: payment ${entry.paymentId} names unknown account ${username}`);
       account.balanceMinor = afterMinor;
       state.unfolded.balancesMinor.set(username, afterMinor);
     }
@@ -67,10 +83,21 @@ export function replayEntry(state: Pick<BankState, "accounts" | "holds" | "finis
  * caller has read them already (the bank does, migrating passwords and opening the log); the balances in
  * `accounts` are updated in place by the replay.
  */
-export async function readBankState(files: BankFiles, bank: string, accounts?: Map<string, Account>, finishedLog?: readonly Finished[]): Promise<BankState> {
+export async function readBankState(
+  files: BankFiles,
+  bank: string,
+  accounts?: Map<string, Account>,
+  finishedLog?: readonly Finished[],
+): Promise<BankState> {
   const disk = files.disk ?? nodeDisk;
   const pending = await readBankPending(files.pendingJsonPath, bank, disk);
-  const rows = accounts ?? new Map((await readAccountsCsv(files.accountsCsvPath, disk)).filter((row) => row.bank === bank).map((row) => [row.username, { balanceMinor: row.balanceMinor, password: row.password }]));
+  const rows =
+    accounts ??
+    new Map(
+      (await readAccountsCsv(files.accountsCsvPath, disk))
+        .filter((row) => row.bank === bank)
+        .map((row) => [row.username, { balanceMinor: row.balanceMinor, password: row.password }]),
+    );
   const finished = new Map<string, Finished>(pending.finished);
   for (const record of finishedLog ?? (await readFinishedLog(files.finishedLogPath, disk))) {
     finished.delete(record.paymentId);
@@ -86,7 +113,13 @@ export async function readBankState(files: BankFiles, bank: string, accounts?: M
   };
   // An earlier build's half-applied changes come first: they are older than any journal.
   for (const applying of pending.applying.values()) {
-    replayEntry(state, { op: "commit", paymentId: applying.paymentId, balancesMinor: applying.balancesMinor, replyBalanceMinor: applying.replyBalanceMinor, atMs: 0 });
+    replayEntry(state, {
+      op: "commit",
+      paymentId: applying.paymentId,
+      balancesMinor: applying.balancesMinor,
+      replyBalanceMinor: applying.replyBalanceMinor,
+      atMs: 0,
+    });
   }
   for (const [paymentId, record] of finished) if (record.outcome === "aborted") state.holds.delete(paymentId);
   for (const generation of await listJournalGenerations(files.journalDirectory, bank, disk)) {
@@ -107,8 +140,10 @@ export async function readBankStateSettled(files: BankFiles, bank: string, attem
     const before = await readBankPending(files.pendingJsonPath, bank, files.disk);
     const state = await readBankState(files, bank);
     const after = await readBankPending(files.pendingJsonPath, bank, files.disk);
-    if (before.journalGeneration === after.journalGeneration && after.journalGeneration === state.firstGeneration) return state;
-    if (attempt >= attemptsMax) throw new Error(`bank ${bank}: its state kept changing while being read (${attemptsMax} attempts)`);
+    if (before.journalGeneration === after.journalGeneration && after.journalGeneration === state.firstGeneration)
+      return state;
+    if (attempt >= attemptsMax)
+      throw new Error(`bank ${bank}: its state kept changing while being read (${attemptsMax} attempts)`);
   }
 }
 

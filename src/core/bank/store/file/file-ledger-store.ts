@@ -10,7 +10,15 @@
 // A crash anywhere replays the journals the pending section does not cover, in order, setting the same
 // absolute balances again: nothing is applied twice, and the CSV never holds a balance that is not durable.
 import { assert } from "../../../domain/assert.js";
-import { holdOf, finishedOf, retainNewest, type Account, type Finished, type Hold, type LedgerEntry } from "../../../domain/ledger.js";
+import {
+  holdOf,
+  finishedOf,
+  retainNewest,
+  type Account,
+  type Finished,
+  type Hold,
+  type LedgerEntry,
+} from "../../../domain/ledger.js";
 import { GroupCommit } from "../../../durable/group-commit.js";
 import { crashPoint } from "../../../faults/crash.js";
 import { silentLogger, type Logger } from "../../../observability/log.js";
@@ -97,7 +105,12 @@ export class FileLedgerStore implements LedgerStore {
   /** Checkpoints run one after another: an older one must never write its balances over a newer one's. */
   #checkpointing: Promise<void> = Promise.resolve();
 
-  private constructor(options: FileLedgerStoreOptions, loaded: LedgerState, journal: BankJournal, finishedLog: FinishedLog) {
+  private constructor(
+    options: FileLedgerStoreOptions,
+    loaded: LedgerState,
+    journal: BankJournal,
+    finishedLog: FinishedLog,
+  ) {
     this.bank = options.bank;
     this.#files = options.files;
     this.#disk = options.files.disk ?? nodeDisk;
@@ -109,8 +122,11 @@ export class FileLedgerStore implements LedgerStore {
     this.#passwords = new Map([...accounts].map(([username, account]) => [username, account.password]));
     // A copy: the owner of the loaded holds moves their expiry, and the durable image keeps what was written.
     this.#durableHolds = new Map([...holds].map(([paymentId, hold]) => [paymentId, { ...hold }]));
-    this.#checkpointEntriesMax = options.checkpointEntriesMax ?? Math.max(checkpointEntriesMin, Math.ceil(accounts.size / 2));
-    this.#checkpointDelayMs = options.checkpointDelayMs ?? Math.max(checkpointDelayMsMin, Math.round(accounts.size * checkpointDelayMsPerAccount));
+    this.#checkpointEntriesMax =
+      options.checkpointEntriesMax ?? Math.max(checkpointEntriesMin, Math.ceil(accounts.size / 2));
+    this.#checkpointDelayMs =
+      options.checkpointDelayMs ??
+      Math.max(checkpointDelayMsMin, Math.round(accounts.size * checkpointDelayMsPerAccount));
     this.#checkpointDelayBusyMs = options.checkpointDelayMs ?? Math.max(this.#checkpointDelayMs, checkpointDelayMsBusy);
     const file = `journal_${this.bank}`;
     this.#writer = new GroupCommit<LedgerEntry>((entries) => this.#write(entries), {
@@ -129,7 +145,13 @@ export class FileLedgerStore implements LedgerStore {
   static async open(options: FileLedgerStoreOptions): Promise<FileLedgerStore> {
     const { bank, files } = options;
     const disk = files.disk ?? nodeDisk;
-    const accounts = await loadBankAccounts(files.accountsCsvPath, bank, options.hashPassword ?? hashPassword, isPasswordHash, disk);
+    const accounts = await loadBankAccounts(
+      files.accountsCsvPath,
+      bank,
+      options.hashPassword ?? hashPassword,
+      isPasswordHash,
+      disk,
+    );
     // Opened first: it cuts off a torn last line, and its records are the state's (read once).
     const { log, records } = await FinishedLog.open(files.finishedLogPath, options.finishedRetainedMax, disk);
     const state = await readBankState(files, bank, accounts, records);
@@ -137,17 +159,40 @@ export class FileLedgerStore implements LedgerStore {
       assert(accounts.has(hold.username), `hold ${hold.paymentId} names unknown account ${hold.username}`);
     }
     const lastGeneration = state.generations.at(-1);
-    const journal = new BankJournal(files.journalDirectory, bank, lastGeneration === undefined ? state.firstGeneration : lastGeneration + 1, disk);
+    const journal = new BankJournal(
+      files.journalDirectory,
+      bank,
+      lastGeneration === undefined ? state.firstGeneration : lastGeneration + 1,
+      disk,
+    );
     const finished = new Map<string, Finished>();
     let transfersForgottenThroughMs = log.transfersForgottenThroughMs;
     for (const record of state.finished.values()) {
-      transfersForgottenThroughMs = retainNewest(finished, record, options.finishedRetainedMax, transfersForgottenThroughMs);
+      transfersForgottenThroughMs = retainNewest(
+        finished,
+        record,
+        options.finishedRetainedMax,
+        transfersForgottenThroughMs,
+      );
     }
-    const store = new FileLedgerStore(options, { accounts, holds: state.holds, finished, transfersForgottenThroughMs }, journal, log);
+    const store = new FileLedgerStore(
+      options,
+      { accounts, holds: state.holds, finished, transfersForgottenThroughMs },
+      journal,
+      log,
+    );
     const { unfolded } = state;
     if (state.generations.length > 0 || unfolded.changes > 0 || unfolded.finished.length > 0) {
-      (options.logger ?? silentLogger).warn({ generations: state.generations, changes: unfolded.changes }, "replayed the journal; folding it into the shared files");
-      await store.#checkpoint({ generation: journal.generation - 1, balancesMinor: unfolded.balancesMinor, holds: new Map(state.holds), finished: unfolded.finished });
+      (options.logger ?? silentLogger).warn(
+        { generations: state.generations, changes: unfolded.changes },
+        "replayed the journal; folding it into the shared files",
+      );
+      await store.#checkpoint({
+        generation: journal.generation - 1,
+        balancesMinor: unfolded.balancesMinor,
+        holds: new Map(state.holds),
+        finished: unfolded.finished,
+      });
       if (store.#broken !== null) throw store.#broken;
     } else {
       await deleteJournalsBefore(files.journalDirectory, bank, state.firstGeneration, disk);
@@ -229,15 +274,19 @@ export class FileLedgerStore implements LedgerStore {
       decided = true;
       this.#durableHolds.delete(entry.paymentId);
       if (entry.op === "commit") {
-        for (const [username, afterMinor] of Object.entries(entry.balancesMinor)) this.#foldBalances.set(username, afterMinor);
+        for (const [username, afterMinor] of Object.entries(entry.balancesMinor))
+          this.#foldBalances.set(username, afterMinor);
       }
       this.#foldFinished.push(finishedOf(entry));
     }
     if (decided && this.#checkpointTimer === null) {
-      this.#checkpointTimer = setTimeout(() => {
-        this.#checkpointTimer = null;
-        this.#requestRotation();
-      }, this.#lastGenerationEntries >= busyGenerationEntries ? this.#checkpointDelayBusyMs : this.#checkpointDelayMs);
+      this.#checkpointTimer = setTimeout(
+        () => {
+          this.#checkpointTimer = null;
+          this.#requestRotation();
+        },
+        this.#lastGenerationEntries >= busyGenerationEntries ? this.#checkpointDelayBusyMs : this.#checkpointDelayMs,
+      );
       // The journal already holds the change: a pending checkpoint is no reason to keep a process alive.
       this.#checkpointTimer.unref();
     }
@@ -262,7 +311,12 @@ export class FileLedgerStore implements LedgerStore {
       this.#fail(error);
       throw error;
     }
-    const fold: Fold = { generation, balancesMinor: this.#foldBalances, holds: new Map(this.#durableHolds), finished: this.#foldFinished };
+    const fold: Fold = {
+      generation,
+      balancesMinor: this.#foldBalances,
+      holds: new Map(this.#durableHolds),
+      finished: this.#foldFinished,
+    };
     this.#foldBalances = new Map();
     this.#foldFinished = [];
     this.#checkpointing = this.#checkpointing.then(() => this.#checkpoint(fold));
@@ -274,11 +328,21 @@ export class FileLedgerStore implements LedgerStore {
     try {
       await this.#finishedLog.append(fold.finished);
       if (fold.balancesMinor.size > 0) {
-        const rows = new Map<string, Account>([...fold.balancesMinor].map(([username, balanceMinor]) => [username, { balanceMinor, password: this.#password(username) }]));
+        const rows = new Map<string, Account>(
+          [...fold.balancesMinor].map(([username, balanceMinor]) => [
+            username,
+            { balanceMinor, password: this.#password(username) },
+          ]),
+        );
         await rewriteBankRows(this.#files.accountsCsvPath, this.bank, rows, this.#disk);
         crashPoint("bank-checkpoint-after-csv");
       }
-      await writeBankPending(this.#files.pendingJsonPath, this.bank, { holds: fold.holds, applying: new Map(), finished: new Map(), journalGeneration: fold.generation + 1 }, this.#disk);
+      await writeBankPending(
+        this.#files.pendingJsonPath,
+        this.bank,
+        { holds: fold.holds, applying: new Map(), finished: new Map(), journalGeneration: fold.generation + 1 },
+        this.#disk,
+      );
       crashPoint("bank-checkpoint-before-journal-delete");
       await deleteJournalsBefore(this.#files.journalDirectory, this.bank, fold.generation + 1, this.#disk);
     } catch (error) {

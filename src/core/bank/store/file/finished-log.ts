@@ -10,7 +10,19 @@
 // could be wrong (see Participant.settleTransfer).
 import { AppendOnlyFile, writeFileAtomic } from "../../../durable/files.js";
 import { nodeDisk, readOptionalFile, type Disk } from "../../../durable/disk.js";
-import { decodeJsonLines, fitsOneLine, JsonLinesError, minorUnits, nonEmptyString, nullable, object, oneOf, optional, safeInteger, type Decoder } from "../../../durable/jsonl.js";
+import {
+  decodeJsonLines,
+  fitsOneLine,
+  JsonLinesError,
+  minorUnits,
+  nonEmptyString,
+  nullable,
+  object,
+  oneOf,
+  optional,
+  safeInteger,
+  type Decoder,
+} from "../../../durable/jsonl.js";
 import { assert } from "../../../domain/assert.js";
 import { retainNewest, type Finished } from "../../../domain/ledger.js";
 
@@ -19,7 +31,10 @@ export class FinishedLogError extends Error {
 }
 
 function encode(finished: Finished): string {
-  const text = JSON.stringify({ ...finished, replyBalanceMinor: finished.replyBalanceMinor === null ? null : finished.replyBalanceMinor.toString() });
+  const text = JSON.stringify({
+    ...finished,
+    replyBalanceMinor: finished.replyBalanceMinor === null ? null : finished.replyBalanceMinor.toString(),
+  });
   // A payment id is bounded where it enters (domain/validate.ts), so a line is a few hundred bytes: this guards that bound.
   assert(fitsOneLine(text), "a finished record's line must fit the reader's bound (maxLineBytesDefault)");
   return text;
@@ -42,14 +57,19 @@ type Watermark = { [watermarkKey]: number };
 
 /** A line of the log: the mark (told apart by its one key) or a finished payment. */
 const finishedLine: Decoder<Finished | Watermark> = (value) =>
-  typeof value === "object" && value !== null && Object.hasOwn(value, watermarkKey) ? watermark(value) : finishedRecord(value);
+  typeof value === "object" && value !== null && Object.hasOwn(value, watermarkKey)
+    ? watermark(value)
+    : finishedRecord(value);
 
 /**
  * Decodes the log's complete lines (a torn last line is left out, not decoded): its records, a later line
  * for the same payment replacing an earlier one, and the highest mark. A bad complete line is refused by
  * file and line.
  */
-function decodeLog(buffer: Buffer, path: string): { records: Finished[]; lines: number; completeBytes: number; tornBytes: number; forgottenThroughMs: number } {
+function decodeLog(
+  buffer: Buffer,
+  path: string,
+): { records: Finished[]; lines: number; completeBytes: number; tornBytes: number; forgottenThroughMs: number } {
   let read;
   try {
     read = decodeJsonLines(buffer, path, finishedLine);
@@ -68,7 +88,13 @@ function decodeLog(buffer: Buffer, path: string): { records: Finished[]; lines: 
     records.delete(entry.paymentId);
     records.set(entry.paymentId, entry);
   }
-  return { records: [...records.values()], lines: read.lines, completeBytes: read.completeBytes, tornBytes: read.tornBytes, forgottenThroughMs: watermarkMs };
+  return {
+    records: [...records.values()],
+    lines: read.lines,
+    completeBytes: read.completeBytes,
+    tornBytes: read.tornBytes,
+    forgottenThroughMs: watermarkMs,
+  };
 }
 
 async function readOptional(disk: Disk, path: string): Promise<Buffer> {
@@ -90,7 +116,14 @@ export class FinishedLog {
   #lines: number;
   #forgottenThroughMs: number;
 
-  private constructor(disk: Disk, path: string, retainedMax: number, lines: number, records: readonly Finished[], forgottenThroughMs: number) {
+  private constructor(
+    disk: Disk,
+    path: string,
+    retainedMax: number,
+    lines: number,
+    records: readonly Finished[],
+    forgottenThroughMs: number,
+  ) {
     this.path = path;
     this.#disk = disk;
     this.#file = new AppendOnlyFile(path, { disk });
@@ -110,8 +143,15 @@ export class FinishedLog {
    * retains the newest `retainedMax`. A final line without its newline is an append cut short by a crash
    * before its fsync returned: it is cut off.
    */
-  static async open(path: string, retainedMax: number, disk: Disk = nodeDisk): Promise<{ log: FinishedLog; records: Finished[] }> {
-    const { records, lines, completeBytes, tornBytes, forgottenThroughMs } = decodeLog(await readOptional(disk, path), path);
+  static async open(
+    path: string,
+    retainedMax: number,
+    disk: Disk = nodeDisk,
+  ): Promise<{ log: FinishedLog; records: Finished[] }> {
+    const { records, lines, completeBytes, tornBytes, forgottenThroughMs } = decodeLog(
+      await readOptional(disk, path),
+      path,
+    );
     // Cut off only once the rest is known good: a log refused is left as it was, for the operator.
     if (tornBytes > 0) await disk.truncate(path, completeBytes);
     return { log: new FinishedLog(disk, path, retainedMax, lines, records, forgottenThroughMs), records };

@@ -5,7 +5,21 @@
 // each rewrites only its own section, under the file's lock, at checkpoints (never on a payment's path).
 import { writeFileAtomic } from "../../../durable/files.js";
 import { isMissing, nodeDisk, type Disk } from "../../../durable/disk.js";
-import { array, decodeRecord, literal, minorUnits, nonEmptyString, nullWhenAbsent, object, oneOf, optional, record, safeInteger, type DecodedBy, type Decoder } from "../../../durable/jsonl.js";
+import {
+  array,
+  decodeRecord,
+  literal,
+  minorUnits,
+  nonEmptyString,
+  nullWhenAbsent,
+  object,
+  oneOf,
+  optional,
+  record,
+  safeInteger,
+  type DecodedBy,
+  type Decoder,
+} from "../../../durable/jsonl.js";
 import type { Finished, Hold } from "../../../domain/ledger.js";
 
 /** A decided balance change, recorded before the accounts file is rewritten. */
@@ -86,7 +100,9 @@ function encodeSection(pending: BankPending): Json {
     holds: [...pending.holds.values()].map((hold) => ({ ...hold, amountMinor: hold.amountMinor.toString() })),
     applying: [...pending.applying.values()].map((applying) => ({
       paymentId: applying.paymentId,
-      balancesMinor: Object.fromEntries(Object.entries(applying.balancesMinor).map(([username, value]) => [username, value.toString()])),
+      balancesMinor: Object.fromEntries(
+        Object.entries(applying.balancesMinor).map(([username, value]) => [username, value.toString()]),
+      ),
       replyBalanceMinor: applying.replyBalanceMinor.toString(),
     })),
     finished: [...pending.finished.values()].map((finished) => ({
@@ -110,10 +126,15 @@ async function readWholeFile(disk: Disk, path: string): Promise<Record<string, u
   try {
     document = JSON.parse(text);
   } catch (error) {
-    throw new PendingFileError(`${path}: not valid JSON (truncated or corrupt?): ${(error as Error).message}; refusing to start, fix or restore the file`);
+    throw new PendingFileError(
+      `${path}: not valid JSON (truncated or corrupt?): ${(error as Error).message}; refusing to start, fix or restore the file`,
+    );
   }
   const decoded = decodeRecord(pendingDocument, document);
-  if (!decoded.ok) throw new PendingFileError(`${path}: not a ${formatTag} document (${decoded.error.message}); refusing to start, fix or restore the file`);
+  if (!decoded.ok)
+    throw new PendingFileError(
+      `${path}: not a ${formatTag} document (${decoded.error.message}); refusing to start, fix or restore the file`,
+    );
   return decoded.value.banks;
 }
 
@@ -124,16 +145,28 @@ export async function readBankPending(path: string, bank: string, disk: Disk = n
     if (!Object.hasOwn(banks, bank)) return emptyPending();
     const section = banks[bank];
     const decoded = decodeRecord(bankSection, section);
-    if (!decoded.ok) throw new PendingFileError(`${path}: ${decoded.error.within(bank).within("banks").message}; refusing to start, fix or restore the file`, { cause: decoded.error });
+    if (!decoded.ok)
+      throw new PendingFileError(
+        `${path}: ${decoded.error.within(bank).within("banks").message}; refusing to start, fix or restore the file`,
+        { cause: decoded.error },
+      );
     return pendingOf(decoded.value);
   });
 }
 
 /** Rewrites this bank's section durably; other banks' sections are carried over as they are on disk. */
-export async function writeBankPending(path: string, bank: string, pending: BankPending, disk: Disk = nodeDisk): Promise<void> {
+export async function writeBankPending(
+  path: string,
+  bank: string,
+  pending: BankPending,
+  disk: Disk = nodeDisk,
+): Promise<void> {
   await disk.withLock(path, async () => {
     const banks = await readWholeFile(disk, path);
     banks[bank] = encodeSection(pending);
-    await writeFileAtomic(path, JSON.stringify({ format: formatTag, banks }) + "\n", { crashName: "pending-temp-written", disk });
+    await writeFileAtomic(path, JSON.stringify({ format: formatTag, banks }) + "\n", {
+      crashName: "pending-temp-written",
+      disk,
+    });
   });
 }

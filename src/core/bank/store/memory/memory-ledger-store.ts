@@ -5,8 +5,22 @@
 // payments bounded by retainNewest with its watermark. crash() is a power loss: undurable entries are lost (a
 // torn one too: the reader drops a partial last record), every later call hangs, and fromImage() restarts.
 import { assert } from "../../../domain/assert.js";
-import { finishedOf, holdOf, retainNewest, type Account, type Finished, type Hold, type LedgerEntry } from "../../../domain/ledger.js";
-import { SimulatedDisk, hangForever, type CrashOptions, type DiskEvent, type DiskImage } from "../../../testing/simulated-disk.js";
+import {
+  finishedOf,
+  holdOf,
+  retainNewest,
+  type Account,
+  type Finished,
+  type Hold,
+  type LedgerEntry,
+} from "../../../domain/ledger.js";
+import {
+  SimulatedDisk,
+  hangForever,
+  type CrashOptions,
+  type DiskEvent,
+  type DiskImage,
+} from "../../../testing/simulated-disk.js";
 import type { LedgerState, LedgerStore } from "../ledger-store.js";
 
 /** What a bank's disk holds: its seed accounts, every durable entry, and a torn last one to drop. */
@@ -30,8 +44,15 @@ export class MemoryLedgerStore implements LedgerStore {
   #loaded = false;
   #closed = false;
 
-  constructor(accounts: ReadonlyMap<string, Readonly<Account>>, options: MemoryLedgerStoreOptions, entries: readonly LedgerEntry[] = []) {
-    assert(Number.isSafeInteger(options.finishedRetainedMax) && options.finishedRetainedMax > 0, "finishedRetainedMax must be a positive integer");
+  constructor(
+    accounts: ReadonlyMap<string, Readonly<Account>>,
+    options: MemoryLedgerStoreOptions,
+    entries: readonly LedgerEntry[] = [],
+  ) {
+    assert(
+      Number.isSafeInteger(options.finishedRetainedMax) && options.finishedRetainedMax > 0,
+      "finishedRetainedMax must be a positive integer",
+    );
     this.#accounts = new Map([...accounts].map(([username, account]) => [username, Object.freeze({ ...account })]));
     this.#finishedRetainedMax = options.finishedRetainedMax;
     this.#disk = new SimulatedDisk(entries, options);
@@ -90,7 +111,9 @@ export class MemoryLedgerStore implements LedgerStore {
  * object a fresh one the caller may change. Checks again what the participant checked before appending.
  */
 export function foldLedger(image: LedgerImage, finishedRetainedMax: number): LedgerState {
-  const accounts = new Map<string, Account>([...image.accounts].map(([username, account]) => [username, { ...account }]));
+  const accounts = new Map<string, Account>(
+    [...image.accounts].map(([username, account]) => [username, { ...account }]),
+  );
   const holds = new Map<string, Hold>();
   const finished = new Map<string, Finished>();
   let transfersForgottenThroughMs = 0;
@@ -102,7 +125,10 @@ export function foldLedger(image: LedgerImage, finishedRetainedMax: number): Led
       continue;
     }
     if (entry.op === "commit") {
-      assert(entry.begunAtMs !== undefined || holds.has(entry.paymentId), `payment ${entry.paymentId} committed without a hold`);
+      assert(
+        entry.begunAtMs !== undefined || holds.has(entry.paymentId),
+        `payment ${entry.paymentId} committed without a hold`,
+      );
       for (const [username, afterMinor] of Object.entries(entry.balancesMinor)) {
         const account = accounts.get(username);
         assert(account !== undefined, `payment ${entry.paymentId} names unknown account ${username}`);
@@ -111,12 +137,18 @@ export function foldLedger(image: LedgerImage, finishedRetainedMax: number): Led
       }
     }
     holds.delete(entry.paymentId);
-    transfersForgottenThroughMs = retainNewest(finished, finishedOf(entry), finishedRetainedMax, transfersForgottenThroughMs);
+    transfersForgottenThroughMs = retainNewest(
+      finished,
+      finishedOf(entry),
+      finishedRetainedMax,
+      transfersForgottenThroughMs,
+    );
   }
   return { accounts, holds, finished, transfersForgottenThroughMs };
 }
 
 function frozenEntry(entry: LedgerEntry): LedgerEntry {
-  if (entry.op === "commit") return Object.freeze({ ...entry, balancesMinor: Object.freeze({ ...entry.balancesMinor }) });
+  if (entry.op === "commit")
+    return Object.freeze({ ...entry, balancesMinor: Object.freeze({ ...entry.balancesMinor }) });
   return Object.freeze({ ...entry });
 }

@@ -39,7 +39,17 @@ import { GroupCommit } from "../../../durable/group-commit.js";
 import { nodeDisk, readOptionalFile, type Disk } from "../../../durable/disk.js";
 import { isReason } from "../../../domain/errors.js";
 import { groupCommitBatchSize } from "../../../observability/metrics.js";
-import { advancedRecord, beganRecord, tombstoneRecord, withProgress, type Outcome, type PaymentChange, type PaymentDetails, type PaymentRecord, type PaymentState } from "../../../domain/payment.js";
+import {
+  advancedRecord,
+  beganRecord,
+  tombstoneRecord,
+  withProgress,
+  type Outcome,
+  type PaymentChange,
+  type PaymentDetails,
+  type PaymentRecord,
+  type PaymentState,
+} from "../../../domain/payment.js";
 import { countsKey, type Begun, type CoordinatorStore, type PaymentCounts } from "../coordinator-store.js";
 
 export type { PaymentChange, PaymentDetails, PaymentRecord, PaymentState, Outcome };
@@ -74,7 +84,10 @@ function encode(record: PaymentRecord): Record<string, unknown> {
 /** A record as the text of one line (without its newline): a journal's whole record, the archive's record. */
 function recordText(record: PaymentRecord): string {
   const text = JSON.stringify(encode(record));
-  assert(fitsOneLine(text), "a payment record's line must fit the reader's bound (maxLineBytesDefault): its reasonMessage is too long");
+  assert(
+    fitsOneLine(text),
+    "a payment record's line must fit the reader's bound (maxLineBytesDefault): its reasonMessage is too long",
+  );
   return text;
 }
 
@@ -101,7 +114,10 @@ function progressLine(record: PaymentRecord): string {
   if (record.decidedAtMs !== null) line += `,"decidedAtMs":${record.decidedAtMs}`;
   if (record.finishedAtMs !== null) line += `,"finishedAtMs":${record.finishedAtMs}`;
   line += "}";
-  assert(fitsOneLine(line), "a progress line must fit the reader's bound (maxLineBytesDefault): its reasonMessage is too long");
+  assert(
+    fitsOneLine(line),
+    "a progress line must fit the reader's bound (maxLineBytesDefault): its reasonMessage is too long",
+  );
   return `${line}\n`;
 }
 
@@ -146,7 +162,9 @@ type ProgressLine = DecodedBy<typeof paymentProgress>;
 
 /** A journal line: a whole record (a payment's first line), or the progress of one already recorded. */
 const journalLine: Decoder<PaymentRecord | ProgressLine> = (value) =>
-  typeof value === "object" && value !== null && Object.hasOwn(value, "progress") ? paymentProgress(value) : paymentRecord(value);
+  typeof value === "object" && value !== null && Object.hasOwn(value, "progress")
+    ? paymentProgress(value)
+    : paymentRecord(value);
 
 /** The snapshot, transaction_logs.json: one JSON document. */
 const gatewaySnapshot = object({ format: literal(formatTag), payments: array(paymentRecord) });
@@ -210,10 +228,15 @@ async function loadRecords(disk: Disk, paths: GatewayLogPaths): Promise<LoadedRe
     try {
       document = JSON.parse(text);
     } catch (error) {
-      throw new GatewayLogError(`${snapshotPath}: not valid JSON (truncated or corrupt?): ${(error as Error).message}; refusing to start, fix or restore the file`);
+      throw new GatewayLogError(
+        `${snapshotPath}: not valid JSON (truncated or corrupt?): ${(error as Error).message}; refusing to start, fix or restore the file`,
+      );
     }
     const snapshot = decodeRecord(gatewaySnapshot, document);
-    if (!snapshot.ok) throw new GatewayLogError(`${snapshotPath}: not a ${formatTag} document (${snapshot.error.message}); refusing to start, fix or restore the file`);
+    if (!snapshot.ok)
+      throw new GatewayLogError(
+        `${snapshotPath}: not a ${formatTag} document (${snapshot.error.message}); refusing to start, fix or restore the file`,
+      );
     for (const record of snapshot.value.payments) records.set(record.paymentId, record);
   }
   const archivedProgress = new Set<string>();
@@ -228,7 +251,13 @@ async function loadRecords(disk: Disk, paths: GatewayLogPaths): Promise<LoadedRe
     if (record === undefined) archivedProgress.add(entry.progress);
     else records.set(record.paymentId, withProgress(record, entry));
   });
-  return { records, journalLines: journal.lines, journalCompleteBytes: journal.completeBytes, tornBytes: journal.tornBytes, archivedProgress };
+  return {
+    records,
+    journalLines: journal.lines,
+    journalCompleteBytes: journal.completeBytes,
+    tornBytes: journal.tornBytes,
+    archivedProgress,
+  };
 }
 
 /**
@@ -238,13 +267,23 @@ async function loadRecords(disk: Disk, paths: GatewayLogPaths): Promise<LoadedRe
  * nothing depended on it: it is reported as torn, not read. Any other damage refuses to load, naming the
  * file and the line.
  */
-async function readLines<T>(disk: Disk, path: string, decodeLine: Decoder<T>, onEntry: OnJsonLine<T>, fromBytes = 0): Promise<{ lines: number; completeBytes: number; tornBytes: number }> {
+async function readLines<T>(
+  disk: Disk,
+  path: string,
+  decodeLine: Decoder<T>,
+  onEntry: OnJsonLine<T>,
+  fromBytes = 0,
+): Promise<{ lines: number; completeBytes: number; tornBytes: number }> {
   try {
     return await readJsonLines(path, decodeLine, onEntry, { fromBytes, disk });
   } catch (error) {
     if (!(error instanceof JsonLinesError)) throw error;
     // JSON that the record's schema refused: its error names the field.
-    if (error.cause instanceof RecordDecodeError) throw new GatewayLogError(`${error.where}: not a payment record (${error.cause.message}); refusing to start, fix or restore the file`, { cause: error });
+    if (error.cause instanceof RecordDecodeError)
+      throw new GatewayLogError(
+        `${error.where}: not a payment record (${error.cause.message}); refusing to start, fix or restore the file`,
+        { cause: error },
+      );
     throw new GatewayLogError(error.message, { cause: error });
   }
 }
@@ -252,8 +291,14 @@ async function readLines<T>(disk: Disk, path: string, decodeLine: Decoder<T>, on
 /** An archived line as its record, or an error naming the archive and the id. */
 function decodeArchived(archivePath: string, paymentId: string, line: string): PaymentRecord {
   const decoded = parseRecord(paymentRecord, line);
-  if (!decoded.ok) throw new GatewayLogError(`${archivePath}: the record of ${paymentId} is not a payment record (${decoded.error.message}); refusing to go on, restore the file`);
-  if (decoded.value.paymentId !== paymentId) throw new GatewayLogError(`${archivePath}: the record under ${paymentId} is that of ${decoded.value.paymentId}; refusing to go on, restore the file`);
+  if (!decoded.ok)
+    throw new GatewayLogError(
+      `${archivePath}: the record of ${paymentId} is not a payment record (${decoded.error.message}); refusing to go on, restore the file`,
+    );
+  if (decoded.value.paymentId !== paymentId)
+    throw new GatewayLogError(
+      `${archivePath}: the record under ${paymentId} is that of ${decoded.value.paymentId}; refusing to go on, restore the file`,
+    );
   return decoded.value;
 }
 
@@ -272,7 +317,11 @@ export async function readGatewayRecords(paths: GatewayLogPaths): Promise<Map<st
     if (!records.has(record.paymentId)) records.set(record.paymentId, record);
   });
   for (const archived of readArchivedPayments(paths.transactionArchiveSqlite)) {
-    if (!records.has(archived.paymentId)) records.set(archived.paymentId, decodeArchived(paths.transactionArchiveSqlite, archived.paymentId, archived.line));
+    if (!records.has(archived.paymentId))
+      records.set(
+        archived.paymentId,
+        decodeArchived(paths.transactionArchiveSqlite, archived.paymentId, archived.line),
+      );
   }
   return records;
 }
@@ -336,8 +385,14 @@ export class GatewayLog implements CoordinatorStore {
     this.#finishedRetainedMax = options.finishedRetainedMax ?? finishedRetainedDefault;
     this.#compactAfterJournalLines = options.compactAfterJournalLines ?? journalLinesCompactAfter;
     this.#archiveGiven = options.archive;
-    assert(Number.isSafeInteger(this.#finishedRetainedMax) && this.#finishedRetainedMax >= 0, "finishedRetainedMax must be a non-negative integer");
-    this.#journal = new AppendOnlyFile(paths.transactionLogsJournal, { tornCrashName: "gateway-journal-torn", disk: this.#disk });
+    assert(
+      Number.isSafeInteger(this.#finishedRetainedMax) && this.#finishedRetainedMax >= 0,
+      "finishedRetainedMax must be a non-negative integer",
+    );
+    this.#journal = new AppendOnlyFile(paths.transactionLogsJournal, {
+      tornCrashName: "gateway-journal-torn",
+      disk: this.#disk,
+    });
     this.#transactionsTxt = new AppendOnlyFile(paths.transactionsTxt, { disk: this.#disk });
     this.#writer = new GroupCommit(() => this.#writeBatch(), {
       onBatch: (callers) => groupCommitBatchSize.observe({ file: "transaction_logs.journal" }, callers),
@@ -372,7 +427,10 @@ export class GatewayLog implements CoordinatorStore {
     this.#archiveOpen = this.#archiveGiven ?? SqliteArchive.open(paths.transactionArchiveSqlite);
     this.legacyArchiveImport = await importLegacyArchive(this.#disk, paths, this.#archive, (onRecord) =>
       readLines(this.#disk, paths.transactionArchiveJsonl, paymentRecord, (record, _offsetBytes, _endBytes, where) => {
-        if (!record.finished) throw new GatewayLogError(`${where}: an unfinished payment in the archive; refusing to start, fix or restore the file`);
+        if (!record.finished)
+          throw new GatewayLogError(
+            `${where}: an unfinished payment in the archive; refusing to start, fix or restore the file`,
+          );
         onRecord(archivedPayment(record));
       }),
     );
@@ -381,7 +439,9 @@ export class GatewayLog implements CoordinatorStore {
     this.#dropArchived();
     for (const paymentId of loaded.archivedProgress) {
       if (this.#records.has(paymentId) || this.#archive.lineOf(paymentId) !== undefined) continue;
-      throw new GatewayLogError(`${paths.transactionLogsJournal}: progress of payment ${paymentId}, whose record is in neither the snapshot, the journal nor the archive; refusing to start, fix or restore the files`);
+      throw new GatewayLogError(
+        `${paths.transactionLogsJournal}: progress of payment ${paymentId}, whose record is in neither the snapshot, the journal nor the archive; refusing to start, fix or restore the files`,
+      );
     }
   }
 
@@ -396,7 +456,9 @@ export class GatewayLog implements CoordinatorStore {
       if (line === undefined) continue;
       const archived = decodeArchived(this.#paths.transactionArchiveSqlite, paymentId, line);
       if (!record.finished || archived.state !== record.state) {
-        throw new GatewayLogError(`${this.#paths.transactionLogsJson}: payment ${paymentId} is ${record.state}${record.finished ? ", finished" : ", unfinished"} there and archived ${archived.state} in ${this.#paths.transactionArchiveSqlite}; refusing to start, fix or restore the files`);
+        throw new GatewayLogError(
+          `${this.#paths.transactionLogsJson}: payment ${paymentId} is ${record.state}${record.finished ? ", finished" : ", unfinished"} there and archived ${archived.state} in ${this.#paths.transactionArchiveSqlite}; refusing to start, fix or restore the files`,
+        );
       }
       this.#records.delete(paymentId);
       this.archivedDroppedAtOpen += 1;
@@ -599,7 +661,10 @@ export class GatewayLog implements CoordinatorStore {
     if (this.#journalLines === 0) return;
     this.#archiveOldest();
     const payments = [...this.#records.values()].map(encode);
-    await writeFileAtomic(this.#paths.transactionLogsJson, JSON.stringify({ format: formatTag, payments }) + "\n", { crashName: "gateway-log-temp-written", disk: this.#disk });
+    await writeFileAtomic(this.#paths.transactionLogsJson, JSON.stringify({ format: formatTag, payments }) + "\n", {
+      crashName: "gateway-log-temp-written",
+      disk: this.#disk,
+    });
     // A crash here replays the journal over a snapshot that already holds it: harmless, each line is a whole
     // record or absolute progress, and a payment's last line is its state.
     await writeFileAtomic(this.#paths.transactionLogsJournal, "", { disk: this.#disk });
@@ -610,7 +675,9 @@ export class GatewayLog implements CoordinatorStore {
   #archiveOldest(): void {
     // Only records whose last change is written: one finished while this compaction ran (the write that
     // carries it queued behind this one) must reach the journal first, or that write would find it gone.
-    const finished = [...this.#records.values()].filter((record) => record.finished && !this.#dirty.has(record.paymentId));
+    const finished = [...this.#records.values()].filter(
+      (record) => record.finished && !this.#dirty.has(record.paymentId),
+    );
     const count = finished.length - this.#finishedRetainedMax;
     if (count <= 0) return;
     finished.sort((a, b) => (a.finishedAtMs ?? 0) - (b.finishedAtMs ?? 0));
@@ -618,7 +685,10 @@ export class GatewayLog implements CoordinatorStore {
     // Durable when it returns: only then may memory, and with it the next snapshot, let the records go.
     const inserted = this.#archive.insertMany(leaving.map(archivedPayment));
     // Open drops from memory whatever is archived, and nothing is archived but from here: every one is new.
-    assert(inserted === leaving.length, `archived ${inserted} of ${leaving.length} leaving records: some were archived already while still held in memory`);
+    assert(
+      inserted === leaving.length,
+      `archived ${inserted} of ${leaving.length} leaving records: some were archived already while still held in memory`,
+    );
     crashPoint("gateway-archive-appended");
     for (const record of leaving) this.#records.delete(record.paymentId);
   }

@@ -54,7 +54,12 @@ async function namesOrNull(disk: Disk, directory: string): Promise<string[] | nu
 }
 
 /** Imports and removes an earlier build's archive; null when there is none (nothing read, nothing changed). */
-export async function importLegacyArchive(disk: Disk, paths: LegacyArchivePaths, archive: PaymentArchive, readLegacyArchive: ReadLegacyArchive): Promise<LegacyArchiveImport | null> {
+export async function importLegacyArchive(
+  disk: Disk,
+  paths: LegacyArchivePaths,
+  archive: PaymentArchive,
+  readLegacyArchive: ReadLegacyArchive,
+): Promise<LegacyArchiveImport | null> {
   const jsonlBytes = await sizeOrNull(disk, paths.transactionArchiveJsonl);
   const indexNames = await namesOrNull(disk, paths.transactionArchiveIndex);
   if (jsonlBytes === null && indexNames === null) return null;

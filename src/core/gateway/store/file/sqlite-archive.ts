@@ -54,13 +54,19 @@ function openDatabase(path: string, options: { readonly: boolean }): Database.Da
   try {
     return new Database(path, { readonly: options.readonly, fileMustExist: options.readonly, timeout: busyTimeoutMs });
   } catch (error) {
-    throw new ArchiveDatabaseError(`${path}: cannot open the archive database (${(error as Error).message}); check the file and its directory's permissions, or restore the file`, { cause: error });
+    throw new ArchiveDatabaseError(
+      `${path}: cannot open the archive database (${(error as Error).message}); check the file and its directory's permissions, or restore the file`,
+      { cause: error },
+    );
   }
 }
 
 function checkedVersion(db: Database.Database, path: string): number {
   const version = db.pragma("user_version", { simple: true }) as number;
-  if (version !== 0 && version !== schemaVersion) throw new ArchiveDatabaseError(`${path}: archive schema version ${version}, this build reads version ${schemaVersion}; run the build that wrote it, or restore the file`);
+  if (version !== 0 && version !== schemaVersion)
+    throw new ArchiveDatabaseError(
+      `${path}: archive schema version ${version}, this build reads version ${schemaVersion}; run the build that wrote it, or restore the file`,
+    );
   return version;
 }
 
@@ -74,8 +80,12 @@ export class SqliteArchive implements PaymentArchive {
 
   private constructor(db: Database.Database) {
     this.#db = db;
-    this.#insert = db.prepare<[string, number, string]>("INSERT INTO archived_payments (payment_id, committed, line) VALUES (?, ?, ?) ON CONFLICT (payment_id) DO NOTHING");
-    this.#addCounts = db.prepare<[number, number]>("UPDATE archived_counts SET committed = committed + ?, aborted = aborted + ? WHERE only_row = 1");
+    this.#insert = db.prepare<[string, number, string]>(
+      "INSERT INTO archived_payments (payment_id, committed, line) VALUES (?, ?, ?) ON CONFLICT (payment_id) DO NOTHING",
+    );
+    this.#addCounts = db.prepare<[number, number]>(
+      "UPDATE archived_counts SET committed = committed + ?, aborted = aborted + ? WHERE only_row = 1",
+    );
     this.#lineOf = db.prepare<[string], string>("SELECT line FROM archived_payments WHERE payment_id = ?").pluck();
     this.#counts = db.prepare<[], ArchivedCounts>("SELECT committed, aborted FROM archived_counts WHERE only_row = 1");
     this.#insertAll = db.transaction((payments: readonly ArchivedPayment[]) => {
@@ -98,7 +108,10 @@ export class SqliteArchive implements PaymentArchive {
     try {
       // WAL: a commit appends to one file, and readers (readGatewayRecords) never block the writer.
       const mode = db.pragma("journal_mode = WAL", { simple: true });
-      if (mode !== "wal") throw new ArchiveDatabaseError(`${path}: SQLite refused WAL mode (journal_mode is ${String(mode)}); put the data dir on a local file system`);
+      if (mode !== "wal")
+        throw new ArchiveDatabaseError(
+          `${path}: SQLite refused WAL mode (journal_mode is ${String(mode)}); put the data dir on a local file system`,
+        );
       // FULL: every commit fsyncs the WAL before it returns. A record leaves the snapshot (and memory) only
       // once its archive write is durable, so a commit that a power loss could undo would lose the payment.
       db.pragma("synchronous = FULL");
@@ -119,7 +132,10 @@ export class SqliteArchive implements PaymentArchive {
     const before = this.counts();
     const inserted = this.#insertAll(payments);
     const after = this.counts();
-    assert(after.committed + after.aborted === before.committed + before.aborted + inserted, "the archive's counts grow by the rows inserted");
+    assert(
+      after.committed + after.aborted === before.committed + before.aborted + inserted,
+      "the archive's counts grow by the rows inserted",
+    );
     return inserted;
   }
 
@@ -147,7 +163,11 @@ export function* readArchivedPayments(path: string): Generator<ArchivedPayment> 
   const db = openDatabase(path, { readonly: true });
   try {
     if (checkedVersion(db, path) === 0) return; // created, schema not yet committed: nothing archived
-    const rows = db.prepare<[], { payment_id: string; committed: number; line: string }>("SELECT payment_id, committed, line FROM archived_payments").iterate();
+    const rows = db
+      .prepare<[], { payment_id: string; committed: number; line: string }>(
+        "SELECT payment_id, committed, line FROM archived_payments",
+      )
+      .iterate();
     for (const row of rows) yield { paymentId: row.payment_id, line: row.line, committed: row.committed === 1 };
   } finally {
     db.close();

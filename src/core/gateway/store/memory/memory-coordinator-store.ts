@@ -4,8 +4,24 @@
 // commit). crash() is a power loss: it keeps the durable writes only, makes every pending and later call hang
 // forever, and returns the image that fromImage() restarts from. Every record handed out is frozen.
 import { assert } from "../../../domain/assert.js";
-import { advancedRecord, beganRecord, isDecided, paymentStateRank, sameDetails, tombstoneRecord, type PaymentChange, type PaymentDetails, type PaymentRecord } from "../../../domain/payment.js";
-import { SimulatedDisk, hangForever, type CrashOptions, type DiskEvent, type DiskImage } from "../../../testing/simulated-disk.js";
+import {
+  advancedRecord,
+  beganRecord,
+  isDecided,
+  paymentStateRank,
+  sameDetails,
+  tombstoneRecord,
+  type PaymentChange,
+  type PaymentDetails,
+  type PaymentRecord,
+} from "../../../domain/payment.js";
+import {
+  SimulatedDisk,
+  hangForever,
+  type CrashOptions,
+  type DiskEvent,
+  type DiskImage,
+} from "../../../testing/simulated-disk.js";
 import { countsKey, type Begun, type CoordinatorStore, type PaymentCounts } from "../coordinator-store.js";
 
 /** What the store's disk holds: every durable write (a whole record each), and a torn last one to drop. */
@@ -83,7 +99,9 @@ export class MemoryCoordinatorStore implements CoordinatorStore {
     const durable = created.length === 0 ? null : this.#disk.write(created);
     // A known record is handed out only once durable (the port's rule): an answer may rest on it.
     if (answers.some((answer) => !answer.created)) await this.#disk.settled();
-    return answers.map(({ created: isNew, record }) => (isNew && durable !== null ? { created: true, record, durable } : { created: false, record }));
+    return answers.map(({ created: isNew, record }) =>
+      isNew && durable !== null ? { created: true, record, durable } : { created: false, record },
+    );
   }
 
   async advance(change: PaymentChange): Promise<PaymentRecord> {
@@ -155,8 +173,14 @@ export class MemoryCoordinatorStore implements CoordinatorStore {
     const known = this.#records.get(record.paymentId);
     if (known !== undefined) {
       assert(sameDetails(known, record), `payment ${record.paymentId}: a later write changes its details`);
-      assert(paymentStateRank[record.state] >= paymentStateRank[known.state], `payment ${record.paymentId}: a later write moves it from ${known.state} back to ${record.state}`);
-      assert(!(isDecided(known.state) && record.state !== known.state), `payment ${record.paymentId}: a later write changes its decision`);
+      assert(
+        paymentStateRank[record.state] >= paymentStateRank[known.state],
+        `payment ${record.paymentId}: a later write moves it from ${known.state} back to ${record.state}`,
+      );
+      assert(
+        !(isDecided(known.state) && record.state !== known.state),
+        `payment ${record.paymentId}: a later write changes its decision`,
+      );
       assert(!(known.finished && !record.finished), `payment ${record.paymentId}: a later write unfinishes it`);
     }
     this.#records.set(record.paymentId, Object.freeze({ ...record }));
