@@ -31,7 +31,8 @@ function parseImports(text: string, fileName: string): ParsedFile {
   const unfollowable: number[] = [];
   const lineOf = (node: ts.Node) => source.getLineAndCharacterOfPosition(node.getStart(source)).line + 1;
   const add = (specifier: ts.Expression | undefined, typeOnly: boolean, node: ts.Node) => {
-    if (specifier !== undefined && ts.isStringLiteralLike(specifier)) imports.push({ specifier: specifier.text, typeOnly, line: lineOf(node) });
+    if (specifier !== undefined && ts.isStringLiteralLike(specifier))
+      imports.push({ specifier: specifier.text, typeOnly, line: lineOf(node) });
     else unfollowable.push(lineOf(node));
   };
   const visit = (node: ts.Node): void => {
@@ -61,7 +62,13 @@ interface Edge {
   line: number;
 }
 
-const fileSystemModules = new Set(["node:fs", "node:fs/promises", "proper-lockfile", "fs-native-extensions", "better-sqlite3"]);
+const fileSystemModules = new Set([
+  "node:fs",
+  "node:fs/promises",
+  "proper-lockfile",
+  "fs-native-extensions",
+  "better-sqlite3",
+]);
 
 /** `fs` and `node:fs` are the same module; packages keep their name. */
 function packageId(specifier: string): ModuleId {
@@ -76,7 +83,13 @@ function repoPath(absolute: string): ModuleId {
 /** The .ts file a relative specifier names (NodeNext: `./x.js` is `./x.ts`), or null if none exists. */
 function resolveRelative(fromFile: ModuleId, specifier: string): ModuleId | null {
   const base = resolve(repoRoot, dirname(fromFile), specifier);
-  const candidates = [base.replace(/\.js$/, ".ts"), base.replace(/\.mjs$/, ".mts"), base, `${base}.ts`, join(base, "index.ts")];
+  const candidates = [
+    base.replace(/\.js$/, ".ts"),
+    base.replace(/\.mjs$/, ".mts"),
+    base,
+    `${base}.ts`,
+    join(base, "index.ts"),
+  ];
   const found = candidates.find((candidate) => /\.m?ts$/.test(candidate) && existsSync(candidate));
   return found === undefined ? null : repoPath(found);
 }
@@ -98,10 +111,12 @@ class ImportGraph {
         continue;
       }
       const target = resolveRelative(module, specifier);
-      if (target === null) this.problems.push(`${module}:${line} imports ${JSON.stringify(specifier)}, which names no source file`);
+      if (target === null)
+        this.problems.push(`${module}:${line} imports ${JSON.stringify(specifier)}, which names no source file`);
       else edges.push({ target, typeOnly, line });
     }
-    for (const line of parsed.unfollowable) this.problems.push(`${module}:${line} imports a module this test cannot name (not a string literal)`);
+    for (const line of parsed.unfollowable)
+      this.problems.push(`${module}:${line} imports a module this test cannot name (not a string literal)`);
     this.#edges.set(module, edges);
     return edges;
   }
@@ -144,6 +159,7 @@ const forbiddenToLogic: ReadonlyArray<[string, (module: ModuleId) => boolean]> =
   // group-commit.ts too: batching writes is the adapter's business, behind the port.
   ["durable files", (module) => module.startsWith("src/core/durable/")],
   ["the file system", (module) => fileSystemModules.has(module)],
+  ["the database driver", (module) => module === "pg"],
 ];
 
 const logic: ReadonlyArray<[ModuleId, ModuleId]> = [
@@ -173,7 +189,7 @@ describe("the import parser", () => {
       'export * from "./d.js";',
       'export type { E } from "./e.js";',
       'const f = await import("./f.js");',
-      "type G = typeof import(\"./g.js\");",
+      'type G = typeof import("./g.js");',
       'import h = require("./h.js");',
       "const later = () => import(`./i.js`);",
       '// import { no } from "./commented.js";',
@@ -219,15 +235,24 @@ describe("the architecture", () => {
 
     it(`${root} imports its port, ${port}`, () => {
       const targets = graph.edges(root).map((edge) => edge.target);
-      assert.ok(targets.includes(port), `${root} imports ${targets.filter((target) => target.startsWith("src/")).join(", ")}; not ${port}`);
+      assert.ok(
+        targets.includes(port),
+        `${root} imports ${targets.filter((target) => target.startsWith("src/")).join(", ")}; not ${port}`,
+      );
     });
   }
 
   it("src/core imports nothing from src/roles", () => {
     const core = listSources("src/core");
     const reached = graph.reach(core);
-    const offenders = [...reached.keys()].filter((module) => module.startsWith("src/roles/")).map((module) => `  ${chainTo(reached, module)}`);
-    assert.deepEqual(offenders, [], `src/core must not depend on the processes that wire it; it reaches:\n${offenders.join("\n")}`);
+    const offenders = [...reached.keys()]
+      .filter((module) => module.startsWith("src/roles/"))
+      .map((module) => `  ${chainTo(reached, module)}`);
+    assert.deepEqual(
+      offenders,
+      [],
+      `src/core must not depend on the processes that wire it; it reaches:\n${offenders.join("\n")}`,
+    );
   });
 
   it("in src/core only the file adapters, durable files and a few named modules use the file system", () => {
@@ -239,6 +264,10 @@ describe("the architecture", () => {
       }
     }
     const allowed = fileSystemUsers.map(([reason]) => reason).join("; ");
-    assert.deepEqual(offenders, [], `only these may use the file system in src/core (${allowed}); also:\n${offenders.join("\n")}`);
+    assert.deepEqual(
+      offenders,
+      [],
+      `only these may use the file system in src/core (${allowed}); also:\n${offenders.join("\n")}`,
+    );
   });
 });

@@ -1,0 +1,207 @@
+// The PostgreSQL server under the database adapters (`--store postgres://…`): a pool from a URL, the check that
+// the server makes a commit durable before it answers, versioned migrations per schema, and a transaction
+// helper that always releases its client. node-postgres does the protocol; nothing here speaks it by hand.
+//
+// Each organisation keeps its own schema (the gateway `paynet_gateway`, bank B `paynet_bank_<b>`), so banks stay
+// independent: a schema holds its own migration table, and its migrations run under an advisory lock keyed by
+// the schema's name, so that several processes starting at once apply each version exactly once.
+import pg from "pg";
+
+/** Too many connections cost the server more than they gain; a process's writes are group-committed anyway. */
+export const poolSizeDefault = 8;
+/** A connection attempt that has not succeeded by then fails the call, with the server's address in the error. */
+export const connectTimeoutMsDefault = 5_000;
+
+export interface DatabaseOptions {
+  /** `postgres://USER@HOST:PORT/DB` (any URL node-postgres takes). */
+  url: string;
+  /** Shown in pg_stat_activity: which paynet process a session belongs to. */
+  applicationName: string;
+  poolSize?: number;
+  connectTimeoutMs?: number;
+}
+
+/** A database the adapters use: a pool, closed once with `end()`. */
+export type Database = pg.Pool;
+export type DatabaseClient = pg.PoolClient;
+
+/** A store's database could not be used: the message says what and where, without the URL's password. */
+export class DatabaseError extends Error {
+  override name = "DatabaseError";
+}
+
+/** The URL with any password masked, for messages and logs. */
+export function redactedUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== "") parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "(an unparsable URL)";
+  }
+}
+
+/** Is `value` a PostgreSQL store URL (rather than `files`)? */
+export function isPostgresUrl(value: string): boolean {
+  return /^postgres(ql)?:\/\//.test(value);
+}
+
+export function openDatabase(options: DatabaseOptions): Database {
+  if (!isPostgresUrl(options.url))
+    throw new DatabaseError(
+      `not a PostgreSQL URL: ${redactedUrl(options.url)} (expected postgres://USER@HOST:PORT/DB)`,
+    );
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    application_name: options.applicationName,
+    max: options.poolSize ?? poolSizeDefault,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? connectTimeoutMsDefault,
+  });
+  // An idle client whose connection dies (server restart, pg_terminate_backend) emits 'error' on the pool;
+  // unhandled, that would kill the process. The pool drops the client; the next query opens a new one.
+  pool.on("error", () => {});
+  return pool;
+}
+
+/** Runs `work` in one transaction on one client: COMMIT if it resolves, ROLLBACK if it throws; the client is always released. */
+export async function inTransaction<T>(database: Database, work: (client: DatabaseClient) => Promise<T>): Promise<T> {
+  const client = await database.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query("BEGIN");
+    const result = await work(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (error) {
+    broken = error instanceof Error ? error : new Error(String(error));
+    await client.query("ROLLBACK").catch(() => {});
+    throw error;
+  } finally {
+    // A client whose transaction failed may have lost its connection: let the pool discard it.
+    client.release(broken);
+  }
+}
+
+export interface DurabilitySettings {
+  fsync: string;
+  synchronousCommit: string;
+}
+
+export async function durabilitySettings(database: Database): Promise<DurabilitySettings> {
+  const result = await database.query<{ fsync: string; synchronous_commit: string }>(
+    "SELECT current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS synchronous_commit",
+  );
+  const row = result.rows[0];
+  if (row === undefined) throw new DatabaseError("the server did not report its fsync and synchronous_commit settings");
+  return { fsync: row.fsync, synchronousCommit: row.synchronous_commit };
+}
+
+/**
+ * Refuses a server that could acknowledge a commit it then loses (fsync off, or synchronous_commit off for
+ * this store's sessions), unless the operator said so. A payment answered "committed" rests on that commit.
+ */
+export async function checkDurability(
+  database: Database,
+  options: { allowAsyncCommit: boolean },
+): Promise<DurabilitySettings> {
+  const settings = await durabilitySettings(database);
+  const unsafe: string[] = [];
+  if (settings.fsync !== "on") unsafe.push(`fsync=${settings.fsync}`);
+  if (settings.synchronousCommit === "off") unsafe.push(`synchronous_commit=${settings.synchronousCommit}`);
+  if (unsafe.length > 0 && !options.allowAsyncCommit) {
+    throw new DatabaseError(
+      `the PostgreSQL server runs with ${unsafe.join(" and ")}: a commit it acknowledges can be lost in a crash, ` +
+        "and payments answered as committed with it; turn it on, or start with --unsafe-allow-async-commit to accept that",
+    );
+  }
+  return settings;
+}
+
+export interface Migration {
+  /** 1, 2, 3, …: applied in order, each once per schema. */
+  version: number;
+  /** What it does, recorded beside the version. */
+  name: string;
+  /** SQL run inside the schema (search_path is set to it), in the migration's transaction. */
+  sql: string;
+}
+
+/** A schema name safe to interpolate (lower-case letters, digits, underscores). */
+export function checkedSchemaName(name: string): string {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new DatabaseError(`invalid schema name ${JSON.stringify(name)}`);
+  return name;
+}
+
+/**
+ * Creates `schema` if needed and applies the migrations it has not had yet, each in its own transaction, under
+ * an advisory lock on the schema's name (several processes may start at once; the others wait, then find
+ * nothing left to do). Refuses a schema migrated by a newer build (a version this build does not know).
+ * Returns the versions applied now.
+ */
+export async function migrate(database: Database, schema: string, migrations: readonly Migration[]): Promise<number[]> {
+  checkedSchemaName(schema);
+  for (let index = 0; index < migrations.length; index++) {
+    if (migrations[index]?.version !== index + 1)
+      throw new Error(`migrations of ${schema} must be numbered 1, 2, 3, … in order`);
+  }
+  const client = await database.connect();
+  let broken: Error | undefined;
+  try {
+    // Session-level advisory lock: held by this client until unlocked, whatever the transactions in between.
+    await client.query("SELECT pg_advisory_lock(hashtext($1))", [`paynet migrate ${schema}`]);
+    try {
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ${schema}.schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+      );
+      const appliedRows = await client.query<{ version: number }>(
+        `SELECT version FROM ${schema}.schema_migrations ORDER BY version`,
+      );
+      const applied = new Set(appliedRows.rows.map((row) => row.version));
+      const newest = Math.max(0, ...applied);
+      if (newest > migrations.length) {
+        throw new DatabaseError(
+          `schema ${schema} is at version ${newest}, newer than this build knows (${migrations.length}); run a newer paynet`,
+        );
+      }
+      const appliedNow: number[] = [];
+      for (const migration of migrations) {
+        if (applied.has(migration.version)) continue;
+        await client.query("BEGIN");
+        try {
+          await client.query(`SET LOCAL search_path TO ${schema}`);
+          await client.query(migration.sql);
+          await client.query(`INSERT INTO ${schema}.schema_migrations (version, name) VALUES ($1, $2)`, [
+            migration.version,
+            migration.name,
+          ]);
+          await client.query("COMMIT");
+        } catch (error) {
+          await client.query("ROLLBACK").catch(() => {});
+          throw error;
+        }
+        appliedNow.push(migration.version);
+      }
+      return appliedNow;
+    } finally {
+      await client.query("SELECT pg_advisory_unlock(hashtext($1))", [`paynet migrate ${schema}`]).catch(() => {});
+    }
+  } catch (error) {
+    broken = error instanceof Error ? error : new Error(String(error));
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}
+
+/** A connection-level failure (server gone, connection terminated, refused) rather than a refused statement. */
+export function isConnectionError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string") {
+    // Class 08: connection exception; 57P01-57P03: admin shutdown, crash shutdown, cannot connect now.
+    if (code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03") return true;
+    if (code === "ECONNREFUSED" || code === "ECONNRESET" || code === "EPIPE" || code === "ETIMEDOUT") return true;
+  }
+  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(error.message);
+}
