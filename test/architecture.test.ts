@@ -45,7 +45,7 @@ function parseImports(text: string, fileName: string): ParsedFile {
     } else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
       add(node.arguments[0], false, node);
     } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) {
-      add(node.argument.literal as ts.Expression, true, node);
+      add(node.argument.literal, true, node);
     }
     ts.forEachChild(node, visit);
   };

@@ -396,7 +396,7 @@ describe("crash points in a MakePayments call", () => {
       const after = await net.balancesOnDisk();
       const expected = new Map(before);
       orders.forEach((order, index) => {
-        if (answers![index]!.status !== "committed") return;
+        if (answers[index]!.status !== "committed") return;
         expected.set("alice@SBI", expected.get("alice@SBI")! - order.amountMinor);
         expected.set(`${order.toUser}@HDFC`, expected.get(`${order.toUser}@HDFC`)! + order.amountMinor);
       });

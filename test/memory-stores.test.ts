@@ -23,7 +23,7 @@ async function settlesWithin(promise: Promise<unknown>, turns = 5): Promise<bool
     () => (settled = true),
     () => (settled = true),
   );
-  for (let microtask = 0; microtask < 3; microtask += 1) await null;
+  for (let microtask = 0; microtask < 3; microtask += 1) await Promise.resolve();
   for (let turn = 0; turn < turns && !settled; turn += 1) await new Promise((resolve) => setImmediate(resolve));
   return settled;
 }
@@ -111,7 +111,7 @@ describe("MemoryCoordinatorStore", () => {
   it("drops a torn last write at the restart, and keeps the undurable writes the OS wrote back", async () => {
     const store = new MemoryCoordinatorStore({ nowMs });
     const begun = await store.beginOrGetAll([details("p1"), details("p2")]);
-    await Promise.all(begun.map((one) => (one.created ? one.durable : undefined)));
+    await Promise.all(begun.flatMap((one) => (one.created ? [one.durable] : [])));
     void store.advance({ paymentId: "p1", state: "aborted", outcome: { reason: "INSUFFICIENT_FUNDS" } });
     void store.advance({ paymentId: "p2", state: "committed" });
     const image = store.crash({ keep: 1, tear: true });

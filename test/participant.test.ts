@@ -632,7 +632,7 @@ describe("Participant", () => {
     assert.equal(outcomes[0]?.status, "fulfilled", "the first in arrival order wins");
     for (const outcome of outcomes.slice(1)) {
       assert.equal(outcome.status, "rejected");
-      paymentError("INSUFFICIENT_FUNDS")((outcome as PromiseRejectedResult).reason);
+      paymentError("INSUFFICIENT_FUNDS")(outcome.reason);
     }
     assert.deepEqual(participant.balance("alice"), { balanceMinor: 10_000n, availableMinor: 4_000n });
   });

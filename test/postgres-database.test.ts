@@ -72,7 +72,10 @@ describe("the PostgreSQL groundwork", () => {
     await assert.rejects(migrate(database, "paynet_broken", broken), /division by zero/);
     const versions = await database.query("SELECT version FROM paynet_broken.schema_migrations ORDER BY version");
     assert.deepEqual(versions.rows, [{ version: 1 }]);
-    assert.equal((await database.query("SELECT count(*)::int AS n FROM paynet_broken.accounts")).rows[0].n, 0);
+    assert.equal(
+      (await database.query<{ n: number }>("SELECT count(*)::int AS n FROM paynet_broken.accounts")).rows[0]?.n,
+      0,
+    );
     assert.deepEqual(await migrate(database, "paynet_broken", migrations), [2], "the fixed migration applies later");
   });
 
@@ -111,7 +114,8 @@ describe("the PostgreSQL groundwork", () => {
     );
     const committed = await inTransaction(database, async (client) => {
       await client.query("UPDATE paynet_tx.accounts SET balance_minor = balance_minor + 1");
-      return (await client.query("SELECT balance_minor FROM paynet_tx.accounts")).rows[0].balance_minor;
+      return (await client.query<{ balance_minor: string }>("SELECT balance_minor FROM paynet_tx.accounts")).rows[0]
+        ?.balance_minor;
     });
     assert.equal(committed, "101");
     assert.equal(database.totalCount, database.idleCount, "no client left checked out");

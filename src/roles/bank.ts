@@ -189,7 +189,8 @@ export async function runBank(flags: BankFlags): Promise<void> {
   const sweeper = setInterval(() => {
     if (sweeping) return;
     sweeping = true;
-    resolveOverdueHolds().finally(() => (sweeping = false));
+    // It catches each hold's failure itself: nothing rejects here.
+    void resolveOverdueHolds().finally(() => (sweeping = false));
   }, bankTimeouts.sweepMs);
 
   onTerminate(async () => {

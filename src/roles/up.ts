@@ -16,7 +16,7 @@ export interface UpFlags {
 
 const readyTimeoutMs = 60_000;
 const stopGraceMs = 5_000;
-const listeningPattern = /listening on ([0-9A-Za-z.:\[\]-]+:[0-9]+)/;
+const listeningPattern = /listening on ([0-9A-Za-z.:[\]-]+:[0-9]+)/;
 const cliPath = fileURLToPath(new URL("../cli.js", import.meta.url));
 
 interface Child {
@@ -31,7 +31,7 @@ function start(name: string, args: string[], onLine: (line: string) => void): Ch
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, FORCE_COLOR: "0", PAYNET_LOG_FORMAT: "json" },
   });
-  for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on("line", onLine);
+  for (const stream of [child.stdout, child.stderr]) createInterface({ input: stream }).on("line", onLine);
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   return { name, process: child, exited };
 }
@@ -51,7 +51,7 @@ function waitForLine(child: Child, lines: EventTarget, pattern: RegExp): Promise
       resolve(match);
     };
     lines.addEventListener("line", listener);
-    child.exited.then((code) => {
+    void child.exited.then((code) => {
       clearTimeout(timer);
       reject(new Error(`${child.name} exited with code ${code} before it was ready`));
     });
@@ -87,7 +87,7 @@ export async function runUp(flags: UpFlags): Promise<number> {
       lines.dispatchEvent(new CustomEvent("line", { detail: line }));
     });
     children.push(child);
-    child.exited.then((code) => {
+    void child.exited.then((code) => {
       if (stopping) return;
       stopping = true;
       logger.error({ process: name, code }, `${name} exited unexpectedly; stopping the network`);

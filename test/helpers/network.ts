@@ -113,7 +113,7 @@ export class Proc {
         resolve: (match) => (clearTimeout(timer), resolve(match)),
         from: this.lines.length,
       });
-      this.exited.then(({ code, signal }) => {
+      void this.exited.then(({ code, signal }) => {
         clearTimeout(timer);
         reject(
           new Error(
@@ -149,9 +149,9 @@ export function runCli(
     child.stderr.on("data", (chunk) => (stderr += chunk));
     child.stdin.end(options.stdin ?? "");
     child.on("exit", (code) => {
-      let json: Record<string, unknown> | null = null;
+      let json: Record<string, unknown> | null;
       try {
-        json = JSON.parse(stdout.trim().split("\n").at(-1) ?? "");
+        json = JSON.parse(stdout.trim().split("\n").at(-1) ?? "") as Record<string, unknown>;
       } catch {
         json = null;
       }

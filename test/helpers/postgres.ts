@@ -23,6 +23,7 @@ async function adminQuery(sql: string, parameters: unknown[] = []): Promise<pg.Q
     throw new Error(
       `the PostgreSQL tests need a server: none answered at ${testServerUrl} (${(error as Error).message}). ` +
         "Start one (Debian: pg_ctlcluster 15 main start) or point PAYNET_TEST_PG_URL at a server where this user may CREATE DATABASE",
+      { cause: error },
     );
   }
   try {

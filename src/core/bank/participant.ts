@@ -7,7 +7,7 @@
 // already recorded waits until everything recorded so far is durable: the first answer may still be on its
 // way to disk. Once an append fails, memory is ahead of disk, and the participant answers nothing more.
 import { assert } from "../domain/assert.js";
-import { PaymentError } from "../domain/errors.js";
+import { asError, PaymentError } from "../domain/errors.js";
 import {
   finishedOf,
   retainNewest,
@@ -54,7 +54,7 @@ export class Participant {
   readonly #nowMs: () => number;
   readonly #logger: Logger;
   /** The error of the append that failed: from then on every operation is refused with it. */
-  #broken: unknown = null;
+  #broken: Error | null = null;
 
   private constructor(
     store: LedgerStore,
@@ -348,9 +348,10 @@ export class Participant {
   }
 
   /** Remembers the failure of an append (memory is now ahead of disk) and returns it, to be thrown. */
-  #stop(error: unknown): unknown {
-    this.#broken ??= error;
-    return error;
+  #stop(error: unknown): Error {
+    const failure = asError(error);
+    this.#broken ??= failure;
+    return failure;
   }
 
   /** Once an append failed, memory may be ahead of disk: no answer may rest on it. */

@@ -113,3 +113,8 @@ export function isAmbiguous(error: PaymentError): boolean {
   if (error.final) return false;
   return error.code === "TIMEOUT" || error.code === "BANK_UNAVAILABLE" || error.code === "GATEWAY_UNAVAILABLE";
 }
+
+/** `thrown` as an Error (a non-Error thrown value wrapped, its text kept), so that what is rethrown is always one. */
+export function asError(thrown: unknown): Error {
+  return thrown instanceof Error ? thrown : new Error(String(thrown));
+}

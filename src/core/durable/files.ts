@@ -103,7 +103,7 @@ export async function cutTornLastLine(path: string, disk: Disk = nodeDisk): Prom
     throw error;
   }
   let keptBytes = 0;
-  let sizeBytes = 0;
+  let sizeBytes: number;
   try {
     sizeBytes = await file.sizeBytes();
     const chunk = Buffer.alloc(4_096);

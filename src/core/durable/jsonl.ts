@@ -114,8 +114,16 @@ export function describeValue(value: unknown): string {
       return JSON.stringify(value.length > quotedCharsMax ? `${value.slice(0, quotedCharsMax)}…` : value);
     case "object":
       return "an object";
-    default:
+    case "function":
+      return "a function";
+    case "symbol":
+      return value.toString();
+    case "number":
+    case "bigint":
+    case "boolean":
       return String(value);
+    default:
+      return typeof value;
   }
 }
 
@@ -294,6 +302,7 @@ function compiledBuilder(fields: readonly Field[]): Builder | null {
   const source = `"use strict"; return function build(value) { let at = 0; try { ${lines.join(" ")} return decoded; } catch (error) { throw within(error, keys[at]); } };`;
   const parameters = [...fields.map((_, index) => `d${index}`), "within", "keys"];
   try {
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval -- the generated decoder is the point (see above); refused code generation falls back
     const make = new Function(...parameters, source) as (...args: unknown[]) => Builder;
     return make(
       ...fields.map((field) => field.decode),

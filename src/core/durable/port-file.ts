@@ -9,7 +9,7 @@ export const firstBankPort = 50051;
 export async function takeNextPort(path: string): Promise<number> {
   return withFileLock(path, async () => {
     const text = (await readFile(path, "utf8")).trim();
-    let port = text === "" ? firstBankPort : Number(text);
+    const port = text === "" ? firstBankPort : Number(text);
     if (!Number.isInteger(port) || port < 1 || port > 65535) {
       throw new Error(`${path}: expected a port number, found ${JSON.stringify(text.slice(0, 20))}`);
     }

@@ -173,10 +173,11 @@ export class BankRegistry implements BankDirectory {
     if (text.trim() === "") return registry;
     let document: { format?: unknown; banks?: unknown };
     try {
-      document = JSON.parse(text);
+      document = JSON.parse(text) as typeof document;
     } catch (error) {
       throw new Error(
         `${path}: not valid JSON (truncated or corrupt?): ${(error as Error).message}; refusing to start`,
+        { cause: error },
       );
     }
     if (document.format !== formatTag || typeof document.banks !== "object" || document.banks === null)

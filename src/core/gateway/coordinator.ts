@@ -111,7 +111,7 @@ export class Coordinator {
    * (within the call, or while another call drives it) is one payment: the repeat waits for its answer.
    */
   async makePayments(payer: Payer, requests: readonly PaymentRequest[]): Promise<Answer[]> {
-    const answers: Array<Answer | Promise<Answer>> = new Array(requests.length);
+    const answers = new Array<Answer | Promise<Answer>>(requests.length);
     const toBegin: PaymentDetails[] = [];
     const toBeginSlots: number[] = [];
     requests.forEach((request, slot) => {
@@ -162,6 +162,7 @@ export class Coordinator {
         decided.forEach((answer, index) => (answers[freshSlots[index]!] = answer));
       }
     }
+    // eslint-disable-next-line @typescript-eslint/await-thenable -- answers mix ready values and promises; all awaits the promises
     return Promise.all(answers);
   }
 
@@ -325,7 +326,7 @@ export class Coordinator {
 
   /** Step 2: each bank's legs in one batched call. Two votes per payment: [2i] its debit's, [2i + 1] its credit's, null for yes. */
   async #prepareAll(records: readonly PaymentRecord[]): Promise<Array<PaymentError | null>> {
-    const votes: Array<PaymentError | null> = new Array(records.length * 2).fill(null);
+    const votes: Array<PaymentError | null> = new Array<PaymentError | null>(records.length * 2).fill(null);
     const legsByBank = new Map<string, { legs: PrepareLeg[]; voteSlots: number[] }>();
     const addLeg = (bank: string, leg: PrepareLeg, voteSlot: number) => {
       let group = legsByBank.get(bank);

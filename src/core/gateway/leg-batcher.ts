@@ -23,7 +23,7 @@ class Group<Result> {
   readonly #resolve: (results: Array<Result | PaymentError>) => void;
 
   constructor(size: number, resolve: (results: Array<Result | PaymentError>) => void) {
-    this.results = new Array(size);
+    this.results = new Array<Result | PaymentError>(size);
     this.#remaining = size;
     this.#resolve = resolve;
   }

@@ -37,7 +37,7 @@ export function prettyLogLine(line: string): string {
     .filter(([key]) => !hiddenKeys.has(key))
     .map(([key, value]) => `${chalk.dim(`${key}=`)}${typeof value === "string" ? value : JSON.stringify(value)}`)
     .join(" ");
-  return `${chalk.dim(time)} ${colour(level.padEnd(5))} ${chalk.cyan(`[${String(record.role ?? "")}]`)} ${record.msg}${fields ? ` ${fields}` : ""}`;
+  return `${chalk.dim(time)} ${colour(level.padEnd(5))} ${chalk.cyan(`[${typeof record.role === "string" ? record.role : ""}]`)} ${record.msg}${fields ? ` ${fields}` : ""}`;
 }
 
 export function createLogger(role: string, options: { pretty: boolean; level?: string } = { pretty: false }): Logger {

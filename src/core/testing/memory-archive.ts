@@ -32,27 +32,27 @@ export class MemoryArchive {
   forLife(life: { readonly dead: boolean }): PaymentArchive {
     this.#volatile = new Map();
     let closed = false;
-    const archive = this;
+    // Arrow functions: `this` stays this archive inside the handle's methods.
     return {
-      insertMany(payments: readonly ArchivedPayment[]): number {
+      insertMany: (payments: readonly ArchivedPayment[]): number => {
         assert(!closed, "the archive is closed");
         // The process is gone: nothing it does lands, whatever it is told (it never reaches its next disk operation).
         if (life.dead) return payments.length;
-        return archive.#insertMany(payments);
+        return this.#insertMany(payments);
       },
-      lineOf(paymentId: string): string | undefined {
+      lineOf: (paymentId: string): string | undefined => {
         assert(!closed, "the archive is closed");
-        return archive.#find(paymentId)?.line;
+        return this.#find(paymentId)?.line;
       },
-      counts(): ArchivedCounts {
+      counts: (): ArchivedCounts => {
         assert(!closed, "the archive is closed");
-        return archive.#counts();
+        return this.#counts();
       },
-      close(): void {
+      close: (): void => {
         closed = true;
         if (life.dead) return;
-        for (const [paymentId, payment] of archive.#volatile) archive.#durable.set(paymentId, payment);
-        archive.#volatile = new Map();
+        for (const [paymentId, payment] of this.#volatile) this.#durable.set(paymentId, payment);
+        this.#volatile = new Map();
       },
     };
   }

@@ -4,7 +4,7 @@
 // flushes; the gateway also the replies it receives, a bank the requests it receives) and loses power at the
 // counts the schedule names: its store crashes (undurable writes lost), the instance is dropped (everything it
 // was doing hangs forever, as in a dead process), and after a few turns it restarts from the durable image.
-import { PaymentError } from "../domain/errors.js";
+import { asError, PaymentError } from "../domain/errors.js";
 import type { PaymentRecord } from "../domain/payment.js";
 import type { Account } from "../domain/ledger.js";
 import { Coordinator, type CoordinatorOptions } from "../gateway/coordinator.js";
@@ -76,7 +76,7 @@ class Incarnation {
         },
         (error: unknown) => {
           this.#onDeath.delete(onDeath);
-          reject(error);
+          reject(asError(error));
         },
       );
     });
@@ -448,7 +448,7 @@ class SimBankLink implements BankLink {
           try {
             work = handle(participant, item);
           } catch (error) {
-            work = Promise.reject(error);
+            work = Promise.reject(asError(error));
           }
           return inc
             .race(work)

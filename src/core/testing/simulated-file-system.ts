@@ -38,7 +38,8 @@ class Inode {
   }
 
   append(data: Uint8Array): void {
-    let { bytes, length } = this.content;
+    let { bytes } = this.content;
+    const { length } = this.content;
     if (length + data.byteLength > bytes.length) {
       // A new buffer: the old one stays as it is for whoever shares it (the durable content).
       const grown = Buffer.alloc(Math.max(64, 2 * (length + data.byteLength)));

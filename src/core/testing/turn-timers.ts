@@ -41,10 +41,10 @@ export function installTurnTimers(): void {
     return timer;
   };
   globalThis.setTimeout = setTimeoutInTurns as unknown as typeof globalThis.setTimeout;
-  globalThis.clearTimeout = ((timer: unknown) => {
+  globalThis.clearTimeout = (timer: unknown) => {
     if (timer instanceof TurnTimer) timer.cancelled = true;
     else wallClearTimeout(timer as Parameters<typeof wallClearTimeout>[0]);
-  }) as typeof globalThis.clearTimeout;
+  };
 }
 
 /** A wall-clock timer whatever is installed: for a watchdog, which must fire when nothing else moves. */

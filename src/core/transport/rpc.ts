@@ -42,7 +42,7 @@ function serviceDefinition(service: DescService): grpc.ServiceDefinition {
       responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
     };
   }
-  return definition as grpc.ServiceDefinition;
+  return definition;
 }
 
 export interface CallContext {
@@ -120,7 +120,7 @@ export function addService<M extends GenServiceMethods>(
       );
     };
   }
-  server.addService(serviceDefinition(service as unknown as DescService), handlers);
+  server.addService(serviceDefinition(service), handlers);
 }
 
 export interface CallOptions {
@@ -151,7 +151,9 @@ export function createClient<M extends GenServiceMethods>(
     channel,
   };
   for (const method of descriptor.methods) {
-    const rawCall = (channel as unknown as Record<string, Function>)[method.localName]!.bind(channel);
+    const rawCall = (channel as unknown as Record<string, (...args: unknown[]) => void>)[method.localName]!.bind(
+      channel,
+    );
     facade[method.localName] = (request: MessageInitShape<DescMessage>, callOptions: CallOptions) =>
       new Promise((resolve, reject) => {
         const deadline = new Date(Date.now() + callOptions.timeoutMs);

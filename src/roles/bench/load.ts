@@ -110,7 +110,7 @@ async function login(worker: Worker, password: string): Promise<void> {
     } catch (thrown) {
       const error = PaymentError.fromGrpc(thrown, "INTERNAL", "GATEWAY_UNAVAILABLE");
       if (!isAmbiguous(error) || attempt >= loadLimits.loginAttemptsMax)
-        throw new Error(`cannot log in as ${worker.payer.key}: ${error.message}`, { cause: error });
+        throw new Error(`cannot log in as ${worker.payer.key}: ${error.message}`, { cause: thrown });
     }
   }
 }

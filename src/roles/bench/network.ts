@@ -22,7 +22,7 @@ export const benchNetworkLimits = Object.freeze({
 const exitLinesShown = 5;
 
 const cliPath = fileURLToPath(new URL("../../cli.js", import.meta.url));
-const listeningPattern = /listening on ([0-9A-Za-z.:\[\]-]+:[0-9]+)/;
+const listeningPattern = /listening on ([0-9A-Za-z.:[\]-]+:[0-9]+)/;
 const registeredPattern = /registered with the gateway/;
 
 /** A process of the network that exited while the bench still needed it. */

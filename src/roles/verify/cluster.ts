@@ -186,7 +186,7 @@ export class ManagedProcess {
       crashSpec,
       crashReached: false,
     };
-    for (const stream of [child.stdout!, child.stderr!])
+    for (const stream of [child.stdout, child.stderr])
       createInterface({ input: stream }).on("line", (line) => this.#onLine(incarnation, lineText(line)));
     incarnation.closed = new Promise((resolve) =>
       child.on("close", (code, signal) => (this.#onClose(incarnation, code, signal), resolve())),
@@ -239,7 +239,7 @@ export class ManagedProcess {
         timeoutMs,
       );
       incarnation.waiters.push({ pattern, resolve: (match) => (clearTimeout(timer), resolve(match)) });
-      incarnation.closed.then(() => {
+      void incarnation.closed.then(() => {
         clearTimeout(timer);
         reject(
           new Error(
@@ -368,7 +368,9 @@ export class Cluster {
     this.#stopped = true;
     this.#stopping = true;
     await Promise.all(this.all().map((managed) => managed.kill("SIGTERM")));
-    await Promise.all([this.clientProxy, ...this.bankProxies.values()].map((proxy) => proxy?.close()));
+    await Promise.all(
+      [this.clientProxy, ...this.bankProxies.values()].flatMap((proxy) => (proxy === null ? [] : [proxy.close()])),
+    );
   }
 
   killNow(): void {

@@ -25,6 +25,7 @@ import { silentLogger, type Logger } from "../../../observability/log.js";
 import { groupCommitBatchSize } from "../../../observability/metrics.js";
 import { hashPassword, isPasswordHash } from "../../passwords.js";
 import type { LedgerState, LedgerStore } from "../ledger-store.js";
+import { asError } from "../../../domain/errors.js";
 import { loadBankAccounts, rewriteBankRows } from "./accounts-csv.js";
 import { BankJournal, deleteJournalsBefore } from "./bank-journal.js";
 import { readBankState, type BankFiles } from "./bank-state.js";
@@ -94,7 +95,7 @@ export class FileLedgerStore implements LedgerStore {
   #lastGenerationEntries = 0;
   /** Whether an append came since the last write began (a write with none only rotates, and is no batch). */
   #entriesQueued = false;
-  #broken: unknown = null;
+  #broken: Error | null = null;
   /** The durable image of the current generation, which its checkpoint folds in. */
   readonly #durableHolds: Map<string, Hold>;
   #foldBalances = new Map<string, bigint>();
@@ -258,7 +259,8 @@ export class FileLedgerStore implements LedgerStore {
       throw error;
     }
     // A checkpoint that failed meanwhile stopped the store: nothing more is answered.
-    if (this.#broken !== null) throw this.#broken;
+    const broken = this.#broken as Error | null;
+    if (broken !== null) throw broken;
     this.#noteDurable(entries);
     if (this.#journal.lines >= this.#checkpointEntriesMax) this.#requestRotation();
   }
@@ -352,7 +354,7 @@ export class FileLedgerStore implements LedgerStore {
 
   #fail(error: unknown): void {
     if (this.#broken !== null) return;
-    this.#broken = error;
+    this.#broken = asError(error);
     this.#onWriteFailure(error);
   }
 
