@@ -13,6 +13,8 @@ import { exitCodes } from "./roles/client-context.js";
 import { runUp } from "./roles/up.js";
 import { runPayment, runStatus } from "./roles/status.js";
 import { banksInDataDir, ensureCertificates, seedDataDir } from "./roles/seed.js";
+import { parseStore, storeOptions } from "./roles/store-option.js";
+import { runDbExport, runDbMigrate } from "./roles/db.js";
 
 armCrashPoint(process.env.PAYNET_CRASH_AT);
 armPausePoint(process.env.PAYNET_PAUSE_AT);
@@ -22,6 +24,12 @@ const portOption = (fallback: number | undefined, describe: string) => ({
   describe,
   ...(fallback === undefined ? {} : { default: fallback }),
 });
+
+/** A --store that is neither `files` nor a PostgreSQL URL is a usage error (exit 2), before anything starts. */
+const checkStore = (args: { store: string }) => {
+  parseStore(args.store);
+  return true;
+};
 
 function clientOptions<T>(argv: Argv<T>) {
   return argv
@@ -73,9 +81,19 @@ await yargs(hideBin(process.argv))
         .option(
           "bank-port",
           portOption(undefined, "first bank port (0: any free port; default: server/current_port_server.txt)"),
-        ),
+        )
+        .options(storeOptions)
+        .check(checkStore),
     (args) =>
-      finish(runUp({ dataDir: args.dataDir, host: args.host, port: args.port ?? 8080, bankPort: args.bankPort })),
+      finish(
+        runUp({
+          dataDir: args.dataDir,
+          host: args.host,
+          port: args.port ?? 8080,
+          bankPort: args.bankPort,
+          store: parseStore(args.store, args["unsafe-allow-async-commit"]),
+        }),
+      ),
   )
   .command(
     "bench",
@@ -141,12 +159,15 @@ await yargs(hideBin(process.argv))
           describe:
             "write a V8 CPU profile of the gateway and of each bank into this dir (gateway.cpuprofile, bank-NAME.cpuprofile), for Chrome DevTools",
         })
-        .option("json", { type: "boolean", default: false, describe: "print one JSON object" }),
+        .option("json", { type: "boolean", default: false, describe: "print one JSON object" })
+        .options(storeOptions)
+        .check(checkStore),
     async (args) => {
       const { runBench } = await import("./roles/bench/bench.js");
       await finish(
         runBench({
           dataDir: args.dataDir,
+          store: parseStore(args.store, args["unsafe-allow-async-commit"]),
           gateway: args.gateway,
           payments: args.payments,
           warmup: args.warmup,
@@ -212,7 +233,9 @@ await yargs(hideBin(process.argv))
           describe: "run a deliberately broken gateway (PAYNET_UNSAFE_LATE_DECISION_LOG=1), to see verify catch it",
         })
         .option("keep", { type: "boolean", default: false, describe: "keep the temp data dir for inspection" })
-        .option("json", { type: "boolean", default: false, describe: "print one JSON object" }),
+        .option("json", { type: "boolean", default: false, describe: "print one JSON object" })
+        .options(storeOptions)
+        .check(checkStore),
     async (args) => {
       const { runVerify } = await import("./roles/verify/verify.js");
       await finish(
@@ -230,6 +253,7 @@ await yargs(hideBin(process.argv))
           unsafeLateDecisionLog: args.unsafeLateDecisionLog,
           keep: args.keep,
           json: args.json,
+          store: parseStore(args.store, args["unsafe-allow-async-commit"]),
         }),
       );
     },
@@ -259,6 +283,8 @@ await yargs(hideBin(process.argv))
           hidden: true,
           deprecated: "ignored: the archive is a SQLite database now",
         })
+        .options(storeOptions)
+        .check(checkStore)
         .check((args) => {
           const retained = Number(args.recordsRetained);
           if (!Number.isSafeInteger(retained) || retained < 0)
@@ -273,6 +299,7 @@ await yargs(hideBin(process.argv))
         metricsPort: args.metricsPort,
         recordsRetained: args.recordsRetained,
         archiveChunkRecordsIgnored: args.archiveChunkRecords !== undefined,
+        store: parseStore(args.store, args["unsafe-allow-async-commit"]),
         unsafeLogDecisionLate: process.env.PAYNET_UNSAFE_LATE_DECISION_LOG === "1",
       }),
   )
@@ -303,7 +330,9 @@ await yargs(hideBin(process.argv))
         .option(
           "metrics-port",
           portOption(undefined, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port)"),
-        ),
+        )
+        .options(storeOptions)
+        .check(checkStore),
     (args) =>
       runBank({
         dataDir: args.dataDir,
@@ -313,6 +342,7 @@ await yargs(hideBin(process.argv))
         gateway: args.gateway,
         holdTimeoutMs: args.holdTimeoutMs,
         metricsPort: args.metricsPort,
+        store: parseStore(args.store, args["unsafe-allow-async-commit"]),
       }),
   )
   .command(
@@ -464,6 +494,45 @@ await yargs(hideBin(process.argv))
           : `issued:\n${written.map((path) => `  ${path}`).join("\n")}\n`,
       );
     },
+  )
+  .command(
+    "db",
+    "maintain the PostgreSQL store (--store postgres://…): migrate its schemas, export a bank's accounts",
+    (argv) =>
+      argv
+        .options(storeOptions)
+        .check(checkStore)
+        .command(
+          "migrate",
+          "apply the schema migrations of the gateway and of each bank (processes also do it at start)",
+          (sub) =>
+            sub.option("bank", {
+              type: "string",
+              describe: "comma-separated banks (default: the banks of server/dummydata.csv)",
+            }),
+          (args) =>
+            finish(
+              runDbMigrate({
+                dataDir: args.dataDir,
+                store: parseStore(args.store, args["unsafe-allow-async-commit"]),
+                banks: args.bank?.split(",").filter(Boolean),
+              }),
+            ),
+        )
+        .command(
+          "export",
+          "write a bank's accounts to stdout in the seed's CSV format (username,balance,password,bank)",
+          (sub) => sub.option("bank", { type: "string", demandOption: true, describe: "the bank" }),
+          (args) =>
+            finish(
+              runDbExport({
+                dataDir: args.dataDir,
+                store: parseStore(args.store, args["unsafe-allow-async-commit"]),
+                bank: args.bank,
+              }),
+            ),
+        )
+        .demandCommand(1, "name a db command: migrate or export"),
   )
   .demandCommand(1, "name a command")
   .strict()

@@ -441,6 +441,7 @@ describe("balanceOfCreated", () => {
 describe("benchUsageError", () => {
   const valid: BenchFlags = {
     dataDir: ".",
+    store: { kind: "files" },
     gateway: undefined,
     payments: 200,
     warmup: 0,

@@ -2,11 +2,16 @@
 import { dirname } from "node:path";
 import { removeStaleTempFiles } from "../core/durable/files.js";
 import { holdFileLock, onLockWait } from "../core/durable/file-lock.js";
-import { dataPaths, finishedLogPath } from "../core/durable/paths.js";
+import { dataPaths, finishedLogPath, type DataPaths } from "../core/durable/paths.js";
 import { bankFiles, loadIdentity } from "../core/transport/certificates.js";
 import { clientCredentials, expectServerName, serverCredentials } from "../core/transport/tls.js";
 import { Participant } from "../core/bank/participant.js";
 import { FileLedgerStore } from "../core/bank/store/file/file-ledger-store.js";
+import { PostgresLedgerStore } from "../core/bank/store/postgres/index.js";
+import type { LedgerStore } from "../core/bank/store/ledger-store.js";
+import { checkDurability, holdSessionLock, openDatabase } from "../core/durable/postgres/database.js";
+import { describeStore, type StoreChoice } from "./store-option.js";
+import type { Logger } from "../core/observability/log.js";
 import { bankStateFiles } from "../core/bank/store/file/bank-state.js";
 import { bankService } from "../core/bank/bank-service.js";
 import { Bank, Decision, PaymentGateway } from "../gen/paynet/v1/paynet_pb.js";
@@ -27,6 +32,8 @@ export interface BankFlags {
   gateway: string | undefined;
   holdTimeoutMs: number;
   metricsPort: number | undefined;
+  /** Where the ledger lives: the data dir's files, or a PostgreSQL database (schema paynet_bank_<bank>). */
+  store: StoreChoice;
 }
 
 export const bankTimeouts = Object.freeze({
@@ -91,21 +98,15 @@ export async function runBank(flags: BankFlags): Promise<void> {
   const logger = roleLogger(`bank ${bank}`);
   onLockWait((message, fields) => logger.warn(fields, message));
   const identity = await loadIdentity(paths.certificateDir, bankFiles(paths.certificateDir, bank));
-  // One process per bank: its rows, its pending section and its finished log are its alone.
-  const releaseBankLock = await holdFileLock(finishedLogPath(paths, bank));
-  for (const name of await removeStaleTempFiles(dirname(paths.accountsCsv)))
-    logger.warn({ file: name }, "removed a temp file left by a process that died mid-write");
-  const store = await FileLedgerStore.open({
-    bank,
-    files: bankStateFiles(paths, bank),
-    finishedRetainedMax: bankTimeouts.finishedRetainedMax,
-    logger,
-    onWriteFailure: (error) => {
-      // Memory is now ahead of disk: stop, and let a restart recover from what is durable.
-      logger.error({ error: String(error) }, "a durable write failed; exiting");
-      process.exit(70);
-    },
-  });
+  const onWriteFailure = (error: unknown) => {
+    // Memory is now ahead of the store: stop, and let a restart recover from what is durable.
+    logger.error({ error: String(error) }, "a durable write failed; exiting");
+    process.exit(70);
+  };
+  const { store, release: releaseStore } =
+    flags.store.kind === "postgres"
+      ? await openPostgresLedger(flags.store, bank, paths, logger, onWriteFailure)
+      : await openFileLedger(bank, paths, logger, onWriteFailure);
   const participant = await Participant.open(store, {
     bank,
     holdTimeoutMs: flags.holdTimeoutMs,
@@ -201,6 +202,84 @@ export async function runBank(flags: BankFlags): Promise<void> {
     gateway.close();
     await shutdown(server, bankTimeouts.shutdownGraceMs);
     await participant.close();
-    await releaseBankLock();
+    await releaseStore();
   });
+}
+
+interface OpenedLedger {
+  store: LedgerStore;
+  /** After the participant closed the store: what the process held for it. */
+  release: () => Promise<void>;
+}
+
+/** The ledger in the data dir's files (server/), with the lock that makes this the bank's only process here. */
+async function openFileLedger(
+  bank: string,
+  paths: DataPaths,
+  logger: Logger,
+  onWriteFailure: (error: unknown) => void,
+): Promise<OpenedLedger> {
+  // One process per bank: its rows, its pending section and its finished log are its alone.
+  const releaseBankLock = await holdFileLock(finishedLogPath(paths, bank));
+  for (const name of await removeStaleTempFiles(dirname(paths.accountsCsv)))
+    logger.warn({ file: name }, "removed a temp file left by a process that died mid-write");
+  const store = await FileLedgerStore.open({
+    bank,
+    files: bankStateFiles(paths, bank),
+    finishedRetainedMax: bankTimeouts.finishedRetainedMax,
+    logger,
+    onWriteFailure,
+  });
+  return { store, release: releaseBankLock };
+}
+
+/**
+ * The ledger in PostgreSQL (schema paynet_bank_<bank>): the server's durability checked, one process per bank
+ * (an advisory lock), and, on an empty schema, the bank's accounts imported once from server/dummydata.csv.
+ */
+async function openPostgresLedger(
+  choice: Extract<StoreChoice, { kind: "postgres" }>,
+  bank: string,
+  paths: DataPaths,
+  logger: Logger,
+  onWriteFailure: (error: unknown) => void,
+): Promise<OpenedLedger> {
+  const database = openDatabase({ url: choice.url, applicationName: `paynet-bank-${bank}` });
+  try {
+    const settings = await checkDurability(database, { allowAsyncCommit: choice.allowAsyncCommit });
+    const lock = await holdSessionLock(database, `paynet bank ${bank}`);
+    lock.lost.catch((error: unknown) => {
+      logger.error({ error: String(error) }, "lost the bank's lock on the database; exiting");
+      process.exit(70);
+    });
+    const store = await PostgresLedgerStore.open({
+      database,
+      bank,
+      finishedRetainedMax: bankTimeouts.finishedRetainedMax,
+      initialAccounts: async () => {
+        const rows = (await readAccountsCsv(paths.accountsCsv)).filter((row) => row.bank === bank);
+        logger.info(
+          { accounts: rows.length, from: paths.accountsCsv },
+          "importing the bank's accounts into PostgreSQL",
+        );
+        return new Map(rows.map((row) => [row.username, { balanceMinor: row.balanceMinor, password: row.password }]));
+      },
+      onWriteFailure,
+      logger,
+    });
+    logger.info(
+      { store: describeStore(choice), fsync: settings.fsync, synchronousCommit: settings.synchronousCommit },
+      "ledger open in PostgreSQL",
+    );
+    return {
+      store,
+      release: async () => {
+        await lock.release();
+        await database.end();
+      },
+    };
+  } catch (error) {
+    await database.end().catch(() => undefined);
+    throw error;
+  }
 }

@@ -1,9 +1,14 @@
 // Wires the gateway process: certificates, log, registry, coordinator, server, signals.
 import { onLockWait } from "../core/durable/file-lock.js";
-import { dataPaths } from "../core/durable/paths.js";
+import { dataPaths, type DataPaths } from "../core/durable/paths.js";
 import { gatewayFiles, loadIdentity } from "../core/transport/certificates.js";
 import { clientCredentials, serverCredentials } from "../core/transport/tls.js";
 import { GatewayLog } from "../core/gateway/store/file/gateway-log.js";
+import { PostgresCoordinatorStore } from "../core/gateway/store/postgres/index.js";
+import type { CoordinatorStore } from "../core/gateway/store/coordinator-store.js";
+import { checkDurability, holdSessionLock, openDatabase } from "../core/durable/postgres/database.js";
+import { describeStore, type StoreChoice } from "./store-option.js";
+import type { Logger } from "../core/observability/log.js";
 import { BankRegistry } from "../core/gateway/bank-registry.js";
 import { Coordinator } from "../core/gateway/coordinator.js";
 import { SessionStore } from "../core/gateway/sessions.js";
@@ -28,6 +33,8 @@ export interface GatewayFlags {
   recordsRetained: number;
   /** --archive-chunk-records was given: a flag of earlier builds' archive index, now without effect (warned about). */
   archiveChunkRecordsIgnored: boolean;
+  /** Where the payment log lives: the data dir's files, or a PostgreSQL database. */
+  store: StoreChoice;
 }
 
 export const gatewayTimeouts = Object.freeze({
@@ -57,6 +64,80 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   const logger = roleLogger("gateway");
   onLockWait((message, fields) => logger.warn(fields, message));
   const identity = await loadIdentity(paths.certificateDir, gatewayFiles(paths.certificateDir));
+  const {
+    store,
+    close: closeStore,
+    description: storeDescription,
+  } = flags.store.kind === "postgres"
+    ? await openPostgresLog(flags.store, logger)
+    : await openFileLog(paths, flags, logger);
+  const registry = await BankRegistry.open(paths.banksJson, clientCredentials(identity), {
+    banksMax: gatewayTimeouts.banksMax,
+  });
+  const coordinator = new Coordinator(
+    store,
+    registry,
+    { ...gatewayTimeouts, unsafeLogDecisionLate: flags.unsafeLogDecisionLate },
+    logger,
+  );
+  if (flags.unsafeLogDecisionLate)
+    logger.warn(
+      {},
+      "PAYNET_UNSAFE_LATE_DECISION_LOG is set: commit decisions are logged after phase 2 (a deliberately broken build)",
+    );
+  const sessions = new SessionStore({ ttlMs: gatewayTimeouts.sessionTtlMs, sessionsMax: gatewayTimeouts.sessionsMax });
+
+  const recovering = await coordinator.recover();
+
+  const server = newServer();
+  addService(
+    server,
+    PaymentGateway,
+    gatewayService({
+      coordinator,
+      coordinatorStore: store,
+      storeDescription,
+      registry,
+      sessions,
+      throttle: new LoginThrottle(loginThrottling),
+      bankCallTimeoutMs: gatewayTimeouts.bankCallTimeoutMs,
+      logger,
+    }),
+    {
+      onError: (error, context) => {
+        if (error.code === "PERMISSION_DENIED")
+          logger.warn(
+            { method: context.method, peer: describePeer(context.peer), peerAddress: context.peerAddress },
+            `refused: ${error.message}`,
+          );
+      },
+    },
+  );
+  const port = await bind(server, `${flags.host}:${flags.port}`, serverCredentials(identity));
+  const address = `${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${port}`;
+  // Clients on this machine find the gateway here when no --gateway is given.
+  await writeFileAtomic(paths.clientGatewayTxt, `${address}\n`);
+  const stopMetrics = await startMetrics(flags.metricsPort, logger);
+  logger.info({ address, recovering }, `listening on ${address}`);
+
+  onTerminate(async () => {
+    await stopMetrics?.();
+    coordinator.stop();
+    await shutdown(server, gatewayTimeouts.shutdownGraceMs);
+    registry.close();
+    await closeStore();
+  });
+}
+
+interface OpenedLog {
+  store: CoordinatorStore;
+  close: () => Promise<void>;
+  /** For `paynet status`. */
+  description: string;
+}
+
+/** The payment log in the data dir's files (payment_gateway/), with its archive; what the opening found is logged. */
+async function openFileLog(paths: DataPaths, flags: GatewayFlags, logger: Logger): Promise<OpenedLog> {
   const log = await GatewayLog.open(paths, {
     finishedRetainedMax: flags.recordsRetained,
     onWriteFailure: (error) => {
@@ -94,59 +175,46 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
       "finished payments both archived and in the snapshot (a crash between the two writes) are now answered from the archive alone",
     );
   logger.info({ ...log.archivedCounts(), file: paths.transactionArchiveSqlite }, "archive open");
-  const registry = await BankRegistry.open(paths.banksJson, clientCredentials(identity), {
-    banksMax: gatewayTimeouts.banksMax,
-  });
-  const coordinator = new Coordinator(
-    log,
-    registry,
-    { ...gatewayTimeouts, unsafeLogDecisionLate: flags.unsafeLogDecisionLate },
-    logger,
-  );
-  if (flags.unsafeLogDecisionLate)
-    logger.warn(
-      {},
-      "PAYNET_UNSAFE_LATE_DECISION_LOG is set: commit decisions are logged after phase 2 (a deliberately broken build)",
-    );
-  const sessions = new SessionStore({ ttlMs: gatewayTimeouts.sessionTtlMs, sessionsMax: gatewayTimeouts.sessionsMax });
+  return { store: log, close: () => log.close(), description: "files" };
+}
 
-  const recovering = await coordinator.recover();
-
-  const server = newServer();
-  addService(
-    server,
-    PaymentGateway,
-    gatewayService({
-      coordinator,
-      coordinatorStore: log,
-      registry,
-      sessions,
-      throttle: new LoginThrottle(loginThrottling),
-      bankCallTimeoutMs: gatewayTimeouts.bankCallTimeoutMs,
-      logger,
-    }),
-    {
-      onError: (error, context) => {
-        if (error.code === "PERMISSION_DENIED")
-          logger.warn(
-            { method: context.method, peer: describePeer(context.peer), peerAddress: context.peerAddress },
-            `refused: ${error.message}`,
-          );
+/** The payment log in PostgreSQL (schema paynet_gateway): the server's durability checked first. */
+async function openPostgresLog(choice: Extract<StoreChoice, { kind: "postgres" }>, logger: Logger): Promise<OpenedLog> {
+  const database = openDatabase({ url: choice.url, applicationName: "paynet-gateway" });
+  try {
+    const settings = await checkDurability(database, { allowAsyncCommit: choice.allowAsyncCommit });
+    // One gateway per payment log until gateways share one by lease: a second would re-drive the first's
+    // payments under it.
+    const lock = await holdSessionLock(database, "paynet gateway");
+    lock.lost.catch((error: unknown) => {
+      logger.error({ error: String(error) }, "lost the gateway's lock on the database; exiting");
+      process.exit(70);
+    });
+    const store = await PostgresCoordinatorStore.open({
+      database,
+      onWriteFailure: (error) => {
+        // The coordinator may be ahead of the database: stop, and let a restart recover from what committed.
+        logger.error({ error: String(error) }, "a write of the payment log to PostgreSQL failed; exiting");
+        process.exit(70);
       },
-    },
-  );
-  const port = await bind(server, `${flags.host}:${flags.port}`, serverCredentials(identity));
-  const address = `${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${port}`;
-  // Clients on this machine find the gateway here when no --gateway is given.
-  await writeFileAtomic(paths.clientGatewayTxt, `${address}\n`);
-  const stopMetrics = await startMetrics(flags.metricsPort, logger);
-  logger.info({ address, recovering }, `listening on ${address}`);
-
-  onTerminate(async () => {
-    await stopMetrics?.();
-    coordinator.stop();
-    await shutdown(server, gatewayTimeouts.shutdownGraceMs);
-    registry.close();
-    await log.close();
-  });
+      logger,
+    });
+    logger.info(
+      { store: describeStore(choice), fsync: settings.fsync, synchronousCommit: settings.synchronousCommit },
+      "payment log open in PostgreSQL",
+    );
+    const asyncAccepted = settings.fsync !== "on" || settings.synchronousCommit === "off";
+    return {
+      store,
+      description: `${describeStore(choice)} (fsync=${settings.fsync}, synchronous_commit=${settings.synchronousCommit}${asyncAccepted ? "; UNSAFE: asynchronous commits accepted with --unsafe-allow-async-commit" : ""})`,
+      close: async () => {
+        await store.close();
+        await lock.release();
+        await database.end();
+      },
+    };
+  } catch (error) {
+    await database.end().catch(() => undefined);
+    throw error;
+  }
 }

@@ -84,12 +84,13 @@ export async function runStatus(flags: StatusFlags): Promise<number> {
       },
       inDoubt: status.inDoubt.map(summaryJson),
       offlineQueue: queued,
+      store: status.store,
     };
     if (flags.json) {
       process.stdout.write(`${JSON.stringify(report)}\n`);
       return 0;
     }
-    const lines = [chalk.bold("banks")];
+    const lines = [`${chalk.bold("store")} ${report.store || "files"}`, chalk.bold("banks")];
     for (const bank of report.banks) {
       lines.push(
         `  ${bank.name.padEnd(10)} ${bank.up ? chalk.green("up  ") : chalk.red("down")} ${bank.address.padEnd(22)} holds ${String(bank.holds).padStart(4)}  last seen ${bank.lastSeen ?? "never (since the gateway started)"}`,

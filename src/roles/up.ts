@@ -4,6 +4,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { banksInDataDir, ensureCertificates, seedDataDir } from "./seed.js";
 import { roleLogger } from "./process.js";
+import { storeArgs, type StoreChoice } from "./store-option.js";
 import { prettyLogLine } from "../core/observability/log.js";
 
 export interface UpFlags {
@@ -12,6 +13,8 @@ export interface UpFlags {
   port: number;
   /** Port of the first bank; 0 gives every bank an ephemeral port; absent uses server/current_port_server.txt. */
   bankPort: number | undefined;
+  /** Passed on to the gateway and every bank. */
+  store: StoreChoice;
 }
 
 const readyTimeoutMs = 60_000;
@@ -114,6 +117,7 @@ export async function runUp(flags: UpFlags): Promise<number> {
       flags.host,
       "--port",
       String(flags.port),
+      ...storeArgs(flags.store),
     ]);
     const [, gatewayAddress] = await waitForLine(gateway.child, gateway.lines, listeningPattern);
     const bankAddresses = await Promise.all(
@@ -131,6 +135,7 @@ export async function runUp(flags: UpFlags): Promise<number> {
           "--gateway",
           gatewayAddress!,
           ...portArgs,
+          ...storeArgs(flags.store),
         ]);
         const [, address] = await waitForLine(started.child, started.lines, listeningPattern);
         await waitForLine(started.child, started.lines, /registered with the gateway/);

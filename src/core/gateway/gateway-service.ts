@@ -49,6 +49,8 @@ export interface GatewayServiceDeps {
   throttle: LoginThrottle;
   bankCallTimeoutMs: number;
   logger: Logger;
+  /** The payment log's store as `paynet status` shows it. */
+  storeDescription: string;
 }
 
 /** "ipv4:127.0.0.1:5555" → "127.0.0.1": throttling is per host, not per connection. */
@@ -196,7 +198,12 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
         }),
       );
       unfinished.sort((a, b) => a.createdAtMs - b.createdAtMs);
-      return { banks, ...counts, inDoubt: unfinished.slice(0, inDoubtListedMax).map(summaryOf) };
+      return {
+        banks,
+        ...counts,
+        inDoubt: unfinished.slice(0, inDoubtListedMax).map(summaryOf),
+        store: deps.storeDescription,
+      };
     },
 
     async getPayment(request, context) {

@@ -1,5 +1,6 @@
 // `paynet bench`: starts (or targets) a network, runs a bounded load of payments, waits until every
 // payment is finished, then checks that money was conserved and prints throughput, latency and counts.
+import type { StoreChoice } from "../store-option.js";
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { banksOf, readAccountsCsv } from "../../core/bank/store/file/accounts-csv.js";
@@ -20,6 +21,8 @@ import { CpuMeter, type CpuUse } from "./process-cpu.js";
 
 export interface BenchFlags {
   dataDir: string;
+  /** Where the network keeps its state: files, or a PostgreSQL server (the bench makes a database of its own there). */
+  store: StoreChoice;
   /** Target this running gateway (accounts from --data-dir) instead of starting a network. */
   gateway: string | undefined;
   payments: number;
@@ -144,7 +147,7 @@ export function balanceOfCreated(flags: Pick<BenchFlags, "balance" | "payments" 
 }
 
 async function openNetwork(flags: BenchFlags): Promise<BenchNetwork> {
-  if (flags.gateway !== undefined) return existingNetwork(flags.dataDir, flags.gateway);
+  if (flags.gateway !== undefined) return existingNetwork(flags.dataDir, flags.gateway, flags.store);
   const banks = [...benchBanksDefault];
   const balanceMinor = balanceOfCreated(flags);
   note(
@@ -158,6 +161,7 @@ async function openNetwork(flags: BenchFlags): Promise<BenchNetwork> {
     keep: flags.keep,
     env: process.env,
     cpuProfileDir: flags.cpuProf === undefined ? undefined : resolve(flags.cpuProf),
+    store: flags.store,
   });
   note(`network ready: gateway ${network.gatewayAddress}, data dir ${network.dataDir}`);
   return network;
@@ -187,7 +191,9 @@ interface Measured {
 async function measure(flags: BenchFlags, network: BenchNetwork, paths: DataPaths): Promise<Measured | string> {
   const banks = banksOf(await readAccountsCsv(paths.accountsCsv));
   // No payment id starts with NUL: this waits only for the banks to hold nothing (an existing network must be idle).
-  const initial = await waitUntilSettled(paths, banks, "\u0000", flags.settleTimeoutMs, () => processGone(network));
+  const initial = await waitUntilSettled(network.store, paths, banks, "\u0000", flags.settleTimeoutMs, () =>
+    processGone(network),
+  );
   if (initial.durable === null)
     throw new Error(
       `the network is not idle (holds open) or its state is unreadable${initial.readError === null ? "" : `: ${initial.readError}`}`,
@@ -262,8 +268,13 @@ async function check(
     note(
       `${exit.name} exited during the run (code ${exit.code}, signal ${exit.signal}); its last lines:\n${exit.lastLines.join("\n")}`,
     );
-  const settled = await waitUntilSettled(paths, measured.banks, measured.idPrefix, flags.settleTimeoutMs, () =>
-    processGone(network),
+  const settled = await waitUntilSettled(
+    network.store,
+    paths,
+    measured.banks,
+    measured.idPrefix,
+    flags.settleTimeoutMs,
+    () => processGone(network),
   );
   const warmupPrefix = `${measured.idPrefix}${warmupIdInfix}`;
   const logged = { timed: new Map<string, LoggedPayment>(), warmup: new Map<string, LoggedPayment>() };

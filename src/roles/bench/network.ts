@@ -1,5 +1,7 @@
 // The network `paynet bench` measures: by default a fresh one in a temporary data dir (generated accounts,
 // certificates, a gateway and one bank per bank as child processes), or an existing one (--gateway).
+import { createScratchDatabase } from "../../core/durable/postgres/database.js";
+import { storeArgs, type StoreChoice } from "../store-option.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -38,6 +40,8 @@ export interface BenchNetwork {
   readonly gatewayAddress: string;
   /** Whether the bench started it (and so stops it). */
   readonly owned: boolean;
+  /** Where its processes keep their state (for a PostgreSQL store the bench started: a database of its own). */
+  readonly store: StoreChoice;
   /** The started processes that have exited before close(), in the order they did. */
   unexpectedExits(): ChildExit[];
   /** The processes the bench started, by name (none for an existing network). */
@@ -123,6 +127,8 @@ export interface OwnNetworkOptions {
   env: NodeJS.ProcessEnv;
   /** Write a V8 CPU profile of each child (gateway.cpuprofile, bank-NAME.cpuprofile) into this dir when it stops. */
   cpuProfileDir: string | undefined;
+  /** files, or the PostgreSQL server on which the bench creates a database of its own (dropped after unless kept). */
+  store: StoreChoice;
 }
 
 /** Node flags that make a child write its CPU profile as `<fileStem>.cpuprofile` when it exits. */
@@ -150,6 +156,10 @@ async function prepareDataDir(options: OwnNetworkOptions): Promise<string> {
 
 export async function startOwnNetwork(options: OwnNetworkOptions): Promise<BenchNetwork> {
   const dataDir = await prepareDataDir(options);
+  const scratch =
+    options.store.kind === "postgres" ? await createScratchDatabase(options.store.url, "paynet_bench") : null;
+  const store: StoreChoice =
+    scratch === null || options.store.kind !== "postgres" ? options.store : { ...options.store, url: scratch.url };
   const children: Child[] = [];
   const exits: ChildExit[] = [];
   let closing = false;
@@ -170,12 +180,13 @@ export async function startOwnNetwork(options: OwnNetworkOptions): Promise<Bench
     closing = true;
     await stopChildren(children);
     if (!options.keep) await rm(dataDir, { recursive: true, force: true });
+    if (!options.keep) await scratch?.drop();
   };
   try {
     const gateway = watch(
       new Child(
         "gateway",
-        ["gateway", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0"],
+        ["gateway", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0", ...storeArgs(store)],
         options.env,
         profilerArgs(options, "gateway"),
       ),
@@ -198,6 +209,7 @@ export async function startOwnNetwork(options: OwnNetworkOptions): Promise<Bench
               "0",
               "--gateway",
               gatewayAddress!,
+              ...storeArgs(store),
             ],
             options.env,
             profilerArgs(options, `bank-${bank}`),
@@ -214,6 +226,7 @@ export async function startOwnNetwork(options: OwnNetworkOptions): Promise<Bench
       dataDir,
       gatewayAddress: gatewayAddress!,
       owned: true,
+      store,
       unexpectedExits: () => [...exits],
       processes,
       close,
@@ -225,11 +238,12 @@ export async function startOwnNetwork(options: OwnNetworkOptions): Promise<Bench
 }
 
 /** An existing network: nothing to start or stop. */
-export function existingNetwork(dataDir: string, gatewayAddress: string): BenchNetwork {
+export function existingNetwork(dataDir: string, gatewayAddress: string, store: StoreChoice): BenchNetwork {
   return {
     dataDir,
     gatewayAddress,
     owned: false,
+    store,
     unexpectedExits: () => [],
     processes: () => [],
     close: async () => undefined,

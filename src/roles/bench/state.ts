@@ -4,8 +4,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { readAccountsCsv, type AccountRow } from "../../core/bank/store/file/accounts-csv.js";
 import { loggedOutcomes, type LoggedPayment } from "./stats.js";
-import { readGatewayRecords } from "../../core/gateway/store/file/gateway-log.js";
-import { readNetworkState } from "../../core/bank/store/file/bank-state.js";
+import { readDurableNetwork, readGatewayPayments } from "../network-state.js";
+import type { StoreChoice } from "../store-option.js";
 import type { DataPaths } from "../../core/durable/paths.js";
 
 export const settlePollMs = 200;
@@ -19,9 +19,13 @@ export interface DurableBalances {
 }
 
 /** The accounts file's rows and every bank's durable balances (its journal replayed over its last checkpoint). */
-export async function readDurableBalances(paths: DataPaths, banks: readonly string[]): Promise<DurableBalances> {
+export async function readDurableBalances(
+  store: StoreChoice,
+  paths: DataPaths,
+  banks: readonly string[],
+): Promise<DurableBalances> {
   const rows = await readAccountsCsv(paths.accountsCsv);
-  const state = await readNetworkState(paths, banks);
+  const state = await readDurableNetwork(store, paths, banks);
   let holds = 0;
   for (const bank of state.banks.values()) holds += bank.holds.size;
   return { rows, balances: state.balancesMinor, holds };
@@ -42,6 +46,7 @@ export interface Settled {
  * bank holds anything, on consecutive polls, or until `timeoutMs`, or until `givingUp` names a reason.
  */
 export async function waitUntilSettled(
+  store: StoreChoice,
   paths: DataPaths,
   banks: readonly string[],
   idPrefix: string,
@@ -55,8 +60,8 @@ export async function waitUntilSettled(
   while (Date.now() - startedMs <= timeoutMs) {
     let durable: DurableBalances | null = null;
     try {
-      logged = loggedOutcomes((await readGatewayRecords(paths)).values(), idPrefix);
-      durable = await readDurableBalances(paths, banks);
+      logged = loggedOutcomes(await readGatewayPayments(store, paths), idPrefix);
+      durable = await readDurableBalances(store, paths, banks);
       readError = null;
     } catch (error) {
       readError = (error as Error).message;

@@ -257,6 +257,8 @@ export interface ClusterOptions {
   /** Extra environment of the gateway process (the deliberately broken build's flag). */
   gatewayEnv: Readonly<Record<string, string>>;
   holdTimeoutMs: number;
+  /** The --store flags of every process (the same store for all). */
+  storeArgs: readonly string[];
 }
 
 /** The gateway, the banks, the clients' proxy to the gateway and each bank's proxy to the gateway. */
@@ -290,6 +292,7 @@ export class Cluster {
           String(this.#gatewayPort),
           "--records-retained",
           String(clusterBounds.gatewayRecordsRetained),
+          ...options.storeArgs,
         ],
         env: options.gatewayEnv,
         readyPattern: /\[gateway\] listening on (\S+)/,
@@ -314,6 +317,7 @@ export class Cluster {
           this.bankProxies.get(bank)!.address,
           "--hold-timeout-ms",
           String(options.holdTimeoutMs),
+          ...options.storeArgs,
         ],
         env: {},
         readyPattern: new RegExp(`\\[bank ${bank}\\] listening on (\\S+)`),

@@ -10,13 +10,14 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import chalk from "chalk";
 import { dataPaths, type DataPaths } from "../../core/durable/paths.js";
-import { readNetworkState } from "../../core/bank/store/file/bank-state.js";
 import { clientFiles, issueCertificates, loadIdentity } from "../../core/transport/certificates.js";
 import { serializeAccountsCsv } from "../../core/bank/store/file/accounts-csv.js";
 import { OfflineQueue, PaymentHistory } from "../../core/client/client-files.js";
 import { Prng, seedMax } from "../../core/testing/prng.js";
 import { checkInvariants, outcomeSeen, type BankFinalState, type CheckInput } from "../../core/testing/checker.js";
-import { readGatewayRecords } from "../../core/gateway/store/file/gateway-log.js";
+import { readDurableNetwork, readGatewayPayments } from "../network-state.js";
+import { storeArgs, type StoreChoice } from "../store-option.js";
+import { createScratchDatabase, type ScratchDatabase } from "../../core/durable/postgres/database.js";
 import { Cluster } from "./cluster.js";
 import { allCrashPoints, faultKinds, planFaults, runNemesis, type FaultKind, type FaultRecord } from "./nemesis.js";
 import {
@@ -45,6 +46,8 @@ export interface VerifyFlags {
   unsafeLateDecisionLog: boolean;
   keep: boolean;
   json: boolean;
+  /** files, or the PostgreSQL server on which verify creates a database of its own (dropped after unless kept). */
+  store: StoreChoice;
 }
 
 export const verifyBounds = Object.freeze({
@@ -87,6 +90,7 @@ interface VerifyOptions {
   unsafeLateDecisionLog: boolean;
   keep: boolean;
   json: boolean;
+  store: StoreChoice;
 }
 
 class UsageError extends Error {}
@@ -135,6 +139,7 @@ function validateFlags(flags: VerifyFlags): VerifyOptions {
     unsafeLateDecisionLog: flags.unsafeLateDecisionLog || process.env.PAYNET_UNSAFE_LATE_DECISION_LOG === "1",
     keep: flags.keep,
     json: flags.json,
+    store: flags.store,
   });
 }
 
@@ -154,7 +159,19 @@ export async function runVerify(flags: VerifyFlags): Promise<number> {
     return verifyExitCodes.usage;
   }
   const dataDir = await mkdtemp(join(tmpdir(), "paynet-verify-"));
+  let scratch: ScratchDatabase | null = null;
+  if (options.store.kind === "postgres") {
+    try {
+      scratch = await createScratchDatabase(options.store.url, "paynet_verify");
+    } catch (error) {
+      progress(chalk.red(`verify could not run: ${(error as Error).message}`));
+      await rm(dataDir, { recursive: true, force: true });
+      return verifyExitCodes.failed;
+    }
+    options = Object.freeze({ ...options, store: { ...options.store, url: scratch.url } });
+  }
   const cluster = new Cluster({
+    storeArgs: storeArgs(options.store),
     dataDir,
     banks: options.banks,
     gatewayEnv: options.unsafeLateDecisionLog ? { PAYNET_UNSAFE_LATE_DECISION_LOG: "1" } : {},
@@ -182,6 +199,8 @@ export async function runVerify(flags: VerifyFlags): Promise<number> {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     if (!options.keep) await rm(dataDir, { recursive: true, force: true });
+    if (!options.keep) await scratch?.drop();
+    else if (scratch !== null) progress(`database kept: ${scratch.name}`);
   }
   process.stdout.write(options.json ? `${JSON.stringify(reportJson(report))}\n` : formatReport(report));
   return report.ok ? verifyExitCodes.ok : verifyExitCodes.violated;
@@ -214,7 +233,7 @@ async function verifyRun(options: VerifyOptions, dataDir: string, cluster: Clust
   await cluster.stop();
 
   say("checking the invariants");
-  const finalState = await readFinalState(paths, options.banks);
+  const finalState = await readFinalState({ store: options.store, paths, banks: options.banks });
   const processFailures = cluster.events
     .filter((event) => event.kind !== "crash-point-reached")
     .map((event) => `${event.detail} (at ${((event.atMs - startedAtMs) / 1000).toFixed(1)} s)`);
@@ -270,7 +289,8 @@ async function healAndSettle(
   say("healing every fault");
   const healStartMs = Date.now();
   await cluster.healAll();
-  const recovery = await waitForRecovery(paths, options.recoveryTimeoutMs, healStartMs);
+  const source: StateSource = { store: options.store, paths, banks: options.banks };
+  const recovery = await waitForRecovery(source, options.recoveryTimeoutMs, healStartMs);
   say(
     recovery.recovered
       ? `recovered in ${recovery.recoveryMs} ms`
@@ -283,7 +303,7 @@ async function healAndSettle(
   say(`offline queue drained (${stillQueued} left); asking again about ${unknown} unknown outcomes`);
   await finalReads(context);
   const settled = await waitForRecovery(
-    paths,
+    source,
     recovery.recovered ? options.recoveryTimeoutMs : verifyBounds.settleAfterTimeoutMs,
   );
   return { recovery, settled, stillQueued };
@@ -351,16 +371,16 @@ async function runTraffic(
 }
 
 /** What keeps the network from being recovered: unfinished payments at the gateway, holds at banks. */
-async function recoveryBlockers(paths: DataPaths): Promise<string[]> {
+async function recoveryBlockers(source: StateSource): Promise<string[]> {
   const blockers: string[] = [];
   try {
-    for (const record of (await readGatewayRecords(paths)).values())
+    for (const record of await readGatewayPayments(source.store, source.paths))
       if (!record.finished) blockers.push(`gateway: ${record.paymentId} ${record.state}, not finished`);
   } catch (error) {
     blockers.push(`gateway: log unreadable (${(error as Error).message})`);
   }
   try {
-    for (const [bank, state] of (await readNetworkState(paths)).banks)
+    for (const [bank, state] of (await readDurableNetwork(source.store, source.paths, source.banks)).banks)
       for (const paymentId of state.holds.keys()) blockers.push(`${bank}: hold ${paymentId}`);
   } catch (error) {
     blockers.push(`banks: state unreadable (${(error as Error).message})`);
@@ -385,12 +405,19 @@ interface Recovery {
  * Polls the state files until the network is recovered (and stays so for recoveryStableMs), at most
  * `timeoutMs`. The recovery time counts from `sinceMs` (when healing began).
  */
-async function waitForRecovery(paths: DataPaths, timeoutMs: number, sinceMs = Date.now()): Promise<Recovery> {
+/** Where the network's durable state is read from. */
+interface StateSource {
+  store: StoreChoice;
+  paths: DataPaths;
+  banks: readonly string[];
+}
+
+async function waitForRecovery(source: StateSource, timeoutMs: number, sinceMs = Date.now()): Promise<Recovery> {
   const startMs = Date.now();
   let healthySinceMs: number | null = null;
   let blockers: string[] = [];
   while (Date.now() - startMs < timeoutMs) {
-    blockers = await recoveryBlockers(paths);
+    blockers = await recoveryBlockers(source);
     if (blockers.length === 0) {
       healthySinceMs ??= Date.now();
       if (Date.now() - healthySinceMs >= verifyBounds.recoveryStableMs)
@@ -404,10 +431,9 @@ async function waitForRecovery(paths: DataPaths, timeoutMs: number, sinceMs = Da
 }
 
 async function readFinalState(
-  paths: DataPaths,
-  banks: readonly string[],
+  source: StateSource,
 ): Promise<Pick<CheckInput, "finalBalancesMinor" | "banks" | "gatewayRecords">> {
-  const network = await readNetworkState(paths, banks);
+  const network = await readDurableNetwork(source.store, source.paths, source.banks);
   const bankStates = new Map<string, BankFinalState>();
   for (const [bank, state] of network.banks) {
     const outcomes = new Map([...state.finished.values()].map((finished) => [finished.paymentId, finished.outcome]));
@@ -417,7 +443,7 @@ async function readFinalState(
   return {
     finalBalancesMinor: network.balancesMinor,
     banks: bankStates,
-    gatewayRecords: [...(await readGatewayRecords(paths)).values()],
+    gatewayRecords: await readGatewayPayments(source.store, source.paths),
   };
 }
 

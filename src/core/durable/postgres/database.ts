@@ -5,6 +5,7 @@
 // Each organisation keeps its own schema (the gateway `paynet_gateway`, bank B `paynet_bank_<b>`), so banks stay
 // independent: a schema holds its own migration table, and its migrations run under an advisory lock keyed by
 // the schema's name, so that several processes starting at once apply each version exactly once.
+import { randomBytes } from "node:crypto";
 import pg from "pg";
 
 /** Too many connections cost the server more than they gain; a process's writes are group-committed anyway. */
@@ -204,4 +205,118 @@ export function isConnectionError(error: unknown): boolean {
     if (code === "ECONNREFUSED" || code === "ECONNRESET" || code === "EPIPE" || code === "ETIMEDOUT") return true;
   }
   return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(error.message);
+}
+
+/** A session-level advisory lock held on a client of its own for as long as the process runs. */
+export interface HeldLock {
+  /** Rejects if the lock's connection is lost (the lock is then gone: the holder must stop). */
+  lost: Promise<never>;
+  release(): Promise<void>;
+}
+
+/**
+ * Takes the advisory lock named `name` at once, or fails naming the session that holds it (its
+ * application_name and client address, from pg_stat_activity): one process per role and schema, as the
+ * file store's lifetime lock gives on one machine, but across machines.
+ */
+export async function holdSessionLock(database: Database, name: string): Promise<HeldLock> {
+  const client = await database.connect();
+  try {
+    const taken = await client.query<{ taken: boolean }>("SELECT pg_try_advisory_lock(hashtext($1)) AS taken", [name]);
+    if (taken.rows[0]?.taken !== true) {
+      const holder = await client.query<{ application_name: string; client_addr: string | null; pid: number }>(
+        `SELECT a.application_name, a.client_addr::text AS client_addr, a.pid
+           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.locktype = 'advisory' AND l.granted AND l.objid = (hashtext($1)::bigint & 4294967295)::oid`,
+        [name],
+      );
+      const row = holder.rows[0];
+      const who =
+        row === undefined
+          ? "another session"
+          : `${row.application_name || "a session"} (server pid ${row.pid}${row.client_addr === null ? "" : `, from ${row.client_addr}`})`;
+      throw new DatabaseError(`${name}: already held by ${who}`);
+    }
+  } catch (error) {
+    client.release(error instanceof Error ? error : undefined);
+    throw error;
+  }
+  let onLost: (error: Error) => void = () => undefined;
+  const lost = new Promise<never>((_, reject) => (onLost = reject));
+  // Unobserved until someone waits on it; the holder decides what a lost lock means.
+  lost.catch(() => undefined);
+  const onError = (error: Error) =>
+    onLost(new DatabaseError(`${name}: the lock's connection was lost (${error.message})`));
+  client.on("error", onError);
+  return {
+    lost,
+    async release() {
+      client.off("error", onError);
+      try {
+        await client.query("SELECT pg_advisory_unlock(hashtext($1))", [name]);
+        client.release();
+      } catch (error) {
+        client.release(error instanceof Error ? error : new Error(String(error)));
+      }
+    },
+  };
+}
+
+/** A database made for one run (a bench, a verify run, a test file) on the server `serverUrl` names. */
+export interface ScratchDatabase {
+  /** `serverUrl` with the new database's name. */
+  url: string;
+  name: string;
+  /** Drops it, ending any session still on it. */
+  drop(): Promise<void>;
+}
+
+async function onServer<T>(serverUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: serverUrl, connectionTimeoutMillis: connectTimeoutMsDefault });
+  try {
+    await client.connect();
+  } catch (error) {
+    throw new DatabaseError(
+      `no PostgreSQL server answered at ${redactedUrl(serverUrl)}: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  }
+  try {
+    return await work(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Creates the database `<prefix>_<random>` on the server of `serverUrl` (its user needs CREATEDB). */
+export async function createScratchDatabase(serverUrl: string, prefix: string): Promise<ScratchDatabase> {
+  const name = checkedSchemaName(
+    `${prefix.toLowerCase().replace(/[^a-z0-9_]/g, "_")}_${randomBytes(4).toString("hex")}`,
+  );
+  await onServer(serverUrl, (client) => client.query(`CREATE DATABASE ${name}`));
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    name,
+    drop: () =>
+      onServer(serverUrl, (client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(
+        () => undefined,
+      ),
+  };
+}
+
+/** Terminates the sessions on `database` whose application_name starts with `applicationPrefix` (a fault); how many. */
+export async function terminateSessions(
+  serverUrl: string,
+  database: string,
+  applicationPrefix: string,
+): Promise<number> {
+  return onServer(serverUrl, async (client) => {
+    const result = await client.query(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name LIKE $2",
+      [database, `${applicationPrefix}%`],
+    );
+    return result.rowCount ?? 0;
+  });
 }
