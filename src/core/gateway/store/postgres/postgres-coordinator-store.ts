@@ -39,12 +39,12 @@ import {
 } from "../../../domain/payment.js";
 import {
   checkedSchemaName,
-  inTransaction,
   isConnectionError,
   migrate,
   type Database,
   type DatabaseClient,
 } from "../../../durable/postgres/database.js";
+import { inStoreTransaction } from "./transaction.js";
 import { GroupCommit } from "../../../durable/group-commit.js";
 import { groupCommitBatchSize } from "../../../observability/metrics.js";
 import { silentLogger, type Logger } from "../../../observability/log.js";
@@ -195,9 +195,9 @@ export class PostgresCoordinatorStore implements CoordinatorStore {
     return begun;
   }
 
-  beginOrGetAll(details: readonly PaymentDetails[]): Promise<Begun[]> {
+  async beginOrGetAll(details: readonly PaymentDetails[]): Promise<Begun[]> {
     this.#refuseIfUnusable();
-    if (details.length === 0) return Promise.resolve([]);
+    if (details.length === 0) return [];
     for (const one of details) checkDetails(one);
     const answer = deferred<Begun[]>();
     this.#enqueue({ kind: "begin", details: [...details], answer });
@@ -210,16 +210,16 @@ export class PostgresCoordinatorStore implements CoordinatorStore {
     return record;
   }
 
-  advanceAll(changes: readonly PaymentChange[]): Promise<PaymentRecord[]> {
+  async advanceAll(changes: readonly PaymentChange[]): Promise<PaymentRecord[]> {
     this.#refuseIfUnusable();
-    if (changes.length === 0) return Promise.resolve([]);
+    if (changes.length === 0) return [];
     for (const change of changes) checkChange(change);
     const answer = deferred<PaymentRecord[]>();
     this.#enqueue({ kind: "advance", changes: changes.map((change) => ({ ...change })), answer });
     return answer.promise;
   }
 
-  tombstone(paymentId: string): Promise<PaymentRecord> {
+  async tombstone(paymentId: string): Promise<PaymentRecord> {
     this.#refuseIfUnusable();
     checkPaymentId(paymentId);
     const answer = deferred<PaymentRecord>();
@@ -303,7 +303,7 @@ export class PostgresCoordinatorStore implements CoordinatorStore {
       let outcomes: Outcome[] | null = null;
       let answered = false;
       try {
-        await inTransaction(this.#database, async (client) => {
+        await inStoreTransaction(this.#database, async (client) => {
           await this.#onStep({ step: "begun", calls: calls.length, attempt });
           outcomes = await this.#runStatements(client, calls);
           await this.#onStep({ step: "written", calls: calls.length, attempt });
