@@ -234,14 +234,14 @@ export class PostgresCoordinatorStore implements CoordinatorStore {
     // and this process's own change must not seem undone).
     await this.#pending.get(paymentId)?.catch(() => undefined);
     this.#refuseIfUnusable();
-    return (await readPayment(this.#database, this.schema, paymentId))?.record;
+    return (await this.#read(() => readPayment(this.#database, this.schema, paymentId)))?.record;
   }
 
   async unfinished(): Promise<PaymentRecord[]> {
     this.#refuseIfUnusable();
     await this.#writer.settled().catch(() => undefined);
     this.#refuseIfUnusable();
-    return (await readUnfinished(this.#database, this.schema)).map((stored) => stored.record);
+    return (await this.#read(() => readUnfinished(this.#database, this.schema))).map((stored) => stored.record);
   }
 
   /** Sums payment_counts (at most countStripes × 5 rows), kept in the transactions that change the payments. */
@@ -249,7 +249,7 @@ export class PostgresCoordinatorStore implements CoordinatorStore {
     this.#refuseIfUnusable();
     await this.#writer.settled().catch(() => undefined);
     this.#refuseIfUnusable();
-    return readCounts(this.#database, this.schema);
+    return this.#read(() => readCounts(this.#database, this.schema));
   }
 
   /** Resolves once every call made so far has been carried by a finished transaction (committed or not). */
@@ -262,6 +262,17 @@ export class PostgresCoordinatorStore implements CoordinatorStore {
     assert(!this.#closed, "the coordinator store is closed");
     this.#closed = true;
     await this.settled();
+  }
+
+  /** A read, tried again on a new connection when its own was lost (a read changes nothing). */
+  async #read<T>(read: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await read();
+      } catch (error) {
+        if (attempt >= attemptsMax || !isConnectionError(error)) throw error;
+      }
+    }
   }
 
   #refuseIfUnusable(): void {
