@@ -1,5 +1,5 @@
-// The CoordinatorStore port's contract, held by every adapter: the file store (payment_gateway/*) and the
-// memory store the power-loss tests use. The coordinator relies on each of these properties.
+// The CoordinatorStore port's contract, held by every adapter: the file store (payment_gateway/*), the
+// PostgreSQL store (a throwaway database per test) and the memory store the power-loss tests use. The coordinator relies on each of these properties.
 import { afterEach, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -10,6 +10,9 @@ import { GatewayLog } from "../src/core/gateway/store/file/gateway-log.js";
 import { MemoryCoordinatorStore } from "../src/core/gateway/store/memory/memory-coordinator-store.js";
 import { dataPaths } from "../src/core/durable/paths.js";
 import type { PaymentDetails } from "../src/core/domain/payment.js";
+import { PostgresCoordinatorStore } from "../src/core/gateway/store/postgres/index.js";
+import { openDatabase, type Database } from "../src/core/durable/postgres/database.js";
+import { createThrowawayDatabase, type ThrowawayDatabase } from "./helpers/postgres.js";
 
 function details(paymentId: string, amountMinor = 500n): PaymentDetails {
   return { paymentId, fromUser: "alice", fromBank: "B1", toUser: "bob", toBank: "B2", amountMinor };
@@ -60,7 +63,31 @@ function memoryAdapter(): Adapter {
   };
 }
 
-for (const makeAdapter of [fileAdapter, memoryAdapter]) {
+function postgresAdapter(): Adapter {
+  let throwaway: ThrowawayDatabase | null = null;
+  let database: Database | null = null;
+  return {
+    name: "PostgreSQL store",
+    async open() {
+      throwaway = await createThrowawayDatabase("contract");
+      database = openDatabase({ url: throwaway.url, applicationName: "paynet-test-contract" });
+      return PostgresCoordinatorStore.open({ database });
+    },
+    async durableIds() {
+      // One id per change committed (a row's version), as the journal holds one line per change.
+      const rows = await database!.query<{ payment_id: string; version: number }>(
+        "SELECT payment_id, version FROM paynet_gateway.payments",
+      );
+      return rows.rows.flatMap((row) => Array.from({ length: row.version }, () => row.payment_id));
+    },
+    async cleanUp() {
+      await database?.end();
+      await throwaway?.drop();
+    },
+  };
+}
+
+for (const makeAdapter of [fileAdapter, memoryAdapter, postgresAdapter]) {
   const adapter = makeAdapter();
   describe(`CoordinatorStore contract: ${adapter.name}`, () => {
     let store: CoordinatorStore;

@@ -1,0 +1,10 @@
+// The gateway's PostgreSQL adapter: the store, its schema's migrations, and what its callers handle.
+export {
+  attemptsMax,
+  CoordinatorStoreStoppedError,
+  PostgresCoordinatorStore,
+  type PostgresCoordinatorStoreOptions,
+  type TransactionStep,
+} from "./postgres-coordinator-store.js";
+export { countStripes, gatewayMigrations, gatewaySchemaDefault } from "./migrations.js";
+export { PaymentInputError, PaymentRowError } from "./payment-rows.js";

@@ -1,0 +1,93 @@
+// The gateway's schema in PostgreSQL (applied by durable/postgres/database.ts migrate(), in order, once each).
+//
+// payments: one row per payment id ever recorded, kept for good (no archive: a repeated id is answered from
+// here however old). The primary key is the idempotency decision (INSERT … ON CONFLICT DO NOTHING). Money in
+// bigint minor units; times in bigint milliseconds. `version` counts the changes written to the row (1 when
+// created): every UPDATE is a compare-and-set on it. The unfinished payments, a handful among millions,
+// are found through a partial index.
+//
+// payments_forward_only: a trigger that refuses, whoever writes, an update that changes a payment's details,
+// moves its state backwards, changes a decision, unfinishes it or does not raise its version. The store
+// already checks every change (domain/payment.ts advancedRecord) and guards its UPDATE; the trigger makes a
+// second gateway with another build, or a hand-written statement, obey the same rule.
+//
+// payment_counts: how many payments are in each bucket of PaymentCounts, kept by the store in the same
+// transaction as the rows it changes, so counts() reads at most stripes × 5 rows instead of scanning the
+// table. Split into stripes (each store picks one at open) so that gateways sharing the database do not all
+// queue on the same five rows: a row's lock is held until its transaction commits.
+import type { Migration } from "../../../durable/postgres/database.js";
+
+export const gatewaySchemaDefault = "paynet_gateway";
+
+/** Stripes of payment_counts; a store adds to one of them, counts() sums them all. */
+export const countStripes = 16;
+
+export const gatewayMigrations: readonly Migration[] = Object.freeze([
+  {
+    version: 1,
+    name: "payments, the forward-only trigger, the unfinished index and the counts",
+    sql: `
+CREATE TABLE payments (
+  payment_id text PRIMARY KEY CHECK (payment_id <> ''),
+  from_user text NOT NULL,
+  from_bank text NOT NULL,
+  to_user text NOT NULL,
+  to_bank text NOT NULL,
+  amount_minor bigint NOT NULL CHECK (amount_minor >= 0),
+  state text NOT NULL CHECK (state IN ('preparing', 'prepared', 'committed', 'aborted')),
+  reason text,
+  reason_message text,
+  finished boolean NOT NULL,
+  balance_after_minor bigint,
+  created_at_ms bigint NOT NULL,
+  decided_at_ms bigint,
+  finished_at_ms bigint,
+  version integer NOT NULL CHECK (version >= 1),
+  CHECK (NOT finished OR state IN ('committed', 'aborted'))
+);
+
+CREATE INDEX payments_unfinished ON payments (created_at_ms) WHERE NOT finished;
+
+CREATE FUNCTION payment_state_rank(state text) RETURNS integer LANGUAGE sql IMMUTABLE STRICT AS $$
+  SELECT CASE state WHEN 'preparing' THEN 0 WHEN 'prepared' THEN 1 ELSE 2 END
+$$;
+
+-- Names in a trigger's body resolve through the writer's search_path: the ranks are spelled out here.
+CREATE FUNCTION payments_forward_only() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  old_rank integer := CASE OLD.state WHEN 'preparing' THEN 0 WHEN 'prepared' THEN 1 ELSE 2 END;
+  new_rank integer := CASE NEW.state WHEN 'preparing' THEN 0 WHEN 'prepared' THEN 1 ELSE 2 END;
+BEGIN
+  IF NEW.payment_id <> OLD.payment_id OR NEW.from_user <> OLD.from_user OR NEW.from_bank <> OLD.from_bank
+     OR NEW.to_user <> OLD.to_user OR NEW.to_bank <> OLD.to_bank OR NEW.amount_minor <> OLD.amount_minor
+     OR NEW.created_at_ms <> OLD.created_at_ms THEN
+    RAISE EXCEPTION 'payment %: its details may not change', OLD.payment_id USING ERRCODE = 'check_violation';
+  END IF;
+  IF new_rank < old_rank OR (old_rank = 2 AND NEW.state <> OLD.state) THEN
+    RAISE EXCEPTION 'payment %: may not move from % to %', OLD.payment_id, OLD.state, NEW.state
+      USING ERRCODE = 'check_violation';
+  END IF;
+  IF OLD.finished AND NOT NEW.finished THEN
+    RAISE EXCEPTION 'payment %: may not be unfinished', OLD.payment_id USING ERRCODE = 'check_violation';
+  END IF;
+  IF NEW.version <= OLD.version THEN
+    RAISE EXCEPTION 'payment %: version % does not follow %', OLD.payment_id, NEW.version, OLD.version
+      USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER payments_forward_only BEFORE UPDATE ON payments
+  FOR EACH ROW EXECUTE FUNCTION payments_forward_only();
+
+CREATE TABLE payment_counts (
+  stripe smallint NOT NULL CHECK (stripe >= 0 AND stripe < ${countStripes}),
+  bucket text NOT NULL CHECK (bucket IN ('preparing', 'committing', 'aborting', 'committed', 'aborted')),
+  -- A stripe may go below zero (one gateway begins a payment, another moves it on); their sum may not.
+  payments bigint NOT NULL,
+  PRIMARY KEY (stripe, bucket)
+);
+`,
+  },
+]);

@@ -1,0 +1,164 @@
+// The SQL of the gateway's store, one function per statement. Each statement covers every payment of a
+// batch at once (unnest over one array per column), so a transaction costs a few round trips however many
+// payments it carries. `schema` is always a name checked by checkedSchemaName.
+import type { PaymentCounts } from "../coordinator-store.js";
+import type { DatabaseClient } from "../../../durable/postgres/database.js";
+import { paymentArrays, paymentColumns, storedFromRow, type PaymentRow, type StoredPayment } from "./payment-rows.js";
+
+/** Anything that runs a query: the pool (one statement, its own transaction) or a client inside a transaction. */
+export type Queryable = Pick<DatabaseClient, "query">;
+
+/**
+ * Inserts the payments whose ids are not taken, in id order, and returns the ids inserted. An id taken by a
+ * committed row is skipped; one being inserted by a transaction still open waits for it to end (PostgreSQL's
+ * speculative insertion), then is skipped if it committed, inserted if it rolled back. Never both.
+ */
+export async function insertNew(client: Queryable, schema: string, payments: StoredPayment[]): Promise<Set<string>> {
+  if (payments.length === 0) return new Set();
+  // One order for every gateway: two batches inserting the same ids wait for each other, never in a cycle.
+  const sorted = [...payments].sort((a, b) => compareIds(a.record.paymentId, b.record.paymentId));
+  const arrays = paymentArrays(sorted);
+  const result = await client.query<{ payment_id: string }>(
+    `INSERT INTO ${schema}.payments (${paymentColumns})
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[],
+       $8::text[], $9::text[], $10::bool[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int4[])
+     ON CONFLICT (payment_id) DO NOTHING
+     RETURNING payment_id`,
+    [
+      arrays.paymentId,
+      arrays.fromUser,
+      arrays.fromBank,
+      arrays.toUser,
+      arrays.toBank,
+      arrays.amountMinor,
+      arrays.state,
+      arrays.reason,
+      arrays.reasonMessage,
+      arrays.finished,
+      arrays.balanceAfterMinor,
+      arrays.createdAtMs,
+      arrays.decidedAtMs,
+      arrays.finishedAtMs,
+      arrays.version,
+    ],
+  );
+  return new Set(result.rows.map((row) => row.payment_id));
+}
+
+/**
+ * The rows of `ids` as they are now, locked until this transaction ends (FOR UPDATE, in key order, so that
+ * two gateways locking the same rows queue instead of deadlocking). A separate statement from the insert:
+ * under READ COMMITTED it takes a new snapshot, so it sees a row whose concurrent insert made ours skip.
+ */
+export async function lockRows(client: Queryable, schema: string, ids: string[]): Promise<Map<string, StoredPayment>> {
+  const found = new Map<string, StoredPayment>();
+  if (ids.length === 0) return found;
+  const result = await client.query<PaymentRow>(
+    `SELECT ${paymentColumns} FROM ${schema}.payments WHERE payment_id = ANY($1::text[]) ORDER BY payment_id FOR UPDATE`,
+    [ids],
+  );
+  for (const row of result.rows) found.set(row.payment_id, storedFromRow(row));
+  return found;
+}
+
+/** One payment's new progress and the version it replaces. */
+export interface RowUpdate {
+  payment: StoredPayment;
+  expectedVersion: number;
+}
+
+/**
+ * Writes each payment's progress where its row is still at the version it was read at and the change moves
+ * it forward (the same rule as advancedRecord, and the table's trigger); returns how many rows it wrote.
+ * Fewer than asked means a row was not as read: the caller fails the transaction.
+ */
+export async function updateProgress(client: Queryable, schema: string, updates: RowUpdate[]): Promise<number> {
+  if (updates.length === 0) return 0;
+  const arrays = paymentArrays(updates.map((update) => update.payment));
+  const result = await client.query(
+    `UPDATE ${schema}.payments AS p
+     SET state = c.state, reason = c.reason, reason_message = c.reason_message, finished = c.finished,
+         balance_after_minor = c.balance_after_minor, decided_at_ms = c.decided_at_ms,
+         finished_at_ms = c.finished_at_ms, version = c.version
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::int8[], $7::int8[], $8::int8[],
+       $9::int4[], $10::int4[])
+       AS c(payment_id, state, reason, reason_message, finished, balance_after_minor, decided_at_ms, finished_at_ms,
+         version, expected_version)
+     WHERE p.payment_id = c.payment_id
+       AND p.version = c.expected_version
+       AND c.version > p.version
+       AND (p.state = c.state OR ${schema}.payment_state_rank(c.state) > ${schema}.payment_state_rank(p.state))
+       AND (${schema}.payment_state_rank(p.state) < 2 OR p.state = c.state)
+       AND (c.finished OR NOT p.finished)`,
+    [
+      arrays.paymentId,
+      arrays.state,
+      arrays.reason,
+      arrays.reasonMessage,
+      arrays.finished,
+      arrays.balanceAfterMinor,
+      arrays.decidedAtMs,
+      arrays.finishedAtMs,
+      arrays.version,
+      updates.map((update) => update.expectedVersion),
+    ],
+  );
+  return result.rowCount ?? 0;
+}
+
+/** Adds `deltas` (non-zero ones) to this store's stripe of payment_counts, buckets in one order. */
+export async function addToCounts(
+  client: Queryable,
+  schema: string,
+  stripe: number,
+  deltas: PaymentCounts,
+): Promise<void> {
+  const buckets = (Object.keys(deltas) as Array<keyof PaymentCounts>).filter((bucket) => deltas[bucket] !== 0).sort();
+  if (buckets.length === 0) return;
+  await client.query(
+    `INSERT INTO ${schema}.payment_counts (stripe, bucket, payments)
+     SELECT $1::int2, bucket, delta FROM unnest($2::text[], $3::int8[]) AS d(bucket, delta)
+     ON CONFLICT (stripe, bucket) DO UPDATE SET payments = payment_counts.payments + EXCLUDED.payments`,
+    [stripe, buckets, buckets.map((bucket) => String(deltas[bucket]))],
+  );
+}
+
+export async function readCounts(client: Queryable, schema: string): Promise<PaymentCounts> {
+  const result = await client.query<{ bucket: keyof PaymentCounts; payments: string }>(
+    `SELECT bucket, sum(payments)::int8::text AS payments FROM ${schema}.payment_counts GROUP BY bucket`,
+  );
+  const counts: PaymentCounts = { preparing: 0, committing: 0, aborting: 0, committed: 0, aborted: 0 };
+  for (const row of result.rows) {
+    const value = Number(row.payments);
+    if (!Object.hasOwn(counts, row.bucket) || !Number.isSafeInteger(value) || value < 0)
+      throw new Error(`${schema}.payment_counts: ${row.bucket} sums to ${row.payments}`);
+    counts[row.bucket] = value;
+  }
+  return counts;
+}
+
+export async function readPayment(
+  client: Queryable,
+  schema: string,
+  paymentId: string,
+): Promise<StoredPayment | undefined> {
+  const result = await client.query<PaymentRow>(
+    `SELECT ${paymentColumns} FROM ${schema}.payments WHERE payment_id = $1`,
+    [paymentId],
+  );
+  const row = result.rows[0];
+  return row === undefined ? undefined : storedFromRow(row);
+}
+
+/** Every unfinished payment, oldest first, through the partial index payments_unfinished. */
+export async function readUnfinished(client: Queryable, schema: string): Promise<StoredPayment[]> {
+  const result = await client.query<PaymentRow>(
+    `SELECT ${paymentColumns} FROM ${schema}.payments WHERE NOT finished ORDER BY created_at_ms, payment_id`,
+  );
+  return result.rows.map(storedFromRow);
+}
+
+/** A fixed order of ids (code units), the same in every gateway. */
+export function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
