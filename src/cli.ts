@@ -26,9 +26,13 @@ const portOption = (fallback: number | undefined, describe: string) => ({
 });
 
 /** A --store that is neither `files` nor a PostgreSQL URL is a usage error (exit 2), before anything starts. */
-const checkStore = (args: { store: string }) => {
-  parseStore(args.store);
-  return true;
+const checkStore = (args: { store: string }): true | string => {
+  try {
+    parseStore(args.store);
+    return true;
+  } catch (error) {
+    return (error as Error).message;
+  }
 };
 
 function clientOptions<T>(argv: Argv<T>) {
@@ -288,7 +292,7 @@ await yargs(hideBin(process.argv))
         .check((args) => {
           const retained = Number(args.recordsRetained);
           if (!Number.isSafeInteger(retained) || retained < 0)
-            throw new Error(`--records-retained must be a whole number ≥ 0, got ${String(args.recordsRetained)}`);
+            return `--records-retained must be a whole number ≥ 0, got ${String(args.recordsRetained)}`;
           return true;
         }),
     (args) =>
@@ -538,7 +542,11 @@ await yargs(hideBin(process.argv))
   .strict()
   .help()
   .fail((message, error) => {
-    if (error !== undefined && error !== null) {
+    // yargs reports a failed .check() (a bad flag value) with only its message (as `message`, and on some
+    // paths as a string in `error`) or as a YError: a usage error. A thrown Error is a failure.
+    const thrown: unknown = error;
+    const usage = !(thrown instanceof Error) || thrown.name === "YError";
+    if (!usage) {
       process.stderr.write(chalk.red(`paynet: ${error.message}\n`));
       process.exit(1);
     }

@@ -19,7 +19,8 @@ import { addService, createClient } from "../core/transport/rpc.js";
 import { describePeer, gatewayServerName } from "../core/transport/identity.js";
 import { bind, newServer, shutdown } from "../core/transport/listen.js";
 import { takeNextPort } from "../core/durable/port-file.js";
-import { banksOf, readAccountsCsv } from "../core/bank/store/file/accounts-csv.js";
+import { banksOf, loadBankAccounts, readAccountsCsv } from "../core/bank/store/file/accounts-csv.js";
+import { hashPassword, isPasswordHash } from "../core/bank/passwords.js";
 import { validateBankName } from "../core/domain/validate.js";
 import { PaymentError } from "../core/domain/errors.js";
 import { gatewayAddress, onTerminate, roleLogger, startMetrics } from "./process.js";
@@ -256,13 +257,15 @@ async function openPostgresLedger(
       database,
       bank,
       finishedRetainedMax: bankTimeouts.finishedRetainedMax,
+      // Only for an empty schema. The seed's plaintext passwords are replaced by hashes in the CSV too, as the
+      // file store does: no password stays on disk in plaintext.
       initialAccounts: async () => {
-        const rows = (await readAccountsCsv(paths.accountsCsv)).filter((row) => row.bank === bank);
+        const accounts = await loadBankAccounts(paths.accountsCsv, bank, hashPassword, isPasswordHash);
         logger.info(
-          { accounts: rows.length, from: paths.accountsCsv },
+          { accounts: accounts.size, from: paths.accountsCsv },
           "importing the bank's accounts into PostgreSQL",
         );
-        return new Map(rows.map((row) => [row.username, { balanceMinor: row.balanceMinor, password: row.password }]));
+        return accounts;
       },
       onWriteFailure,
       logger,
