@@ -219,7 +219,7 @@ await yargs(hideBin(process.argv))
           type: "string",
           default: "all",
           describe:
-            "fault kinds: all, none, or a comma list of kill-gateway, kill-bank, pause-gateway, pause-bank, crash-point, partition-bank, partition-clients",
+            "fault kinds: all, none, or a comma list of kill-gateway, kill-bank, pause-gateway, pause-bank, crash-point, partition-bank, partition-clients, cut-store-sessions (PostgreSQL only)",
         })
         .option("crash-points", {
           type: "string",

@@ -75,6 +75,7 @@ describe("planFaults", () => {
     kinds: faultKinds,
     crashPoints: allCrashPoints,
     banks: ["B1", "B2", "B3"],
+    databaseStore: true,
   };
 
   it("draws the same schedule from the same seed", () => {
@@ -113,6 +114,10 @@ describe("planFaults", () => {
         case "partition-clients":
           assert.equal(fault.target, "clients");
           break;
+        case "cut-store-sessions":
+          assert.ok(fault.target === "gateway" || options.banks.includes(fault.target), fault.target);
+          assert.equal(fault.holdMs, bounds.cutSessionsExitWaitMs);
+          break;
         case "crash-point": {
           const [point, passes] = fault.crashSpec!.split(":");
           assert.ok(allCrashPoints.includes(point!), point);
@@ -149,6 +154,11 @@ describe("planFaults", () => {
       name: "no crash-point fault without crash points",
       change: { kinds: ["crash-point", "kill-gateway"], crashPoints: [] },
       expected: (kinds) => kinds.length > 0 && kinds.every((kind) => kind === "kill-gateway"),
+    },
+    {
+      name: "no cut-store-sessions fault on the file store",
+      change: { kinds: ["cut-store-sessions", "kill-bank"], databaseStore: false },
+      expected: (kinds) => kinds.length > 0 && kinds.every((kind) => kind === "kill-bank"),
     },
   ];
   for (const { name, change, expected } of narrowed) {

@@ -1,6 +1,8 @@
 // The network `paynet verify` runs: one gateway and K bank processes (spawned from this CLI), the TCP proxies
 // its partitions cut, and a supervisor that starts, kills, pauses and restarts each process on command and
 // restarts one that died on its own (at an armed crash point, or a real crash, which is recorded).
+import { terminateSessions } from "../../core/durable/postgres/database.js";
+import { storeArgs, type StoreChoice } from "../store-option.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -166,6 +168,11 @@ export class ManagedProcess {
     return exited;
   }
 
+  /** The running incarnation is about to exit by a fault's doing: its exit is not a failure. */
+  expectExit(): void {
+    if (this.running) this.#current!.expectedExit = true;
+  }
+
   /** Synchronous last resort on exit: no process of ours outlives verify. */
   killNow(): void {
     if (!this.running) return;
@@ -257,8 +264,8 @@ export interface ClusterOptions {
   /** Extra environment of the gateway process (the deliberately broken build's flag). */
   gatewayEnv: Readonly<Record<string, string>>;
   holdTimeoutMs: number;
-  /** The --store flags of every process (the same store for all). */
-  storeArgs: readonly string[];
+  /** Where every process keeps its state (the same store for all). */
+  store: StoreChoice;
 }
 
 /** The gateway, the banks, the clients' proxy to the gateway and each bank's proxy to the gateway. */
@@ -292,7 +299,7 @@ export class Cluster {
           String(this.#gatewayPort),
           "--records-retained",
           String(clusterBounds.gatewayRecordsRetained),
-          ...options.storeArgs,
+          ...storeArgs(options.store),
         ],
         env: options.gatewayEnv,
         readyPattern: /\[gateway\] listening on (\S+)/,
@@ -317,13 +324,22 @@ export class Cluster {
           this.bankProxies.get(bank)!.address,
           "--hold-timeout-ms",
           String(options.holdTimeoutMs),
-          ...options.storeArgs,
+          ...storeArgs(options.store),
         ],
         env: {},
         readyPattern: new RegExp(`\\[bank ${bank}\\] listening on (\\S+)`),
       };
       this.banks.set(bank, new ManagedProcess(spec, onEvent, onDiedAlone));
     }
+  }
+
+  /** Terminates the database sessions of the gateway (`target` "gateway") or of a bank; how many. */
+  async cutStoreSessions(target: string): Promise<number> {
+    const store = this.#options.store;
+    if (store.kind !== "postgres") return 0;
+    const database = decodeURIComponent(new URL(store.url).pathname.slice(1));
+    const applicationName = target === "gateway" ? "paynet-gateway" : `paynet-bank-${target}`;
+    return terminateSessions(store.url, database, applicationName, "exact");
   }
 
   all(): ManagedProcess[] {

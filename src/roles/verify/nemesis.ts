@@ -14,6 +14,8 @@ export const faultKinds = [
   "crash-point",
   "partition-bank",
   "partition-clients",
+  // PostgreSQL store only: every database session of one process terminated (pg_terminate_backend).
+  "cut-store-sessions",
 ] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
@@ -35,6 +37,8 @@ export const nemesisBounds = Object.freeze({
   crashPassesMax: 5,
   crashWaitMinMs: 3_000,
   crashWaitMaxMs: 10_000,
+  /** How long a process whose sessions were cut may take to stop by itself before it is stopped. */
+  cutSessionsExitWaitMs: 5_000,
 });
 
 export interface PlannedFault {
@@ -58,6 +62,8 @@ export interface PlanOptions {
   kinds: readonly FaultKind[];
   crashPoints: readonly string[];
   banks: readonly string[];
+  /** The processes keep their state in PostgreSQL: cut-store-sessions can be played. */
+  databaseStore: boolean;
 }
 
 function planOne(prng: Prng, kind: FaultKind, atMs: number, options: PlanOptions): PlannedFault {
@@ -100,6 +106,14 @@ function planOne(prng: Prng, kind: FaultKind, atMs: number, options: PlanOptions
         holdMs: prng.int(bounds.partitionMinMs, bounds.partitionMaxMs),
         crashSpec: null,
       };
+    case "cut-store-sessions":
+      return {
+        atMs,
+        kind,
+        target: prng.chance(0.5) ? "gateway" : bank,
+        holdMs: bounds.cutSessionsExitWaitMs,
+        crashSpec: null,
+      };
     case "crash-point": {
       const point = prng.pick(options.crashPoints);
       const target = (crashPointsByRole.gateway as readonly string[]).includes(point) ? "gateway" : bank;
@@ -114,7 +128,11 @@ function planOne(prng: Prng, kind: FaultKind, atMs: number, options: PlanOptions
  * (each round every enabled kind once, in a random order), targets and lengths drawn per fault.
  */
 export function planFaults(prng: Prng, options: PlanOptions): PlannedFault[] {
-  const kinds = options.kinds.filter((kind) => kind !== "crash-point" || options.crashPoints.length > 0);
+  const kinds = options.kinds.filter(
+    (kind) =>
+      (kind !== "crash-point" || options.crashPoints.length > 0) &&
+      (kind !== "cut-store-sessions" || options.databaseStore),
+  );
   if (options.killEveryMs <= 0 || kinds.length === 0) return [];
   const plan: PlannedFault[] = [];
   let round: FaultKind[] = [];
@@ -190,6 +208,25 @@ async function crashPointEpisode(managed: ManagedProcess, fault: PlannedFault, s
       : "crash point not reached";
 }
 
+/**
+ * Terminates every database session of the process. It must stop rather than run ahead of the database (its
+ * lock and its writes are gone; exit 70): the episode expects that exit, waits for it, then restarts it.
+ */
+async function cutSessionsEpisode(
+  cluster: Cluster,
+  managed: ManagedProcess,
+  fault: PlannedFault,
+  stopAtMs: number,
+): Promise<string> {
+  await ensureRunning(managed);
+  managed.expectExit();
+  const cut = await cluster.cutStoreSessions(fault.target);
+  const stopped = await managed.exitsWithin(Math.min(fault.holdMs, Math.max(0, stopAtMs - Date.now())));
+  if (!stopped) await managed.kill("SIGTERM");
+  await managed.start();
+  return stopped ? `${cut} sessions cut; it stopped, restarted` : `${cut} sessions cut; still running, restarted`;
+}
+
 async function partitionEpisode(cluster: Cluster, fault: PlannedFault, stopAtMs: number): Promise<string> {
   const proxy = fault.target === "clients" ? cluster.clientProxy : cluster.bankProxies.get(fault.target);
   if (proxy === null || proxy === undefined) return "no such proxy";
@@ -213,6 +250,7 @@ function runEpisode(cluster: Cluster, fault: PlannedFault, stopAtMs: number): Pr
     if (Date.now() >= stopAtMs) return Promise.resolve("skipped: the run ended first");
     if (fault.kind === "kill-gateway" || fault.kind === "kill-bank") return killEpisode(managed, fault, stopAtMs);
     if (fault.kind === "pause-gateway" || fault.kind === "pause-bank") return pauseEpisode(managed, fault, stopAtMs);
+    if (fault.kind === "cut-store-sessions") return cutSessionsEpisode(cluster, managed, fault, stopAtMs);
     return crashPointEpisode(managed, fault, stopAtMs);
   });
 }

@@ -16,7 +16,7 @@ import { OfflineQueue, PaymentHistory } from "../../core/client/client-files.js"
 import { Prng, seedMax } from "../../core/testing/prng.js";
 import { checkInvariants, outcomeSeen, type BankFinalState, type CheckInput } from "../../core/testing/checker.js";
 import { readDurableNetwork, readGatewayPayments } from "../network-state.js";
-import { storeArgs, type StoreChoice } from "../store-option.js";
+import type { StoreChoice } from "../store-option.js";
 import { createScratchDatabase, type ScratchDatabase } from "../../core/durable/postgres/database.js";
 import { Cluster } from "./cluster.js";
 import { allCrashPoints, faultKinds, planFaults, runNemesis, type FaultKind, type FaultRecord } from "./nemesis.js";
@@ -171,7 +171,7 @@ export async function runVerify(flags: VerifyFlags): Promise<number> {
     options = Object.freeze({ ...options, store: { ...options.store, url: scratch.url } });
   }
   const cluster = new Cluster({
-    storeArgs: storeArgs(options.store),
+    store: options.store,
     dataDir,
     banks: options.banks,
     gatewayEnv: options.unsafeLateDecisionLog ? { PAYNET_UNSAFE_LATE_DECISION_LOG: "1" } : {},
@@ -355,6 +355,7 @@ async function runTraffic(
     kinds: options.faults,
     crashPoints: options.crashPoints,
     banks: options.banks,
+    databaseStore: options.store.kind === "postgres",
   });
   say(`traffic for ${options.durationS} s from ${options.clients} clients; ${plan.length} faults planned`);
   const records: FaultRecord[] = [];

@@ -306,16 +306,21 @@ export async function createScratchDatabase(serverUrl: string, prefix: string): 
   };
 }
 
-/** Terminates the sessions on `database` whose application_name starts with `applicationPrefix` (a fault); how many. */
+/**
+ * Terminates the sessions on `database` whose application_name is `applicationName` (or starts with it, for
+ * `match: "prefix"`): a fault for tests and `paynet verify`. Returns how many.
+ */
 export async function terminateSessions(
   serverUrl: string,
   database: string,
-  applicationPrefix: string,
+  applicationName: string,
+  match: "exact" | "prefix" = "prefix",
 ): Promise<number> {
   return onServer(serverUrl, async (client) => {
     const result = await client.query(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name LIKE $2",
-      [database, `${applicationPrefix}%`],
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE datname = $1 AND pid <> pg_backend_pid() AND ${match === "exact" ? "application_name = $2" : "starts_with(application_name, $2)"}`,
+      [database, applicationName],
     );
     return result.rowCount ?? 0;
   });

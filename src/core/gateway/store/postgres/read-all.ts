@@ -7,6 +7,8 @@ import { gatewaySchemaDefault } from "./migrations.js";
 import { paymentColumns, storedFromRow, type PaymentRow } from "./payment-rows.js";
 
 export async function readAllPayments(database: Database, schema = gatewaySchemaDefault): Promise<PaymentRecord[]> {
-  const result = await database.query<PaymentRow>(`SELECT ${paymentColumns} FROM ${schema}.payments ORDER BY payment_id`);
+  const result = await database.query<PaymentRow>(
+    `SELECT ${paymentColumns} FROM ${schema}.payments ORDER BY payment_id`,
+  );
   return result.rows.map((row) => storedFromRow(row).record);
 }
