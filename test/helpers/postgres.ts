@@ -46,11 +46,15 @@ export async function createThrowawayDatabase(label: string): Promise<ThrowawayD
   };
 }
 
-/** Terminates every session on `database` whose application_name starts with `applicationPrefix` (a fault: connections killed). */
-export async function terminateSessions(database: string, applicationPrefix = ""): Promise<number> {
+/**
+ * Terminates every session on `database` whose application_name starts with `applicationPrefix` (a fault:
+ * connections killed). With `waitForExitMs`, returns only once each has exited (or that long has passed), so
+ * that the next statement on a killed connection fails for certain.
+ */
+export async function terminateSessions(database: string, applicationPrefix = "", waitForExitMs = 0): Promise<number> {
   const result = await adminQuery(
-    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name LIKE $2",
-    [database, `${applicationPrefix}%`],
+    "SELECT pg_terminate_backend(pid, $3) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name LIKE $2",
+    [database, `${applicationPrefix}%`, waitForExitMs],
   );
   return result.rowCount ?? 0;
 }

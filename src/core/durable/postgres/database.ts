@@ -60,6 +60,10 @@ export function openDatabase(options: DatabaseOptions): Database {
   // An idle client whose connection dies (server restart, pg_terminate_backend) emits 'error' on the pool;
   // unhandled, that would kill the process. The pool drops the client; the next query opens a new one.
   pool.on("error", () => {});
+  // A checked-out client has no listener of the pool's: its connection dying between two statements (a killed
+  // session, a server restart) would emit an unhandled 'error' and kill the process. The failure still reaches
+  // the caller, as the rejection of its next query; the client is then released as broken.
+  pool.on("connect", (client) => client.on("error", () => {}));
   return pool;
 }
 
