@@ -336,6 +336,24 @@ describe("PostgresLedgerStore", () => {
     await later.close();
   });
 
+  it("migrates and imports once when several stores open a schema that does not exist yet", async () => {
+    for (let round = 0; round < 5; round += 1) {
+      const bank = newBank();
+      const seed = accounts([
+        ["alice", 7n],
+        ["bob", 8n],
+      ]);
+      const stores = await Promise.all(
+        ["a", "b", "c", "d"].map((which) =>
+          PostgresLedgerStore.open(storeOptions(pool(`paynet-test-fresh-${round}-${which}`), bank, seed)),
+        ),
+      );
+      for (const store of stores) assert.deepEqual([...(await store.load()).accounts.keys()], ["alice", "bob"]);
+      await Promise.all(stores.map((store) => store.close()));
+      assert.equal(await countAccounts(pools[0]!, bankSchemaName(bank)), 2);
+    }
+  });
+
   it("exports the accounts in the seed's CSV format and order, which the CSV parser reads back", async () => {
     const bank = newBank();
     const rows = [
@@ -360,6 +378,7 @@ describe("PostgresLedgerStore", () => {
       hold("h1", "adam", "debit", 50n),
     ]);
     await store.close();
+    await assert.rejects(exportBankAccounts(database, "NOSUCH"), /bank NOSUCH has no ledger in this database/);
     const text = await exportBankAccounts(database, bank);
     assert.ok(text.startsWith("username,balance,password,bank\nzoe,999.99,"));
     assert.deepEqual(parseAccountsCsv(text, "export"), [
