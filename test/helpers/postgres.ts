@@ -24,7 +24,11 @@ export async function createThrowawayDatabase(label: string): Promise<ThrowawayD
   }
 }
 
-/** Terminates every session on `database` whose application_name starts with `applicationPrefix` (a fault: connections killed). */
-export function terminateSessions(database: string, applicationPrefix = ""): Promise<number> {
-  return terminateSessionsOn(testServerUrl, database, applicationPrefix);
+/**
+ * Terminates every session on `database` whose application_name starts with `applicationPrefix` (a fault:
+ * connections killed). With `waitForExitMs`, returns only once each has exited (or that long has passed), so
+ * that the next statement on a killed connection fails for certain.
+ */
+export function terminateSessions(database: string, applicationPrefix = "", waitForExitMs = 0): Promise<number> {
+  return terminateSessionsOn(testServerUrl, database, applicationPrefix, { waitForExitMs });
 }

@@ -56,7 +56,7 @@ const otherSection = {
 };
 
 /** The entries a bank could append, drawn against the state they follow (balances never go negative). */
-class EntryModel {
+export class EntryModel {
   readonly #prng: Prng;
   readonly balancesMinor = new Map<string, bigint>();
   readonly holds = new Map<string, Extract<LedgerEntry, { op: "hold" }>>();
@@ -146,11 +146,11 @@ class EntryModel {
   }
 }
 
-function initialAccounts(): Map<string, Account> {
+export function initialAccounts(): Map<string, Account> {
   return new Map(users.map((username) => [username, { balanceMinor: initialMinor, password }]));
 }
 
-function describeState(state: LedgerState): string {
+export function describeState(state: LedgerState): string {
   const balances = [...state.accounts].map(([username, account]) => `${username}=${account.balanceMinor}`).join(" ");
   return `balances ${balances}; holds ${[...state.holds.keys()].join(",") || "none"}; finished ${[...state.finished.keys()].join(",") || "none"}; forgotten through ${state.transfersForgottenThroughMs}`;
 }
@@ -162,7 +162,7 @@ function describeState(state: LedgerState): string {
  * short is folded in again at the next open, and records the finished log had already forgotten once then
  * raise the mark again. Higher only makes the bank more careful about a transfer it does not know.
  */
-function matchingPrefix(state: LedgerState, entries: readonly LedgerEntry[], ackedCount: number): number | null {
+export function matchingPrefix(state: LedgerState, entries: readonly LedgerEntry[], ackedCount: number): number | null {
   let latestBegunAtMs = 0;
   for (const entry of entries.slice(0, ackedCount))
     if (entry.op === "commit" && entry.begunAtMs !== undefined)

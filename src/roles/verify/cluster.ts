@@ -339,7 +339,7 @@ export class Cluster {
     if (store.kind !== "postgres") return 0;
     const database = decodeURIComponent(new URL(store.url).pathname.slice(1));
     const applicationName = target === "gateway" ? "paynet-gateway" : `paynet-bank-${target}`;
-    return terminateSessions(store.url, database, applicationName, "exact");
+    return terminateSessions(store.url, database, applicationName, { match: "exact" });
   }
 
   all(): ManagedProcess[] {

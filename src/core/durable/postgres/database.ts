@@ -61,6 +61,10 @@ export function openDatabase(options: DatabaseOptions): Database {
   // An idle client whose connection dies (server restart, pg_terminate_backend) emits 'error' on the pool;
   // unhandled, that would kill the process. The pool drops the client; the next query opens a new one.
   pool.on("error", () => {});
+  // A checked-out client has no listener of the pool's: its connection dying between two statements (a killed
+  // session, a server restart) would emit an unhandled 'error' and kill the process. The failure still reaches
+  // the caller, as the rejection of its next query; the client is then released as broken.
+  pool.on("connect", (client) => client.on("error", () => {}));
   return pool;
 }
 
@@ -308,19 +312,21 @@ export async function createScratchDatabase(serverUrl: string, prefix: string): 
 
 /**
  * Terminates the sessions on `database` whose application_name is `applicationName` (or starts with it, for
- * `match: "prefix"`): a fault for tests and `paynet verify`. Returns how many.
+ * `match: "prefix"`): a fault for tests and `paynet verify`. With `waitForExitMs`, returns once each has exited
+ * (or that long has passed), so that the next statement on a killed connection fails for certain. Returns how many.
  */
 export async function terminateSessions(
   serverUrl: string,
   database: string,
   applicationName: string,
-  match: "exact" | "prefix" = "prefix",
+  options: { match?: "exact" | "prefix"; waitForExitMs?: number } = {},
 ): Promise<number> {
+  const nameMatches = options.match === "exact" ? "application_name = $2" : "starts_with(application_name, $2)";
   return onServer(serverUrl, async (client) => {
     const result = await client.query(
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-        WHERE datname = $1 AND pid <> pg_backend_pid() AND ${match === "exact" ? "application_name = $2" : "starts_with(application_name, $2)"}`,
-      [database, applicationName],
+      `SELECT pg_terminate_backend(pid, $3) FROM pg_stat_activity
+        WHERE datname = $1 AND pid <> pg_backend_pid() AND ${nameMatches}`,
+      [database, applicationName, options.waitForExitMs ?? 0],
     );
     return result.rowCount ?? 0;
   });

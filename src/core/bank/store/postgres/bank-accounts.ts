@@ -96,16 +96,18 @@ async function insertAccounts(
  */
 export async function exportBankAccounts(database: Database, bank: string): Promise<string> {
   const schema = bankSchemaName(bank);
-  const result = await database.query<{
-    username: string;
-    balance_minor: string;
-    password_hash: string;
-    bank: string | null;
-  }>(
-    `SELECT a.username, a.balance_minor, a.password_hash, m.bank
-       FROM ${schema}.accounts a CROSS JOIN ${schema}.meta m
-      ORDER BY a.seed_position`,
-  );
+  const result = await database
+    .query<{ username: string; balance_minor: string; password_hash: string; bank: string | null }>(
+      `SELECT a.username, a.balance_minor, a.password_hash, m.bank
+         FROM ${schema}.accounts a CROSS JOIN ${schema}.meta m
+        ORDER BY a.seed_position`,
+    )
+    .catch((error: unknown) => {
+      // 42P01: undefined table. The bank never opened a store on this database.
+      if ((error as { code?: unknown }).code === "42P01")
+        throw new DatabaseError(`bank ${bank} has no ledger in this database (no schema ${schema})`, { cause: error });
+      throw error;
+    });
   const rows: AccountRow[] = result.rows.map((row) => ({
     username: row.username,
     balanceMinor: readMinor(row.balance_minor, "accounts.balance_minor"),

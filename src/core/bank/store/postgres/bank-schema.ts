@@ -12,7 +12,11 @@
 import { checkedSchemaName, type Migration } from "../../../durable/postgres/database.js";
 import { balanceMinorMax } from "../../../domain/money.js";
 
-/** The schema of `bank`'s ledger: `paynet_bank_<lowercase bank>` (refused if the name would not be a safe identifier). */
+/**
+ * The schema of `bank`'s ledger: `paynet_bank_<lowercase bank>`, a dash as an underscore (refused if the name
+ * would not be a safe identifier). Banks whose names differ only in case share a schema: a deployment names
+ * its banks once, in the seed, where they are distinct.
+ */
 export function bankSchemaName(bank: string): string {
   return checkedSchemaName(`paynet_bank_${bank.toLowerCase().replace(/-/g, "_")}`);
 }

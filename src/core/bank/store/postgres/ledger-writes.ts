@@ -8,7 +8,8 @@
 //     must equal the entry's absolute after-balance; a same-bank transfer sets its balances only where they
 //     still hold what this store last wrote (compare-and-set) and must conserve money;
 //   - every statement's row count is checked: a guard that refused, a hold another writer took away, a balance
-//     another writer changed, all fail the transaction (ROLLBACK: nothing of the batch is applied).
+//     another writer changed, all fail the transaction (ROLLBACK: nothing of the batch is applied). Two writers
+//     may also deadlock on account rows; the server then aborts one, whose append fails the same way.
 //
 // Re-applying an entry that is already applied (an append retried after its COMMIT went through but the reply
 // was lost, or a reload replaying what it had) is a no-op: the batch first reads the holds and finished rows of

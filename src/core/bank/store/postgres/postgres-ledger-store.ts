@@ -128,10 +128,13 @@ export class PostgresLedgerStore implements LedgerStore {
     return this.#writer.settled();
   }
 
-  /** Waits for every append in flight (a failure was already reported to its caller and onWriteFailure). */
+  /**
+   * Waits for every append in flight, even on a stopped store (a write queued after the failure fails at once),
+   * so that the caller may end the pool after. A failure was already reported to its caller and onWriteFailure.
+   */
   async close(): Promise<void> {
     this.#closed = true;
-    while (this.#broken === null && this.#writer.busy) await this.#writer.settled().catch(() => undefined);
+    while (this.#writer.busy) await this.#writer.settled().catch(() => undefined);
   }
 
   async #write(entries: LedgerEntry[]): Promise<void> {
