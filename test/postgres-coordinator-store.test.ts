@@ -10,6 +10,7 @@ import {
   PostgresCoordinatorStore,
   type PostgresCoordinatorStoreOptions,
   type TransactionStep,
+  unfinishedQuery,
 } from "../src/core/gateway/store/postgres/index.js";
 import { countsKey, type PaymentCounts } from "../src/core/gateway/store/coordinator-store.js";
 import { openDatabase, type Database } from "../src/core/durable/postgres/database.js";
@@ -262,6 +263,40 @@ describe("the gateway's PostgreSQL store", () => {
     await reopened.close();
   });
 
+  it("retries a transaction PostgreSQL undid (a deadlock) before any answer, and stops on any other failure", async () => {
+    const schema = newSchema();
+    const steps: string[] = [];
+    let fault: { step: TransactionStep["step"]; error: Error } | null = null;
+    const failures: unknown[] = [];
+    const { store } = await open(schema, {
+      onWriteFailure: (error) => failures.push(error),
+      onTransactionStep: ({ step, attempt }: TransactionStep) => {
+        steps.push(`${step}#${attempt}`);
+        if (fault === null || fault.step !== step) return;
+        const { error } = fault;
+        fault = null;
+        throw error;
+      },
+    });
+    fault = { step: "written", error: Object.assign(new Error("deadlock detected"), { code: "40P01" }) };
+    const begun = await store.beginOrGet(details("d1"));
+    assert.ok(begun.created);
+    await begun.durable;
+    assert.deepEqual(steps, ["begun#1", "written#1", "begun#2", "written#2", "committed#2"]);
+    assert.equal(store.failure, null);
+    assert.equal((await store.find("d1"))?.state, "preparing");
+
+    fault = { step: "begun", error: Object.assign(new Error("disk full"), { code: "53100" }) };
+    await assert.rejects(store.advance({ paymentId: "d1", state: "committed" }), /disk full/);
+    assert.equal(failures.length, 1);
+    await assert.rejects(store.find("d1"), CoordinatorStoreStoppedError);
+    await store.close();
+    const { store: reopened } = await open(schema);
+    assert.equal((await reopened.find("d1"))?.state, "preparing");
+    assert.deepEqual(await reopened.counts(), { ...zeroCounts(), preparing: 1 });
+    await reopened.close();
+  });
+
   it("group-commits: 200 concurrent begins and their advances share a handful of transactions", async () => {
     const schema = newSchema();
     let commits = 0;
@@ -293,7 +328,9 @@ describe("the gateway's PostgreSQL store", () => {
     const stores = [a.store, b.store];
     for (let round = 0; round < 5; round += 1) {
       const ids = Array.from({ length: 40 }, (_, index) => `c${round}-${index}`);
-      await Promise.all(ids.map((id, index) => stores[index % 2]!.beginOrGet(details(id))));
+      // Another gateway sees a new payment once it is durable (this one, at once).
+      const begun = await Promise.all(ids.map((id, index) => stores[index % 2]!.beginOrGet(details(id))));
+      await Promise.all(begun.map((one) => (one.created ? one.durable : undefined)));
       // Each step taken by either gateway: counts move between stripes, their sum stays right.
       await Promise.all(
         ids.map((paymentId, index) => {
@@ -322,6 +359,29 @@ describe("the gateway's PostgreSQL store", () => {
     );
     assert.doesNotMatch(plan.rows.map((row) => row["QUERY PLAN"]).join("\n"), /payments\b(?!_)/);
     await reopened.close();
+  });
+
+  it("keeps finished payments for good, and finds the unfinished among them through the partial index", async () => {
+    const schema = newSchema();
+    const { store } = await open(schema);
+    // A long history, written directly: only the plan and the answers are in question here.
+    await admin.query(
+      `INSERT INTO ${schema}.payments SELECT 'old-' || n, 'alice', 'B1', 'bob', 'B2', n, 'committed', NULL, NULL,
+         true, 5, n, n, n, 2 FROM generate_series(1, 100000) AS n`,
+    );
+    for (const id of ["new-1", "new-2"]) await (await store.beginOrGet(details(id))).record;
+    await store.advance({ paymentId: "new-1", state: "committed" });
+    await admin.query(`ANALYZE ${schema}.payments`);
+    const plan = await admin.query<{ "QUERY PLAN": string }>(`EXPLAIN ${unfinishedQuery(schema)}`);
+    assert.match(plan.rows.map((row) => row["QUERY PLAN"]).join("\n"), /payments_unfinished/);
+    assert.deepEqual(
+      (await store.unfinished()).map((record) => record.paymentId),
+      ["new-1", "new-2"],
+    );
+    const old = await store.find("old-77777");
+    assert.equal(old?.amountMinor, 77777n);
+    assert.equal((await store.beginOrGet(details("old-5"))).created, false, "an id however old is never begun again");
+    await store.close();
   });
 
   it("refuses bad input to its caller alone, and stores any reason message a bank sends", async () => {

@@ -8,3 +8,4 @@ export {
 } from "./postgres-coordinator-store.js";
 export { countStripes, gatewayMigrations, gatewaySchemaDefault } from "./migrations.js";
 export { PaymentInputError, PaymentRowError } from "./payment-rows.js";
+export { unfinishedQuery } from "./payment-statements.js";

@@ -150,11 +150,17 @@ export async function readPayment(
   return row === undefined ? undefined : storedFromRow(row);
 }
 
-/** Every unfinished payment, oldest first, through the partial index payments_unfinished. */
+/** The query of readUnfinished (exported for a test of its plan). */
+export function unfinishedQuery(schema: string): string {
+  return `SELECT ${paymentColumns} FROM ${schema}.payments WHERE NOT finished ORDER BY created_at_ms, payment_id`;
+}
+
+/**
+ * Every unfinished payment, oldest first, through the partial index payments_unfinished: the table keeps every
+ * payment for good, and the unfinished are a handful among them.
+ */
 export async function readUnfinished(client: Queryable, schema: string): Promise<StoredPayment[]> {
-  const result = await client.query<PaymentRow>(
-    `SELECT ${paymentColumns} FROM ${schema}.payments WHERE NOT finished ORDER BY created_at_ms, payment_id`,
-  );
+  const result = await client.query<PaymentRow>(unfinishedQuery(schema));
   return result.rows.map(storedFromRow);
 }
 

@@ -26,7 +26,13 @@
 // and recovers from the database.
 //
 // A refused change (a backward move, an unknown payment) refuses its call alone: the changes of one
-// advanceAll apply together or not at all, and the other calls of the transaction go on.
+// advanceAll apply together or not at all, and the other calls of the transaction go on. Every change is
+// checked by advancedRecord against the row as the database holds it now (locked), so a second gateway's
+// change is refused by the same rule as this one's. An exact repeat of a change already applied (the same
+// state, the same outcome) is what advancedRecord allows, and is written again, as the other stores do: it
+// changes nothing but the row's version. The UPDATE itself is a compare-and-set (the version read under the
+// lock, and the forward-only rule again): a row it does not match cannot happen under the lock, so it fails
+// the whole transaction, and the store stops, rather than answer for a change it did not write.
 import { assert } from "../../../domain/assert.js";
 import {
   advancedRecord,

@@ -4,7 +4,7 @@
 // while a client is idle, and an 'error' nobody listens to would kill the process.
 import type { Database, DatabaseClient } from "../../../durable/postgres/database.js";
 
-/** Runs `work` between BEGIN and COMMIT; ROLLBACK if anything throws; the client is always released. */
+/** Runs `work` between BEGIN (READ COMMITTED) and COMMIT; ROLLBACK if anything throws; the client is always released. */
 export async function inStoreTransaction<T>(
   database: Database,
   work: (client: DatabaseClient) => Promise<T>,
@@ -16,7 +16,9 @@ export async function inStoreTransaction<T>(
   };
   client.on("error", onError);
   try {
-    await client.query("BEGIN");
+    // READ COMMITTED whatever the server's default: each statement sees what committed before it began, which
+    // is how a begin finds the row whose concurrent insert made its own skip (postgres-coordinator-store.ts).
+    await client.query("BEGIN ISOLATION LEVEL READ COMMITTED");
     const result = await work(client);
     await client.query("COMMIT");
     return result;
