@@ -307,7 +307,7 @@ describe("the gateway's PostgreSQL store", () => {
     });
     const ids = Array.from({ length: 200 }, (_, index) => `g${index}`);
     const begun = await Promise.all(ids.map((id) => store.beginOrGet(details(id))));
-    await Promise.all(begun.map((one) => (one.created ? one.durable : undefined)));
+    await Promise.all(begun.flatMap((one) => (one.created ? [one.durable] : [])));
     const beginCommits = commits;
     await Promise.all(ids.map((paymentId) => store.advance({ paymentId, state: "committed" })));
     const advanceCommits = commits - beginCommits;
@@ -330,12 +330,12 @@ describe("the gateway's PostgreSQL store", () => {
       const ids = Array.from({ length: 40 }, (_, index) => `c${round}-${index}`);
       // Another gateway sees a new payment once it is durable (this one, at once).
       const begun = await Promise.all(ids.map((id, index) => stores[index % 2]!.beginOrGet(details(id))));
-      await Promise.all(begun.map((one) => (one.created ? one.durable : undefined)));
+      await Promise.all(begun.flatMap((one) => (one.created ? [one.durable] : [])));
       // Each step taken by either gateway: counts move between stripes, their sum stays right.
       await Promise.all(
         ids.map((paymentId, index) => {
           const store = stores[(index + round) % 2]!;
-          if (index % 5 === 0) return undefined;
+          if (index % 5 === 0) return Promise.resolve();
           if (index % 5 === 1) return store.advance({ paymentId, state: "prepared" });
           if (index % 5 === 2)
             return store.advanceAll([
@@ -369,7 +369,10 @@ describe("the gateway's PostgreSQL store", () => {
       `INSERT INTO ${schema}.payments SELECT 'old-' || n, 'alice', 'B1', 'bob', 'B2', n, 'committed', NULL, NULL,
          true, 5, n, n, n, 2 FROM generate_series(1, 100000) AS n`,
     );
-    for (const id of ["new-1", "new-2"]) await (await store.beginOrGet(details(id))).record;
+    for (const id of ["new-1", "new-2"]) {
+      const begun = await store.beginOrGet(details(id));
+      if (begun.created) await begun.durable;
+    }
     await store.advance({ paymentId: "new-1", state: "committed" });
     await admin.query(`ANALYZE ${schema}.payments`);
     const plan = await admin.query<{ "QUERY PLAN": string }>(`EXPLAIN ${unfinishedQuery(schema)}`);
