@@ -3,7 +3,7 @@
 // step of a seeded transaction, the store reopened by a new pool each life. Each reopening must find every
 // acknowledged change, no state moved backwards, nothing never begun, and counts() equal to the records.
 //
-//   PAYNET_PG_SCHEDULES=N   run seeds 1…N (default 100)
+//   PAYNET_PG_SCHEDULES=N   run seeds 1…N (default 50, to keep npm test short)
 //   PAYNET_PG_SCHEDULE_SEED=S   replay seed S alone
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -23,7 +23,7 @@ function positiveInteger(name: string): number | undefined {
   return value;
 }
 
-const schedulesCount = positiveInteger("PAYNET_PG_SCHEDULES") ?? 100;
+const schedulesCount = positiveInteger("PAYNET_PG_SCHEDULES") ?? 50;
 const replaySeed = positiveInteger("PAYNET_PG_SCHEDULE_SEED");
 /** Schedules run at once (each opens at most two sessions per life). */
 const schedulesAtOnce = 8;

