@@ -86,6 +86,11 @@ await yargs(hideBin(process.argv))
           "bank-port",
           portOption(undefined, "first bank port (0: any free port; default: server/current_port_server.txt)"),
         )
+        .option("restart", {
+          type: "boolean",
+          default: true,
+          describe: "restart a process that dies, with capped backoff (--no-restart: leave it down)",
+        })
         .options(storeOptions)
         .check(checkStore),
     (args) =>
@@ -96,6 +101,7 @@ await yargs(hideBin(process.argv))
           port: args.port ?? 8080,
           bankPort: args.bankPort,
           store: parseStore(args.store, args["unsafe-allow-async-commit"]),
+          restart: args.restart,
         }),
       ),
   )

@@ -15,10 +15,19 @@ export interface UpFlags {
   bankPort: number | undefined;
   /** Passed on to the gateway and every bank. */
   store: StoreChoice;
+  /** Restart a process that dies (false: leave it down, to watch payments abort and the offline queue fill). */
+  restart: boolean;
 }
 
 const readyTimeoutMs = 60_000;
 const stopGraceMs = 5_000;
+/** A dead process is restarted after this long, doubling per quick death up to restartMaxMs. */
+const restartMinMs = 250;
+const restartMaxMs = 10_000;
+/** An incarnation that lived this long was healthy: the next death starts the backoff again. */
+const healthyAfterMs = 30_000;
+/** How often up checks that its parent is alive (npm exec, under npx, does not forward SIGTERM). */
+const parentCheckMs = 1_000;
 const listeningPattern = /listening on ([0-9A-Za-z.:[\]-]+:[0-9]+)/;
 const cliPath = fileURLToPath(new URL("../cli.js", import.meta.url));
 
@@ -26,6 +35,11 @@ interface Child {
   name: string;
   process: ChildProcess;
   exited: Promise<number | null>;
+  startedAtMs: number;
+  /** The last line it wrote: usually why it stopped. */
+  lastLine: string;
+  /** How it ended: "code 70", "signal SIGKILL" (empty while it runs). */
+  ending: string;
 }
 
 function start(name: string, args: string[], onLine: (line: string) => void): Child {
@@ -34,9 +48,25 @@ function start(name: string, args: string[], onLine: (line: string) => void): Ch
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, FORCE_COLOR: "0", PAYNET_LOG_FORMAT: "json" },
   });
-  for (const stream of [child.stdout, child.stderr]) createInterface({ input: stream }).on("line", onLine);
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  return { name, process: child, exited };
+  const started: Child = {
+    name,
+    process: child,
+    exited: new Promise<number | null>((resolve) =>
+      child.on("exit", (code, signal) => {
+        started.ending = signal === null ? `code ${code}` : `signal ${signal}`;
+        resolve(code);
+      }),
+    ),
+    startedAtMs: Date.now(),
+    lastLine: "",
+    ending: "",
+  };
+  for (const stream of [child.stdout, child.stderr])
+    createInterface({ input: stream }).on("line", (line) => {
+      started.lastLine = line;
+      onLine(line);
+    });
+  return started;
 }
 
 /** Resolves with the first match of `pattern` in a child's output, or rejects if it exits or times out first. */
@@ -83,48 +113,79 @@ export async function runUp(flags: UpFlags): Promise<number> {
 
   const children: Child[] = [];
   let stopping = false;
-  const spawnChild = (name: string, args: string[]) => {
+  /** Until every process is ready a death stops the network; from then on the supervisor restarts it. */
+  let ready = false;
+  const spawnChild = (name: string, args: () => string[]) => {
     const lines = new EventTarget();
-    const child = start(name, args, (line) => {
-      process.stdout.write(`${pretty ? prettyLogLine(line) : line}\n`);
-      lines.dispatchEvent(new CustomEvent("line", { detail: line }));
-    });
-    children.push(child);
-    void child.exited.then((code) => {
-      if (stopping) return;
-      stopping = true;
-      logger.error({ process: name, code }, `${name} exited unexpectedly; stopping the network`);
-      void stopAll(children).then(() => process.exit(1));
-    });
-    return { child, lines };
+    let backoffMs = restartMinMs;
+    const launch = (): Child => {
+      const child = start(name, args(), (line) => {
+        process.stdout.write(`${pretty ? prettyLogLine(line) : line}\n`);
+        lines.dispatchEvent(new CustomEvent("line", { detail: line }));
+      });
+      children.push(child);
+      void child.exited.then((code) => {
+        children.splice(children.indexOf(child), 1);
+        if (stopping) return;
+        const why = { process: name, code, ending: child.ending, lastLine: child.lastLine };
+        if (!ready) {
+          stopping = true;
+          logger.error(why, `${name} exited (${child.ending}) before the network was ready; stopping the network`);
+          void stopAll(children).then(() => process.exit(1));
+          return;
+        }
+        if (!flags.restart) {
+          logger.error(why, `${name} exited (${child.ending}); left down (--no-restart)`);
+          return;
+        }
+        if (Date.now() - child.startedAtMs >= healthyAfterMs) backoffMs = restartMinMs;
+        logger.error(why, `${name} exited (${child.ending}); restarting it in ${backoffMs} ms`);
+        const delayMs = backoffMs;
+        backoffMs = Math.min(backoffMs * 2, restartMaxMs);
+        setTimeout(() => {
+          if (!stopping) launch();
+        }, delayMs);
+      });
+      return child;
+    };
+    return { child: launch(), lines };
   };
 
-  const onSignal = () => {
+  const stopNetwork = (why: string, code: number) => {
     if (stopping) return;
     stopping = true;
-    logger.info({}, "stopping the network");
-    void stopAll(children).then(() => process.exit(0));
+    logger.info({}, why);
+    void stopAll(children).then(() => process.exit(code));
   };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", () => stopNetwork("stopping the network", 0));
+  process.on("SIGTERM", () => stopNetwork("stopping the network", 0));
+  // Under npx, SIGTERM reaches npm exec, which exits without passing it on: up is then re-parented. No
+  // process of the network may outlive the command that started it.
+  const parentPid = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parentPid) stopNetwork("the parent process is gone; stopping the network", 0);
+  }, parentCheckMs).unref();
 
   try {
-    const gateway = spawnChild("gateway", [
+    // A restarted process keeps the port it first listened on: banks and clients know it by that address.
+    let gatewayPort = String(flags.port);
+    const gateway = spawnChild("gateway", () => [
       "gateway",
       "--data-dir",
       flags.dataDir,
       "--host",
       flags.host,
       "--port",
-      String(flags.port),
+      gatewayPort,
       ...storeArgs(flags.store),
     ]);
     const [, gatewayAddress] = await waitForLine(gateway.child, gateway.lines, listeningPattern);
+    gatewayPort = gatewayAddress!.split(":").at(-1)!;
     const bankAddresses = await Promise.all(
       banks.map(async (bank, index) => {
-        const portArgs =
+        let portArgs =
           flags.bankPort === undefined ? [] : ["--port", String(flags.bankPort === 0 ? 0 : flags.bankPort + index)];
-        const started = spawnChild(`bank ${bank}`, [
+        const started = spawnChild(`bank ${bank}`, () => [
           "bank",
           "--id",
           bank,
@@ -138,6 +199,7 @@ export async function runUp(flags: UpFlags): Promise<number> {
           ...storeArgs(flags.store),
         ]);
         const [, address] = await waitForLine(started.child, started.lines, listeningPattern);
+        portArgs = ["--port", address!.split(":").at(-1)!];
         await waitForLine(started.child, started.lines, /registered with the gateway/);
         return `${bank} ${address}`;
       }),
@@ -146,6 +208,7 @@ export async function runUp(flags: UpFlags): Promise<number> {
       { gateway: gatewayAddress, banks: bankAddresses, dataDir: flags.dataDir },
       `ready: gateway ${gatewayAddress}, banks ${bankAddresses.join(", ")}; Ctrl-C stops`,
     );
+    ready = true;
   } catch (error) {
     if (!stopping) {
       stopping = true;
@@ -154,5 +217,5 @@ export async function runUp(flags: UpFlags): Promise<number> {
     }
     return 1;
   }
-  return await new Promise<number>(() => undefined); // runs until a signal or a child's exit
+  return await new Promise<number>(() => undefined); // runs until a signal, or its parent is gone
 }
