@@ -27,6 +27,11 @@ export interface PaymentResult {
 export class GatewayClient {
   readonly #client: ServiceClient<(typeof PaymentGateway)["method"]>;
   #token: string | null = null;
+  /**
+   * Kept in memory after a successful login, for as long as this client lives: a restarted gateway (or an
+   * expired session) forgets the token, and one silent login again lets the call go through.
+   */
+  #credentials: { username: string; bank: string; password: string } | null = null;
 
   readonly address: string;
 
@@ -58,15 +63,35 @@ export class GatewayClient {
       this.#client.registerClient({ username, bank, password }, { timeoutMs: clientTimeouts.loginTimeoutMs }),
     );
     this.#token = reply.token;
+    this.#credentials = { username, bank, password };
   }
 
   logout(): void {
     this.#token = null;
+    this.#credentials = null;
+  }
+
+  /**
+   * A call that needs a session. When the gateway no longer knows the token (it restarted, or the session
+   * expired), logs in again once with the kept credentials and retries once: a refused login or a second
+   * UNAUTHENTICATED is the answer. Retrying a payment is safe: it carries the same id, and the gateway
+   * refused the first attempt before doing anything.
+   */
+  async #withSession<T>(call: (token: string) => Promise<T>): Promise<T> {
+    const token = this.#requireToken();
+    try {
+      return await this.#call(() => call(token));
+    } catch (error) {
+      const credentials = this.#credentials;
+      if (!(error instanceof PaymentError) || error.code !== "UNAUTHENTICATED" || credentials === null) throw error;
+      await this.login(credentials.username, credentials.bank, credentials.password);
+      return await this.#call(() => call(this.#requireToken()));
+    }
   }
 
   async balance(): Promise<BalanceResult> {
-    const reply = await this.#call(() =>
-      this.#client.viewBalance({ token: this.#requireToken() }, { timeoutMs: clientTimeouts.balanceTimeoutMs }),
+    const reply = await this.#withSession((token) =>
+      this.#client.viewBalance({ token }, { timeoutMs: clientTimeouts.balanceTimeoutMs }),
     );
     return {
       username: reply.username,
@@ -77,8 +102,7 @@ export class GatewayClient {
   }
 
   async pay(paymentId: string, toUser: string, toBank: string, amountMinor: bigint): Promise<PaymentResult> {
-    const token = this.#requireToken();
-    const reply = await this.#call(() =>
+    const reply = await this.#withSession((token) =>
       this.#client.makePayment(
         { token, paymentId, toUser, toBank, amountMinor },
         { timeoutMs: clientTimeouts.paymentTimeoutMs },
