@@ -1,4 +1,5 @@
 // A client's connection to the gateway: mTLS with the client certificate, gateway name checked, deadlines on every call.
+import { connectivityState } from "@grpc/grpc-js";
 import { PaymentGateway } from "../../gen/paynet/v1/paynet_pb.js";
 import { createClient, type ServiceClient } from "../transport/rpc.js";
 import { clientCredentials, expectServerName } from "../transport/tls.js";
@@ -11,6 +12,12 @@ export const clientTimeouts = Object.freeze({
   balanceTimeoutMs: 10_000,
   paymentTimeoutMs: 20_000,
 });
+
+/**
+ * grpc-js backs off up to 120 s between connection attempts by default; a client waiting for the gateway
+ * (the interactive client, `sync --watch`) should notice it back within seconds.
+ */
+const reconnectBackoffMaxMs = 5_000;
 
 export interface BalanceResult {
   username: string;
@@ -41,7 +48,7 @@ export class GatewayClient {
       PaymentGateway,
       address,
       clientCredentials(identity),
-      expectServerName(gatewayServerName),
+      { ...expectServerName(gatewayServerName), "grpc.max_reconnect_backoff_ms": reconnectBackoffMaxMs },
       "GATEWAY_UNAVAILABLE",
     );
   }
@@ -118,6 +125,27 @@ export class GatewayClient {
         resolve(error === undefined || error === null),
       ),
     );
+  }
+
+  /** Whether the channel is READY now; asking starts a connection attempt when it is idle. Null once closed. */
+  connectionReady(): boolean | null {
+    try {
+      return this.#client.channel.getChannel().getConnectivityState(true) === connectivityState.READY;
+    } catch {
+      return null; // grpc-js throws once the channel is closed
+    }
+  }
+
+  /** Resolves when the channel's state changes, or after timeoutMs; at once when the channel is closed. */
+  connectionChange(timeoutMs: number): Promise<void> {
+    const channel = this.#client.channel.getChannel();
+    return new Promise((resolve) => {
+      try {
+        channel.watchConnectivityState(channel.getConnectivityState(false), Date.now() + timeoutMs, () => resolve());
+      } catch {
+        resolve();
+      }
+    });
   }
 
   get loggedIn(): boolean {
