@@ -46,7 +46,7 @@ const exitCodeHelp = [
   "Exit codes:",
   `  ${exitCodes.ok}  success (pay: committed)`,
   `  ${exitCodes.refused}  refused: wrong password, insufficient funds, unknown account, … (pay: aborted)`,
-  `  ${exitCodes.usage}  usage error: a bad flag or amount; nothing was sent`,
+  `  ${exitCodes.usage}  usage error: a bad flag or amount, or certificates that cannot be used (a missing file, another CA); nothing was sent or queued`,
   `  ${exitCodes.queued}  queued: the gateway was unreachable or the outcome is unknown; \`paynet client sync\` sends it with the same id`,
   `  ${exitCodes.unreachable}  the gateway is unreachable (balance)`,
 ].join("\n");

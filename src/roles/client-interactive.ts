@@ -7,7 +7,9 @@ import { validateBankName, validateUsername } from "../core/domain/validate.js";
 import type { QueuedPayment } from "../core/client/client-files.js";
 import type { SendOutcome } from "../core/client/payment-sender.js";
 import { ConnectionMonitor } from "../core/client/connection-monitor.js";
+import { CertificateError } from "../core/transport/certificate-error.js";
 import {
+  certificateProblem,
   describePayment,
   exitCodes,
   flushPolicy,
@@ -64,7 +66,14 @@ async function withSpinner<T>(label: string, work: Promise<T>): Promise<T> {
 
 export async function runInteractive(flags: { dataDir: string; gateway: string | undefined }): Promise<number> {
   const prompts = await import("@inquirer/prompts");
-  const context = await openClient(flags.dataDir, flags.gateway);
+  let context: ClientContext;
+  try {
+    context = await openClient(flags.dataDir, flags.gateway);
+  } catch (error) {
+    if (!(error instanceof CertificateError)) throw error;
+    say(chalk.red(certificateProblem(error, flags.dataDir)));
+    return exitCodes.usage;
+  }
   // The open menu is closed and drawn again when the connection comes or goes (see menuChoice).
   let menuRedraw = new AbortController();
   const monitor = new ConnectionMonitor(context.client, () => menuRedraw.abort());
@@ -93,6 +102,10 @@ export async function runInteractive(flags: { dataDir: string; gateway: string |
       }
     }
   } catch (error) {
+    if (error instanceof CertificateError) {
+      say(chalk.red(certificateProblem(error, flags.dataDir)));
+      return exitCodes.usage;
+    }
     // Ctrl-C at any prompt ends the session cleanly.
     if ((error as Error)?.name === "ExitPromptError") {
       say(chalk.dim("bye"));
@@ -184,6 +197,7 @@ async function logIn(prompts: Prompts, context: ClientContext): Promise<Session 
       say(chalk.green(`logged in as ${user}@${bank}`));
       return { user, bank, password, online: true };
     } catch (error) {
+      if (error instanceof CertificateError) throw error; // asking again would not help
       say(explain(error));
       const paymentError = error instanceof PaymentError ? error : PaymentError.fromGrpc(error);
       if (!isAmbiguous(paymentError)) continue; // a wrong password: ask again

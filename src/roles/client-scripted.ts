@@ -7,8 +7,10 @@ import { crashPoint } from "../core/faults/crash.js";
 import { validateBankName, validatePaymentId, validateUsername } from "../core/domain/validate.js";
 import type { QueuedPayment } from "../core/client/client-files.js";
 import type { SendOutcome } from "../core/client/payment-sender.js";
+import { CertificateError } from "../core/transport/certificate-error.js";
 import {
   UsageError,
+  certificateProblem,
   exitCodes,
   flushPolicy,
   historyJson,
@@ -44,7 +46,12 @@ function emit(json: boolean, object: unknown, human: string): void {
 }
 
 /** Turns a failure into its output and exit code. */
-function fail(flags: { json: boolean }, error: unknown): number {
+function fail(flags: { json: boolean; dataDir: string }, error: unknown): number {
+  if (error instanceof CertificateError) {
+    const message = certificateProblem(error, flags.dataDir);
+    emit(flags.json, { status: "rejected", reason: "CERTIFICATE", message }, chalk.red(message));
+    return exitCodes.usage;
+  }
   if (error instanceof UsageError) {
     emit(
       flags.json,
@@ -142,6 +149,7 @@ export function runPay(flags: PayFlags): Promise<number> {
     try {
       await client.login(flags.user, flags.bank, password);
     } catch (error) {
+      if (error instanceof CertificateError) throw error; // not an outage: the payment could never be sent
       const loginError = error instanceof PaymentError ? error : PaymentError.fromGrpc(error);
       if (!isAmbiguous(loginError)) throw loginError;
       // The gateway is unreachable: nothing was sent, so the payment waits in the queue for `sync`.
@@ -185,6 +193,7 @@ export function runSync(flags: SyncFlags): Promise<number> {
       try {
         await client.login(flags.user, flags.bank, password);
       } catch (error) {
+        if (error instanceof CertificateError) throw error;
         const loginError = error instanceof PaymentError ? error : PaymentError.fromGrpc(error);
         if (!isAmbiguous(loginError)) throw loginError;
         remaining = mine.length;

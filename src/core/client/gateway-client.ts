@@ -6,6 +6,8 @@ import { clientCredentials, expectServerName } from "../transport/tls.js";
 import { gatewayServerName } from "../transport/identity.js";
 import { PaymentError } from "../domain/errors.js";
 import type { LoadedIdentity } from "../transport/certificates.js";
+import { CertificateError } from "../transport/certificate-error.js";
+import { probeTls } from "../transport/tls-probe.js";
 
 export const clientTimeouts = Object.freeze({
   loginTimeoutMs: 10_000,
@@ -18,6 +20,9 @@ export const clientTimeouts = Object.freeze({
  * (the interactive client, `sync --watch`) should notice it back within seconds.
  */
 const reconnectBackoffMaxMs = 5_000;
+
+/** How long the TLS probe that explains a failed connection may take (see #explainUnavailable). */
+const tlsProbeTimeoutMs = 3_000;
 
 export interface BalanceResult {
   username: string;
@@ -40,10 +45,13 @@ export class GatewayClient {
    */
   #credentials: { username: string; bank: string; password: string } | null = null;
 
+  readonly #identity: LoadedIdentity;
+
   readonly address: string;
 
   constructor(address: string, identity: LoadedIdentity) {
     this.address = address;
+    this.#identity = identity;
     this.#client = createClient(
       PaymentGateway,
       address,
@@ -53,15 +61,37 @@ export class GatewayClient {
     );
   }
 
-  /** Transport failures read as "cannot reach the gateway", not as grpc-js internals. */
+  /**
+   * Transport failures read as "cannot reach the gateway", not as grpc-js internals; a failed TLS handshake
+   * is a CertificateError instead, since no wait or retry would fix it.
+   */
   async #call<T>(call: () => Promise<T>): Promise<T> {
     try {
       return await call();
     } catch (error) {
-      if (error instanceof PaymentError && error.code === "GATEWAY_UNAVAILABLE") {
-        throw new PaymentError("GATEWAY_UNAVAILABLE", `cannot reach the gateway at ${this.address}`, { cause: error });
-      }
+      if (error instanceof PaymentError && error.code === "GATEWAY_UNAVAILABLE")
+        throw await this.#explainUnavailable(error);
       throw error;
+    }
+  }
+
+  /** grpc-js says UNAVAILABLE for a refused handshake too: one plain TLS connection tells which it was. */
+  async #explainUnavailable(error: PaymentError): Promise<Error> {
+    const probe = await probeTls(this.address, this.#identity, gatewayServerName, tlsProbeTimeoutMs);
+    switch (probe.outcome) {
+      case "refused-by-peer":
+        return new CertificateError(
+          `the gateway at ${this.address} refused the TLS handshake (${probe.detail}): our client certificate is not signed by its CA`,
+          { cause: error },
+        );
+      case "peer-not-trusted":
+        return new CertificateError(
+          `the gateway at ${this.address} presented a certificate our CA did not sign (${probe.detail})`,
+          { cause: error },
+        );
+      case "accepted":
+      case "unreachable":
+        return new PaymentError("GATEWAY_UNAVAILABLE", `cannot reach the gateway at ${this.address}`, { cause: error });
     }
   }
 
