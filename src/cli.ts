@@ -12,6 +12,7 @@ import { runInteractive } from "./roles/client-interactive.js";
 import { exitCodes } from "./roles/client-context.js";
 import { runUp } from "./roles/up.js";
 import { runPayment, runStatus } from "./roles/status.js";
+import { PortInUseError } from "./core/transport/listen.js";
 import { banksInDataDir, ensureCertificates, seedDataDir } from "./roles/seed.js";
 
 armCrashPoint(process.env.PAYNET_CRASH_AT);
@@ -50,6 +51,13 @@ const exitCodeHelp = [
   `  ${exitCodes.queued}  queued: the gateway was unreachable or the outcome is unknown; \`paynet client sync\` sends it with the same id`,
   `  ${exitCodes.unreachable}  the gateway is unreachable (balance)`,
 ].join("\n");
+
+/** A busy port said with who probably holds it: another process of the same role. */
+function portInUseAs(role: string): (error: unknown) => never {
+  return (error) => {
+    throw error instanceof PortInUseError ? error.as(role) : error;
+  };
+}
 
 async function finish(code: Promise<number>): Promise<void> {
   process.exitCode = await code;
@@ -274,7 +282,7 @@ await yargs(hideBin(process.argv))
         recordsRetained: args.recordsRetained,
         archiveChunkRecordsIgnored: args.archiveChunkRecords !== undefined,
         unsafeLogDecisionLate: process.env.PAYNET_UNSAFE_LATE_DECISION_LOG === "1",
-      }),
+      }).catch(portInUseAs("gateway")),
   )
   .command(
     "bank",
@@ -313,7 +321,7 @@ await yargs(hideBin(process.argv))
         gateway: args.gateway,
         holdTimeoutMs: args.holdTimeoutMs,
         metricsPort: args.metricsPort,
-      }),
+      }).catch(portInUseAs("bank")),
   )
   .command(
     "client",
