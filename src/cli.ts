@@ -437,7 +437,7 @@ await yargs(hideBin(process.argv))
   )
   .command(
     "payment <id>",
-    "operator view of one payment by its idempotency key: state, timestamps of each phase, reason",
+    "operator view of one payment by its idempotency key (or a unique prefix of at least 8 characters): state, timestamps of each phase, reason",
     (argv) =>
       argv
         .positional("id", { type: "string", demandOption: true })

@@ -108,7 +108,7 @@ describe("interactive client in a terminal", () => {
 
     await waitForCount("alice@SBI (online)", 2);
     await keys("Down", "Down", "Down", "Enter"); // Recent payments
-    await waitForScreen(/committed 12\.50 from alice@SBI to bob@HDFC\s*\n[\s\S]*alice@SBI \(online\)/);
+    await waitForScreen(/committed 12\.50 from alice@SBI to bob@HDFC [0-9a-f]{12}\s*\n[\s\S]*alice@SBI \(online\)/);
 
     await waitForCount("alice@SBI (online)", 3);
     await keys("Up", "Enter"); // Exit is one above the top, wrapping around

@@ -72,6 +72,16 @@ export async function readPassword(passwordStdin: boolean): Promise<string> {
   return password;
 }
 
+/**
+ * A payment id as people read it in a list: its first 12 characters, which `paynet payment` accepts (any
+ * unique prefix of at least 8), as git shows commits.
+ */
+export function shortId(id: string): string {
+  return id.slice(0, shortIdLength);
+}
+
+const shortIdLength = 12;
+
 export function describePayment(payment: QueuedPayment): string {
   return `${formatMinor(payment.amountMinor)} from ${payment.user}@${payment.bank} to ${payment.to}@${payment.toBank}`;
 }

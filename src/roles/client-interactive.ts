@@ -11,6 +11,7 @@ import { CertificateError } from "../core/transport/certificate-error.js";
 import {
   certificateProblem,
   describePayment,
+  shortId,
   exitCodes,
   flushPolicy,
   openClient,
@@ -294,7 +295,7 @@ async function showHistory(context: ClientContext, session: Session): Promise<vo
   for (const entry of entries) {
     const status = entry.status === "committed" ? chalk.green("committed") : chalk.red("aborted");
     say(
-      `${new Date(entry.finishedAtMs).toLocaleString()} ${status} ${describePayment(entry)}${entry.reason === null ? "" : ` (${entry.reason})`}`,
+      `${new Date(entry.finishedAtMs).toLocaleString()} ${status} ${describePayment(entry)}${entry.reason === null ? "" : ` (${entry.reason})`} ${chalk.dim(shortId(entry.id))}`,
     );
   }
 }

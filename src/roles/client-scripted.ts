@@ -21,6 +21,7 @@ import {
   queuedJson,
   readPassword,
   describePayment,
+  shortId,
   type ClientContext,
 } from "./client-context.js";
 
@@ -257,7 +258,7 @@ export async function runHistory(flags: ListFlags): Promise<number> {
         : entries
             .map(
               (entry) =>
-                `${new Date(entry.finishedAtMs).toISOString()} ${entry.status === "committed" ? chalk.green("committed") : chalk.red("aborted")} ${describePayment(entry)}${entry.reason === null ? "" : ` (${entry.reason})`}`,
+                `${new Date(entry.finishedAtMs).toISOString()} ${entry.status === "committed" ? chalk.green("committed") : chalk.red("aborted")} ${describePayment(entry)}${entry.reason === null ? "" : ` (${entry.reason})`} ${chalk.dim(shortId(entry.id))}`,
             )
             .join("\n");
     emit(flags.json, { payments: entries.map(historyJson) }, human);
