@@ -12,6 +12,7 @@ import { runInteractive } from "./roles/client-interactive.js";
 import { exitCodes } from "./roles/client-context.js";
 import { runUp } from "./roles/up.js";
 import { runPayment, runStatus } from "./roles/status.js";
+import { PortInUseError } from "./core/transport/listen.js";
 import { banksInDataDir, ensureCertificates, seedDataDir } from "./roles/seed.js";
 import { parseStore, storeOptions } from "./roles/store-option.js";
 import { runDbExport, runDbMigrate } from "./roles/db.js";
@@ -58,10 +59,17 @@ const exitCodeHelp = [
   "Exit codes:",
   `  ${exitCodes.ok}  success (pay: committed)`,
   `  ${exitCodes.refused}  refused: wrong password, insufficient funds, unknown account, … (pay: aborted)`,
-  `  ${exitCodes.usage}  usage error: a bad flag or amount; nothing was sent`,
+  `  ${exitCodes.usage}  usage error: a bad flag or amount, or certificates that cannot be used (a missing file, another CA); nothing was sent or queued`,
   `  ${exitCodes.queued}  queued: the gateway was unreachable or the outcome is unknown; \`paynet client sync\` sends it with the same id`,
   `  ${exitCodes.unreachable}  the gateway is unreachable (balance)`,
 ].join("\n");
+
+/** A busy port said with who probably holds it: another process of the same role. */
+function portInUseAs(role: string): (error: unknown) => never {
+  return (error) => {
+    throw error instanceof PortInUseError ? error.as(role) : error;
+  };
+}
 
 async function finish(code: Promise<number>): Promise<void> {
   process.exitCode = await code;
@@ -311,7 +319,7 @@ await yargs(hideBin(process.argv))
         archiveChunkRecordsIgnored: args.archiveChunkRecords !== undefined,
         store: parseStore(args.store, args["unsafe-allow-async-commit"]),
         unsafeLogDecisionLate: process.env.PAYNET_UNSAFE_LATE_DECISION_LOG === "1",
-      }),
+      }).catch(portInUseAs("gateway")),
   )
   .command(
     "bank",
@@ -353,7 +361,7 @@ await yargs(hideBin(process.argv))
         holdTimeoutMs: args.holdTimeoutMs,
         metricsPort: args.metricsPort,
         store: parseStore(args.store, args["unsafe-allow-async-commit"]),
-      }),
+      }).catch(portInUseAs("bank")),
   )
   .command(
     "client",
@@ -469,7 +477,7 @@ await yargs(hideBin(process.argv))
   )
   .command(
     "payment <id>",
-    "operator view of one payment by its idempotency key: state, timestamps of each phase, reason",
+    "operator view of one payment by its idempotency key (or a unique prefix of at least 8 characters): state, timestamps of each phase, reason",
     (argv) =>
       argv
         .positional("id", { type: "string", demandOption: true })

@@ -119,7 +119,6 @@ describe("parseAccountsCsv", () => {
     ["empty password", "alice,1,,SBI"],
     ["password with a space", "alice,1,p w,SBI"],
     ["password with a quote", 'alice,1,p"w,SBI'],
-    ["whitespace-only line", "   "],
   ];
   for (const [what, row] of malformed) {
     it(`rejects a row with ${what}, naming its line`, () => {
@@ -132,15 +131,32 @@ describe("parseAccountsCsv", () => {
     assert.throws(() => parseAccountsCsv("alice,-1,pw,SBI\n", path), rejectedAtLine(1));
   });
 
-  it("rejects an empty line between rows", () => {
-    assert.throws(
-      () => parseAccountsCsv(`${accountsHeader}\nalice,1,pw,SBI\n\nbob,1,pw,SBI\n`, path),
-      rejectedAtLine(3),
-    );
+  // Blank lines are skipped wherever they are; the line numbers of what follows them stay the file's own.
+  const blank: ReadonlyArray<[string, string]> = [
+    ["an empty line between rows", `${accountsHeader}\nalice,1000,alice123,SBI\n\nbob,500,bob123,HDFC\n`],
+    ["several empty lines at the end", `${accountsHeader}\nalice,1000,alice123,SBI\nbob,500,bob123,HDFC\n\n\n`],
+    ["a whitespace-only line", `${accountsHeader}\nalice,1000,alice123,SBI\n  \t \nbob,500,bob123,HDFC\n`],
+    ["CRLF blank lines", `${accountsHeader}\r\n\r\nalice,1000,alice123,SBI\r\nbob,500,bob123,HDFC\r\n\r\n`],
+    ["blank lines before the header", `\n\n${accountsHeader}\nalice,1000,alice123,SBI\nbob,500,bob123,HDFC\n`],
+    ["blank lines and no final newline", `${accountsHeader}\nalice,1000,alice123,SBI\n\n\nbob,500,bob123,HDFC`],
+  ];
+  for (const [what, text] of blank) {
+    it(`skips ${what}`, () => {
+      assert.deepEqual(parseAccountsCsv(text, path), seedRows.slice(0, 2));
+    });
+  }
+
+  it("returns no rows for a file of blank lines", () => {
+    assert.deepEqual(parseAccountsCsv("\n \n\n", path), []);
   });
 
-  it("rejects a blank line at the end beyond the final newline", () => {
-    assert.throws(() => parseAccountsCsv("alice,1,pw,SBI\n\n", path), rejectedAtLine(2));
+  it("names a malformed row's own line after skipped blank lines", () => {
+    const text = `${accountsHeader}\n\nalice,1000,alice123,SBI\n\n\nbob,-1,bob123,HDFC\n\n`;
+    assert.throws(() => parseAccountsCsv(text, path), rejectedAtLine(6));
+  });
+
+  it("treats a header after the first non-blank line as a malformed row", () => {
+    assert.throws(() => parseAccountsCsv(`\nalice,1,pw,SBI\n\n${accountsHeader}\n`, path), rejectedAtLine(4));
   });
 
   it("rejects a duplicate user at the same bank, naming the second occurrence", () => {
@@ -258,6 +274,7 @@ describe("rewriteBankRows and loadBankAccounts (on disk)", () => {
     ],
     ["a 64-character username", `${accountsHeader}\n${"a".repeat(64)},1,p,SBI\nalice,2,q,SBI\n`],
     ["the header alone", accountsHeader],
+    ["blank lines between and after rows", `${accountsHeader}\nalice,1000,alice123,SBI\n\n  \nbob,500,bob123,HDFC\n\n`],
     ["an empty file", ""],
   ];
   for (const [shape, text] of shapes) {

@@ -238,6 +238,38 @@ describe("the gateway's payment log", () => {
     assert.deepEqual(reopened.counts(), { committed: 2, aborted: 1 });
     reopened.close();
   });
+
+  it("the archive lists ids by prefix: a range of the key, in order, bounded", async () => {
+    await mkdir(dirname(paths.transactionArchiveSqlite), { recursive: true });
+    const archive = SqliteArchive.open(paths.transactionArchiveSqlite);
+    const ids = ["abc", "abc-1", "abc-2", "abc_3", "abd", "ab", "xabc", "ABC"];
+    archive.insertMany(ids.map((paymentId) => ({ paymentId, line: "{}", committed: true })));
+    const table: Array<[string, number, string[]]> = [
+      ["abc", 10, ["abc", "abc-1", "abc-2", "abc_3"]],
+      ["abc-", 10, ["abc-1", "abc-2"]],
+      ["abc", 2, ["abc", "abc-1"]],
+      ["ab", 10, ["ab", "abc", "abc-1", "abc-2", "abc_3", "abd"]],
+      ["abe", 10, []],
+      ["A", 10, ["ABC"]],
+    ];
+    for (const [prefix, limit, expected] of table)
+      assert.deepEqual(archive.idsWithPrefix(prefix, limit), expected, `${prefix} (limit ${limit})`);
+    archive.close();
+  });
+
+  it("finds ids by prefix in memory and in the archive together, each once", async () => {
+    const log = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 1 });
+    for (let index = 10; index < 14; index += 1) await finishOne(log, index);
+    await log.close(); // archives all but the newest finished payment
+    const reopened = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 1 });
+    await begin(reopened, details(15)); // unfinished, in memory
+    assert.ok(reopened.archivedCounts().committed + reopened.archivedCounts().aborted > 0, "some are archived");
+    assert.deepEqual(await reopened.idsWithPrefix("p1", 10), ["p10", "p11", "p12", "p13", "p15"]);
+    assert.deepEqual(await reopened.idsWithPrefix("p1", 2), ["p10", "p11"]);
+    assert.deepEqual(await reopened.idsWithPrefix("p15", 10), ["p15"]);
+    assert.deepEqual(await reopened.idsWithPrefix("p2", 10), []);
+    await reopened.close();
+  });
 });
 
 describe("the upgrade from an earlier build's archive (transaction_archive.jsonl and its index)", () => {

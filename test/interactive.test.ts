@@ -31,6 +31,28 @@ async function waitForScreen(pattern: RegExp): Promise<string> {
   return last;
 }
 
+/** Waits until the newest menu header on screen (the open menu, or the answer echoed last) reads `header`. */
+async function waitForHeader(account: string, state: string): Promise<void> {
+  const headers = new RegExp(`${account.replace(/[.@]/g, "\\$&")} \\(([^)]*)\\)`, "g");
+  let last = "";
+  await waitUntil(
+    async () => {
+      last = await screen();
+      return [...last.matchAll(headers)].at(-1)?.[1] === state;
+    },
+    `the header ${account} (${state})`,
+    30_000,
+  ).catch((error: Error) => {
+    throw new Error(`${error.message}; the screen was:\n${last}`);
+  });
+}
+
+async function startClient(network: Network): Promise<void> {
+  await tmux("kill-session", "-t", session).catch(() => undefined);
+  const command = `${process.execPath} ${cliPath} client --data-dir ${network.dir} --gateway ${network.gatewayAddress}; echo "EXITED $?"; sleep 30`;
+  await tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", command);
+}
+
 describe("interactive client in a terminal", () => {
   let network: Network;
 
@@ -86,7 +108,7 @@ describe("interactive client in a terminal", () => {
 
     await waitForCount("alice@SBI (online)", 2);
     await keys("Down", "Down", "Down", "Enter"); // Recent payments
-    await waitForScreen(/committed 12\.50 from alice@SBI to bob@HDFC\s*\n[\s\S]*alice@SBI \(online\)/);
+    await waitForScreen(/committed 12\.50 from alice@SBI to bob@HDFC [0-9a-f]{12}\s*\n[\s\S]*alice@SBI \(online\)/);
 
     await waitForCount("alice@SBI (online)", 3);
     await keys("Up", "Enter"); // Exit is one above the top, wrapping around
@@ -105,5 +127,51 @@ describe("interactive client in a terminal", () => {
     await keys("C-c");
     const shown = await waitForScreen(/EXITED 0/);
     assert.ok(!/Error|at .*\.js:\d+/.test(shown), `no stack trace on screen:\n${shown}`);
+  });
+
+  it("follows gateway restarts without a key press: header redrawn, queue sent, session renewed silently", async () => {
+    await startClient(network);
+    await waitForScreen(/Username/);
+    await keys("carol", "Enter");
+    await waitForScreen(/Bank/);
+    await keys("SBI", "Enter");
+    await waitForScreen(/Password/);
+    await keys("carol123", "Enter");
+    await waitForHeader("carol@SBI", "online");
+
+    // Item 2: the open menu follows the connection, both ways, with no key pressed.
+    await network.gateway!.stop("SIGKILL");
+    await waitForHeader("carol@SBI", "offline");
+    await keys("Down", "Enter"); // Make a payment
+    await waitForScreen(/Receiver username/);
+    await keys("dave", "Enter");
+    await waitForScreen(/Receiver bank/);
+    await keys("HDFC", "Enter");
+    await waitForScreen(/Amount/);
+    await keys("2.00", "Enter");
+    await waitForScreen(/queued 2\.00 from carol@SBI to dave@HDFC/);
+    await waitForHeader("carol@SBI", "offline, 1 queued");
+    await network.startGateway();
+    // The restarted gateway does not know the session's token: sending the queue logs in again by itself.
+    await waitForScreen(/the gateway is reachable again[\s\S]*committed 2\.00 from carol@SBI to dave@HDFC/);
+    await waitForHeader("carol@SBI", "online");
+
+    // Item 1: after another restart, the balance is shown, with no UNAUTHENTICATED and no password asked.
+    await network.gateway!.stop("SIGKILL");
+    await waitForHeader("carol@SBI", "offline");
+    await network.startGateway();
+    await waitForHeader("carol@SBI", "online");
+    await keys("Enter"); // View balance
+    const shown = await waitForScreen(/balance 748\.00/);
+    assert.ok(!shown.includes("UNAUTHENTICATED"), `no refusal on screen:\n${shown}`);
+    assert.equal((shown.match(/Password/g) ?? []).length, 1, "the password was asked once, at the start");
+
+    await waitForHeader("carol@SBI", "online");
+    await keys("Up", "Enter"); // Exit
+    await waitForScreen(/EXITED 0/);
+    await network.settled();
+    const balances = await network.balancesOnDisk();
+    assert.equal(balances.get("carol@SBI"), 74800n);
+    assert.equal(balances.get("dave@HDFC"), 25250n);
   });
 });

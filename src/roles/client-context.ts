@@ -1,6 +1,8 @@
 // What every client command shares: its files, its connection, its password source and its output.
 import chalk from "chalk";
 import { text } from "node:stream/consumers";
+import { resolve } from "node:path";
+import type { CertificateError } from "../core/transport/certificate-error.js";
 import { dataPaths } from "../core/durable/paths.js";
 import { clientFiles, loadIdentity } from "../core/transport/certificates.js";
 import { GatewayClient } from "../core/client/gateway-client.js";
@@ -21,6 +23,11 @@ export const exitCodes = Object.freeze({ ok: 0, refused: 1, usage: 2, queued: 3,
 export const flushPolicy: RetryPolicy = Object.freeze({ attemptsMax: 5, delayMinMs: 200, delayMaxMs: 3_000 });
 
 export class UsageError extends Error {}
+
+/** A certificate problem, said with the folder the certificates were read from and what to do. */
+export function certificateProblem(error: CertificateError, dataDir: string): string {
+  return `certificate problem: ${error.message}; the certificates were read from ${dataPaths(dataDir).certificateDir} (--data-dir ${resolve(dataDir)}): use the data dir the network was set up in, or copy its certificate/ folder here`;
+}
 
 export function reportRepair(repair: Repair): void {
   process.stderr.write(
@@ -64,6 +71,16 @@ export async function readPassword(passwordStdin: boolean): Promise<string> {
   if (password === undefined || password === "") throw new UsageError("set PAYNET_PASSWORD or pass --password-stdin");
   return password;
 }
+
+/**
+ * A payment id as people read it in a list: its first 12 characters, which `paynet payment` accepts (any
+ * unique prefix of at least 8), as git shows commits.
+ */
+export function shortId(id: string): string {
+  return id.slice(0, shortIdLength);
+}
+
+const shortIdLength = 12;
 
 export function describePayment(payment: QueuedPayment): string {
   return `${formatMinor(payment.amountMinor)} from ${payment.user}@${payment.bank} to ${payment.to}@${payment.toBank}`;

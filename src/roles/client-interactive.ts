@@ -6,8 +6,12 @@ import { newPaymentId } from "../core/domain/ids.js";
 import { validateBankName, validateUsername } from "../core/domain/validate.js";
 import type { QueuedPayment } from "../core/client/client-files.js";
 import type { SendOutcome } from "../core/client/payment-sender.js";
+import { ConnectionMonitor } from "../core/client/connection-monitor.js";
+import { CertificateError } from "../core/transport/certificate-error.js";
 import {
+  certificateProblem,
   describePayment,
+  shortId,
   exitCodes,
   flushPolicy,
   openClient,
@@ -23,7 +27,6 @@ interface Session {
 }
 
 const historyShown = 10;
-const connectivityProbeMs = 30_000;
 
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -64,35 +67,27 @@ async function withSpinner<T>(label: string, work: Promise<T>): Promise<T> {
 
 export async function runInteractive(flags: { dataDir: string; gateway: string | undefined }): Promise<number> {
   const prompts = await import("@inquirer/prompts");
-  const context = await openClient(flags.dataDir, flags.gateway);
-  // The connection monitor: grpc-js connectivity tells when the gateway comes back.
-  let gatewayReady = false;
-  let monitoring = true;
-  void (async () => {
-    while (monitoring) gatewayReady = await context.client.waitForReady(gatewayReady ? 1_000 : connectivityProbeMs);
-  })();
+  let context: ClientContext;
+  try {
+    context = await openClient(flags.dataDir, flags.gateway);
+  } catch (error) {
+    if (!(error instanceof CertificateError)) throw error;
+    say(chalk.red(certificateProblem(error, flags.dataDir)));
+    return exitCodes.usage;
+  }
+  // The open menu is closed and drawn again when the connection comes or goes (see menuChoice).
+  let menuRedraw = new AbortController();
+  const monitor = new ConnectionMonitor(context.client, () => menuRedraw.abort());
+  monitor.start();
   try {
     let session: Session | null = null;
     for (;;) {
+      menuRedraw = new AbortController();
       session ??= await logIn(prompts, context);
       if (session === null) return exitCodes.ok;
-      if (!session.online && gatewayReady) session.online = await tryLogin(context, session);
-      if (session.online) await flushQueued(context, session);
-      const queued = (await context.queue.list()).filter(
-        (payment) => payment.user === session!.user && payment.bank === session!.bank,
-      ).length;
-      const status = session.online ? chalk.green("online") : chalk.yellow("offline");
-      const action = await prompts.select({
-        message: `${session.user}@${session.bank} (${status}${queued > 0 ? `, ${queued} queued` : ""})`,
-        choices: [
-          { name: "View balance", value: "balance" },
-          { name: "Make a payment", value: "pay" },
-          { name: "Offline queue", value: "queue" },
-          { name: "Recent payments", value: "history" },
-          { name: "Log out", value: "logout" },
-          { name: "Exit", value: "exit" },
-        ],
-      });
+      await catchUp(context, session, context.client.connectionReady() === true);
+      const action = await menuChoice(prompts, context, session, menuRedraw.signal);
+      if (action === "redraw") continue;
       if (action === "exit") return exitCodes.ok;
       if (action === "logout") {
         context.client.logout();
@@ -108,6 +103,10 @@ export async function runInteractive(flags: { dataDir: string; gateway: string |
       }
     }
   } catch (error) {
+    if (error instanceof CertificateError) {
+      say(chalk.red(certificateProblem(error, flags.dataDir)));
+      return exitCodes.usage;
+    }
     // Ctrl-C at any prompt ends the session cleanly.
     if ((error as Error)?.name === "ExitPromptError") {
       say(chalk.dim("bye"));
@@ -115,21 +114,77 @@ export async function runInteractive(flags: { dataDir: string; gateway: string |
     }
     throw error;
   } finally {
-    monitoring = false;
+    monitor.stop();
     context.close();
   }
 }
 
+const menuChoices = [
+  { name: "View balance", value: "balance" },
+  { name: "Make a payment", value: "pay" },
+  { name: "Offline queue", value: "queue" },
+  { name: "Recent payments", value: "history" },
+  { name: "Log out", value: "logout" },
+  { name: "Exit", value: "exit" },
+] as const;
+
+type MenuAction = (typeof menuChoices)[number]["value"] | "redraw";
+
+/**
+ * The main menu, headed by the session's state. It is the prompt a person leaves open while idle, so a
+ * change of connection aborts it (the signal) and the loop catches up and draws it again: nothing else
+ * writes to the terminal while inquirer owns it, and no key press is needed. Inquirer cannot redraw a
+ * prompt's message from outside, hence the abort; the aborted menu is erased (clearPromptOnDone), and a
+ * chosen answer is echoed here as inquirer would have left it.
+ */
+async function menuChoice(
+  prompts: Prompts,
+  context: ClientContext,
+  session: Session,
+  redraw: AbortSignal,
+): Promise<MenuAction> {
+  const queued = (await context.queue.list()).filter(
+    (payment) => payment.user === session.user && payment.bank === session.bank,
+  ).length;
+  const status = session.online ? chalk.green("online") : chalk.yellow("offline");
+  const header = `${session.user}@${session.bank} (${status}${queued > 0 ? `, ${queued} queued` : ""})`;
+  try {
+    const action = await prompts.select(
+      { message: header, choices: [...menuChoices] },
+      { signal: redraw, clearPromptOnDone: true },
+    );
+    say(`${chalk.green("✔")} ${chalk.bold(header)} ${chalk.cyan(menuChoices.find((c) => c.value === action)!.name)}`);
+    return action;
+  } catch (error) {
+    if ((error as Error)?.name === "AbortPromptError") return "redraw";
+    throw error;
+  }
+}
+
+/** Brings the session up to date with the connection: back online (logging in if never done), queue sent. */
+async function catchUp(context: ClientContext, session: Session, reachable: boolean): Promise<void> {
+  if (!reachable) {
+    session.online = false;
+    return;
+  }
+  if (!session.online) session.online = await reconnect(context, session);
+  if (session.online) await flushQueued(context, session);
+}
+
 type Prompts = typeof import("@inquirer/prompts");
 
-async function tryLogin(context: ClientContext, session: Session): Promise<boolean> {
+/**
+ * A session that logged in keeps its token: the next call logs in again by itself if the gateway forgot it
+ * (GatewayClient). A session that started offline logs in now.
+ */
+async function reconnect(context: ClientContext, session: Session): Promise<boolean> {
   try {
-    await context.client.login(session.user, session.bank, session.password);
-    say(chalk.green("the gateway is reachable again"));
-    return true;
+    if (!context.client.loggedIn) await context.client.login(session.user, session.bank, session.password);
   } catch {
     return false;
   }
+  say(chalk.green("the gateway is reachable again"));
+  return true;
 }
 
 /** Asks for credentials until a login succeeds, the user chooses offline mode, or exits (null). */
@@ -143,6 +198,7 @@ async function logIn(prompts: Prompts, context: ClientContext): Promise<Session 
       say(chalk.green(`logged in as ${user}@${bank}`));
       return { user, bank, password, online: true };
     } catch (error) {
+      if (error instanceof CertificateError) throw error; // asking again would not help
       say(explain(error));
       const paymentError = error instanceof PaymentError ? error : PaymentError.fromGrpc(error);
       if (!isAmbiguous(paymentError)) continue; // a wrong password: ask again
@@ -239,7 +295,7 @@ async function showHistory(context: ClientContext, session: Session): Promise<vo
   for (const entry of entries) {
     const status = entry.status === "committed" ? chalk.green("committed") : chalk.red("aborted");
     say(
-      `${new Date(entry.finishedAtMs).toLocaleString()} ${status} ${describePayment(entry)}${entry.reason === null ? "" : ` (${entry.reason})`}`,
+      `${new Date(entry.finishedAtMs).toLocaleString()} ${status} ${describePayment(entry)}${entry.reason === null ? "" : ` (${entry.reason})`} ${chalk.dim(shortId(entry.id))}`,
     );
   }
 }

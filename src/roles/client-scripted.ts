@@ -7,8 +7,10 @@ import { crashPoint } from "../core/faults/crash.js";
 import { validateBankName, validatePaymentId, validateUsername } from "../core/domain/validate.js";
 import type { QueuedPayment } from "../core/client/client-files.js";
 import type { SendOutcome } from "../core/client/payment-sender.js";
+import { CertificateError } from "../core/transport/certificate-error.js";
 import {
   UsageError,
+  certificateProblem,
   exitCodes,
   flushPolicy,
   historyJson,
@@ -19,6 +21,7 @@ import {
   queuedJson,
   readPassword,
   describePayment,
+  shortId,
   type ClientContext,
 } from "./client-context.js";
 
@@ -44,7 +47,12 @@ function emit(json: boolean, object: unknown, human: string): void {
 }
 
 /** Turns a failure into its output and exit code. */
-function fail(flags: { json: boolean }, error: unknown): number {
+function fail(flags: { json: boolean; dataDir: string }, error: unknown): number {
+  if (error instanceof CertificateError) {
+    const message = certificateProblem(error, flags.dataDir);
+    emit(flags.json, { status: "rejected", reason: "CERTIFICATE", message }, chalk.red(message));
+    return exitCodes.usage;
+  }
   if (error instanceof UsageError) {
     emit(
       flags.json,
@@ -142,6 +150,7 @@ export function runPay(flags: PayFlags): Promise<number> {
     try {
       await client.login(flags.user, flags.bank, password);
     } catch (error) {
+      if (error instanceof CertificateError) throw error; // not an outage: the payment could never be sent
       const loginError = error instanceof PaymentError ? error : PaymentError.fromGrpc(error);
       if (!isAmbiguous(loginError)) throw loginError;
       // The gateway is unreachable: nothing was sent, so the payment waits in the queue for `sync`.
@@ -185,6 +194,7 @@ export function runSync(flags: SyncFlags): Promise<number> {
       try {
         await client.login(flags.user, flags.bank, password);
       } catch (error) {
+        if (error instanceof CertificateError) throw error;
         const loginError = error instanceof PaymentError ? error : PaymentError.fromGrpc(error);
         if (!isAmbiguous(loginError)) throw loginError;
         remaining = mine.length;
@@ -248,7 +258,7 @@ export async function runHistory(flags: ListFlags): Promise<number> {
         : entries
             .map(
               (entry) =>
-                `${new Date(entry.finishedAtMs).toISOString()} ${entry.status === "committed" ? chalk.green("committed") : chalk.red("aborted")} ${describePayment(entry)}${entry.reason === null ? "" : ` (${entry.reason})`}`,
+                `${new Date(entry.finishedAtMs).toISOString()} ${entry.status === "committed" ? chalk.green("committed") : chalk.red("aborted")} ${describePayment(entry)}${entry.reason === null ? "" : ` (${entry.reason})`} ${chalk.dim(shortId(entry.id))}`,
             )
             .join("\n");
     emit(flags.json, { payments: entries.map(historyJson) }, human);

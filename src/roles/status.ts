@@ -24,13 +24,15 @@ export interface StatusFlags {
 async function operatorClient(flags: StatusFlags) {
   const paths = dataPaths(flags.dataDir);
   const identity = await loadIdentity(paths.certificateDir, operatorFiles(paths.certificateDir));
-  return createClient(
+  const address = await gatewayAddress(flags.gateway, paths.clientGatewayTxt);
+  const client = createClient(
     PaymentGateway,
-    await gatewayAddress(flags.gateway, paths.clientGatewayTxt),
+    address,
     clientCredentials(identity),
     expectServerName(gatewayServerName),
     "GATEWAY_UNAVAILABLE",
   );
+  return { client, address };
 }
 
 const time = (ms: bigint) => (ms === 0n ? null : new Date(Number(ms)).toISOString());
@@ -51,18 +53,28 @@ function summaryJson(payment: PaymentSummary) {
   };
 }
 
-function fail(flags: StatusFlags, error: unknown): number {
+/** Exit codes of `status` and `payment`: 0 shown, 1 refused, 2 usage, 4 the gateway did not answer. */
+const statusExitCodes = Object.freeze({ ok: 0, refused: 1, usage: 2, unreachable: 4 });
+
+function fail(flags: StatusFlags, address: string, error: unknown): number {
   const paymentError = error instanceof PaymentError ? error : PaymentError.fromGrpc(error);
+  // grpc-js's text ("No connection established …") says less than where we looked.
+  const message =
+    paymentError.code === "GATEWAY_UNAVAILABLE" ? `gateway at ${address} is not reachable` : paymentError.message;
   process.stdout.write(
     flags.json
-      ? `${JSON.stringify({ error: paymentError.code, message: paymentError.message })}\n`
-      : chalk.red(`${paymentError.code}: ${paymentError.message}\n`),
+      ? `${JSON.stringify({ error: paymentError.code, message })}\n`
+      : chalk.red(
+          paymentError.code === "GATEWAY_UNAVAILABLE"
+            ? `${message} (is it running? start it with \`paynet up\` or \`paynet gateway\`, or name it with --gateway)\n`
+            : `${paymentError.code}: ${message}\n`,
+        ),
   );
-  return isAmbiguous(paymentError) ? 4 : 1;
+  return isAmbiguous(paymentError) ? statusExitCodes.unreachable : statusExitCodes.refused;
 }
 
 export async function runStatus(flags: StatusFlags): Promise<number> {
-  const client = await operatorClient(flags);
+  const { client, address } = await operatorClient(flags);
   try {
     const status = await client.getStatus({}, { timeoutMs: statusTimeoutMs });
     const queued = (await new OfflineQueue(dataPaths(flags.dataDir).offlinePaymentsJson, reportRepair).list()).length;
@@ -88,7 +100,7 @@ export async function runStatus(flags: StatusFlags): Promise<number> {
     };
     if (flags.json) {
       process.stdout.write(`${JSON.stringify(report)}\n`);
-      return 0;
+      return statusExitCodes.ok;
     }
     const lines = [`${chalk.bold("store")} ${report.store || "files"}`, chalk.bold("banks")];
     for (const bank of report.banks) {
@@ -110,9 +122,9 @@ export async function runStatus(flags: StatusFlags): Promise<number> {
     }
     lines.push(`${chalk.bold("offline queue")} (${dataPaths(flags.dataDir).offlinePaymentsJson}): ${queued}`);
     process.stdout.write(`${lines.join("\n")}\n`);
-    return 0;
+    return statusExitCodes.ok;
   } catch (error) {
-    return fail(flags, error);
+    return fail(flags, address, error);
   } finally {
     client.close();
   }
@@ -123,9 +135,9 @@ export async function runPayment(flags: StatusFlags & { id: string }): Promise<n
     validatePaymentId(flags.id, "id");
   } catch (error) {
     process.stderr.write(chalk.red(`usage error: ${(error as Error).message}\n`));
-    return 2;
+    return statusExitCodes.usage;
   }
-  const client = await operatorClient(flags);
+  const { client, address } = await operatorClient(flags);
   try {
     const { payment } = await client.getPayment({ paymentId: flags.id }, { timeoutMs: statusTimeoutMs });
     const summary = summaryJson(payment!);
@@ -134,9 +146,9 @@ export async function runPayment(flags: StatusFlags & { id: string }): Promise<n
         ? `${JSON.stringify(summary)}\n`
         : `${summary.id}: ${summary.state}${summary.finished ? " (finished)" : " (in progress)"} ${summary.amount} ${summary.from} → ${summary.to}\n  created ${summary.createdAt}, decided ${summary.decidedAt ?? "-"}, finished ${summary.finishedAt ?? "-"}${summary.reason ? `\n  reason ${summary.reason}: ${summary.reasonMessage}` : ""}\n`,
     );
-    return 0;
+    return statusExitCodes.ok;
   } catch (error) {
-    return fail(flags, error);
+    return fail(flags, address, error);
   } finally {
     client.close();
   }

@@ -3,6 +3,7 @@
 // outcome keeps it queued; sending it again reuses the same id, so the gateway never applies it twice.
 import { crashPoint } from "../faults/crash.js";
 import { PaymentError, isAmbiguous, type Reason } from "../domain/errors.js";
+import { CertificateError } from "../transport/certificate-error.js";
 import type { GatewayClient } from "./gateway-client.js";
 import type { HistoryEntry, OfflineQueue, PaymentHistory, QueuedPayment } from "./client-files.js";
 
@@ -49,6 +50,7 @@ export class PaymentSender {
       const result = await this.#client.pay(payment.id, payment.to, payment.toBank, payment.amountMinor);
       outcome = { status: "committed", payment, balanceAfterMinor: result.balanceAfterMinor };
     } catch (thrown) {
+      if (thrown instanceof CertificateError) throw thrown; // nothing was sent, and waiting never fixes it
       const error = thrown instanceof PaymentError ? thrown : PaymentError.fromGrpc(thrown);
       if (keepsQueued(error)) return { status: "queued", payment, reason: error.code, message: error.message };
       outcome = { status: "aborted", payment, reason: error.code, message: error.message };

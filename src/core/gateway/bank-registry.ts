@@ -207,7 +207,14 @@ export class BankRegistry implements BankDirectory {
 
   #connect(bank: string, address: string): void {
     this.#banks.get(bank)?.client.close();
-    const client = createClient(Bank, address, this.#credentials, expectServerName(bankServerName(bank)));
+    const client = createClient(
+      Bank,
+      address,
+      this.#credentials,
+      expectServerName(bankServerName(bank)),
+      "BANK_UNAVAILABLE",
+      `bank ${bank}`,
+    );
     this.#banks.set(bank, { address, client, link: linkOf(client), lastSeenMs: this.#nowMs() });
   }
 

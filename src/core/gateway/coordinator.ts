@@ -733,7 +733,8 @@ function chooseRefusal(errors: PaymentError[]): PaymentError | null {
   const definite = errors.find((error) => !isAmbiguous(error));
   if (definite !== undefined) return definite;
   const first = errors[0]!;
-  return new PaymentError("BANK_UNAVAILABLE", `a bank did not answer in time: ${first.message}`, { cause: first });
+  // Its message names the bank and its address ("bank HDFC at 127.0.0.1:50052 did not answer"; BankRegistry).
+  return new PaymentError("BANK_UNAVAILABLE", first.message, { cause: first });
 }
 
 function sleep(ms: number): Promise<void> {

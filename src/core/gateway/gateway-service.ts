@@ -59,6 +59,24 @@ function peerHost(peerAddress: string): string {
   return withoutScheme.replace(/:[0-9]+$/, "");
 }
 
+/** A payment may be named by a unique prefix of its id (as git names commits), no shorter than this. */
+export const paymentIdPrefixMin = 8;
+/** Ids shown when a prefix is ambiguous. */
+const ambiguousShownMax = 5;
+
+/** The payment whose id starts with `prefix`, if exactly one does; several are refused, naming some. */
+async function findByPrefix(store: CoordinatorStore, prefix: string): Promise<PaymentRecord | undefined> {
+  if (prefix.length < paymentIdPrefixMin) return undefined;
+  const ids = await store.idsWithPrefix(prefix, ambiguousShownMax + 1);
+  if (ids.length === 0) return undefined;
+  if (ids.length > 1)
+    throw new PaymentError(
+      "INVALID_ARGUMENT",
+      `payment id prefix ${prefix} is ambiguous: ${ids.length > ambiguousShownMax ? `more than ${ambiguousShownMax}` : ids.length} payments start with it (${ids.slice(0, ambiguousShownMax).join(", ")}); give more characters`,
+    );
+  return store.find(ids[0]!);
+}
+
 export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<(typeof PaymentGateway)["method"]> {
   const { coordinator, coordinatorStore, registry, sessions, throttle, bankCallTimeoutMs, logger } = deps;
 
@@ -209,7 +227,7 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
     async getPayment(request, context) {
       requireRole(context.peer, ["operator"], "GetPayment");
       const paymentId = validatePaymentId(request.paymentId);
-      const record = await coordinatorStore.find(paymentId);
+      const record = (await coordinatorStore.find(paymentId)) ?? (await findByPrefix(coordinatorStore, paymentId));
       if (record === undefined) throw new PaymentError("UNKNOWN_PAYMENT", `no payment with id ${paymentId}`);
       return { payment: summaryOf(record) };
     },

@@ -44,6 +44,14 @@ export class MemoryArchive {
         assert(!closed, "the archive is closed");
         return this.#find(paymentId)?.line;
       },
+      idsWithPrefix: (prefix: string, limit: number): string[] => {
+        assert(!closed, "the archive is closed");
+        const ids = new Set([...this.#durable.keys(), ...this.#volatile.keys()]);
+        return [...ids]
+          .filter((id) => id.startsWith(prefix))
+          .sort()
+          .slice(0, limit);
+      },
       counts: (): ArchivedCounts => {
         assert(!closed, "the archive is closed");
         return this.#counts();

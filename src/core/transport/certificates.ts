@@ -5,6 +5,7 @@ import { readFile, stat, access, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import forge from "node-forge";
 import { writeFileAtomic } from "../durable/files.js";
+import { CertificateError } from "./certificate-error.js";
 import {
   bankCommonName,
   bankServerName,
@@ -217,16 +218,26 @@ export interface LoadedIdentity {
 /** Reads a role's certificate, its key (refused unless private to the owner) and the CA. */
 export async function loadIdentity(certificateDir: string, files: CertificateFiles): Promise<LoadedIdentity> {
   const keyStat = await stat(files.keyPath).catch((error: Error) => {
-    throw new Error(`cannot read private key ${files.keyPath}: ${error.message} (run \`paynet certs\`)`);
+    throw new CertificateError(`cannot read private key ${files.keyPath}: ${error.message} (run \`paynet certs\`)`, {
+      cause: error,
+    });
   });
   if ((keyStat.mode & 0o077) !== 0) {
-    throw new Error(
+    throw new CertificateError(
       `private key ${files.keyPath} is readable by others (mode ${(keyStat.mode & 0o777).toString(8)}); run chmod 600 on it`,
     );
   }
   return {
-    caPem: await readFile(caFiles(certificateDir).certPath),
-    certPem: await readFile(files.certPath),
-    keyPem: await readFile(files.keyPath),
+    caPem: await readPem(caFiles(certificateDir).certPath, "CA certificate"),
+    certPem: await readPem(files.certPath, "certificate"),
+    keyPem: await readPem(files.keyPath, "private key"),
   };
+}
+
+function readPem(path: string, what: string): Promise<Buffer> {
+  return readFile(path).catch((error: Error) => {
+    throw new CertificateError(`cannot read ${what} ${path}: ${error.message} (run \`paynet certs\`)`, {
+      cause: error,
+    });
+  });
 }

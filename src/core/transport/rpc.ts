@@ -10,7 +10,7 @@ import {
   type MessageShape,
 } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
-import { PaymentError, type Reason } from "../domain/errors.js";
+import { PaymentError, reasonMetadataKey, type Reason } from "../domain/errors.js";
 import { peerIdentity, type PeerIdentity } from "./identity.js";
 import { rpcErrorsTotal } from "../observability/metrics.js";
 
@@ -123,6 +123,18 @@ export function addService<M extends GenServiceMethods>(
   server.addService(serviceDefinition(service), handlers);
 }
 
+/** A failure grpc-js made up locally (no reason sent by the peer): unreachable, or no answer by the deadline. */
+function isTransportFailure(error: grpc.ServiceError): boolean {
+  const local = error.metadata === undefined || error.metadata.get(reasonMetadataKey).length === 0;
+  return local && (error.code === grpc.status.UNAVAILABLE || error.code === grpc.status.DEADLINE_EXCEEDED);
+}
+
+function transportFailure(error: grpc.ServiceError, peer: string, unavailableReason: Reason, timeoutMs: number) {
+  return error.code === grpc.status.DEADLINE_EXCEEDED
+    ? new PaymentError("TIMEOUT", `${peer} did not answer within ${timeoutMs} ms`, { cause: error })
+    : new PaymentError(unavailableReason, `${peer} did not answer`, { cause: error });
+}
+
 export interface CallOptions {
   timeoutMs: number;
 }
@@ -142,6 +154,8 @@ export function createClient<M extends GenServiceMethods>(
   options: grpc.ChannelOptions = {},
   /** The reason a transport failure (peer unreachable) is reported with. */
   unavailableReason: Reason = "BANK_UNAVAILABLE",
+  /** Who the peer is ("bank HDFC"): a transport failure then says who did not answer, not grpc-js's text. */
+  peerName?: string,
 ): ServiceClient<M> {
   const descriptor = service as unknown as DescService;
   const Constructor = grpc.makeGenericClientConstructor(serviceDefinition(descriptor), descriptor.typeName);
@@ -159,8 +173,10 @@ export function createClient<M extends GenServiceMethods>(
         const deadline = new Date(Date.now() + callOptions.timeoutMs);
         const message = create(method.input, request);
         const onReply = (error: grpc.ServiceError | null, reply: unknown) => {
-          if (error) reject(PaymentError.fromGrpc(error, "INTERNAL", unavailableReason));
-          else resolve(reply);
+          if (error === null) resolve(reply);
+          else if (peerName !== undefined && isTransportFailure(error))
+            reject(transportFailure(error, `${peerName} at ${address}`, unavailableReason, callOptions.timeoutMs));
+          else reject(PaymentError.fromGrpc(error, "INTERNAL", unavailableReason));
         };
         // grpc-js captures the caller's stack (`new Error()`) on every call, only to decorate a failed call's
         // error, which PaymentError.fromGrpc replaces anyway. Capturing it was about 5 % of the gateway's CPU

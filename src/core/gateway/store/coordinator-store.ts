@@ -38,6 +38,8 @@ export interface CoordinatorStore {
   advanceAll(changes: readonly PaymentChange[]): Promise<PaymentRecord[]>;
   /** The record of any payment this store ever recorded, however old. */
   find(paymentId: string): Promise<PaymentRecord | undefined>;
+  /** Up to `limit` ids of recorded payments that start with `prefix`, in id order (for lookups by a short id). */
+  idsWithPrefix(prefix: string, limit: number): Promise<string[]>;
   /**
    * The record of `paymentId`; if there is none, a durable tombstone (aborted, final) recorded atomically in
    * its place, so that the id can never be committed afterwards (presumed abort for a bank's question).

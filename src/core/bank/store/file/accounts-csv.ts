@@ -25,16 +25,22 @@ function fail(path: string, line: number, message: string): never {
   throw new AccountsFileError(`${path}:${line}: ${message}`);
 }
 
-/** Parses the whole file; any malformed row rejects the file, naming the line. */
+/**
+ * Parses the whole file; any malformed row rejects the file, naming the line. Blank lines (a hand-edited
+ * file's trailing or separating ones) hold nothing and are skipped, as CSV readers do; the header, if any,
+ * is the first line that is not blank.
+ */
 export function parseAccountsCsv(text: string, path: string): AccountRow[] {
   const lines = text.split(/\r?\n/);
-  if (lines.at(-1) === "") lines.pop();
   const rows: AccountRow[] = [];
   const seen = new Set<string>();
+  let headerAllowed = true;
   lines.forEach((line, index) => {
     const lineNumber = index + 1;
-    if (index === 0 && line.trim().toLowerCase().replace(/\s/g, "") === accountsHeader) return;
-    if (line.trim() === "") fail(path, lineNumber, "empty line");
+    if (line.trim() === "") return;
+    const firstContent = headerAllowed;
+    headerAllowed = false;
+    if (firstContent && line.trim().toLowerCase().replace(/\s/g, "") === accountsHeader) return;
     const fields = line.split(",");
     if (fields.length !== 4) fail(path, lineNumber, `expected 4 fields (${accountsHeader}), found ${fields.length}`);
     const [username, balanceText, password, bank] = fields.map((field) => field.trim()) as [

@@ -492,6 +492,12 @@ export class GatewayLog implements CoordinatorStore {
     return record;
   }
 
+  async idsWithPrefix(prefix: string, limit: number): Promise<string[]> {
+    const inMemory = [...this.#records.keys()].filter((id) => id.startsWith(prefix));
+    const ids = new Set([...inMemory, ...this.#archive.idsWithPrefix(prefix, limit)]);
+    return [...ids].sort().slice(0, limit);
+  }
+
   /**
    * The record under the id, in memory or archived (never both). Synchronous, so nothing can begin the id
    * between the two looks.

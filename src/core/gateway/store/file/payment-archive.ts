@@ -28,6 +28,8 @@ export interface PaymentArchive {
   insertMany(payments: readonly ArchivedPayment[]): number;
   /** The archived line of the payment, or undefined if it was never archived. */
   lineOf(paymentId: string): string | undefined;
+  /** Up to `limit` archived ids that start with `prefix`, in id order (a range of the key: never a scan). */
+  idsWithPrefix(prefix: string, limit: number): string[];
   /** How many payments are archived, by outcome (kept with the inserts: never a scan). */
   counts(): ArchivedCounts;
   /** Nothing may be called after. */

@@ -76,6 +76,7 @@ export class SqliteArchive implements PaymentArchive {
   readonly #addCounts: Database.Statement<[number, number]>;
   readonly #lineOf: Database.Statement<[string], string>;
   readonly #counts: Database.Statement<[], ArchivedCounts>;
+  readonly #idsFrom: Database.Statement<[string, string, number], string>;
   readonly #insertAll: (payments: readonly ArchivedPayment[]) => number;
 
   private constructor(db: Database.Database) {
@@ -88,6 +89,11 @@ export class SqliteArchive implements PaymentArchive {
     );
     this.#lineOf = db.prepare<[string], string>("SELECT line FROM archived_payments WHERE payment_id = ?").pluck();
     this.#counts = db.prepare<[], ArchivedCounts>("SELECT committed, aborted FROM archived_counts WHERE only_row = 1");
+    this.#idsFrom = db
+      .prepare<[string, string, number], string>(
+        "SELECT payment_id FROM archived_payments WHERE payment_id >= ? AND payment_id < ? ORDER BY payment_id LIMIT ?",
+      )
+      .pluck();
     this.#insertAll = db.transaction((payments: readonly ArchivedPayment[]) => {
       let committed = 0;
       let aborted = 0;
@@ -141,6 +147,11 @@ export class SqliteArchive implements PaymentArchive {
 
   lineOf(paymentId: string): string | undefined {
     return this.#lineOf.get(paymentId);
+  }
+
+  idsWithPrefix(prefix: string, limit: number): string[] {
+    // Ids are ASCII below DEL (validatePaymentId), so every id starting with the prefix sorts before prefix + DEL.
+    return this.#idsFrom.all(prefix, `${prefix}\x7f`, limit);
   }
 
   counts(): ArchivedCounts {

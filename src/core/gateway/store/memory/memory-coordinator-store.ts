@@ -133,6 +133,14 @@ export class MemoryCoordinatorStore implements CoordinatorStore {
     return record;
   }
 
+  async idsWithPrefix(prefix: string, limit: number): Promise<string[]> {
+    this.#refuseIfClosed();
+    return [...this.#records.keys()]
+      .filter((id) => id.startsWith(prefix))
+      .sort()
+      .slice(0, limit);
+  }
+
   async tombstone(paymentId: string): Promise<PaymentRecord> {
     if (this.#disk.dead) return hangForever();
     this.#refuseIfClosed();

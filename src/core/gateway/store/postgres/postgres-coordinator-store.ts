@@ -243,6 +243,22 @@ export class PostgresCoordinatorStore implements CoordinatorStore {
     return (await this.#read(() => readPayment(this.#database, this.schema, paymentId)))?.record;
   }
 
+  /**
+   * For an operator's lookup by a short id (`paynet payment PREFIX`). The scan is bounded by `limit` but not
+   * by an index (the key's collation is not the byte order a prefix range needs): an operator command, never
+   * on a payment's path.
+   */
+  async idsWithPrefix(prefix: string, limit: number): Promise<string[]> {
+    this.#refuseIfUnusable();
+    const result = await this.#read(() =>
+      this.#database.query<{ payment_id: string }>(
+        `SELECT payment_id FROM ${this.schema}.payments WHERE starts_with(payment_id, $1) ORDER BY payment_id LIMIT $2`,
+        [prefix, limit],
+      ),
+    );
+    return result.rows.map((row) => row.payment_id);
+  }
+
   async unfinished(): Promise<PaymentRecord[]> {
     this.#refuseIfUnusable();
     await this.#writer.settled().catch(() => undefined);
