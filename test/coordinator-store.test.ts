@@ -137,6 +137,17 @@ for (const makeAdapter of [fileAdapter, memoryAdapter, postgresAdapter]) {
       await begun.durable;
     });
 
+    it("lists the ids that start with a prefix, in id order, at most as many as asked", async () => {
+      for (const id of ["p15", "p10", "q1", "p2", "p13"]) {
+        const begun = await store.beginOrGet(details(id));
+        if (begun.created) await begun.durable;
+      }
+      assert.deepEqual(await store.idsWithPrefix("p1", 10), ["p10", "p13", "p15"]);
+      assert.deepEqual(await store.idsWithPrefix("p1", 2), ["p10", "p13"]);
+      assert.deepEqual(await store.idsWithPrefix("p15", 10), ["p15"]);
+      assert.deepEqual(await store.idsWithPrefix("x", 10), []);
+    });
+
     it("tombstones an id never begun (aborted and final), and answers a known id with its record", async () => {
       const tombstone = await store.tombstone("ghost");
       assert.equal(tombstone.state, "aborted");
