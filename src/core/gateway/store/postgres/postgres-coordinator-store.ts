@@ -314,14 +314,18 @@ export class PostgresCoordinatorStore implements CoordinatorStore {
       let outcomes: Outcome[] | null = null;
       let answered = false;
       try {
-        await inStoreTransaction(this.#database, async (client) => {
-          await this.#onStep({ step: "begun", calls: calls.length, attempt });
-          outcomes = await this.#runStatements(client, calls);
-          await this.#onStep({ step: "written", calls: calls.length, attempt });
-          // Past this point nothing is retried: the answers below may already have been acted on.
-          answered = true;
-          this.#answerBeforeCommit(calls, outcomes, committed.promise);
-        });
+        await inStoreTransaction(
+          this.#database,
+          async (client) => {
+            await this.#onStep({ step: "begun", calls: calls.length, attempt });
+            outcomes = await this.#runStatements(client, calls);
+            await this.#onStep({ step: "written", calls: calls.length, attempt });
+            // Past this point nothing is retried: the answers below may already have been acted on.
+            answered = true;
+            this.#answerBeforeCommit(calls, outcomes, committed.promise);
+          },
+          { store: this.schema, items: calls.reduce((sum, call) => sum + idsOf(call).length, 0) },
+        );
       } catch (error) {
         if (!answered && attempt < attemptsMax && isRetryable(error)) {
           this.#logger.warn(
