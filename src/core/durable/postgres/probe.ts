@@ -18,7 +18,23 @@ const probeFile = process.env["PAYNET_PG_PROBE"] ?? "";
 const totals = new Map<string, Totals>();
 let timer: NodeJS.Timeout | null = null;
 
+const statementMs = new Map<string, { count: number; ms: number }>();
+
+function addStatement(store: string, key: string, ms: number): void {
+  const k = `${store} ${key}`;
+  const t = statementMs.get(k) ?? { count: 0, ms: 0 };
+  t.count += 1;
+  t.ms += ms;
+  statementMs.set(k, t);
+}
+
 function flushTotals(): void {
+  for (const [statement, t] of statementMs)
+    appendFileSync(
+      probeFile,
+      JSON.stringify({ pid: process.pid, statement, count: t.count, ms: +t.ms.toFixed(1) }) + "\n",
+    );
+  statementMs.clear();
   for (const [store, t] of totals) {
     if (t.transactions === 0) continue;
     appendFileSync(
@@ -53,17 +69,26 @@ export function probeTransaction(store: string, client: DatabaseClient, items: n
   const started = performance.now();
   let committingAt = started;
   let statements = 1; // BEGIN
-  const query = client.query;
-  (client as { query: unknown }).query = function (this: unknown, ...args: unknown[]) {
+  // Counted by shadowing the prototype's query on this client while the transaction runs.
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  (client as { query: unknown }).query = (...args: unknown[]) => {
     statements += 1;
-    return (query as (...a: unknown[]) => unknown).apply(client, args);
+    const key = typeof args[0] === "string" ? args[0].replace(/\s+/g, " ").slice(0, 60) : "?";
+    const at = performance.now();
+    const result = query(...args);
+    if (result instanceof Promise)
+      void result.then(
+        () => addStatement(store, key, performance.now() - at),
+        () => undefined,
+      );
+    return result;
   };
   return {
     committing: () => {
       committingAt = performance.now();
     },
     end: () => {
-      (client as { query: unknown }).query = query;
+      delete (client as { query?: unknown }).query;
       const now = performance.now();
       const t = totals.get(store) ?? {
         transactions: 0,
