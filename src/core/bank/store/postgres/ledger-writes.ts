@@ -347,7 +347,7 @@ export class LedgerSql {
   async #recordFinished(client: DatabaseClient, decided: readonly DecidedEntry[]): Promise<void> {
     // One statement takes the seqs from the meta row and inserts the rows; a second (which sees them) forgets
     // the oldest. Two, not one: a statement's CTEs share one snapshot, and the meta row is updated by both.
-    const meta = await client.query<{ next_seq: string }>(
+    const meta = await client.query<{ next_seq: string; inserted: number }>(
       `WITH meta AS (
          UPDATE ${this.#schema}.meta SET next_finished_seq = next_finished_seq + $1
           WHERE id = 1 RETURNING next_finished_seq - $1 AS first_seq, next_finished_seq AS next_seq
@@ -369,10 +369,12 @@ export class LedgerSql {
         decided.map((entry) => (entry.op === "commit" ? (entry.begunAtMs ?? null) : null)),
       ],
     );
-    const row = meta.rows[0] as { next_seq: string; inserted: number } | undefined;
+    const row = meta.rows[0];
     if (row === undefined) throw new LedgerWriteRefused(`${this.#schema}.meta has no row`);
     if (row.inserted !== decided.length)
       throw new LedgerWriteRefused(`${this.#schema}.finished: ${row.inserted} of ${decided.length} rows inserted`);
+    // Seqs start at 1: while next − retention ≤ 1 no row can be beyond the retention, and the round trip is saved.
+    if (readMinor(row.next_seq, "meta.next_finished_seq") - BigInt(this.#finishedRetainedMax) <= 1n) return;
     await client.query(
       `WITH forgotten AS (
          DELETE FROM ${this.#schema}.finished WHERE seq < $1::int8 - $2::int8 RETURNING begun_at_ms
