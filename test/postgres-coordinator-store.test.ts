@@ -328,9 +328,13 @@ describe("the gateway's PostgreSQL store", () => {
     const stores = [a.store, b.store];
     for (let round = 0; round < 5; round += 1) {
       const ids = Array.from({ length: 40 }, (_, index) => `c${round}-${index}`);
-      // Another gateway sees a new payment once it is durable (this one, at once).
-      const begun = await Promise.all(ids.map((id, index) => stores[index % 2]!.beginOrGet(details(id))));
-      await Promise.all(begun.flatMap((one) => (one.created ? [one.durable] : [])));
+      // Durable before the other gateway advances them: a new payment is answered before its COMMIT.
+      await Promise.all(
+        ids.map(async (id, index) => {
+          const begun = await stores[index % 2]!.beginOrGet(details(id));
+          if (begun.created) await begun.durable;
+        }),
+      );
       // Each step taken by either gateway: counts move between stripes, their sum stays right.
       await Promise.all(
         ids.map((paymentId, index) => {

@@ -158,6 +158,91 @@ describe("PostgresLedgerStore", () => {
     await assertInvariants(first, bank);
   });
 
+  it("applies many holds on one account in one batch under their cumulative guard: one over the funds refuses the batch, nothing applied", async () => {
+    const bank = newBank();
+    const look = pool("paynet-test-many-holds");
+    const seed = accounts([
+      ["alice", 1_000n],
+      ["bob", 0n],
+    ]);
+    const setup = await PostgresLedgerStore.open(storeOptions(look, bank, seed));
+    await setup.load();
+    await setup.append([hold("h0", "bob", "credit", 5n)]);
+    await setup.close();
+    const before = await dump(look, bank);
+    // Seven debits of 150 on alice (1,050 > 1,000), between credits to bob: the whole batch is refused.
+    const over = await PostgresLedgerStore.open(storeOptions(look, bank, seed));
+    await over.load();
+    const batch: LedgerEntry[] = [];
+    for (let index = 0; index < 7; index += 1)
+      batch.push(hold(`d${index}`, "alice", "debit", 150n), hold(`c${index}`, "bob", "credit", 150n));
+    await assert.rejects(over.append(batch), LedgerWriteRefused);
+    await over.close();
+    assert.equal(await dump(look, bank), before, "nothing of the refused batch is applied");
+    // Six fit (900 ≤ 1,000): all applied, the account's held sum is theirs.
+    const fits = await PostgresLedgerStore.open(storeOptions(look, bank, seed));
+    await fits.load();
+    await fits.append(batch.slice(0, 12));
+    await fits.close();
+    await assertInvariants(look, bank);
+    const held = await look.query<{ held_debit_minor: string }>(
+      `SELECT held_debit_minor FROM ${bankSchemaName(bank)}.accounts WHERE username = 'alice'`,
+    );
+    assert.equal(held.rows[0]?.held_debit_minor, "900");
+    // Two holds that fit one by one (60 ≤ 100 available) but not together: the SQL's cumulative guard refuses them.
+    const stale = await PostgresLedgerStore.open(storeOptions(look, bank, accounts([["alice", 1_000n]])));
+    await stale.load();
+    const afterFits = await dump(look, bank);
+    await assert.rejects(
+      stale.append([hold("s1", "alice", "debit", 60n), hold("s2", "alice", "debit", 60n)]),
+      LedgerWriteRefused,
+    );
+    await stale.close();
+    assert.equal(await dump(look, bank), afterFits, "nothing of the refused pair is applied");
+  });
+
+  it("applies many decisions on one account in one batch, decisions before holds, and a retry of the batch is a no-op", async () => {
+    const bank = newBank();
+    const look = pool("paynet-test-many-decisions");
+    const seed = accounts([["alice", 1_000n]]);
+    const setup = await PostgresLedgerStore.open(storeOptions(look, bank, seed));
+    await setup.load();
+    await setup.append([
+      hold("p1", "alice", "debit", 100n),
+      hold("p2", "alice", "debit", 100n),
+      hold("p3", "alice", "debit", 100n),
+      hold("p4", "alice", "debit", 100n),
+      hold("c1", "alice", "credit", 50n),
+    ]);
+    const batch: LedgerEntry[] = [
+      { op: "commit", paymentId: "p1", balancesMinor: { alice: 900n }, replyBalanceMinor: 900n, atMs: startMs },
+      { op: "commit", paymentId: "p2", balancesMinor: { alice: 800n }, replyBalanceMinor: 800n, atMs: startMs },
+      { op: "abort", paymentId: "p3", atMs: startMs },
+      { op: "commit", paymentId: "c1", balancesMinor: { alice: 850n }, replyBalanceMinor: 850n, atMs: startMs },
+      { op: "commit", paymentId: "p4", balancesMinor: { alice: 750n }, replyBalanceMinor: 750n, atMs: startMs },
+      // Fits only once the decisions above applied (750 available after them, 600 before).
+      hold("p5", "alice", "debit", 700n),
+      // A hold and its decision in one batch: the decision is applied after it.
+      hold("p6", "alice", "credit", 10n),
+      { op: "commit", paymentId: "p6", balancesMinor: { alice: 760n }, replyBalanceMinor: 760n, atMs: startMs },
+    ];
+    await setup.append(batch);
+    await setup.close();
+    await assertInvariants(look, bank);
+    const row = await look.query<{ balance_minor: string; held_debit_minor: string; held_credit_minor: string }>(
+      `SELECT balance_minor, held_debit_minor, held_credit_minor FROM ${bankSchemaName(bank)}.accounts`,
+    );
+    assert.deepEqual(row.rows, [{ balance_minor: "760", held_debit_minor: "700", held_credit_minor: "0" }]);
+    const applied = await dump(look, bank);
+    // The same batch again (a retry after a lost reply): every entry is skipped, nothing changes.
+    const again = await PostgresLedgerStore.open(storeOptions(look, bank, seed));
+    const state = await again.load();
+    assert.equal(state.accounts.get("alice")?.balanceMinor, 760n);
+    await again.append(batch);
+    await again.close();
+    assert.equal(await dump(look, bank), applied);
+  });
+
   it("leaves nothing of an append whose session is killed before any of its statements, and reloads the acknowledged prefix", async () => {
     const bank = newBank();
     const seed = accounts([

@@ -6,6 +6,7 @@
 // independent: a schema holds its own migration table, and its migrations run under an advisory lock keyed by
 // the schema's name, so that several processes starting at once apply each version exactly once.
 import { randomBytes } from "node:crypto";
+import { probeTransaction } from "./probe.js";
 import pg from "pg";
 
 /** Too many connections cost the server more than they gain; a process's writes are group-committed anyway. */
@@ -69,12 +70,18 @@ export function openDatabase(options: DatabaseOptions): Database {
 }
 
 /** Runs `work` in one transaction on one client: COMMIT if it resolves, ROLLBACK if it throws; the client is always released. */
-export async function inTransaction<T>(database: Database, work: (client: DatabaseClient) => Promise<T>): Promise<T> {
+export async function inTransaction<T>(
+  database: Database,
+  work: (client: DatabaseClient) => Promise<T>,
+  probe?: { store: string; items: number },
+): Promise<T> {
   const client = await database.connect();
   let broken: Error | undefined;
+  const span = probe === undefined ? undefined : probeTransaction(probe.store, client, probe.items);
   try {
     await client.query("BEGIN");
     const result = await work(client);
+    span?.committing();
     await client.query("COMMIT");
     return result;
   } catch (error) {
@@ -82,6 +89,7 @@ export async function inTransaction<T>(database: Database, work: (client: Databa
     await client.query("ROLLBACK").catch(() => {});
     throw error;
   } finally {
+    span?.end();
     // A client whose transaction failed may have lost its connection: let the pool discard it.
     client.release(broken);
   }

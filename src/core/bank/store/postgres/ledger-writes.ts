@@ -16,9 +16,16 @@
 // its payments, and skips a hold whose payment is held with the same details or finished, and a decision whose
 // payment is already finished the same way. Entries then only ever move a payment forward.
 //
-// Batches: the entries are cut into runs in which no account and no payment appears twice (order inside a run
-// does not matter then), and each run is one multi-row statement per kind of change (`unnest`), so a batch of
-// many legs costs a handful of round trips, not one per entry.
+// Batches: the entries are cut into runs in which no payment appears twice, and no account of a same-bank
+// transfer appears with anything else; each run is one multi-row statement per kind of change (`unnest`), so
+// a batch of many legs costs a handful of round trips, not one per entry (a batch of holds, or of decisions,
+// over any accounts is one run). Inside a run, several changes of one account are applied as one aggregated
+// row update whose guard is the cumulative one: the decisions first (a commit or an abort never lowers what
+// an account has available, balance − debit holds, nor raises balance + credit holds), then the holds, their
+// debits reserved together only if balance − debit holds ≥ their sum; the commits' balance must come out as
+// the run's last commit on that account says (each entry's after-balance is checked against the one before
+// it in planEntry, so the chain is exact once its end is). Equivalent to applying them one by one, since
+// amounts are positive, the final state is the same, and any refusal rolls the whole transaction back.
 import type { DatabaseClient } from "../../../durable/postgres/database.js";
 import type { LedgerEntry, LegKind } from "../../../domain/ledger.js";
 import { LedgerWriteRefused, readMs, readMinor } from "./ledger-rows.js";
@@ -35,9 +42,14 @@ interface KnownHold {
   expiresAtMs: number;
 }
 
-/** One run: no account and no payment appears twice in it, so its statements may apply in any order. */
+/**
+ * One run: no payment appears twice in it, and a transfer's accounts appear in nothing else, so its changes of
+ * one account may be summed (decisions before holds).
+ */
 interface Run {
   accounts: Set<string>;
+  /** The accounts of the run's same-bank transfers (compare-and-set: nothing else of the run may touch them). */
+  transferAccounts: Set<string>;
   payments: Set<string>;
   holds: HoldEntry[];
   commits: Array<{ entry: CommitEntry; username: string }>;
@@ -88,11 +100,26 @@ export class LedgerSql {
         continue;
       }
       let run = runs.at(-1);
-      if (run === undefined || plan.accounts.some((a) => run!.accounts.has(a)) || run.payments.has(entry.paymentId)) {
-        run = { accounts: new Set(), payments: new Set(), holds: [], commits: [], transfers: [], aborts: [] };
+      if (
+        run === undefined ||
+        run.payments.has(entry.paymentId) ||
+        plan.accounts.some((a) => (plan.transfer ? run!.accounts : run!.transferAccounts).has(a))
+      ) {
+        run = {
+          accounts: new Set(),
+          transferAccounts: new Set(),
+          payments: new Set(),
+          holds: [],
+          commits: [],
+          transfers: [],
+          aborts: [],
+        };
         runs.push(run);
       }
-      for (const username of plan.accounts) run.accounts.add(username);
+      for (const username of plan.accounts) {
+        run.accounts.add(username);
+        if (plan.transfer) run.transferAccounts.add(username);
+      }
       run.payments.add(entry.paymentId);
       plan.add(run);
       if (entry.op === "hold") {
@@ -151,34 +178,42 @@ export class LedgerSql {
     return { holds, finished };
   }
 
+  /** Decisions first (they never lower what an account has available), then the holds; see the header. */
   async #applyRun(client: DatabaseClient, run: Run): Promise<void> {
-    if (run.holds.length > 0) await this.#insertHolds(client, run.holds);
+    if (run.aborts.length > 0) await this.#releaseHolds(client, run.aborts);
     if (run.commits.length > 0) await this.#commitHolds(client, run.commits);
     if (run.transfers.length > 0) await this.#transfer(client, run.transfers);
-    if (run.aborts.length > 0) await this.#releaseHolds(client, run.aborts);
+    if (run.holds.length > 0) await this.#insertHolds(client, run.holds);
   }
 
-  /** Reserves each hold's amount on its account, guarded by the funds (debit) or the limit (credit), then inserts it. */
+  /**
+   * Reserves the holds' amounts, summed per account, guarded by the funds (debits: balance − debit holds ≥ their
+   * sum) or the limit (credits, the table's CHECK), then inserts them; an account refused refuses all its holds.
+   */
   async #insertHolds(client: DatabaseClient, holds: readonly HoldEntry[]): Promise<void> {
     const result = await client.query<{ payment_id: string }>(
       `WITH input AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[])
            AS t(payment_id, username, kind, amount_minor, prepared_at_ms, expires_at_ms)
+       ), summed AS (
+         SELECT username,
+                sum(CASE WHEN kind = 'debit' THEN amount_minor ELSE 0 END)::int8 AS debit_minor,
+                sum(CASE WHEN kind = 'credit' THEN amount_minor ELSE 0 END)::int8 AS credit_minor
+           FROM input
+          GROUP BY username
+         HAVING bool_and(amount_minor > 0 AND kind IN ('debit', 'credit'))
        ), reserved AS (
          UPDATE ${this.#schema}.accounts a
-            SET held_debit_minor = a.held_debit_minor + CASE WHEN i.kind = 'debit' THEN i.amount_minor ELSE 0 END,
-                held_credit_minor = a.held_credit_minor + CASE WHEN i.kind = 'credit' THEN i.amount_minor ELSE 0 END
-           FROM input i
-          WHERE a.username = i.username
-            AND i.amount_minor > 0
-            AND CASE WHEN i.kind = 'debit' THEN a.balance_minor - a.held_debit_minor >= i.amount_minor
-                     WHEN i.kind = 'credit' THEN true
-                     ELSE false END
-         RETURNING i.payment_id
+            SET held_debit_minor = a.held_debit_minor + s.debit_minor,
+                held_credit_minor = a.held_credit_minor + s.credit_minor
+           FROM summed s
+          WHERE a.username = s.username
+            AND a.balance_minor - a.held_debit_minor >= s.debit_minor
+         RETURNING a.username
        )
        INSERT INTO ${this.#schema}.holds (payment_id, username, kind, amount_minor, prepared_at_ms, expires_at_ms)
        SELECT i.payment_id, i.username, i.kind, i.amount_minor, i.prepared_at_ms, i.expires_at_ms
-         FROM input i JOIN reserved r USING (payment_id)
+         FROM input i JOIN reserved r USING (username)
        RETURNING payment_id`,
       [
         holds.map((hold) => hold.paymentId),
@@ -198,36 +233,50 @@ export class LedgerSql {
     }
   }
 
-  /** Deletes each committed payment's hold and applies its amount; the balance must come out as the entry says. */
+  /**
+   * Deletes each committed payment's hold and applies the amounts, summed per account, in one update of its
+   * row; each account's balance must come out as the run's last commit on it says.
+   */
   async #commitHolds(
     client: DatabaseClient,
     commits: ReadonlyArray<{ entry: CommitEntry; username: string }>,
   ): Promise<void> {
-    const result = await client.query<{ payment_id: string; username: string; balance_minor: string }>(
+    const result = await client.query<{ payment_id: string; username: string; balance_minor: string | null }>(
       `WITH gone AS (
          DELETE FROM ${this.#schema}.holds h USING unnest($1::text[]) AS i(payment_id)
           WHERE h.payment_id = i.payment_id
          RETURNING h.payment_id, h.username, h.kind, h.amount_minor
+       ), summed AS (
+         SELECT username,
+                sum(CASE WHEN kind = 'credit' THEN amount_minor ELSE -amount_minor END)::int8 AS delta_minor,
+                sum(CASE WHEN kind = 'debit' THEN amount_minor ELSE 0 END)::int8 AS debit_minor,
+                sum(CASE WHEN kind = 'credit' THEN amount_minor ELSE 0 END)::int8 AS credit_minor
+           FROM gone
+          GROUP BY username
+       ), applied AS (
+         UPDATE ${this.#schema}.accounts a
+            SET balance_minor = a.balance_minor + s.delta_minor,
+                held_debit_minor = a.held_debit_minor - s.debit_minor,
+                held_credit_minor = a.held_credit_minor - s.credit_minor
+           FROM summed s
+          WHERE a.username = s.username
+         RETURNING a.username, a.balance_minor
        )
-       UPDATE ${this.#schema}.accounts a
-          SET balance_minor = a.balance_minor + CASE WHEN g.kind = 'credit' THEN g.amount_minor ELSE -g.amount_minor END,
-              held_debit_minor = a.held_debit_minor - CASE WHEN g.kind = 'debit' THEN g.amount_minor ELSE 0 END,
-              held_credit_minor = a.held_credit_minor - CASE WHEN g.kind = 'credit' THEN g.amount_minor ELSE 0 END
-         FROM gone g
-        WHERE a.username = g.username
-       RETURNING g.payment_id, a.username, a.balance_minor`,
+       SELECT g.payment_id, g.username, p.balance_minor FROM gone g LEFT JOIN applied p USING (username)`,
       [commits.map((commit) => commit.entry.paymentId)],
     );
     const applied = new Map(result.rows.map((row) => [row.payment_id, row]));
+    const lastMinor = new Map<string, bigint | undefined>();
+    for (const { entry, username } of commits) lastMinor.set(username, entry.balancesMinor[username]);
     for (const { entry, username } of commits) {
       const row = applied.get(entry.paymentId);
       if (row === undefined)
         throw new LedgerWriteRefused(`commit ${entry.paymentId}: its hold is gone from the database (another writer?)`);
-      const balanceMinor = readMinor(row.balance_minor, "accounts.balance_minor");
-      const expectedMinor = entry.balancesMinor[username];
+      const balanceMinor = row.balance_minor === null ? null : readMinor(row.balance_minor, "accounts.balance_minor");
+      const expectedMinor = lastMinor.get(username);
       if (row.username !== username || balanceMinor !== expectedMinor)
         throw new LedgerWriteRefused(
-          `commit ${entry.paymentId}: the database's balance of ${row.username} came out ${balanceMinor}, the entry says ${username}=${expectedMinor} (another writer?)`,
+          `commit ${entry.paymentId}: the database's balance of ${row.username} came out ${balanceMinor}, the batch's commits say ${username}=${expectedMinor} (another writer?)`,
         );
     }
   }
@@ -260,19 +309,28 @@ export class LedgerSql {
     }
   }
 
-  /** Deletes each aborted payment's hold and releases what it reserved. */
+  /** Deletes each aborted payment's hold and releases what they reserved, summed per account. */
   async #releaseHolds(client: DatabaseClient, paymentIds: readonly string[]): Promise<void> {
-    const result = await client.query(
+    const result = await client.query<{ payment_id: string }>(
       `WITH gone AS (
          DELETE FROM ${this.#schema}.holds h USING unnest($1::text[]) AS i(payment_id)
           WHERE h.payment_id = i.payment_id
-         RETURNING h.username, h.kind, h.amount_minor
+         RETURNING h.payment_id, h.username, h.kind, h.amount_minor
+       ), summed AS (
+         SELECT username,
+                sum(CASE WHEN kind = 'debit' THEN amount_minor ELSE 0 END)::int8 AS debit_minor,
+                sum(CASE WHEN kind = 'credit' THEN amount_minor ELSE 0 END)::int8 AS credit_minor
+           FROM gone
+          GROUP BY username
+       ), released AS (
+         UPDATE ${this.#schema}.accounts a
+            SET held_debit_minor = a.held_debit_minor - s.debit_minor,
+                held_credit_minor = a.held_credit_minor - s.credit_minor
+           FROM summed s
+          WHERE a.username = s.username
+         RETURNING a.username
        )
-       UPDATE ${this.#schema}.accounts a
-          SET held_debit_minor = a.held_debit_minor - CASE WHEN g.kind = 'debit' THEN g.amount_minor ELSE 0 END,
-              held_credit_minor = a.held_credit_minor - CASE WHEN g.kind = 'credit' THEN g.amount_minor ELSE 0 END
-         FROM gone g
-        WHERE a.username = g.username`,
+       SELECT g.payment_id FROM gone g JOIN released r USING (username)`,
       [paymentIds],
     );
     if (result.rowCount !== paymentIds.length)
@@ -287,27 +345,36 @@ export class LedgerSql {
    * same-bank transfers by their start times exactly as retainNewest does.
    */
   async #recordFinished(client: DatabaseClient, decided: readonly DecidedEntry[]): Promise<void> {
-    const meta = await client.query<{ first_seq: string; next_seq: string }>(
-      `UPDATE ${this.#schema}.meta SET next_finished_seq = next_finished_seq + $1
-        WHERE id = 1 RETURNING next_finished_seq - $1 AS first_seq, next_finished_seq AS next_seq`,
-      [decided.length],
-    );
-    const row = meta.rows[0];
-    if (row === undefined) throw new LedgerWriteRefused(`${this.#schema}.meta has no row`);
-    await client.query(
-      `INSERT INTO ${this.#schema}.finished (payment_id, seq, outcome, at_ms, reply_balance_minor, begun_at_ms)
-       SELECT t.payment_id, $6::int8 + t.position - 1, t.outcome, t.at_ms, t.reply_balance_minor, t.begun_at_ms
-         FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[]) WITH ORDINALITY
-           AS t(payment_id, outcome, at_ms, reply_balance_minor, begun_at_ms, position)`,
+    // One statement takes the seqs from the meta row and inserts the rows; a second (which sees them) forgets
+    // the oldest. Two, not one: a statement's CTEs share one snapshot, and the meta row is updated by both.
+    const meta = await client.query<{ next_seq: string; inserted: number }>(
+      `WITH meta AS (
+         UPDATE ${this.#schema}.meta SET next_finished_seq = next_finished_seq + $1
+          WHERE id = 1 RETURNING next_finished_seq - $1 AS first_seq, next_finished_seq AS next_seq
+       ), inserted AS (
+         INSERT INTO ${this.#schema}.finished (payment_id, seq, outcome, at_ms, reply_balance_minor, begun_at_ms)
+         SELECT t.payment_id, m.first_seq + t.position - 1, t.outcome, t.at_ms, t.reply_balance_minor, t.begun_at_ms
+           FROM meta m,
+                unnest($2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[]) WITH ORDINALITY
+                  AS t(payment_id, outcome, at_ms, reply_balance_minor, begun_at_ms, position)
+         RETURNING 1
+       )
+       SELECT m.next_seq, (SELECT count(*) FROM inserted)::int AS inserted FROM meta m`,
       [
+        decided.length,
         decided.map((entry) => entry.paymentId),
         decided.map((entry) => (entry.op === "commit" ? "committed" : "aborted")),
         decided.map((entry) => entry.atMs),
         decided.map((entry) => (entry.op === "commit" ? entry.replyBalanceMinor.toString() : null)),
         decided.map((entry) => (entry.op === "commit" ? (entry.begunAtMs ?? null) : null)),
-        row.first_seq,
       ],
     );
+    const row = meta.rows[0];
+    if (row === undefined) throw new LedgerWriteRefused(`${this.#schema}.meta has no row`);
+    if (row.inserted !== decided.length)
+      throw new LedgerWriteRefused(`${this.#schema}.finished: ${row.inserted} of ${decided.length} rows inserted`);
+    // Seqs start at 1: while next − retention ≤ 1 no row can be beyond the retention, and the round trip is saved.
+    if (readMinor(row.next_seq, "meta.next_finished_seq") - BigInt(this.#finishedRetainedMax) <= 1n) return;
     await client.query(
       `WITH forgotten AS (
          DELETE FROM ${this.#schema}.finished WHERE seq < $1::int8 - $2::int8 RETURNING begun_at_ms
@@ -323,6 +390,8 @@ export class LedgerSql {
 
 interface Plan {
   accounts: string[];
+  /** A same-bank transfer (compare-and-set of its balances): its accounts take nothing else in its run. */
+  transfer?: boolean;
   add(run: Run): void;
 }
 
@@ -373,7 +442,7 @@ function planEntry(
   }));
   const netMinor = changes.reduce((sum, change) => sum + change.afterMinor - change.beforeMinor, 0n);
   if (netMinor !== 0n) throw new LedgerWriteRefused(`transfer ${paymentId}: its balances create or destroy money`);
-  return { accounts: usernames, add: (run) => run.transfers.push(...changes) };
+  return { accounts: usernames, transfer: true, add: (run) => run.transfers.push(...changes) };
 }
 
 function sameHold(known: KnownHold, entry: HoldEntry): boolean {

@@ -142,8 +142,10 @@ export class PostgresLedgerStore implements LedgerStore {
     if (entries.length === 0) return;
     let changed: Map<string, bigint>;
     try {
-      const result = await inTransaction(this.#database, (client) =>
-        this.#sql.applyBatch(client, entries, this.#durableBalancesMinor),
+      const result = await inTransaction(
+        this.#database,
+        (client) => this.#sql.applyBatch(client, entries, this.#durableBalancesMinor),
+        { store: this.schema, items: entries.length },
       );
       changed = result.balancesMinor;
       if (result.skipped > 0) this.#logger.warn({ skipped: result.skipped }, "entries applied already were skipped");

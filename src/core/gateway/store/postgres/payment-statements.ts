@@ -69,27 +69,43 @@ export interface RowUpdate {
 
 /**
  * Writes each payment's progress where its row is still at the version it was read at and the change moves
- * it forward (the same rule as advancedRecord, and the table's trigger); returns how many rows it wrote.
- * Fewer than asked means a row was not as read: the caller fails the transaction.
+ * it forward (the same rule as advancedRecord, and the table's trigger), and adds `deltas` (the non-zero ones,
+ * buckets in one order) to this store's stripe of payment_counts, in one statement; returns how many payment
+ * rows it wrote. Fewer than asked means a row was not as read: the caller fails the transaction.
  */
-export async function updateProgress(client: Queryable, schema: string, updates: RowUpdate[]): Promise<number> {
-  if (updates.length === 0) return 0;
+export async function updateProgress(
+  client: Queryable,
+  schema: string,
+  updates: RowUpdate[],
+  stripe: number,
+  deltas: PaymentCounts,
+): Promise<number> {
+  const buckets = (Object.keys(deltas) as Array<keyof PaymentCounts>).filter((bucket) => deltas[bucket] !== 0).sort();
+  if (updates.length === 0 && buckets.length === 0) return 0;
   const arrays = paymentArrays(updates.map((update) => update.payment));
-  const result = await client.query(
-    `UPDATE ${schema}.payments AS p
-     SET state = c.state, reason = c.reason, reason_message = c.reason_message, finished = c.finished,
-         balance_after_minor = c.balance_after_minor, decided_at_ms = c.decided_at_ms,
-         finished_at_ms = c.finished_at_ms, version = c.version
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::int8[], $7::int8[], $8::int8[],
-       $9::int4[], $10::int4[])
-       AS c(payment_id, state, reason, reason_message, finished, balance_after_minor, decided_at_ms, finished_at_ms,
-         version, expected_version)
-     WHERE p.payment_id = c.payment_id
-       AND p.version = c.expected_version
-       AND c.version > p.version
-       AND (p.state = c.state OR ${schema}.payment_state_rank(c.state) > ${schema}.payment_state_rank(p.state))
-       AND (${schema}.payment_state_rank(p.state) < 2 OR p.state = c.state)
-       AND (c.finished OR NOT p.finished)`,
+  const result = await client.query<{ written: number }>(
+    `WITH written AS (
+       UPDATE ${schema}.payments AS p
+       SET state = c.state, reason = c.reason, reason_message = c.reason_message, finished = c.finished,
+           balance_after_minor = c.balance_after_minor, decided_at_ms = c.decided_at_ms,
+           finished_at_ms = c.finished_at_ms, version = c.version
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::int8[], $7::int8[], $8::int8[],
+         $9::int4[], $10::int4[])
+         AS c(payment_id, state, reason, reason_message, finished, balance_after_minor, decided_at_ms, finished_at_ms,
+           version, expected_version)
+       WHERE p.payment_id = c.payment_id
+         AND p.version = c.expected_version
+         AND c.version > p.version
+         AND (p.state = c.state OR ${schema}.payment_state_rank(c.state) > ${schema}.payment_state_rank(p.state))
+         AND (${schema}.payment_state_rank(p.state) < 2 OR p.state = c.state)
+         AND (c.finished OR NOT p.finished)
+       RETURNING 1
+     ), counted AS (
+       INSERT INTO ${schema}.payment_counts (stripe, bucket, payments)
+       SELECT $11::int2, bucket, delta FROM unnest($12::text[], $13::int8[]) AS d(bucket, delta)
+       ON CONFLICT (stripe, bucket) DO UPDATE SET payments = payment_counts.payments + EXCLUDED.payments
+     )
+     SELECT count(*)::int AS written FROM written`,
     [
       arrays.paymentId,
       arrays.state,
@@ -101,26 +117,12 @@ export async function updateProgress(client: Queryable, schema: string, updates:
       arrays.finishedAtMs,
       arrays.version,
       updates.map((update) => update.expectedVersion),
+      stripe,
+      buckets,
+      buckets.map((bucket) => String(deltas[bucket])),
     ],
   );
-  return result.rowCount ?? 0;
-}
-
-/** Adds `deltas` (non-zero ones) to this store's stripe of payment_counts, buckets in one order. */
-export async function addToCounts(
-  client: Queryable,
-  schema: string,
-  stripe: number,
-  deltas: PaymentCounts,
-): Promise<void> {
-  const buckets = (Object.keys(deltas) as Array<keyof PaymentCounts>).filter((bucket) => deltas[bucket] !== 0).sort();
-  if (buckets.length === 0) return;
-  await client.query(
-    `INSERT INTO ${schema}.payment_counts (stripe, bucket, payments)
-     SELECT $1::int2, bucket, delta FROM unnest($2::text[], $3::int8[]) AS d(bucket, delta)
-     ON CONFLICT (stripe, bucket) DO UPDATE SET payments = payment_counts.payments + EXCLUDED.payments`,
-    [stripe, buckets, buckets.map((bucket) => String(deltas[bucket]))],
-  );
+  return result.rows[0]?.written ?? 0;
 }
 
 export async function readCounts(client: Queryable, schema: string): Promise<PaymentCounts> {

@@ -7,7 +7,8 @@
 // not a thousand. A transaction runs, for all its calls together: one multi-row INSERT … ON CONFLICT DO
 // NOTHING of the new ids (begins and tombstones), one SELECT … FOR UPDATE of every other id it touches, the
 // changes checked in order in JavaScript (advancedRecord, exactly as the other stores), one multi-row UPDATE
-// guarded by each row's version and the forward-only rule, one upsert of the counts, COMMIT.
+// guarded by each row's version and the forward-only rule with the upsert of the counts in the same statement,
+// COMMIT.
 //
 // The idempotency decision is the primary key. An id already committed is skipped by the INSERT and read by
 // the SELECT; one being inserted by another transaction (another gateway) makes the INSERT wait for it, then
@@ -58,7 +59,6 @@ import { countsKey, type Begun, type CoordinatorStore, type PaymentCounts } from
 import { countStripes, gatewayMigrations, gatewaySchemaDefault } from "./migrations.js";
 import { checkChange, checkDetails, checkPaymentId, storableMessage, type StoredPayment } from "./payment-rows.js";
 import {
-  addToCounts,
   insertNew,
   lockRows,
   readCounts,
@@ -336,14 +336,18 @@ export class PostgresCoordinatorStore implements CoordinatorStore {
       let outcomes: Outcome[] | null = null;
       let answered = false;
       try {
-        await inStoreTransaction(this.#database, async (client) => {
-          await this.#onStep({ step: "begun", calls: calls.length, attempt });
-          outcomes = await this.#runStatements(client, calls);
-          await this.#onStep({ step: "written", calls: calls.length, attempt });
-          // Past this point nothing is retried: the answers below may already have been acted on.
-          answered = true;
-          this.#answerBeforeCommit(calls, outcomes, committed.promise);
-        });
+        await inStoreTransaction(
+          this.#database,
+          async (client) => {
+            await this.#onStep({ step: "begun", calls: calls.length, attempt });
+            outcomes = await this.#runStatements(client, calls);
+            await this.#onStep({ step: "written", calls: calls.length, attempt });
+            // Past this point nothing is retried: the answers below may already have been acted on.
+            answered = true;
+            this.#answerBeforeCommit(calls, outcomes, committed.promise);
+          },
+          { store: this.schema, items: calls.reduce((sum, call) => sum + idsOf(call).length, 0) },
+        );
       } catch (error) {
         if (!answered && attempt < attemptsMax && isRetryable(error)) {
           this.#logger.warn(
@@ -456,12 +460,11 @@ export class PostgresCoordinatorStore implements CoordinatorStore {
         updates.push({ payment, expectedVersion: before.version });
       }
     }
-    const written = await updateProgress(client, this.schema, updates);
+    const written = await updateProgress(client, this.schema, updates, this.#stripe, deltas);
     if (written !== updates.length)
       throw new Error(
         `the payment store wrote ${written} of ${updates.length} changed rows: a row was not as locked; nothing of this transaction is kept`,
       );
-    await addToCounts(client, this.schema, this.#stripe, deltas);
     return outcomes;
   }
 
