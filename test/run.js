@@ -21,5 +21,13 @@ const reporters = [
   `--test-reporter=${join(testDir, "slowest-files.js")}`,
   "--test-reporter-destination=stdout",
 ];
-const result = spawnSync(process.execPath, ["--import", "tsx", "--test", ...reporters, ...files], { stdio: "inherit" });
+// Two test files at a time: most of a process test's time is spent waiting on other processes and fsyncs, so
+// two overlap well on 2 cores (958 tests in 405 s instead of 556 s on 2026-12-04). PAYNET_TEST_CONCURRENCY=1
+// runs them one after another, to read one file's output undisturbed.
+const concurrency = process.env.PAYNET_TEST_CONCURRENCY ?? "2";
+const result = spawnSync(
+  process.execPath,
+  ["--import", "tsx", "--test", `--test-concurrency=${concurrency}`, ...reporters, ...files],
+  { stdio: "inherit" },
+);
 process.exit(result.status ?? 1);
