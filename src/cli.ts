@@ -3,7 +3,8 @@ import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import chalk from "chalk";
 import { armCrashPoint, armPausePoint } from "./core/faults/crash.js";
-import { runGateway } from "./roles/gateway.js";
+import { leaseDefaults, runGateway } from "./roles/gateway.js";
+import { leaseMsMax, leaseMsMin } from "./core/gateway/store/postgres/gateway-lease.js";
 import { nemesisBounds } from "./roles/verify/nemesis.js";
 import { finishedRetainedDefault } from "./core/gateway/store/file/gateway-log.js";
 import { bankTimeouts, runBank } from "./roles/bank.js";
@@ -302,11 +303,39 @@ await yargs(hideBin(process.argv))
           deprecated: "ignored: the archive is a SQLite database now",
         })
         .options(storeOptions)
+        .option("lease-ms", {
+          type: "number",
+          default: leaseDefaults.leaseMs,
+          describe:
+            "with --store postgres: this gateway's lease on its payments; if it is not renewed for this long, another gateway on the database takes them over",
+        })
+        .option("lease-renew-ms", {
+          type: "number",
+          default: leaseDefaults.renewEveryMs,
+          describe:
+            "with --store postgres: how often the lease is renewed and the payments of expired gateways are looked for",
+        })
+        .option("gateway-id", {
+          type: "string",
+          describe:
+            "with --store postgres: this gateway's name in the gateways table, unique per start (default gw-HOST-PID-RANDOM)",
+        })
         .check(checkStore)
         .check((args) => {
           const retained = Number(args.recordsRetained);
           if (!Number.isSafeInteger(retained) || retained < 0)
             return `--records-retained must be a whole number ≥ 0, got ${String(args.recordsRetained)}`;
+          const leaseMs = Number(args.leaseMs);
+          if (!Number.isSafeInteger(leaseMs) || leaseMs < leaseMsMin || leaseMs > leaseMsMax)
+            return `--lease-ms must be a whole number of milliseconds in ${leaseMsMin}..${leaseMsMax}, got ${String(args.leaseMs)}`;
+          const renewMs = Number(args.leaseRenewMs);
+          if (!Number.isSafeInteger(renewMs) || renewMs < 10 || renewMs * 2 > leaseMs)
+            return `--lease-renew-ms must be a whole number of milliseconds from 10 to half of --lease-ms (${Math.floor(leaseMs / 2)}), got ${String(args.leaseRenewMs)}`;
+          if (
+            args.gatewayId !== undefined &&
+            (typeof args.gatewayId !== "string" || !/^[A-Za-z0-9._-]{1,64}$/.test(args.gatewayId))
+          )
+            return `--gateway-id must be 1 to 64 letters, digits, '.', '_' or '-', got ${JSON.stringify(args.gatewayId)}`;
           return true;
         }),
     (args) =>
@@ -318,6 +347,7 @@ await yargs(hideBin(process.argv))
         recordsRetained: args.recordsRetained,
         archiveChunkRecordsIgnored: args.archiveChunkRecords !== undefined,
         store: parseStore(args.store, args["unsafe-allow-async-commit"]),
+        lease: { leaseMs: args.leaseMs, renewEveryMs: args.leaseRenewMs, gatewayId: args.gatewayId },
         unsafeLogDecisionLate: process.env.PAYNET_UNSAFE_LATE_DECISION_LOG === "1",
       }).catch(portInUseAs("gateway")),
   )

@@ -119,7 +119,7 @@ describe("the network on PostgreSQL", () => {
     assert.equal(balancesMinor.get("carol@SBI"), 74_500n);
   });
 
-  it("runs one process per bank and one gateway per database, naming the holder", async () => {
+  it("runs one process per bank, naming the holder, and gateways side by side, each with its own lease", async () => {
     const net = await startNetwork();
     const second = new Proc("bank SBI (second)", [
       "bank",
@@ -137,8 +137,49 @@ describe("the network on PostgreSQL", () => {
     assert.notEqual(exit.code, 0);
     assert.match(second.lines.join("\n"), /paynet bank SBI: already held by paynet-bank-SBI/);
     const gateway = new Proc("gateway (second)", ["gateway", "--data-dir", net.dir, "--port", "0", ...store()]);
-    assert.notEqual((await gateway.exited).code, 0);
-    assert.match(gateway.lines.join("\n"), /paynet gateway: already held by paynet-gateway/);
+    try {
+      await gateway.waitFor(/listening on/);
+      const first = (await net.gateway!.waitFor(/gateway (gw-[A-Za-z0-9-]+) holds a lease of 5000 ms/))[1];
+      const other = (await gateway.waitFor(/gateway (gw-[A-Za-z0-9-]+) holds a lease of 5000 ms/))[1];
+      assert.notEqual(first, other, "each gateway process has an id of its own");
+      const client = new pg.Client({ connectionString: database.url });
+      await client.connect();
+      const live = await client.query<{ gateway_id: string; address: string }>(
+        "SELECT gateway_id, address FROM paynet_gateway.gateways WHERE lease_expires_at > clock_timestamp() ORDER BY started_at",
+      );
+      await client.end();
+      assert.deepEqual(
+        live.rows.map((row) => row.gateway_id),
+        [first, other],
+      );
+      assert.equal(live.rows[0]!.address, net.gatewayAddress);
+    } finally {
+      await gateway.stop("SIGTERM");
+    }
+    const refused = new Proc("gateway (same id)", [
+      "gateway",
+      "--data-dir",
+      net.dir,
+      "--port",
+      "0",
+      "--gateway-id",
+      "fixed-id",
+      ...store(),
+    ]);
+    await refused.waitFor(/listening on/);
+    const twin = new Proc("gateway (same id, twice)", [
+      "gateway",
+      "--data-dir",
+      net.dir,
+      "--port",
+      "0",
+      "--gateway-id",
+      "fixed-id",
+      ...store(),
+    ]);
+    assert.notEqual((await twin.exited).code, 0);
+    assert.match(twin.lines.join("\n"), /gateway id fixed-id is already taken/);
+    await refused.stop("SIGTERM");
   });
 
   it("refuses a server session with synchronous_commit off unless told, and status names the store", async () => {

@@ -4,9 +4,15 @@ import { dataPaths, type DataPaths } from "../core/durable/paths.js";
 import { gatewayFiles, loadIdentity } from "../core/transport/certificates.js";
 import { clientCredentials, serverCredentials } from "../core/transport/tls.js";
 import { GatewayLog } from "../core/gateway/store/file/gateway-log.js";
-import { PostgresCoordinatorStore } from "../core/gateway/store/postgres/index.js";
+import {
+  GatewayLease,
+  LeaseLostError,
+  newGatewayId,
+  OwnershipLostError,
+  PostgresCoordinatorStore,
+} from "../core/gateway/store/postgres/index.js";
 import type { CoordinatorStore } from "../core/gateway/store/coordinator-store.js";
-import { checkDurability, holdSessionLock, openDatabase } from "../core/durable/postgres/database.js";
+import { checkDurability, openDatabase } from "../core/durable/postgres/database.js";
 import { describeStore, type StoreChoice } from "./store-option.js";
 import type { Logger } from "../core/observability/log.js";
 import { BankRegistry } from "../core/gateway/bank-registry.js";
@@ -35,7 +41,24 @@ export interface GatewayFlags {
   archiveChunkRecordsIgnored: boolean;
   /** Where the payment log lives: the data dir's files, or a PostgreSQL database. */
   store: StoreChoice;
+  /** With PostgreSQL: this gateway's lease on its payments (see gateway-lease.ts). */
+  lease: LeaseFlags;
 }
+
+export interface LeaseFlags {
+  leaseMs: number;
+  renewEveryMs: number;
+  /** Default: a new one per start (newGatewayId). */
+  gatewayId: string | undefined;
+}
+
+export const leaseDefaults = Object.freeze({
+  /** Long enough to ride out a garbage-collection pause or a slow commit; the bound of a takeover. */
+  leaseMs: 5_000,
+  renewEveryMs: 1_000,
+  /** Payments claimed per look; the rest at the next (every renewEveryMs), so a takeover comes in bounded batches. */
+  claimBatchMax: 500,
+});
 
 export const gatewayTimeouts = Object.freeze({
   prepareTimeoutMs: 5_000,
@@ -68,8 +91,10 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
     store,
     close: closeStore,
     description: storeDescription,
+    takeOver,
+    setAddress,
   } = flags.store.kind === "postgres"
-    ? await openPostgresLog(flags.store, logger)
+    ? await openPostgresLog(flags.store, flags.lease, logger)
     : await openFileLog(paths, flags, logger);
   const registry = await BankRegistry.open(paths.banksJson, clientCredentials(identity), {
     banksMax: gatewayTimeouts.banksMax,
@@ -87,7 +112,10 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
     );
   const sessions = new SessionStore({ ttlMs: gatewayTimeouts.sessionTtlMs, sessionsMax: gatewayTimeouts.sessionsMax });
 
-  const recovering = await coordinator.recover();
+  // On the files, this gateway is the only one: every unfinished payment is its own, recovered now. On
+  // PostgreSQL, other gateways may be driving theirs: only those of expired leases are taken, by the lease's loop.
+  const recovering = takeOver === null ? await coordinator.recover() : 0;
+  const stopTakeOver = takeOver?.(coordinator);
 
   const server = newServer();
   addService(
@@ -118,10 +146,12 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   // Clients on this machine find the gateway here when no --gateway is given.
   await writeFileAtomic(paths.clientGatewayTxt, `${address}\n`);
   const stopMetrics = await startMetrics(flags.metricsPort, logger);
+  await setAddress(address);
   logger.info({ address, recovering }, `listening on ${address}`);
 
   onTerminate(async () => {
     await stopMetrics?.();
+    stopTakeOver?.();
     coordinator.stop();
     await shutdown(server, gatewayTimeouts.shutdownGraceMs);
     registry.close();
@@ -134,6 +164,10 @@ interface OpenedLog {
   close: () => Promise<void>;
   /** For `paynet status`. */
   description: string;
+  /** With several gateways on one database: starts the loop that takes over expired gateways' payments. */
+  takeOver: ((coordinator: Coordinator) => () => void) | null;
+  /** Tells the other gateways where this one listens. */
+  setAddress: (address: string) => Promise<void>;
 }
 
 /** The payment log in the data dir's files (payment_gateway/), with its archive; what the opening found is logged. */
@@ -175,41 +209,74 @@ async function openFileLog(paths: DataPaths, flags: GatewayFlags, logger: Logger
       "finished payments both archived and in the snapshot (a crash between the two writes) are now answered from the archive alone",
     );
   logger.info({ ...log.archivedCounts(), file: paths.transactionArchiveSqlite }, "archive open");
-  return { store: log, close: () => log.close(), description: "files" };
+  return {
+    store: log,
+    close: () => log.close(),
+    description: "files",
+    takeOver: null,
+    setAddress: () => Promise.resolve(),
+  };
 }
 
-/** The payment log in PostgreSQL (schema paynet_gateway): the server's durability checked first. */
-async function openPostgresLog(choice: Extract<StoreChoice, { kind: "postgres" }>, logger: Logger): Promise<OpenedLog> {
-  const database = openDatabase({ url: choice.url, applicationName: "paynet-gateway" });
+/**
+ * The payment log in PostgreSQL (schema paynet_gateway), shared with any other gateway on the database: the
+ * server's durability checked first, then this gateway's lease taken (gateway-lease.ts). The lease's loop
+ * renews it and claims the unfinished payments of gateways whose lease expired; a lease lost stops this one.
+ */
+async function openPostgresLog(
+  choice: Extract<StoreChoice, { kind: "postgres" }>,
+  leaseFlags: LeaseFlags,
+  logger: Logger,
+): Promise<OpenedLog> {
+  const gatewayId = leaseFlags.gatewayId ?? newGatewayId();
+  const database = openDatabase({ url: choice.url, applicationName: `paynet-gateway ${gatewayId}` });
   try {
     const settings = await checkDurability(database, { allowAsyncCommit: choice.allowAsyncCommit });
-    // One gateway per payment log until gateways share one by lease: a second would re-drive the first's
-    // payments under it.
-    const lock = await holdSessionLock(database, "paynet gateway");
-    lock.lost.catch((error: unknown) => {
-      logger.error({ error: String(error) }, "lost the gateway's lock on the database; exiting");
-      process.exit(70);
-    });
     const store = await PostgresCoordinatorStore.open({
       database,
+      owner: gatewayId,
       onWriteFailure: (error) => {
-        // The coordinator may be ahead of the database: stop, and let a restart recover from what committed.
-        logger.error({ error: String(error) }, "a write of the payment log to PostgreSQL failed; exiting");
+        // The coordinator may be ahead of the database, or hold payments another gateway now drives: stop,
+        // and let a restart (a new gateway) recover from what committed.
+        const why = error instanceof OwnershipLostError ? "this gateway lost its lease" : "a write failed";
+        logger.error({ error: String(error) }, `${why}: the payment log in PostgreSQL refuses it; exiting`);
         process.exit(70);
       },
       logger,
     });
+    const lease = await GatewayLease.acquire({
+      database,
+      schema: store.schema,
+      gatewayId,
+      leaseMs: leaseFlags.leaseMs,
+    });
     logger.info(
-      { store: describeStore(choice), fsync: settings.fsync, synchronousCommit: settings.synchronousCommit },
-      "payment log open in PostgreSQL",
+      {
+        store: describeStore(choice),
+        fsync: settings.fsync,
+        synchronousCommit: settings.synchronousCommit,
+        gatewayId,
+        leaseMs: leaseFlags.leaseMs,
+      },
+      `payment log open in PostgreSQL; gateway ${gatewayId} holds a lease of ${leaseFlags.leaseMs} ms`,
     );
     const asyncAccepted = settings.fsync !== "on" || settings.synchronousCommit === "off";
+    let stopLoop: (() => void) | null = null;
     return {
       store,
-      description: `${describeStore(choice)} (fsync=${settings.fsync}, synchronous_commit=${settings.synchronousCommit}${asyncAccepted ? "; UNSAFE: asynchronous commits accepted with --unsafe-allow-async-commit" : ""})`,
+      description: `${describeStore(choice)} (fsync=${settings.fsync}, synchronous_commit=${settings.synchronousCommit}${asyncAccepted ? "; UNSAFE: asynchronous commits accepted with --unsafe-allow-async-commit" : ""}); gateway ${gatewayId}`,
+      takeOver: (coordinator) => {
+        stopLoop = keepLease(lease, store, coordinator, leaseFlags.renewEveryMs, logger);
+        return () => stopLoop?.();
+      },
+      setAddress: (address) => lease.setAddress(address),
       close: async () => {
+        stopLoop?.();
         await store.close();
-        await lock.release();
+        // Nothing more is written by this gateway: the others may take its unfinished payments at once.
+        await lease
+          .release()
+          .catch((error: unknown) => logger.warn({ error: String(error) }, "could not release the lease"));
         await database.end();
       },
     };
@@ -217,4 +284,64 @@ async function openPostgresLog(choice: Extract<StoreChoice, { kind: "postgres" }
     await database.end().catch(() => undefined);
     throw error;
   }
+}
+
+/**
+ * Every renewEveryMs: renew the lease, then claim a bounded batch of the payments of gateways whose lease
+ * expired and drive them. A lease lost stops the process (exit 70): its memory of its payments may be stale.
+ * A renewal that fails for another reason (the database unreachable) is tried again at the next tick; the
+ * lease's own clock ends it if none succeeds for a whole lease. Returns the loop's stop.
+ */
+function keepLease(
+  lease: GatewayLease,
+  store: PostgresCoordinatorStore,
+  coordinator: Coordinator,
+  renewEveryMs: number,
+  logger: Logger,
+): () => void {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const tick = async () => {
+    try {
+      await lease.renew();
+    } catch (error) {
+      if (error instanceof LeaseLostError) {
+        logger.error({ error: error.message, gatewayId: lease.gatewayId }, "lost the lease: exiting");
+        process.exit(70);
+      }
+      logger.warn({ error: String(error) }, "could not renew the lease; trying again");
+      return;
+    }
+    for (;;) {
+      const claimed = await store.claimOrphans(leaseDefaults.claimBatchMax);
+      if (claimed.length === 0 || stopped) break;
+      const from = [...new Set(claimed.map((one) => one.previousOwner ?? "(an earlier build)"))];
+      logger.warn(
+        { payments: claimed.length, from, paymentIds: claimed.slice(0, 10).map((one) => one.record.paymentId) },
+        `took over ${claimed.length} unfinished payments of ${from.join(", ")}: its lease expired`,
+      );
+      await coordinator.takeOver(claimed.map((one) => one.record));
+      if (claimed.length < leaseDefaults.claimBatchMax) break;
+    }
+  };
+  const schedule = () => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      tick()
+        .catch((error: unknown) =>
+          logger.warn({ error: String(error) }, "the takeover of expired gateways' payments failed; trying again"),
+        )
+        .finally(schedule);
+    }, renewEveryMs);
+  };
+  // A first look at once: payments of gateways that died before this one started are taken without a wait.
+  void tick()
+    .catch((error: unknown) =>
+      logger.warn({ error: String(error) }, "the takeover of expired gateways' payments failed; trying again"),
+    )
+    .finally(schedule);
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
 }

@@ -21,6 +21,7 @@ import { validateAmountMinor } from "../domain/money.js";
 import { validateBankName, validatePaymentId, validateUsername } from "../domain/validate.js";
 import {
   advancedRecord,
+  isDecided,
   isTombstone,
   sameDetails,
   withProgress,
@@ -69,6 +70,10 @@ export interface PaymentOutcome {
 }
 
 type Decision = "commit" | "abort";
+
+/** How often a payment another gateway drives is looked up while its answer is awaited (doubling, capped). */
+const awaitDecisionPollMinMs = 25;
+const awaitDecisionPollMaxMs = 400;
 type Answer = PaymentOutcome | PaymentError;
 
 /** A payment this process is driving: duplicates wait for the record it will be answered from. */
@@ -146,7 +151,13 @@ export class Coordinator {
       begun.forEach((one, index) => {
         const details = toBegin[index]!;
         const slot = toBeginSlots[index]!;
-        if (!one.created) {
+        if (!one.created && !isDecided(one.record.state)) {
+          // Begun by another gateway on the same database, and not decided yet: its answer is this one's.
+          answers[slot] = this.#awaitDecision(one.record).then((record) => {
+            this.#release(details.paymentId, record);
+            return this.#replay(record, details);
+          });
+        } else if (!one.created) {
           this.#release(details.paymentId, one.record);
           answers[slot] = this.#replay(one.record, details);
         } else if (details.fromBank === details.toBank) {
@@ -184,6 +195,21 @@ export class Coordinator {
   async recover(): Promise<number> {
     const unfinished = await this.#store.unfinished();
     inDoubtPayments.set(unfinished.length);
+    await this.#redrive(unfinished, "the gateway restarted");
+    return unfinished.length;
+  }
+
+  /**
+   * Payments this gateway has just claimed from one whose lease expired (several gateways on one database):
+   * driven by the same rules as at a restart, since their owner's memory of them is gone with its lease.
+   */
+  async takeOver(records: readonly PaymentRecord[]): Promise<void> {
+    inDoubtPayments.inc(records.length);
+    await this.#redrive(records, "their gateway stopped");
+  }
+
+  /** Every undecided payment of `unfinished` is decided abort (no commit was recorded, so none was sent); the rest driven to their end. */
+  async #redrive(unfinished: readonly PaymentRecord[], why: string): Promise<void> {
     const presumedAborts: PaymentChange[] = [];
     const decided: PaymentRecord[] = [];
     for (const record of unfinished) {
@@ -193,10 +219,7 @@ export class Coordinator {
           continue;
         }
         this.#claim(record.paymentId);
-        void this.#resolveLocal(
-          record,
-          new PaymentError("PAYMENT_ABORTED", "the gateway restarted before the bank answered"),
-        ).then(
+        void this.#resolveLocal(record, new PaymentError("PAYMENT_ABORTED", `${why} before the bank answered`)).then(
           (final) => this.#release(record.paymentId, final),
           () => this.#release(record.paymentId, record),
         );
@@ -204,9 +227,9 @@ export class Coordinator {
         presumedAborts.push({
           paymentId: record.paymentId,
           state: "aborted",
-          outcome: { reason: "PAYMENT_ABORTED", reasonMessage: "the gateway restarted before deciding" },
+          outcome: { reason: "PAYMENT_ABORTED", reasonMessage: `${why} before deciding` },
         });
-        this.#logger.warn({ paymentId: record.paymentId }, "presumed abort: undecided when the gateway restarted");
+        this.#logger.warn({ paymentId: record.paymentId }, `presumed abort: undecided when ${why}`);
       } else {
         decided.push(record);
         this.#logger.info(
@@ -221,7 +244,6 @@ export class Coordinator {
     const local = decided.filter((record) => record.fromBank === record.toBank);
     if (local.length > 0) void this.#recordFinished(local, process.hrtime.bigint());
     if (crossBank.length > 0) void this.#phase2(crossBank, new Map());
-    return unfinished.length;
   }
 
   /** Stops retry loops (for shutdown); durable state lets the next start finish them. */
@@ -263,6 +285,24 @@ export class Coordinator {
     if (driving === undefined) return;
     this.#inFlight.delete(paymentId);
     driving.resolve(record ?? inDoubtRecord(paymentId));
+  }
+
+  /**
+   * The record of a payment another gateway drives, once decided, or as it is after replyWaitMs (the client
+   * then hears it is in doubt, and retries with the same id). Polled: a few reads of one row by its key.
+   */
+  async #awaitDecision(record: PaymentRecord): Promise<PaymentRecord> {
+    const deadlineMs = Date.now() + this.#options.replyWaitMs;
+    let delayMs = awaitDecisionPollMinMs;
+    let latest = record;
+    while (!isDecided(latest.state) && !this.#stopping) {
+      const leftMs = deadlineMs - Date.now();
+      if (leftMs <= 0) break;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(delayMs, leftMs)));
+      delayMs = Math.min(delayMs * 2, awaitDecisionPollMaxMs);
+      latest = (await this.#store.find(record.paymentId)) ?? latest;
+    }
+    return latest;
   }
 
   /** The answer to a repeated id, from the record it was recorded with. */

@@ -333,13 +333,20 @@ export class Cluster {
     }
   }
 
+  /** The processes keep their state in PostgreSQL (leases and session cuts apply). */
+  get usesDatabase(): boolean {
+    return this.#options.store.kind === "postgres";
+  }
+
   /** Terminates the database sessions of the gateway (`target` "gateway") or of a bank; how many. */
   async cutStoreSessions(target: string): Promise<number> {
     const store = this.#options.store;
     if (store.kind !== "postgres") return 0;
     const database = decodeURIComponent(new URL(store.url).pathname.slice(1));
-    const applicationName = target === "gateway" ? "paynet-gateway" : `paynet-bank-${target}`;
-    return terminateSessions(store.url, database, applicationName, { match: "exact" });
+    // A gateway's sessions carry its id after the name (`paynet-gateway gw-…`); a bank's are the name alone.
+    return target === "gateway"
+      ? terminateSessions(store.url, database, "paynet-gateway ", { match: "prefix" })
+      : terminateSessions(store.url, database, `paynet-bank-${target}`, { match: "exact" });
   }
 
   all(): ManagedProcess[] {

@@ -4,6 +4,7 @@
 import { crashPointsByRole } from "../../core/faults/crash.js";
 import { Prng } from "../../core/testing/prng.js";
 import { Mutex } from "./mutex.js";
+import { leaseDefaults } from "../gateway.js";
 import type { Cluster, ManagedProcess } from "./cluster.js";
 
 export const faultKinds = [
@@ -178,16 +179,35 @@ async function killEpisode(managed: ManagedProcess, fault: PlannedFault, stopAtM
   return "done";
 }
 
-async function pauseEpisode(managed: ManagedProcess, fault: PlannedFault, stopAtMs: number): Promise<string> {
+async function pauseEpisode(
+  cluster: Cluster,
+  managed: ManagedProcess,
+  fault: PlannedFault,
+  stopAtMs: number,
+): Promise<string> {
   await ensureRunning(managed);
+  // A gateway on PostgreSQL paused about as long as its lease may wake to find it expired, and must then stop
+  // (exit 70) rather than drive payments another gateway may have taken: that exit is expected, not a fault.
+  const mayLoseLease =
+    fault.target === "gateway" &&
+    cluster.usesDatabase &&
+    fault.holdMs >= leaseDefaults.leaseMs - 2 * leaseDefaults.renewEveryMs;
+  if (mayLoseLease) managed.expectExit();
   managed.pause();
   try {
     await hold(fault.holdMs, stopAtMs);
   } finally {
     managed.resume();
   }
+  if (mayLoseLease && (await managed.exitsWithin(2 * leaseDefaults.renewEveryMs + leaseLossExitSlackMs))) {
+    await managed.start();
+    return "lost its lease while paused: it stopped, restarted";
+  }
   return "done";
 }
+
+/** Beyond two renewal intervals, how long a gateway that woke with an expired lease may take to exit. */
+const leaseLossExitSlackMs = 1_000;
 
 /** Restarts the process armed (an orderly stop first, so no lock is left to go stale), waits for the crash, restarts it unarmed. */
 async function crashPointEpisode(managed: ManagedProcess, fault: PlannedFault, stopAtMs: number): Promise<string> {
@@ -249,7 +269,8 @@ function runEpisode(cluster: Cluster, fault: PlannedFault, stopAtMs: number): Pr
   return managed.mutex.run(() => {
     if (Date.now() >= stopAtMs) return Promise.resolve("skipped: the run ended first");
     if (fault.kind === "kill-gateway" || fault.kind === "kill-bank") return killEpisode(managed, fault, stopAtMs);
-    if (fault.kind === "pause-gateway" || fault.kind === "pause-bank") return pauseEpisode(managed, fault, stopAtMs);
+    if (fault.kind === "pause-gateway" || fault.kind === "pause-bank")
+      return pauseEpisode(cluster, managed, fault, stopAtMs);
     if (fault.kind === "cut-store-sessions") return cutSessionsEpisode(cluster, managed, fault, stopAtMs);
     return crashPointEpisode(managed, fault, stopAtMs);
   });

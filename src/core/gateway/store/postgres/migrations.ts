@@ -11,6 +11,12 @@
 // already checks every change (domain/payment.ts advancedRecord) and guards its UPDATE; the trigger makes a
 // second gateway with another build, or a hand-written statement, obey the same rule.
 //
+// gateways (migration 2): one row per gateway process (a new id per start), with a lease it renews. A payment
+// row's `owner` is the gateway driving it; a gateway writes a payment's progress only while it owns the row
+// and its lease is live (both checked in the UPDATE itself), and live gateways claim the unfinished payments
+// of owners whose lease has expired (gateway/store/postgres/gateway-lease.ts). Lease times are the database's
+// clock, so the gateways' clocks need not agree.
+//
 // payment_counts: how many payments are in each bucket of PaymentCounts, kept by the store in the same
 // transaction as the rows it changes, so counts() reads at most stripes × 5 rows instead of scanning the
 // table. Split into stripes (each store picks one at open) so that gateways sharing the database do not all
@@ -88,6 +94,23 @@ CREATE TABLE payment_counts (
   payments bigint NOT NULL,
   PRIMARY KEY (stripe, bucket)
 );
+`,
+  },
+  {
+    version: 2,
+    name: "gateways and their leases; each payment's owner",
+    sql: `
+CREATE TABLE gateways (
+  gateway_id text PRIMARY KEY CHECK (gateway_id <> ''),
+  address text NOT NULL DEFAULT '',
+  started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  lease_expires_at timestamptz NOT NULL
+);
+
+-- NULL for the rows of a gateway of an earlier build: no live lease, so the first gateway to look takes them.
+ALTER TABLE payments ADD COLUMN owner text;
+
+CREATE INDEX payments_unfinished_owner ON payments (owner) WHERE NOT finished;
 `,
   },
 ]);

@@ -30,12 +30,16 @@ export interface PaymentRow {
   decided_at_ms: string | null;
   finished_at_ms: string | null;
   version: number;
+  /** Selected only where ownership matters (lockRows, claims). */
+  owner?: string | null;
 }
 
 /** A record as the database holds it, with the count of changes written to its row. */
 export interface StoredPayment {
   record: PaymentRecord;
   version: number;
+  /** The gateway driving it (see migrations.ts, gateways), where read; null for a row of an earlier build. */
+  owner?: string | null;
 }
 
 /** The database holds something this build cannot read as a payment: a damaged or foreign row. */
@@ -97,7 +101,9 @@ export function storedFromRow(row: PaymentRow): StoredPayment {
     decidedAtMs: nullableTimeMs(row, "decided_at_ms", row.decided_at_ms),
     finishedAtMs: nullableTimeMs(row, "finished_at_ms", row.finished_at_ms),
   };
-  return { record: Object.freeze(record), version: row.version };
+  return row.owner === undefined
+    ? { record: Object.freeze(record), version: row.version }
+    : { record: Object.freeze(record), version: row.version, owner: row.owner };
 }
 
 /** The columns of a record as unnest() arrays take them: int8 as decimal text, the rest as they are. */

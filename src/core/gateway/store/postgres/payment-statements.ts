@@ -13,15 +13,21 @@ export type Queryable = Pick<DatabaseClient, "query">;
  * committed row is skipped; one being inserted by a transaction still open waits for it to end (PostgreSQL's
  * speculative insertion), then is skipped if it committed, inserted if it rolled back. Never both.
  */
-export async function insertNew(client: Queryable, schema: string, payments: StoredPayment[]): Promise<Set<string>> {
+export async function insertNew(
+  client: Queryable,
+  schema: string,
+  payments: StoredPayment[],
+  owner: string | null = null,
+): Promise<Set<string>> {
   if (payments.length === 0) return new Set();
   // One order for every gateway: two batches inserting the same ids wait for each other, never in a cycle.
   const sorted = [...payments].sort((a, b) => compareIds(a.record.paymentId, b.record.paymentId));
   const arrays = paymentArrays(sorted);
   const result = await client.query<{ payment_id: string }>(
-    `INSERT INTO ${schema}.payments (${paymentColumns})
-     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[],
-       $8::text[], $9::text[], $10::bool[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int4[])
+    `INSERT INTO ${schema}.payments (${paymentColumns}, owner)
+     SELECT u.*, $16::text FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
+       $7::text[], $8::text[], $9::text[], $10::bool[], $11::int8[], $12::int8[], $13::int8[], $14::int8[],
+       $15::int4[]) AS u
      ON CONFLICT (payment_id) DO NOTHING
      RETURNING payment_id`,
     [
@@ -40,6 +46,7 @@ export async function insertNew(client: Queryable, schema: string, payments: Sto
       arrays.decidedAtMs,
       arrays.finishedAtMs,
       arrays.version,
+      owner,
     ],
   );
   return new Set(result.rows.map((row) => row.payment_id));
@@ -54,7 +61,8 @@ export async function lockRows(client: Queryable, schema: string, ids: string[])
   const found = new Map<string, StoredPayment>();
   if (ids.length === 0) return found;
   const result = await client.query<PaymentRow>(
-    `SELECT ${paymentColumns} FROM ${schema}.payments WHERE payment_id = ANY($1::text[]) ORDER BY payment_id FOR UPDATE`,
+    `SELECT ${paymentColumns}, owner FROM ${schema}.payments WHERE payment_id = ANY($1::text[])
+     ORDER BY payment_id FOR UPDATE`,
     [ids],
   );
   for (const row of result.rows) found.set(row.payment_id, storedFromRow(row));
@@ -72,6 +80,9 @@ export interface RowUpdate {
  * it forward (the same rule as advancedRecord, and the table's trigger), and adds `deltas` (the non-zero ones,
  * buckets in one order) to this store's stripe of payment_counts, in one statement; returns how many payment
  * rows it wrote. Fewer than asked means a row was not as read: the caller fails the transaction.
+ *
+ * With an `owner`, a row is written only if that gateway owns it and its lease is live at this statement
+ * (the database's clock): a gateway that lost its lease, or whose payment another claimed, writes nothing.
  */
 export async function updateProgress(
   client: Queryable,
@@ -79,6 +90,7 @@ export async function updateProgress(
   updates: RowUpdate[],
   stripe: number,
   deltas: PaymentCounts,
+  owner: string | null = null,
 ): Promise<number> {
   const buckets = (Object.keys(deltas) as Array<keyof PaymentCounts>).filter((bucket) => deltas[bucket] !== 0).sort();
   if (updates.length === 0 && buckets.length === 0) return 0;
@@ -99,6 +111,8 @@ export async function updateProgress(
          AND (p.state = c.state OR ${schema}.payment_state_rank(c.state) > ${schema}.payment_state_rank(p.state))
          AND (${schema}.payment_state_rank(p.state) < 2 OR p.state = c.state)
          AND (c.finished OR NOT p.finished)
+         AND ($14::text IS NULL OR (p.owner = $14::text AND EXISTS (
+           SELECT 1 FROM ${schema}.gateways g WHERE g.gateway_id = $14::text AND g.lease_expires_at > clock_timestamp())))
        RETURNING 1
      ), counted AS (
        INSERT INTO ${schema}.payment_counts (stripe, bucket, payments)
@@ -120,6 +134,7 @@ export async function updateProgress(
       stripe,
       buckets,
       buckets.map((bucket) => String(deltas[bucket])),
+      owner,
     ],
   );
   return result.rows[0]?.written ?? 0;
@@ -169,4 +184,46 @@ export async function readUnfinished(client: Queryable, schema: string): Promise
 /** A fixed order of ids (code units), the same in every gateway. */
 export function compareIds(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** A payment claimed from a gateway whose lease had expired (claimOrphans). */
+export interface ClaimedPayment {
+  payment: StoredPayment;
+  /** The owner it was claimed from (null: a row of an earlier build). */
+  previousOwner: string | null;
+}
+
+/**
+ * Makes `owner` the owner of up to `limit` unfinished payments whose owner's lease has expired (or that have
+ * none), oldest first, if `owner`'s own lease is live; returns them as they are now. Rows another transaction
+ * holds are skipped (SKIP LOCKED: another gateway claiming, or the old owner writing; the next look gets them),
+ * so gateways claiming at once share the work instead of queueing. The version is raised: the old owner's
+ * compare-and-set on the row fails even before its lease check does.
+ */
+export async function claimOrphans(
+  client: Queryable,
+  schema: string,
+  owner: string,
+  limit: number,
+): Promise<ClaimedPayment[]> {
+  const result = await client.query<PaymentRow & { previous_owner: string | null }>(
+    `WITH orphans AS (
+       SELECT p.payment_id, p.owner AS previous_owner FROM ${schema}.payments p
+       WHERE NOT p.finished
+         AND EXISTS (SELECT 1 FROM ${schema}.gateways g WHERE g.gateway_id = $1 AND g.lease_expires_at > clock_timestamp())
+         AND (p.owner IS NULL OR NOT EXISTS (
+           SELECT 1 FROM ${schema}.gateways g WHERE g.gateway_id = p.owner AND g.lease_expires_at > clock_timestamp()))
+       ORDER BY p.created_at_ms, p.payment_id
+       LIMIT $2
+       FOR UPDATE OF p SKIP LOCKED
+     )
+     UPDATE ${schema}.payments AS p SET owner = $1, version = p.version + 1
+     FROM orphans o WHERE p.payment_id = o.payment_id
+     RETURNING ${paymentColumns
+       .split(", ")
+       .map((column) => `p.${column}`)
+       .join(", ")}, p.owner, o.previous_owner`,
+    [owner, limit],
+  );
+  return result.rows.map((row) => ({ payment: storedFromRow(row), previousOwner: row.previous_owner }));
 }

@@ -59,6 +59,7 @@ import { countsKey, type Begun, type CoordinatorStore, type PaymentCounts } from
 import { countStripes, gatewayMigrations, gatewaySchemaDefault } from "./migrations.js";
 import { checkChange, checkDetails, checkPaymentId, storableMessage, type StoredPayment } from "./payment-rows.js";
 import {
+  claimOrphans,
   insertNew,
   lockRows,
   readCounts,
@@ -94,6 +95,23 @@ export interface PostgresCoordinatorStoreOptions {
   onTransactionStep?: (step: TransactionStep) => void | Promise<void>;
   /** The stripe of payment_counts this store adds to (default: one at random, 0..countStripes-1). */
   countStripe?: number;
+  /**
+   * The id of this gateway in the gateways table, for several gateways on one database: its new payments are
+   * its own, it writes only rows it owns while its lease is live (gateway-lease.ts), and claimOrphans works.
+   * Without one (a store used alone, in tests), rows have no owner and writes are not fenced.
+   */
+  owner?: string;
+}
+
+/** This gateway no longer owns a payment it was driving (another claimed it): it must stop driving. */
+export class OwnershipLostError extends Error {
+  override readonly name = "OwnershipLostError";
+}
+
+/** A payment claimed by claimOrphans, and whom from. */
+export interface ClaimedRecord {
+  record: PaymentRecord;
+  previousOwner: string | null;
 }
 
 /** The store stopped after a failed write; it refuses every call until the gateway restarts. */
@@ -154,6 +172,7 @@ export class PostgresCoordinatorStore implements CoordinatorStore {
   /** The migrations this open applied (none when the schema was up to date). */
   readonly migrationsApplied: readonly number[];
   readonly #stripe: number;
+  readonly #owner: string | null;
   readonly #nowMs: () => number;
   readonly #logger: Logger;
   readonly #onWriteFailure: (error: unknown) => void;
@@ -173,6 +192,7 @@ export class PostgresCoordinatorStore implements CoordinatorStore {
       Number.isInteger(this.#stripe) && this.#stripe >= 0 && this.#stripe < countStripes,
       `countStripe must be an integer in 0..${countStripes - 1}`,
     );
+    this.#owner = options.owner ?? null;
     this.#nowMs = options.nowMs ?? Date.now;
     this.#logger = options.logger ?? silentLogger;
     this.#onWriteFailure = options.onWriteFailure ?? (() => undefined);
@@ -264,6 +284,20 @@ export class PostgresCoordinatorStore implements CoordinatorStore {
     await this.#writer.settled().catch(() => undefined);
     this.#refuseIfUnusable();
     return (await this.#read(() => readUnfinished(this.#database, this.schema))).map((stored) => stored.record);
+  }
+
+  /**
+   * Claims up to `limit` unfinished payments of gateways whose lease has expired (see claimOrphans in
+   * payment-statements.ts); the caller drives them. Only for a store with an owner.
+   */
+  async claimOrphans(limit: number): Promise<ClaimedRecord[]> {
+    this.#refuseIfUnusable();
+    assert(this.#owner !== null, "claimOrphans needs a store opened with an owner");
+    assert(Number.isSafeInteger(limit) && limit >= 1, "limit must be a positive integer");
+    const owner = this.#owner;
+    // One statement, its own transaction: a claim that failed claimed nothing, and is tried again next time.
+    const claimed = await claimOrphans(this.#database, this.schema, owner, limit);
+    return claimed.map(({ payment, previousOwner }) => ({ record: payment.record, previousOwner }));
   }
 
   /** Sums payment_counts (at most countStripes × 5 rows), kept in the transactions that change the payments. */
@@ -424,7 +458,7 @@ export class PostgresCoordinatorStore implements CoordinatorStore {
         proposed.set(call.paymentId, { record: Object.freeze(tombstoneRecord(call.paymentId, nowMs)), version: 1 });
       for (const paymentId of idsOf(call)) touched.add(paymentId);
     }
-    const inserted = await insertNew(client, this.schema, [...proposed.values()]);
+    const inserted = await insertNew(client, this.schema, [...proposed.values()], this.#owner);
     const existing = await lockRows(
       client,
       this.schema,
@@ -460,7 +494,11 @@ export class PostgresCoordinatorStore implements CoordinatorStore {
         updates.push({ payment, expectedVersion: before.version });
       }
     }
-    const written = await updateProgress(client, this.schema, updates, this.#stripe, deltas);
+    const written = await updateProgress(client, this.schema, updates, this.#stripe, deltas, this.#owner);
+    if (written !== updates.length && this.#owner !== null)
+      throw new OwnershipLostError(
+        `the payment store wrote ${written} of ${updates.length} changed rows: this gateway's lease expired, or a row was not as locked; nothing of this transaction is kept`,
+      );
     if (written !== updates.length)
       throw new Error(
         `the payment store wrote ${written} of ${updates.length} changed rows: a row was not as locked; nothing of this transaction is kept`,
@@ -494,14 +532,21 @@ export class PostgresCoordinatorStore implements CoordinatorStore {
       for (const change of changes) {
         const base = changed.get(change.paymentId) ?? current.get(change.paymentId);
         assert(base !== undefined, `advance: unknown payment ${change.paymentId}`);
+        // Only the owner drives a payment. Not a refusal of this call alone: the coordinator holds state about
+        // the payment that is no longer its to act on, so the transaction fails and the store stops.
+        if (this.#owner !== null && base.owner !== undefined && base.owner !== this.#owner)
+          throw new OwnershipLostError(
+            `payment ${change.paymentId} belongs to gateway ${base.owner ?? "(none)"} now, not ${this.#owner}: its lease had expired`,
+          );
         let next = advancedRecord(base.record, change, nowMs);
         const message = storableMessage(next.reasonMessage);
         if (message !== next.reasonMessage) next = withProgress(next, { ...next, reasonMessage: message });
-        const payment = { record: Object.freeze(next), version: base.version + 1 };
+        const payment = { ...base, record: Object.freeze(next), version: base.version + 1 };
         changed.set(change.paymentId, payment);
         records.push(payment.record);
       }
     } catch (error) {
+      if (error instanceof OwnershipLostError) throw error;
       return { kind: "refused", error };
     }
     for (const [paymentId, payment] of changed) current.set(paymentId, payment);
