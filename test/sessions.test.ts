@@ -1,8 +1,24 @@
-// Specification of src/core/sessions.ts: bearer tokens with an expiry, bounded in number, on an injected clock.
-import { describe, it } from "node:test";
+// Specification of src/core/gateway/sessions.ts (bearer tokens with an expiry, bounded in number, on an injected
+// clock) and src/core/transport/session-key.ts (the key's file).
+import { afterEach, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { SessionStore } from "../src/core/gateway/sessions.js";
+import {
+  ensureSessionKey,
+  linkNewSessionKey,
+  sessionKeyBytes,
+  sessionKeyPath,
+} from "../src/core/transport/session-key.js";
+import { CertificateError } from "../src/core/transport/certificate-error.js";
 import { PaymentError } from "../src/core/domain/errors.js";
+
+/** A key of 32 copies of one byte. */
+function keyOf(byte: number): Buffer {
+  return Buffer.alloc(sessionKeyBytes, byte);
+}
 
 function unauthenticated(error: unknown): true {
   assert.ok(error instanceof PaymentError, `expected a PaymentError, got ${String(error)}`);
@@ -119,5 +135,95 @@ describe("SessionStore", () => {
     assert.throws(() => sessions.resolve(old), unauthenticated);
     assert.equal(sessions.resolve(live).username, "live");
     assert.equal(sessions.resolve(fresh).username, "fresh");
+  });
+});
+
+describe("session key file", () => {
+  let dir = "";
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "paynet-session-key-"));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("is created with mode 0600 and 32 bytes, then reused", async () => {
+    const first = await ensureSessionKey(dir);
+    assert.equal(first.created, true);
+    assert.equal(first.key.length, sessionKeyBytes);
+    const stats = await stat(sessionKeyPath(dir));
+    assert.equal(stats.mode & 0o777, 0o600);
+    assert.deepEqual(await readFile(sessionKeyPath(dir)), first.key);
+    const second = await ensureSessionKey(dir);
+    assert.equal(second.created, false);
+    assert.deepEqual(second.key, first.key);
+    assert.deepEqual(await readdir(dir), ["gateway_session.key"]);
+  });
+
+  it("creates the certificate folder when missing", async () => {
+    const nested = join(dir, "data", "certificate");
+    const { created } = await ensureSessionKey(nested);
+    assert.equal(created, true);
+    assert.equal((await stat(nested)).mode & 0o777, 0o700);
+  });
+
+  it("gives racing creators one key: exactly one creates it, every one reads it", async () => {
+    const results = await Promise.all(Array.from({ length: 8 }, () => ensureSessionKey(dir)));
+    assert.equal(results.filter((result) => result.created).length, 1);
+    for (const result of results) assert.deepEqual(result.key, results[0]!.key);
+    assert.deepEqual(await readFile(sessionKeyPath(dir)), results[0]!.key);
+    assert.deepEqual(await readdir(dir), ["gateway_session.key"], "no temp file left behind");
+  });
+
+  it("never replaces a key already there: the late creator loses and leaves no temp file", async () => {
+    const path = sessionKeyPath(dir);
+    assert.equal(await linkNewSessionKey(path), true);
+    const winner = await readFile(path);
+    assert.equal(await linkNewSessionKey(path), false);
+    assert.deepEqual(await readFile(path), winner);
+    assert.deepEqual(await readdir(dir), ["gateway_session.key"]);
+  });
+
+  for (const sizeBytes of [0, 16, 31, 33, 64]) {
+    it(`refuses a key file of ${sizeBytes} bytes, naming it, and leaves it as it is`, async () => {
+      const path = sessionKeyPath(dir);
+      await writeFile(path, Buffer.alloc(sizeBytes, 9), { mode: 0o600 });
+      await assert.rejects(ensureSessionKey(dir), (error: unknown) => {
+        assert.ok(error instanceof CertificateError, String(error));
+        assert.match(error.message, new RegExp(`${path.replace(/[.]/g, "\\.")} holds ${sizeBytes} bytes, not 32`));
+        assert.doesNotMatch(error.message, /\n/);
+        return true;
+      });
+      assert.equal((await readFile(path)).length, sizeBytes);
+    });
+  }
+
+  for (const mode of [0o640, 0o604, 0o644, 0o660, 0o666]) {
+    it(`refuses a key file of mode ${mode.toString(8)}`, async () => {
+      const path = sessionKeyPath(dir);
+      await writeFile(path, keyOf(5), { mode: 0o600 });
+      await chmod(path, mode);
+      await assert.rejects(ensureSessionKey(dir), (error: unknown) => {
+        assert.ok(error instanceof CertificateError, String(error));
+        assert.match(error.message, new RegExp(`mode ${mode.toString(8)}\\); run chmod 600`));
+        return true;
+      });
+    });
+  }
+
+  it("accepts a key file of mode 0400", async () => {
+    const path = sessionKeyPath(dir);
+    await writeFile(path, keyOf(5), { mode: 0o600 });
+    await chmod(path, 0o400);
+    assert.deepEqual((await ensureSessionKey(dir)).key, keyOf(5));
+  });
+
+  it("refuses a directory in the key's place", async () => {
+    await mkdir(sessionKeyPath(dir));
+    await assert.rejects(ensureSessionKey(dir), (error: unknown) => {
+      assert.ok(error instanceof CertificateError, String(error));
+      assert.match(error.message, /is not a regular file/);
+      return true;
+    });
   });
 });
