@@ -530,7 +530,11 @@ await yargs(hideBin(process.argv))
           default: [] as string[],
           describe: "extra host name or IP the gateway certificate is valid for",
         })
-        .option("force", { type: "boolean", default: false, describe: "reissue every certificate (the CA is kept)" }),
+        .option("force", {
+          type: "boolean",
+          default: false,
+          describe: "reissue every certificate (the CA and the session key are kept)",
+        }),
     async (args) => {
       if (args.banks === undefined) await seedDataDir(args.dataDir);
       const banks =

@@ -152,7 +152,7 @@ describe("interactive client in a terminal", () => {
     await waitForScreen(/queued 2\.00 from carol@SBI to dave@HDFC/);
     await waitForHeader("carol@SBI", "offline, 1 queued");
     await network.startGateway();
-    // The restarted gateway does not know the session's token: sending the queue logs in again by itself.
+    // The restarted gateway accepts the session's token (signed with the data dir's key): the queue is sent.
     await waitForScreen(/the gateway is reachable again[\s\S]*committed 2\.00 from carol@SBI to dave@HDFC/);
     await waitForHeader("carol@SBI", "online");
 

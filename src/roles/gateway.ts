@@ -2,6 +2,7 @@
 import { onLockWait } from "../core/durable/file-lock.js";
 import { dataPaths, type DataPaths } from "../core/durable/paths.js";
 import { gatewayFiles, loadIdentity } from "../core/transport/certificates.js";
+import { ensureSessionKey, sessionKeyPath } from "../core/transport/session-key.js";
 import { clientCredentials, serverCredentials } from "../core/transport/tls.js";
 import { GatewayLog } from "../core/gateway/store/file/gateway-log.js";
 import {
@@ -68,7 +69,6 @@ export const gatewayTimeouts = Object.freeze({
   retryDelayMaxMs: 2_000,
   bankCallTimeoutMs: 5_000,
   sessionTtlMs: 30 * 60_000,
-  sessionsMax: 100_000,
   banksMax: 256,
   shutdownGraceMs: 2_000,
 });
@@ -87,6 +87,12 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   const logger = roleLogger("gateway");
   onLockWait((message, fields) => logger.warn(fields, message));
   const identity = await loadIdentity(paths.certificateDir, gatewayFiles(paths.certificateDir));
+  const sessionKey = await ensureSessionKey(paths.certificateDir);
+  if (sessionKey.created)
+    logger.info(
+      { file: sessionKeyPath(paths.certificateDir) },
+      "created the session key; gateways of this network on other machines need a copy of it",
+    );
   const {
     store,
     close: closeStore,
@@ -110,7 +116,7 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
       {},
       "PAYNET_UNSAFE_LATE_DECISION_LOG is set: commit decisions are logged after phase 2 (a deliberately broken build)",
     );
-  const sessions = new SessionStore({ ttlMs: gatewayTimeouts.sessionTtlMs, sessionsMax: gatewayTimeouts.sessionsMax });
+  const sessions = new SessionStore({ key: sessionKey.key, ttlMs: gatewayTimeouts.sessionTtlMs });
 
   // On the files, this gateway is the only one: every unfinished payment is its own, recovered now. On
   // PostgreSQL, other gateways may be driving theirs: only those of expired leases are taken, by the lease's loop.

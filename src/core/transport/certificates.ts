@@ -6,6 +6,7 @@ import { join } from "node:path";
 import forge from "node-forge";
 import { writeFileAtomic } from "../durable/files.js";
 import { CertificateError } from "./certificate-error.js";
+import { ensureSessionKey, sessionKeyPath } from "./session-key.js";
 import {
   bankCommonName,
   bankServerName,
@@ -147,7 +148,7 @@ export interface IssueOptions {
   banks: readonly string[];
   /** Extra host names or IP addresses the gateway certificate is valid for. */
   gatewayHosts?: readonly string[];
-  /** Reissue every leaf even if present (the CA is kept unless missing). */
+  /** Reissue every leaf even if present (the CA and the session key are kept unless missing). */
   force?: boolean;
 }
 
@@ -155,7 +156,7 @@ function isIpAddress(host: string): boolean {
   return /^[0-9.]+$/.test(host) || host.includes(":");
 }
 
-/** Creates whatever certificates are missing; returns the paths it wrote. */
+/** Creates whatever certificates are missing, and the gateways' session key; returns the paths it wrote. */
 export async function issueCertificates(options: IssueOptions): Promise<string[]> {
   const { certificateDir } = options;
   await mkdir(certificateDir, { recursive: true, mode: 0o700 });
@@ -206,6 +207,8 @@ export async function issueCertificates(options: IssueOptions): Promise<string[]
     await writePair(leaf.files, signLeaf(leaf.subject, keys, caCertPem, caKeyPem), keys.privateKeyPem);
     written.push(leaf.files.certPath);
   }
+  // Kept like the CA, even with `force`: a new key would log out every client of every gateway.
+  if ((await ensureSessionKey(certificateDir)).created) written.push(sessionKeyPath(certificateDir));
   return written;
 }
 
