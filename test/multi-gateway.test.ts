@@ -21,7 +21,9 @@ import { PaymentError } from "../src/core/domain/errors.js";
 import { createThrowawayDatabase, type ThrowawayDatabase } from "./helpers/postgres.js";
 import { waitUntil } from "./helpers/network.js";
 
-const leaseMs = 500;
+/** The lease of a gateway a test lets lapse (the shortest allowed), and of one that must outlive the test. */
+const shortLeaseMs = 500;
+const longLeaseMs = 60_000;
 const options = {
   prepareTimeoutMs: 5_000,
   decisionCallTimeoutMs: 5_000,
@@ -96,7 +98,10 @@ describe("several gateways on one PostgreSQL", () => {
     const banks = { B1: new FakeBank(), B2: new FakeBank() };
     const directory: BankDirectory = { link: (bank) => banks[bank as keyof typeof banks] ?? null };
     /** A gateway: its pool, store (owner = id), lease and coordinator. */
-    const gateway = async (gatewayId: string, onCommitted: () => void = () => undefined) => {
+    const gateway = async (
+      gatewayId: string,
+      { leaseMs = longLeaseMs, onCommitted = () => undefined }: { leaseMs?: number; onCommitted?: () => void } = {},
+    ) => {
       const database = openDatabase({ url: throwaway.url, applicationName: `paynet-test-${gatewayId}` });
       pools.push(database);
       const failures: unknown[] = [];
@@ -139,7 +144,7 @@ describe("several gateways on one PostgreSQL", () => {
     const { banks, gateway, row } = world();
     const a = await gateway("gw-a");
     let bBegan: () => void = () => undefined;
-    const b = await gateway("gw-b", () => bBegan());
+    const b = await gateway("gw-b", { onCommitted: () => bBegan() });
     // A's prepares wait until B has met the payment undecided (B's begin committed, finding A's row).
     const prepares = gate();
     banks.B1.holdPrepares = prepares.promise;
@@ -162,7 +167,7 @@ describe("several gateways on one PostgreSQL", () => {
 
   it("takes over an undecided payment of a gateway whose lease expired, aborts it, and refuses the old owner's late decision", async () => {
     const { banks, gateway, row, expired } = world();
-    const a = await gateway("gw-a");
+    const a = await gateway("gw-a", { leaseMs: shortLeaseMs });
     const b = await gateway("gw-b");
     // A prepares and then stalls (paused, partitioned) before it can record a decision.
     const prepares = gate();
@@ -197,7 +202,7 @@ describe("several gateways on one PostgreSQL", () => {
 
   it("takes over a decided payment and drives its commit to the banks", async () => {
     const { banks, gateway, row, expired } = world();
-    const a = await gateway("gw-a");
+    const a = await gateway("gw-a", { leaseMs: shortLeaseMs });
     const b = await gateway("gw-b");
     // A records commit, then dies before any bank hears it (its commits never return).
     banks.B1.holdCommits = new Promise<void>(() => undefined);
@@ -225,7 +230,7 @@ describe("several gateways on one PostgreSQL", () => {
 
   it("refuses a write by a gateway whose lease expired even before anyone claims its payment", async () => {
     const { banks, gateway, row, expired } = world();
-    const a = await gateway("gw-a");
+    const a = await gateway("gw-a", { leaseMs: shortLeaseMs });
     const prepares = gate();
     banks.B1.holdPrepares = prepares.promise;
     const started = new Promise<void>((resolve) => (banks.B1.onPrepare = resolve));

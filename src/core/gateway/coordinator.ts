@@ -288,14 +288,15 @@ export class Coordinator {
   }
 
   /**
-   * The record of a payment another gateway drives, once decided, or as it is after replyWaitMs (the client
-   * then hears it is in doubt, and retries with the same id). Polled: a few reads of one row by its key.
+   * The record of a payment another gateway drives, once finished (a commit's balance is known then), or as
+   * it is after replyWaitMs: decided, it answers as the other gateway did; undecided, the client hears it is
+   * in doubt and retries with the same id. Polled: a few reads of one row by its key.
    */
   async #awaitDecision(record: PaymentRecord): Promise<PaymentRecord> {
     const deadlineMs = Date.now() + this.#options.replyWaitMs;
     let delayMs = awaitDecisionPollMinMs;
     let latest = record;
-    while (!isDecided(latest.state) && !this.#stopping) {
+    while (!latest.finished && !this.#stopping) {
       const leftMs = deadlineMs - Date.now();
       if (leftMs <= 0) break;
       await new Promise((resolve) => setTimeout(resolve, Math.min(delayMs, leftMs)));
