@@ -234,7 +234,13 @@ await yargs(hideBin(process.argv))
           type: "string",
           default: "all",
           describe:
-            "fault kinds: all, none, or a comma list of kill-gateway, kill-bank, pause-gateway, pause-bank, crash-point, partition-bank, partition-clients, cut-store-sessions (PostgreSQL only)",
+            "fault kinds: all, none, or a comma list of kill-gateway, kill-bank, pause-gateway, pause-bank, crash-point, partition-bank, partition-clients, cut-store-sessions (PostgreSQL only), partition-gateway-store, partition-gateway-banks (several gateways only)",
+        })
+        .option("gateways", {
+          type: "number",
+          default: 1,
+          describe:
+            "gateways side by side on the PostgreSQL store (1-5); faults on gateways take turns, and every takeover is timed",
         })
         .option("crash-points", {
           type: "string",
@@ -260,6 +266,7 @@ await yargs(hideBin(process.argv))
       await finish(
         runVerify({
           durationS: args.duration,
+          gateways: args.gateways,
           clients: args.clients,
           banks: args.banks,
           accounts: args.accounts,

@@ -1,5 +1,6 @@
 // Specification of what makes a `paynet verify` run reproducible: the seeded PRNG (src/core/prng.ts) and
 // the fault schedule drawn from it (planFaults in src/roles/verify-nemesis.ts). Pure: no process, no clock.
+import { leaseDefaults } from "../src/roles/gateway.js";
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Prng, seedMax } from "../src/core/testing/prng.js";
@@ -76,7 +77,12 @@ describe("planFaults", () => {
     crashPoints: allCrashPoints,
     banks: ["B1", "B2", "B3"],
     databaseStore: true,
+    gateways: ["gateway"],
   };
+  /** The kinds one gateway can be given (the partitions of one gateway among several need several). */
+  const oneGatewayKinds = faultKinds.filter(
+    (kind) => kind !== "partition-gateway-store" && kind !== "partition-gateway-banks",
+  );
 
   it("draws the same schedule from the same seed", () => {
     assert.deepEqual(planFaults(new Prng(7), options), planFaults(new Prng(7), options));
@@ -97,10 +103,36 @@ describe("planFaults", () => {
 
   it("plays every enabled kind once per round", () => {
     const plan = planFaults(new Prng(11), options);
-    for (let round = 0; (round + 1) * faultKinds.length <= plan.length; round += 1) {
-      const kinds = plan.slice(round * faultKinds.length, (round + 1) * faultKinds.length).map((fault) => fault.kind);
-      assert.deepEqual([...kinds].sort(), [...faultKinds].sort(), `round ${round}`);
+    for (let round = 0; (round + 1) * oneGatewayKinds.length <= plan.length; round += 1) {
+      const kinds = plan
+        .slice(round * oneGatewayKinds.length, (round + 1) * oneGatewayKinds.length)
+        .map((fault) => fault.kind);
+      assert.deepEqual([...kinds].sort(), [...oneGatewayKinds].sort(), `round ${round}`);
     }
+  });
+
+  it("with several gateways, aims gateway faults at each of them and adds their partitions", () => {
+    const gateways = ["gateway-1", "gateway-2", "gateway-3"];
+    const plan = planFaults(new Prng(17), { ...options, durationMs: 600_000, gateways });
+    const targets = new Set<string>();
+    for (const fault of plan) {
+      if (
+        fault.kind === "kill-gateway" ||
+        fault.kind === "pause-gateway" ||
+        fault.kind === "partition-gateway-store" ||
+        fault.kind === "partition-gateway-banks"
+      ) {
+        assert.ok(gateways.includes(fault.target), fault.target);
+        targets.add(fault.target);
+      }
+      if (fault.kind === "partition-gateway-store")
+        assert.ok(fault.holdMs > leaseDefaults.leaseMs + leaseDefaults.renewEveryMs, `${fault.holdMs} ms`);
+    }
+    assert.deepEqual([...targets].sort(), gateways);
+    const kinds = new Set(plan.map((fault) => fault.kind));
+    assert.ok(kinds.has("partition-gateway-store") && kinds.has("partition-gateway-banks"));
+    const onFiles = planFaults(new Prng(17), { ...options, gateways, databaseStore: false }).map((fault) => fault.kind);
+    assert.ok(!onFiles.includes("partition-gateway-store"), "no store partition without a database");
   });
 
   it("keeps targets and lengths within their bounds", () => {

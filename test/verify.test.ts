@@ -60,7 +60,7 @@ describe("paynet verify", () => {
       assert.equal(result.code, 0, result.stderr);
       assert.equal(report.ok, true);
       assert.equal(report.seed, 7);
-      assert.equal(report.invariants.length, 12);
+      assert.equal(report.invariants.length, 13);
       assert.ok(
         report.faults.byKind["kill-gateway"]! + report.faults.byKind["kill-bank"]! > 0,
         `no process was killed: ${JSON.stringify(report.faults.byKind)}`,

@@ -54,6 +54,17 @@ export interface CheckInput {
   processFailures?: readonly string[];
   /** What was still unrecovered when the wait for recovery after healing timed out (empty: it recovered). */
   recoveryFailures?: readonly string[];
+  /** Gateways that stopped owning unfinished payments (PostgreSQL), and how long until another had them all. */
+  takeovers?: readonly TakeoverView[];
+  /** The longest a takeover may take (lease + renewal + measured slack). */
+  takeoverBoundMs?: number;
+}
+
+export interface TakeoverView {
+  gateway: string;
+  payments: number;
+  /** null: not taken over within the watch's limit. */
+  takenOverMs: number | null;
 }
 
 export const invariantTitles = {
@@ -69,6 +80,7 @@ export const invariantTitles = {
   "decision-matches-banks": "every decision in the gateway log is what the banks applied",
   "applied-exactly-once": "every balance is its initial balance plus exactly the payments applied to it",
   "processes-healthy": "no process died unless killed or at an armed crash point, and every one restarted",
+  "takeover-bounded": "every unfinished payment of a stopped gateway was taken over by another within the bound",
 } as const;
 
 export type InvariantId = keyof typeof invariantTitles;
@@ -400,6 +412,21 @@ function checkProcesses(evidence: Evidence): Finding {
   return finding;
 }
 
+function checkTakeovers(evidence: Evidence): Finding {
+  const finding = new Finding();
+  const boundMs = evidence.input.takeoverBoundMs ?? Number.POSITIVE_INFINITY;
+  for (const takeover of evidence.input.takeovers ?? []) {
+    finding.checked += 1;
+    if (takeover.takenOverMs === null)
+      finding.fail(`${takeover.gateway}: ${takeover.payments} unfinished payments never taken over`);
+    else if (takeover.takenOverMs > boundMs)
+      finding.fail(
+        `${takeover.gateway}: ${takeover.payments} unfinished payments taken over in ${takeover.takenOverMs} ms, over the bound of ${boundMs} ms`,
+      );
+  }
+  return finding;
+}
+
 /** Checks every invariant over the final state; the results come in the order of invariantTitles. */
 export function checkInvariants(input: CheckInput): InvariantResult[] {
   const evidence = new Evidence(input);
@@ -417,6 +444,7 @@ export function checkInvariants(input: CheckInput): InvariantResult[] {
     "decision-matches-banks": checkDecisionMatchesBanks(evidence),
     "applied-exactly-once": checkLedger(evidence),
     "processes-healthy": checkProcesses(evidence),
+    "takeover-bounded": checkTakeovers(evidence),
   };
   return (Object.keys(invariantTitles) as InvariantId[]).map((id) => findings[id].result(id));
 }

@@ -1,7 +1,7 @@
 // The network `paynet verify` runs: one gateway and K bank processes (spawned from this CLI), the TCP proxies
 // its partitions cut, and a supervisor that starts, kills, pauses and restarts each process on command and
 // restarts one that died on its own (at an armed crash point, or a real crash, which is recorded).
-import { terminateSessions } from "../../core/durable/postgres/database.js";
+import { openDatabase, terminateSessions, type Database } from "../../core/durable/postgres/database.js";
 import { storeArgs, type StoreChoice } from "../store-option.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
@@ -258,6 +258,20 @@ export class ManagedProcess {
   }
 }
 
+/** A gateway that stopped with unfinished payments in its name, and how long until another had them all. */
+export interface TakeoverSeen {
+  gateway: string;
+  gatewayId: string;
+  atMs: number;
+  /** Unfinished payments it owned when it stopped. */
+  payments: number;
+  /** From its stop until none was left in its name; null if that had not happened within the watch's limit. */
+  takenOverMs: number | null;
+}
+
+/** The takeover watch's pace (set with the nemesis's bounds). */
+export const nemesisTakeover = Object.freeze({ pollMs: 100, watchMaxMs: 60_000 });
+
 export interface ClusterOptions {
   dataDir: string;
   banks: readonly string[];
@@ -266,17 +280,40 @@ export interface ClusterOptions {
   holdTimeoutMs: number;
   /** Where every process keeps its state (the same store for all). */
   store: StoreChoice;
+  /** How many gateways (more than one only on PostgreSQL). */
+  gateways: number;
 }
 
-/** The gateway, the banks, the clients' proxy to the gateway and each bank's proxy to the gateway. */
+/** "gateway" when there is one; "gateway-1", "gateway-2", … when there are several. */
+export function gatewayName(index: number, gateways: number): string {
+  return gateways === 1 ? "gateway" : `gateway-${index + 1}`;
+}
+
+/**
+ * The gateways, the banks, and the proxies a partition cuts: one in front of each gateway for the clients, one
+ * per bank and gateway for the bank's link to that gateway, and (on PostgreSQL) one per gateway in front of the
+ * database server.
+ */
 export class Cluster {
-  readonly gateway: ManagedProcess;
+  readonly gateways: ManagedProcess[] = [];
   readonly banks = new Map<string, ManagedProcess>();
   readonly events: ProcessEvent[] = [];
   readonly proxyMutexes = new Map<string, Mutex>();
-  clientProxy: TcpProxy | null = null;
-  readonly bankProxies = new Map<string, TcpProxy>();
-  #gatewayPort = 0;
+  /** Faults on gateways run one at a time (with several, at least one is always left alive and connected). */
+  readonly gatewayFaults = new Mutex();
+  readonly clientProxies: TcpProxy[] = [];
+  /** Each bank's proxies to the gateways, in gateway order. */
+  readonly bankProxies = new Map<string, TcpProxy[]>();
+  /** Each gateway's proxy to the database server (PostgreSQL only). */
+  readonly storeProxies: TcpProxy[] = [];
+  readonly #gatewayPorts: number[] = [];
+  /** The id each gateway's latest start was given (`--gateway-id`, PostgreSQL only): a new one per start. */
+  readonly #gatewayIds: string[] = [];
+  #gatewayStarts = 0;
+  /** Verify's own pool on the database (not through a proxy), for the takeover watches. */
+  #database: Database | null = null;
+  /** Every takeover watched, in order. */
+  readonly takeovers: TakeoverSeen[] = [];
   #stopping = false;
   #stopped = false;
   readonly #options: ClusterOptions;
@@ -285,28 +322,34 @@ export class Cluster {
     this.#options = options;
     const onEvent = (event: ProcessEvent) => this.events.push(event);
     const onDiedAlone = (managed: ManagedProcess) => void this.#restartAfterDeath(managed);
-    this.gateway = new ManagedProcess(
-      {
-        name: "gateway",
-        // Few finished payments retained: a run archives and compacts, under faults.
-        args: () => [
-          "gateway",
-          "--data-dir",
-          options.dataDir,
-          "--host",
-          "127.0.0.1",
-          "--port",
-          String(this.#gatewayPort),
-          "--records-retained",
-          String(clusterBounds.gatewayRecordsRetained),
-          ...storeArgs(options.store),
-        ],
-        env: options.gatewayEnv,
-        readyPattern: /\[gateway\] listening on (\S+)/,
-      },
-      onEvent,
-      onDiedAlone,
-    );
+    for (let index = 0; index < options.gateways; index += 1) {
+      this.#gatewayPorts.push(0);
+      this.#gatewayIds.push("");
+      this.gateways.push(
+        new ManagedProcess(
+          {
+            name: gatewayName(index, options.gateways),
+            // Few finished payments retained: a run archives and compacts, under faults.
+            args: () => [
+              "gateway",
+              "--data-dir",
+              options.dataDir,
+              "--host",
+              "127.0.0.1",
+              "--port",
+              String(this.#gatewayPorts[index]),
+              "--records-retained",
+              String(clusterBounds.gatewayRecordsRetained),
+              ...this.#gatewayStoreArgs(index),
+            ],
+            env: options.gatewayEnv,
+            readyPattern: /\[gateway\] listening on (\S+)/,
+          },
+          onEvent,
+          onDiedAlone,
+        ),
+      );
+    }
     for (const bank of options.banks) {
       const spec: ProcessSpec = {
         name: `bank ${bank}`,
@@ -321,7 +364,10 @@ export class Cluster {
           "--port",
           "0",
           "--gateway",
-          this.bankProxies.get(bank)!.address,
+          this.bankProxies
+            .get(bank)!
+            .map((proxy) => proxy.address)
+            .join(","),
           "--hold-timeout-ms",
           String(options.holdTimeoutMs),
           ...storeArgs(options.store),
@@ -333,34 +379,127 @@ export class Cluster {
     }
   }
 
+  /** The first gateway (the only one unless --gateways). */
+  get gateway(): ManagedProcess {
+    return this.gateways[0]!;
+  }
+
+  /** The clients' proxy to the first gateway. */
+  get clientProxy(): TcpProxy | null {
+    return this.clientProxies[0] ?? null;
+  }
+
+  /** The gateway of a fault's target name ("gateway", "gateway-2", …), or undefined. */
+  gatewayNamed(name: string): ManagedProcess | undefined {
+    return this.gateways.find((managed) => managed.name === name);
+  }
+
+  /** The id the gateway at `index` was last started with ("" on the files, where gateways have none). */
+  gatewayIdOf(index: number): string {
+    return this.#gatewayIds[index] ?? "";
+  }
+
+  /** A gateway's store: on PostgreSQL through its own proxy (a partition cuts it), with a new id per start. */
+  #gatewayStoreArgs(index: number): string[] {
+    const store = this.#options.store;
+    if (store.kind !== "postgres") return storeArgs(store);
+    this.#gatewayStarts += 1;
+    const gatewayId = `verify-g${index + 1}-${this.#gatewayStarts}`;
+    this.#gatewayIds[index] = gatewayId;
+    const proxy = this.storeProxies[index];
+    const url = new URL(store.url);
+    if (proxy !== undefined) url.port = proxy.address.split(":").at(-1)!;
+    return [...storeArgs({ ...store, url: url.toString() }), "--gateway-id", gatewayId];
+  }
+
   /** The processes keep their state in PostgreSQL (leases and session cuts apply). */
   get usesDatabase(): boolean {
     return this.#options.store.kind === "postgres";
   }
 
-  /** Terminates the database sessions of the gateway (`target` "gateway") or of a bank; how many. */
+  /** Terminates the database sessions of a gateway (`target` its name) or of a bank; how many. */
   async cutStoreSessions(target: string): Promise<number> {
     const store = this.#options.store;
     if (store.kind !== "postgres") return 0;
     const database = decodeURIComponent(new URL(store.url).pathname.slice(1));
-    // A gateway's sessions carry its id after the name (`paynet-gateway gw-…`); a bank's are the name alone.
-    return target === "gateway"
-      ? terminateSessions(store.url, database, "paynet-gateway ", { match: "prefix" })
-      : terminateSessions(store.url, database, `paynet-bank-${target}`, { match: "exact" });
+    const gateway = this.gatewayNamed(target);
+    // A gateway's sessions carry its id after the name (`paynet-gateway verify-g1-3`); a bank's are the name alone.
+    const applicationName =
+      gateway === undefined ? `paynet-bank-${target}` : `paynet-gateway ${this.gatewayIdOfProcess(gateway)}`;
+    return terminateSessions(store.url, database, applicationName, { match: "exact" });
+  }
+
+  /** The id of a gateway process's latest start ("" for a bank, or on the files). */
+  gatewayIdOfProcess(managed: ManagedProcess): string {
+    const index = this.gateways.indexOf(managed);
+    return index < 0 ? "" : this.gatewayIdOf(index);
+  }
+
+  /**
+   * Watches the takeover of a gateway that stopped at `sinceMs` (killed, or cut off from the database): how
+   * many unfinished payments it owned, and how long until none was left in its name (claimed by another
+   * gateway, or by its own next start with a new id). Recorded in `takeovers`; null on the files.
+   */
+  async watchTakeover(gateway: string, gatewayId: string, sinceMs: number): Promise<TakeoverSeen | null> {
+    const database = this.#watchDatabase();
+    if (database === null || gatewayId === "") return null;
+    const owned = async () =>
+      (
+        await database.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM paynet_gateway.payments WHERE owner = $1 AND NOT finished",
+          [gatewayId],
+        )
+      ).rows[0]!.n;
+    const payments = await owned();
+    let takenOverMs: number | null = payments === 0 ? 0 : null;
+    while (takenOverMs === null && Date.now() - sinceMs < nemesisTakeover.watchMaxMs) {
+      await new Promise((resolve) => setTimeout(resolve, nemesisTakeover.pollMs));
+      if ((await owned()) === 0) takenOverMs = Date.now() - sinceMs;
+    }
+    const seen: TakeoverSeen = { gateway, gatewayId, atMs: sinceMs, payments, takenOverMs };
+    if (payments > 0) this.takeovers.push(seen);
+    return seen;
+  }
+
+  #watchDatabase(): Database | null {
+    const store = this.#options.store;
+    if (store.kind !== "postgres") return null;
+    this.#database ??= openDatabase({ url: store.url, applicationName: "paynet-verify" });
+    return this.#database;
   }
 
   all(): ManagedProcess[] {
-    return [this.gateway, ...this.banks.values()];
+    return [...this.gateways, ...this.banks.values()];
   }
 
-  /** Starts the gateway, the proxies in front of it, then every bank, and waits until each bank registered. */
-  async start(): Promise<{ gatewayAddress: string; clientAddress: string }> {
-    const [, gatewayAddress] = await this.gateway.start();
-    this.#gatewayPort = Number(gatewayAddress!.split(":").at(-1));
-    this.clientProxy = await TcpProxy.start(gatewayAddress!);
+  /** Every proxy a partition may cut. */
+  proxies(): TcpProxy[] {
+    return [...this.clientProxies, ...[...this.bankProxies.values()].flat(), ...this.storeProxies];
+  }
+
+  /**
+   * Starts the gateways (each behind its proxies), then every bank, and waits until each bank registered with
+   * every gateway. Returns the gateways' own addresses and the addresses clients dial (their proxies).
+   */
+  async start(): Promise<{ gatewayAddresses: string[]; clientAddresses: string[] }> {
+    const store = this.#options.store;
+    if (store.kind === "postgres") {
+      const url = new URL(store.url);
+      for (let index = 0; index < this.gateways.length; index += 1)
+        this.storeProxies.push(await TcpProxy.start(`${url.hostname}:${url.port === "" ? "5432" : url.port}`));
+    }
+    const gatewayAddresses: string[] = [];
+    for (const [index, gateway] of this.gateways.entries()) {
+      const [, address] = await gateway.start();
+      gatewayAddresses.push(address!);
+      this.#gatewayPorts[index] = Number(address!.split(":").at(-1));
+      this.clientProxies.push(await TcpProxy.start(address!));
+    }
     this.proxyMutexes.set("clients", new Mutex());
     for (const bank of this.#options.banks) {
-      this.bankProxies.set(bank, await TcpProxy.start(gatewayAddress!));
+      const proxies: TcpProxy[] = [];
+      for (const address of gatewayAddresses) proxies.push(await TcpProxy.start(address));
+      this.bankProxies.set(bank, proxies);
       this.proxyMutexes.set(bank, new Mutex());
     }
     await Promise.all(
@@ -372,12 +511,12 @@ export class Cluster {
         );
       }),
     );
-    return { gatewayAddress: gatewayAddress!, clientAddress: this.clientProxy.address };
+    return { gatewayAddresses, clientAddresses: this.clientProxies.map((proxy) => proxy.address) };
   }
 
   /** Ends every fault: resumes paused processes, heals the proxies, restarts dead or armed processes unarmed. */
   async healAll(): Promise<void> {
-    for (const proxy of [this.clientProxy, ...this.bankProxies.values()]) proxy?.heal();
+    for (const proxy of this.proxies()) proxy.heal();
     await Promise.all(
       this.all().map((managed) =>
         managed.mutex.run(async () => {
@@ -395,9 +534,8 @@ export class Cluster {
     this.#stopped = true;
     this.#stopping = true;
     await Promise.all(this.all().map((managed) => managed.kill("SIGTERM")));
-    await Promise.all(
-      [this.clientProxy, ...this.bankProxies.values()].flatMap((proxy) => (proxy === null ? [] : [proxy.close()])),
-    );
+    await Promise.all(this.proxies().map((proxy) => proxy.close()));
+    await this.#database?.end().catch(() => undefined);
   }
 
   killNow(): void {

@@ -5,7 +5,7 @@ import { crashPointsByRole } from "../../core/faults/crash.js";
 import { Prng } from "../../core/testing/prng.js";
 import { Mutex } from "./mutex.js";
 import { leaseDefaults } from "../gateway.js";
-import type { Cluster, ManagedProcess } from "./cluster.js";
+import { nemesisTakeover, type Cluster, type ManagedProcess, type TakeoverSeen } from "./cluster.js";
 
 export const faultKinds = [
   "kill-gateway",
@@ -17,6 +17,9 @@ export const faultKinds = [
   "partition-clients",
   // PostgreSQL store only: every database session of one process terminated (pg_terminate_backend).
   "cut-store-sessions",
+  // Several gateways only: one gateway cut off from the database server, or from every bank.
+  "partition-gateway-store",
+  "partition-gateway-banks",
 ] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
@@ -40,7 +43,18 @@ export const nemesisBounds = Object.freeze({
   crashWaitMaxMs: 10_000,
   /** How long a process whose sessions were cut may take to stop by itself before it is stopped. */
   cutSessionsExitWaitMs: 5_000,
+  /**
+   * Beyond the lease and one renewal interval, how long another gateway may take to claim every unfinished
+   * payment of a dead one: its claim query and the watch's poll. Measured on this 2-core machine under the
+   * nemesis (docs/benchmarks.md, "Takeover"); the invariant takeover-bounded holds every takeover to it.
+   */
+  takeoverSlackMs: 3_000,
+  /** A takeover not done by then is recorded as such (and fails takeover-bounded), and the run goes on. */
+  takeoverWatchMaxMs: nemesisTakeover.watchMaxMs,
 });
+
+/** The bound takeover-bounded checks: lease, one renewal interval, and the measured slack. */
+export const takeoverBoundMs = leaseDefaults.leaseMs + leaseDefaults.renewEveryMs + nemesisBounds.takeoverSlackMs;
 
 export interface PlannedFault {
   /** Offset from the start of the run. */
@@ -65,21 +79,25 @@ export interface PlanOptions {
   banks: readonly string[];
   /** The processes keep their state in PostgreSQL: cut-store-sessions can be played. */
   databaseStore: boolean;
+  /** The gateways' names (cluster.ts gatewayName): faults on gateways pick one of them. */
+  gateways: readonly string[];
 }
 
 function planOne(prng: Prng, kind: FaultKind, atMs: number, options: PlanOptions): PlannedFault {
   const bounds = nemesisBounds;
   const bank = prng.pick(options.banks);
+  // One gateway: no draw, so that a seed plans what it planned before there could be several.
+  const gateway = options.gateways.length === 1 ? options.gateways[0]! : prng.pick(options.gateways);
   switch (kind) {
     case "kill-gateway":
-      return { atMs, kind, target: "gateway", holdMs: prng.int(0, bounds.killDowntimeMaxMs), crashSpec: null };
+      return { atMs, kind, target: gateway, holdMs: prng.int(0, bounds.killDowntimeMaxMs), crashSpec: null };
     case "kill-bank":
       return { atMs, kind, target: bank, holdMs: prng.int(0, bounds.killDowntimeMaxMs), crashSpec: null };
     case "pause-gateway":
       return {
         atMs,
         kind,
-        target: "gateway",
+        target: gateway,
         holdMs: prng.int(Math.min(bounds.pauseGatewayMinMs, options.pauseMaxMs), options.pauseMaxMs),
         crashSpec: null,
       };
@@ -107,17 +125,37 @@ function planOne(prng: Prng, kind: FaultKind, atMs: number, options: PlanOptions
         holdMs: prng.int(bounds.partitionMinMs, bounds.partitionMaxMs),
         crashSpec: null,
       };
+    case "partition-gateway-store":
+      // Longer than a lease, so the gateway surely loses it, stops, and has its payments taken over.
+      return {
+        atMs,
+        kind,
+        target: gateway,
+        holdMs:
+          leaseDefaults.leaseMs +
+          2 * leaseDefaults.renewEveryMs +
+          prng.int(bounds.partitionMinMs, bounds.partitionMaxMs),
+        crashSpec: null,
+      };
+    case "partition-gateway-banks":
+      return {
+        atMs,
+        kind,
+        target: gateway,
+        holdMs: prng.int(bounds.partitionMinMs, bounds.partitionMaxMs),
+        crashSpec: null,
+      };
     case "cut-store-sessions":
       return {
         atMs,
         kind,
-        target: prng.chance(0.5) ? "gateway" : bank,
+        target: prng.chance(0.5) ? gateway : bank,
         holdMs: bounds.cutSessionsExitWaitMs,
         crashSpec: null,
       };
     case "crash-point": {
       const point = prng.pick(options.crashPoints);
-      const target = (crashPointsByRole.gateway as readonly string[]).includes(point) ? "gateway" : bank;
+      const target = (crashPointsByRole.gateway as readonly string[]).includes(point) ? gateway : bank;
       const holdMs = Math.min(bounds.crashWaitMaxMs, Math.max(bounds.crashWaitMinMs, 3 * options.killEveryMs));
       return { atMs, kind, target, holdMs, crashSpec: `${point}:${prng.int(1, bounds.crashPassesMax)}` };
     }
@@ -132,7 +170,9 @@ export function planFaults(prng: Prng, options: PlanOptions): PlannedFault[] {
   const kinds = options.kinds.filter(
     (kind) =>
       (kind !== "crash-point" || options.crashPoints.length > 0) &&
-      (kind !== "cut-store-sessions" || options.databaseStore),
+      (kind !== "cut-store-sessions" || options.databaseStore) &&
+      ((kind !== "partition-gateway-store" && kind !== "partition-gateway-banks") ||
+        (options.databaseStore && options.gateways.length > 1)),
   );
   if (options.killEveryMs <= 0 || kinds.length === 0) return [];
   const plan: PlannedFault[] = [];
@@ -171,12 +211,29 @@ async function ensureRunning(managed: ManagedProcess): Promise<void> {
   if (!managed.running) await managed.start();
 }
 
-async function killEpisode(managed: ManagedProcess, fault: PlannedFault, stopAtMs: number): Promise<string> {
+async function killEpisode(
+  cluster: Cluster,
+  managed: ManagedProcess,
+  fault: PlannedFault,
+  stopAtMs: number,
+): Promise<string> {
   await ensureRunning(managed);
+  const gatewayId = cluster.gatewayIdOfProcess(managed);
   await managed.kill("SIGKILL");
+  // The dead gateway's payments are claimed by a live one (or by its next start) once its lease expires.
+  const takeover = gatewayId === "" ? null : cluster.watchTakeover(managed.name, gatewayId, Date.now());
   await hold(fault.holdMs, stopAtMs);
   await managed.start();
-  return "done";
+  const seen = await takeover;
+  return seen === null || seen === undefined ? "done" : `done; ${describeTakeover(seen)}`;
+}
+
+function describeTakeover(seen: TakeoverSeen): string {
+  return seen.payments === 0
+    ? "it owned no unfinished payment"
+    : seen.takenOverMs === null
+      ? `${seen.payments} payments it owned not taken over within ${nemesisBounds.takeoverWatchMaxMs} ms`
+      : `${seen.payments} payments it owned taken over in ${seen.takenOverMs} ms`;
 }
 
 async function pauseEpisode(
@@ -189,7 +246,7 @@ async function pauseEpisode(
   // A gateway on PostgreSQL paused about as long as its lease may wake to find it expired, and must then stop
   // (exit 70) rather than drive payments another gateway may have taken: that exit is expected, not a fault.
   const mayLoseLease =
-    fault.target === "gateway" &&
+    cluster.gatewayNamed(fault.target) !== undefined &&
     cluster.usesDatabase &&
     fault.holdMs >= leaseDefaults.leaseMs - 2 * leaseDefaults.renewEveryMs;
   if (mayLoseLease) managed.expectExit();
@@ -247,14 +304,47 @@ async function cutSessionsEpisode(
   return stopped ? `${cut} sessions cut; it stopped, restarted` : `${cut} sessions cut; still running, restarted`;
 }
 
-async function partitionEpisode(cluster: Cluster, fault: PlannedFault, stopAtMs: number): Promise<string> {
-  const proxy = fault.target === "clients" ? cluster.clientProxy : cluster.bankProxies.get(fault.target);
-  if (proxy === null || proxy === undefined) return "no such proxy";
-  proxy.cut();
+/**
+ * One gateway cut off from the database server (it stops: exit 70 at its first failed write or when its lease
+ * runs out, and is restarted once the partition heals) or from every bank (it goes on; its payments abort or
+ * wait in phase 2; banks ask the other gateways about their holds).
+ */
+async function gatewayPartitionEpisode(
+  cluster: Cluster,
+  managed: ManagedProcess,
+  fault: PlannedFault,
+  stopAtMs: number,
+): Promise<string> {
+  await ensureRunning(managed);
+  const index = cluster.gateways.indexOf(managed);
+  const proxies =
+    fault.kind === "partition-gateway-store"
+      ? [cluster.storeProxies[index]!]
+      : [...cluster.bankProxies.values()].map((perGateway) => perGateway[index]!);
+  let takeover: Promise<TakeoverSeen | null> | null = null;
+  if (fault.kind === "partition-gateway-store") {
+    managed.expectExit();
+    takeover = cluster.watchTakeover(managed.name, cluster.gatewayIdOfProcess(managed), Date.now());
+  }
+  for (const proxy of proxies) proxy.cut();
   try {
     await hold(fault.holdMs, stopAtMs);
   } finally {
-    proxy.heal();
+    for (const proxy of proxies) proxy.heal();
+  }
+  if (!managed.running) await managed.start();
+  const seen = await takeover;
+  return seen === null ? "done" : `done; ${describeTakeover(seen)}`;
+}
+
+async function partitionEpisode(cluster: Cluster, fault: PlannedFault, stopAtMs: number): Promise<string> {
+  const proxies = fault.target === "clients" ? cluster.clientProxies : cluster.bankProxies.get(fault.target);
+  if (proxies === undefined || proxies.length === 0) return "no such proxy";
+  for (const proxy of proxies) proxy.cut();
+  try {
+    await hold(fault.holdMs, stopAtMs);
+  } finally {
+    for (const proxy of proxies) proxy.heal();
   }
   return "done";
 }
@@ -265,15 +355,22 @@ function runEpisode(cluster: Cluster, fault: PlannedFault, stopAtMs: number): Pr
       cluster.proxyMutexes.get(fault.kind === "partition-clients" ? "clients" : fault.target) ?? new Mutex();
     return mutex.run(() => partitionEpisode(cluster, fault, stopAtMs));
   }
-  const managed = fault.target === "gateway" ? cluster.gateway : cluster.banks.get(fault.target)!;
-  return managed.mutex.run(() => {
-    if (Date.now() >= stopAtMs) return Promise.resolve("skipped: the run ended first");
-    if (fault.kind === "kill-gateway" || fault.kind === "kill-bank") return killEpisode(managed, fault, stopAtMs);
-    if (fault.kind === "pause-gateway" || fault.kind === "pause-bank")
-      return pauseEpisode(cluster, managed, fault, stopAtMs);
-    if (fault.kind === "cut-store-sessions") return cutSessionsEpisode(cluster, managed, fault, stopAtMs);
-    return crashPointEpisode(managed, fault, stopAtMs);
-  });
+  const gateway = cluster.gatewayNamed(fault.target);
+  const managed = gateway ?? cluster.banks.get(fault.target)!;
+  const episode = () =>
+    managed.mutex.run(() => {
+      if (Date.now() >= stopAtMs) return Promise.resolve("skipped: the run ended first");
+      if (fault.kind === "partition-gateway-store" || fault.kind === "partition-gateway-banks")
+        return gatewayPartitionEpisode(cluster, managed, fault, stopAtMs);
+      if (fault.kind === "kill-gateway" || fault.kind === "kill-bank")
+        return killEpisode(cluster, managed, fault, stopAtMs);
+      if (fault.kind === "pause-gateway" || fault.kind === "pause-bank")
+        return pauseEpisode(cluster, managed, fault, stopAtMs);
+      if (fault.kind === "cut-store-sessions") return cutSessionsEpisode(cluster, managed, fault, stopAtMs);
+      return crashPointEpisode(managed, fault, stopAtMs);
+    });
+  // Faults on gateways take turns: with several, the others stay alive and connected to take over.
+  return gateway === undefined ? episode() : cluster.gatewayFaults.run(episode);
 }
 
 /**

@@ -1,7 +1,7 @@
 // The report of a `paynet verify` run: a readable table, or one JSON object.
 import chalk from "chalk";
 import { formatMinor } from "../../core/domain/money.js";
-import type { InvariantResult } from "../../core/testing/checker.js";
+import type { InvariantResult, TakeoverView } from "../../core/testing/checker.js";
 import type { FaultKind, FaultRecord } from "./nemesis.js";
 import type { PaymentKind } from "./workload.js";
 
@@ -44,6 +44,9 @@ export interface VerifyReport {
     log: FaultRecord[];
   };
   recovery: { recovered: boolean; recoveryMs: number | null; timeoutMs: number };
+  gateways: number;
+  /** Each gateway that stopped with unfinished payments, and how long until another had them (PostgreSQL). */
+  takeovers: { boundMs: number; seen: TakeoverView[] };
   invariants: InvariantResult[];
   ok: boolean;
 }
@@ -126,6 +129,7 @@ export function formatReport(report: VerifyReport): string {
     row("unplanned exits", faults.processFailures.length),
     chalk.bold("recovery"),
     `  ${"from healing".padEnd(22)}${recoveryText}`,
+    ...(report.takeovers.seen.length === 0 ? [] : [`  ${"takeovers".padEnd(22)}${takeoverText(report.takeovers)}`]),
     chalk.bold("invariants"),
     ...invariantLines(report.invariants),
     "",
@@ -134,6 +138,21 @@ export function formatReport(report: VerifyReport): string {
       : chalk.red(`✗ ${failed} of ${report.invariants.length} invariants violated`),
   ];
   return lines.join("\n") + "\n";
+}
+
+/** How many takeovers, of how many payments, and their times (p50 / p99 / max) against the bound. */
+export function takeoverText(takeovers: VerifyReport["takeovers"]): string {
+  const times = takeovers.seen
+    .map((seen) => seen.takenOverMs)
+    .filter((ms): ms is number => ms !== null)
+    .sort((a, b) => a - b);
+  const payments = takeovers.seen.reduce((sum, seen) => sum + seen.payments, 0);
+  const at = (fraction: number) => times[Math.min(times.length - 1, Math.ceil(fraction * times.length) - 1)] ?? 0;
+  const never = takeovers.seen.length - times.length;
+  return (
+    `${takeovers.seen.length} (${payments} payments): p50 ${at(0.5)} ms, p99 ${at(0.99)} ms, max ${times.at(-1) ?? 0} ms; bound ${takeovers.boundMs} ms` +
+    (never > 0 ? chalk.red(`; ${never} never taken over`) : "")
+  );
 }
 
 /** The report as JSON-safe values (bigints as decimal strings). */

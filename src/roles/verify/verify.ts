@@ -14,12 +14,26 @@ import { clientFiles, issueCertificates, loadIdentity } from "../../core/transpo
 import { serializeAccountsCsv } from "../../core/bank/store/file/accounts-csv.js";
 import { OfflineQueue, PaymentHistory } from "../../core/client/client-files.js";
 import { Prng, seedMax } from "../../core/testing/prng.js";
-import { checkInvariants, outcomeSeen, type BankFinalState, type CheckInput } from "../../core/testing/checker.js";
+import {
+  checkInvariants,
+  outcomeSeen,
+  type BankFinalState,
+  type CheckInput,
+  type TakeoverView,
+} from "../../core/testing/checker.js";
 import { readDurableNetwork, readGatewayPayments } from "../network-state.js";
 import type { StoreChoice } from "../store-option.js";
 import { createScratchDatabase, type ScratchDatabase } from "../../core/durable/postgres/database.js";
 import { Cluster } from "./cluster.js";
-import { allCrashPoints, faultKinds, planFaults, runNemesis, type FaultKind, type FaultRecord } from "./nemesis.js";
+import {
+  allCrashPoints,
+  faultKinds,
+  planFaults,
+  runNemesis,
+  takeoverBoundMs,
+  type FaultKind,
+  type FaultRecord,
+} from "./nemesis.js";
 import {
   Observations,
   Sessions,
@@ -48,11 +62,14 @@ export interface VerifyFlags {
   json: boolean;
   /** files, or the PostgreSQL server on which verify creates a database of its own (dropped after unless kept). */
   store: StoreChoice;
+  /** Gateways side by side (more than one only on PostgreSQL). */
+  gateways: number;
 }
 
 export const verifyBounds = Object.freeze({
   durationSMax: 3_600,
   clientsMax: 64,
+  gatewaysMax: 5,
   banksMin: 2,
   banksMax: 16,
   accountsMin: 2,
@@ -91,6 +108,7 @@ interface VerifyOptions {
   keep: boolean;
   json: boolean;
   store: StoreChoice;
+  gateways: number;
 }
 
 class UsageError extends Error {}
@@ -119,6 +137,9 @@ function listOf<T extends string>(text: string, flag: string, allowed: readonly 
 function validateFlags(flags: VerifyFlags): VerifyOptions {
   const bounds = verifyBounds;
   const banks = integerIn(flags.banks, "banks", bounds.banksMin, bounds.banksMax);
+  const gateways = integerIn(flags.gateways, "gateways", 1, bounds.gatewaysMax);
+  if (gateways > 1 && flags.store.kind !== "postgres")
+    throw new UsageError("--gateways above 1 needs --store postgres://…: gateways share their payment log there");
   if (flags.killEveryMs !== 0) integerIn(flags.killEveryMs, "kill-every", bounds.killEveryMinMs, bounds.killEveryMaxMs);
   return Object.freeze({
     durationS: integerIn(flags.durationS, "duration", 1, bounds.durationSMax),
@@ -140,6 +161,7 @@ function validateFlags(flags: VerifyFlags): VerifyOptions {
     keep: flags.keep,
     json: flags.json,
     store: flags.store,
+    gateways,
   });
 }
 
@@ -176,6 +198,7 @@ export async function runVerify(flags: VerifyFlags): Promise<number> {
     banks: options.banks,
     gatewayEnv: options.unsafeLateDecisionLog ? { PAYNET_UNSAFE_LATE_DECISION_LOG: "1" } : {},
     holdTimeoutMs: verifyBounds.holdTimeoutMs,
+    gateways: options.gateways,
   });
   // No process of ours outlives verify, whatever ends it.
   const onExit = () => cluster.killNow();
@@ -212,15 +235,15 @@ async function verifyRun(options: VerifyOptions, dataDir: string, cluster: Clust
   const paths = dataPaths(dataDir);
   say(`seed ${options.seed}; data dir ${dataDir}; issuing certificates`);
   const accounts = await prepareDataDir(paths, options, prng.fork("accounts"));
-  const { gatewayAddress } = await cluster.start();
+  const { gatewayAddresses, clientAddresses } = await cluster.start();
   say(
-    `network up: gateway ${gatewayAddress}, banks ${options.banks.join(", ")}${options.unsafeLateDecisionLog ? chalk.yellow(" (gateway deliberately broken)") : ""}`,
+    `network up: ${gatewayAddresses.length === 1 ? "gateway" : "gateways"} ${gatewayAddresses.join(", ")}, banks ${options.banks.join(", ")}${options.unsafeLateDecisionLog ? chalk.yellow(" (gateway deliberately broken)") : ""}`,
   );
   const identity = await loadIdentity(paths.certificateDir, clientFiles(paths.certificateDir));
   const onRepair = () => say(chalk.yellow("a client file was damaged and repaired"));
   const context: WorkloadContext = {
     accounts,
-    gatewayAddress: cluster.clientProxy!.address,
+    gatewayAddresses: clientAddresses,
     identity,
     queue: new OfflineQueue(paths.offlinePaymentsJson, onRepair),
     history: new PaymentHistory(paths.paymentHistoryJson, onRepair),
@@ -254,6 +277,9 @@ async function verifyRun(options: VerifyOptions, dataDir: string, cluster: Clust
     observations: context.observations.list(),
     processFailures,
     recoveryFailures,
+    takeovers: cluster.takeovers,
+    // With one gateway, its payments wait for its own restart, which the nemesis may delay: reported, not bounded.
+    ...(options.gateways > 1 ? { takeoverBoundMs } : {}),
   });
   return buildReport({
     options,
@@ -264,6 +290,7 @@ async function verifyRun(options: VerifyOptions, dataDir: string, cluster: Clust
     stillQueued,
     faultLog,
     crashPointsReached: cluster.events.filter((event) => event.kind === "crash-point-reached").length,
+    takeovers: cluster.takeovers.map(({ gateway, payments, takenOverMs }) => ({ gateway, payments, takenOverMs })),
     processFailures,
     recovery: {
       recovered: recovery.recovered && settled.recovered,
@@ -356,6 +383,7 @@ async function runTraffic(
     crashPoints: options.crashPoints,
     banks: options.banks,
     databaseStore: options.store.kind === "postgres",
+    gateways: cluster.gateways.map((gateway) => gateway.name),
   });
   say(`traffic for ${options.durationS} s from ${options.clients} clients; ${plan.length} faults planned`);
   const records: FaultRecord[] = [];
@@ -457,6 +485,7 @@ interface ReportInputs {
   stillQueued: number;
   faultLog: FaultRecord[];
   crashPointsReached: number;
+  takeovers: TakeoverView[];
   processFailures: string[];
   recovery: VerifyReport["recovery"];
   invariants: VerifyReport["invariants"];
@@ -524,6 +553,8 @@ function buildReport(inputs: ReportInputs): VerifyReport {
       log: inputs.faultLog,
     },
     recovery: inputs.recovery,
+    gateways: options.gateways,
+    takeovers: { boundMs: takeoverBoundMs, seen: inputs.takeovers },
     invariants: inputs.invariants,
     ok: inputs.invariants.every((result) => result.ok),
   };

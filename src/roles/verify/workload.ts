@@ -105,8 +105,8 @@ export class Observations {
 
 export interface WorkloadContext {
   accounts: readonly Account[];
-  /** The address clients dial: the proxy in front of the gateway. */
-  gatewayAddress: string;
+  /** The addresses clients dial: the proxy in front of each gateway. */
+  gatewayAddresses: readonly string[];
   identity: LoadedIdentity;
   queue: OfflineQueue;
   history: PaymentHistory;
@@ -117,14 +117,41 @@ export interface WorkloadContext {
 
 type RawClient = ServiceClient<(typeof PaymentGateway)["method"]>;
 
-export function newRawClient(context: WorkloadContext): RawClient {
+export function newRawClient(context: WorkloadContext, address: string): RawClient {
   return createClient(
     PaymentGateway,
-    context.gatewayAddress,
+    address,
     clientCredentials(context.identity),
     channelOptions,
     "GATEWAY_UNAVAILABLE",
   );
+}
+
+/**
+ * A client's connections to every gateway, one of them current: an attempt whose outcome is unknown (the
+ * gateway unreachable, a deadline) is retried, with the same id, at the next one, as a failing-over client
+ * does. Tokens are signed, so a session opened at one gateway is good at all.
+ */
+export class GatewayChoice {
+  readonly #clients: RawClient[];
+  #at: number;
+
+  constructor(context: WorkloadContext, first: number) {
+    this.#clients = context.gatewayAddresses.map((address) => newRawClient(context, address));
+    this.#at = first % this.#clients.length;
+  }
+
+  get current(): RawClient {
+    return this.#clients[this.#at]!;
+  }
+
+  failover(): void {
+    this.#at = (this.#at + 1) % this.#clients.length;
+  }
+
+  close(): void {
+    for (const client of this.#clients) client.close();
+  }
 }
 
 const keyOf = (account: { user: string; bank: string }) => `${account.user}@${account.bank}`;
@@ -178,15 +205,16 @@ const payerOf = (context: WorkloadContext, details: PaymentDetails): Account =>
  */
 async function sessionToken(
   context: WorkloadContext,
-  client: RawClient,
+  gateways: GatewayChoice,
   payer: Account,
   stopAtMs: number,
 ): Promise<{ token: string } | "retry" | "stop"> {
   try {
-    return { token: await context.sessions.token(payer, client) };
+    return { token: await context.sessions.token(payer, gateways.current) };
   } catch (thrown) {
     if (!isAmbiguous(PaymentError.fromGrpc(thrown)) || Date.now() >= stopAtMs) return "stop";
-    await waitReady(client);
+    gateways.failover();
+    await waitReady(gateways.current);
     return "retry";
   }
 }
@@ -207,7 +235,7 @@ function forgetLostSession(context: WorkloadContext, payer: Account, token: stri
  */
 export async function sendOnline(
   context: WorkloadContext,
-  client: RawClient,
+  gateways: GatewayChoice,
   log: PaymentLog,
   options: { stopAtMs: number; afterRun: boolean; retry: () => boolean },
 ): Promise<void> {
@@ -215,7 +243,8 @@ export async function sendOnline(
   const payer = payerOf(context, details);
   const afterRun = options.afterRun ? { afterRun: true } : {};
   for (let attempt = 1; attempt <= workloadBounds.onlineAttemptsMax; attempt += 1) {
-    const session = await sessionToken(context, client, payer, options.stopAtMs);
+    const client = gateways.current;
+    const session = await sessionToken(context, gateways, payer, options.stopAtMs);
     if (session === "stop") return;
     if (session === "retry") continue;
     const { token } = session;
@@ -245,7 +274,8 @@ export async function sendOnline(
       context.observations.record(details.paymentId, { result: "ambiguous", reason: error.code, ...afterRun });
       if (Date.now() >= options.stopAtMs || !options.retry()) return;
       if (!options.afterRun) context.observations.retries += 1;
-      await waitReady(client);
+      gateways.failover();
+      await waitReady(gateways.current);
     }
   }
 }
@@ -256,7 +286,7 @@ export async function sendOnline(
  */
 export async function sendBatchOnline(
   context: WorkloadContext,
-  client: RawClient,
+  gateways: GatewayChoice,
   orders: readonly PaymentLog[],
   options: { stopAtMs: number; retry: () => boolean },
 ): Promise<void> {
@@ -269,7 +299,8 @@ export async function sendBatchOnline(
     amountMinor: details.amountMinor,
   }));
   for (let attempt = 1; attempt <= workloadBounds.onlineAttemptsMax; attempt += 1) {
-    const session = await sessionToken(context, client, payer, options.stopAtMs);
+    const client = gateways.current;
+    const session = await sessionToken(context, gateways, payer, options.stopAtMs);
     if (session === "stop") return;
     if (session === "retry") continue;
     const { token } = session;
@@ -307,7 +338,8 @@ export async function sendBatchOnline(
     }
     if (!inDoubt || Date.now() >= options.stopAtMs || !options.retry()) return;
     context.observations.retries += 1;
-    await waitReady(client);
+    gateways.failover();
+    await waitReady(gateways.current);
   }
 }
 
@@ -350,7 +382,7 @@ export class VerifyClient {
   readonly #context: WorkloadContext;
   readonly #plan: Prng;
   readonly #retries: Prng;
-  readonly #raw: RawClient;
+  readonly #raw: GatewayChoice;
   readonly #offline: GatewayClient;
   readonly #sent: PaymentLog[] = [];
   readonly #queued: PaymentLog[] = [];
@@ -360,8 +392,12 @@ export class VerifyClient {
     this.#context = context;
     this.#plan = prng.fork(`client-${index}-plan`);
     this.#retries = prng.fork(`client-${index}-retries`);
-    this.#raw = newRawClient(context);
-    this.#offline = new GatewayClient(context.gatewayAddress, context.identity);
+    this.#raw = new GatewayChoice(context, index);
+    // The offline path (the real client's PaymentSender) talks to one gateway: client i to gateway i mod N.
+    this.#offline = new GatewayClient(
+      context.gatewayAddresses[index % context.gatewayAddresses.length]!,
+      context.identity,
+    );
   }
 
   async run(stopAtMs: number): Promise<void> {
@@ -509,7 +545,7 @@ export class VerifyClient {
 
 /** After healing: sends what is left in the offline queue, account by account, a bounded number of passes. */
 export async function drainOfflineQueue(context: WorkloadContext): Promise<number> {
-  const client = new GatewayClient(context.gatewayAddress, context.identity);
+  const client = new GatewayClient(context.gatewayAddresses[0]!, context.identity);
   try {
     for (let pass = 1; pass <= workloadBounds.drainPassesMax; pass += 1) {
       const queued = await context.queue.list();
@@ -531,7 +567,10 @@ export async function finalReads(context: WorkloadContext): Promise<void> {
   const unknown = [...context.observations.payments.values()].filter(
     (log) => outcomeSeen(log.attempts).kind === "ambiguous",
   );
-  const clients = Array.from({ length: workloadBounds.finalReadConcurrency }, () => newRawClient(context));
+  const clients = Array.from(
+    { length: workloadBounds.finalReadConcurrency },
+    (_, index) => new GatewayChoice(context, index),
+  );
   try {
     await Promise.all(
       clients.map(async (client, worker) => {
