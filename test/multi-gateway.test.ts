@@ -251,6 +251,29 @@ describe("several gateways on one PostgreSQL", () => {
     );
   });
 
+  it("forgets gateways long gone that own nothing unfinished, and keeps the others", async () => {
+    const { schema, banks, gateway, expired } = world();
+    const idle = await gateway("gw-idle", { leaseMs: shortLeaseMs });
+    const owner = await gateway("gw-owner", { leaseMs: shortLeaseMs });
+    const live = await gateway("gw-live");
+    banks.B1.holdPrepares = new Promise<void>(() => undefined);
+    const started = new Promise<void>((resolve) => (banks.B1.onPrepare = resolve));
+    void owner.coordinator.makePayment(payer, order("left")).catch(() => undefined);
+    await started;
+    await expired("gw-idle");
+    await expired("gw-owner");
+    assert.equal(await live.lease.forgetExpired(0), 1);
+    const rows = await admin.query<{ gateway_id: string }>(
+      `SELECT gateway_id FROM ${schema}.gateways ORDER BY gateway_id`,
+    );
+    assert.deepEqual(
+      rows.rows.map((row) => row.gateway_id),
+      ["gw-live", "gw-owner"],
+      "the one owning an unfinished payment stays",
+    );
+    await assert.rejects(idle.lease.renew(), LeaseLostError);
+  });
+
   it("refuses a second gateway with the same id, and a bank's question about a live gateway's payment waits", async () => {
     const { banks, gateway } = world();
     const a = await gateway("gw-a");

@@ -59,6 +59,9 @@ export const leaseDefaults = Object.freeze({
   renewEveryMs: 1_000,
   /** Payments claimed per look; the rest at the next (every renewEveryMs), so a takeover comes in bounded batches. */
   claimBatchMax: 500,
+  /** Rows of gateways gone this long (and owning nothing unfinished) are removed, every forgetEveryTicks renewals. */
+  forgetExpiredAfterMs: 24 * 60 * 60_000,
+  forgetEveryTicks: 600,
 });
 
 export const gatewayTimeouts = Object.freeze({
@@ -307,7 +310,9 @@ function keepLease(
 ): () => void {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
+  let ticks = 0;
   const tick = async () => {
+    ticks += 1;
     try {
       await lease.renew();
     } catch (error) {
@@ -317,6 +322,10 @@ function keepLease(
       }
       logger.warn({ error: String(error) }, "could not renew the lease; trying again");
       return;
+    }
+    if (ticks % leaseDefaults.forgetEveryTicks === 0) {
+      const forgotten = await lease.forgetExpired(leaseDefaults.forgetExpiredAfterMs);
+      if (forgotten > 0) logger.info({ gateways: forgotten }, "removed the rows of gateways gone for a day");
     }
     for (;;) {
       const claimed = await store.claimOrphans(leaseDefaults.claimBatchMax);

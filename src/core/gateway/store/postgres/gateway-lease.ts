@@ -121,6 +121,21 @@ export class GatewayLease {
   }
 
   /**
+   * Removes the rows of gateways whose lease ended more than `expiredForMs` ago and that own no unfinished
+   * payment (each start adds a row: without this the table grows by one per restart, for good). A gateway
+   * whose row is gone can never renew: its renewal finds no row, as it would find an expired one.
+   */
+  async forgetExpired(expiredForMs: number): Promise<number> {
+    const result = await this.#database.query(
+      `DELETE FROM ${this.#schema}.gateways g
+       WHERE g.lease_expires_at < clock_timestamp() - $1 * interval '1 millisecond'
+         AND NOT EXISTS (SELECT 1 FROM ${this.#schema}.payments p WHERE NOT p.finished AND p.owner = g.gateway_id)`,
+      [expiredForMs],
+    );
+    return result.rowCount ?? 0;
+  }
+
+  /**
    * Ends the lease now, for an orderly stop once this gateway writes nothing more: its unfinished payments are
    * claimed by another gateway at its next look instead of after the lease. The row stays (an owner's name).
    */
