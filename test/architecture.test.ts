@@ -175,6 +175,7 @@ const fileSystemUsers: ReadonlyArray<[string, (module: ModuleId) => boolean]> = 
   ["a store's file adapter", (module) => /^src\/core\/[^/]+\/store\/file\//.test(module)],
   ["durable-file infrastructure", (module) => module.startsWith("src/core/durable/")],
   ["reads the TLS identity's PEM files", (module) => module === "src/core/transport/certificates.ts"],
+  ["reads and makes the gateways' session key", (module) => module === "src/core/transport/session-key.ts"],
   ["the client's saved files", (module) => module === "src/core/client/client-files.ts"],
   ["reads and writes the registry of bank addresses", (module) => module === "src/core/gateway/bank-registry.ts"],
 ];
