@@ -99,6 +99,18 @@ describe("operator view", () => {
     assert.equal(one.json?.state, "aborted");
     assert.equal(one.json?.finished, true);
     assert.equal(one.json?.reason, "BANK_UNAVAILABLE");
+    const events = (one.json?.timeline as Array<{ event: string }>).map((event) => event.event);
+    assert.deepEqual(events.slice(0, 4), [
+      "begun",
+      "SBI (payer) voted yes",
+      "HDFC (payee) did not answer the prepare in time",
+      "decided abort (BANK_UNAVAILABLE)",
+    ]);
+    assert.deepEqual(events.slice(4).sort(), [
+      "HDFC (payee) acknowledged the abort",
+      "SBI (payer) acknowledged the abort",
+      "finished",
+    ]);
     for (const key of ["createdAt", "decidedAt", "finishedAt"])
       assert.match(String(one.json?.[key]), /^\d{4}-\d\d-\d\dT/);
     const unknown = await runCli([
@@ -229,5 +241,92 @@ describe("metrics and logs", () => {
       for (const password of Object.values(passwords))
         assert.ok(!text.includes(password), `a password in a log line: ${text}`);
     }
+  });
+
+  // The payments made above, as `paynet payment` tells their lives.
+  const timelineOf = async (id: string) => {
+    const json = await runCli([
+      "payment",
+      id,
+      "--json",
+      "--data-dir",
+      network.dir,
+      "--gateway",
+      network.gatewayAddress,
+    ]);
+    assert.equal(json.code, 0, json.stdout + json.stderr);
+    const human = await runCli(["payment", id, "--data-dir", network.dir, "--gateway", network.gatewayAddress]);
+    assert.equal(human.code, 0, human.stdout + human.stderr);
+    const timeline = json.json?.timeline as Array<{ at: string; afterMs: number | null; event: string }>;
+    // The votes (events 1-2) and the acknowledgements (4-5) are listed by time: which bank answered first may
+    // vary, so each pair is compared sorted.
+    const sortedWithin = (events: string[], from: number, to: number) => [
+      ...events.slice(0, from),
+      ...events.slice(from, to).sort(),
+      ...events.slice(to),
+    ];
+    const events = sortedWithin(
+      sortedWithin(
+        timeline.map((event) => event.event),
+        1,
+        3,
+      ),
+      4,
+      6,
+    );
+    return { json: json.json!, human: human.stdout, events };
+  };
+  /** A line of the human timeline: its time, the duration since the event before, the event. */
+  const line = (event: string) =>
+    new RegExp(`^  \\d{4}-\\d\\d-\\d\\dT[0-9:.]+Z +\\+[0-9.]+ (ms|s)  ${event.replace(/[()]/g, "\\$&")}$`, "m");
+
+  it("paynet payment shows a committed payment's timeline: each bank's vote and acknowledgement, with durations", async () => {
+    const { json, human, events } = await timelineOf("metrics-1");
+    assert.deepEqual(events, [
+      "begun",
+      "HDFC (payee) voted yes",
+      "SBI (payer) voted yes",
+      "decided commit",
+      "HDFC (payee) acknowledged the commit",
+      "SBI (payer) acknowledged the commit",
+      "finished",
+    ]);
+    assert.deepEqual(
+      (json.legs as Array<Record<string, unknown>>).map((leg) => [leg.bank, leg.role, leg.vote]),
+      [
+        ["SBI", "payer", "yes"],
+        ["HDFC", "payee", "yes"],
+      ],
+    );
+    assert.match(
+      human,
+      /^metrics-1: committed \(finished\) 1\.00 alice@SBI → bob@HDFC\n {2}\d{4}-[0-9:.T-]+Z +begun\n/,
+    );
+    for (const event of [
+      "SBI (payer) voted yes",
+      "HDFC (payee) voted yes",
+      "decided commit",
+      "SBI (payer) acknowledged the commit",
+      "HDFC (payee) acknowledged the commit",
+      "finished",
+    ])
+      assert.match(human, line(event), event);
+  });
+
+  it("paynet payment shows an aborted payment's refused vote and the abort each bank acknowledged", async () => {
+    const { human, events } = await timelineOf("metrics-4");
+    assert.deepEqual(events, [
+      "begun",
+      "HDFC (payer) voted no",
+      "SBI (payee) voted yes",
+      "decided abort (INSUFFICIENT_FUNDS)",
+      "HDFC (payer) acknowledged the abort",
+      "SBI (payee) acknowledged the abort",
+      "finished",
+    ]);
+    assert.match(human, line("HDFC (payer) voted no"));
+    assert.match(human, /^ {2}reason INSUFFICIENT_FUNDS: /m);
+    const local = await timelineOf("metrics-3");
+    assert.deepEqual(local.events, ["begun", "decided commit", "finished"], "a same-bank payment has no legs");
   });
 });

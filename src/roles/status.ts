@@ -12,6 +12,7 @@ import { validatePaymentId } from "../core/domain/validate.js";
 import { OfflineQueue } from "../core/client/client-files.js";
 import { gatewayAddress } from "./process.js";
 import { reportRepair } from "./client-context.js";
+import { paymentTimeline, timelineLines, timelineNote } from "./payment-timeline.js";
 
 const statusTimeoutMs = 10_000;
 
@@ -50,6 +51,13 @@ function summaryJson(payment: PaymentSummary) {
     finishedAt: time(payment.finishedAtMs),
     reason: payment.reason || null,
     reasonMessage: payment.reasonMessage || null,
+    legs: payment.legs.map((leg) => ({
+      bank: leg.bank,
+      role: leg.role,
+      vote: leg.vote || null,
+      votedAt: time(leg.votedAtMs),
+      ackedAt: time(leg.ackedAtMs),
+    })),
   };
 }
 
@@ -141,11 +149,24 @@ export async function runPayment(flags: StatusFlags & { id: string }): Promise<n
   try {
     const { payment } = await client.getPayment({ paymentId: flags.id }, { timeoutMs: statusTimeoutMs });
     const summary = summaryJson(payment!);
-    process.stdout.write(
-      flags.json
-        ? `${JSON.stringify(summary)}\n`
-        : `${summary.id}: ${summary.state}${summary.finished ? " (finished)" : " (in progress)"} ${summary.amount} ${summary.from} → ${summary.to}\n  created ${summary.createdAt}, decided ${summary.decidedAt ?? "-"}, finished ${summary.finishedAt ?? "-"}${summary.reason ? `\n  reason ${summary.reason}: ${summary.reasonMessage}` : ""}\n`,
-    );
+    const timeline = paymentTimeline(payment!);
+    if (flags.json) {
+      const events = timeline.map((event) => ({
+        at: time(BigInt(event.atMs)),
+        afterMs: event.afterMs,
+        event: event.event,
+      }));
+      process.stdout.write(`${JSON.stringify({ ...summary, timeline: events })}\n`);
+      return statusExitCodes.ok;
+    }
+    const note = timelineNote(payment!);
+    const lines = [
+      `${summary.id}: ${summary.state}${summary.finished ? " (finished)" : " (in progress)"} ${summary.amount} ${summary.from} → ${summary.to}`,
+      ...timelineLines(timeline).map((line) => `  ${line}`),
+      ...(note === null ? [] : [chalk.dim(`  (${note})`)]),
+      ...(summary.reason ? [`  reason ${summary.reason}: ${summary.reasonMessage}`] : []),
+    ];
+    process.stdout.write(`${lines.join("\n")}\n`);
     return statusExitCodes.ok;
   } catch (error) {
     return fail(flags, address, error);
