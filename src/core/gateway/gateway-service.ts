@@ -228,6 +228,7 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
         ...counts,
         inDoubt: unfinished.slice(0, inDoubtListedMax).map(summaryOf),
         store: deps.storeDescription,
+        nowMs: BigInt(Date.now()),
       };
     },
 
