@@ -13,6 +13,7 @@ import { runInteractive } from "./roles/client-interactive.js";
 import { exitCodes } from "./roles/client-context.js";
 import { runUp } from "./roles/up.js";
 import { runPayment, runStatus } from "./roles/status.js";
+import { watchIntervalMs } from "./roles/status-watch.js";
 import { PortInUseError } from "./core/transport/listen.js";
 import { banksInDataDir, ensureCertificates, seedDataDir } from "./roles/seed.js";
 import { parseStore, storeOptions } from "./roles/store-option.js";
@@ -509,8 +510,27 @@ await yargs(hideBin(process.argv))
     (argv) =>
       argv
         .option("gateway", { type: "string", describe: "gateway host:port (default: client/current_port_server.txt)" })
-        .option("json", { type: "boolean", default: false }),
-    (args) => finish(runStatus({ dataDir: args.dataDir, gateway: args.gateway, json: args.json })),
+        .option("json", { type: "boolean", default: false })
+        .option("watch", {
+          type: "boolean",
+          default: false,
+          describe:
+            "redraw until Ctrl-C (exit 0): banks with their holds, payments per second, in-doubt payments; plain blocks (or JSON lines) when not a terminal",
+        })
+        .option("interval-ms", {
+          type: "number",
+          describe: `with --watch, milliseconds between samples (${watchIntervalMs.min} to ${watchIntervalMs.max}, default ${watchIntervalMs.default})`,
+        }),
+    (args) =>
+      finish(
+        runStatus({
+          dataDir: args.dataDir,
+          gateway: args.gateway,
+          json: args.json,
+          watch: args.watch,
+          intervalMs: args.intervalMs,
+        }),
+      ),
   )
   .command(
     "payment <id>",

@@ -2,14 +2,14 @@
 // PostgreSQL store (a throwaway database per test) and the memory store the power-loss tests use. The coordinator relies on each of these properties.
 import { afterEach, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { appendFile, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CoordinatorStore } from "../src/core/gateway/store/coordinator-store.js";
 import { GatewayLog } from "../src/core/gateway/store/file/gateway-log.js";
 import { MemoryCoordinatorStore } from "../src/core/gateway/store/memory/memory-coordinator-store.js";
 import { dataPaths } from "../src/core/durable/paths.js";
-import type { PaymentDetails } from "../src/core/domain/payment.js";
+import type { PaymentDetails, PaymentLeg } from "../src/core/domain/payment.js";
 import { PostgresCoordinatorStore } from "../src/core/gateway/store/postgres/index.js";
 import { openDatabase, type Database } from "../src/core/durable/postgres/database.js";
 import { createThrowawayDatabase, type ThrowawayDatabase } from "./helpers/postgres.js";
@@ -18,11 +18,30 @@ function details(paymentId: string, amountMinor = 500n): PaymentDetails {
   return { paymentId, fromUser: "alice", fromBank: "B1", toUser: "bob", toBank: "B2", amountMinor };
 }
 
+/** A payment as a build before legs were kept wrote it: decided commit, not yet finished. */
+const earlier = {
+  paymentId: "earlier-1",
+  fromUser: "alice",
+  fromBank: "B1",
+  toUser: "bob",
+  toBank: "B2",
+  amountMinor: 700n,
+  createdAtMs: 1_700_000_000_001,
+  decidedAtMs: 1_700_000_000_002,
+};
+
 interface Adapter {
   name: string;
   open(): Promise<CoordinatorStore>;
+  /** Opens the adapter's durable state again, once its store is closed, as a restarted gateway does. */
+  openAgain(): Promise<CoordinatorStore>;
   /** The ids the adapter's durable state holds now (what a power loss would keep). */
   durableIds(): Promise<string[]>;
+  /**
+   * Writes `earlier` as the build before legs were kept wrote it, into the durable state of a closed store;
+   * absent for the memory store, which has no format of its own.
+   */
+  writeEarlier?(): Promise<void>;
   cleanUp(): Promise<void>;
 }
 
@@ -33,6 +52,14 @@ function fileAdapter(): Adapter {
     async open() {
       dir = await mkdtemp(join(tmpdir(), "paynet-store-contract-"));
       return GatewayLog.open(dataPaths(dir));
+    },
+    openAgain: () => GatewayLog.open(dataPaths(dir)),
+    async writeEarlier() {
+      // Byte for byte the journal line of the build before legs were kept.
+      await appendFile(
+        dataPaths(dir).transactionLogsJournal,
+        `{"paymentId":"earlier-1","fromUser":"alice","fromBank":"B1","toUser":"bob","toBank":"B2","amountMinor":"700","state":"committed","reason":null,"reasonMessage":null,"finished":false,"balanceAfterMinor":null,"createdAtMs":1700000000001,"decidedAtMs":1700000000002,"finishedAtMs":null}\n`,
+      );
     },
     async durableIds() {
       const journal = await readFile(dataPaths(dir).transactionLogsJournal, "utf8").catch(() => "");
@@ -56,6 +83,10 @@ function memoryAdapter(): Adapter {
       store = new MemoryCoordinatorStore();
       return store;
     },
+    async openAgain() {
+      store = MemoryCoordinatorStore.fromImage(store!.image());
+      return store;
+    },
     async durableIds() {
       return store!.image().items.map((record) => record.paymentId);
     },
@@ -72,6 +103,28 @@ function postgresAdapter(): Adapter {
       throwaway = await createThrowawayDatabase("contract");
       database = openDatabase({ url: throwaway.url, applicationName: "paynet-test-contract" });
       return PostgresCoordinatorStore.open({ database });
+    },
+    openAgain: () => PostgresCoordinatorStore.open({ database: database! }),
+    async writeEarlier() {
+      // The columns of migration 1, as the build before legs were kept inserted them.
+      await database!.query(
+        `INSERT INTO paynet_gateway.payments (payment_id, from_user, from_bank, to_user, to_bank, amount_minor, state,
+           reason, reason_message, finished, balance_after_minor, created_at_ms, decided_at_ms, finished_at_ms, version)
+         VALUES ($1, $2, $3, $4, $5, $6, 'committed', NULL, NULL, false, NULL, $7, $8, NULL, 1)`,
+        [
+          earlier.paymentId,
+          earlier.fromUser,
+          earlier.fromBank,
+          earlier.toUser,
+          earlier.toBank,
+          String(earlier.amountMinor),
+          String(earlier.createdAtMs),
+          String(earlier.decidedAtMs),
+        ],
+      );
+      await database!.query(
+        "INSERT INTO paynet_gateway.payment_counts (stripe, bucket, payments) VALUES (0, 'committing', 1) ON CONFLICT (stripe, bucket) DO UPDATE SET payments = payment_counts.payments + 1",
+      );
     },
     async durableIds() {
       // One id per change committed (a row's version), as the journal holds one line per change.
@@ -185,5 +238,73 @@ for (const makeAdapter of [fileAdapter, memoryAdapter, postgresAdapter]) {
       assert.deepEqual((await store.unfinished()).map((record) => record.paymentId).sort(), ["a", "c"]);
       assert.deepEqual(await store.counts(), { preparing: 1, committing: 1, aborting: 0, committed: 0, aborted: 1 });
     });
+
+    it("keeps each leg's vote with the decision and its acknowledgement with `finished`, across a restart", async () => {
+      const begun = await store.beginOrGet(details("legs-1"));
+      assert.ok(begun.created);
+      await begun.durable;
+      const votes: PaymentLeg[] = [
+        { role: "payer", vote: "yes", votedAtMs: 1_700_000_000_010, ackedAtMs: null },
+        { role: "payee", vote: "no", votedAtMs: 1_700_000_000_011, ackedAtMs: null },
+      ];
+      const decided = await store.advance({
+        paymentId: "legs-1",
+        state: "aborted",
+        outcome: { reason: "INSUFFICIENT_FUNDS", reasonMessage: "no", legs: votes },
+      });
+      assert.deepEqual(decided.legs, votes);
+      // `finished` brings the acknowledgements (with the votes as phase 2 knows them); one bank's only, here.
+      const finished = await store.advance({
+        paymentId: "legs-1",
+        state: "aborted",
+        outcome: { finished: true, legs: [{ ...votes[0]!, ackedAtMs: 1_700_000_000_020 }] },
+      });
+      const expected: PaymentLeg[] = [{ ...votes[0]!, ackedAtMs: 1_700_000_000_020 }, votes[1]!];
+      assert.deepEqual(finished.legs, expected, "a leg the change leaves out keeps what it recorded");
+      await assert.rejects(
+        store.advance({
+          paymentId: "legs-1",
+          state: "aborted",
+          outcome: { legs: [{ role: "payee", vote: "yes", votedAtMs: 1_700_000_000_011, ackedAtMs: null }] },
+        }),
+        /the payee's vote may not change from no to yes/,
+      );
+      await store.close();
+      store = await adapter.openAgain();
+      assert.deepEqual((await store.find("legs-1"))?.legs, expected);
+      const [other] = await store.beginOrGetAll([details("legs-2")]);
+      assert.equal(other?.created, true);
+      assert.deepEqual(other.record.legs, [], "a new payment has no legs");
+    });
+
+    if (adapter.writeEarlier !== undefined) {
+      it("loads a record written before legs were kept, without legs, and finishes it with its acknowledgements", async () => {
+        await store.close();
+        await adapter.writeEarlier!();
+        store = await adapter.openAgain();
+        const loaded = await store.find(earlier.paymentId);
+        assert.ok(loaded !== undefined);
+        assert.equal(loaded.state, "committed");
+        assert.equal(loaded.decidedAtMs, earlier.decidedAtMs);
+        assert.deepEqual(loaded.legs, [], "its votes were never recorded");
+        assert.deepEqual(
+          (await store.unfinished()).map((record) => record.paymentId),
+          [earlier.paymentId],
+        );
+        const acks: PaymentLeg[] = [
+          { role: "payer", vote: null, votedAtMs: null, ackedAtMs: 1_700_000_000_030 },
+          { role: "payee", vote: null, votedAtMs: null, ackedAtMs: 1_700_000_000_031 },
+        ];
+        const finished = await store.advance({
+          paymentId: earlier.paymentId,
+          state: "committed",
+          outcome: { finished: true, legs: acks },
+        });
+        assert.deepEqual(finished.legs, acks);
+        await store.close();
+        store = await adapter.openAgain();
+        assert.deepEqual((await store.find(earlier.paymentId))?.legs, acks);
+      });
+    }
   });
 }

@@ -15,7 +15,7 @@ import {
 } from "../src/core/gateway/store/file/gateway-log.js";
 import { SqliteArchive } from "../src/core/gateway/store/file/sqlite-archive.js";
 import { dataPaths, type DataPaths } from "../src/core/durable/paths.js";
-import { reasonMessageCharsMax } from "../src/core/domain/payment.js";
+import { reasonMessageCharsMax, type PaymentLeg } from "../src/core/domain/payment.js";
 
 function details(index: number): PaymentDetails {
   return {
@@ -126,6 +126,34 @@ describe("the gateway's payment log", () => {
     await writeFile(paths.transactionLogsJournal, journal);
     const reopened = await GatewayLog.open(paths, { nowMs });
     assert.deepEqual({ ...reopened.get("p0")! }, before);
+    await reopened.close();
+  });
+
+  it("carries the legs in the progress lines it already writes, and keeps them in the snapshot and the archive", async () => {
+    const votes: PaymentLeg[] = [
+      { role: "payer", vote: "yes", votedAtMs: 1_700_000_000_100, ackedAtMs: null },
+      { role: "payee", vote: "yes", votedAtMs: 1_700_000_000_101, ackedAtMs: null },
+    ];
+    const acked = votes.map((leg, index) => ({ ...leg, ackedAtMs: 1_700_000_000_200 + index }));
+    const log = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 0 });
+    await begin(log, details(0));
+    await log.advance({ paymentId: "p0", state: "committed", outcome: { legs: votes } });
+    await log.advance({ paymentId: "p0", state: "committed", outcome: { finished: true, legs: acked } });
+    const lines = (await readFile(paths.transactionLogsJournal, "utf8"))
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.equal(lines.length, 3, "no line of their own: the decision's and finished's lines carry them");
+    assert.deepEqual(
+      lines.map((line) => line.legs),
+      [[], votes, acked],
+    );
+    const journaled = log.get("p0");
+    await log.close(); // compacts: archived (finishedRetainedMax 0), out of the snapshot
+    const reopened = await GatewayLog.open(paths, { nowMs, finishedRetainedMax: 0 });
+    assert.equal(reopened.get("p0"), undefined, "archived");
+    assert.deepEqual(await reopened.find("p0"), journaled);
+    assert.deepEqual((await reopened.find("p0"))?.legs, acked);
     await reopened.close();
   });
 
@@ -422,6 +450,7 @@ describe("the gateway log's record schemas", () => {
       createdAtMs: 1700000000001,
       decidedAtMs: 1700000000003,
       finishedAtMs: 1700000000003,
+      legs: [],
     },
     p2: {
       paymentId: "p2",
@@ -438,6 +467,7 @@ describe("the gateway log's record schemas", () => {
       createdAtMs: 1700000000004,
       decidedAtMs: 1700000000005,
       finishedAtMs: 1700000000005,
+      legs: [],
     },
     p3: {
       paymentId: "p3",
@@ -454,6 +484,7 @@ describe("the gateway log's record schemas", () => {
       createdAtMs: 1700000000006,
       decidedAtMs: 1700000000006,
       finishedAtMs: 1700000000006,
+      legs: [],
     },
   };
 
@@ -538,6 +569,44 @@ describe("the gateway log's record schemas", () => {
       "progress with a fractional time",
       '{"progress":"p1","state":"aborted","finished":true,"decidedAtMs":1.5}',
       /:2: not a payment record \(decidedAtMs must be an integer, got 1\.5\)/,
+    ],
+    [
+      "progress with both legs' votes and acknowledgements",
+      `{"progress":"p1","state":"committed","finished":true,"legs":[${[
+        '{"role":"payer","vote":"yes","votedAtMs":1700000000002,"ackedAtMs":1700000000004}',
+        '{"role":"payee","vote":"yes","votedAtMs":1700000000003,"ackedAtMs":null}',
+      ].join(",")}]}`,
+      {
+        legs: [
+          { role: "payer", vote: "yes", votedAtMs: 1700000000002, ackedAtMs: 1700000000004 },
+          { role: "payee", vote: "yes", votedAtMs: 1700000000003, ackedAtMs: null },
+        ],
+      },
+    ],
+    [
+      "progress with an acknowledgement but no vote (decided at a restart)",
+      '{"progress":"p1","state":"aborted","finished":true,"legs":[{"role":"payee","vote":null,"votedAtMs":null,"ackedAtMs":7}]}',
+      { legs: [{ role: "payee", vote: null, votedAtMs: null, ackedAtMs: 7 }] },
+    ],
+    [
+      "progress with three legs",
+      `{"progress":"p1","state":"aborted","finished":true,"legs":[${Array(3).fill('{"role":"payer","vote":"no","votedAtMs":1,"ackedAtMs":null}').join(",")}]}`,
+      /:2: not a payment record \(legs must have at most 2 items, got an array\)/,
+    ],
+    [
+      "progress with two payer legs",
+      `{"progress":"p1","state":"aborted","finished":true,"legs":[${Array(2).fill('{"role":"payer","vote":"no","votedAtMs":1,"ackedAtMs":null}').join(",")}]}`,
+      /:2: not a payment record \(legs must be the legs of one payment: one per role, payer first/,
+    ],
+    [
+      "progress with a vote without its time",
+      '{"progress":"p1","state":"aborted","finished":true,"legs":[{"role":"payer","vote":"no","votedAtMs":null,"ackedAtMs":null}]}',
+      /:2: not a payment record \(legs must be the legs of one payment/,
+    ],
+    [
+      "progress with an unknown vote",
+      '{"progress":"p1","state":"aborted","finished":true,"legs":[{"role":"payer","vote":"maybe","votedAtMs":1,"ackedAtMs":null}]}',
+      /:2: not a payment record \(legs\[0\]\.vote must be one of "yes", "no", "unanswered", got "maybe"\)/,
     ],
     ["an array", "[1]", /:2: not a payment record \(the record must be an object, got an array\)/],
     ["not JSON", '{"progress":', /transaction_logs\.journal:2: not JSON \(/],

@@ -1,10 +1,13 @@
 // The operator's view: status of in-doubt payments, one payment by id, Prometheus metrics, structured logs.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Network, networkPerTest, passwords, runCli, waitUntil } from "./helpers/network.js";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { Network, Proc, cliPath, networkPerTest, passwords, runCli, waitUntil } from "./helpers/network.js";
 import type { PaymentError } from "../src/core/domain/errors.js";
 
 const call = { timeoutMs: 30_000 };
+const run = promisify(execFile);
 
 function pay(
   network: Network,
@@ -99,6 +102,18 @@ describe("operator view", () => {
     assert.equal(one.json?.state, "aborted");
     assert.equal(one.json?.finished, true);
     assert.equal(one.json?.reason, "BANK_UNAVAILABLE");
+    const events = (one.json?.timeline as Array<{ event: string }>).map((event) => event.event);
+    assert.deepEqual(events.slice(0, 4), [
+      "begun",
+      "SBI (payer) voted yes",
+      "HDFC (payee) did not answer the prepare in time",
+      "decided abort (BANK_UNAVAILABLE)",
+    ]);
+    assert.deepEqual(events.slice(4).sort(), [
+      "HDFC (payee) acknowledged the abort",
+      "SBI (payer) acknowledged the abort",
+      "finished",
+    ]);
     for (const key of ["createdAt", "decidedAt", "finishedAt"])
       assert.match(String(one.json?.[key]), /^\d{4}-\d\d-\d\dT/);
     const unknown = await runCli([
@@ -112,6 +127,74 @@ describe("operator view", () => {
     ]);
     assert.equal(unknown.code, 1);
     assert.equal(unknown.json?.error, "UNKNOWN_PAYMENT");
+  });
+
+  it("status --watch without a terminal prints a block per interval, watches on while the gateway is down, and stops on SIGINT", async () => {
+    const net = await networks.create();
+    await net.start(["SBI", "HDFC"]);
+    // No --gateway: the address comes from the data dir, as it would for an operator on the gateway's machine.
+    const watch = new Proc("status --watch", ["status", "--watch", "--interval-ms", "200", "--data-dir", net.dir]);
+    const after = async (from: number, pattern: RegExp, what: string) => {
+      await waitUntil(() => watch.lines.slice(from).some((line) => pattern.test(line)), what);
+      return watch.lines.length;
+    };
+    try {
+      // A rate needs two samples: its line means a second block.
+      await watch.waitFor(/^payments\/s over the last [0-9.]+ m?s: [0-9.]+ committed, [0-9.]+ aborted$/);
+      const headers = watch.lines.filter((line) =>
+        line.startsWith(`paynet status: gateway ${net.gatewayAddress}, every 200 ms, `),
+      );
+      assert.ok(headers.length >= 2, watch.lines.join("\n"));
+      assert.ok(watch.lines.includes("  SBI        up   holds    0"), watch.lines.join("\n"));
+      assert.ok(watch.lines.includes("in doubt: 0"), watch.lines.join("\n"));
+
+      await net.gateway!.stop();
+      let seen = await after(
+        0,
+        new RegExp(
+          `^gateway at ${net.gatewayAddress.replaceAll(".", "\\.")} is not reachable \\(for .+\\); still watching$`,
+        ),
+        "the watch to say the gateway is down",
+      );
+      seen = await after(seen, /is not reachable/, "a second sample while it is down");
+      assert.ok(watch.running, "the watch goes on while the gateway is down");
+
+      await net.startGateway();
+      await after(seen, /^payments\/s: from the next sample/, "the status again once the gateway is back");
+
+      watch.child.kill("SIGINT");
+      assert.deepEqual(await watch.exited, { code: 0, signal: null });
+      assert.ok(!watch.lines.some((line) => line.includes("\u001b")), "no cursor escapes without a terminal");
+    } finally {
+      await watch.stop();
+    }
+  });
+
+  it("status --watch on a terminal redraws its view in place until Ctrl-C (exit 0)", async () => {
+    const net = await networks.create();
+    await net.start(["SBI", "HDFC"]);
+    const session = `paynet-watch-${process.pid}`;
+    const tmux = async (...args: string[]) => (await run("tmux", args)).stdout;
+    const command = `${process.execPath} ${cliPath} status --watch --interval-ms 200 --data-dir ${net.dir}; echo "EXITED $?"; sleep 30`;
+    await tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "30", command);
+    try {
+      let screen = "";
+      const shows = async (pattern: RegExp, what: string) =>
+        waitUntil(async () => pattern.test((screen = await tmux("capture-pane", "-p", "-t", session))), what).catch(
+          (error: Error) => {
+            throw new Error(`${error.message}; the screen was:\n${screen}`);
+          },
+        );
+      // A rate needs two samples: the second is drawn over the first.
+      await shows(/payments\/s over the last/, "a second sample");
+      assert.equal(screen.match(/paynet status: gateway/g)?.length, 1, `one view on screen, redrawn:\n${screen}`);
+      assert.match(screen, /^paynet status: gateway .*\(Ctrl-C to stop\)$/m);
+      assert.match(screen, /^ {2}HDFC +up +holds +0$/m);
+      await tmux("send-keys", "-t", session, "C-c");
+      await shows(/EXITED 0/, "the watch to exit 0 on Ctrl-C");
+    } finally {
+      await tmux("kill-session", "-t", session).catch(() => undefined);
+    }
   });
 
   it("refuses the operator RPCs to a client certificate", async () => {
@@ -229,5 +312,92 @@ describe("metrics and logs", () => {
       for (const password of Object.values(passwords))
         assert.ok(!text.includes(password), `a password in a log line: ${text}`);
     }
+  });
+
+  // The payments made above, as `paynet payment` tells their lives.
+  const timelineOf = async (id: string) => {
+    const json = await runCli([
+      "payment",
+      id,
+      "--json",
+      "--data-dir",
+      network.dir,
+      "--gateway",
+      network.gatewayAddress,
+    ]);
+    assert.equal(json.code, 0, json.stdout + json.stderr);
+    const human = await runCli(["payment", id, "--data-dir", network.dir, "--gateway", network.gatewayAddress]);
+    assert.equal(human.code, 0, human.stdout + human.stderr);
+    const timeline = json.json?.timeline as Array<{ at: string; afterMs: number | null; event: string }>;
+    // The votes (events 1-2) and the acknowledgements (4-5) are listed by time: which bank answered first may
+    // vary, so each pair is compared sorted.
+    const sortedWithin = (events: string[], from: number, to: number) => [
+      ...events.slice(0, from),
+      ...events.slice(from, to).sort(),
+      ...events.slice(to),
+    ];
+    const events = sortedWithin(
+      sortedWithin(
+        timeline.map((event) => event.event),
+        1,
+        3,
+      ),
+      4,
+      6,
+    );
+    return { json: json.json!, human: human.stdout, events };
+  };
+  /** A line of the human timeline: its time, the duration since the event before, the event. */
+  const line = (event: string) =>
+    new RegExp(`^  \\d{4}-\\d\\d-\\d\\dT[0-9:.]+Z +\\+[0-9.]+ (ms|s)  ${event.replace(/[()]/g, "\\$&")}$`, "m");
+
+  it("paynet payment shows a committed payment's timeline: each bank's vote and acknowledgement, with durations", async () => {
+    const { json, human, events } = await timelineOf("metrics-1");
+    assert.deepEqual(events, [
+      "begun",
+      "HDFC (payee) voted yes",
+      "SBI (payer) voted yes",
+      "decided commit",
+      "HDFC (payee) acknowledged the commit",
+      "SBI (payer) acknowledged the commit",
+      "finished",
+    ]);
+    assert.deepEqual(
+      (json.legs as Array<Record<string, unknown>>).map((leg) => [leg.bank, leg.role, leg.vote]),
+      [
+        ["SBI", "payer", "yes"],
+        ["HDFC", "payee", "yes"],
+      ],
+    );
+    assert.match(
+      human,
+      /^metrics-1: committed \(finished\) 1\.00 alice@SBI → bob@HDFC\n {2}\d{4}-[0-9:.T-]+Z +begun\n/,
+    );
+    for (const event of [
+      "SBI (payer) voted yes",
+      "HDFC (payee) voted yes",
+      "decided commit",
+      "SBI (payer) acknowledged the commit",
+      "HDFC (payee) acknowledged the commit",
+      "finished",
+    ])
+      assert.match(human, line(event), event);
+  });
+
+  it("paynet payment shows an aborted payment's refused vote and the abort each bank acknowledged", async () => {
+    const { human, events } = await timelineOf("metrics-4");
+    assert.deepEqual(events, [
+      "begun",
+      "HDFC (payer) voted no",
+      "SBI (payee) voted yes",
+      "decided abort (INSUFFICIENT_FUNDS)",
+      "HDFC (payer) acknowledged the abort",
+      "SBI (payee) acknowledged the abort",
+      "finished",
+    ]);
+    assert.match(human, line("HDFC (payer) voted no"));
+    assert.match(human, /^ {2}reason INSUFFICIENT_FUNDS: /m);
+    const local = await timelineOf("metrics-3");
+    assert.deepEqual(local.events, ["begun", "decided commit", "finished"], "a same-bank payment has no legs");
   });
 });

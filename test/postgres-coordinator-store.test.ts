@@ -13,7 +13,8 @@ import {
   unfinishedQuery,
 } from "../src/core/gateway/store/postgres/index.js";
 import { countsKey, type PaymentCounts } from "../src/core/gateway/store/coordinator-store.js";
-import { openDatabase, type Database } from "../src/core/durable/postgres/database.js";
+import { migrate, openDatabase, type Database } from "../src/core/durable/postgres/database.js";
+import { gatewayMigrations } from "../src/core/gateway/store/postgres/migrations.js";
 import type { PaymentDetails, PaymentRecord } from "../src/core/domain/payment.js";
 import { createThrowawayDatabase, terminateSessions, type ThrowawayDatabase } from "./helpers/postgres.js";
 
@@ -200,6 +201,60 @@ describe("the gateway's PostgreSQL store", () => {
     assert.equal(a.store.failure, null, "refused changes do not stop a store");
     assert.equal(b.store.failure, null);
     await Promise.all([a.store.close(), b.store.close()]);
+  });
+
+  it("migration 3 keeps a row of an earlier build without legs, and the table keeps what a leg recorded", async () => {
+    const schema = newSchema();
+    assert.deepEqual(await migrate(admin, schema, gatewayMigrations.slice(0, 2)), [1, 2]);
+    await admin.query(
+      `INSERT INTO ${schema}.payments (payment_id, from_user, from_bank, to_user, to_bank, amount_minor, state, reason,
+         reason_message, finished, balance_after_minor, created_at_ms, decided_at_ms, finished_at_ms, version)
+       VALUES ('old', 'alice', 'B1', 'bob', 'B2', 5, 'committed', NULL, NULL, true, 95, 1, 2, 3, 3)`,
+    );
+    const { store } = await open(schema);
+    assert.deepEqual(store.migrationsApplied, [3]);
+    const old = await store.find("old");
+    assert.equal(old?.finishedAtMs, 3);
+    assert.deepEqual(old?.legs, []);
+
+    const begun = await store.beginOrGet(details("p1"));
+    assert.ok(begun.created);
+    const voted = await store.advance({
+      paymentId: "p1",
+      state: "committed",
+      outcome: {
+        legs: [
+          { role: "payer", vote: "yes", votedAtMs: 10, ackedAtMs: null },
+          { role: "payee", vote: "unanswered", votedAtMs: 11, ackedAtMs: null },
+        ],
+      },
+    });
+    assert.equal(voted.legs[1]?.vote, "unanswered");
+    await store.advance({
+      paymentId: "p1",
+      state: "committed",
+      outcome: { finished: true, legs: [{ role: "payer", vote: "yes", votedAtMs: 10, ackedAtMs: 20 }] },
+    });
+    const raw = (set: string) =>
+      admin.query(`UPDATE ${schema}.payments SET ${set}, version = version + 1 WHERE payment_id = 'p1'`);
+    await assert.rejects(raw("payer_vote = 'no'"), /a leg's recorded vote or acknowledgement may not change/);
+    await assert.rejects(raw("payee_voted_at_ms = 12"), /a leg's recorded vote or acknowledgement may not change/);
+    await assert.rejects(raw("payer_acked_at_ms = NULL"), /a leg's recorded vote or acknowledgement may not change/);
+    await raw("payee_acked_at_ms = 21");
+    assert.deepEqual((await store.find("p1"))?.legs, [
+      { role: "payer", vote: "yes", votedAtMs: 10, ackedAtMs: 20 },
+      { role: "payee", vote: "unanswered", votedAtMs: 11, ackedAtMs: 21 },
+    ]);
+    const insert = (legColumns: string) =>
+      admin.query(
+        `INSERT INTO ${schema}.payments (payment_id, from_user, from_bank, to_user, to_bank, amount_minor, state,
+           finished, created_at_ms, version, payer_vote, payer_voted_at_ms)
+         VALUES ('bad', 'alice', 'B1', 'bob', 'B2', 5, 'aborted', false, 1, 1, ${legColumns})`,
+      );
+    await assert.rejects(insert("'no', NULL"), /payments_payer_vote_timed/);
+    await assert.rejects(insert("NULL, 5"), /payments_payer_vote_timed/);
+    await assert.rejects(insert("'maybe', 5"), /payments_payer_vote"/);
+    await store.close();
   });
 
   it("a connection killed before COMMIT keeps nothing of the transaction; the store stops; a reopened one has every acknowledged change", async () => {

@@ -1,5 +1,6 @@
 // The operator's view: `paynet status` and `paynet payment <id>`, with the operator certificate.
 import chalk from "chalk";
+import type { ChannelOptions } from "@grpc/grpc-js";
 import { PaymentGateway, type PaymentSummary } from "../gen/paynet/v1/paynet_pb.js";
 import { dataPaths } from "../core/durable/paths.js";
 import { loadIdentity, operatorFiles } from "../core/transport/certificates.js";
@@ -12,6 +13,8 @@ import { validatePaymentId } from "../core/domain/validate.js";
 import { OfflineQueue } from "../core/client/client-files.js";
 import { gatewayAddress } from "./process.js";
 import { reportRepair } from "./client-context.js";
+import { paymentTimeline, timelineLines, timelineNote } from "./payment-timeline.js";
+import { watchIntervalMs, watchStatus } from "./status-watch.js";
 
 const statusTimeoutMs = 10_000;
 
@@ -21,18 +24,24 @@ export interface StatusFlags {
   json: boolean;
 }
 
-async function operatorClient(flags: StatusFlags) {
+export interface StatusWatchFlags {
+  /** Redraw the status every intervalMs until Ctrl-C (status-watch.ts). */
+  watch: boolean;
+  intervalMs: number | undefined;
+}
+
+async function operatorClient(flags: StatusFlags, address?: string, channelOptions: ChannelOptions = {}) {
   const paths = dataPaths(flags.dataDir);
   const identity = await loadIdentity(paths.certificateDir, operatorFiles(paths.certificateDir));
-  const address = await gatewayAddress(flags.gateway, paths.clientGatewayTxt);
+  const target = address ?? (await gatewayAddress(flags.gateway, paths.clientGatewayTxt));
   const client = createClient(
     PaymentGateway,
-    address,
+    target,
     clientCredentials(identity),
-    expectServerName(gatewayServerName),
+    { ...expectServerName(gatewayServerName), ...channelOptions },
     "GATEWAY_UNAVAILABLE",
   );
-  return { client, address };
+  return { client, address: target };
 }
 
 const time = (ms: bigint) => (ms === 0n ? null : new Date(Number(ms)).toISOString());
@@ -50,6 +59,13 @@ function summaryJson(payment: PaymentSummary) {
     finishedAt: time(payment.finishedAtMs),
     reason: payment.reason || null,
     reasonMessage: payment.reasonMessage || null,
+    legs: payment.legs.map((leg) => ({
+      bank: leg.bank,
+      role: leg.role,
+      vote: leg.vote || null,
+      votedAt: time(leg.votedAtMs),
+      ackedAt: time(leg.ackedAtMs),
+    })),
   };
 }
 
@@ -73,7 +89,8 @@ function fail(flags: StatusFlags, address: string, error: unknown): number {
   return isAmbiguous(paymentError) ? statusExitCodes.unreachable : statusExitCodes.refused;
 }
 
-export async function runStatus(flags: StatusFlags): Promise<number> {
+export async function runStatus(flags: StatusFlags & StatusWatchFlags): Promise<number> {
+  if (flags.watch || flags.intervalMs !== undefined) return runStatusWatch(flags);
   const { client, address } = await operatorClient(flags);
   try {
     const status = await client.getStatus({}, { timeoutMs: statusTimeoutMs });
@@ -130,6 +147,35 @@ export async function runStatus(flags: StatusFlags): Promise<number> {
   }
 }
 
+function usageError(message: string): number {
+  process.stderr.write(chalk.red(`usage error: ${message}\n`));
+  return statusExitCodes.usage;
+}
+
+async function runStatusWatch(flags: StatusFlags & StatusWatchFlags): Promise<number> {
+  const intervalMs = flags.intervalMs ?? watchIntervalMs.default;
+  if (!flags.watch) return usageError("--interval-ms is the interval of --watch; add --watch");
+  if (!Number.isInteger(intervalMs) || intervalMs < watchIntervalMs.min || intervalMs > watchIntervalMs.max)
+    return usageError(
+      `--interval-ms must be an integer from ${watchIntervalMs.min} to ${watchIntervalMs.max} (milliseconds), got ${intervalMs}`,
+    );
+  const paths = dataPaths(flags.dataDir);
+  return watchStatus({
+    intervalMs,
+    json: flags.json,
+    address: () => gatewayAddress(flags.gateway, paths.clientGatewayTxt),
+    async connect(address, reconnectMaxMs) {
+      // grpc-js waits up to 2 minutes between reconnections by default: a gateway back would go unseen.
+      const { client } = await operatorClient(flags, address, {
+        "grpc.initial_reconnect_backoff_ms": Math.min(1_000, reconnectMaxMs),
+        "grpc.max_reconnect_backoff_ms": reconnectMaxMs,
+      });
+      return { getStatus: (timeoutMs) => client.getStatus({}, { timeoutMs }), close: () => client.close() };
+    },
+    fail: (address, error) => fail(flags, address, error),
+  });
+}
+
 export async function runPayment(flags: StatusFlags & { id: string }): Promise<number> {
   try {
     validatePaymentId(flags.id, "id");
@@ -141,11 +187,24 @@ export async function runPayment(flags: StatusFlags & { id: string }): Promise<n
   try {
     const { payment } = await client.getPayment({ paymentId: flags.id }, { timeoutMs: statusTimeoutMs });
     const summary = summaryJson(payment!);
-    process.stdout.write(
-      flags.json
-        ? `${JSON.stringify(summary)}\n`
-        : `${summary.id}: ${summary.state}${summary.finished ? " (finished)" : " (in progress)"} ${summary.amount} ${summary.from} → ${summary.to}\n  created ${summary.createdAt}, decided ${summary.decidedAt ?? "-"}, finished ${summary.finishedAt ?? "-"}${summary.reason ? `\n  reason ${summary.reason}: ${summary.reasonMessage}` : ""}\n`,
-    );
+    const timeline = paymentTimeline(payment!);
+    if (flags.json) {
+      const events = timeline.map((event) => ({
+        at: time(BigInt(event.atMs)),
+        afterMs: event.afterMs,
+        event: event.event,
+      }));
+      process.stdout.write(`${JSON.stringify({ ...summary, timeline: events })}\n`);
+      return statusExitCodes.ok;
+    }
+    const note = timelineNote(payment!);
+    const lines = [
+      `${summary.id}: ${summary.state}${summary.finished ? " (finished)" : " (in progress)"} ${summary.amount} ${summary.from} → ${summary.to}`,
+      ...timelineLines(timeline).map((line) => `  ${line}`),
+      ...(note === null ? [] : [chalk.dim(`  (${note})`)]),
+      ...(summary.reason ? [`  reason ${summary.reason}: ${summary.reasonMessage}`] : []),
+    ];
+    process.stdout.write(`${lines.join("\n")}\n`);
     return statusExitCodes.ok;
   } catch (error) {
     return fail(flags, address, error);

@@ -27,6 +27,34 @@ export interface PaymentDetails {
   readonly amountMinor: bigint;
 }
 
+/** A cross-bank payment's two legs: the payer's debit at its fromBank, the payee's credit at its toBank. */
+export type LegRole = "payer" | "payee";
+/** The roles in the order a record keeps its legs. */
+export const legRoles: readonly LegRole[] = Object.freeze(["payer", "payee"]);
+/** A bank's answer to Prepare: yes (its hold is durable), no (a refusal), or none in time (unreachable, deadline). */
+export type LegVote = "yes" | "no" | "unanswered";
+export const legVotes: readonly LegVote[] = Object.freeze(["yes", "no", "unanswered"]);
+
+/**
+ * One bank's part in a cross-bank payment as the coordinator saw it, times by the gateway's clock. Its bank is
+ * the payment's fromBank (payer) or toBank (payee). The vote is recorded with the decision, the bank's
+ * acknowledgement of the decision (its Commit or Abort answered) with `finished`: no write of its own. A field
+ * is null until known, and a payment decided at a restart (presumed abort) never knows its votes.
+ */
+export interface PaymentLeg {
+  readonly role: LegRole;
+  /** Null with votedAtMs null: not recorded. */
+  readonly vote: LegVote | null;
+  readonly votedAtMs: number | null;
+  readonly ackedAtMs: number | null;
+}
+
+/** A payment has a debit and a credit: a record keeps at most one leg per role. */
+export const legsMax = 2;
+
+/** The legs of a record that has none: a new payment, a same-bank one, a tombstone, one recorded before legs were kept. */
+export const noLegs: readonly PaymentLeg[] = Object.freeze([]);
+
 export interface PaymentRecord extends PaymentDetails {
   readonly state: PaymentState;
   readonly reason: Reason | null;
@@ -38,6 +66,8 @@ export interface PaymentRecord extends PaymentDetails {
   readonly createdAtMs: number;
   readonly decidedAtMs: number | null;
   readonly finishedAtMs: number | null;
+  /** Cross-bank only: each leg's vote and acknowledgement, payer first; empty when none is known. */
+  readonly legs: readonly PaymentLeg[];
 }
 
 /**
@@ -52,6 +82,8 @@ export interface Outcome {
   reasonMessage?: string;
   balanceAfterMinor?: bigint | null;
   finished?: boolean;
+  /** Each leg as the coordinator knows it now; merged into the record's (see mergedLegs). Decided payments only. */
+  legs?: readonly PaymentLeg[];
 }
 
 export interface PaymentChange {
@@ -92,6 +124,7 @@ export function beganRecord(details: PaymentDetails, createdAtMs: number): Payme
     createdAtMs,
     decidedAtMs: null,
     finishedAtMs: null,
+    legs: noLegs,
   };
 }
 
@@ -112,6 +145,7 @@ export function tombstoneRecord(paymentId: string, nowMs: number): PaymentRecord
     createdAtMs: nowMs,
     decidedAtMs: nowMs,
     finishedAtMs: nowMs,
+    legs: noLegs,
   };
 }
 
@@ -131,6 +165,7 @@ export function advancedRecord(record: PaymentRecord, change: PaymentChange, now
     `payment ${record.paymentId} is already ${record.state}`,
   );
   assert(!(outcome.finished === true && !isDecided(state)), `payment ${record.paymentId} finished before a decision`);
+  const legs = outcome.legs === undefined ? record.legs : mergedLegs(record, state, outcome.legs);
   const decidedNow = record.state !== state && isDecided(state);
   return withProgress(record, {
     state,
@@ -143,13 +178,74 @@ export function advancedRecord(record: PaymentRecord, change: PaymentChange, now
     balanceAfterMinor: outcome.balanceAfterMinor ?? record.balanceAfterMinor,
     decidedAtMs: decidedNow ? nowMs : record.decidedAtMs,
     finishedAtMs: !record.finished && outcome.finished === true ? nowMs : record.finishedAtMs,
+    legs,
   });
+}
+
+/**
+ * Whether `legs` is a shape a record may hold: at most one leg per role, payer first; each with a vote or an
+ * acknowledgement, a vote with its time and a time with its vote; times non-negative integers. Null when it
+ * is, else what is wrong (for a reader of untrusted bytes to report).
+ */
+export function legsProblem(legs: readonly PaymentLeg[]): string | null {
+  if (legs.length > legsMax) return `at most ${legsMax} legs, got ${legs.length}`;
+  let previousRank = -1;
+  for (const leg of legs) {
+    const rank = legRoles.indexOf(leg.role);
+    if (rank === -1) return `unknown leg role ${String(leg.role)}`;
+    if (rank <= previousRank) return "one leg per role, payer first";
+    previousRank = rank;
+    if (leg.vote !== null && !legVotes.includes(leg.vote)) return `unknown vote ${String(leg.vote)}`;
+    if ((leg.vote === null) !== (leg.votedAtMs === null)) return `the ${leg.role}'s vote and its time go together`;
+    if (leg.vote === null && leg.ackedAtMs === null) return `the ${leg.role}'s leg records nothing`;
+    for (const timeMs of [leg.votedAtMs, leg.ackedAtMs])
+      if (timeMs !== null && !(Number.isSafeInteger(timeMs) && timeMs >= 0))
+        return `the ${leg.role}'s times must be non-negative integers`;
+  }
+  return null;
+}
+
+/**
+ * The record's legs with `given` merged in: what a leg has recorded stays (a vote never changes, a time is
+ * the first recorded), what it lacks is taken from `given`. Only a decided cross-bank payment has legs.
+ */
+function mergedLegs(record: PaymentRecord, state: PaymentState, given: readonly PaymentLeg[]): readonly PaymentLeg[] {
+  if (given.length === 0) return record.legs;
+  const id = record.paymentId;
+  assert(record.fromBank !== record.toBank, `payment ${id}: only a cross-bank payment has legs`);
+  assert(isDecided(state), `payment ${id}: legs are recorded with the decision or after it`);
+  const problem = legsProblem(given);
+  assert(problem === null, `payment ${id}: ${problem}`);
+  const merged: PaymentLeg[] = [];
+  for (const role of legRoles) {
+    const known = record.legs.find((leg) => leg.role === role);
+    const told = given.find((leg) => leg.role === role);
+    if (known === undefined || told === undefined) {
+      const only = known ?? told;
+      if (only !== undefined) merged.push(only);
+      continue;
+    }
+    assert(
+      known.vote === null || told.vote === null || known.vote === told.vote,
+      `payment ${id}: the ${role}'s vote may not change from ${known.vote} to ${told.vote}`,
+    );
+    const voted = known.vote === null ? told : known;
+    merged.push(
+      Object.freeze({
+        role,
+        vote: voted.vote,
+        votedAtMs: voted.votedAtMs,
+        ackedAtMs: known.ackedAtMs ?? told.ackedAtMs,
+      }),
+    );
+  }
+  return Object.freeze(merged);
 }
 
 /** What changes in a payment's record as it moves on: everything but its details and its start. */
 export type PaymentProgress = Pick<
   PaymentRecord,
-  "state" | "reason" | "reasonMessage" | "finished" | "balanceAfterMinor" | "decidedAtMs" | "finishedAtMs"
+  "state" | "reason" | "reasonMessage" | "finished" | "balanceAfterMinor" | "decidedAtMs" | "finishedAtMs" | "legs"
 >;
 
 /**
@@ -174,5 +270,6 @@ export function withProgress(record: PaymentRecord, progress: PaymentProgress): 
     createdAtMs: record.createdAtMs,
     decidedAtMs: progress.decidedAtMs,
     finishedAtMs: progress.finishedAtMs,
+    legs: progress.legs,
   };
 }

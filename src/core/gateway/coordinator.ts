@@ -23,10 +23,15 @@ import {
   advancedRecord,
   isDecided,
   isTombstone,
+  legRoles,
+  noLegs,
   sameDetails,
   withProgress,
+  type LegRole,
+  type LegVote,
   type PaymentChange,
   type PaymentDetails,
+  type PaymentLeg,
   type PaymentRecord,
 } from "../domain/payment.js";
 import type { CoordinatorStore } from "./store/coordinator-store.js";
@@ -50,6 +55,8 @@ export interface CoordinatorOptions {
    * between loses it. Never in production.
    */
   unsafeLogDecisionLate?: boolean;
+  /** The clock of the legs' vote and acknowledgement times (default Date.now; a simulated one in the simulator). */
+  nowMs?: () => number;
 }
 
 export interface PaymentRequest {
@@ -76,6 +83,17 @@ const awaitDecisionPollMinMs = 25;
 const awaitDecisionPollMaxMs = 400;
 type Answer = PaymentOutcome | PaymentError;
 
+/** Step 2's answers: two votes per payment, [2i] its debit's (payer), [2i + 1] its credit's (payee). */
+interface Votes {
+  /** A refusal, or null for yes. */
+  refusals: Array<PaymentError | null>;
+  /** When each answer (or its failure) reached the gateway. */
+  atMs: number[];
+}
+
+/** When each bank acknowledged a payment's decision, by payment id (phase 2 fills it, `finished` records it). */
+type Acks = Map<string, { payer: number | null; payee: number | null }>;
+
 /** A payment this process is driving: duplicates wait for the record it will be answered from. */
 interface Driving {
   promise: Promise<PaymentRecord>;
@@ -89,6 +107,7 @@ export class Coordinator {
   /** Payments being begun or driven by this process, so that a duplicate request waits for the same outcome. */
   readonly #inFlight = new Map<string, Driving>();
   readonly #logger: Logger;
+  readonly #nowMs: () => number;
   #stopping = false;
 
   constructor(
@@ -101,6 +120,7 @@ export class Coordinator {
     this.#banks = banks;
     this.#options = options;
     this.#logger = logger;
+    this.#nowMs = options.nowMs ?? Date.now;
   }
 
   /** One payment: a MakePayments call of one order. Rejects with the refusal (or "still in doubt"). */
@@ -242,7 +262,7 @@ export class Coordinator {
     // Same-bank payments whose transfer is decided only need their `finished` record: phase 2 has no leg for them.
     const crossBank = decided.filter((record) => record.fromBank !== record.toBank);
     const local = decided.filter((record) => record.fromBank === record.toBank);
-    if (local.length > 0) void this.#recordFinished(local, process.hrtime.bigint());
+    if (local.length > 0) void this.#recordFinished(local, process.hrtime.bigint(), new Map());
     if (crossBank.length > 0) void this.#phase2(crossBank, new Map());
   }
 
@@ -365,9 +385,12 @@ export class Coordinator {
     });
   }
 
-  /** Step 2: each bank's legs in one batched call. Two votes per payment: [2i] its debit's, [2i + 1] its credit's, null for yes. */
-  async #prepareAll(records: readonly PaymentRecord[]): Promise<Array<PaymentError | null>> {
-    const votes: Array<PaymentError | null> = new Array<PaymentError | null>(records.length * 2).fill(null);
+  /** Step 2: each bank's legs in one batched call; each vote with the time its bank's answer came. */
+  async #prepareAll(records: readonly PaymentRecord[]): Promise<Votes> {
+    const votes: Votes = {
+      refusals: new Array<PaymentError | null>(records.length * 2).fill(null),
+      atMs: new Array<number>(records.length * 2).fill(0),
+    };
     const legsByBank = new Map<string, { legs: PrepareLeg[]; voteSlots: number[] }>();
     const addLeg = (bank: string, leg: PrepareLeg, voteSlot: number) => {
       let group = legsByBank.get(bank);
@@ -390,26 +413,34 @@ export class Coordinator {
     await Promise.all(
       [...legsByBank].map(async ([bank, { legs, voteSlots }]) => {
         const results = await this.#requireLink(bank).prepareAll(legs, this.#options.prepareTimeoutMs);
-        results.forEach((result, index) => (votes[voteSlots[index]!] = result));
+        const atMs = this.#nowMs();
+        results.forEach((result, index) => {
+          votes.refusals[voteSlots[index]!] = result;
+          votes.atMs[voteSlots[index]!] = atMs;
+        });
       }),
     );
     return votes;
   }
 
-  /** Step 3: commit where both votes are yes, abort with the better refusal elsewhere; durable before it returns. */
-  async #recordDecisions(
-    records: readonly PaymentRecord[],
-    votes: ReadonlyArray<PaymentError | null>,
-  ): Promise<PaymentRecord[]> {
+  /**
+   * Step 3: commit where both votes are yes, abort with the better refusal elsewhere, each decision with its
+   * legs' votes (in the same write); durable before it returns.
+   */
+  async #recordDecisions(records: readonly PaymentRecord[], votes: Votes): Promise<PaymentRecord[]> {
     const changes: PaymentChange[] = records.map((record, index) => {
-      const refusal = chooseRefusal(
-        [votes[2 * index], votes[2 * index + 1]].filter((vote): vote is PaymentError => vote !== null),
-      );
-      if (refusal === null) return { paymentId: record.paymentId, state: "committed" };
+      const payer = votes.refusals[2 * index]!;
+      const payee = votes.refusals[2 * index + 1]!;
+      const legs = [
+        votedLeg("payer", payer, votes.atMs[2 * index]!),
+        votedLeg("payee", payee, votes.atMs[2 * index + 1]!),
+      ];
+      const refusal = chooseRefusal([payer, payee].filter((vote): vote is PaymentError => vote !== null));
+      if (refusal === null) return { paymentId: record.paymentId, state: "committed", outcome: { legs } };
       return {
         paymentId: record.paymentId,
         state: "aborted",
-        outcome: { reason: refusal.code, reasonMessage: refusal.message },
+        outcome: { reason: refusal.code, reasonMessage: refusal.message, legs },
       };
     });
     if (this.#options.unsafeLogDecisionLate === true) {
@@ -428,22 +459,25 @@ export class Coordinator {
   /**
    * Step 4 for decided cross-bank payments: each bank's commits and aborts handed to its link at once; a leg
    * that fails is then retried on its own until acknowledged. The payer's bank answers a commit with the
-   * payer's balance after, put in `balancesMinor`. Then step 5's `finished` records, in the background.
+   * payer's balance after, put in `balancesMinor`. Then step 5's `finished` records, with when each bank
+   * acknowledged, in the background.
    */
   async #phase2(records: readonly PaymentRecord[], balancesMinor: Map<string, bigint>): Promise<void> {
     const startedNs = process.hrtime.bigint();
     const legsByBank = new Map<
       string,
-      { commits: PaymentRecord[]; commitsAtSource: boolean[]; aborts: PaymentRecord[] }
+      { commits: PaymentRecord[]; commitRoles: LegRole[]; aborts: PaymentRecord[]; abortRoles: LegRole[] }
     >();
-    const addLeg = (bank: string, record: PaymentRecord, isSource: boolean) => {
+    const addLeg = (bank: string, record: PaymentRecord, role: LegRole) => {
       let group = legsByBank.get(bank);
-      if (group === undefined) legsByBank.set(bank, (group = { commits: [], commitsAtSource: [], aborts: [] }));
+      if (group === undefined)
+        legsByBank.set(bank, (group = { commits: [], commitRoles: [], aborts: [], abortRoles: [] }));
       if (record.state === "committed") {
         group.commits.push(record);
-        group.commitsAtSource.push(isSource);
+        group.commitRoles.push(role);
       } else {
         group.aborts.push(record);
+        group.abortRoles.push(role);
       }
     };
     for (const record of records) {
@@ -451,27 +485,31 @@ export class Coordinator {
         record.state === "committed" || record.state === "aborted",
         `phase 2 of undecided payment ${record.paymentId}`,
       );
-      addLeg(record.fromBank, record, true);
-      addLeg(record.toBank, record, false);
+      addLeg(record.fromBank, record, "payer");
+      addLeg(record.toBank, record, "payee");
     }
+    const acks: Acks = new Map();
     let anyCommitAcknowledged = false;
-    const acknowledged = (record: PaymentRecord) => {
+    const acknowledged = (record: PaymentRecord, role: LegRole, atMs: number) => {
+      let times = acks.get(record.paymentId);
+      if (times === undefined) acks.set(record.paymentId, (times = { payer: null, payee: null }));
+      times[role] = atMs;
       if (record.state !== "committed" || anyCommitAcknowledged) return;
       anyCommitAcknowledged = true;
       crashPoint("gateway-after-first-commit");
     };
     const retries: Array<Promise<void>> = [];
-    const retry = (record: PaymentRecord, bank: string, isSource: boolean): void => {
+    const retry = (record: PaymentRecord, bank: string, role: LegRole): void => {
       retries.push(
         this.#retryUntilAcknowledged(record.paymentId, bank, async (link) => {
           const balanceAfterMinor = await deliver(link, record, this.#options.decisionCallTimeoutMs);
-          if (isSource && balanceAfterMinor !== null) balancesMinor.set(record.paymentId, balanceAfterMinor);
-          acknowledged(record);
+          if (role === "payer" && balanceAfterMinor !== null) balancesMinor.set(record.paymentId, balanceAfterMinor);
+          acknowledged(record, role, this.#nowMs());
         }),
       );
     };
     await Promise.all(
-      [...legsByBank].map(async ([bank, { commits, commitsAtSource, aborts }]) => {
+      [...legsByBank].map(async ([bank, { commits, commitRoles, aborts, abortRoles }]) => {
         const link = this.#banks.link(bank);
         const timeoutMs = this.#options.decisionCallTimeoutMs;
         const [commitResults, abortResults] = await Promise.all([
@@ -488,14 +526,18 @@ export class Coordinator {
                 timeoutMs,
               ),
         ]);
+        const atMs = this.#nowMs();
         commits.forEach((record, index) => {
           const result = commitResults?.[index];
-          if (typeof result !== "bigint") return retry(record, bank, commitsAtSource[index]!);
-          if (commitsAtSource[index]!) balancesMinor.set(record.paymentId, result);
-          acknowledged(record);
+          const role = commitRoles[index]!;
+          if (typeof result !== "bigint") return retry(record, bank, role);
+          if (role === "payer") balancesMinor.set(record.paymentId, result);
+          acknowledged(record, role, atMs);
         });
         aborts.forEach((record, index) => {
-          if (abortResults?.[index] !== null) retry(record, bank, false);
+          const role = abortRoles[index]!;
+          if (abortResults?.[index] !== null) retry(record, bank, role);
+          else acknowledged(record, role, atMs);
         });
       }),
     );
@@ -507,16 +549,26 @@ export class Coordinator {
       const balanceAfterMinor = balancesMinor.get(record.paymentId);
       return balanceAfterMinor === undefined ? record : withBalance(record, balanceAfterMinor);
     });
-    void this.#recordFinished(finished, startedNs);
+    void this.#recordFinished(finished, startedNs, acks);
   }
 
-  /** Step 5: the payments' `finished` records, with their final state and balance (never rejects). */
-  async #recordFinished(records: readonly PaymentRecord[], startedNs: bigint): Promise<void> {
-    const changes: PaymentChange[] = records.map((record) => ({
-      paymentId: record.paymentId,
-      state: record.state,
-      outcome: { finished: true, balanceAfterMinor: record.balanceAfterMinor },
-    }));
+  /**
+   * Step 5: the payments' `finished` records, with their final state and balance, and when each bank
+   * acknowledged (never rejects).
+   */
+  async #recordFinished(records: readonly PaymentRecord[], startedNs: bigint, acks: Acks): Promise<void> {
+    const changes: PaymentChange[] = records.map((record) => {
+      const times = acks.get(record.paymentId);
+      return {
+        paymentId: record.paymentId,
+        state: record.state,
+        outcome: {
+          finished: true,
+          balanceAfterMinor: record.balanceAfterMinor,
+          ...(times === undefined ? {} : { legs: acknowledgedLegs(record.legs, times) }),
+        },
+      };
+    });
     try {
       await this.#store.advanceAll(changes);
     } catch (error) {
@@ -722,7 +774,32 @@ function withBalance(record: PaymentRecord, balanceAfterMinor: bigint): PaymentR
     balanceAfterMinor,
     decidedAtMs: record.decidedAtMs,
     finishedAtMs: record.finishedAtMs,
+    legs: record.legs,
   });
+}
+
+/** A leg as step 2 answered it: yes, a definite refusal, or no answer in time (an ambiguous error). */
+function votedLeg(role: LegRole, refusal: PaymentError | null, votedAtMs: number): PaymentLeg {
+  const vote: LegVote = refusal === null ? "yes" : isAmbiguous(refusal) ? "unanswered" : "no";
+  return { role, vote, votedAtMs, ackedAtMs: null };
+}
+
+/**
+ * The legs of a decided payment with when each bank acknowledged the decision: its votes as recorded (none
+ * for a payment decided at a restart, or recorded before legs were kept), and each acknowledgement.
+ */
+function acknowledgedLegs(
+  legs: readonly PaymentLeg[],
+  acks: { payer: number | null; payee: number | null },
+): PaymentLeg[] {
+  const acknowledged: PaymentLeg[] = [];
+  for (const role of legRoles) {
+    const leg = legs.find((known) => known.role === role);
+    const ackedAtMs = leg?.ackedAtMs ?? acks[role];
+    if (leg === undefined && ackedAtMs === null) continue;
+    acknowledged.push({ role, vote: leg?.vote ?? null, votedAtMs: leg?.votedAtMs ?? null, ackedAtMs });
+  }
+  return acknowledged;
 }
 
 /** The record a waiter answers from when the payment it waited for could not be begun: still in doubt. */
@@ -742,6 +819,7 @@ function inDoubtRecord(paymentId: string): PaymentRecord {
     createdAtMs: 0,
     decidedAtMs: null,
     finishedAtMs: null,
+    legs: noLegs,
   };
 }
 

@@ -38,6 +38,13 @@ function summaryOf(record: PaymentRecord) {
     finishedAtMs: BigInt(record.finishedAtMs ?? 0),
     reason: record.reason ?? "",
     reasonMessage: record.reasonMessage ?? "",
+    legs: record.legs.map((leg) => ({
+      bank: leg.role === "payer" ? record.fromBank : record.toBank,
+      role: leg.role,
+      vote: leg.vote ?? "",
+      votedAtMs: BigInt(leg.votedAtMs ?? 0),
+      ackedAtMs: BigInt(leg.ackedAtMs ?? 0),
+    })),
   };
 }
 
@@ -221,6 +228,7 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
         ...counts,
         inDoubt: unfinished.slice(0, inDoubtListedMax).map(summaryOf),
         store: deps.storeDescription,
+        nowMs: BigInt(Date.now()),
       };
     },
 

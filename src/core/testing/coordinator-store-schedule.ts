@@ -10,6 +10,7 @@
 // given, no earlier than the last one acknowledged (nothing acknowledged is lost, no state moves backwards),
 // no payment that was never begun, the unfinished ones listed as unfinished, and every durably begun id in
 // transactions.txt. A last life closes cleanly, and its reopening must find every payment as last given.
+import { decisionLegs, finishedLegs } from "./schedule-legs.js";
 import { isDeepStrictEqual } from "node:util";
 import { GatewayLog } from "../gateway/store/file/gateway-log.js";
 import {
@@ -101,11 +102,16 @@ class Model {
   /** The next step of a payment, as the coordinator would take it. */
   nextChange(paymentId: string, record = this.payments.get(paymentId)!.records.at(-1)!): PaymentChange {
     if (!isDecided(record.state)) {
-      if (this.#prng.chance(0.6)) return { paymentId, state: "committed" };
+      if (this.#prng.chance(0.6))
+        return { paymentId, state: "committed", outcome: { legs: decisionLegs(record, true, this.nowMs) } };
       return {
         paymentId,
         state: "aborted",
-        outcome: { reason: "INSUFFICIENT_FUNDS", reasonMessage: "not enough money" },
+        outcome: {
+          reason: "INSUFFICIENT_FUNDS",
+          reasonMessage: "not enough money",
+          legs: decisionLegs(record, false, this.nowMs),
+        },
       };
     }
     return {
@@ -114,6 +120,7 @@ class Model {
       outcome: {
         finished: true,
         ...(record.state === "committed" ? { balanceAfterMinor: BigInt(this.#prng.int(0, 99_999)) } : {}),
+        legs: finishedLegs(record, this.nowMs),
       },
     };
   }

@@ -12,6 +12,7 @@
 //
 // The server's timing is not the schedule's: a seed replays the same calls and the same kill points, and
 // nearly always the same batching.
+import { decisionLegs, finishedLegs } from "./schedule-legs.js";
 import { isDeepStrictEqual } from "node:util";
 import {
   advancedRecord,
@@ -106,8 +107,17 @@ class Model {
     const record = this.payments.get(paymentId)!.records.at(-1)!;
     if (record.state === "preparing" && this.#prng.chance(0.3)) return { paymentId, state: "prepared" };
     if (!isDecided(record.state)) {
-      if (this.#prng.chance(0.6)) return { paymentId, state: "committed" };
-      return { paymentId, state: "aborted", outcome: { reason: "INSUFFICIENT_FUNDS", reasonMessage: "not enough" } };
+      if (this.#prng.chance(0.6))
+        return { paymentId, state: "committed", outcome: { legs: decisionLegs(record, true, this.nowMs) } };
+      return {
+        paymentId,
+        state: "aborted",
+        outcome: {
+          reason: "INSUFFICIENT_FUNDS",
+          reasonMessage: "not enough",
+          legs: decisionLegs(record, false, this.nowMs),
+        },
+      };
     }
     return {
       paymentId,
@@ -115,6 +125,7 @@ class Model {
       outcome: {
         finished: true,
         ...(record.state === "committed" ? { balanceAfterMinor: BigInt(this.#prng.int(0, 99_999)) } : {}),
+        legs: finishedLegs(record, this.nowMs),
       },
     };
   }

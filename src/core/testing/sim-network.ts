@@ -229,6 +229,7 @@ export class SimGateway extends SimProcess {
       retryDelayMinMs: 0,
       retryDelayMaxMs: 0,
       unsafeLogDecisionLate: context.unsafe.logDecisionLate === true,
+      nowMs: () => context.clock.nowMs,
     };
     this.store = this.#newStore(null);
   }

@@ -42,11 +42,17 @@ import { groupCommitBatchSize } from "../../../observability/metrics.js";
 import {
   advancedRecord,
   beganRecord,
+  legRoles,
+  legsMax,
+  legsProblem,
+  legVotes,
+  noLegs,
   tombstoneRecord,
   withProgress,
   type Outcome,
   type PaymentChange,
   type PaymentDetails,
+  type PaymentLeg,
   type PaymentRecord,
   type PaymentState,
 } from "../../../domain/payment.js";
@@ -78,7 +84,13 @@ function encode(record: PaymentRecord): Record<string, unknown> {
     createdAtMs: record.createdAtMs,
     decidedAtMs: record.decidedAtMs,
     finishedAtMs: record.finishedAtMs,
+    legs: encodeLegs(record.legs),
   };
+}
+
+/** A record's legs as the files hold them (an empty list for a record without). */
+function encodeLegs(legs: readonly PaymentLeg[]): Array<Record<string, unknown>> {
+  return legs.map((leg) => ({ role: leg.role, vote: leg.vote, votedAtMs: leg.votedAtMs, ackedAtMs: leg.ackedAtMs }));
 }
 
 /** A record as the text of one line (without its newline): a journal's whole record, the archive's record. */
@@ -104,7 +116,8 @@ function archivedPayment(record: PaymentRecord): ArchivedPayment {
 
 /**
  * A journal line for a payment whose whole record is already durable (earlier in the journal, or in the
- * snapshot): only what changes, a third of a whole record's bytes. Null fields are left out.
+ * snapshot): only what changes, a third of a whole record's bytes. Null fields, and legs when there are none,
+ * are left out.
  */
 function progressLine(record: PaymentRecord): string {
   let line = `{"progress":${JSON.stringify(record.paymentId)},"state":"${record.state}","finished":${record.finished}`;
@@ -113,6 +126,7 @@ function progressLine(record: PaymentRecord): string {
   if (record.balanceAfterMinor !== null) line += `,"balanceAfterMinor":"${record.balanceAfterMinor}"`;
   if (record.decidedAtMs !== null) line += `,"decidedAtMs":${record.decidedAtMs}`;
   if (record.finishedAtMs !== null) line += `,"finishedAtMs":${record.finishedAtMs}`;
+  if (record.legs.length > 0) line += `,"legs":${JSON.stringify(encodeLegs(record.legs))}`;
   line += "}";
   assert(
     fitsOneLine(line),
@@ -126,6 +140,25 @@ function progressLine(record: PaymentRecord): string {
 const paymentState: Decoder<PaymentState> = oneOf(["preparing", "prepared", "committed", "aborted"]);
 const reason = refine(string(), isReason, "must be a known reason");
 const timeMs = safeInteger();
+
+/**
+ * A record's legs (domain/payment.ts PaymentLeg), at most legsMax. A record written before legs were kept has
+ * none (the field is absent), and a progress line leaves them out when there are none.
+ */
+const legList = refine(
+  array(
+    object({
+      role: oneOf(legRoles),
+      vote: nullable(oneOf(legVotes)),
+      votedAtMs: nullable(timeMs),
+      ackedAtMs: nullable(timeMs),
+    }),
+    { lengthMax: legsMax },
+  ),
+  (legs) => legsProblem(legs) === null,
+  "must be the legs of one payment: one per role, payer first, a vote with its time, times not negative",
+);
+const paymentLegs: Decoder<readonly PaymentLeg[]> = (value) => (value === undefined ? noLegs : legList(value));
 
 /** A whole record (encode): a snapshot's `payments` entry, a payment's first journal line, an archive line. */
 const paymentRecord: Decoder<PaymentRecord> = object({
@@ -144,6 +177,7 @@ const paymentRecord: Decoder<PaymentRecord> = object({
   createdAtMs: timeMs,
   decidedAtMs: nullable(timeMs),
   finishedAtMs: nullable(timeMs),
+  legs: paymentLegs,
 });
 
 /** A progress line (progressLine): what changes in a record after its payment begins, null fields left out. */
@@ -156,6 +190,7 @@ const paymentProgress = object({
   balanceAfterMinor: nullWhenAbsent(minorUnits()),
   decidedAtMs: nullWhenAbsent(timeMs),
   finishedAtMs: nullWhenAbsent(timeMs),
+  legs: paymentLegs,
 });
 /** A progress line: the payment's id under `progress`, and its state and outcome (absolute values: the line is the whole truth of them). */
 type ProgressLine = DecodedBy<typeof paymentProgress>;

@@ -17,6 +17,10 @@
 // of owners whose lease has expired (gateway/store/postgres/gateway-lease.ts). Lease times are the database's
 // clock, so the gateways' clocks need not agree.
 //
+// Migration 3 adds each leg's vote and acknowledgement (domain/payment.ts PaymentLeg): three columns per role,
+// since a payment has one payer leg and one payee leg, all null in a row written before (its legs are not
+// known) and until known. The forward-only trigger is replaced by one that also keeps what a leg recorded.
+//
 // payment_counts: how many payments are in each bucket of PaymentCounts, kept by the store in the same
 // transaction as the rows it changes, so counts() reads at most stripes × 5 rows instead of scanning the
 // table. Split into stripes (each store picks one at open) so that gateways sharing the database do not all
@@ -111,6 +115,62 @@ CREATE TABLE gateways (
 ALTER TABLE payments ADD COLUMN owner text;
 
 CREATE INDEX payments_unfinished_owner ON payments (owner) WHERE NOT finished;
+`,
+  },
+  {
+    version: 3,
+    name: "each leg's vote and acknowledgement, kept forward-only",
+    // The new columns are null in every existing row, so their checks hold there: NOT VALID spares a table
+    // kept for good a scan under an exclusive lock at a gateway's start. New and updated rows are checked.
+    sql: `
+ALTER TABLE payments
+  ADD COLUMN payer_vote text,
+  ADD COLUMN payer_voted_at_ms bigint,
+  ADD COLUMN payer_acked_at_ms bigint,
+  ADD COLUMN payee_vote text,
+  ADD COLUMN payee_voted_at_ms bigint,
+  ADD COLUMN payee_acked_at_ms bigint;
+
+ALTER TABLE payments
+  ADD CONSTRAINT payments_payer_vote CHECK (payer_vote IN ('yes', 'no', 'unanswered')) NOT VALID,
+  ADD CONSTRAINT payments_payee_vote CHECK (payee_vote IN ('yes', 'no', 'unanswered')) NOT VALID,
+  ADD CONSTRAINT payments_payer_vote_timed CHECK ((payer_vote IS NULL) = (payer_voted_at_ms IS NULL)) NOT VALID,
+  ADD CONSTRAINT payments_payee_vote_timed CHECK ((payee_vote IS NULL) = (payee_voted_at_ms IS NULL)) NOT VALID;
+
+-- Migration 1's rules, and a leg's recorded vote (with its time) and acknowledgement time never change.
+CREATE OR REPLACE FUNCTION payments_forward_only() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  old_rank integer := CASE OLD.state WHEN 'preparing' THEN 0 WHEN 'prepared' THEN 1 ELSE 2 END;
+  new_rank integer := CASE NEW.state WHEN 'preparing' THEN 0 WHEN 'prepared' THEN 1 ELSE 2 END;
+BEGIN
+  IF NEW.payment_id <> OLD.payment_id OR NEW.from_user <> OLD.from_user OR NEW.from_bank <> OLD.from_bank
+     OR NEW.to_user <> OLD.to_user OR NEW.to_bank <> OLD.to_bank OR NEW.amount_minor <> OLD.amount_minor
+     OR NEW.created_at_ms <> OLD.created_at_ms THEN
+    RAISE EXCEPTION 'payment %: its details may not change', OLD.payment_id USING ERRCODE = 'check_violation';
+  END IF;
+  IF new_rank < old_rank OR (old_rank = 2 AND NEW.state <> OLD.state) THEN
+    RAISE EXCEPTION 'payment %: may not move from % to %', OLD.payment_id, OLD.state, NEW.state
+      USING ERRCODE = 'check_violation';
+  END IF;
+  IF OLD.finished AND NOT NEW.finished THEN
+    RAISE EXCEPTION 'payment %: may not be unfinished', OLD.payment_id USING ERRCODE = 'check_violation';
+  END IF;
+  IF NEW.version <= OLD.version THEN
+    RAISE EXCEPTION 'payment %: version % does not follow %', OLD.payment_id, NEW.version, OLD.version
+      USING ERRCODE = 'check_violation';
+  END IF;
+  IF (OLD.payer_vote IS NOT NULL AND (NEW.payer_vote IS DISTINCT FROM OLD.payer_vote
+        OR NEW.payer_voted_at_ms IS DISTINCT FROM OLD.payer_voted_at_ms))
+     OR (OLD.payee_vote IS NOT NULL AND (NEW.payee_vote IS DISTINCT FROM OLD.payee_vote
+        OR NEW.payee_voted_at_ms IS DISTINCT FROM OLD.payee_voted_at_ms))
+     OR (OLD.payer_acked_at_ms IS NOT NULL AND NEW.payer_acked_at_ms IS DISTINCT FROM OLD.payer_acked_at_ms)
+     OR (OLD.payee_acked_at_ms IS NOT NULL AND NEW.payee_acked_at_ms IS DISTINCT FROM OLD.payee_acked_at_ms) THEN
+    RAISE EXCEPTION 'payment %: a leg''s recorded vote or acknowledgement may not change', OLD.payment_id
+      USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NEW;
+END
+$$;
 `,
   },
 ]);

@@ -6,12 +6,23 @@
 // many payments, and a value the server refused (a NUL in a text, an amount beyond int8) would fail all of
 // them and stop the store. A bad value is refused alone, to its caller.
 import { isReason } from "../../../domain/errors.js";
-import type { PaymentChange, PaymentDetails, PaymentRecord, PaymentState } from "../../../domain/payment.js";
+import {
+  legsProblem,
+  noLegs,
+  type LegRole,
+  type LegVote,
+  type PaymentChange,
+  type PaymentDetails,
+  type PaymentLeg,
+  type PaymentRecord,
+  type PaymentState,
+} from "../../../domain/payment.js";
 
 /** The columns of `payments` a record is read from, in the order of PaymentRow. */
 export const paymentColumns =
   "payment_id, from_user, from_bank, to_user, to_bank, amount_minor, state, reason, reason_message, finished, " +
-  "balance_after_minor, created_at_ms, decided_at_ms, finished_at_ms, version";
+  "balance_after_minor, created_at_ms, decided_at_ms, finished_at_ms, version, " +
+  "payer_vote, payer_voted_at_ms, payer_acked_at_ms, payee_vote, payee_voted_at_ms, payee_acked_at_ms";
 
 /** A row of `payments` as node-postgres gives it (int8 as text). */
 export interface PaymentRow {
@@ -30,6 +41,13 @@ export interface PaymentRow {
   decided_at_ms: string | null;
   finished_at_ms: string | null;
   version: number;
+  // Migration 3: each leg, null in a row written before and until known.
+  payer_vote: string | null;
+  payer_voted_at_ms: string | null;
+  payer_acked_at_ms: string | null;
+  payee_vote: string | null;
+  payee_voted_at_ms: string | null;
+  payee_acked_at_ms: string | null;
   /** Selected only where ownership matters (lockRows, claims). */
   owner?: string | null;
 }
@@ -78,6 +96,37 @@ function nullableTimeMs(row: PaymentRow, column: string, text: string | null): n
   return text === null ? null : timeMs(row, column, text);
 }
 
+const votes: ReadonlySet<string> = new Set<LegVote>(["yes", "no", "unanswered"]);
+
+/** One leg's columns as a leg, or null when they are all null (not known). */
+function legFromRow(
+  row: PaymentRow,
+  role: LegRole,
+  vote: string | null,
+  votedAtMs: string | null,
+  ackedAtMs: string | null,
+): PaymentLeg | null {
+  if (vote === null && votedAtMs === null && ackedAtMs === null) return null;
+  if (vote !== null && !votes.has(vote))
+    throw new PaymentRowError(`payment ${row.payment_id}: unknown ${role} vote ${JSON.stringify(vote)}`);
+  return Object.freeze({
+    role,
+    vote: vote as LegVote | null,
+    votedAtMs: nullableTimeMs(row, `${role}_voted_at_ms`, votedAtMs),
+    ackedAtMs: nullableTimeMs(row, `${role}_acked_at_ms`, ackedAtMs),
+  });
+}
+
+function legsFromRow(row: PaymentRow): readonly PaymentLeg[] {
+  const payer = legFromRow(row, "payer", row.payer_vote, row.payer_voted_at_ms, row.payer_acked_at_ms);
+  const payee = legFromRow(row, "payee", row.payee_vote, row.payee_voted_at_ms, row.payee_acked_at_ms);
+  if (payer === null && payee === null) return noLegs;
+  const legs = Object.freeze([payer, payee].filter((leg): leg is PaymentLeg => leg !== null));
+  const problem = legsProblem(legs);
+  if (problem !== null) throw new PaymentRowError(`payment ${row.payment_id}: ${problem}`);
+  return legs;
+}
+
 /** A row as its (frozen) record and version; refuses a row no store of this build wrote. */
 export function storedFromRow(row: PaymentRow): StoredPayment {
   if (!states.has(row.state))
@@ -100,6 +149,7 @@ export function storedFromRow(row: PaymentRow): StoredPayment {
     createdAtMs: timeMs(row, "created_at_ms", row.created_at_ms),
     decidedAtMs: nullableTimeMs(row, "decided_at_ms", row.decided_at_ms),
     finishedAtMs: nullableTimeMs(row, "finished_at_ms", row.finished_at_ms),
+    legs: legsFromRow(row),
   };
   return row.owner === undefined
     ? { record: Object.freeze(record), version: row.version }
@@ -123,7 +173,16 @@ export interface PaymentArrays {
   decidedAtMs: Array<string | null>;
   finishedAtMs: Array<string | null>;
   version: number[];
+  payerVote: Array<string | null>;
+  payerVotedAtMs: Array<string | null>;
+  payerAckedAtMs: Array<string | null>;
+  payeeVote: Array<string | null>;
+  payeeVotedAtMs: Array<string | null>;
+  payeeAckedAtMs: Array<string | null>;
 }
+
+const timeText = (timeMs: number | null | undefined) =>
+  timeMs === null || timeMs === undefined ? null : String(timeMs);
 
 export function paymentArrays(payments: readonly StoredPayment[]): PaymentArrays {
   const arrays: PaymentArrays = {
@@ -142,6 +201,12 @@ export function paymentArrays(payments: readonly StoredPayment[]): PaymentArrays
     decidedAtMs: [],
     finishedAtMs: [],
     version: [],
+    payerVote: [],
+    payerVotedAtMs: [],
+    payerAckedAtMs: [],
+    payeeVote: [],
+    payeeVotedAtMs: [],
+    payeeAckedAtMs: [],
   };
   for (const { record, version } of payments) {
     arrays.paymentId.push(record.paymentId);
@@ -159,6 +224,14 @@ export function paymentArrays(payments: readonly StoredPayment[]): PaymentArrays
     arrays.decidedAtMs.push(record.decidedAtMs === null ? null : String(record.decidedAtMs));
     arrays.finishedAtMs.push(record.finishedAtMs === null ? null : String(record.finishedAtMs));
     arrays.version.push(version);
+    const payer = record.legs.find((leg) => leg.role === "payer");
+    const payee = record.legs.find((leg) => leg.role === "payee");
+    arrays.payerVote.push(payer?.vote ?? null);
+    arrays.payerVotedAtMs.push(timeText(payer?.votedAtMs));
+    arrays.payerAckedAtMs.push(timeText(payer?.ackedAtMs));
+    arrays.payeeVote.push(payee?.vote ?? null);
+    arrays.payeeVotedAtMs.push(timeText(payee?.votedAtMs));
+    arrays.payeeAckedAtMs.push(timeText(payee?.ackedAtMs));
   }
   return arrays;
 }
@@ -210,6 +283,11 @@ export function checkChange(change: PaymentChange): void {
     checkInt8(outcome.balanceAfterMinor, `${where}: balanceAfterMinor`, int8Min);
   if (outcome.finished !== undefined && typeof outcome.finished !== "boolean")
     throw new PaymentInputError(`${where}: finished must be a boolean`);
+  if (outcome.legs !== undefined) {
+    if (!Array.isArray(outcome.legs)) throw new PaymentInputError(`${where}: legs must be an array`);
+    const problem = legsProblem(outcome.legs);
+    if (problem !== null) throw new PaymentInputError(`${where}: ${problem}`);
+  }
 }
 
 /**

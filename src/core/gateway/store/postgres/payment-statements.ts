@@ -3,7 +3,14 @@
 // payments it carries. `schema` is always a name checked by checkedSchemaName.
 import type { PaymentCounts } from "../coordinator-store.js";
 import type { DatabaseClient } from "../../../durable/postgres/database.js";
-import { paymentArrays, paymentColumns, storedFromRow, type PaymentRow, type StoredPayment } from "./payment-rows.js";
+import {
+  paymentArrays,
+  paymentColumns,
+  storedFromRow,
+  type PaymentArrays,
+  type PaymentRow,
+  type StoredPayment,
+} from "./payment-rows.js";
 
 /** Anything that runs a query: the pool (one statement, its own transaction) or a client inside a transaction. */
 export type Queryable = Pick<DatabaseClient, "query">;
@@ -25,9 +32,9 @@ export async function insertNew(
   const arrays = paymentArrays(sorted);
   const result = await client.query<{ payment_id: string }>(
     `INSERT INTO ${schema}.payments (${paymentColumns}, owner)
-     SELECT u.*, $16::text FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
+     SELECT u.*, $22::text FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[],
        $7::text[], $8::text[], $9::text[], $10::bool[], $11::int8[], $12::int8[], $13::int8[], $14::int8[],
-       $15::int4[]) AS u
+       $15::int4[], $16::text[], $17::int8[], $18::int8[], $19::text[], $20::int8[], $21::int8[]) AS u
      ON CONFLICT (payment_id) DO NOTHING
      RETURNING payment_id`,
     [
@@ -46,6 +53,7 @@ export async function insertNew(
       arrays.decidedAtMs,
       arrays.finishedAtMs,
       arrays.version,
+      ...legArrays(arrays),
       owner,
     ],
   );
@@ -100,11 +108,14 @@ export async function updateProgress(
        UPDATE ${schema}.payments AS p
        SET state = c.state, reason = c.reason, reason_message = c.reason_message, finished = c.finished,
            balance_after_minor = c.balance_after_minor, decided_at_ms = c.decided_at_ms,
-           finished_at_ms = c.finished_at_ms, version = c.version
+           finished_at_ms = c.finished_at_ms, version = c.version,
+           payer_vote = c.payer_vote, payer_voted_at_ms = c.payer_voted_at_ms, payer_acked_at_ms = c.payer_acked_at_ms,
+           payee_vote = c.payee_vote, payee_voted_at_ms = c.payee_voted_at_ms, payee_acked_at_ms = c.payee_acked_at_ms
        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::int8[], $7::int8[], $8::int8[],
-         $9::int4[], $10::int4[])
+         $9::int4[], $10::int4[], $15::text[], $16::int8[], $17::int8[], $18::text[], $19::int8[], $20::int8[])
          AS c(payment_id, state, reason, reason_message, finished, balance_after_minor, decided_at_ms, finished_at_ms,
-           version, expected_version)
+           version, expected_version, payer_vote, payer_voted_at_ms, payer_acked_at_ms, payee_vote, payee_voted_at_ms,
+           payee_acked_at_ms)
        WHERE p.payment_id = c.payment_id
          AND p.version = c.expected_version
          AND c.version > p.version
@@ -135,6 +146,7 @@ export async function updateProgress(
       buckets,
       buckets.map((bucket) => String(deltas[bucket])),
       owner,
+      ...legArrays(arrays),
     ],
   );
   return result.rows[0]?.written ?? 0;
@@ -179,6 +191,18 @@ export function unfinishedQuery(schema: string): string {
 export async function readUnfinished(client: Queryable, schema: string): Promise<StoredPayment[]> {
   const result = await client.query<PaymentRow>(unfinishedQuery(schema));
   return result.rows.map(storedFromRow);
+}
+
+/** The leg columns' arrays, in the order of paymentColumns. */
+function legArrays(arrays: PaymentArrays): Array<Array<string | null>> {
+  return [
+    arrays.payerVote,
+    arrays.payerVotedAtMs,
+    arrays.payerAckedAtMs,
+    arrays.payeeVote,
+    arrays.payeeVotedAtMs,
+    arrays.payeeAckedAtMs,
+  ];
 }
 
 /** A fixed order of ids (code units), the same in every gateway. */
