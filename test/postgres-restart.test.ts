@@ -124,10 +124,16 @@ describe("PostgreSQL restarted under load", () => {
     loadOn = false;
     await load;
 
-    // The restart reached every process: each lost its sessions and was restarted by the supervisor.
+    // The restart reached the network: clients met it, and a process whose database write or lock failed
+    // stopped with exit 70 (never another way) and was restarted by the supervisor. Which processes stop
+    // depends on timing: a gateway with no write in flight while the server was down just renews its lease
+    // (5 s) once the server is back, and keeps going; that is correct too.
     const upLog = up.lines.join("\n");
-    for (const name of ["gateway", "bank SBI", "bank HDFC"])
-      assert.match(upLog, new RegExp(`${name} exited \\(code 70\\); restarting it`), `${name} was not restarted`);
+    const exits = [...upLog.matchAll(/(gateway|bank \w+) exited \(([^)]*)\)(; restarting it)?/g)];
+    for (const [line, , ending, restarted] of exits) {
+      assert.equal(ending, "code 70", `a process stopped otherwise than on a lost database: ${line}`);
+      assert.ok(restarted, `not restarted: ${line}`);
+    }
     assert.ok(attemptsFailed > 0, "some attempt met the restart");
 
     // Phase 2 of whatever was in flight finishes: no unfinished payment, no hold.
