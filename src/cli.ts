@@ -173,6 +173,12 @@ await yargs(hideBin(process.argv))
           describe:
             "target this running gateway host:port; accounts and certificates from --data-dir, password from PAYNET_PASSWORD",
         })
+        .option("gateways", {
+          type: "number",
+          default: 1,
+          describe:
+            "gateways the bench starts side by side (1-5, PostgreSQL store only); the clients' connections are spread over them",
+        })
         .option("keep", { type: "boolean", default: false, describe: "keep the temp data dir" })
         .option("cpu-prof", {
           type: "string",
@@ -189,6 +195,7 @@ await yargs(hideBin(process.argv))
           dataDir: args.dataDir,
           store: parseStore(args.store, args["unsafe-allow-async-commit"]),
           gateway: args.gateway,
+          gateways: args.gateways,
           payments: args.payments,
           warmup: args.warmup,
           concurrency: args.concurrency,

@@ -443,6 +443,7 @@ describe("benchUsageError", () => {
     dataDir: ".",
     store: { kind: "files" },
     gateway: undefined,
+    gateways: 1,
     payments: 200,
     warmup: 0,
     concurrency: 8,
@@ -493,6 +494,22 @@ describe("benchUsageError", () => {
     ["--call-timeout-ms 0", { callTimeoutMs: 0 }, /--call-timeout-ms/],
     ["--gateway without a port", { gateway: "localhost" }, /--gateway/],
     ["--cpu-prof DIR", { cpuProf: "profiles" }, null],
+    ["--gateways 0", { gateways: 0 }, /--gateways must be an integer in 1-5/],
+    ["--gateways 6", { gateways: 6 }, /--gateways must be an integer in 1-5/],
+    ["--gateways 2 on the file store", { gateways: 2 }, /--gateways above 1 needs --store postgres/],
+    [
+      "--gateways 2 on PostgreSQL",
+      {
+        gateways: 2,
+        store: { kind: "postgres", url: "postgres://postgres@127.0.0.1:5432/x", allowAsyncCommit: false },
+      },
+      null,
+    ],
+    [
+      "--gateways 2 with --gateway (the bench starts none)",
+      { gateways: 2, gateway: "127.0.0.1:8080" },
+      /with --gateway the bench starts none/,
+    ],
     [
       "--cpu-prof with --gateway (the bench starts no process to profile)",
       { cpuProf: "profiles", gateway: "127.0.0.1:8080" },

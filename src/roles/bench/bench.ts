@@ -25,6 +25,8 @@ export interface BenchFlags {
   store: StoreChoice;
   /** Target this running gateway (accounts from --data-dir) instead of starting a network. */
   gateway: string | undefined;
+  /** Gateways the bench starts side by side on its PostgreSQL database (1: one, on either store). */
+  gateways: number;
   payments: number;
   /** Payments made first, not timed. */
   warmup: number;
@@ -47,6 +49,7 @@ export interface BenchFlags {
 
 export const benchLimits = Object.freeze({
   paymentsMax: 10_000_000,
+  gatewaysMax: 5,
   concurrencyMax: 1024,
   rateMax: 1_000_000,
   timeoutMsMax: 24 * 3_600_000,
@@ -99,6 +102,12 @@ export function benchUsageError(flags: BenchFlags): string | null {
   if (flags.cpuProf !== undefined && flags.gateway !== undefined)
     return "--cpu-prof profiles the processes the bench starts; with --gateway it starts none (start that network under node --cpu-prof instead)";
   if (flags.cpuProf !== undefined && flags.cpuProf.trim() === "") return "--cpu-prof needs a directory";
+  if (!isInteger(flags.gateways, 1, benchLimits.gatewaysMax))
+    return `--gateways must be an integer in 1-${benchLimits.gatewaysMax}, got ${flags.gateways}`;
+  if (flags.gateways > 1 && flags.gateway !== undefined)
+    return "--gateways starts gateways; with --gateway the bench starts none (give one address)";
+  if (flags.gateways > 1 && flags.store.kind !== "postgres")
+    return "--gateways above 1 needs --store postgres://…: gateways side by side share their payments in one database, and the file store is one process's";
   if (flags.gateway !== undefined) {
     try {
       validateAddress(flags.gateway, "--gateway");
@@ -151,7 +160,7 @@ async function openNetwork(flags: BenchFlags): Promise<BenchNetwork> {
   const banks = [...benchBanksDefault];
   const balanceMinor = balanceOfCreated(flags);
   note(
-    `starting a gateway and ${banks.length} banks with ${flags.accounts} accounts of ${formatMinor(balanceMinor)} each`,
+    `starting ${flags.gateways === 1 ? "a gateway" : `${flags.gateways} gateways`} and ${banks.length} banks with ${flags.accounts} accounts of ${formatMinor(balanceMinor)} each`,
   );
   const network = await startOwnNetwork({
     accounts: flags.accounts,
@@ -162,8 +171,11 @@ async function openNetwork(flags: BenchFlags): Promise<BenchNetwork> {
     env: process.env,
     cpuProfileDir: flags.cpuProf === undefined ? undefined : resolve(flags.cpuProf),
     store: flags.store,
+    gateways: flags.gateways,
   });
-  note(`network ready: gateway ${network.gatewayAddress}, data dir ${network.dataDir}`);
+  note(
+    `network ready: ${network.gatewayAddresses.length === 1 ? "gateway" : "gateways"} ${network.gatewayAddresses.join(", ")}, data dir ${network.dataDir}`,
+  );
   return network;
 }
 
@@ -224,7 +236,7 @@ async function measure(flags: BenchFlags, network: BenchNetwork, paths: DataPath
   try {
     const load = await runLoad(
       {
-        gatewayAddress: network.gatewayAddress,
+        gatewayAddresses: network.gatewayAddresses,
         identity,
         payers: choosePayers(accounts, flags.concurrency),
         password: network.owned ? benchPasswordDefault : (process.env.PAYNET_PASSWORD ?? benchPasswordDefault),
@@ -320,7 +332,8 @@ async function check(
     readError,
     network: {
       owned: network.owned,
-      gateway: network.gatewayAddress,
+      gateway: network.gatewayAddresses.join(","),
+      gateways: network.gatewayAddresses.length,
       dataDir: network.dataDir,
       kept: network.owned && flags.keep,
       exits: network.unexpectedExits(),

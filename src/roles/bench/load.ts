@@ -27,7 +27,8 @@ export const loadLimits = Object.freeze({
 });
 
 export interface LoadOptions {
-  gatewayAddress: string;
+  /** The clients' connections are spread over these gateways, round robin. */
+  gatewayAddresses: readonly string[];
   identity: LoadedIdentity;
   /** One distinct payer per worker. */
   payers: readonly AccountRef[];
@@ -92,8 +93,14 @@ function openChannels(options: LoadOptions): GatewayStub[] {
   const credentials = clientCredentials(options.identity);
   // A local subchannel pool gives every channel its own connection instead of one shared by all.
   const channelOptions = { ...expectServerName(gatewayServerName), "grpc.use_local_subchannel_pool": 1 };
-  return Array.from({ length: count }, () =>
-    createClient(PaymentGateway, options.gatewayAddress, credentials, channelOptions, "GATEWAY_UNAVAILABLE"),
+  return Array.from({ length: count }, (_, index) =>
+    createClient(
+      PaymentGateway,
+      options.gatewayAddresses[index % options.gatewayAddresses.length]!,
+      credentials,
+      channelOptions,
+      "GATEWAY_UNAVAILABLE",
+    ),
   );
 }
 

@@ -37,7 +37,8 @@ export interface ChildExit {
 
 export interface BenchNetwork {
   readonly dataDir: string;
-  readonly gatewayAddress: string;
+  /** One address, or several gateways side by side on one PostgreSQL database (--gateways). */
+  readonly gatewayAddresses: readonly string[];
   /** Whether the bench started it (and so stops it). */
   readonly owned: boolean;
   /** Where its processes keep their state (for a PostgreSQL store the bench started: a database of its own). */
@@ -57,7 +58,7 @@ class Child {
   /** Set when the process exits: its code and signal. */
   exit: { code: number | null; signal: string | null } | null = null;
   readonly #tail: string[] = [];
-  #waiters: Array<{ pattern: RegExp; resolve: (match: RegExpExecArray) => void }> = [];
+  #waiters: Array<{ pattern: RegExp; left: number; resolve: (match: RegExpExecArray) => void }> = [];
 
   constructor(name: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: readonly string[] = []) {
     this.name = name;
@@ -84,13 +85,19 @@ class Child {
     if (this.#tail.length > benchNetworkLimits.tailLinesMax) this.#tail.shift();
     this.#waiters = this.#waiters.filter((waiter) => {
       const match = waiter.pattern.exec(line);
-      if (match !== null) waiter.resolve(match);
-      return match === null;
+      if (match === null) return true;
+      waiter.left -= 1;
+      if (waiter.left > 0) return true;
+      waiter.resolve(match);
+      return false;
     });
   }
 
-  /** The next output line matching `pattern`; rejects with the child's last lines if it exits or times out. */
-  waitFor(pattern: RegExp): Promise<RegExpExecArray> {
+  /**
+   * The `count`-th next output line matching `pattern` (counted from now, so lines of one chunk are not missed);
+   * rejects with the child's last lines if it exits or times out.
+   */
+  waitFor(pattern: RegExp, count = 1): Promise<RegExpExecArray> {
     return new Promise((resolve, reject) => {
       const fail = (why: string) =>
         reject(new Error(`${this.name} ${why}; its last output:\n${this.#tail.join("\n")}`));
@@ -98,7 +105,7 @@ class Child {
         () => fail(`not ready after ${benchNetworkLimits.readyTimeoutMs} ms`),
         benchNetworkLimits.readyTimeoutMs,
       );
-      this.#waiters.push({ pattern, resolve: (match) => (clearTimeout(timer), resolve(match)) });
+      this.#waiters.push({ pattern, left: count, resolve: (match) => (clearTimeout(timer), resolve(match)) });
       void this.exited.then((code) => (clearTimeout(timer), fail(`exited with code ${code} before it was ready`)));
     });
   }
@@ -129,6 +136,8 @@ export interface OwnNetworkOptions {
   cpuProfileDir: string | undefined;
   /** files, or the PostgreSQL server on which the bench creates a database of its own (dropped after unless kept). */
   store: StoreChoice;
+  /** Gateways side by side (PostgreSQL only above 1); each bank registers with every one. */
+  gateways: number;
 }
 
 /** Node flags that make a child write its CPU profile as `<fileStem>.cpuprofile` when it exits. */
@@ -183,15 +192,21 @@ export async function startOwnNetwork(options: OwnNetworkOptions): Promise<Bench
     if (!options.keep) await scratch?.drop();
   };
   try {
-    const gateway = watch(
-      new Child(
-        "gateway",
-        ["gateway", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0", ...storeArgs(store)],
-        options.env,
-        profilerArgs(options, "gateway"),
-      ),
-    );
-    const [, gatewayAddress] = await gateway.waitFor(listeningPattern);
+    // Gateways one after another: each migrates the schema under its advisory lock anyway, and a start is short.
+    const gatewayAddresses: string[] = [];
+    for (let index = 0; index < options.gateways; index += 1) {
+      const name = options.gateways === 1 ? "gateway" : `gateway ${index + 1}`;
+      const gateway = watch(
+        new Child(
+          name,
+          ["gateway", "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0", ...storeArgs(store)],
+          options.env,
+          profilerArgs(options, name.replace(" ", "-")),
+        ),
+      );
+      const [, address] = await gateway.waitFor(listeningPattern);
+      gatewayAddresses.push(address!);
+    }
     await Promise.all(
       options.banks.map(async (bank) => {
         const child = watch(
@@ -208,14 +223,14 @@ export async function startOwnNetwork(options: OwnNetworkOptions): Promise<Bench
               "--port",
               "0",
               "--gateway",
-              gatewayAddress!,
+              gatewayAddresses.join(","),
               ...storeArgs(store),
             ],
             options.env,
             profilerArgs(options, `bank-${bank}`),
           ),
         );
-        await child.waitFor(registeredPattern);
+        await child.waitFor(registeredPattern, gatewayAddresses.length);
       }),
     );
     const processes = () =>
@@ -224,7 +239,7 @@ export async function startOwnNetwork(options: OwnNetworkOptions): Promise<Bench
       );
     return {
       dataDir,
-      gatewayAddress: gatewayAddress!,
+      gatewayAddresses,
       owned: true,
       store,
       unexpectedExits: () => [...exits],
@@ -241,7 +256,7 @@ export async function startOwnNetwork(options: OwnNetworkOptions): Promise<Bench
 export function existingNetwork(dataDir: string, gatewayAddress: string, store: StoreChoice): BenchNetwork {
   return {
     dataDir,
-    gatewayAddress,
+    gatewayAddresses: [gatewayAddress],
     owned: false,
     store,
     unexpectedExits: () => [],

@@ -33,7 +33,15 @@ export interface BenchReport {
   /** Null when the balances could not be read after the run (then `readError` says why). */
   conservation: ConservationReport | null;
   readError: string | null;
-  network: { owned: boolean; gateway: string; dataDir: string; kept: boolean; exits: ChildExit[] };
+  network: {
+    owned: boolean;
+    /** The gateway's address, or with several a comma list of theirs. */
+    gateway: string;
+    gateways: number;
+    dataDir: string;
+    kept: boolean;
+    exits: ChildExit[];
+  };
 }
 
 /**
@@ -269,7 +277,7 @@ export function reportTable(report: BenchReport): string {
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
   const lines = [
-    `paynet bench (gateway ${report.network.gateway}${report.network.kept ? `, data dir kept: ${report.network.dataDir}` : ""})`,
+    `paynet bench (${report.network.gateways === 1 ? "gateway" : `${report.network.gateways} gateways`} ${report.network.gateway}${report.network.kept ? `, data dir kept: ${report.network.dataDir}` : ""})`,
   ];
   for (const [label, value] of rows) lines.push(`  ${label.padEnd(width)}  ${value}`);
   lines.push("conservation");
