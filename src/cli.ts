@@ -11,13 +11,14 @@ import { bankTimeouts, runBank } from "./roles/bank.js";
 import { runBalance, runHistory, runPay, runQueue, runSync } from "./roles/client-scripted.js";
 import { runInteractive } from "./roles/client-interactive.js";
 import { exitCodes } from "./roles/client-context.js";
-import { runUp } from "./roles/up.js";
+import { runUp, upGatewaysMax } from "./roles/up.js";
 import { runPayment, runStatus } from "./roles/status.js";
 import { watchIntervalMs } from "./roles/status-watch.js";
 import { PortInUseError } from "./core/transport/listen.js";
 import { banksInDataDir, ensureCertificates, seedDataDir } from "./roles/seed.js";
 import { parseStore, storeOptions } from "./roles/store-option.js";
 import { runDbExport, runDbMigrate } from "./roles/db.js";
+import { gatewayAddressesMax, parseAddressList } from "./core/domain/validate.js";
 
 armCrashPoint(process.env.PAYNET_CRASH_AT);
 armPausePoint(process.env.PAYNET_PAUSE_AT);
@@ -36,6 +37,24 @@ const checkStore = (args: { store: string }): true | string => {
   } catch (error) {
     return (error as Error).message;
   }
+};
+
+/** A --gateway list (`host:port[,host:port…]`, at most 16) that does not parse is a usage error (exit 2). */
+const checkGatewayList = (args: { gateway?: unknown }): true | string => {
+  if (args.gateway === undefined) return true;
+  // Given twice, yargs makes an array: the last wins elsewhere, but a list belongs in one flag.
+  if (typeof args.gateway !== "string") return "--gateway takes one list, host:port[,host:port…]; give it once";
+  try {
+    parseAddressList(args.gateway, "--gateway");
+    return true;
+  } catch (error) {
+    return (error as Error).message;
+  }
+};
+
+const gatewayListOption = {
+  type: "string" as const,
+  describe: `gateways to use, host:port[,host:port…] (at most ${gatewayAddressesMax}; a call one does not answer goes to the next; default: client/current_port_server.txt, else 127.0.0.1:8080)`,
 };
 
 function clientOptions<T>(argv: Argv<T>) {
@@ -101,8 +120,21 @@ await yargs(hideBin(process.argv))
           default: true,
           describe: "restart a process that dies, with capped backoff (--no-restart: leave it down)",
         })
+        .option("gateways", {
+          type: "number",
+          default: 1,
+          describe: `gateways side by side on the PostgreSQL store (1-${upGatewaysMax}), on ports P, P+1, … (--port 0: free ports); every bank registers with each`,
+        })
         .options(storeOptions)
-        .check(checkStore),
+        .check(checkStore)
+        .check((args) => {
+          const gateways = Number(args.gateways);
+          if (!Number.isSafeInteger(gateways) || gateways < 1 || gateways > upGatewaysMax)
+            return `--gateways must be a whole number from 1 to ${upGatewaysMax}, got ${String(args.gateways)}`;
+          if (gateways > 1 && parseStore(args.store).kind === "files")
+            return `--gateways ${gateways} needs --store postgres://…: the files store is one gateway process's (it holds the data dir's lock), while gateways on PostgreSQL share the payment log and take over each other's payments`;
+          return true;
+        }),
     (args) =>
       finish(
         runUp({
@@ -112,6 +144,7 @@ await yargs(hideBin(process.argv))
           bankPort: args.bankPort,
           store: parseStore(args.store, args["unsafe-allow-async-commit"]),
           restart: args.restart,
+          gateways: args.gateways,
         }),
       ),
   )
@@ -383,8 +416,9 @@ await yargs(hideBin(process.argv))
         )
         .option("gateway", {
           type: "string",
-          describe: "gateway host:port (default: client/current_port_server.txt, else 127.0.0.1:8080)",
+          describe: `gateways to register with and heartbeat, host:port[,host:port…] (at most ${gatewayAddressesMax}; default: every one in client/current_port_server.txt, else 127.0.0.1:8080)`,
         })
+        .check(checkGatewayList)
         .option("hold-timeout-ms", {
           type: "number",
           default: bankTimeouts.holdTimeoutMsDefault,
@@ -413,10 +447,8 @@ await yargs(hideBin(process.argv))
     "the client: an interactive menu, or a scripted command",
     (argv) =>
       argv
-        .option("gateway", {
-          type: "string",
-          describe: "gateway host:port (default: client/current_port_server.txt, else 127.0.0.1:8080)",
-        })
+        .option("gateway", gatewayListOption)
+        .check(checkGatewayList)
         .command(
           "balance",
           "print your balance",
@@ -516,7 +548,8 @@ await yargs(hideBin(process.argv))
     "operator view: banks up/down, payments by state, the oldest in-doubt payments, holds, the local offline queue (operator certificate)",
     (argv) =>
       argv
-        .option("gateway", { type: "string", describe: "gateway host:port (default: client/current_port_server.txt)" })
+        .option("gateway", gatewayListOption)
+        .check(checkGatewayList)
         .option("json", { type: "boolean", default: false })
         .option("watch", {
           type: "boolean",
@@ -545,7 +578,8 @@ await yargs(hideBin(process.argv))
     (argv) =>
       argv
         .positional("id", { type: "string", demandOption: true })
-        .option("gateway", { type: "string", describe: "gateway host:port (default: client/current_port_server.txt)" })
+        .option("gateway", gatewayListOption)
+        .check(checkGatewayList)
         .option("json", { type: "boolean", default: false }),
     (args) => finish(runPayment({ dataDir: args.dataDir, gateway: args.gateway, json: args.json, id: args.id })),
   )

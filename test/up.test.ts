@@ -85,6 +85,20 @@ describe("paynet up", () => {
     }
   }
 
+  it("refuses --gateways 2 on the files store (exit 2, saying why) and a bad --gateways count, before starting anything", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "paynet-up-"));
+    dirs.push(dir);
+    const files = await runCli(["up", "--data-dir", dir, "--gateways", "2"]);
+    assert.equal(files.code, 2, files.stdout + files.stderr);
+    assert.match(files.stderr, /--gateways 2 needs --store postgres:\/\/…: the files store is one gateway process's/);
+    for (const count of ["0", "9", "1.5"]) {
+      const bad = await runCli(["up", "--data-dir", dir, "--gateways", count]);
+      assert.equal(bad.code, 2, bad.stdout + bad.stderr);
+      assert.match(bad.stderr, /--gateways must be a whole number from 1 to 8/);
+    }
+    assert.deepEqual(await readdir(dir), [], "nothing was seeded or started");
+  });
+
   it("supervises: a process that dies is logged with why and restarted on its port, and payments go on", async () => {
     const dir = await mkdtemp(join(tmpdir(), "paynet-up-"));
     dirs.push(dir);

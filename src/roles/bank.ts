@@ -1,10 +1,10 @@
-// Wires a bank process: its accounts, its server, its registration with the gateway and its overdue holds.
+// Wires a bank process: its accounts, its server, its registration with every gateway and its overdue holds.
 import { dirname } from "node:path";
 import { removeStaleTempFiles } from "../core/durable/files.js";
 import { holdFileLock, onLockWait } from "../core/durable/file-lock.js";
 import { dataPaths, finishedLogPath, type DataPaths } from "../core/durable/paths.js";
 import { bankFiles, loadIdentity } from "../core/transport/certificates.js";
-import { clientCredentials, expectServerName, serverCredentials } from "../core/transport/tls.js";
+import { clientCredentials, serverCredentials } from "../core/transport/tls.js";
 import { Participant } from "../core/bank/participant.js";
 import { FileLedgerStore } from "../core/bank/store/file/file-ledger-store.js";
 import { PostgresLedgerStore } from "../core/bank/store/postgres/index.js";
@@ -14,22 +14,24 @@ import { describeStore, type StoreChoice } from "./store-option.js";
 import type { Logger } from "../core/observability/log.js";
 import { bankStateFiles } from "../core/bank/store/file/bank-state.js";
 import { bankService } from "../core/bank/bank-service.js";
-import { Bank, Decision, PaymentGateway } from "../gen/paynet/v1/paynet_pb.js";
-import { addService, createClient } from "../core/transport/rpc.js";
-import { describePeer, gatewayServerName } from "../core/transport/identity.js";
+import { Bank } from "../gen/paynet/v1/paynet_pb.js";
+import { addService } from "../core/transport/rpc.js";
+import { describePeer } from "../core/transport/identity.js";
 import { bind, newServer, shutdown } from "../core/transport/listen.js";
 import { takeNextPort } from "../core/durable/port-file.js";
 import { banksOf, loadBankAccounts, readAccountsCsv } from "../core/bank/store/file/accounts-csv.js";
 import { hashPassword, isPasswordHash } from "../core/bank/passwords.js";
 import { validateBankName } from "../core/domain/validate.js";
 import { PaymentError } from "../core/domain/errors.js";
-import { gatewayAddress, onTerminate, roleLogger, startMetrics } from "./process.js";
+import { gatewayAddresses, onTerminate, roleLogger, startMetrics } from "./process.js";
+import { GatewayLinks } from "./bank-gateway-links.js";
 
 export interface BankFlags {
   dataDir: string;
   id: string;
   host: string;
   port: number | undefined;
+  /** `A,B,…`: every gateway to register with (validated by the CLI); default client/current_port_server.txt. */
   gateway: string | undefined;
   holdTimeoutMs: number;
   metricsPort: number | undefined;
@@ -134,39 +136,23 @@ export async function runBank(flags: BankFlags): Promise<void> {
     `listening on ${address}`,
   );
 
-  const gateway = createClient(
-    PaymentGateway,
-    await gatewayAddress(flags.gateway, paths.clientGatewayTxt),
-    clientCredentials(identity),
-    expectServerName(gatewayServerName),
-  );
-  let registered = false;
-  const register = async () => {
-    try {
-      await gateway.registerServer({ bank, address }, { timeoutMs: bankTimeouts.registerTimeoutMs });
-      if (!registered) logger.info({}, "registered with the gateway");
-      registered = true;
-    } catch (error) {
-      if (registered) logger.warn({ reason: PaymentError.fromGrpc(error).code }, "lost the gateway");
-      registered = false;
-    }
-  };
-  // Overdue holds are never dropped: the bank asks the coordinator, and only its answer releases them.
+  const gateways = new GatewayLinks(await gatewayAddresses(flags.gateway, paths.clientGatewayTxt), {
+    bank,
+    address,
+    credentials: clientCredentials(identity),
+    timeouts: bankTimeouts,
+    logger,
+  });
+  // Overdue holds are never dropped: the bank asks the coordinators, and only an answer releases them.
   const resolveOverdueHolds = async () => {
     for (const hold of participant.expiredHolds()) {
       participant.deferHold(hold.paymentId, bankTimeouts.holdRecheckMs);
       try {
-        const { decision } = await gateway.getDecision(
-          { paymentId: hold.paymentId },
-          { timeoutMs: bankTimeouts.decisionQueryTimeoutMs },
-        );
-        if (decision === Decision.COMMIT) await participant.commit(hold.paymentId);
-        if (decision === Decision.ABORT) await participant.abort(hold.paymentId);
-        if (decision !== Decision.PENDING)
-          logger.info(
-            { paymentId: hold.paymentId, decision: Decision[decision] },
-            "overdue hold resolved by the coordinator",
-          );
+        const decision = await gateways.decision(hold.paymentId);
+        if (decision === "commit") await participant.commit(hold.paymentId);
+        if (decision === "abort") await participant.abort(hold.paymentId);
+        if (decision !== "pending")
+          logger.info({ paymentId: hold.paymentId, decision }, "overdue hold resolved by the coordinator");
       } catch (error) {
         logger.warn(
           { paymentId: hold.paymentId, reason: PaymentError.fromGrpc(error).code },
@@ -177,16 +163,7 @@ export async function runBank(flags: BankFlags): Promise<void> {
   };
   // Holds that survived a restart are settled with the coordinator now rather than at their expiry.
   participant.expireAllHolds();
-  // Registration is the heartbeat: every heartbeatMs while the gateway answers, sooner while it does not.
-  let heartbeat: NodeJS.Timeout | null = null;
-  let stopped = false;
-  let retryMs: number = bankTimeouts.reregisterMinMs;
-  const beat = async () => {
-    await register();
-    retryMs = registered ? bankTimeouts.reregisterMinMs : Math.min(retryMs * 2, bankTimeouts.heartbeatMs);
-    if (!stopped) heartbeat = setTimeout(() => void beat(), registered ? bankTimeouts.heartbeatMs : retryMs);
-  };
-  await beat();
+  await gateways.start();
   let sweeping = false;
   const sweeper = setInterval(() => {
     if (sweeping) return;
@@ -197,10 +174,8 @@ export async function runBank(flags: BankFlags): Promise<void> {
 
   onTerminate(async () => {
     await stopMetrics?.();
-    stopped = true;
-    if (heartbeat !== null) clearTimeout(heartbeat);
+    gateways.stop();
     clearInterval(sweeper);
-    gateway.close();
     await shutdown(server, bankTimeouts.shutdownGraceMs);
     await participant.close();
     await releaseStore();

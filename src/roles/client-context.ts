@@ -15,7 +15,7 @@ import {
 } from "../core/client/client-files.js";
 import { PaymentSender, type RetryPolicy, type SendOutcome } from "../core/client/payment-sender.js";
 import { formatMinor } from "../core/domain/money.js";
-import { gatewayAddress } from "./process.js";
+import { gatewayAddresses } from "./process.js";
 
 /** Exit codes of the scripted client, documented in `paynet client --help`. */
 export const exitCodes = Object.freeze({ ok: 0, refused: 1, usage: 2, queued: 3, unreachable: 4 });
@@ -56,7 +56,8 @@ export async function openClientFiles(dataDir: string): Promise<{ queue: Offline
 export async function openClient(dataDir: string, gatewayFlag: string | undefined): Promise<ClientContext> {
   const paths = dataPaths(dataDir);
   const identity = await loadIdentity(paths.certificateDir, clientFiles(paths.certificateDir));
-  const client = new GatewayClient(await gatewayAddress(gatewayFlag, paths.clientGatewayTxt), identity);
+  // Every gateway listed: a call one of them does not answer goes to the next (GatewayClient).
+  const client = new GatewayClient(await gatewayAddresses(gatewayFlag, paths.clientGatewayTxt), identity);
   const { queue, history } = await openClientFiles(dataDir);
   return { client, queue, history, sender: new PaymentSender(client, queue, history), close: () => client.close() };
 }

@@ -26,7 +26,8 @@ import { addService } from "../core/transport/rpc.js";
 import { describePeer } from "../core/transport/identity.js";
 import { bind, newServer, shutdown } from "../core/transport/listen.js";
 import { dirname } from "node:path";
-import { removeStaleTempFiles, writeFileAtomic } from "../core/durable/files.js";
+import { removeStaleTempFiles } from "../core/durable/files.js";
+import { addGatewayLine, removeGatewayLine } from "../core/durable/gateway-list-file.js";
 import { onTerminate, roleLogger, startMetrics } from "./process.js";
 
 export interface GatewayFlags {
@@ -152,8 +153,9 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
   );
   const port = await bind(server, `${flags.host}:${flags.port}`, serverCredentials(identity));
   const address = `${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${port}`;
-  // Clients on this machine find the gateway here when no --gateway is given.
-  await writeFileAtomic(paths.clientGatewayTxt, `${address}\n`);
+  // Clients and banks on this machine find the gateways here when no --gateway is given: on the files this is
+  // the data dir's only gateway (any other line is an earlier start's); on PostgreSQL others may be listed.
+  await addGatewayLine(paths.clientGatewayTxt, address, { alone: flags.store.kind === "files" });
   const stopMetrics = await startMetrics(flags.metricsPort, logger);
   await setAddress(address);
   logger.info({ address, recovering }, `listening on ${address}`);
@@ -165,6 +167,8 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
     await shutdown(server, gatewayTimeouts.shutdownGraceMs);
     registry.close();
     await closeStore();
+    // A client that read the line before this removal is refused here at once and moves on to the next gateway.
+    await removeGatewayLine(paths.clientGatewayTxt, address);
   });
 }
 

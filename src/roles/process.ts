@@ -1,5 +1,6 @@
 // Process plumbing shared by the roles: the logger, the metrics endpoint, and orderly exit on SIGINT/SIGTERM.
-import { readFile } from "node:fs/promises";
+import { readGatewayList } from "../core/durable/gateway-list-file.js";
+import { parseAddressList } from "../core/domain/validate.js";
 import { createLogger, type Logger } from "../core/observability/log.js";
 import { serveMetrics } from "../core/observability/metrics.js";
 
@@ -42,9 +43,14 @@ export function onTerminate(cleanup: () => Promise<void>): void {
   process.on("SIGTERM", stop);
 }
 
-/** Where the gateway is: the flag, else the address the gateway wrote to client/current_port_server.txt. */
-export async function gatewayAddress(flag: string | undefined, clientGatewayTxt: string): Promise<string> {
-  if (flag !== undefined) return flag;
-  const written = await readFile(clientGatewayTxt, "utf8").catch(() => "");
-  return written.trim() || "127.0.0.1:8080";
+export const defaultGatewayAddress = "127.0.0.1:8080";
+
+/**
+ * Where the gateways are: the --gateway list (validated at parse time: a bad one is a usage error), else the
+ * addresses the gateways wrote to client/current_port_server.txt, else 127.0.0.1:8080.
+ */
+export async function gatewayAddresses(flag: string | undefined, clientGatewayTxt: string): Promise<string[]> {
+  if (flag !== undefined) return parseAddressList(flag, "--gateway");
+  const written = await readGatewayList(clientGatewayTxt);
+  return written.length > 0 ? written : [defaultGatewayAddress];
 }

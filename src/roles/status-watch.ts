@@ -235,8 +235,11 @@ export interface WatchClient {
 export interface WatchOptions {
   intervalMs: number;
   json: boolean;
-  /** Where the gateway is now: the --gateway flag, or the address file it writes at each start. */
-  address(): Promise<string>;
+  /**
+   * The gateway to watch after `current` (null: the first): the next of the --gateway list, or of the address
+   * file the gateways write at each start, so that a watch moves on from a gateway that stopped answering.
+   */
+  address(current: string | null): Promise<string>;
   /** A client of the gateway at `address`, trying to reconnect at least every `reconnectMaxMs` while it is down. */
   connect(address: string, reconnectMaxMs: number): Promise<WatchClient>;
   /** Reports a refusal that watching longer will not cure (a certificate the gateway refuses); its exit code. */
@@ -250,7 +253,7 @@ export async function watchStatus(options: WatchOptions): Promise<number> {
   const screen = terminal ? terminalScreen(process.stdout) : plainScreen(process.stdout, options.json);
   const signal = stopSignal();
   const callTimeoutMs = Math.min(Math.max(intervalMs, watchCallTimeoutMinMs), watchCallTimeoutMaxMs);
-  let address = await options.address();
+  let address = await options.address(null);
   let client = await options.connect(address, intervalMs);
   let previous: CountsSample | null = null;
   let unreachableSinceMs: number | null = null;
@@ -276,8 +279,9 @@ export async function watchStatus(options: WatchOptions): Promise<number> {
         previous = null;
         unreachableSinceMs ??= atMs;
         screen.draw({ kind: "unreachable", address, intervalMs, atMs, sinceMs: unreachableSinceMs });
-        // A gateway started again may listen elsewhere (it writes its address file at each start): follow it.
-        const now = await options.address();
+        // Another gateway of the list may answer, and one started again may listen elsewhere (it writes the
+        // address file at each start): move on.
+        const now = await options.address(address);
         if (now !== address) {
           client.close();
           address = now;

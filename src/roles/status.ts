@@ -11,7 +11,7 @@ import { PaymentError, isAmbiguous } from "../core/domain/errors.js";
 import { formatMinor } from "../core/domain/money.js";
 import { validatePaymentId } from "../core/domain/validate.js";
 import { OfflineQueue } from "../core/client/client-files.js";
-import { gatewayAddress } from "./process.js";
+import { gatewayAddresses } from "./process.js";
 import { reportRepair } from "./client-context.js";
 import { paymentTimeline, timelineLines, timelineNote } from "./payment-timeline.js";
 import { watchIntervalMs, watchStatus } from "./status-watch.js";
@@ -30,10 +30,9 @@ export interface StatusWatchFlags {
   intervalMs: number | undefined;
 }
 
-async function operatorClient(flags: StatusFlags, address?: string, channelOptions: ChannelOptions = {}) {
+async function operatorClient(flags: StatusFlags, target: string, channelOptions: ChannelOptions = {}) {
   const paths = dataPaths(flags.dataDir);
   const identity = await loadIdentity(paths.certificateDir, operatorFiles(paths.certificateDir));
-  const target = address ?? (await gatewayAddress(flags.gateway, paths.clientGatewayTxt));
   const client = createClient(
     PaymentGateway,
     target,
@@ -69,6 +68,41 @@ function summaryJson(payment: PaymentSummary) {
   };
 }
 
+type OperatorClient = Awaited<ReturnType<typeof operatorClient>>["client"];
+
+/**
+ * Asks the listed gateways in turn until one answers: one that is unreachable or past its deadline is skipped
+ * (any gateway answers from the shared log). Resolves with the answer and who gave it, or rejects with the last
+ * failure and the address that gave it.
+ */
+async function askAnyGateway<T>(
+  flags: StatusFlags,
+  ask: (client: OperatorClient) => Promise<T>,
+): Promise<{ answer: T; address: string }> {
+  const addresses = await gatewayAddresses(flags.gateway, dataPaths(flags.dataDir).clientGatewayTxt);
+  let failure: { error: unknown; address: string } | null = null;
+  for (const address of addresses) {
+    const { client } = await operatorClient(flags, address);
+    try {
+      return { answer: await ask(client), address };
+    } catch (error) {
+      failure = { error, address };
+      if (!isAmbiguous(PaymentError.fromGrpc(error))) break;
+    } finally {
+      client.close();
+    }
+  }
+  throw new GatewaysFailed(failure!.error, addresses.length === 1 ? failure!.address : addresses.join(", "));
+}
+
+class GatewaysFailed extends Error {
+  readonly address: string;
+  constructor(cause: unknown, address: string) {
+    super(`no gateway answered (${address})`, { cause });
+    this.address = address;
+  }
+}
+
 /** Exit codes of `status` and `payment`: 0 shown, 1 refused, 2 usage, 4 the gateway did not answer. */
 const statusExitCodes = Object.freeze({ ok: 0, refused: 1, usage: 2, unreachable: 4 });
 
@@ -91,11 +125,13 @@ function fail(flags: StatusFlags, address: string, error: unknown): number {
 
 export async function runStatus(flags: StatusFlags & StatusWatchFlags): Promise<number> {
   if (flags.watch || flags.intervalMs !== undefined) return runStatusWatch(flags);
-  const { client, address } = await operatorClient(flags);
   try {
-    const status = await client.getStatus({}, { timeoutMs: statusTimeoutMs });
+    const { answer: status, address } = await askAnyGateway(flags, (client) =>
+      client.getStatus({}, { timeoutMs: statusTimeoutMs }),
+    );
     const queued = (await new OfflineQueue(dataPaths(flags.dataDir).offlinePaymentsJson, reportRepair).list()).length;
     const report = {
+      gateway: address,
       banks: status.banks.map((bank) => ({
         name: bank.name,
         address: bank.address,
@@ -141,9 +177,8 @@ export async function runStatus(flags: StatusFlags & StatusWatchFlags): Promise<
     process.stdout.write(`${lines.join("\n")}\n`);
     return statusExitCodes.ok;
   } catch (error) {
-    return fail(flags, address, error);
-  } finally {
-    client.close();
+    if (error instanceof GatewaysFailed) return fail(flags, error.address, error.cause);
+    throw error;
   }
 }
 
@@ -163,7 +198,7 @@ async function runStatusWatch(flags: StatusFlags & StatusWatchFlags): Promise<nu
   return watchStatus({
     intervalMs,
     json: flags.json,
-    address: () => gatewayAddress(flags.gateway, paths.clientGatewayTxt),
+    address: async (current) => nextAddress(await gatewayAddresses(flags.gateway, paths.clientGatewayTxt), current),
     async connect(address, reconnectMaxMs) {
       // grpc-js waits up to 2 minutes between reconnections by default: a gateway back would go unseen.
       const { client } = await operatorClient(flags, address, {
@@ -176,6 +211,12 @@ async function runStatusWatch(flags: StatusFlags & StatusWatchFlags): Promise<nu
   });
 }
 
+/** The address after `current` in the list (wrapping around), or the first when `current` is null or gone from it. */
+export function nextAddress(addresses: readonly string[], current: string | null): string {
+  const index = current === null ? -1 : addresses.indexOf(current);
+  return addresses[(index + 1) % addresses.length]!;
+}
+
 export async function runPayment(flags: StatusFlags & { id: string }): Promise<number> {
   try {
     validatePaymentId(flags.id, "id");
@@ -183,9 +224,12 @@ export async function runPayment(flags: StatusFlags & { id: string }): Promise<n
     process.stderr.write(chalk.red(`usage error: ${(error as Error).message}\n`));
     return statusExitCodes.usage;
   }
-  const { client, address } = await operatorClient(flags);
   try {
-    const { payment } = await client.getPayment({ paymentId: flags.id }, { timeoutMs: statusTimeoutMs });
+    const {
+      answer: { payment },
+    } = await askAnyGateway(flags, (client) =>
+      client.getPayment({ paymentId: flags.id }, { timeoutMs: statusTimeoutMs }),
+    );
     const summary = summaryJson(payment!);
     const timeline = paymentTimeline(payment!);
     if (flags.json) {
@@ -207,8 +251,7 @@ export async function runPayment(flags: StatusFlags & { id: string }): Promise<n
     process.stdout.write(`${lines.join("\n")}\n`);
     return statusExitCodes.ok;
   } catch (error) {
-    return fail(flags, address, error);
-  } finally {
-    client.close();
+    if (error instanceof GatewaysFailed) return fail(flags, error.address, error.cause);
+    throw error;
   }
 }

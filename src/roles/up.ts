@@ -1,4 +1,5 @@
-// `paynet up`: one command that runs a whole network: the gateway and one bank process per bank.
+// `paynet up`: one command that runs a whole network: the gateway (or, on PostgreSQL, several) and one bank
+// process per bank, registered with every gateway.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -17,7 +18,12 @@ export interface UpFlags {
   store: StoreChoice;
   /** Restart a process that dies (false: leave it down, to watch payments abort and the offline queue fill). */
   restart: boolean;
+  /** Gateways side by side (more than one only on PostgreSQL; the CLI refuses more with the files store). */
+  gateways: number;
 }
+
+/** `--gateways`: side by side on one machine, each a process with its own lease; beyond this, run them by hand. */
+export const upGatewaysMax = 8;
 
 const readyTimeoutMs = 60_000;
 const stopGraceMs = 5_000;
@@ -29,6 +35,7 @@ const healthyAfterMs = 30_000;
 /** How often up checks that its parent is alive (npm exec, under npx, does not forward SIGTERM). */
 const parentCheckMs = 1_000;
 const listeningPattern = /listening on ([0-9A-Za-z.:[\]-]+:[0-9]+)/;
+const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 const cliPath = fileURLToPath(new URL("../cli.js", import.meta.url));
 
 interface Child {
@@ -166,21 +173,30 @@ export async function runUp(flags: UpFlags): Promise<number> {
     if (process.ppid !== parentPid) stopNetwork("the parent process is gone; stopping the network", 0);
   }, parentCheckMs).unref();
 
-  try {
-    // A restarted process keeps the port it first listened on: banks and clients know it by that address.
-    let gatewayPort = String(flags.port);
-    const gateway = spawnChild("gateway", () => [
+  /** Gateway i: port P+i (0: any free port, kept across restarts), its own id per start (the default). */
+  const startGateway = async (index: number): Promise<string> => {
+    let port = flags.port === 0 ? "0" : String(flags.port + index);
+    const name = flags.gateways === 1 ? "gateway" : `gateway ${index + 1}`;
+    const gateway = spawnChild(name, () => [
       "gateway",
       "--data-dir",
       flags.dataDir,
       "--host",
       flags.host,
       "--port",
-      gatewayPort,
+      port,
       ...storeArgs(flags.store),
     ]);
-    const [, gatewayAddress] = await waitForLine(gateway.child, gateway.lines, listeningPattern);
-    gatewayPort = gatewayAddress!.split(":").at(-1)!;
+    const [, address] = await waitForLine(gateway.child, gateway.lines, listeningPattern);
+    port = address!.split(":").at(-1)!;
+    return address!;
+  };
+
+  try {
+    // A restarted process keeps the port it first listened on: banks and clients know it by that address.
+    const gatewayAddresses = await Promise.all(
+      Array.from({ length: flags.gateways }, (_, index) => startGateway(index)),
+    );
     const bankAddresses = await Promise.all(
       banks.map(async (bank, index) => {
         let portArgs =
@@ -194,19 +210,26 @@ export async function runUp(flags: UpFlags): Promise<number> {
           "--host",
           flags.host,
           "--gateway",
-          gatewayAddress!,
+          gatewayAddresses.join(","),
           ...portArgs,
           ...storeArgs(flags.store),
         ]);
         const [, address] = await waitForLine(started.child, started.lines, listeningPattern);
         portArgs = ["--port", address!.split(":").at(-1)!];
-        await waitForLine(started.child, started.lines, /registered with the gateway/);
+        await Promise.all(
+          gatewayAddresses.map((gateway) =>
+            waitForLine(started.child, started.lines, new RegExp(`registered with the gateway at ${escaped(gateway)}`)),
+          ),
+        );
         return `${bank} ${address}`;
       }),
     );
+    // One gateway keeps the line scripts parse (`ready: gateway H:P, banks …`).
+    const gatewaysText =
+      gatewayAddresses.length === 1 ? `gateway ${gatewayAddresses[0]}` : `gateways ${gatewayAddresses.join(", ")}`;
     logger.info(
-      { gateway: gatewayAddress, banks: bankAddresses, dataDir: flags.dataDir },
-      `ready: gateway ${gatewayAddress}, banks ${bankAddresses.join(", ")}; Ctrl-C stops`,
+      { gateway: gatewayAddresses[0], gateways: gatewayAddresses, banks: bankAddresses, dataDir: flags.dataDir },
+      `ready: ${gatewaysText}, banks ${bankAddresses.join(", ")}; Ctrl-C stops`,
     );
     ready = true;
   } catch (error) {

@@ -1,4 +1,7 @@
-// A client's connection to the gateway: mTLS with the client certificate, gateway name checked, deadlines on every call.
+// A client's connection to the gateways: mTLS with the client certificate, gateway name checked, deadlines on
+// every call, and failover: a call the gateway in use did not answer (unreachable, or no answer by the deadline)
+// goes to the next gateway of the list, with the same payment id and the same session token (tokens are signed
+// with the key every gateway of the network shares, so any of them accepts it).
 import { connectivityState } from "@grpc/grpc-js";
 import { PaymentGateway } from "../../gen/paynet/v1/paynet_pb.js";
 import { createClient, type ServiceClient } from "../transport/rpc.js";
@@ -36,8 +39,21 @@ export interface PaymentResult {
   balanceAfterMinor: bigint | null;
 }
 
+type GatewayRpc = ServiceClient<(typeof PaymentGateway)["method"]>;
+
+/** A failure that says nothing of the gateway's answer, only that there was none: another gateway may answer. */
+function isFailoverError(error: unknown): error is PaymentError {
+  return (
+    error instanceof PaymentError && !error.final && (error.code === "GATEWAY_UNAVAILABLE" || error.code === "TIMEOUT")
+  );
+}
+
 export class GatewayClient {
-  readonly #client: ServiceClient<(typeof PaymentGateway)["method"]>;
+  /** One channel per gateway, in the list's order; at most gatewayAddressesMax (validated by the caller's parser). */
+  readonly #clients: GatewayRpc[];
+  readonly #addresses: readonly string[];
+  /** The gateway calls go to first: the last one that answered. */
+  #current = 0;
   #token: string | null = null;
   /**
    * Kept in memory after a successful login, for as long as this client lives: a restarted gateway (or an
@@ -47,57 +63,85 @@ export class GatewayClient {
 
   readonly #identity: LoadedIdentity;
 
-  readonly address: string;
-
-  constructor(address: string, identity: LoadedIdentity) {
-    this.address = address;
+  /** `addresses`: the gateways in the order to try them (at least one). */
+  constructor(addresses: string | readonly string[], identity: LoadedIdentity) {
+    this.#addresses = typeof addresses === "string" ? [addresses] : [...addresses];
+    if (this.#addresses.length === 0) throw new Error("GatewayClient: no gateway address");
     this.#identity = identity;
-    this.#client = createClient(
-      PaymentGateway,
-      address,
-      clientCredentials(identity),
-      { ...expectServerName(gatewayServerName), "grpc.max_reconnect_backoff_ms": reconnectBackoffMaxMs },
-      "GATEWAY_UNAVAILABLE",
+    this.#clients = this.#addresses.map((address) =>
+      createClient(
+        PaymentGateway,
+        address,
+        clientCredentials(identity),
+        { ...expectServerName(gatewayServerName), "grpc.max_reconnect_backoff_ms": reconnectBackoffMaxMs },
+        "GATEWAY_UNAVAILABLE",
+      ),
     );
   }
 
+  /** The gateway calls go to now (the last that answered). */
+  get address(): string {
+    return this.#addresses[this.#current]!;
+  }
+
+  get addresses(): readonly string[] {
+    return this.#addresses;
+  }
+
   /**
-   * Transport failures read as "cannot reach the gateway", not as grpc-js internals; a failed TLS handshake
-   * is a CertificateError instead, since no wait or retry would fix it.
+   * Tries the call at each gateway once, from the current one on, moving on when one did not answer
+   * (unreachable or past the deadline); the one that answers becomes current. Transport failures read as
+   * "cannot reach the gateway", not as grpc-js internals; a failed TLS handshake is a CertificateError instead,
+   * since no wait, retry or other gateway of the same network would fix it.
    */
-  async #call<T>(call: () => Promise<T>): Promise<T> {
-    try {
-      return await call();
-    } catch (error) {
-      if (error instanceof PaymentError && error.code === "GATEWAY_UNAVAILABLE")
-        throw await this.#explainUnavailable(error);
-      throw error;
+  async #call<T>(call: (client: GatewayRpc) => Promise<T>): Promise<T> {
+    let lastError: PaymentError | null = null;
+    for (let tried = 0; tried < this.#clients.length; tried += 1) {
+      const index = (this.#current + tried) % this.#clients.length;
+      try {
+        const result = await call(this.#clients[index]!);
+        this.#current = index;
+        return result;
+      } catch (error) {
+        if (!isFailoverError(error)) throw error;
+        lastError = error.code === "GATEWAY_UNAVAILABLE" ? await this.#explainUnavailable(index, error) : error;
+      }
     }
+    // Next time, start from the gateway after the one tried first: the first in the list is not always the best bet.
+    this.#current = (this.#current + 1) % this.#clients.length;
+    throw lastError!;
   }
 
   /** grpc-js says UNAVAILABLE for a refused handshake too: one plain TLS connection tells which it was. */
-  async #explainUnavailable(error: PaymentError): Promise<Error> {
-    const probe = await probeTls(this.address, this.#identity, gatewayServerName, tlsProbeTimeoutMs);
+  async #explainUnavailable(index: number, error: PaymentError): Promise<PaymentError> {
+    const address = this.#addresses[index]!;
+    const probe = await probeTls(address, this.#identity, gatewayServerName, tlsProbeTimeoutMs);
     switch (probe.outcome) {
       case "refused-by-peer":
-        return new CertificateError(
-          `the gateway at ${this.address} refused the TLS handshake (${probe.detail}): our client certificate is not signed by its CA`,
+        throw new CertificateError(
+          `the gateway at ${address} refused the TLS handshake (${probe.detail}): our client certificate is not signed by its CA`,
           { cause: error },
         );
       case "peer-not-trusted":
-        return new CertificateError(
-          `the gateway at ${this.address} presented a certificate our CA did not sign (${probe.detail})`,
+        throw new CertificateError(
+          `the gateway at ${address} presented a certificate our CA did not sign (${probe.detail})`,
           { cause: error },
         );
       case "accepted":
       case "unreachable":
-        return new PaymentError("GATEWAY_UNAVAILABLE", `cannot reach the gateway at ${this.address}`, { cause: error });
+        return new PaymentError(
+          "GATEWAY_UNAVAILABLE",
+          this.#addresses.length === 1
+            ? `cannot reach the gateway at ${address}`
+            : `cannot reach any of the gateways ${this.#addresses.join(", ")}`,
+          { cause: error },
+        );
     }
   }
 
   async login(username: string, bank: string, password: string): Promise<void> {
-    const reply = await this.#call(() =>
-      this.#client.registerClient({ username, bank, password }, { timeoutMs: clientTimeouts.loginTimeoutMs }),
+    const reply = await this.#call((client) =>
+      client.registerClient({ username, bank, password }, { timeoutMs: clientTimeouts.loginTimeoutMs }),
     );
     this.#token = reply.token;
     this.#credentials = { username, bank, password };
@@ -114,21 +158,21 @@ export class GatewayClient {
    * UNAUTHENTICATED is the answer. Retrying a payment is safe: it carries the same id, and the gateway
    * refused the first attempt before doing anything.
    */
-  async #withSession<T>(call: (token: string) => Promise<T>): Promise<T> {
+  async #withSession<T>(call: (client: GatewayRpc, token: string) => Promise<T>): Promise<T> {
     const token = this.#requireToken();
     try {
-      return await this.#call(() => call(token));
+      return await this.#call((client) => call(client, token));
     } catch (error) {
       const credentials = this.#credentials;
       if (!(error instanceof PaymentError) || error.code !== "UNAUTHENTICATED" || credentials === null) throw error;
       await this.login(credentials.username, credentials.bank, credentials.password);
-      return await this.#call(() => call(this.#requireToken()));
+      return await this.#call((client) => call(client, this.#requireToken()));
     }
   }
 
   async balance(): Promise<BalanceResult> {
-    const reply = await this.#withSession((token) =>
-      this.#client.viewBalance({ token }, { timeoutMs: clientTimeouts.balanceTimeoutMs }),
+    const reply = await this.#withSession((client, token) =>
+      client.viewBalance({ token }, { timeoutMs: clientTimeouts.balanceTimeoutMs }),
     );
     return {
       username: reply.username,
@@ -139,8 +183,8 @@ export class GatewayClient {
   }
 
   async pay(paymentId: string, toUser: string, toBank: string, amountMinor: bigint): Promise<PaymentResult> {
-    const reply = await this.#withSession((token) =>
-      this.#client.makePayment(
+    const reply = await this.#withSession((client, token) =>
+      client.makePayment(
         { token, paymentId, toUser, toBank, amountMinor },
         { timeoutMs: clientTimeouts.paymentTimeoutMs },
       ),
@@ -148,30 +192,57 @@ export class GatewayClient {
     return { paymentId: reply.paymentId, balanceAfterMinor: reply.balanceAfterMinor ?? null };
   }
 
-  /** Resolves true once the channel to the gateway is READY (grpc-js connectivity), false at the deadline. */
+  /**
+   * Resolves true once a channel to one of the gateways is READY (grpc-js connectivity), which becomes the
+   * current one; false at the deadline.
+   */
   waitForReady(timeoutMs: number): Promise<boolean> {
-    return new Promise((resolve) =>
-      this.#client.channel.waitForReady(new Date(Date.now() + timeoutMs), (error) =>
-        resolve(error === undefined || error === null),
-      ),
-    );
+    const deadline = new Date(Date.now() + timeoutMs);
+    return new Promise((resolve) => {
+      let pending = this.#clients.length;
+      let settled = false;
+      this.#clients.forEach((client, index) =>
+        client.channel.waitForReady(deadline, (error) => {
+          pending -= 1;
+          if (settled) return;
+          if (error === undefined || error === null) {
+            settled = true;
+            this.#current = index;
+            resolve(true);
+          } else if (pending === 0) {
+            settled = true;
+            resolve(false);
+          }
+        }),
+      );
+    });
   }
 
-  /** Whether the channel is READY now; asking starts a connection attempt when it is idle. Null once closed. */
+  /**
+   * Whether a channel to one of the gateways is READY now (the current one preferred; another READY one becomes
+   * current); asking starts a connection attempt on idle channels. Null once closed.
+   */
   connectionReady(): boolean | null {
     try {
-      return this.#client.channel.getChannel().getConnectivityState(true) === connectivityState.READY;
+      const states = this.#clients.map((client) => client.channel.getChannel().getConnectivityState(true));
+      if (states[this.#current] === connectivityState.READY) return true;
+      const ready = states.indexOf(connectivityState.READY);
+      if (ready < 0) return false;
+      this.#current = ready;
+      return true;
     } catch {
       return null; // grpc-js throws once the channel is closed
     }
   }
 
-  /** Resolves when the channel's state changes, or after timeoutMs; at once when the channel is closed. */
+  /** Resolves when any channel's state changes, or after timeoutMs; at once when the channels are closed. */
   connectionChange(timeoutMs: number): Promise<void> {
-    const channel = this.#client.channel.getChannel();
     return new Promise((resolve) => {
       try {
-        channel.watchConnectivityState(channel.getConnectivityState(false), Date.now() + timeoutMs, () => resolve());
+        for (const client of this.#clients) {
+          const channel = client.channel.getChannel();
+          channel.watchConnectivityState(channel.getConnectivityState(false), Date.now() + timeoutMs, () => resolve());
+        }
       } catch {
         resolve();
       }
@@ -183,7 +254,7 @@ export class GatewayClient {
   }
 
   close(): void {
-    this.#client.close();
+    for (const client of this.#clients) client.close();
   }
 
   #requireToken(): string {

@@ -59,3 +59,21 @@ export function validateAddress(value: string, name = "address"): string {
   }
   return value;
 }
+
+/** How many gateways a `--gateway A,B,…` list or the clients' address file may name. */
+export const gatewayAddressesMax = 16;
+
+/**
+ * A comma-separated list of host:port addresses (`--gateway A,B,C`): each validated, duplicates dropped (the
+ * first kept), at least one and at most `max`. Spaces around the commas are allowed; an empty entry is not
+ * (`A,,B` is more likely a typo than a wish).
+ */
+export function parseAddressList(value: string, name = "address list", max = gatewayAddressesMax): string[] {
+  const entries = value.split(",").map((entry) => entry.trim());
+  if (entries.some((entry) => entry === ""))
+    throw new PaymentError("INVALID_ARGUMENT", `${name} must be host:port[,host:port…], got ${describe(value)}`);
+  const addresses = [...new Set(entries.map((entry) => validateAddress(entry, name)))];
+  if (addresses.length > max)
+    throw new PaymentError("INVALID_ARGUMENT", `${name} names ${addresses.length} addresses; at most ${max}`);
+  return addresses;
+}

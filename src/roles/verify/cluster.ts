@@ -505,10 +505,12 @@ export class Cluster {
     await Promise.all(
       [...this.banks.entries()].map(async ([bank, managed]) => {
         await managed.start();
-        await managed.waitForLine(
-          new RegExp(`\\[bank ${bank}\\] registered with the gateway`),
-          clusterBounds.readyTimeoutMs,
-        );
+        // One link per gateway (the bank's --gateway list is its proxies to them): each registers on its own.
+        for (const proxy of this.bankProxies.get(bank)!)
+          await managed.waitForLine(
+            new RegExp(`\\[bank ${bank}\\] registered with the gateway at ${proxy.address.replace(/\./g, "\\.")}`),
+            clusterBounds.readyTimeoutMs,
+          );
       }),
     );
     return { gatewayAddresses, clientAddresses: this.clientProxies.map((proxy) => proxy.address) };

@@ -393,11 +393,8 @@ export class VerifyClient {
     this.#plan = prng.fork(`client-${index}-plan`);
     this.#retries = prng.fork(`client-${index}-retries`);
     this.#raw = new GatewayChoice(context, index);
-    // The offline path (the real client's PaymentSender) talks to one gateway: client i to gateway i mod N.
-    this.#offline = new GatewayClient(
-      context.gatewayAddresses[index % context.gatewayAddresses.length]!,
-      context.identity,
-    );
+    // The offline path (the real client's PaymentSender) starts at gateway i mod N, and fails over to the next.
+    this.#offline = new GatewayClient(rotated(context.gatewayAddresses, index), context.identity);
   }
 
   async run(stopAtMs: number): Promise<void> {
@@ -545,7 +542,7 @@ export class VerifyClient {
 
 /** After healing: sends what is left in the offline queue, account by account, a bounded number of passes. */
 export async function drainOfflineQueue(context: WorkloadContext): Promise<number> {
-  const client = new GatewayClient(context.gatewayAddresses[0]!, context.identity);
+  const client = new GatewayClient(context.gatewayAddresses, context.identity);
   try {
     for (let pass = 1; pass <= workloadBounds.drainPassesMax; pass += 1) {
       const queued = await context.queue.list();
@@ -588,4 +585,10 @@ export async function finalReads(context: WorkloadContext): Promise<void> {
   } finally {
     for (const client of clients) client.close();
   }
+}
+
+/** The list starting at entry `start` (mod its length), wrapping around. */
+function rotated<T>(list: readonly T[], start: number): T[] {
+  const from = start % list.length;
+  return [...list.slice(from), ...list.slice(0, from)];
 }
