@@ -149,6 +149,10 @@ export class SharedLedger implements BankLedger {
          VALUES ($1, $2, $3, $4, $5, $6)`,
         [paymentId, username, kind, amountMinor.toString(), preparedAtMs, preparedAtMs + this.#options.holdTimeoutMs],
       );
+      this.#logger.debug(
+        { paymentId, username, kind, amountMinor: amountMinor.toString() },
+        "voted yes: hold recorded",
+      );
     });
   }
 
@@ -178,6 +182,7 @@ export class SharedLedger implements BankLedger {
         replyBalanceMinor: afterMinor,
         atMs: this.#nowMs(),
       });
+      this.#logger.debug({ paymentId, username: hold.username, kind: hold.kind }, "committed");
       return afterMinor;
     });
   }
