@@ -17,6 +17,7 @@ import { watchIntervalMs } from "./roles/status-watch.js";
 import { PortInUseError } from "./core/transport/listen.js";
 import { banksInDataDir, ensureCertificates, seedDataDir } from "./roles/seed.js";
 import { parseStore, storeOptions } from "./roles/store-option.js";
+import { isPostgresUrl } from "./core/durable/postgres/database.js";
 import { runDbExport, runDbMigrate } from "./roles/db.js";
 import { gatewayAddressesMax, parseAddressList } from "./core/domain/validate.js";
 
@@ -428,10 +429,22 @@ await yargs(hideBin(process.argv))
           "metrics-port",
           portOption(undefined, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port)"),
         )
+        .option("multi-instance", {
+          type: "boolean",
+          default: false,
+          describe:
+            "with --store postgres: several processes of this bank may serve from its schema at once (each on its own port, every operation one database transaction)",
+        })
         .options(storeOptions)
-        .check(checkStore),
+        .check(checkStore)
+        .check((args) =>
+          args.multiInstance && !isPostgresUrl(String(args.store))
+            ? "--multi-instance needs --store postgres://…: a bank's files are one process's"
+            : true,
+        ),
     (args) =>
       runBank({
+        multiInstance: args.multiInstance,
         dataDir: args.dataDir,
         id: args.id,
         host: args.host,

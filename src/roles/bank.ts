@@ -7,8 +7,9 @@ import { bankFiles, loadIdentity } from "../core/transport/certificates.js";
 import { clientCredentials, serverCredentials } from "../core/transport/tls.js";
 import { Participant } from "../core/bank/participant.js";
 import { FileLedgerStore } from "../core/bank/store/file/file-ledger-store.js";
-import { PostgresLedgerStore } from "../core/bank/store/postgres/index.js";
+import { PostgresLedgerStore, SharedLedger } from "../core/bank/store/postgres/index.js";
 import type { LedgerStore } from "../core/bank/store/ledger-store.js";
+import type { BankLedger } from "../core/bank/bank-ledger.js";
 import { checkDurability, holdSessionLock, openDatabase } from "../core/durable/postgres/database.js";
 import { describeStore, type StoreChoice } from "./store-option.js";
 import type { Logger } from "../core/observability/log.js";
@@ -37,6 +38,8 @@ export interface BankFlags {
   metricsPort: number | undefined;
   /** Where the ledger lives: the data dir's files, or a PostgreSQL database (schema paynet_bank_<bank>). */
   store: StoreChoice;
+  /** PostgreSQL only: other processes of this bank may serve from the same schema (SharedLedger). */
+  multiInstance?: boolean;
 }
 
 export const bankTimeouts = Object.freeze({
@@ -60,6 +63,8 @@ export const bankTimeouts = Object.freeze({
   decisionQueryTimeoutMs: 2_000,
   holdRecheckMs: 5_000,
   sweepMs: 1_000,
+  /** Overdue holds asked about per sweep; the rest wait for the next (a sweep never overlaps the previous). */
+  sweepHoldsMax: 500,
   portAttemptsMax: 20,
   shutdownGraceMs: 2_000,
 });
@@ -106,16 +111,19 @@ export async function runBank(flags: BankFlags): Promise<void> {
     logger.error({ error: String(error) }, "a durable write failed; exiting");
     process.exit(70);
   };
-  const { store, release: releaseStore } =
+  const opened =
     flags.store.kind === "postgres"
-      ? await openPostgresLedger(flags.store, bank, paths, logger, onWriteFailure)
+      ? await openPostgresLedger(flags, flags.store, bank, paths, logger, onWriteFailure)
       : await openFileLedger(bank, paths, logger, onWriteFailure);
-  const participant = await Participant.open(store, {
-    bank,
-    holdTimeoutMs: flags.holdTimeoutMs,
-    finishedRetainedMax: bankTimeouts.finishedRetainedMax,
-    logger,
-  });
+  const releaseStore = opened.release;
+  const participant: BankLedger =
+    opened.shared ??
+    (await Participant.open(opened.store, {
+      bank,
+      holdTimeoutMs: flags.holdTimeoutMs,
+      finishedRetainedMax: bankTimeouts.finishedRetainedMax,
+      logger,
+    }));
 
   const server = newServer();
   addService(server, Bank, bankService(participant), {
@@ -132,7 +140,7 @@ export async function runBank(flags: BankFlags): Promise<void> {
   const address = `${flags.host === "0.0.0.0" ? "127.0.0.1" : flags.host}:${port}`;
   const stopMetrics = await startMetrics(flags.metricsPort, logger);
   logger.info(
-    { address, accounts: participant.accountCount, holds: participant.holds().length },
+    { address, accounts: participant.accountCount, holds: (await participant.listHolds()).length },
     `listening on ${address}`,
   );
 
@@ -145,8 +153,7 @@ export async function runBank(flags: BankFlags): Promise<void> {
   });
   // Overdue holds are never dropped: the bank asks the coordinators, and only an answer releases them.
   const resolveOverdueHolds = async () => {
-    for (const hold of participant.expiredHolds()) {
-      participant.deferHold(hold.paymentId, bankTimeouts.holdRecheckMs);
+    for (const hold of await participant.claimOverdueHolds(bankTimeouts.holdRecheckMs, bankTimeouts.sweepHoldsMax)) {
       try {
         const decision = await gateways.decision(hold.paymentId);
         if (decision === "commit") await participant.commit(hold.paymentId);
@@ -182,11 +189,14 @@ export async function runBank(flags: BankFlags): Promise<void> {
   });
 }
 
-interface OpenedLedger {
-  store: LedgerStore;
+type OpenedLedger = (
+  | { store: LedgerStore; shared?: undefined }
+  /** Several processes of the bank on one schema: nothing to load, every operation goes to the database. */
+  | { store?: undefined; shared: BankLedger }
+) & {
   /** After the participant closed the store: what the process held for it. */
   release: () => Promise<void>;
-}
+};
 
 /** The ledger in the data dir's files (server/), with the lock that makes this the bank's only process here. */
 async function openFileLedger(
@@ -214,6 +224,7 @@ async function openFileLedger(
  * (an advisory lock), and, on an empty schema, the bank's accounts imported once from server/dummydata.csv.
  */
 async function openPostgresLedger(
+  flags: Pick<BankFlags, "multiInstance" | "holdTimeoutMs">,
   choice: Extract<StoreChoice, { kind: "postgres" }>,
   bank: string,
   paths: DataPaths,
@@ -223,15 +234,15 @@ async function openPostgresLedger(
   const database = openDatabase({ url: choice.url, applicationName: `paynet-bank-${bank}` });
   try {
     const settings = await checkDurability(database, { allowAsyncCommit: choice.allowAsyncCommit });
-    const lock = await holdSessionLock(database, `paynet bank ${bank}`);
+    // Taken shared by --multi-instance processes: they run side by side, and none runs beside a lone one.
+    const lock = await holdSessionLock(database, `paynet bank ${bank}`, { shared: flags.multiInstance === true });
     lock.lost.catch((error: unknown) => {
       logger.error({ error: String(error) }, "lost the bank's lock on the database; exiting");
       process.exit(70);
     });
-    const store = await PostgresLedgerStore.open({
+    const schemaOptions = {
       database,
       bank,
-      finishedRetainedMax: bankTimeouts.finishedRetainedMax,
       // Only for an empty schema. The seed's plaintext passwords are replaced by hashes in the CSV too, as the
       // file store does: no password stays on disk in plaintext.
       initialAccounts: async () => {
@@ -242,20 +253,38 @@ async function openPostgresLedger(
         );
         return accounts;
       },
-      onWriteFailure,
       logger,
-    });
-    logger.info(
-      { store: describeStore(choice), fsync: settings.fsync, synchronousCommit: settings.synchronousCommit },
-      "ledger open in PostgreSQL",
-    );
-    return {
-      store,
-      release: async () => {
-        await lock.release();
-        await database.end();
-      },
     };
+    const release = async () => {
+      await lock.release();
+      await database.end();
+    };
+    const described = {
+      store: describeStore(choice),
+      fsync: settings.fsync,
+      synchronousCommit: settings.synchronousCommit,
+      multiInstance: flags.multiInstance === true,
+    };
+    if (flags.multiInstance === true) {
+      const schema = await PostgresLedgerStore.prepareSchema(schemaOptions);
+      const shared = await SharedLedger.open({
+        database,
+        bank,
+        schema,
+        finishedRetainedMax: bankTimeouts.finishedRetainedMax,
+        holdTimeoutMs: flags.holdTimeoutMs,
+        logger,
+      });
+      logger.info(described, "ledger open in PostgreSQL, shared with the bank's other instances");
+      return { shared, release };
+    }
+    const store = await PostgresLedgerStore.open({
+      ...schemaOptions,
+      finishedRetainedMax: bankTimeouts.finishedRetainedMax,
+      onWriteFailure,
+    });
+    logger.info(described, "ledger open in PostgreSQL");
+    return { store, release };
   } catch (error) {
     await database.end().catch(() => undefined);
     throw error;

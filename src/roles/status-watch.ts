@@ -80,7 +80,9 @@ function bankLines(status: GetStatusResponse): string[] {
     const holds = bank.up
       ? `holds ${String(bank.holds).padStart(4)}${bank.holds > 0 && bank.oldestHoldPreparedAtMs !== 0n ? `, the oldest for ${formatDurationMs(ageMs(status.nowMs, bank.oldestHoldPreparedAtMs))}` : ""}`
       : "holds    ?";
-    return `  ${bank.name.padEnd(10)} ${bank.up ? chalk.green("up  ") : chalk.red("down")} ${holds}`;
+    const upCount = bank.instances.filter((instance) => instance.up).length;
+    const instances = bank.instances.length > 1 ? `  instances ${upCount}/${bank.instances.length} up` : "";
+    return `  ${bank.name.padEnd(10)} ${bank.up ? chalk.green("up  ") : chalk.red("down")} ${holds}${instances}`;
   });
 }
 

@@ -139,6 +139,11 @@ export async function runStatus(flags: StatusFlags & StatusWatchFlags): Promise<
         lastSeen: time(bank.lastSeenMs),
         holds: bank.holds,
         oldestHold: time(bank.oldestHoldPreparedAtMs),
+        instances: bank.instances.map((instance) => ({
+          address: instance.address,
+          up: instance.up,
+          lastSeen: time(instance.lastSeenMs),
+        })),
       })),
       payments: {
         preparing: status.preparing,
@@ -160,6 +165,15 @@ export async function runStatus(flags: StatusFlags & StatusWatchFlags): Promise<
       lines.push(
         `  ${bank.name.padEnd(10)} ${bank.up ? chalk.green("up  ") : chalk.red("down")} ${bank.address.padEnd(22)} holds ${String(bank.holds).padStart(4)}  last seen ${bank.lastSeen ?? "never (since the gateway started)"}`,
       );
+      // A bank of several processes (--multi-instance): how many answer, and each one.
+      if (bank.instances.length > 1) {
+        const upCount = bank.instances.filter((instance) => instance.up).length;
+        lines.push(`    instances: ${upCount} of ${bank.instances.length} up`);
+        for (const instance of bank.instances)
+          lines.push(
+            `    ${instance.up ? chalk.green("up  ") : chalk.red("down")} ${instance.address.padEnd(22)} last seen ${instance.lastSeen ?? "never (since the gateway started)"}`,
+          );
+      }
     }
     const { payments } = report;
     lines.push(

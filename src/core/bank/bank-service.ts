@@ -5,7 +5,7 @@ import { requireRole } from "../transport/identity.js";
 import { validateAmountMinor } from "../domain/money.js";
 import { validatePassword, validatePaymentId, validateUsername } from "../domain/validate.js";
 import type { ServiceImplementation } from "../transport/rpc.js";
-import type { Participant } from "./participant.js";
+import type { BankLedger } from "./bank-ledger.js";
 import { rpcErrorsTotal } from "../observability/metrics.js";
 
 /**
@@ -83,7 +83,7 @@ async function runLegs(
   return { refusedLegs, refusedReasons, refusedMessages, balancesAfterMinor };
 }
 
-export function bankService(participant: Participant): ServiceImplementation<(typeof Bank)["method"]> {
+export function bankService(participant: BankLedger): ServiceImplementation<(typeof Bank)["method"]> {
   const prepareLeg = (request: Pick<PrepareRequest, "paymentId" | "username" | "kind" | "amountMinor">) => {
     if (request.kind !== LegKind.DEBIT && request.kind !== LegKind.CREDIT)
       throw new PaymentError("INVALID_ARGUMENT", "kind must be DEBIT or CREDIT");
@@ -191,7 +191,7 @@ export function bankService(participant: Participant): ServiceImplementation<(ty
 
     async getHolds(_request, context) {
       requireRole(context.peer, ["gateway"], "GetHolds");
-      const holds = participant.holds().sort((a, b) => a.preparedAtMs - b.preparedAtMs);
+      const holds = await participant.listHolds();
       return {
         holds: holds.map((hold) => ({
           paymentId: hold.paymentId,

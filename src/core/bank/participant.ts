@@ -23,6 +23,7 @@ import { verifyPassword } from "./passwords.js";
 import type { LedgerStore } from "./store/ledger-store.js";
 import { silentLogger, type Logger } from "../observability/log.js";
 import { holdsGauge } from "../observability/metrics.js";
+import type { BalanceView, BankLedger } from "./bank-ledger.js";
 
 export interface ParticipantOptions {
   bank: string;
@@ -34,12 +35,7 @@ export interface ParticipantOptions {
   logger?: Logger;
 }
 
-export interface BalanceView {
-  balanceMinor: bigint;
-  availableMinor: bigint;
-}
-
-export class Participant {
+export class Participant implements BankLedger {
   readonly bank: string;
   readonly #options: ParticipantOptions;
   readonly #store: LedgerStore;
@@ -97,6 +93,10 @@ export class Participant {
 
   holds(): Hold[] {
     return [...this.#holds.values()];
+  }
+
+  listHolds(): Promise<Hold[]> {
+    return Promise.resolve(this.holds().sort((a, b) => a.preparedAtMs - b.preparedAtMs));
   }
 
   /** The finished payments remembered to answer repeats, oldest first. */
@@ -315,6 +315,12 @@ export class Participant {
   expiredHolds(): Hold[] {
     const nowMs = this.#nowMs();
     return this.holds().filter((hold) => hold.expiresAtMs <= nowMs);
+  }
+
+  claimOverdueHolds(recheckMs: number, holdsMax: number): Promise<Hold[]> {
+    const claimed = this.expiredHolds().slice(0, holdsMax);
+    for (const hold of claimed) this.deferHold(hold.paymentId, recheckMs);
+    return Promise.resolve(claimed);
   }
 
   /** Pushes an overdue hold's next question later, bounding how often the coordinator is asked. */

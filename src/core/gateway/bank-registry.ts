@@ -1,4 +1,4 @@
-// The gateway's registry of banks: name → address and a mutually authenticated client to it.
+// The gateway's registry of banks: name → its instances' addresses, each with a mutually authenticated client.
 import type * as grpc from "@grpc/grpc-js";
 import { Bank } from "../../gen/paynet/v1/paynet_pb.js";
 import { LegKind } from "../../gen/paynet/v1/paynet_pb.js";
@@ -8,7 +8,8 @@ import { isReason } from "../domain/errors.js";
 import { createClient, type ServiceClient } from "../transport/rpc.js";
 import { expectServerName } from "../transport/tls.js";
 import { bankServerName } from "../transport/identity.js";
-import type { BankDirectory, BankLink, PrepareLeg } from "./bank-link.js";
+import type { BankDirectory, PrepareLeg } from "./bank-link.js";
+import { BankInstances, instanceBounds, type InstanceCalls } from "./bank-instances.js";
 import { readFile } from "node:fs/promises";
 import { PaymentError } from "../domain/errors.js";
 import { writeFileAtomic } from "../durable/files.js";
@@ -17,18 +18,7 @@ import { validateAddress, validateBankName } from "../domain/validate.js";
 
 type BankClient = ServiceClient<(typeof Bank)["method"]>;
 
-interface RegisteredBank {
-  address: string;
-  client: BankClient;
-  link: BankLink;
-  lastSeenMs: number;
-}
-
-export interface BankCalls extends BankLink {
-  holds(timeoutMs: number): Promise<Array<{ paymentId: string; preparedAtMs: number }>>;
-  authenticate(username: string, password: string, timeoutMs: number): Promise<void>;
-  balance(username: string, timeoutMs: number): Promise<{ balanceMinor: bigint; availableMinor: bigint }>;
-}
+export type BankCalls = InstanceCalls;
 
 /**
  * Legs bound for one bank share batch calls; see LegBatcher. One call in flight per kind of leg (prepare,
@@ -135,12 +125,19 @@ function linkOf(client: BankClient): BankCalls {
 
 const formatTag = "paynet-banks/1";
 
+/** A bank in banks.json: its instances' last addresses (`address` alone in files of earlier builds). */
+interface SavedBank {
+  address?: unknown;
+  addresses?: unknown;
+}
+
 /**
- * The gateway's registry of banks. Names and last addresses persist in payment_gateway/banks.json, so a
- * restarted gateway knows every bank at once (and can drive unfinished payments) before they re-register.
+ * The gateway's registry of banks, each with its live instances (bank-instances.ts). Names and last addresses
+ * persist in payment_gateway/banks.json, so a restarted gateway knows every bank at once (and can drive
+ * unfinished payments) before they re-register.
  */
 export class BankRegistry implements BankDirectory {
-  readonly #banks = new Map<string, RegisteredBank>();
+  readonly #banks = new Map<string, BankInstances>();
   /** Banks that registered with this process (not only restored from the file). */
   readonly #confirmed = new Set<string>();
   readonly #credentials: grpc.ChannelCredentials;
@@ -182,31 +179,53 @@ export class BankRegistry implements BankDirectory {
     }
     if (document.format !== formatTag || typeof document.banks !== "object" || document.banks === null)
       throw new Error(`${path}: not a ${formatTag} document; refusing to start`);
-    for (const [bank, entry] of Object.entries(document.banks as Record<string, { address?: unknown }>)) {
+    for (const [bank, entry] of Object.entries(document.banks as Record<string, SavedBank | null>)) {
       validateBankName(bank, `${path}: bank`);
-      registry.#connect(bank, validateAddress(String(entry?.address), `${path}: address of ${bank}`));
+      const addresses = Array.isArray(entry?.addresses) ? entry.addresses : [entry?.address];
+      for (const address of addresses.slice(0, instanceBounds.instancesMax))
+        registry.#connect(bank, validateAddress(String(address), `${path}: address of ${bank}`), 0);
     }
     return registry;
   }
 
-  /** Registers or refreshes a bank; returns whether this is its first registration with this process. */
+  /**
+   * Registers an instance of a bank, or refreshes it (the heartbeat); returns whether this is a new instance
+   * for this process (the bank's first registration, or another address). Instances silent for
+   * silenceMsMax are dropped meanwhile; at most instancesMax per bank.
+   */
   async register(bank: string, address: string): Promise<boolean> {
-    const existing = this.#banks.get(bank);
+    const instances = this.#banks.get(bank);
     const first = !this.#confirmed.has(bank);
     this.#confirmed.add(bank);
-    if (existing !== undefined && existing.address === address) {
-      existing.lastSeenMs = this.#nowMs();
+    const nowMs = this.#nowMs();
+    const existing = instances?.find(address);
+    if (existing !== undefined) {
+      existing.lastSeenMs = nowMs;
+      existing.avoidUntilMs = 0;
+      const dropped = instances!.dropSilent();
+      if (dropped > 0) await this.#persist();
       return first;
     }
-    if (existing === undefined && this.#banks.size >= this.#banksMax)
+    if (instances === undefined && this.#banks.size >= this.#banksMax)
       throw new PaymentError("PERMISSION_DENIED", `at most ${this.#banksMax} banks may register`);
-    this.#connect(bank, address);
+    instances?.dropSilent();
+    if (instances !== undefined && instances.list().length >= instanceBounds.instancesMax)
+      throw new PaymentError(
+        "PERMISSION_DENIED",
+        `at most ${instanceBounds.instancesMax} instances of bank ${bank} may register (those heard from within ${instanceBounds.silenceMsMax} ms count)`,
+      );
+    this.#connect(bank, address, nowMs);
     await this.#persist();
     return true;
   }
 
-  #connect(bank: string, address: string): void {
-    this.#banks.get(bank)?.client.close();
+  #connect(bank: string, address: string, lastSeenMs: number): void {
+    let instances = this.#banks.get(bank);
+    if (instances === undefined) {
+      instances = new BankInstances(bank, this.#nowMs);
+      this.#banks.set(bank, instances);
+    }
+    if (instances.find(address) !== undefined) return;
     const client = createClient(
       Bank,
       address,
@@ -215,7 +234,7 @@ export class BankRegistry implements BankDirectory {
       "BANK_UNAVAILABLE",
       `bank ${bank}`,
     );
-    this.#banks.set(bank, { address, client, link: linkOf(client), lastSeenMs: this.#nowMs() });
+    instances.add({ address, calls: linkOf(client), lastSeenMs, avoidUntilMs: 0, close: () => client.close() });
   }
 
   /** Snapshots are taken when each write starts and writes never overlap, so the last write is the newest. */
@@ -224,29 +243,41 @@ export class BankRegistry implements BankDirectory {
   }
 
   #writeSnapshot(): Promise<void> {
-    const banks = Object.fromEntries([...this.#banks].map(([bank, entry]) => [bank, { address: entry.address }]));
+    const banks = Object.fromEntries(
+      [...this.#banks].map(([bank, instances]) => {
+        const addresses = instances.list().map((instance) => instance.address);
+        return [bank, { address: addresses[0], addresses }];
+      }),
+    );
     return writeFileAtomic(this.#path, JSON.stringify({ format: formatTag, banks }, null, 1) + "\n");
   }
 
+  /** The bank's link over its instances (failing over between them), or null if it never registered. */
   link(bank: string): BankCalls | null {
-    return (this.#banks.get(bank)?.link as BankCalls | undefined) ?? null;
+    return this.#banks.get(bank) ?? null;
   }
 
   names(): string[] {
     return [...this.#banks.keys()];
   }
 
-  /** Each bank's address and when it last registered with this process (0: only restored from the file). */
-  entries(): Array<{ bank: string; address: string; lastSeenMs: number }> {
-    return [...this.#banks].map(([bank, entry]) => ({
+  /**
+   * Each bank's instances: address, when each last registered with this process (0: only restored from the
+   * file), and a link to that instance alone (for status).
+   */
+  entries(): Array<{ bank: string; instances: Array<{ address: string; lastSeenMs: number; calls: BankCalls }> }> {
+    return [...this.#banks].map(([bank, instances]) => ({
       bank,
-      address: entry.address,
-      lastSeenMs: this.#confirmed.has(bank) ? entry.lastSeenMs : 0,
+      instances: instances.list().map((instance) => ({
+        address: instance.address,
+        lastSeenMs: this.#confirmed.has(bank) ? instance.lastSeenMs : 0,
+        calls: instance.calls,
+      })),
     }));
   }
 
   close(): void {
-    for (const bank of this.#banks.values()) bank.client.close();
+    for (const instances of this.#banks.values()) instances.close();
     this.#banks.clear();
   }
 }

@@ -84,6 +84,32 @@ async function findByPrefix(store: CoordinatorStore, prefix: string): Promise<Pa
   return store.find(ids[0]!);
 }
 
+/**
+ * A bank as `paynet status` shows it: each instance asked for the holds at once (the holds are the bank's, the
+ * same at every instance of one schema: those of the first that answers are shown); up if any answered.
+ */
+async function bankStatus(entry: ReturnType<BankRegistry["entries"]>[number]) {
+  const answers = await Promise.all(
+    entry.instances.map((instance) => instance.calls.holds(statusCallTimeoutMs).catch(() => null)),
+  );
+  const instances = entry.instances.map((instance, index) => ({
+    address: instance.address,
+    up: answers[index] !== null,
+    lastSeenMs: BigInt(instance.lastSeenMs),
+  }));
+  const holds = answers.find((answer) => answer !== null) ?? null;
+  const latest = [...instances].sort((a, b) => (a.lastSeenMs < b.lastSeenMs ? 1 : -1))[0];
+  return {
+    name: entry.bank,
+    address: latest?.address ?? "",
+    up: holds !== null,
+    lastSeenMs: latest?.lastSeenMs ?? 0n,
+    holds: holds?.length ?? 0,
+    oldestHoldPreparedAtMs: BigInt(holds?.[0]?.preparedAtMs ?? 0),
+    instances,
+  };
+}
+
 export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<(typeof PaymentGateway)["method"]> {
   const { coordinator, coordinatorStore, registry, sessions, throttle, bankCallTimeoutMs, logger } = deps;
 
@@ -198,30 +224,7 @@ export function gatewayService(deps: GatewayServiceDeps): ServiceImplementation<
     async getStatus(_request, context) {
       requireRole(context.peer, ["operator"], "GetStatus");
       const [counts, unfinished] = await Promise.all([coordinatorStore.counts(), coordinatorStore.unfinished()]);
-      const banks = await Promise.all(
-        registry.entries().map(async ({ bank, address, lastSeenMs }) => {
-          try {
-            const holds = await registry.link(bank)!.holds(statusCallTimeoutMs);
-            return {
-              name: bank,
-              address,
-              up: true,
-              lastSeenMs: BigInt(lastSeenMs),
-              holds: holds.length,
-              oldestHoldPreparedAtMs: BigInt(holds[0]?.preparedAtMs ?? 0),
-            };
-          } catch {
-            return {
-              name: bank,
-              address,
-              up: false,
-              lastSeenMs: BigInt(lastSeenMs),
-              holds: 0,
-              oldestHoldPreparedAtMs: 0n,
-            };
-          }
-        }),
-      );
+      const banks = await Promise.all(registry.entries().map(bankStatus));
       unfinished.sort((a, b) => a.createdAtMs - b.createdAtMs);
       return {
         banks,

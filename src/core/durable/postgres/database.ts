@@ -231,10 +231,19 @@ export interface HeldLock {
  * application_name and client address, from pg_stat_activity): one process per role and schema, as the
  * file store's lifetime lock gives on one machine, but across machines.
  */
-export async function holdSessionLock(database: Database, name: string): Promise<HeldLock> {
+export async function holdSessionLock(
+  database: Database,
+  name: string,
+  options: { shared?: boolean } = {},
+): Promise<HeldLock> {
+  // Shared holders exclude an exclusive one and are excluded by it, but not each other: several instances of a
+  // role that may run side by side take it shared, a role that must be alone takes it exclusive.
+  const mode = options.shared === true ? "_shared" : "";
   const client = await database.connect();
   try {
-    const taken = await client.query<{ taken: boolean }>("SELECT pg_try_advisory_lock(hashtext($1)) AS taken", [name]);
+    const taken = await client.query<{ taken: boolean }>(`SELECT pg_try_advisory_lock${mode}(hashtext($1)) AS taken`, [
+      name,
+    ]);
     if (taken.rows[0]?.taken !== true) {
       const holder = await client.query<{ application_name: string; client_addr: string | null; pid: number }>(
         `SELECT a.application_name, a.client_addr::text AS client_addr, a.pid
@@ -265,7 +274,7 @@ export async function holdSessionLock(database: Database, name: string): Promise
     async release() {
       client.off("error", onError);
       try {
-        await client.query("SELECT pg_advisory_unlock(hashtext($1))", [name]);
+        await client.query(`SELECT pg_advisory_unlock${mode}(hashtext($1))`, [name]);
         client.release();
       } catch (error) {
         client.release(error instanceof Error ? error : new Error(String(error)));

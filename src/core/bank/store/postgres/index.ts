@@ -3,3 +3,4 @@ export { PostgresLedgerStore, type PostgresLedgerStoreOptions } from "./postgres
 export { bankMigrations, bankSchemaName } from "./bank-schema.js";
 export { exportBankAccounts } from "./bank-accounts.js";
 export { LedgerWriteRefused } from "./ledger-rows.js";
+export { SharedLedger, type SharedLedgerOptions } from "./shared-ledger.js";

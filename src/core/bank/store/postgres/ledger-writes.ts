@@ -32,7 +32,7 @@ import { LedgerWriteRefused, readMs, readMinor } from "./ledger-rows.js";
 
 type HoldEntry = Extract<LedgerEntry, { op: "hold" }>;
 type CommitEntry = Extract<LedgerEntry, { op: "commit" }>;
-type DecidedEntry = Exclude<LedgerEntry, { op: "hold" }>;
+export type DecidedEntry = Exclude<LedgerEntry, { op: "hold" }>;
 
 interface KnownHold {
   username: string;
@@ -339,53 +339,62 @@ export class LedgerSql {
       );
   }
 
-  /**
-   * Records the decided payments as the newest finished rows (seq dense, from the meta row, which also
-   * serializes writers), then forgets the oldest beyond the retention, raising the watermark of forgotten
-   * same-bank transfers by their start times exactly as retainNewest does.
-   */
-  async #recordFinished(client: DatabaseClient, decided: readonly DecidedEntry[]): Promise<void> {
-    // One statement takes the seqs from the meta row and inserts the rows; a second (which sees them) forgets
-    // the oldest. Two, not one: a statement's CTEs share one snapshot, and the meta row is updated by both.
-    const meta = await client.query<{ next_seq: string; inserted: number }>(
-      `WITH meta AS (
-         UPDATE ${this.#schema}.meta SET next_finished_seq = next_finished_seq + $1
-          WHERE id = 1 RETURNING next_finished_seq - $1 AS first_seq, next_finished_seq AS next_seq
-       ), inserted AS (
-         INSERT INTO ${this.#schema}.finished (payment_id, seq, outcome, at_ms, reply_balance_minor, begun_at_ms)
-         SELECT t.payment_id, m.first_seq + t.position - 1, t.outcome, t.at_ms, t.reply_balance_minor, t.begun_at_ms
-           FROM meta m,
-                unnest($2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[]) WITH ORDINALITY
-                  AS t(payment_id, outcome, at_ms, reply_balance_minor, begun_at_ms, position)
-         RETURNING 1
-       )
-       SELECT m.next_seq, (SELECT count(*) FROM inserted)::int AS inserted FROM meta m`,
-      [
-        decided.length,
-        decided.map((entry) => entry.paymentId),
-        decided.map((entry) => (entry.op === "commit" ? "committed" : "aborted")),
-        decided.map((entry) => entry.atMs),
-        decided.map((entry) => (entry.op === "commit" ? entry.replyBalanceMinor.toString() : null)),
-        decided.map((entry) => (entry.op === "commit" ? (entry.begunAtMs ?? null) : null)),
-      ],
-    );
-    const row = meta.rows[0];
-    if (row === undefined) throw new LedgerWriteRefused(`${this.#schema}.meta has no row`);
-    if (row.inserted !== decided.length)
-      throw new LedgerWriteRefused(`${this.#schema}.finished: ${row.inserted} of ${decided.length} rows inserted`);
-    // Seqs start at 1: while next − retention ≤ 1 no row can be beyond the retention, and the round trip is saved.
-    if (readMinor(row.next_seq, "meta.next_finished_seq") - BigInt(this.#finishedRetainedMax) <= 1n) return;
-    await client.query(
-      `WITH forgotten AS (
-         DELETE FROM ${this.#schema}.finished WHERE seq < $1::int8 - $2::int8 RETURNING begun_at_ms
-       )
-       UPDATE ${this.#schema}.meta
-          SET transfers_forgotten_through_ms =
-                GREATEST(transfers_forgotten_through_ms, COALESCE((SELECT max(begun_at_ms) FROM forgotten), 0))
-        WHERE id = 1`,
-      [row.next_seq, this.#finishedRetainedMax],
-    );
+  #recordFinished(client: DatabaseClient, decided: readonly DecidedEntry[]): Promise<void> {
+    return recordFinished(client, this.#schema, this.#finishedRetainedMax, decided);
   }
+}
+
+/**
+ * Records the decided payments as the newest finished rows, in the caller's transaction (seq dense, from the meta
+ * row, which also serializes writers), then forgets the oldest beyond the retention, raising the watermark of forgotten
+ * same-bank transfers by their start times exactly as retainNewest does.
+ */
+export async function recordFinished(
+  client: DatabaseClient,
+  schema: string,
+  finishedRetainedMax: number,
+  decided: readonly DecidedEntry[],
+): Promise<void> {
+  // One statement takes the seqs from the meta row and inserts the rows; a second (which sees them) forgets
+  // the oldest. Two, not one: a statement's CTEs share one snapshot, and the meta row is updated by both.
+  const meta = await client.query<{ next_seq: string; inserted: number }>(
+    `WITH meta AS (
+       UPDATE ${schema}.meta SET next_finished_seq = next_finished_seq + $1
+        WHERE id = 1 RETURNING next_finished_seq - $1 AS first_seq, next_finished_seq AS next_seq
+     ), inserted AS (
+       INSERT INTO ${schema}.finished (payment_id, seq, outcome, at_ms, reply_balance_minor, begun_at_ms)
+       SELECT t.payment_id, m.first_seq + t.position - 1, t.outcome, t.at_ms, t.reply_balance_minor, t.begun_at_ms
+         FROM meta m,
+              unnest($2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[]) WITH ORDINALITY
+                AS t(payment_id, outcome, at_ms, reply_balance_minor, begun_at_ms, position)
+       RETURNING 1
+     )
+     SELECT m.next_seq, (SELECT count(*) FROM inserted)::int AS inserted FROM meta m`,
+    [
+      decided.length,
+      decided.map((entry) => entry.paymentId),
+      decided.map((entry) => (entry.op === "commit" ? "committed" : "aborted")),
+      decided.map((entry) => entry.atMs),
+      decided.map((entry) => (entry.op === "commit" ? entry.replyBalanceMinor.toString() : null)),
+      decided.map((entry) => (entry.op === "commit" ? (entry.begunAtMs ?? null) : null)),
+    ],
+  );
+  const row = meta.rows[0];
+  if (row === undefined) throw new LedgerWriteRefused(`${schema}.meta has no row`);
+  if (row.inserted !== decided.length)
+    throw new LedgerWriteRefused(`${schema}.finished: ${row.inserted} of ${decided.length} rows inserted`);
+  // Seqs start at 1: while next − retention ≤ 1 no row can be beyond the retention, and the round trip is saved.
+  if (readMinor(row.next_seq, "meta.next_finished_seq") - BigInt(finishedRetainedMax) <= 1n) return;
+  await client.query(
+    `WITH forgotten AS (
+       DELETE FROM ${schema}.finished WHERE seq < $1::int8 - $2::int8 RETURNING begun_at_ms
+     )
+     UPDATE ${schema}.meta
+        SET transfers_forgotten_through_ms =
+              GREATEST(transfers_forgotten_through_ms, COALESCE((SELECT max(begun_at_ms) FROM forgotten), 0))
+      WHERE id = 1`,
+    [row.next_seq, finishedRetainedMax],
+  );
 }
 
 interface Plan {

@@ -87,6 +87,15 @@ export class PostgresLedgerStore implements LedgerStore {
       Number.isSafeInteger(options.finishedRetainedMax) && options.finishedRetainedMax > 0,
       "finishedRetainedMax must be a positive integer",
     );
+    const schema = await PostgresLedgerStore.prepareSchema(options);
+    const state = await readLedgerState(options.database, schema, options.finishedRetainedMax);
+    return new PostgresLedgerStore(options, schema, state);
+  }
+
+  /** Migrates the bank's schema and imports its initial accounts if it never had them; returns the schema's name. */
+  static async prepareSchema(
+    options: Pick<PostgresLedgerStoreOptions, "database" | "bank" | "initialAccounts" | "hashPassword" | "logger">,
+  ): Promise<string> {
     const schema = bankSchemaName(options.bank);
     const logger = options.logger ?? silentLogger;
     const applied = await migrate(options.database, schema, bankMigrations);
@@ -99,8 +108,7 @@ export class PostgresLedgerStore implements LedgerStore {
       isPasswordHash,
     });
     if (imported) logger.info({ schema }, "imported the bank's initial accounts");
-    const state = await readLedgerState(options.database, schema, options.finishedRetainedMax);
-    return new PostgresLedgerStore(options, schema, state);
+    return schema;
   }
 
   /** The state read at open, handed over once: its objects are the caller's from then on. */
