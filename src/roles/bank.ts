@@ -23,6 +23,7 @@ import { banksOf, loadBankAccounts, readAccountsCsv } from "../core/bank/store/f
 import { hashPassword, isPasswordHash } from "../core/bank/passwords.js";
 import { validateBankName } from "../core/domain/validate.js";
 import { PaymentError } from "../core/domain/errors.js";
+import { exitCodes } from "./exit-codes.js";
 import { gatewayAddress, onTerminate, roleLogger, startMetrics } from "./process.js";
 
 export interface BankFlags {
@@ -102,7 +103,7 @@ export async function runBank(flags: BankFlags): Promise<void> {
   const onWriteFailure = (error: unknown) => {
     // Memory is now ahead of the store: stop, and let a restart recover from what is durable.
     logger.error({ error: String(error) }, "a durable write failed; exiting");
-    process.exit(70);
+    process.exit(exitCodes.storeLost);
   };
   const { store, release: releaseStore } =
     flags.store.kind === "postgres"
@@ -251,7 +252,7 @@ async function openPostgresLedger(
     const lock = await holdSessionLock(database, `paynet bank ${bank}`);
     lock.lost.catch((error: unknown) => {
       logger.error({ error: String(error) }, "lost the bank's lock on the database; exiting");
-      process.exit(70);
+      process.exit(exitCodes.storeLost);
     });
     const store = await PostgresLedgerStore.open({
       database,

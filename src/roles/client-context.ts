@@ -17,12 +17,11 @@ import { PaymentSender, type RetryPolicy, type SendOutcome } from "../core/clien
 import { formatMinor } from "../core/domain/money.js";
 import { gatewayAddress } from "./process.js";
 
-/** Exit codes of the scripted client, documented in `paynet client --help`. */
-export const exitCodes = Object.freeze({ ok: 0, refused: 1, usage: 2, queued: 3, unreachable: 4 });
+import { UsageError } from "./exit-codes.js";
+
+export { exitCodes, UsageError } from "./exit-codes.js";
 
 export const flushPolicy: RetryPolicy = Object.freeze({ attemptsMax: 5, delayMinMs: 200, delayMaxMs: 3_000 });
-
-export class UsageError extends Error {}
 
 /** A certificate problem, said with the folder the certificates were read from and what to do. */
 export function certificateProblem(error: CertificateError, dataDir: string): string {

@@ -13,6 +13,7 @@ import { validatePaymentId } from "../core/domain/validate.js";
 import { OfflineQueue } from "../core/client/client-files.js";
 import { gatewayAddress } from "./process.js";
 import { reportRepair } from "./client-context.js";
+import { exitCodes } from "./exit-codes.js";
 import { paymentTimeline, timelineLines, timelineNote } from "./payment-timeline.js";
 import { watchIntervalMs, watchStatus } from "./status-watch.js";
 
@@ -69,9 +70,6 @@ function summaryJson(payment: PaymentSummary) {
   };
 }
 
-/** Exit codes of `status` and `payment`: 0 shown, 1 refused, 2 usage, 4 the gateway did not answer. */
-const statusExitCodes = Object.freeze({ ok: 0, refused: 1, usage: 2, unreachable: 4 });
-
 function fail(flags: StatusFlags, address: string, error: unknown): number {
   const paymentError = error instanceof PaymentError ? error : PaymentError.fromGrpc(error);
   // grpc-js's text ("No connection established …") says less than where we looked.
@@ -86,7 +84,7 @@ function fail(flags: StatusFlags, address: string, error: unknown): number {
             : `${paymentError.code}: ${message}\n`,
         ),
   );
-  return isAmbiguous(paymentError) ? statusExitCodes.unreachable : statusExitCodes.refused;
+  return isAmbiguous(paymentError) ? exitCodes.unreachable : exitCodes.refused;
 }
 
 export async function runStatus(flags: StatusFlags & StatusWatchFlags): Promise<number> {
@@ -117,7 +115,7 @@ export async function runStatus(flags: StatusFlags & StatusWatchFlags): Promise<
     };
     if (flags.json) {
       process.stdout.write(`${JSON.stringify(report)}\n`);
-      return statusExitCodes.ok;
+      return exitCodes.ok;
     }
     const lines = [`${chalk.bold("store")} ${report.store || "files"}`, chalk.bold("banks")];
     for (const bank of report.banks) {
@@ -139,7 +137,7 @@ export async function runStatus(flags: StatusFlags & StatusWatchFlags): Promise<
     }
     lines.push(`${chalk.bold("offline queue")} (${dataPaths(flags.dataDir).offlinePaymentsJson}): ${queued}`);
     process.stdout.write(`${lines.join("\n")}\n`);
-    return statusExitCodes.ok;
+    return exitCodes.ok;
   } catch (error) {
     return fail(flags, address, error);
   } finally {
@@ -149,7 +147,7 @@ export async function runStatus(flags: StatusFlags & StatusWatchFlags): Promise<
 
 function usageError(message: string): number {
   process.stderr.write(chalk.red(`usage error: ${message}\n`));
-  return statusExitCodes.usage;
+  return exitCodes.usage;
 }
 
 async function runStatusWatch(flags: StatusFlags & StatusWatchFlags): Promise<number> {
@@ -181,7 +179,7 @@ export async function runPayment(flags: StatusFlags & { id: string }): Promise<n
     validatePaymentId(flags.id, "id");
   } catch (error) {
     process.stderr.write(chalk.red(`usage error: ${(error as Error).message}\n`));
-    return statusExitCodes.usage;
+    return exitCodes.usage;
   }
   const { client, address } = await operatorClient(flags);
   try {
@@ -195,7 +193,7 @@ export async function runPayment(flags: StatusFlags & { id: string }): Promise<n
         event: event.event,
       }));
       process.stdout.write(`${JSON.stringify({ ...summary, timeline: events })}\n`);
-      return statusExitCodes.ok;
+      return exitCodes.ok;
     }
     const note = timelineNote(payment!);
     const lines = [
@@ -205,7 +203,7 @@ export async function runPayment(flags: StatusFlags & { id: string }): Promise<n
       ...(summary.reason ? [`  reason ${summary.reason}: ${summary.reasonMessage}`] : []),
     ];
     process.stdout.write(`${lines.join("\n")}\n`);
-    return statusExitCodes.ok;
+    return exitCodes.ok;
   } catch (error) {
     return fail(flags, address, error);
   } finally {

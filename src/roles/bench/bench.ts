@@ -11,7 +11,7 @@ import { balanceMinorMax, formatMinor, parseDecimalMinor } from "../../core/doma
 import { dataPaths, type DataPaths } from "../../core/durable/paths.js";
 import { seedMax } from "../../core/testing/prng.js";
 import { validateAddress } from "../../core/domain/validate.js";
-import { exitCodes } from "../client-context.js";
+import { exitCodes } from "../exit-codes.js";
 import { existingNetwork, startOwnNetwork, type BenchNetwork } from "./network.js";
 import { paymentOrdersPerCallMax } from "../../core/gateway/gateway-service.js";
 import { runLoad, warmupIdInfix, type LoadProgress, type LoadResult } from "./load.js";
@@ -339,9 +339,9 @@ export async function runBench(flags: BenchFlags): Promise<number> {
     network = await openNetwork(flags);
   } catch (error) {
     process.stderr.write(`paynet bench: cannot start the network: ${(error as Error).message}\n`);
-    return 1;
+    return exitCodes.refused;
   }
-  const onSignal = () => void network.close().then(() => process.exit(130));
+  const onSignal = () => void network.close().then(() => process.exit(exitCodes.interrupted));
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   try {
@@ -353,10 +353,10 @@ export async function runBench(flags: BenchFlags): Promise<number> {
     }
     const report = await check(flags, network, paths, measured);
     process.stdout.write(flags.json ? `${JSON.stringify(reportJson(report))}\n` : reportTable(report));
-    return reportOk(report) ? 0 : 1;
+    return reportOk(report) ? exitCodes.ok : exitCodes.refused;
   } catch (error) {
     process.stderr.write(`paynet bench: ${(error as Error).message}\n`);
-    return 1;
+    return exitCodes.refused;
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
