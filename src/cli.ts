@@ -143,9 +143,8 @@ await yargs(argv.length === 0 ? ["--help"] : argv)
         .epilogue(exitCodeHelp("bench"))
         .option("warmup", {
           type: "number",
-          default: 10_000,
           describe:
-            "payments to make first, closed loop and not timed, so that the processes' hot code is compiled (checked like the rest; 0 for none)",
+            "payments to make first, closed loop and not timed, so that the processes' hot code is compiled (checked like the rest; 0 for none; default: as many as --payments, at most 10,000)",
         })
         .option("concurrency", {
           type: "number",
@@ -395,8 +394,8 @@ await yargs(argv.length === 0 ? ["--help"] : argv)
         .epilogue(exitCodeHelp("bank"))
         .option("id", {
           type: "string",
-          demandOption: true,
-          describe: "bank name (e.g. SBI) or 1-based index into the banks of server/dummydata.csv",
+          describe:
+            "bank name (e.g. SBI; any case, if only one bank is so spelled) or 1-based number into the banks of server/dummydata.csv; without it, asked for on a terminal",
         })
         .option("host", { type: "string", default: "127.0.0.1" })
         .option(
