@@ -19,16 +19,17 @@ import { addService, createClient } from "../core/transport/rpc.js";
 import { describePeer, gatewayServerName } from "../core/transport/identity.js";
 import { bind, newServer, shutdown } from "../core/transport/listen.js";
 import { takeNextPort } from "../core/durable/port-file.js";
-import { banksOf, loadBankAccounts, readAccountsCsv } from "../core/bank/store/file/accounts-csv.js";
+import { loadBankAccounts } from "../core/bank/store/file/accounts-csv.js";
 import { hashPassword, isPasswordHash } from "../core/bank/passwords.js";
-import { validateBankName } from "../core/domain/validate.js";
 import { PaymentError } from "../core/domain/errors.js";
 import { exitCodes } from "./exit-codes.js";
-import { gatewayAddress, onTerminate, roleLogger, startMetrics } from "./process.js";
+import { askOnTerminal, chooseBank } from "./bank-choice.js";
+import { WaitingNotice, gatewayAddress, onTerminate, roleLogger, startMetrics } from "./process.js";
 
 export interface BankFlags {
   dataDir: string;
-  id: string;
+  /** A bank name or a 1-based number into the accounts file's banks; undefined: ask on a terminal. */
+  id: string | undefined;
   host: string;
   port: number | undefined;
   gateway: string | undefined;
@@ -63,21 +64,6 @@ export const bankTimeouts = Object.freeze({
   shutdownGraceMs: 2_000,
 });
 
-/** `--id` is a bank name (SBI) or a 1-based index into the banks of the accounts file, in order of appearance. */
-async function resolveBankName(id: string, accountsCsv: string): Promise<string> {
-  const banks = banksOf(await readAccountsCsv(accountsCsv));
-  if (/^[0-9]+$/.test(id)) {
-    const bank = banks[Number(id) - 1];
-    if (bank === undefined)
-      throw new Error(`--id ${id}: the accounts file names ${banks.length} banks (${banks.join(", ")})`);
-    return bank;
-  }
-  validateBankName(id, "--id");
-  if (!banks.includes(id))
-    throw new Error(`--id ${id}: no account of bank ${id} in ${accountsCsv} (banks: ${banks.join(", ")})`);
-  return id;
-}
-
 async function listen(
   flags: BankFlags,
   bindServer: (address: string) => Promise<number>,
@@ -96,8 +82,9 @@ async function listen(
 
 export async function runBank(flags: BankFlags): Promise<void> {
   const paths = dataPaths(flags.dataDir);
-  const bank = await resolveBankName(flags.id, paths.accountsCsv);
+  const { bank, note } = await chooseBank(flags.id, paths.accountsCsv, askOnTerminal());
   const logger = roleLogger(`bank ${bank}`);
+  if (note !== null) logger.info({ bank }, note);
   onLockWait((message, fields) => logger.warn(fields, message));
   const identity = await loadIdentity(paths.certificateDir, bankFiles(paths.certificateDir, bank));
   const onWriteFailure = (error: unknown) => {
@@ -135,9 +122,13 @@ export async function runBank(flags: BankFlags): Promise<void> {
     `listening on ${address}`,
   );
 
+  const gatewayAt = await gatewayAddress(flags.gateway, paths.clientGatewayTxt);
+  const waiting = new WaitingNotice(`the gateway at ${gatewayAt}`, (message, waitedMs) =>
+    logger.info({ gateway: gatewayAt, waitedMs }, message),
+  );
   const gateway = createClient(
     PaymentGateway,
-    await gatewayAddress(flags.gateway, paths.clientGatewayTxt),
+    gatewayAt,
     clientCredentials(identity),
     expectServerName(gatewayServerName),
   );
@@ -147,9 +138,11 @@ export async function runBank(flags: BankFlags): Promise<void> {
       await gateway.registerServer({ bank, address }, { timeoutMs: bankTimeouts.registerTimeoutMs });
       if (!registered) logger.info({}, "registered with the gateway");
       registered = true;
+      waiting.done();
     } catch (error) {
       if (registered) logger.warn({ reason: PaymentError.fromGrpc(error).code }, "lost the gateway");
       registered = false;
+      waiting.stillWaiting();
     }
   };
   // Overdue holds are never dropped: the bank asks the coordinator, and only its answer releases them.
@@ -205,7 +198,7 @@ export async function runBank(flags: BankFlags): Promise<void> {
     await shutdown(server, bankTimeouts.shutdownGraceMs);
     await participant.close();
     await releaseStore();
-  });
+  }, logger);
 }
 
 interface OpenedLedger {

@@ -60,15 +60,34 @@ export async function openClient(dataDir: string, gatewayFlag: string | undefine
   return { client, queue, history, sender: new PaymentSender(client, queue, history), close: () => client.close() };
 }
 
-export async function readPassword(passwordStdin: boolean): Promise<string> {
+/**
+ * The password of `account` (user@BANK): from standard input with --password-stdin, else PAYNET_PASSWORD, else, on
+ * a terminal, asked for with the input hidden. With none of them (a script), a usage error that says how.
+ */
+export async function readPassword(passwordStdin: boolean, account: string): Promise<string> {
   if (passwordStdin) {
     const password = (await text(process.stdin)).replace(/\r?\n$/, "");
     if (password === "") throw new UsageError("--password-stdin: standard input was empty");
     return password;
   }
   const password = process.env.PAYNET_PASSWORD;
-  if (password === undefined || password === "") throw new UsageError("set PAYNET_PASSWORD or pass --password-stdin");
-  return password;
+  if (password !== undefined && password !== "") return password;
+  if (process.stdin.isTTY === true && process.stderr.isTTY === true) return askPassword(account);
+  throw new UsageError("set PAYNET_PASSWORD or pass --password-stdin (on a terminal, the password is asked for)");
+}
+
+/** Asked on standard error, so that standard output holds only the answer (one JSON object with --json). */
+async function askPassword(account: string): Promise<string> {
+  const { password } = await import("@inquirer/prompts");
+  let answer: string;
+  try {
+    answer = await password({ message: `Password for ${account}` }, { output: process.stderr });
+  } catch (error) {
+    if ((error as Error)?.name === "ExitPromptError") throw new UsageError("no password given");
+    throw error;
+  }
+  if (answer === "") throw new UsageError("no password given");
+  return answer;
 }
 
 /**

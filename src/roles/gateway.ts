@@ -166,7 +166,7 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
     await shutdown(server, gatewayTimeouts.shutdownGraceMs);
     registry.close();
     await closeStore();
-  });
+  }, logger);
 }
 
 interface OpenedLog {
