@@ -10,7 +10,7 @@ import { finishedRetainedDefault } from "./core/gateway/store/file/gateway-log.j
 import { bankTimeouts, runBank } from "./roles/bank.js";
 import { runBalance, runHistory, runPay, runQueue, runSync } from "./roles/client-scripted.js";
 import { runInteractive } from "./roles/client-interactive.js";
-import { exitCodes } from "./roles/client-context.js";
+import { exitCodeHelp, exitCodes, UsageError } from "./roles/exit-codes.js";
 import { runUp, upGatewaysMax } from "./roles/up.js";
 import { runPayment, runStatus } from "./roles/status.js";
 import { watchIntervalMs } from "./roles/status-watch.js";
@@ -58,8 +58,11 @@ const gatewayListOption = {
   describe: `gateways to use, host:port[,host:port…] (at most ${gatewayAddressesMax}; a call one does not answer goes to the next; default: client/current_port_server.txt, else 127.0.0.1:8080)`,
 };
 
+const clientEpilogue = `The password comes from PAYNET_PASSWORD or --password-stdin; on a terminal, with neither, it is asked for (hidden).\n${exitCodeHelp("client")}`;
+
 function clientOptions<T>(argv: Argv<T>) {
   return argv
+    .epilogue(clientEpilogue)
     .option("user", { type: "string", demandOption: true, describe: "your username" })
     .option("bank", { type: "string", demandOption: true, describe: "your bank" })
     .option("json", { type: "boolean", default: false, describe: "print one JSON object" })
@@ -72,19 +75,31 @@ function clientOptions<T>(argv: Argv<T>) {
 
 function listOptions<T>(argv: Argv<T>) {
   return argv
+    .epilogue(exitCodeHelp("client"))
     .option("user", { type: "string", describe: "only this user's payments" })
     .option("bank", { type: "string", describe: "only this bank's payments" })
     .option("json", { type: "boolean", default: false, describe: "print one JSON object" });
 }
 
-const exitCodeHelp = [
-  "Exit codes:",
-  `  ${exitCodes.ok}  success (pay: committed)`,
-  `  ${exitCodes.refused}  refused: wrong password, insufficient funds, unknown account, … (pay: aborted)`,
-  `  ${exitCodes.usage}  usage error: a bad flag or amount, or certificates that cannot be used (a missing file, another CA); nothing was sent or queued`,
-  `  ${exitCodes.queued}  queued: the gateway was unreachable or the outcome is unknown; \`paynet client sync\` sends it with the same id`,
-  `  ${exitCodes.unreachable}  the gateway is unreachable (balance)`,
-].join("\n");
+/** `paynet verify`'s defaults of the flags whose old spellings are still accepted (so neither has a yargs default). */
+const verifyDefaults = Object.freeze({ durationS: 30, killEveryMs: 2_000, recoveryTimeoutMs: 60_000 });
+
+/** Time flags renamed to carry their unit: [new, old]. */
+const verifyRenamedFlags = [
+  ["duration-s", "duration"],
+  ["kill-every-ms", "kill-every"],
+  ["recovery-timeout-ms", "recovery-timeout"],
+] as const;
+
+/** A flag given under both its spellings is a usage error: which one meant it is a guess. */
+function oneSpelling(pairs: ReadonlyArray<readonly [string, string]>) {
+  return (args: Record<string, unknown>): true | string => {
+    for (const [current, old] of pairs)
+      if (args[current] !== undefined && args[old] !== undefined)
+        return `--${old} is the old spelling of --${current}: give one of them`;
+    return true;
+  };
+}
 
 /** A busy port said with who probably holds it: another process of the same role. */
 function portInUseAs(role: string): (error: unknown) => never {
@@ -97,7 +112,10 @@ async function finish(code: Promise<number>): Promise<void> {
   process.exitCode = await code;
 }
 
-await yargs(hideBin(process.argv))
+// `paynet` alone is someone finding out what it does: the help, exit 0, rather than a usage error.
+const argv = hideBin(process.argv);
+
+await yargs(argv.length === 0 ? ["--help"] : argv)
   .scriptName("paynet")
   .usage("$0 <command>\n\nA payment network: a gateway and banks over gRPC with mutual TLS and two-phase commit.")
   .option("data-dir", {
@@ -126,6 +144,7 @@ await yargs(hideBin(process.argv))
           default: 1,
           describe: `gateways side by side on the PostgreSQL store (1-${upGatewaysMax}), on ports P, P+1, … (--port 0: free ports); every bank registers with each`,
         })
+        .epilogue(exitCodeHelp("up"))
         .options(storeOptions)
         .check(checkStore)
         .check((args) => {
@@ -155,11 +174,11 @@ await yargs(hideBin(process.argv))
     (argv) =>
       argv
         .option("payments", { type: "number", default: 2000, describe: "payments to make and time" })
+        .epilogue(exitCodeHelp("bench"))
         .option("warmup", {
           type: "number",
-          default: 10_000,
           describe:
-            "payments to make first, closed loop and not timed, so that the processes' hot code is compiled (checked like the rest; 0 for none)",
+            "payments to make first, closed loop and not timed, so that the processes' hot code is compiled (checked like the rest; 0 for none; default: as many as --payments, at most 10,000)",
         })
         .option("concurrency", {
           type: "number",
@@ -254,14 +273,17 @@ await yargs(hideBin(process.argv))
     "a Jepsen-style bank test: a new network in a temp dir, random payments while processes are killed, paused, crashed and partitioned, then every invariant checked (exit 0 all hold, 1 a violation, 2 usage, 3 could not run)",
     (argv) =>
       argv
-        .option("duration", { type: "number", default: 30, describe: "seconds of traffic and faults" })
+        .option("duration-s", {
+          type: "number",
+          describe: `seconds of traffic and faults (default ${verifyDefaults.durationS})`,
+        })
         .option("clients", { type: "number", default: 4, describe: "concurrent clients" })
+        .epilogue(exitCodeHelp("verify"))
         .option("banks", { type: "number", default: 3, describe: "banks (2-16)" })
         .option("accounts", { type: "number", default: 8, describe: "accounts per bank" })
-        .option("kill-every", {
+        .option("kill-every-ms", {
           type: "number",
-          default: 2000,
-          describe: "mean milliseconds between faults (0: no faults)",
+          describe: `mean milliseconds between faults (0: no faults; default ${verifyDefaults.killEveryMs})`,
         })
         .option("pause-max-ms", {
           type: "number",
@@ -289,11 +311,15 @@ await yargs(hideBin(process.argv))
           default: "all",
           describe: "crash points the crash-point fault arms: all or a comma list (see PAYNET_CRASH_AT in the README)",
         })
-        .option("recovery-timeout", {
+        .option("recovery-timeout-ms", {
           type: "number",
-          default: 60_000,
-          describe: "milliseconds to wait for recovery after healing",
+          describe: `milliseconds to wait for recovery after healing (default ${verifyDefaults.recoveryTimeoutMs})`,
         })
+        // The spellings from before time flags carried their unit: hidden, still accepted, so scripts keep working.
+        .option("duration", { type: "number", hidden: true })
+        .option("kill-every", { type: "number", hidden: true })
+        .option("recovery-timeout", { type: "number", hidden: true })
+        .check(oneSpelling(verifyRenamedFlags))
         .option("unsafe-late-decision-log", {
           type: "boolean",
           default: false,
@@ -307,17 +333,17 @@ await yargs(hideBin(process.argv))
       const { runVerify } = await import("./roles/verify/verify.js");
       await finish(
         runVerify({
-          durationS: args.duration,
+          durationS: args.durationS ?? args.duration ?? verifyDefaults.durationS,
           gateways: args.gateways,
           clients: args.clients,
           banks: args.banks,
           accounts: args.accounts,
-          killEveryMs: args.killEvery,
+          killEveryMs: args.killEveryMs ?? args.killEvery ?? verifyDefaults.killEveryMs,
           pauseMaxMs: args.pauseMaxMs,
           seed: args.seed,
           faults: args.faults,
           crashPoints: args.crashPoints,
-          recoveryTimeoutMs: args.recoveryTimeout,
+          recoveryTimeoutMs: args.recoveryTimeoutMs ?? args.recoveryTimeout ?? verifyDefaults.recoveryTimeoutMs,
           unsafeLateDecisionLog: args.unsafeLateDecisionLog,
           keep: args.keep,
           json: args.json,
@@ -333,6 +359,7 @@ await yargs(hideBin(process.argv))
       argv
         .option("host", { type: "string", default: "127.0.0.1" })
         .option("port", portOption(8080, "port (0: any free port)"))
+        .epilogue(exitCodeHelp("gateway"))
         .option(
           "metrics-port",
           portOption(undefined, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any free port)"),
@@ -405,10 +432,11 @@ await yargs(hideBin(process.argv))
     "run one bank server",
     (argv) =>
       argv
+        .epilogue(exitCodeHelp("bank"))
         .option("id", {
           type: "string",
-          demandOption: true,
-          describe: "bank name (e.g. SBI) or 1-based index into the banks of server/dummydata.csv",
+          describe:
+            "bank name (e.g. SBI; any case, if only one bank is so spelled) or 1-based number into the banks of server/dummydata.csv; without it, asked for on a terminal",
         })
         .option("host", { type: "string", default: "127.0.0.1" })
         .option(
@@ -553,7 +581,7 @@ await yargs(hideBin(process.argv))
           (sub) => listOptions(sub),
           (args) => finish(runHistory({ dataDir: args.dataDir, user: args.user, bank: args.bank, json: args.json })),
         )
-        .epilogue(`The password comes from PAYNET_PASSWORD or --password-stdin.\n${exitCodeHelp}`),
+        .epilogue(clientEpilogue),
     (args) => finish(runInteractive({ dataDir: args.dataDir, gateway: args.gateway })),
   )
   .command(
@@ -564,6 +592,7 @@ await yargs(hideBin(process.argv))
         .option("gateway", gatewayListOption)
         .check(checkGatewayList)
         .option("json", { type: "boolean", default: false })
+        .epilogue(exitCodeHelp("status"))
         .option("watch", {
           type: "boolean",
           default: false,
@@ -593,6 +622,7 @@ await yargs(hideBin(process.argv))
         .positional("id", { type: "string", demandOption: true })
         .option("gateway", gatewayListOption)
         .check(checkGatewayList)
+        .epilogue(exitCodeHelp("payment"))
         .option("json", { type: "boolean", default: false }),
     (args) => finish(runPayment({ dataDir: args.dataDir, gateway: args.gateway, json: args.json, id: args.id })),
   )
@@ -601,6 +631,7 @@ await yargs(hideBin(process.argv))
     "issue the CA and per-role certificates (gateway, each bank, client, operator) into certificate/",
     (argv) =>
       argv
+        .epilogue(exitCodeHelp("certs"))
         .option("banks", {
           type: "string",
           describe: "comma-separated bank names (default: the banks of server/dummydata.csv)",
@@ -633,13 +664,14 @@ await yargs(hideBin(process.argv))
     "maintain the PostgreSQL store (--store postgres://…): migrate its schemas, export a bank's accounts",
     (argv) =>
       argv
+        .epilogue(exitCodeHelp("db"))
         .options(storeOptions)
         .check(checkStore)
         .command(
           "migrate",
           "apply the schema migrations of the gateway and of each bank (processes also do it at start)",
           (sub) =>
-            sub.option("bank", {
+            sub.epilogue(exitCodeHelp("db")).option("bank", {
               type: "string",
               describe: "comma-separated banks (default: the banks of server/dummydata.csv)",
             }),
@@ -655,7 +687,10 @@ await yargs(hideBin(process.argv))
         .command(
           "export",
           "write a bank's accounts to stdout in the seed's CSV format (username,balance,password,bank)",
-          (sub) => sub.option("bank", { type: "string", demandOption: true, describe: "the bank" }),
+          (sub) =>
+            sub
+              .epilogue(exitCodeHelp("db"))
+              .option("bank", { type: "string", demandOption: true, describe: "the bank" }),
           (args) =>
             finish(
               runDbExport({
@@ -668,16 +703,22 @@ await yargs(hideBin(process.argv))
         .demandCommand(1, "name a db command: migrate or export"),
   )
   .demandCommand(1, "name a command")
+  .epilogue("Each command's --help lists its exit codes; 2 is always a usage error (nothing was done).")
   .strict()
   .help()
   .fail((message, error) => {
     // yargs reports a failed .check() (a bad flag value) with only its message (as `message`, and on some
     // paths as a string in `error`) or as a YError: a usage error. A thrown Error is a failure.
     const thrown: unknown = error;
+    if (thrown instanceof UsageError) {
+      // Found by a command after parsing (an --id naming no bank): said as is, since the message names the fix.
+      process.stderr.write(chalk.red(`paynet: ${thrown.message}\n`));
+      process.exit(exitCodes.usage);
+    }
     const usage = !(thrown instanceof Error) || thrown.name === "YError";
     if (!usage) {
       process.stderr.write(chalk.red(`paynet: ${error.message}\n`));
-      process.exit(1);
+      process.exit(exitCodes.refused);
     }
     process.stderr.write(chalk.red(`paynet: ${message}\n`) + "run with --help for usage\n");
     process.exit(exitCodes.usage);

@@ -24,7 +24,7 @@ import {
 } from "../src/roles/bench/accounts.js";
 import { parseAccountsCsv, serializeAccountsCsv } from "../src/core/bank/store/file/accounts-csv.js";
 import { Prng } from "../src/core/testing/prng.js";
-import { balanceOfCreated, benchUsageError, type BenchFlags } from "../src/roles/bench/bench.js";
+import { balanceOfCreated, benchUsageError, warmupDefault, type BenchFlags } from "../src/roles/bench/bench.js";
 
 describe("percentileOfSorted (nearest rank)", () => {
   const oneToHundred = Array.from({ length: 100 }, (_, index) => index + 1);
@@ -416,26 +416,40 @@ describe("loggedOutcomes", () => {
 });
 
 describe("balanceOfCreated", () => {
-  const cases: Array<[string, Pick<BenchFlags, "balance" | "payments" | "warmup" | "concurrency">, bigint]> = [
-    ["--balance as given", { balance: "2.00", payments: 40_000, warmup: 10_000, concurrency: 8 }, 200n],
-    ["--balance 0 as given", { balance: "0", payments: 200, warmup: 0, concurrency: 8 }, 0n],
+  const cases: Array<[string, Pick<BenchFlags, "balance" | "payments" | "concurrency"> & { warmup: number }, bigint]> =
     [
-      "1000.00 when the payments need less (64 payers, 12,000 payments of at most 1.00)",
-      { balance: undefined, payments: 2_000, warmup: 10_000, concurrency: 64 },
-      100_000n,
-    ],
-    [
-      "each payer's share at the largest amount when it needs more (8 payers, 50,000 payments: 6,250.00)",
-      { balance: undefined, payments: 40_000, warmup: 10_000, concurrency: 8 },
-      625_000n,
-    ],
-    [
-      "a share rounded up (3 payers, 100,001 payments: 33,334 each)",
-      { balance: undefined, payments: 100_001, warmup: 0, concurrency: 3 },
-      3_333_400n,
-    ],
-  ];
+      ["--balance as given", { balance: "2.00", payments: 40_000, warmup: 10_000, concurrency: 8 }, 200n],
+      ["--balance 0 as given", { balance: "0", payments: 200, warmup: 0, concurrency: 8 }, 0n],
+      [
+        "1000.00 when the payments need less (64 payers, 12,000 payments of at most 1.00)",
+        { balance: undefined, payments: 2_000, warmup: 10_000, concurrency: 64 },
+        100_000n,
+      ],
+      [
+        "each payer's share at the largest amount when it needs more (8 payers, 50,000 payments: 6,250.00)",
+        { balance: undefined, payments: 40_000, warmup: 10_000, concurrency: 8 },
+        625_000n,
+      ],
+      [
+        "a share rounded up (3 payers, 100,001 payments: 33,334 each)",
+        { balance: undefined, payments: 100_001, warmup: 0, concurrency: 3 },
+        3_333_400n,
+      ],
+    ];
   for (const [name, flags, expected] of cases) it(name, () => assert.equal(balanceOfCreated(flags), expected));
+});
+
+describe("warmupDefault", () => {
+  const cases: Array<[number, number]> = [
+    [1, 1],
+    [200, 200],
+    [2_000, 2_000],
+    [10_000, 10_000],
+    [10_001, 10_000],
+    [1_000_000, 10_000],
+  ];
+  for (const [payments, expected] of cases)
+    it(`--payments ${payments} warms up with ${expected}`, () => assert.equal(warmupDefault(payments), expected));
 });
 
 describe("benchUsageError", () => {

@@ -225,3 +225,18 @@ describe("paynet bench", { timeout: 90_000 }, () => {
     assert.equal(result.stdout, "");
   });
 });
+
+// Its own time budget: the runs above already take most of their describe's on a busy machine.
+describe("paynet bench's default warm-up", { timeout: 90_000 }, () => {
+  it("without --warmup warms up with as many payments as it times, and says so on its first line", async () => {
+    const result = await runCli(["bench", "--payments", "40", "--concurrency", "4", "--accounts", "8", "--json"]);
+    assert.equal(result.code, 0, `exit ${result.code}; stderr:\n${result.stderr}`);
+    assert.match(
+      result.stderr.split("\n")[0]!,
+      /^bench: 40 warm-up payments \(as many as the timed ones, at most 10000; --warmup to choose\), then 40 timed$/,
+    );
+    const report = result.json as unknown as BenchJson;
+    assertConsistent(report, 40);
+    assert.equal(report.warmup?.payments, 40);
+  });
+});

@@ -42,13 +42,13 @@ describe("paynet verify", () => {
     async () => {
       const result = await runCli([
         "verify",
-        "--duration",
+        "--duration-s",
         "15",
         "--clients",
         "4",
         "--banks",
         "3",
-        "--kill-every",
+        "--kill-every-ms",
         "2000",
         "--seed",
         "7",
@@ -76,6 +76,8 @@ describe("paynet verify", () => {
     "catches the broken build that logs the commit decision after phase 2 (crash at gateway-after-first-commit)",
     { timeout: runTimeoutMs },
     async () => {
+      // The flags' spellings from before they carried their unit (--duration, --kill-every, --recovery-timeout),
+      // still accepted: this run shows they still mean what they meant.
       // One client: few payments are in phase 2 when the nemesis restarts the gateway armed, so the crash lands
       // in a live payment's phase 2 rather than in the re-drive of a decision the orderly stop made durable.
       const result = await runCli([
@@ -118,13 +120,18 @@ describe("paynet verify", () => {
   const usageCases: Array<{ args: string[]; mentions: string }> = [
     { args: ["--banks", "1"], mentions: "--banks" },
     { args: ["--clients", "0"], mentions: "--clients" },
-    { args: ["--duration", "0"], mentions: "--duration" },
+    { args: ["--duration-s", "0"], mentions: "--duration-s must be" },
     { args: ["--accounts", "1"], mentions: "--accounts" },
-    { args: ["--kill-every", "5"], mentions: "--kill-every" },
+    { args: ["--kill-every-ms", "5"], mentions: "--kill-every-ms must be" },
     { args: ["--seed", "-1"], mentions: "--seed" },
     { args: ["--faults", "kill-gateway,meteor"], mentions: "--faults" },
     { args: ["--crash-points", "nowhere"], mentions: "--crash-points" },
-    { args: ["--recovery-timeout", "10"], mentions: "--recovery-timeout" },
+    { args: ["--recovery-timeout-ms", "10"], mentions: "--recovery-timeout-ms must be" },
+    // The old spellings are checked as the flags they now name.
+    { args: ["--duration", "0"], mentions: "--duration-s must be" },
+    { args: ["--kill-every", "5"], mentions: "--kill-every-ms must be" },
+    { args: ["--recovery-timeout", "10"], mentions: "--recovery-timeout-ms must be" },
+    { args: ["--duration", "10", "--duration-s", "10"], mentions: "--duration is the old spelling of --duration-s" },
   ];
   for (const { args, mentions } of usageCases) {
     it(`refuses ${args.join(" ")} with exit code 2`, async () => {

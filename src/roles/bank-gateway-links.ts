@@ -10,6 +10,7 @@ import { expectServerName } from "../core/transport/tls.js";
 import { gatewayServerName } from "../core/transport/identity.js";
 import { PaymentError } from "../core/domain/errors.js";
 import type { Logger } from "../core/observability/log.js";
+import { WaitingNotice } from "./process.js";
 
 export interface GatewayLinkTimeouts {
   heartbeatMs: number;
@@ -24,6 +25,8 @@ interface Link {
   registered: boolean;
   retryMs: number;
   timer: NodeJS.Timeout | null;
+  /** `waiting for the gateway at H:P`, once, then at a slow interval while it does not answer. */
+  waiting: WaitingNotice;
 }
 
 export type GatewayDecision = "commit" | "abort" | "pending";
@@ -57,6 +60,9 @@ export class GatewayLinks {
       registered: false,
       retryMs: options.timeouts.reregisterMinMs,
       timer: null,
+      waiting: new WaitingNotice(`the gateway at ${address}`, (message, waitedMs) =>
+        options.logger.info({ gateway: address, waitedMs }, message),
+      ),
     }));
   }
 
@@ -83,6 +89,7 @@ export class GatewayLinks {
       if (!link.registered)
         this.#logger.info({ gateway: link.address }, `registered with the gateway at ${link.address}`);
       link.registered = true;
+      link.waiting.done();
     } catch (error) {
       if (link.registered)
         this.#logger.warn(
@@ -90,6 +97,7 @@ export class GatewayLinks {
           `lost the gateway at ${link.address}`,
         );
       link.registered = false;
+      link.waiting.stillWaiting();
     }
   }
 

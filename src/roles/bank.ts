@@ -20,16 +20,18 @@ import { addService } from "../core/transport/rpc.js";
 import { describePeer } from "../core/transport/identity.js";
 import { bind, newServer, shutdown } from "../core/transport/listen.js";
 import { takeNextPort } from "../core/durable/port-file.js";
-import { banksOf, loadBankAccounts, readAccountsCsv } from "../core/bank/store/file/accounts-csv.js";
+import { loadBankAccounts } from "../core/bank/store/file/accounts-csv.js";
 import { hashPassword, isPasswordHash } from "../core/bank/passwords.js";
-import { validateBankName } from "../core/domain/validate.js";
 import { PaymentError } from "../core/domain/errors.js";
 import { gatewayAddresses, onTerminate, roleLogger, startMetrics } from "./process.js";
 import { GatewayLinks } from "./bank-gateway-links.js";
+import { exitCodes } from "./exit-codes.js";
+import { askOnTerminal, chooseBank } from "./bank-choice.js";
 
 export interface BankFlags {
   dataDir: string;
-  id: string;
+  /** A bank name or a 1-based number into the accounts file's banks; undefined: ask on a terminal. */
+  id: string | undefined;
   host: string;
   port: number | undefined;
   /** `A,B,…`: every gateway to register with (validated by the CLI); default client/current_port_server.txt. */
@@ -69,21 +71,6 @@ export const bankTimeouts = Object.freeze({
   shutdownGraceMs: 2_000,
 });
 
-/** `--id` is a bank name (SBI) or a 1-based index into the banks of the accounts file, in order of appearance. */
-async function resolveBankName(id: string, accountsCsv: string): Promise<string> {
-  const banks = banksOf(await readAccountsCsv(accountsCsv));
-  if (/^[0-9]+$/.test(id)) {
-    const bank = banks[Number(id) - 1];
-    if (bank === undefined)
-      throw new Error(`--id ${id}: the accounts file names ${banks.length} banks (${banks.join(", ")})`);
-    return bank;
-  }
-  validateBankName(id, "--id");
-  if (!banks.includes(id))
-    throw new Error(`--id ${id}: no account of bank ${id} in ${accountsCsv} (banks: ${banks.join(", ")})`);
-  return id;
-}
-
 async function listen(
   flags: BankFlags,
   bindServer: (address: string) => Promise<number>,
@@ -102,14 +89,15 @@ async function listen(
 
 export async function runBank(flags: BankFlags): Promise<void> {
   const paths = dataPaths(flags.dataDir);
-  const bank = await resolveBankName(flags.id, paths.accountsCsv);
+  const { bank, note } = await chooseBank(flags.id, paths.accountsCsv, askOnTerminal());
   const logger = roleLogger(`bank ${bank}`);
+  if (note !== null) logger.info({ bank }, note);
   onLockWait((message, fields) => logger.warn(fields, message));
   const identity = await loadIdentity(paths.certificateDir, bankFiles(paths.certificateDir, bank));
   const onWriteFailure = (error: unknown) => {
     // Memory is now ahead of the store: stop, and let a restart recover from what is durable.
     logger.error({ error: String(error) }, "a durable write failed; exiting");
-    process.exit(70);
+    process.exit(exitCodes.storeLost);
   };
   const opened =
     flags.store.kind === "postgres"
@@ -186,7 +174,7 @@ export async function runBank(flags: BankFlags): Promise<void> {
     await shutdown(server, bankTimeouts.shutdownGraceMs);
     await participant.close();
     await releaseStore();
-  });
+  }, logger);
 }
 
 type OpenedLedger = (
@@ -238,7 +226,7 @@ async function openPostgresLedger(
     const lock = await holdSessionLock(database, `paynet bank ${bank}`, { shared: flags.multiInstance === true });
     lock.lost.catch((error: unknown) => {
       logger.error({ error: String(error) }, "lost the bank's lock on the database; exiting");
-      process.exit(70);
+      process.exit(exitCodes.storeLost);
     });
     const schemaOptions = {
       database,

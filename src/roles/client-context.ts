@@ -17,12 +17,11 @@ import { PaymentSender, type RetryPolicy, type SendOutcome } from "../core/clien
 import { formatMinor } from "../core/domain/money.js";
 import { gatewayAddresses } from "./process.js";
 
-/** Exit codes of the scripted client, documented in `paynet client --help`. */
-export const exitCodes = Object.freeze({ ok: 0, refused: 1, usage: 2, queued: 3, unreachable: 4 });
+import { UsageError } from "./exit-codes.js";
+
+export { exitCodes, UsageError } from "./exit-codes.js";
 
 export const flushPolicy: RetryPolicy = Object.freeze({ attemptsMax: 5, delayMinMs: 200, delayMaxMs: 3_000 });
-
-export class UsageError extends Error {}
 
 /** A certificate problem, said with the folder the certificates were read from and what to do. */
 export function certificateProblem(error: CertificateError, dataDir: string): string {
@@ -62,15 +61,34 @@ export async function openClient(dataDir: string, gatewayFlag: string | undefine
   return { client, queue, history, sender: new PaymentSender(client, queue, history), close: () => client.close() };
 }
 
-export async function readPassword(passwordStdin: boolean): Promise<string> {
+/**
+ * The password of `account` (user@BANK): from standard input with --password-stdin, else PAYNET_PASSWORD, else, on
+ * a terminal, asked for with the input hidden. With none of them (a script), a usage error that says how.
+ */
+export async function readPassword(passwordStdin: boolean, account: string): Promise<string> {
   if (passwordStdin) {
     const password = (await text(process.stdin)).replace(/\r?\n$/, "");
     if (password === "") throw new UsageError("--password-stdin: standard input was empty");
     return password;
   }
   const password = process.env.PAYNET_PASSWORD;
-  if (password === undefined || password === "") throw new UsageError("set PAYNET_PASSWORD or pass --password-stdin");
-  return password;
+  if (password !== undefined && password !== "") return password;
+  if (process.stdin.isTTY === true && process.stderr.isTTY === true) return askPassword(account);
+  throw new UsageError("set PAYNET_PASSWORD or pass --password-stdin (on a terminal, the password is asked for)");
+}
+
+/** Asked on standard error, so that standard output holds only the answer (one JSON object with --json). */
+async function askPassword(account: string): Promise<string> {
+  const { password } = await import("@inquirer/prompts");
+  let answer: string;
+  try {
+    answer = await password({ message: `Password for ${account}` }, { output: process.stderr });
+  } catch (error) {
+    if ((error as Error)?.name === "ExitPromptError") throw new UsageError("no password given");
+    throw error;
+  }
+  if (answer === "") throw new UsageError("no password given");
+  return answer;
 }
 
 /**

@@ -8,6 +8,9 @@ import { validateBankName, validatePaymentId, validateUsername } from "../core/d
 import type { QueuedPayment } from "../core/client/client-files.js";
 import type { SendOutcome } from "../core/client/payment-sender.js";
 import { CertificateError } from "../core/transport/certificate-error.js";
+import { dataPaths } from "../core/durable/paths.js";
+import { canonicalBankName } from "./bank-choice.js";
+import { WaitingNotice } from "./process.js";
 import {
   UsageError,
   certificateProblem,
@@ -78,12 +81,24 @@ function usage<T>(check: () => T): T {
   }
 }
 
-async function withClient(flags: ClientFlags, body: (context: ClientContext) => Promise<number>): Promise<number> {
+async function withClient<F extends ClientFlags & { toBank?: string }>(
+  flags: F,
+  body: (context: ClientContext, flags: F) => Promise<number>,
+): Promise<number> {
   let context: ClientContext | null = null;
   try {
     usage(() => (validateUsername(flags.user, "--user"), validateBankName(flags.bank, "--bank")));
+    // Bank names as the network spells them (sbi is SBI), when this data dir's accounts file says so.
+    const accountsCsv = dataPaths(flags.dataDir).accountsCsv;
+    const canonical = {
+      ...flags,
+      bank: await canonicalBankName(flags.bank, accountsCsv, "--bank"),
+      ...(flags.toBank === undefined
+        ? {}
+        : { toBank: await canonicalBankName(flags.toBank, accountsCsv, "--to-bank") }),
+    };
     context = await openClient(flags.dataDir, flags.gateway);
-    return await body(context);
+    return await body(context, canonical);
   } catch (error) {
     return fail(flags, error);
   } finally {
@@ -92,8 +107,8 @@ async function withClient(flags: ClientFlags, body: (context: ClientContext) => 
 }
 
 export function runBalance(flags: ClientFlags): Promise<number> {
-  return withClient(flags, async ({ client }) => {
-    await client.login(flags.user, flags.bank, await readPassword(flags.passwordStdin));
+  return withClient(flags, async ({ client }, flags) => {
+    await client.login(flags.user, flags.bank, await readPassword(flags.passwordStdin, `${flags.user}@${flags.bank}`));
     const view = await client.balance();
     emit(
       flags.json,
@@ -121,7 +136,7 @@ function exitCodeOf(outcome: SendOutcome): number {
 }
 
 export function runPay(flags: PayFlags): Promise<number> {
-  return withClient(flags, async ({ client, queue, sender }) => {
+  return withClient(flags, async ({ client, queue, sender }, flags) => {
     const amountMinor = usage(() => {
       validateUsername(flags.to, "--to");
       validateBankName(flags.toBank, "--to-bank");
@@ -146,7 +161,7 @@ export function runPay(flags: PayFlags): Promise<number> {
       emit(flags.json, outcomeJson(outcome), outcomeLine(outcome));
       return exitCodes.queued;
     }
-    const password = await readPassword(flags.passwordStdin);
+    const password = await readPassword(flags.passwordStdin, `${flags.user}@${flags.bank}`);
     try {
       await client.login(flags.user, flags.bank, password);
     } catch (error) {
@@ -167,6 +182,9 @@ export function runPay(flags: PayFlags): Promise<number> {
   });
 }
 
+/** sync --watch waits on the connection in slices this long, so its waiting notice comes on time. */
+const syncWatchSliceMs = 5_000;
+
 export interface SyncFlags extends ClientFlags {
   watch: boolean;
   watchTimeoutMs: number;
@@ -174,10 +192,14 @@ export interface SyncFlags extends ClientFlags {
 
 /** Sends this user's queued payments; with --watch, waits for the gateway (grpc connectivity) until the queue is empty. */
 export function runSync(flags: SyncFlags): Promise<number> {
-  return withClient(flags, async ({ client, sender, queue }) => {
-    const password = await readPassword(flags.passwordStdin);
+  return withClient(flags, async ({ client, sender, queue }, flags) => {
+    const password = await readPassword(flags.passwordStdin, `${flags.user}@${flags.bank}`);
     const outcomes: SendOutcome[] = [];
     const deadlineMs = Date.now() + flags.watchTimeoutMs;
+    // On standard error: standard output holds the outcomes (one JSON object with --json).
+    const waiting = new WaitingNotice(`the gateway at ${client.address}`, (message) =>
+      process.stderr.write(`${chalk.yellow(message)}\n`),
+    );
     const print = (outcome: SendOutcome) => {
       outcomes.push(outcome);
       if (!flags.json) process.stdout.write(`${outcomeLine(outcome)}\n`);
@@ -186,17 +208,23 @@ export function runSync(flags: SyncFlags): Promise<number> {
     for (;;) {
       const mine = (await queue.list()).filter((payment) => payment.user === flags.user && payment.bank === flags.bank);
       if (mine.length === 0) break;
-      if (flags.watch && !(await client.waitForReady(Math.max(0, Math.min(30_000, deadlineMs - Date.now()))))) {
+      if (flags.watch && client.connectionReady() !== true) waiting.stillWaiting();
+      if (
+        flags.watch &&
+        !(await client.waitForReady(Math.max(0, Math.min(syncWatchSliceMs, deadlineMs - Date.now()))))
+      ) {
         if (Date.now() < deadlineMs) continue;
         remaining = mine.length;
         break;
       }
       try {
         await client.login(flags.user, flags.bank, password);
+        waiting.done();
       } catch (error) {
         if (error instanceof CertificateError) throw error;
         const loginError = error instanceof PaymentError ? error : PaymentError.fromGrpc(error);
         if (!isAmbiguous(loginError)) throw loginError;
+        if (flags.watch) waiting.stillWaiting();
         remaining = mine.length;
         if (flags.watch && Date.now() < deadlineMs) continue;
         break;

@@ -28,6 +28,7 @@ import { bind, newServer, shutdown } from "../core/transport/listen.js";
 import { dirname } from "node:path";
 import { removeStaleTempFiles } from "../core/durable/files.js";
 import { addGatewayLine, removeGatewayLine } from "../core/durable/gateway-list-file.js";
+import { exitCodes } from "./exit-codes.js";
 import { onTerminate, roleLogger, startMetrics } from "./process.js";
 
 export interface GatewayFlags {
@@ -169,7 +170,7 @@ export async function runGateway(flags: GatewayFlags): Promise<void> {
     await closeStore();
     // A client that read the line before this removal is refused here at once and moves on to the next gateway.
     await removeGatewayLine(paths.clientGatewayTxt, address);
-  });
+  }, logger);
 }
 
 interface OpenedLog {
@@ -190,7 +191,7 @@ async function openFileLog(paths: DataPaths, flags: GatewayFlags, logger: Logger
     onWriteFailure: (error) => {
       // Memory is now ahead of disk: stop, and let a restart recover from what is durable.
       logger.error({ error: String(error) }, "a durable write of the payment log failed; exiting");
-      process.exit(70);
+      process.exit(exitCodes.storeLost);
     },
   });
   if (log.tornBytesDropped > 0)
@@ -253,7 +254,7 @@ async function openPostgresLog(
         // and let a restart (a new gateway) recover from what committed.
         const why = error instanceof OwnershipLostError ? "this gateway lost its lease" : "a write failed";
         logger.error({ error: String(error) }, `${why}: the payment log in PostgreSQL refuses it; exiting`);
-        process.exit(70);
+        process.exit(exitCodes.storeLost);
       },
       logger,
     });
@@ -322,7 +323,7 @@ function keepLease(
     } catch (error) {
       if (error instanceof LeaseLostError) {
         logger.error({ error: error.message, gatewayId: lease.gatewayId }, "lost the lease: exiting");
-        process.exit(70);
+        process.exit(exitCodes.storeLost);
       }
       logger.warn({ error: String(error) }, "could not renew the lease; trying again");
       return;

@@ -3,6 +3,7 @@ import { readGatewayList } from "../core/durable/gateway-list-file.js";
 import { parseAddressList } from "../core/domain/validate.js";
 import { createLogger, type Logger } from "../core/observability/log.js";
 import { serveMetrics } from "../core/observability/metrics.js";
+import { exitCodes } from "./exit-codes.js";
 
 const logLevels = ["debug", "info", "warn", "error"];
 
@@ -26,16 +27,20 @@ export async function startMetrics(port: number | undefined, logger: Logger): Pr
   return () => new Promise((resolve) => server.close(() => resolve()));
 }
 
-export function onTerminate(cleanup: () => Promise<void>): void {
+/** On SIGINT or SIGTERM: `cleanup`, then (with a logger) a `stopped (SIGTERM)` line, so a log says how it ended. */
+export function onTerminate(cleanup: () => Promise<void>, logger?: Logger): void {
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     cleanup().then(
-      () => process.exit(0),
+      () => {
+        logger?.info({ signal }, `stopped (${signal})`);
+        process.exit(exitCodes.ok);
+      },
       (error: unknown) => {
         process.stderr.write(`paynet: shutdown after ${signal} failed: ${(error as Error).message}\n`);
-        process.exit(1);
+        process.exit(exitCodes.refused);
       },
     );
   };
@@ -53,4 +58,49 @@ export async function gatewayAddresses(flag: string | undefined, clientGatewayTx
   if (flag !== undefined) return parseAddressList(flag, "--gateway");
   const written = await readGatewayList(clientGatewayTxt);
   return written.length > 0 ? written : [defaultGatewayAddress];
+}
+
+/** How often a wait for the gateway is said again while it lasts: often enough to show life, rarely enough to read. */
+export const waitingNoticeEveryMs = 30_000;
+
+/**
+ * "waiting for the gateway at H:P": said when a wait begins, then again every `everyMs` while it lasts (with how
+ * long so far), so that a process that is waiting says so, once, instead of looking hung or flooding its log.
+ * `stillWaiting` is called at each failed attempt, `done` when the gateway answers.
+ */
+export class WaitingNotice {
+  readonly #say: (message: string, waitedMs: number) => void;
+  readonly #what: string;
+  readonly #everyMs: number;
+  readonly #nowMs: () => number;
+  #sinceMs: number | null = null;
+  #saidAtMs = 0;
+
+  constructor(
+    what: string,
+    say: (message: string, waitedMs: number) => void,
+    options: { everyMs?: number; nowMs?: () => number } = {},
+  ) {
+    this.#what = what;
+    this.#say = say;
+    this.#everyMs = options.everyMs ?? waitingNoticeEveryMs;
+    this.#nowMs = options.nowMs ?? Date.now;
+  }
+
+  stillWaiting(): void {
+    const nowMs = this.#nowMs();
+    if (this.#sinceMs === null) {
+      this.#sinceMs = nowMs;
+      this.#saidAtMs = nowMs;
+      this.#say(`waiting for ${this.#what}`, 0);
+    } else if (nowMs - this.#saidAtMs >= this.#everyMs) {
+      this.#saidAtMs = nowMs;
+      const waitedMs = nowMs - this.#sinceMs;
+      this.#say(`waiting for ${this.#what} (for ${Math.round(waitedMs / 1000)} s)`, waitedMs);
+    }
+  }
+
+  done(): void {
+    this.#sinceMs = null;
+  }
 }

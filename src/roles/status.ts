@@ -13,6 +13,7 @@ import { validatePaymentId } from "../core/domain/validate.js";
 import { OfflineQueue } from "../core/client/client-files.js";
 import { gatewayAddresses } from "./process.js";
 import { reportRepair } from "./client-context.js";
+import { exitCodes } from "./exit-codes.js";
 import { paymentTimeline, timelineLines, timelineNote } from "./payment-timeline.js";
 import { watchIntervalMs, watchStatus } from "./status-watch.js";
 
@@ -103,9 +104,6 @@ class GatewaysFailed extends Error {
   }
 }
 
-/** Exit codes of `status` and `payment`: 0 shown, 1 refused, 2 usage, 4 the gateway did not answer. */
-const statusExitCodes = Object.freeze({ ok: 0, refused: 1, usage: 2, unreachable: 4 });
-
 function fail(flags: StatusFlags, address: string, error: unknown): number {
   const paymentError = error instanceof PaymentError ? error : PaymentError.fromGrpc(error);
   // grpc-js's text ("No connection established …") says less than where we looked.
@@ -120,7 +118,7 @@ function fail(flags: StatusFlags, address: string, error: unknown): number {
             : `${paymentError.code}: ${message}\n`,
         ),
   );
-  return isAmbiguous(paymentError) ? statusExitCodes.unreachable : statusExitCodes.refused;
+  return isAmbiguous(paymentError) ? exitCodes.unreachable : exitCodes.refused;
 }
 
 export async function runStatus(flags: StatusFlags & StatusWatchFlags): Promise<number> {
@@ -158,7 +156,7 @@ export async function runStatus(flags: StatusFlags & StatusWatchFlags): Promise<
     };
     if (flags.json) {
       process.stdout.write(`${JSON.stringify(report)}\n`);
-      return statusExitCodes.ok;
+      return exitCodes.ok;
     }
     const lines = [`${chalk.bold("store")} ${report.store || "files"}`, chalk.bold("banks")];
     for (const bank of report.banks) {
@@ -189,7 +187,7 @@ export async function runStatus(flags: StatusFlags & StatusWatchFlags): Promise<
     }
     lines.push(`${chalk.bold("offline queue")} (${dataPaths(flags.dataDir).offlinePaymentsJson}): ${queued}`);
     process.stdout.write(`${lines.join("\n")}\n`);
-    return statusExitCodes.ok;
+    return exitCodes.ok;
   } catch (error) {
     if (error instanceof GatewaysFailed) return fail(flags, error.address, error.cause);
     throw error;
@@ -198,7 +196,7 @@ export async function runStatus(flags: StatusFlags & StatusWatchFlags): Promise<
 
 function usageError(message: string): number {
   process.stderr.write(chalk.red(`usage error: ${message}\n`));
-  return statusExitCodes.usage;
+  return exitCodes.usage;
 }
 
 async function runStatusWatch(flags: StatusFlags & StatusWatchFlags): Promise<number> {
@@ -236,7 +234,7 @@ export async function runPayment(flags: StatusFlags & { id: string }): Promise<n
     validatePaymentId(flags.id, "id");
   } catch (error) {
     process.stderr.write(chalk.red(`usage error: ${(error as Error).message}\n`));
-    return statusExitCodes.usage;
+    return exitCodes.usage;
   }
   try {
     const {
@@ -253,7 +251,7 @@ export async function runPayment(flags: StatusFlags & { id: string }): Promise<n
         event: event.event,
       }));
       process.stdout.write(`${JSON.stringify({ ...summary, timeline: events })}\n`);
-      return statusExitCodes.ok;
+      return exitCodes.ok;
     }
     const note = timelineNote(payment!);
     const lines = [
@@ -263,7 +261,7 @@ export async function runPayment(flags: StatusFlags & { id: string }): Promise<n
       ...(summary.reason ? [`  reason ${summary.reason}: ${summary.reasonMessage}`] : []),
     ];
     process.stdout.write(`${lines.join("\n")}\n`);
-    return statusExitCodes.ok;
+    return exitCodes.ok;
   } catch (error) {
     if (error instanceof GatewaysFailed) return fail(flags, error.address, error.cause);
     throw error;

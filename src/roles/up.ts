@@ -5,6 +5,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { banksInDataDir, ensureCertificates, seedDataDir } from "./seed.js";
 import { roleLogger } from "./process.js";
+import { exitCodes } from "./exit-codes.js";
 import { storeArgs, type StoreChoice } from "./store-option.js";
 import { prettyLogLine } from "../core/observability/log.js";
 
@@ -138,7 +139,7 @@ export async function runUp(flags: UpFlags): Promise<number> {
         if (!ready) {
           stopping = true;
           logger.error(why, `${name} exited (${child.ending}) before the network was ready; stopping the network`);
-          void stopAll(children).then(() => process.exit(1));
+          void stopAll(children).then(() => process.exit(exitCodes.refused));
           return;
         }
         if (!flags.restart) {
@@ -164,13 +165,13 @@ export async function runUp(flags: UpFlags): Promise<number> {
     logger.info({}, why);
     void stopAll(children).then(() => process.exit(code));
   };
-  process.on("SIGINT", () => stopNetwork("stopping the network", 0));
-  process.on("SIGTERM", () => stopNetwork("stopping the network", 0));
+  process.on("SIGINT", () => stopNetwork("stopping the network", exitCodes.ok));
+  process.on("SIGTERM", () => stopNetwork("stopping the network", exitCodes.ok));
   // Under npx, SIGTERM reaches npm exec, which exits without passing it on: up is then re-parented. No
   // process of the network may outlive the command that started it.
   const parentPid = process.ppid;
   setInterval(() => {
-    if (process.ppid !== parentPid) stopNetwork("the parent process is gone; stopping the network", 0);
+    if (process.ppid !== parentPid) stopNetwork("the parent process is gone; stopping the network", exitCodes.ok);
   }, parentCheckMs).unref();
 
   /** Gateway i: port P+i (0: any free port, kept across restarts), its own id per start (the default). */
@@ -238,7 +239,7 @@ export async function runUp(flags: UpFlags): Promise<number> {
       logger.error({}, (error as Error).message);
       await stopAll(children);
     }
-    return 1;
+    return exitCodes.refused;
   }
   return await new Promise<number>(() => undefined); // runs until a signal, or its parent is gone
 }

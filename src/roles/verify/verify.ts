@@ -2,7 +2,7 @@
 // runs concurrent clients making random payments while a seeded nemesis kills, pauses, crashes (at named
 // protocol points) and partitions its processes, then heals everything, waits for recovery and checks the
 // invariants of src/core/testing/checker.ts over the final state.
-// Exit codes: 0 every invariant holds, 1 a violation, 2 usage error, 3 verify itself could not run.
+// Exit codes (src/roles/exit-codes.ts): 0 every invariant holds, 1 a violation, 2 usage error, 3 verify itself could not run.
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { rmSync } from "node:fs";
 import { randomInt } from "node:crypto";
@@ -25,6 +25,7 @@ import { readDurableNetwork, readGatewayPayments } from "../network-state.js";
 import type { StoreChoice } from "../store-option.js";
 import { createScratchDatabase, type ScratchDatabase } from "../../core/durable/postgres/database.js";
 import { Cluster } from "./cluster.js";
+import { exitCodes, UsageError, verifyExitCodes } from "../exit-codes.js";
 import {
   allCrashPoints,
   faultKinds,
@@ -91,8 +92,6 @@ export const verifyBounds = Object.freeze({
   initialBalanceMaxMinor: 200_000,
 });
 
-export const verifyExitCodes = Object.freeze({ ok: 0, violated: 1, usage: 2, failed: 3 });
-
 interface VerifyOptions {
   durationS: number;
   clients: number;
@@ -110,8 +109,6 @@ interface VerifyOptions {
   store: StoreChoice;
   gateways: number;
 }
-
-class UsageError extends Error {}
 
 function integerIn(value: number, flag: string, min: number, max: number): number {
   if (!Number.isSafeInteger(value) || value < min || value > max)
@@ -140,9 +137,10 @@ function validateFlags(flags: VerifyFlags): VerifyOptions {
   const gateways = integerIn(flags.gateways, "gateways", 1, bounds.gatewaysMax);
   if (gateways > 1 && flags.store.kind !== "postgres")
     throw new UsageError("--gateways above 1 needs --store postgres://…: gateways share their payment log there");
-  if (flags.killEveryMs !== 0) integerIn(flags.killEveryMs, "kill-every", bounds.killEveryMinMs, bounds.killEveryMaxMs);
+  if (flags.killEveryMs !== 0)
+    integerIn(flags.killEveryMs, "kill-every-ms", bounds.killEveryMinMs, bounds.killEveryMaxMs);
   return Object.freeze({
-    durationS: integerIn(flags.durationS, "duration", 1, bounds.durationSMax),
+    durationS: integerIn(flags.durationS, "duration-s", 1, bounds.durationSMax),
     clients: integerIn(flags.clients, "clients", 1, bounds.clientsMax),
     banks: Array.from({ length: banks }, (_, index) => `B${index + 1}`),
     accountsPerBank: integerIn(flags.accounts, "accounts", bounds.accountsMin, bounds.accountsMax),
@@ -153,7 +151,7 @@ function validateFlags(flags: VerifyFlags): VerifyOptions {
     crashPoints: listOf(flags.crashPoints, "crash-points", allCrashPoints),
     recoveryTimeoutMs: integerIn(
       flags.recoveryTimeoutMs,
-      "recovery-timeout",
+      "recovery-timeout-ms",
       bounds.recoveryTimeoutMinMs,
       bounds.recoveryTimeoutMaxMs,
     ),
@@ -205,7 +203,7 @@ export async function runVerify(flags: VerifyFlags): Promise<number> {
   const onSignal = () => {
     cluster.killNow();
     if (!options.keep) rmSync(dataDir, { recursive: true, force: true });
-    process.exit(130);
+    process.exit(exitCodes.interrupted);
   };
   process.on("exit", onExit);
   process.once("SIGINT", onSignal);
