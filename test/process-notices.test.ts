@@ -127,6 +127,33 @@ describe("processes that say what they are doing", () => {
     assert.match(network.gateway!.lines.at(-1)!, /stopped \(SIGINT\)/);
   });
 
+  it("a second gateway or bank on one data dir says at once which is already running there, with its pid", async () => {
+    await network.startGateway();
+    const bank = new Proc("bank", [
+      ...["bank", "--id", "SBI", "--data-dir", network.dir, "--port", "0", "--gateway", network.gatewayAddress],
+    ]);
+    try {
+      await bank.waitFor(/registered with the gateway/);
+      const secondBank = await runCli([
+        ...["bank", "--id", "sbi", "--data-dir", network.dir, "--port", "0", "--gateway", network.gatewayAddress],
+      ]);
+      assert.notEqual(secondBank.code, 0, secondBank.stdout + secondBank.stderr);
+      assert.match(
+        secondBank.stdout + secondBank.stderr,
+        new RegExp(`bank SBI is already running here \\(pid ${bank.child.pid}\\)`),
+      );
+      const secondGateway = await runCli(["gateway", "--data-dir", network.dir, "--port", "0"]);
+      assert.notEqual(secondGateway.code, 0, secondGateway.stdout + secondGateway.stderr);
+      assert.match(
+        secondGateway.stdout + secondGateway.stderr,
+        new RegExp(`a gateway is already running here \\(pid ${network.gateway!.child.pid}\\)`),
+      );
+    } finally {
+      await bank.stop("SIGTERM");
+      await network.gateway!.stop("SIGTERM");
+    }
+  });
+
   it("client sync --watch says it is waiting for the gateway, once within the first 30 s, on standard error", async () => {
     const queued = await runCli([
       "client",
@@ -195,7 +222,7 @@ describe("questions asked on a terminal", () => {
     // HDFC already runs on this data dir (started above): the one chosen is the one refused, by name.
     const screen = await terminal.waitFor(/EXITED \d+/);
     assert.match(screen, /Which bank is this\? HDFC/);
-    assert.match(screen, /finished_transactions_HDFC\.jsonl is locked by another running process/);
+    assert.match(screen, /bank HDFC is already running here \(pid \d+\)/);
     await terminal.close();
   });
 });

@@ -1,7 +1,7 @@
 // Wires a bank process: its accounts, its server, its registration with every gateway and its overdue holds.
 import { dirname } from "node:path";
 import { removeStaleTempFiles } from "../core/durable/files.js";
-import { holdFileLock, onLockWait } from "../core/durable/file-lock.js";
+import { holdFileLock, LockHeldError, onLockWait } from "../core/durable/file-lock.js";
 import { dataPaths, finishedLogPath, type DataPaths } from "../core/durable/paths.js";
 import { bankFiles, loadIdentity } from "../core/transport/certificates.js";
 import { clientCredentials, serverCredentials } from "../core/transport/tls.js";
@@ -194,7 +194,11 @@ async function openFileLedger(
   onWriteFailure: (error: unknown) => void,
 ): Promise<OpenedLedger> {
   // One process per bank: its rows, its pending section and its finished log are its alone.
-  const releaseBankLock = await holdFileLock(finishedLogPath(paths, bank));
+  const releaseBankLock = await holdFileLock(finishedLogPath(paths, bank)).catch((error: unknown) => {
+    if (!(error instanceof LockHeldError)) throw error;
+    const pid = error.pid === null ? "" : ` (pid ${error.pid})`;
+    throw new Error(`bank ${bank} is already running here${pid}, on data dir ${paths.root}`, { cause: error });
+  });
   for (const name of await removeStaleTempFiles(dirname(paths.accountsCsv)))
     logger.warn({ file: name }, "removed a temp file left by a process that died mid-write");
   const store = await FileLedgerStore.open({

@@ -27,6 +27,7 @@ import { describePeer } from "../core/transport/identity.js";
 import { bind, newServer, shutdown } from "../core/transport/listen.js";
 import { dirname } from "node:path";
 import { removeStaleTempFiles } from "../core/durable/files.js";
+import { LockHeldError } from "../core/durable/file-lock.js";
 import { addGatewayLine, removeGatewayLine } from "../core/durable/gateway-list-file.js";
 import { exitCodes } from "./exit-codes.js";
 import { onTerminate, roleLogger, startMetrics } from "./process.js";
@@ -193,6 +194,10 @@ async function openFileLog(paths: DataPaths, flags: GatewayFlags, logger: Logger
       logger.error({ error: String(error) }, "a durable write of the payment log failed; exiting");
       process.exit(exitCodes.storeLost);
     },
+  }).catch((error: unknown) => {
+    if (!(error instanceof LockHeldError)) throw error;
+    const pid = error.pid === null ? "" : ` (pid ${error.pid})`;
+    throw new Error(`a gateway is already running here${pid}, on data dir ${paths.root}`, { cause: error });
   });
   if (log.tornBytesDropped > 0)
     logger.warn(

@@ -130,6 +130,18 @@ export async function withFileLock<T>(path: string, critical: () => Promise<T>):
   }
 }
 
+/** A lock held for its life by another live process: the role says who that is (another bank, another gateway). */
+export class LockHeldError extends Error {
+  readonly path: string;
+  /** The holder's pid when it left it beside the lock, else null. */
+  readonly pid: number | null;
+  constructor(path: string, pid: number | null) {
+    super(`${path} is locked by another running process${pid === null ? "" : ` (pid ${pid})`}`);
+    this.path = path;
+    this.pid = pid;
+  }
+}
+
 /**
  * Takes the lock of `path` for the life of the process, e.g. to keep two gateways off one data dir. Fails at
  * once, naming the holder's pid, if a live process holds it; a dead one's is free at once.
@@ -137,8 +149,7 @@ export async function withFileLock<T>(path: string, critical: () => Promise<T>):
 export async function holdFileLock(path: string): Promise<() => Promise<void>> {
   const handle = await kernelLock(path, false);
   if (handle === null) {
-    const pid = await holderPid(`${path}.lck`);
-    throw new Error(`${path} is locked by another running process${pid === null ? "" : ` (pid ${pid})`}`);
+    throw new LockHeldError(path, await holderPid(`${path}.lck`));
   }
   try {
     const release = await visibleLock(path);
