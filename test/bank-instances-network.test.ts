@@ -5,9 +5,14 @@
 // answered in the gateway's table and applied once at the banks, and no hold is left.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import pg from "pg";
 import { Network, runCli, waitUntil, type Proc } from "./helpers/network.js";
-import { createThrowawayDatabase, type ThrowawayDatabase } from "./helpers/postgres.js";
+import {
+  balances,
+  createThrowawayDatabase,
+  gatewayStates,
+  unfinished,
+  type ThrowawayDatabase,
+} from "./helpers/postgres.js";
 
 interface Answer {
   paymentId: string;
@@ -168,39 +173,3 @@ describe("two instances of a bank on one PostgreSQL schema", () => {
     assert.equal(sum(finalMinor), sum(initialMinor), "money conserved");
   });
 });
-
-async function query<T extends pg.QueryResultRow>(url: string, sql: string): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql)).rows;
-  } finally {
-    await client.end();
-  }
-}
-
-async function balances(url: string): Promise<Map<string, bigint>> {
-  const rows = await query<{ account: string; balance_minor: string }>(
-    url,
-    `SELECT username || '@SBI' AS account, balance_minor FROM paynet_bank_sbi.accounts
-     UNION ALL SELECT username || '@HDFC', balance_minor FROM paynet_bank_hdfc.accounts`,
-  );
-  return new Map(rows.map((row) => [row.account, BigInt(row.balance_minor)]));
-}
-
-async function unfinished(url: string): Promise<number> {
-  const [row] = await query<{ n: number }>(
-    url,
-    `SELECT (SELECT count(*) FROM paynet_gateway.payments WHERE NOT finished)
-          + (SELECT count(*) FROM paynet_bank_sbi.holds) + (SELECT count(*) FROM paynet_bank_hdfc.holds) AS n`,
-  );
-  return Number(row!.n);
-}
-
-async function gatewayStates(url: string): Promise<Map<string, string>> {
-  const rows = await query<{ payment_id: string; state: string }>(
-    url,
-    "SELECT payment_id, state FROM paynet_gateway.payments WHERE from_user <> ''",
-  );
-  return new Map(rows.map((row) => [row.payment_id, row.state]));
-}

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import pg from "pg";
 import { Network, Proc, waitUntil } from "./helpers/network.js";
 import { startPrivatePostgres, type PrivatePostgres } from "./helpers/private-postgres.js";
+import { balances, gatewayStates, unfinished } from "./helpers/postgres.js";
 
 interface Answer {
   paymentId: string;
@@ -159,39 +160,3 @@ describe("PostgreSQL restarted under load", () => {
     assert.deepEqual(await balances(storeUrl), expectedMinor, "each committed payment applied exactly once");
   });
 });
-
-async function query<T extends pg.QueryResultRow>(url: string, sql: string): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql)).rows;
-  } finally {
-    await client.end();
-  }
-}
-
-async function balances(url: string): Promise<Map<string, bigint>> {
-  const rows = await query<{ account: string; balance_minor: string }>(
-    url,
-    `SELECT username || '@SBI' AS account, balance_minor FROM paynet_bank_sbi.accounts
-     UNION ALL SELECT username || '@HDFC', balance_minor FROM paynet_bank_hdfc.accounts`,
-  );
-  return new Map(rows.map((row) => [row.account, BigInt(row.balance_minor)]));
-}
-
-async function unfinished(url: string): Promise<number> {
-  const [row] = await query<{ n: number }>(
-    url,
-    `SELECT (SELECT count(*) FROM paynet_gateway.payments WHERE NOT finished)
-          + (SELECT count(*) FROM paynet_bank_sbi.holds) + (SELECT count(*) FROM paynet_bank_hdfc.holds) AS n`,
-  );
-  return Number(row!.n);
-}
-
-async function gatewayStates(url: string): Promise<Map<string, string>> {
-  const rows = await query<{ payment_id: string; state: string }>(
-    url,
-    "SELECT payment_id, state FROM paynet_gateway.payments WHERE from_user <> ''",
-  );
-  return new Map(rows.map((row) => [row.payment_id, row.state]));
-}

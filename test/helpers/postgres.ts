@@ -2,6 +2,7 @@
 // postgres://postgres@127.0.0.1:5432/postgres, the server every machine of this project runs) and dropped
 // after, connections included. A test never skips for want of a server: with none reachable it fails with a
 // message that says how to provide one.
+import pg from "pg";
 import {
   createScratchDatabase,
   terminateSessions as terminateSessionsOn,
@@ -31,4 +32,47 @@ export async function createThrowawayDatabase(label: string): Promise<ThrowawayD
  */
 export function terminateSessions(database: string, applicationPrefix = "", waitForExitMs = 0): Promise<number> {
   return terminateSessionsOn(testServerUrl, database, applicationPrefix, { waitForExitMs });
+}
+
+// The state of a network of two banks (SBI, HDFC) and the gateway on one database, read as a restarted process
+// would: each query on a connection of its own.
+
+/** Rows of one statement on a connection of its own. */
+export async function query<T extends pg.QueryResultRow>(url: string, sql: string): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<T>(sql)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/** Every account's balance, `user@BANK` → minor units. */
+export async function balances(url: string): Promise<Map<string, bigint>> {
+  const rows = await query<{ account: string; balance_minor: string }>(
+    url,
+    `SELECT username || '@SBI' AS account, balance_minor FROM paynet_bank_sbi.accounts
+     UNION ALL SELECT username || '@HDFC', balance_minor FROM paynet_bank_hdfc.accounts`,
+  );
+  return new Map(rows.map((row) => [row.account, BigInt(row.balance_minor)]));
+}
+
+/** Payments not finished at the gateway plus holds at the banks: 0 once everything has settled. */
+export async function unfinished(url: string): Promise<number> {
+  const [row] = await query<{ n: number }>(
+    url,
+    `SELECT (SELECT count(*) FROM paynet_gateway.payments WHERE NOT finished)
+          + (SELECT count(*) FROM paynet_bank_sbi.holds) + (SELECT count(*) FROM paynet_bank_hdfc.holds) AS n`,
+  );
+  return Number(row!.n);
+}
+
+/** Each client payment's state in the gateway's table. */
+export async function gatewayStates(url: string): Promise<Map<string, string>> {
+  const rows = await query<{ payment_id: string; state: string }>(
+    url,
+    "SELECT payment_id, state FROM paynet_gateway.payments WHERE from_user <> ''",
+  );
+  return new Map(rows.map((row) => [row.payment_id, row.state]));
 }
