@@ -3,7 +3,29 @@
 // durable through its ledger store, the only process of its bank; and the shared ledger on PostgreSQL
 // (store/postgres/shared-ledger.ts), where every operation is one database transaction keyed by the payment id,
 // so that several processes of one bank may serve from the same schema at once.
-import type { Hold, LegKind } from "../domain/ledger.js";
+import { PaymentError } from "../domain/errors.js";
+import type { FinalOutcome, Hold, LegKind } from "../domain/ledger.js";
+
+/**
+ * The rules of a Prepare that this bank has seen before, the same in both implementations: an aborted payment
+ * refuses; a hold with other details is a conflict; a committed payment or a matching hold is a repeat of the
+ * yes vote (true). False: the payment is new here, and the caller checks the account and makes the hold.
+ */
+export function isRepeatedPrepare(
+  paymentId: string,
+  finished: FinalOutcome | undefined,
+  hold: Pick<Hold, "username" | "kind" | "amountMinor"> | undefined,
+  leg: { username: string; kind: LegKind; amountMinor: bigint },
+): boolean {
+  if (finished === "aborted")
+    throw new PaymentError("PAYMENT_ABORTED", `payment ${paymentId} was already aborted here`);
+  if (
+    hold !== undefined &&
+    (hold.username !== leg.username || hold.kind !== leg.kind || hold.amountMinor !== leg.amountMinor)
+  )
+    throw new PaymentError("IDEMPOTENCY_CONFLICT", `payment ${paymentId} is already prepared here with other details`);
+  return finished === "committed" || hold !== undefined;
+}
 
 export interface BalanceView {
   balanceMinor: bigint;

@@ -23,7 +23,7 @@ import { verifyPassword } from "./passwords.js";
 import type { LedgerStore } from "./store/ledger-store.js";
 import { silentLogger, type Logger } from "../observability/log.js";
 import { holdsGauge } from "../observability/metrics.js";
-import type { BalanceView, BankLedger } from "./bank-ledger.js";
+import { isRepeatedPrepare, type BalanceView, type BankLedger } from "./bank-ledger.js";
 
 export interface ParticipantOptions {
   bank: string;
@@ -121,20 +121,12 @@ export class Participant implements BankLedger {
   /** Votes yes by making a durable hold, or refuses with a reason. A repeat of a yes vote is a yes. */
   async prepare(paymentId: string, username: string, kind: LegKind, amountMinor: bigint): Promise<void> {
     this.#refuseIfBroken();
-    const finished = this.#finished.get(paymentId);
-    if (finished?.outcome === "aborted")
-      throw new PaymentError("PAYMENT_ABORTED", `payment ${paymentId} was already aborted here`);
-    const existing = this.#holds.get(paymentId);
-    if (finished?.outcome === "committed" || existing !== undefined) {
-      if (
-        existing !== undefined &&
-        (existing.username !== username || existing.kind !== kind || existing.amountMinor !== amountMinor)
-      ) {
-        throw new PaymentError(
-          "IDEMPOTENCY_CONFLICT",
-          `payment ${paymentId} is already prepared here with other details`,
-        );
-      }
+    const repeat = isRepeatedPrepare(paymentId, this.#finished.get(paymentId)?.outcome, this.#holds.get(paymentId), {
+      username,
+      kind,
+      amountMinor,
+    });
+    if (repeat) {
       await this.#store.settled(); // the first vote may still be on its way to disk
       return;
     }

@@ -27,7 +27,7 @@ import {
   type DatabaseClient,
 } from "../../../durable/postgres/database.js";
 import { silentLogger, type Logger } from "../../../observability/log.js";
-import type { BalanceView, BankLedger } from "../../bank-ledger.js";
+import { isRepeatedPrepare, type BalanceView, type BankLedger } from "../../bank-ledger.js";
 import { verifyPassword } from "../../passwords.js";
 import { readMinor, readMs } from "./ledger-rows.js";
 import { recordFinished } from "./ledger-writes.js";
@@ -113,18 +113,8 @@ export class SharedLedger implements BankLedger {
 
   prepare(paymentId: string, username: string, kind: LegKind, amountMinor: bigint): Promise<void> {
     return this.#inPayment(paymentId, async (client, payment) => {
-      if (payment.finished?.outcome === "aborted")
-        throw new PaymentError("PAYMENT_ABORTED", `payment ${paymentId} was already aborted here`);
-      const existing = payment.hold;
-      if (
-        existing !== null &&
-        (existing.username !== username || existing.kind !== kind || existing.amountMinor !== amountMinor)
-      )
-        throw new PaymentError(
-          "IDEMPOTENCY_CONFLICT",
-          `payment ${paymentId} is already prepared here with other details`,
-        );
-      if (payment.finished !== null || existing !== null) return; // a repeat of a yes vote
+      const leg = { username, kind, amountMinor };
+      if (isRepeatedPrepare(paymentId, payment.finished?.outcome, payment.hold ?? undefined, leg)) return;
       const account = await this.#lockAccount(client, username);
       if (kind === "debit") {
         const availableMinor = account.balanceMinor - account.heldDebitMinor;
