@@ -11,10 +11,16 @@ import {
   migrate,
   openDatabase,
   redactedUrl,
+  waitForDatabase,
   type Database,
   type Migration,
 } from "../src/core/durable/postgres/database.js";
-import { createThrowawayDatabase, terminateSessions, type ThrowawayDatabase } from "./helpers/postgres.js";
+import {
+  createThrowawayDatabase,
+  latePostgres,
+  terminateSessions,
+  type ThrowawayDatabase,
+} from "./helpers/postgres.js";
 
 const migrations: Migration[] = [
   { version: 1, name: "accounts", sql: "CREATE TABLE accounts (name text PRIMARY KEY, balance_minor bigint NOT NULL)" },
@@ -138,6 +144,59 @@ describe("the PostgreSQL groundwork", () => {
       }
     }
     assert.equal(failure, undefined, "a later query succeeds");
+  });
+
+  it("waits for a server that is not accepting connections yet, and goes on once it does", async () => {
+    const server = await latePostgres(throwaway.url);
+    const database = openDatabase({ url: server.url, applicationName: "paynet-test-wait" });
+    const failures: string[] = [];
+    try {
+      // The server comes up at the first failed attempt.
+      await waitForDatabase(database, {
+        waitMs: 60_000,
+        onWaiting: (error) => {
+          failures.push(error.message);
+          server.comeUp();
+        },
+      });
+      assert.ok(failures.length >= 1, "it met the closed port first");
+      assert.match(failures[0]!, /ECONNREFUSED/);
+      assert.equal((await database.query<{ one: number }>("SELECT 1 AS one")).rows[0]?.one, 1);
+    } finally {
+      await database.end();
+      await server.close();
+    }
+  });
+
+  it("gives up on a server that never comes, saying how long it waited and why", async () => {
+    const server = await latePostgres(throwaway.url);
+    const waiting = openDatabase({ url: server.url, applicationName: "paynet-test-never" });
+    let attempts = 0;
+    const startedMs = Date.now();
+    await assert.rejects(
+      waitForDatabase(waiting, { waitMs: 300, onWaiting: () => (attempts += 1) }),
+      (error: Error) => {
+        assert.ok(error instanceof DatabaseError);
+        assert.match(error.message, /did not accept connections within 0\.3 s: connect ECONNREFUSED 127\.0\.0\.1:\d+/);
+        return true;
+      },
+    );
+    assert.ok(attempts >= 1, "it retried before giving up");
+    assert.ok(Date.now() - startedMs >= 300, "it waited the whole bound");
+    await waiting.end();
+  });
+
+  it("does not wait out a failure that waiting cannot mend (no such database)", async () => {
+    const url = new URL(throwaway.url);
+    url.pathname = "/paynet_no_such_database";
+    const database = openDatabase({ url: url.toString(), applicationName: "paynet-test-missing" });
+    let attempts = 0;
+    await assert.rejects(
+      waitForDatabase(database, { waitMs: 60_000, onWaiting: () => (attempts += 1) }),
+      /database "paynet_no_such_database" does not exist/,
+    );
+    assert.equal(attempts, 0, "refused at once");
+    await database.end();
   });
 
   it("never shows a password in messages", () => {

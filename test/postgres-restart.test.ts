@@ -1,7 +1,8 @@
 // PostgreSQL itself restarted under load, as on a crash (`pg_ctl restart -m immediate`: no checkpoint, the WAL
 // replayed at start), beneath a network run by `paynet up --store postgres://…`: every process loses its
-// sessions and stops (exit 70) rather than run ahead of the database, the supervisor restarts them as the
-// server comes back, and nothing answered is lost or applied twice. The server is the test's own (see
+// sessions and stops (exit 70) rather than run ahead of the database, the supervisor restarts them (one
+// restarted before the server is back waits for it, never exiting another way), and nothing answered is lost or
+// applied twice. The server is the test's own (see
 // helpers/private-postgres.ts): the shared one serves other test files at the same time.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";

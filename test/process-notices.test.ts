@@ -4,6 +4,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Network, Proc, passwords, runCli } from "./helpers/network.js";
 import { Terminal } from "./helpers/terminal.js";
+import { createThrowawayDatabase, latePostgres } from "./helpers/postgres.js";
 import { WaitingNotice } from "../src/roles/process.js";
 import { matchBankName, ordinal } from "../src/roles/bank-choice.js";
 
@@ -152,6 +153,26 @@ describe("processes that say what they are doing", () => {
       await bank.stop("SIGTERM");
       await network.gateway!.stop("SIGTERM");
     }
+  });
+
+  it("a bank whose PostgreSQL server is not up yet says it waits for it, and opens its ledger once it answers", async () => {
+    const throwaway = await createThrowawayDatabase("late_server");
+    const server = await latePostgres(throwaway.url);
+    const bank = new Proc("bank", [
+      ...["bank", "--id", "SBI", "--data-dir", network.dir, "--port", "0", "--gateway", nobodyAt],
+      ...["--store", server.url],
+    ]);
+    try {
+      await bank.waitFor(/"error":"connect ECONNREFUSED [^"]*","msg":"waiting for the database at postgres:\/\//);
+      server.comeUp();
+      await bank.waitFor(/ledger open in PostgreSQL/);
+      await bank.waitFor(new RegExp(`waiting for the gateway at ${nobodyAt}`));
+    } finally {
+      await bank.stop("SIGTERM");
+      await server.close();
+      await throwaway.drop();
+    }
+    assert.equal(bank.child.exitCode, 0, bank.lines.join("\n"));
   });
 
   it("client sync --watch says it is waiting for the gateway, once within the first 30 s, on standard error", async () => {

@@ -11,7 +11,7 @@ import { PostgresLedgerStore, SharedLedger } from "../core/bank/store/postgres/i
 import type { LedgerStore } from "../core/bank/store/ledger-store.js";
 import type { BankLedger } from "../core/bank/bank-ledger.js";
 import { checkDurability, holdSessionLock, openDatabase } from "../core/durable/postgres/database.js";
-import { describeStore, type StoreChoice } from "./store-option.js";
+import { describeStore, waitForStore, type StoreChoice } from "./store-option.js";
 import type { Logger } from "../core/observability/log.js";
 import { bankStateFiles } from "../core/bank/store/file/bank-state.js";
 import { bankService } from "../core/bank/bank-service.js";
@@ -225,6 +225,7 @@ async function openPostgresLedger(
 ): Promise<OpenedLedger> {
   const database = openDatabase({ url: choice.url, applicationName: `paynet-bank-${bank}` });
   try {
+    await waitForStore(database, choice, logger);
     const settings = await checkDurability(database, { allowAsyncCommit: choice.allowAsyncCommit });
     // Taken shared by --multi-instance processes: they run side by side, and none runs beside a lone one.
     const lock = await holdSessionLock(database, `paynet bank ${bank}`, { shared: flags.multiInstance === true });

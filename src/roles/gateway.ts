@@ -14,7 +14,7 @@ import {
 } from "../core/gateway/store/postgres/index.js";
 import type { CoordinatorStore } from "../core/gateway/store/coordinator-store.js";
 import { checkDurability, openDatabase } from "../core/durable/postgres/database.js";
-import { describeStore, type StoreChoice } from "./store-option.js";
+import { describeStore, waitForStore, type StoreChoice } from "./store-option.js";
 import type { Logger } from "../core/observability/log.js";
 import { BankRegistry } from "../core/gateway/bank-registry.js";
 import { Coordinator } from "../core/gateway/coordinator.js";
@@ -250,6 +250,7 @@ async function openPostgresLog(
   const gatewayId = leaseFlags.gatewayId ?? newGatewayId();
   const database = openDatabase({ url: choice.url, applicationName: `paynet-gateway ${gatewayId}` });
   try {
+    await waitForStore(database, choice, logger);
     const settings = await checkDurability(database, { allowAsyncCommit: choice.allowAsyncCommit });
     const store = await PostgresCoordinatorStore.open({
       database,

@@ -2,7 +2,9 @@
 // or `--store postgres://USER@HOST:PORT/DB` (the PostgreSQL adapters; certificates and the client's files
 // stay in the data dir). PAYNET_STORE gives the default, so that `paynet up` and its children, a bench or a
 // verify run agree without repeating the flag.
-import { isPostgresUrl, redactedUrl } from "../core/durable/postgres/database.js";
+import { isPostgresUrl, redactedUrl, waitForDatabase, type Database } from "../core/durable/postgres/database.js";
+import type { Logger } from "../core/observability/log.js";
+import { WaitingNotice } from "./process.js";
 
 export type StoreChoice = { kind: "files" } | { kind: "postgres"; url: string; allowAsyncCommit: boolean };
 
@@ -38,4 +40,26 @@ export function storeArgs(choice: StoreChoice): string[] {
 /** The store as the logs and `paynet status` show it (no password). */
 export function describeStore(choice: StoreChoice): string {
   return choice.kind === "files" ? "files" : `postgres ${redactedUrl(choice.url)}`;
+}
+
+/**
+ * Waits (at most waitForDatabase's bound) for the PostgreSQL server to accept connections, saying so once in the
+ * log and then every 30 s: a process started, or restarted by `paynet up`, while its server restarts comes up with
+ * it rather than failing to start.
+ */
+export async function waitForStore(
+  database: Database,
+  choice: Extract<StoreChoice, { kind: "postgres" }>,
+  logger: Logger,
+): Promise<void> {
+  let lastError = "";
+  const notice = new WaitingNotice(`the database at ${redactedUrl(choice.url)}`, (message, waitedMs) =>
+    logger.warn({ waitedMs, error: lastError }, message),
+  );
+  await waitForDatabase(database, {
+    onWaiting: (error) => {
+      lastError = error.message;
+      notice.stillWaiting();
+    },
+  });
 }

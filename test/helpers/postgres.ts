@@ -2,6 +2,7 @@
 // postgres://postgres@127.0.0.1:5432/postgres, the server every machine of this project runs) and dropped
 // after, connections included. A test never skips for want of a server: with none reachable it fails with a
 // message that says how to provide one.
+import { connect, createServer, type Server, type Socket } from "node:net";
 import pg from "pg";
 import {
   createScratchDatabase,
@@ -32,6 +33,47 @@ export async function createThrowawayDatabase(label: string): Promise<ThrowawayD
  */
 export function terminateSessions(database: string, applicationPrefix = "", waitForExitMs = 0): Promise<number> {
   return terminateSessionsOn(testServerUrl, database, applicationPrefix, { waitForExitMs });
+}
+
+/** A database behind a port where no server listens until `comeUp()`: a server that is not up yet. */
+export interface LatePostgres {
+  /** `url` with its host and port replaced by the closed port's. */
+  url: string;
+  /** From now on the port forwards to the real server. */
+  comeUp(): void;
+  close(): Promise<void>;
+}
+
+export async function latePostgres(url: string): Promise<LatePostgres> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  const real = new URL(url);
+  const late = new URL(url);
+  late.host = `127.0.0.1:${port}`;
+  let proxy: Server | undefined;
+  const sockets = new Set<Socket>();
+  return {
+    url: late.toString(),
+    comeUp() {
+      proxy ??= createServer((socket) => {
+        const upstream = connect(Number(real.port || 5432), real.hostname);
+        for (const end of [socket, upstream]) {
+          sockets.add(end);
+          end.on("close", () => sockets.delete(end));
+        }
+        socket.on("error", () => upstream.destroy());
+        upstream.on("error", () => socket.destroy());
+        socket.pipe(upstream).pipe(socket);
+      }).listen(port, "127.0.0.1");
+    },
+    async close() {
+      if (proxy === undefined) return;
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => proxy!.close(resolve));
+    },
+  };
 }
 
 // The state of a network of two banks (SBI, HDFC) and the gateway on one database, read as a restarted process

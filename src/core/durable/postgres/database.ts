@@ -219,6 +219,42 @@ export function isConnectionError(error: unknown): boolean {
   return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(error.message);
 }
 
+/** How long a starting process waits for a server that does not accept connections yet (restarting, recovering). */
+export const startWaitMsDefault = 60_000;
+const startRetryMinMs = 100;
+const startRetryMaxMs = 2_000;
+
+/**
+ * Resolves once the server answers a query. A connection-level failure (refused, the server starting up or
+ * replaying its WAL) is waited out, with `onWaiting` told at each failed attempt, for at most `waitMs`; any other
+ * failure (a wrong password, no such database) is thrown at once. A process restarted while its server restarts
+ * thus comes up with it, instead of failing to start; one pointed at no server at all still stops, with why.
+ */
+export async function waitForDatabase(
+  database: Database,
+  options: { waitMs?: number; onWaiting?: (error: Error) => void } = {},
+): Promise<void> {
+  const waitMs = options.waitMs ?? startWaitMsDefault;
+  const deadlineMs = Date.now() + waitMs;
+  for (let retryMs = startRetryMinMs; ; retryMs = Math.min(retryMs * 2, startRetryMaxMs)) {
+    try {
+      await database.query("SELECT 1");
+      return;
+    } catch (error) {
+      if (!isConnectionError(error)) throw error;
+      const remainingMs = deadlineMs - Date.now();
+      if (remainingMs <= 0) {
+        throw new DatabaseError(
+          `the PostgreSQL server did not accept connections within ${waitMs / 1000} s: ${(error as Error).message}`,
+          { cause: error },
+        );
+      }
+      options.onWaiting?.(error as Error);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(retryMs, remainingMs)));
+    }
+  }
+}
+
 /** A session-level advisory lock held on a client of its own for as long as the process runs. */
 export interface HeldLock {
   /** Rejects if the lock's connection is lost (the lock is then gone: the holder must stop). */
