@@ -10,7 +10,7 @@ if (dataDir === undefined) {
   console.error("usage: node scripts/gateway-start.mjs DATA_DIR");
   process.exit(2);
 }
-const cli = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
+const cli = fileURLToPath(new URL("../dist/paynet.js", import.meta.url));
 const rssKibibytes = (pid) => Number(/VmRSS:\s+([0-9]+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]);
 
 const startedMs = performance.now();

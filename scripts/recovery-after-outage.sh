@@ -3,7 +3,7 @@
 # temp dir, kills bank HDFC, makes one payment to it (aborted: its abort must still reach HDFC), waits DOWN_S
 # seconds, starts HDFC again on its port, and times from its "listening" line until the gateway reports no
 # payment aborting. The polling (one `paynet status --json` process each time) adds up to about 1 s.
-# usage: scripts/recovery-after-outage.sh DIST_CLI DOWN_S     e.g. scripts/recovery-after-outage.sh dist/cli.js 12
+# usage: scripts/recovery-after-outage.sh DIST_CLI DOWN_S     e.g. scripts/recovery-after-outage.sh dist/paynet.js 12
 set -u
 CLI=$(realpath "$1")
 DOWN_S=$2

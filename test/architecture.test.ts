@@ -146,6 +146,19 @@ function chainTo(reached: Map<ModuleId, { from: ModuleId; edge: Edge } | null>, 
   return chain;
 }
 
+/** Lines of a TypeScript source that read `import.meta` (comments and strings do not count). */
+function importMetaLines(text: string, fileName: string): number[] {
+  const source = ts.createSourceFile(fileName, text, ts.ScriptTarget.Latest, false, ts.ScriptKind.TS);
+  const lines: number[] = [];
+  const visit = (node: ts.Node): void => {
+    if (ts.isMetaProperty(node) && node.keywordToken === ts.SyntaxKind.ImportKeyword)
+      lines.push(source.getLineAndCharacterOfPosition(node.getStart(source)).line + 1);
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return lines;
+}
+
 function listSources(directory: string): ModuleId[] {
   return readdirSync(join(repoRoot, directory), { recursive: true, withFileTypes: true })
     .filter((entry) => entry.isFile() && /\.m?ts$/.test(entry.name))
@@ -270,5 +283,16 @@ describe("the architecture", () => {
       [],
       `only these may use the file system in src/core (${allowed}); also:\n${offenders.join("\n")}`,
     );
+  });
+
+  it("the bundled CLI finds paynet's own files only through src/package-paths.ts", () => {
+    // Bundled into dist/paynet.js, every module's import.meta.url is the bundle's: a path relative to it is right
+    // only in the module that knows it sits one level below the package root.
+    const offenders = [...graph.reach(["src/cli.ts"]).keys()]
+      .filter((module) => module.startsWith("src/") && module !== "src/package-paths.ts")
+      .flatMap((module) =>
+        importMetaLines(readFileSync(join(repoRoot, module), "utf8"), module).map((line) => `  ${module}:${line}`),
+      );
+    assert.deepEqual(offenders, [], `import.meta in code the bundle holds:\n${offenders.join("\n")}`);
   });
 });

@@ -214,7 +214,7 @@ describe("questions asked on a terminal", () => {
     terminal = await Terminal.start(
       "password",
       [
-        ...["dist/cli.js", "client", "pay", "--user", "alice", "--bank", "sbi", "--to", "bob", "--to-bank", "hdfc"],
+        ...["dist/paynet.js", "client", "pay", "--user", "alice", "--bank", "sbi", "--to", "bob", "--to-bank", "hdfc"],
         ...["--amount", "2.00", "--data-dir", network.dir, "--gateway", network.gatewayAddress],
       ],
       { unset: ["PAYNET_PASSWORD"] },
@@ -236,7 +236,7 @@ describe("questions asked on a terminal", () => {
 
   it("paynet bank with no --id asks which bank, from the accounts file's list", async () => {
     terminal = await Terminal.start("bank", [
-      ...["dist/cli.js", "bank", "--data-dir", network.dir, "--port", "0", "--gateway", nobodyAt],
+      ...["dist/paynet.js", "bank", "--data-dir", network.dir, "--port", "0", "--gateway", nobodyAt],
     ]);
     await terminal.waitFor(/Which bank is this\?[\s\S]*SBI[\s\S]*HDFC/);
     await terminal.keys("Down", "Enter");

@@ -1,12 +1,10 @@
 // Prepares a data dir: the seed's files from fixtures/ when absent, and any missing certificates.
 import { copyFile, mkdir, access } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { dataPaths } from "../core/durable/paths.js";
 import { banksOf, readAccountsCsv } from "../core/bank/store/file/accounts-csv.js";
 import { issueCertificates } from "../core/transport/certificates.js";
-
-export const fixturesDir = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "fixtures");
+import { fixturesDir } from "../package-paths.js";
 
 async function exists(path: string): Promise<boolean> {
   return access(path).then(

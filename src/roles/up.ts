@@ -2,12 +2,12 @@
 // process per bank, registered with every gateway.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { banksInDataDir, ensureCertificates, seedDataDir } from "./seed.js";
 import { roleLogger } from "./process.js";
 import { exitCodes } from "./exit-codes.js";
 import { storeArgs, type StoreChoice } from "./store-option.js";
 import { prettyLogLine } from "../core/observability/log.js";
+import { cliEntryPath } from "../package-paths.js";
 
 export interface UpFlags {
   dataDir: string;
@@ -37,7 +37,6 @@ const healthyAfterMs = 30_000;
 const parentCheckMs = 1_000;
 const listeningPattern = /listening on ([0-9A-Za-z.:[\]-]+:[0-9]+)/;
 const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-const cliPath = fileURLToPath(new URL("../cli.js", import.meta.url));
 
 interface Child {
   name: string;
@@ -52,7 +51,7 @@ interface Child {
 
 function start(name: string, args: string[], onLine: (line: string) => void): Child {
   // Children always log JSON lines; up shows them as they are, or readable on a terminal.
-  const child = spawn(process.execPath, [cliPath, ...args], {
+  const child = spawn(process.execPath, [cliEntryPath, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, FORCE_COLOR: "0", PAYNET_LOG_FORMAT: "json" },
   });

@@ -5,7 +5,6 @@ import { cp, mkdtemp, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterEach } from "node:test";
 import {
   issueCertificates,
@@ -24,8 +23,10 @@ import { createClient } from "../../src/core/transport/rpc.js";
 import { clientCredentials, expectServerName } from "../../src/core/transport/tls.js";
 import { bankServerName, gatewayServerName } from "../../src/core/transport/identity.js";
 import { Bank, PaymentGateway } from "../../src/gen/paynet/v1/paynet_pb.js";
+import { cliEntryPath } from "../../src/package-paths.js";
 
-export const cliPath = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+/** The CLI every test process runs: the bundle that `npm run build` writes. */
+export const cliPath = cliEntryPath;
 const readyTimeoutMs = 60_000;
 
 export const defaultAccountsCsv = `username,balance,password,bank

@@ -7,12 +7,12 @@ import { createInterface } from "node:readline";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { serializeAccountsCsv } from "../../core/bank/store/file/accounts-csv.js";
 import { generateAccountRows } from "./accounts.js";
 import { issueCertificates } from "../../core/transport/certificates.js";
 import { hashPassword } from "../../core/bank/passwords.js";
 import { dataPaths } from "../../core/durable/paths.js";
+import { cliEntryPath } from "../../package-paths.js";
 
 export const benchNetworkLimits = Object.freeze({
   readyTimeoutMs: 120_000,
@@ -23,7 +23,6 @@ export const benchNetworkLimits = Object.freeze({
 /** Last output lines of a child that exited during the run, in the report. */
 const exitLinesShown = 5;
 
-const cliPath = fileURLToPath(new URL("../../cli.js", import.meta.url));
 const listeningPattern = /listening on ([0-9A-Za-z.:[\]-]+:[0-9]+)/;
 const registeredPattern = /registered with the gateway/;
 
@@ -62,7 +61,7 @@ class Child {
 
   constructor(name: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: readonly string[] = []) {
     this.name = name;
-    this.process = spawn(process.execPath, [...nodeArgs, cliPath, ...args], {
+    this.process = spawn(process.execPath, [...nodeArgs, cliEntryPath, ...args], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...env, FORCE_COLOR: "0", PAYNET_LOG_FORMAT: "json" },
     });

@@ -5,11 +5,9 @@ import { openDatabase, terminateSessions, type Database } from "../../core/durab
 import { storeArgs, type StoreChoice } from "../store-option.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { Mutex } from "./mutex.js";
 import { TcpProxy } from "./tcp-proxy.js";
-
-const cliPath = fileURLToPath(new URL("../../cli.js", import.meta.url));
+import { cliEntryPath } from "../../package-paths.js";
 
 export const clusterBounds = Object.freeze({
   readyTimeoutMs: 30_000,
@@ -183,7 +181,10 @@ export class ManagedProcess {
   #spawn(crashSpec: string | null): Incarnation {
     // PAYNET_CRASH_AT is always set, so that one in verify's own environment never reaches a child.
     const env = { ...process.env, FORCE_COLOR: "0", ...this.#spec.env, PAYNET_CRASH_AT: crashSpec ?? "" };
-    const child = spawn(process.execPath, [cliPath, ...this.#spec.args()], { stdio: ["ignore", "pipe", "pipe"], env });
+    const child = spawn(process.execPath, [cliEntryPath, ...this.#spec.args()], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env,
+    });
     const incarnation: Incarnation = {
       child,
       closed: Promise.resolve(),
