@@ -2,6 +2,7 @@
 // and the questions they ask on a terminal (a real one, tmux) instead of refusing. Items 8, 10 and 12 of issue 22.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { createServer, type Server } from "node:net";
 import { Network, Proc, passwords, runCli } from "./helpers/network.js";
 import { Terminal } from "./helpers/terminal.js";
 import { createThrowawayDatabase, latePostgres } from "./helpers/postgres.js";
@@ -96,6 +97,32 @@ describe("processes that say what they are doing", () => {
       1,
       bank.lines.join("\n"),
     );
+  });
+
+  it("a bank stopped while its first registration waits on a gateway that never answers stops in order", async () => {
+    // The gateway's port takes connections and says nothing: the registration waits out its deadline (2 s).
+    const silent: Server = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const silentAt = `127.0.0.1:${(silent.address() as { port: number }).port}`;
+    const bank = new Proc("bank", [
+      "bank",
+      "--id",
+      "SBI",
+      "--data-dir",
+      network.dir,
+      "--port",
+      "0",
+      "--gateway",
+      silentAt,
+    ]);
+    try {
+      await bank.waitFor(/listening on/);
+    } finally {
+      await bank.stop("SIGTERM");
+      silent.close();
+    }
+    assert.deepEqual(await bank.exited, { code: 0, signal: null }, bank.lines.join("\n"));
+    assert.match(bank.lines.at(-1)!, /stopped \(SIGTERM\)/);
   });
 
   it("bank --id with a number or name naming no bank, or no --id without a terminal, exits 2 listing the banks", async () => {

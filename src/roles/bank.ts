@@ -156,18 +156,12 @@ export async function runBank(flags: BankFlags): Promise<void> {
       }
     }
   };
-  // Holds that survived a restart are settled with the coordinator now rather than at their expiry.
-  participant.expireAllHolds();
-  await gateways.start();
-  let sweeping = false;
-  const sweeper = setInterval(() => {
-    if (sweeping) return;
-    sweeping = true;
-    // It catches each hold's failure itself: nothing rejects here.
-    void resolveOverdueHolds().finally(() => (sweeping = false));
-  }, bankTimeouts.sweepMs);
-
+  let sweeper: NodeJS.Timeout | undefined = undefined;
+  let terminating = false;
+  // Installed before the first registration, which can wait registerTimeoutMs for a gateway that does not answer:
+  // a SIGTERM meanwhile stops the bank in order too.
   onTerminate(async () => {
+    terminating = true;
     await stopMetrics?.();
     gateways.stop();
     clearInterval(sweeper);
@@ -175,6 +169,18 @@ export async function runBank(flags: BankFlags): Promise<void> {
     await participant.close();
     await releaseStore();
   }, logger);
+
+  // Holds that survived a restart are settled with the coordinator now rather than at their expiry.
+  participant.expireAllHolds();
+  await gateways.start();
+  if (terminating) return;
+  let sweeping = false;
+  sweeper = setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    // It catches each hold's failure itself: nothing rejects here.
+    void resolveOverdueHolds().finally(() => (sweeping = false));
+  }, bankTimeouts.sweepMs);
 }
 
 type OpenedLedger = (
