@@ -54,6 +54,12 @@ describe("offline payments", () => {
       ids.push(String(result.json?.id));
     }
     assert.deepEqual(await queueIds(net), ids, "queued in order, with the ids they were given");
+    const ofSbi = await runCli(["client", "queue", "--json", "--bank", "sbi", "--data-dir", net.dir]);
+    assert.deepEqual(
+      (ofSbi.json?.queued as Array<{ id: string }>).map((entry) => entry.id),
+      ids,
+      "--bank sbi is bank SBI",
+    );
 
     // The watcher waits on grpc connectivity and sends once the gateway is back.
     const watcher = new Proc(
@@ -86,6 +92,12 @@ describe("offline payments", () => {
     assert.deepEqual(
       (history.json?.payments as Array<{ id: string; status: string }>).map((entry) => [entry.id, entry.status]),
       ids.map((id) => [id, "committed"]),
+    );
+    const ofSbiHistory = await runCli(["client", "history", "--json", "--bank", "sbi", "--data-dir", net.dir]);
+    assert.deepEqual(
+      (ofSbiHistory.json?.payments as Array<{ id: string }>).map((entry) => entry.id),
+      ids,
+      "--bank sbi is bank SBI",
     );
 
     const again = await sync(net);

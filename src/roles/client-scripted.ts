@@ -251,15 +251,20 @@ export interface ListFlags {
   json: boolean;
 }
 
-function mineFilter(flags: ListFlags) {
+/** Entries of --user and --bank, if given; the bank as the network spells it (sbi is SBI), as pay recorded it. */
+async function mineFilter(flags: ListFlags) {
+  const bank =
+    flags.bank === undefined
+      ? undefined
+      : await canonicalBankName(flags.bank, dataPaths(flags.dataDir).accountsCsv, "--bank");
   return (entry: { user: string; bank: string }) =>
-    (flags.user === undefined || entry.user === flags.user) && (flags.bank === undefined || entry.bank === flags.bank);
+    (flags.user === undefined || entry.user === flags.user) && (bank === undefined || entry.bank === bank);
 }
 
 export async function runQueue(flags: ListFlags): Promise<number> {
   try {
     const { queue } = await openClientFiles(flags.dataDir);
-    const payments = (await queue.list()).filter(mineFilter(flags));
+    const payments = (await queue.list()).filter(await mineFilter(flags));
     const human =
       payments.length === 0
         ? "the offline queue is empty"
@@ -279,7 +284,7 @@ export async function runQueue(flags: ListFlags): Promise<number> {
 export async function runHistory(flags: ListFlags): Promise<number> {
   try {
     const { history } = await openClientFiles(flags.dataDir);
-    const entries = (await history.list()).filter(mineFilter(flags));
+    const entries = (await history.list()).filter(await mineFilter(flags));
     const human =
       entries.length === 0
         ? "no payments yet"
