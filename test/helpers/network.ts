@@ -6,7 +6,7 @@ import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterEach } from "node:test";
+import { after, afterEach } from "node:test";
 import {
   issueCertificates,
   clientFiles,
@@ -419,6 +419,32 @@ export function networkPerTest(options: { beforeDestroy?: (network: Network) => 
     await network.destroy();
   });
   return { create: async (createOptions) => (current = await Network.create(createOptions)) };
+}
+
+/**
+ * For a suite whose tests share one network (a process start is most of a short process test's time): call
+ * at the suite's top level, then run each test's body with `use`. The first test makes the network; a test
+ * that fails destroys it, so that what it left (a process still armed, a payment unfinished) cannot fail a
+ * later test, which gets a fresh one. The last is destroyed after the suite.
+ */
+export function networkPerSuite(): { use: (test: (network: Network) => Promise<void>) => Promise<void> } {
+  let current: Network | null = null;
+  after(async () => {
+    await current?.destroy();
+    current = null;
+  });
+  return {
+    use: async (test) => {
+      const network = (current ??= await Network.create());
+      try {
+        await test(network);
+      } catch (error) {
+        current = null;
+        await network.destroy();
+        throw error;
+      }
+    },
+  };
 }
 
 export { clientFiles, bankFiles, gatewayFiles, operatorFiles };
