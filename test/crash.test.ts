@@ -85,8 +85,15 @@ async function upWithVictimArmed(network: Network, role: Role, point: string): P
 
 type SharedNetwork = ReturnType<typeof networkPerSuite>;
 
+/** A network per victim role, shared by the cases of every suite of this file with that victim (perVictimRole). */
+const networkByVictim: Record<Role, SharedNetwork> = {
+  gateway: networkPerSuite(),
+  SBI: networkPerSuite(),
+  HDFC: networkPerSuite(),
+};
+
 /**
- * Defines a suite's cases in one sub-suite per victim role, whose cases share a network of its own, one after
+ * Defines a suite's cases in one sub-suite per victim role, whose cases share that role's network, one after
  * another (a case restarts only its victim: process starts are most of a case's time); each case still
  * measures its own balances before and after, and pays with its own ids. The sub-suites run side by side: their
  * networks share nothing, and a case spends most of its time waiting (for the banks' heartbeat to find a new
@@ -101,8 +108,7 @@ function perVictimRole<T extends { role: Role }>(
     if (ofRole.length === 0) continue;
     // Not side by side within (node:test hands a suite's concurrency down to the suites in it).
     describe(`${role} as the victim`, { concurrency: 1 }, () => {
-      const shared = networkPerSuite();
-      for (const testCase of ofRole) define(testCase, shared);
+      for (const testCase of ofRole) define(testCase, networkByVictim[role]);
     });
   }
 }

@@ -422,10 +422,10 @@ export function networkPerTest(options: { beforeDestroy?: (network: Network) => 
 }
 
 /**
- * For a suite whose tests share one network (a process start is most of a short process test's time): call
- * at the suite's top level, then run each test's body with `use`. The first test makes the network; a test
- * that fails destroys it, so that what it left (a process still armed, a payment unfinished) cannot fail a
- * later test, which gets a fresh one. The last is destroyed after the suite.
+ * For tests that share one network (a process start is most of a short process test's time): call at a
+ * suite's top level (or the file's), then run each test's body with `use`, one test at a time. The first test
+ * makes the network; a test that fails destroys it, so that what it left (a process still armed, a payment
+ * unfinished) cannot fail a later test, which gets a fresh one. The last is destroyed after the suite.
  */
 export function networkPerSuite(): { use: (test: (network: Network) => Promise<void>) => Promise<void> } {
   let current: Network | null = null;
