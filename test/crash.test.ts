@@ -4,7 +4,7 @@ import { describe, it } from "node:test";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import assert from "node:assert/strict";
-import { networkPerTest, runCli, waitUntil, type Network, type Proc } from "./helpers/network.js";
+import { networkPerSuite, networkPerTest, runCli, waitUntil, type Network, type Proc } from "./helpers/network.js";
 import { readGatewayRecords } from "../src/core/gateway/store/file/gateway-log.js";
 import { readArchivedPayments } from "../src/core/gateway/store/file/sqlite-archive.js";
 import { crashPointsByRole } from "../src/core/faults/crash.js";
@@ -62,73 +62,117 @@ async function payUntilFinal(
   }
 }
 
-describe("crash points", () => {
-  const networks = networkPerTest();
+/**
+ * Brings a shared network up for a case: a new `role` process armed to crash at `point` (a fresh process, so
+ * its passes through the point are counted from zero, as in a network of its own: `:2` is still its second),
+ * the other two as the previous case left them (or started now, unarmed, in a new network), and every bank
+ * registered with the gateway. Returns the armed process.
+ */
+async function upWithVictimArmed(network: Network, role: Role, point: string): Promise<Proc> {
+  const env = { PAYNET_CRASH_AT: point };
+  // Stopped in order (its journal folded, its locks released), as an operator restarts a process.
+  await (role === "gateway" ? network.gateway : network.banks.get(role))?.stop("SIGTERM");
+  if (network.gateway?.running !== true) await network.startGateway(role === "gateway" ? { env } : {});
+  await Promise.all(
+    (["SBI", "HDFC"] as const)
+      .filter((bank) => network.banks.get(bank)?.running !== true)
+      .map((bank) => network.startBank(bank, role === bank ? { env } : {})),
+  );
+  // A new gateway process is ready once the banks that kept running have registered with it again.
+  await network.gatewayReady();
+  return role === "gateway" ? network.gateway! : network.banks.get(role)!;
+}
 
-  for (const testCase of cases) {
-    const kind = testCase.payment.fromBank === testCase.payment.toBank ? "same-bank" : "cross-bank";
-    it(`${testCase.point} in ${testCase.role} (${kind}): ends ${testCase.expected}, applied once`, async () => {
-      const network = await networks.create();
-      const env = { PAYNET_CRASH_AT: testCase.point };
-      await network.startGateway(testCase.role === "gateway" ? { env } : {});
-      await Promise.all(
-        (["SBI", "HDFC"] as const).map((bank) => network.startBank(bank, testCase.role === bank ? { env } : {})),
-      );
-      const before = await network.balancesOnDisk();
-      const totalBefore = await network.totalOnDisk();
-      const paymentId = `crash-${testCase.point.replace(":", "-pass-")}-${kind}`;
+type SharedNetwork = ReturnType<typeof networkPerSuite>;
 
-      // The first attempt meets the crash; whatever it answered, the crashed process is gone.
-      const victim: Proc = testCase.role === "gateway" ? network.gateway! : network.banks.get(testCase.role)!;
-      // The answer, if any, is checked after recovery.
-      const firstAttempt = network.rawPay({ ...testCase.payment, amountMinor, paymentId });
-      const { signal } = await victim.exited;
-      assert.equal(signal, "SIGKILL", `${testCase.role} should die at ${testCase.point}`);
-      await firstAttempt;
+/** A network per victim role, shared by the cases of every suite of this file with that victim (perVictimRole). */
+const networkByVictim: Record<Role, SharedNetwork> = {
+  gateway: networkPerSuite(),
+  SBI: networkPerSuite(),
+  HDFC: networkPerSuite(),
+};
 
-      if (testCase.role === "gateway") await network.startGateway();
-      else await network.startBank(testCase.role);
-      await network.gatewayReady();
-
-      const outcome = await payUntilFinal(network, paymentId, testCase.payment);
-      assert.equal(outcome.status, testCase.expected, JSON.stringify(outcome));
-      await waitUntil(
-        async () => (await network.gatewayRecord(paymentId))?.finished === true,
-        "the gateway to finish the payment",
-      );
-      await waitUntil(async () => (await network.holdsOnDisk()) === 0, "every hold to be released");
-
-      const after = await network.balancesOnDisk();
-      const { from, fromBank, to, toBank } = testCase.payment;
-      const moved = testCase.expected === "committed" ? amountMinor : 0n;
-      assert.equal(after.get(`${from}@${fromBank}`), before.get(`${from}@${fromBank}`)! - moved);
-      assert.equal(after.get(`${to}@${toBank}`), before.get(`${to}@${toBank}`)! + moved);
-      assert.equal(await network.totalOnDisk(), totalBefore);
-
-      // A live process may be between writing and renaming a temp file; one of a dead process is litter.
-      const deadOwner = (name: string) => {
-        const pid = Number(/\.([0-9]+)\.[0-9a-f]+\.tmp$/.exec(name)?.[1]);
-        try {
-          process.kill(pid, 0);
-          return false;
-        } catch {
-          return true;
-        }
-      };
-      for (const dir of [dirname(network.paths.accountsCsv), dirname(network.paths.transactionLogsJson)]) {
-        assert.deepEqual(
-          (await readdir(dir)).filter((name) => name.endsWith(".tmp") && deadOwner(name)),
-          [],
-          `temp files of dead processes left in ${dir}`,
-        );
-      }
-
-      // A retry with the same id answers the same and moves nothing.
-      const retry = await payUntilFinal(network, paymentId, testCase.payment);
-      assert.deepEqual(retry, outcome);
-      assert.deepEqual(await network.balancesOnDisk(), after);
+/**
+ * Defines a suite's cases in one sub-suite per victim role, whose cases share that role's network, one after
+ * another (a case restarts only its victim: process starts are most of a case's time); each case still
+ * measures its own balances before and after, and pays with its own ids. The sub-suites run side by side: their
+ * networks share nothing, and a case spends most of its time waiting (for the banks' heartbeat to find a new
+ * gateway, for the gateway's wait on phase 2), not computing.
+ */
+function perVictimRole<T extends { role: Role }>(
+  cases: T[],
+  define: (testCase: T, shared: SharedNetwork) => void,
+): void {
+  for (const role of ["gateway", "SBI", "HDFC"] as const) {
+    const ofRole = cases.filter((testCase) => testCase.role === role);
+    if (ofRole.length === 0) continue;
+    // Not side by side within (node:test hands a suite's concurrency down to the suites in it).
+    describe(`${role} as the victim`, { concurrency: 1 }, () => {
+      for (const testCase of ofRole) define(testCase, networkByVictim[role]);
     });
   }
+}
+
+describe("crash points", { concurrency: true }, () => {
+  perVictimRole(cases, (testCase, shared) => {
+    const kind = testCase.payment.fromBank === testCase.payment.toBank ? "same-bank" : "cross-bank";
+    it(`${testCase.point} in ${testCase.role} (${kind}): ends ${testCase.expected}, applied once`, () =>
+      shared.use(async (network) => {
+        const victim = await upWithVictimArmed(network, testCase.role, testCase.point);
+        const before = await network.balancesOnDisk();
+        const totalBefore = await network.totalOnDisk();
+        const paymentId = `crash-${testCase.point.replace(":", "-pass-")}-${kind}`;
+
+        // The first attempt meets the crash; whatever it answered, the crashed process is gone.
+        // The answer, if any, is checked after recovery.
+        const firstAttempt = network.rawPay({ ...testCase.payment, amountMinor, paymentId });
+        const { signal } = await victim.exited;
+        assert.equal(signal, "SIGKILL", `${testCase.role} should die at ${testCase.point}`);
+        await firstAttempt;
+
+        if (testCase.role === "gateway") await network.startGateway();
+        else await network.startBank(testCase.role);
+        await network.gatewayReady();
+
+        const outcome = await payUntilFinal(network, paymentId, testCase.payment);
+        assert.equal(outcome.status, testCase.expected, JSON.stringify(outcome));
+        await waitUntil(
+          async () => (await network.gatewayRecord(paymentId))?.finished === true,
+          "the gateway to finish the payment",
+        );
+        await waitUntil(async () => (await network.holdsOnDisk()) === 0, "every hold to be released");
+
+        const after = await network.balancesOnDisk();
+        const { from, fromBank, to, toBank } = testCase.payment;
+        const moved = testCase.expected === "committed" ? amountMinor : 0n;
+        assert.equal(after.get(`${from}@${fromBank}`), before.get(`${from}@${fromBank}`)! - moved);
+        assert.equal(after.get(`${to}@${toBank}`), before.get(`${to}@${toBank}`)! + moved);
+        assert.equal(await network.totalOnDisk(), totalBefore);
+
+        // A live process may be between writing and renaming a temp file; one of a dead process is litter.
+        const deadOwner = (name: string) => {
+          const pid = Number(/\.([0-9]+)\.[0-9a-f]+\.tmp$/.exec(name)?.[1]);
+          try {
+            process.kill(pid, 0);
+            return false;
+          } catch {
+            return true;
+          }
+        };
+        for (const dir of [dirname(network.paths.accountsCsv), dirname(network.paths.transactionLogsJson)]) {
+          assert.deepEqual(
+            (await readdir(dir)).filter((name) => name.endsWith(".tmp") && deadOwner(name)),
+            [],
+            `temp files of dead processes left in ${dir}`,
+          );
+        }
+
+        // A retry with the same id answers the same and moves nothing.
+        const retry = await payUntilFinal(network, paymentId, testCase.payment);
+        assert.deepEqual(retry, outcome);
+        assert.deepEqual(await network.balancesOnDisk(), after);
+      }));
+  });
 });
 
 /** Three payments with three answers: a committed and a refused cross-bank one, and a same-bank one. */
@@ -346,66 +390,63 @@ async function payMany(
   }
 }
 
-describe("crash points in a MakePayments call", () => {
-  const networks = networkPerTest();
+describe("crash points in a MakePayments call", { concurrency: true }, () => {
+  perVictimRole(batchCases, (testCase, shared) => {
+    it(`${testCase.point} in ${testCase.role}: each order ends with one answer, applied once`, () =>
+      shared.use(async (net) => {
+        const victim = await upWithVictimArmed(net, testCase.role, testCase.point);
+        const before = await net.balancesOnDisk();
+        const totalBefore = await net.totalOnDisk();
+        const orders = [
+          { paymentId: `${testCase.point}-1`, toUser: "bob", toBank: "HDFC", amountMinor: 100n },
+          { paymentId: `${testCase.point}-2`, toUser: "dave", toBank: "HDFC", amountMinor: 200n },
+          { paymentId: `${testCase.point}-too-much`, toUser: "bob", toBank: "HDFC", amountMinor: 90_000_000n },
+          { paymentId: `${testCase.point}-3`, toUser: "bob", toBank: "HDFC", amountMinor: 300n },
+        ];
 
-  for (const testCase of batchCases) {
-    it(`${testCase.point} in ${testCase.role}: each order ends with one answer, applied once`, async () => {
-      const net = await networks.create();
-      const env = { PAYNET_CRASH_AT: testCase.point };
-      await net.startGateway(testCase.role === "gateway" ? { env } : {});
-      await Promise.all(
-        (["SBI", "HDFC"] as const).map((bank) => net.startBank(bank, testCase.role === bank ? { env } : {})),
-      );
-      const before = await net.balancesOnDisk();
-      const totalBefore = await net.totalOnDisk();
-      const orders = [
-        { paymentId: `${testCase.point}-1`, toUser: "bob", toBank: "HDFC", amountMinor: 100n },
-        { paymentId: `${testCase.point}-2`, toUser: "dave", toBank: "HDFC", amountMinor: 200n },
-        { paymentId: `${testCase.point}-too-much`, toUser: "bob", toBank: "HDFC", amountMinor: 90_000_000n },
-        { paymentId: `${testCase.point}-3`, toUser: "bob", toBank: "HDFC", amountMinor: 300n },
-      ];
+        const firstAttempt = payMany(net, orders);
+        assert.equal((await victim.exited).signal, "SIGKILL", `${testCase.role} should die at ${testCase.point}`);
+        await firstAttempt;
+        if (testCase.role === "gateway") await net.startGateway();
+        else await net.startBank(testCase.role);
+        await net.gatewayReady();
 
-      const victim: Proc = testCase.role === "gateway" ? net.gateway! : net.banks.get(testCase.role)!;
-      const firstAttempt = payMany(net, orders);
-      assert.equal((await victim.exited).signal, "SIGKILL", `${testCase.role} should die at ${testCase.point}`);
-      await firstAttempt;
-      if (testCase.role === "gateway") await net.startGateway();
-      else await net.startBank(testCase.role);
-      await net.gatewayReady();
-
-      // Repeated, as a careful client would, until no order is in doubt.
-      let answers: BatchAnswer[] | null = null;
-      for (let attempt = 1; answers === null || answers.some((answer) => answer.status === "in doubt"); attempt += 1) {
-        assert.ok(attempt <= 600, `orders still in doubt: ${JSON.stringify(answers)}`);
-        answers = await payMany(net, orders);
-        if (answers === null) await net.gatewayReady();
-      }
-      assert.deepEqual(
-        answers.map((answer) => answer.status),
-        orders.map((order) => (order.amountMinor > before.get("alice@SBI")! ? "aborted" : testCase.expected)),
-        JSON.stringify(answers),
-      );
-      for (const order of orders)
-        await waitUntil(
-          async () => (await net.gatewayRecord(order.paymentId))?.finished === true,
-          `the gateway to finish ${order.paymentId}`,
+        // Repeated, as a careful client would, until no order is in doubt.
+        let answers: BatchAnswer[] | null = null;
+        for (
+          let attempt = 1;
+          answers === null || answers.some((answer) => answer.status === "in doubt");
+          attempt += 1
+        ) {
+          assert.ok(attempt <= 600, `orders still in doubt: ${JSON.stringify(answers)}`);
+          answers = await payMany(net, orders);
+          if (answers === null) await net.gatewayReady();
+        }
+        assert.deepEqual(
+          answers.map((answer) => answer.status),
+          orders.map((order) => (order.amountMinor > before.get("alice@SBI")! ? "aborted" : testCase.expected)),
+          JSON.stringify(answers),
         );
-      await waitUntil(async () => (await net.holdsOnDisk()) === 0, "every hold to be released");
+        for (const order of orders)
+          await waitUntil(
+            async () => (await net.gatewayRecord(order.paymentId))?.finished === true,
+            `the gateway to finish ${order.paymentId}`,
+          );
+        await waitUntil(async () => (await net.holdsOnDisk()) === 0, "every hold to be released");
 
-      const after = await net.balancesOnDisk();
-      const expected = new Map(before);
-      orders.forEach((order, index) => {
-        if (answers[index]!.status !== "committed") return;
-        expected.set("alice@SBI", expected.get("alice@SBI")! - order.amountMinor);
-        expected.set(`${order.toUser}@HDFC`, expected.get(`${order.toUser}@HDFC`)! + order.amountMinor);
-      });
-      assert.deepEqual(after, expected, "every committed order applied once, nothing else moved");
-      assert.equal(await net.totalOnDisk(), totalBefore);
+        const after = await net.balancesOnDisk();
+        const expected = new Map(before);
+        orders.forEach((order, index) => {
+          if (answers[index]!.status !== "committed") return;
+          expected.set("alice@SBI", expected.get("alice@SBI")! - order.amountMinor);
+          expected.set(`${order.toUser}@HDFC`, expected.get(`${order.toUser}@HDFC`)! + order.amountMinor);
+        });
+        assert.deepEqual(after, expected, "every committed order applied once, nothing else moved");
+        assert.equal(await net.totalOnDisk(), totalBefore);
 
-      // The same call again answers the same and moves nothing.
-      assert.deepEqual(await payMany(net, orders), answers);
-      assert.deepEqual(await net.balancesOnDisk(), after);
-    });
-  }
+        // The same call again answers the same and moves nothing.
+        assert.deepEqual(await payMany(net, orders), answers);
+        assert.deepEqual(await net.balancesOnDisk(), after);
+      }));
+  });
 });

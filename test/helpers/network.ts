@@ -5,7 +5,7 @@ import { cp, mkdtemp, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { afterEach } from "node:test";
+import { after, afterEach } from "node:test";
 import {
   issueCertificates,
   clientFiles,
@@ -420,6 +420,32 @@ export function networkPerTest(options: { beforeDestroy?: (network: Network) => 
     await network.destroy();
   });
   return { create: async (createOptions) => (current = await Network.create(createOptions)) };
+}
+
+/**
+ * For tests that share one network (a process start is most of a short process test's time): call at a
+ * suite's top level (or the file's), then run each test's body with `use`, one test at a time. The first test
+ * makes the network; a test that fails destroys it, so that what it left (a process still armed, a payment
+ * unfinished) cannot fail a later test, which gets a fresh one. The last is destroyed after the suite.
+ */
+export function networkPerSuite(): { use: (test: (network: Network) => Promise<void>) => Promise<void> } {
+  let current: Network | null = null;
+  after(async () => {
+    await current?.destroy();
+    current = null;
+  });
+  return {
+    use: async (test) => {
+      const network = (current ??= await Network.create());
+      try {
+        await test(network);
+      } catch (error) {
+        current = null;
+        await network.destroy();
+        throw error;
+      }
+    },
+  };
 }
 
 export { clientFiles, bankFiles, gatewayFiles, operatorFiles };
