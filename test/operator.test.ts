@@ -71,6 +71,7 @@ describe("operator view", () => {
     assert.equal(report.offlineQueue, 0);
 
     const human = await runCli(["status", "--data-dir", net.dir, "--gateway", net.gatewayAddress]);
+    assert.match(human.stdout, new RegExp(`^gateway ${net.gatewayAddress.replaceAll(".", "\\.")}  store files\n`));
     assert.match(human.stdout, /HDFC\s+down/);
     assert.match(human.stdout, /oldest in doubt\n.*aborted\s+7\.00 alice@SBI → bob@HDFC \(payment held-in-doubt-1\)/);
 

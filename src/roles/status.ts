@@ -158,7 +158,11 @@ export async function runStatus(flags: StatusFlags & StatusWatchFlags): Promise<
       process.stdout.write(`${JSON.stringify(report)}\n`);
       return exitCodes.ok;
     }
-    const lines = [`${chalk.bold("store")} ${report.store || "files"}`, chalk.bold("banks")];
+    // Which gateway answered: with several, the first listed may be down and another one speaks.
+    const lines = [
+      `${chalk.bold("gateway")} ${report.gateway}  ${chalk.bold("store")} ${report.store || "files"}`,
+      chalk.bold("banks"),
+    ];
     for (const bank of report.banks) {
       lines.push(
         `  ${bank.name.padEnd(10)} ${bank.up ? chalk.green("up  ") : chalk.red("down")} ${bank.address.padEnd(22)} holds ${String(bank.holds).padStart(4)}  last seen ${bank.lastSeen ?? "never (since the gateway started)"}`,
