@@ -249,6 +249,12 @@ await yargs(argv.length === 0 ? ["--help"] : argv)
           describe:
             "gateways the bench starts side by side (1-5, PostgreSQL store only); the clients' connections are spread over them",
         })
+        .option("bank-instances", {
+          type: "number",
+          default: 1,
+          describe:
+            "processes per bank the bench starts (1-8, PostgreSQL store only), each with --multi-instance: the shared ledger's throughput",
+        })
         .option("keep", { type: "boolean", default: false, describe: "keep the temp data dir" })
         .option("cpu-prof", {
           type: "string",
@@ -266,6 +272,7 @@ await yargs(argv.length === 0 ? ["--help"] : argv)
           store: parseStore(args.store, args["unsafe-allow-async-commit"]),
           gateway: args.gateway,
           gateways: args.gateways,
+          bankInstances: args.bankInstances,
           payments: args.payments,
           warmup: args.warmup,
           concurrency: args.concurrency,
