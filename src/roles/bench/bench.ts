@@ -411,7 +411,7 @@ export async function runBench(given: BenchFlags): Promise<number> {
     if (network.owned && flags.keep) note(`data dir kept: ${network.dataDir}`);
     if (flags.cpuProf !== undefined)
       note(
-        `CPU profiles (the whole life of each process, warm-up included): ${resolve(flags.cpuProf)}/{gateway,bank-NAME}.cpuprofile`,
+        `CPU profiles (the whole life of each process, warm-up included): ${resolve(flags.cpuProf)}/{gateway,bank-NAME${flags.bankInstances > 1 ? "-INSTANCE" : ""}}.cpuprofile`,
       );
   }
 }

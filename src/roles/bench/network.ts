@@ -1,5 +1,6 @@
 // The network `paynet bench` measures: by default a fresh one in a temporary data dir (generated accounts,
-// certificates, a gateway and one bank per bank as child processes), or an existing one (--gateway).
+// certificates, a gateway and one bank per bank as child processes, or on PostgreSQL several of each: --gateways,
+// --bank-instances), or an existing one (--gateway).
 import { createScratchDatabase } from "../../core/durable/postgres/database.js";
 import { storeArgs, type StoreChoice } from "../store-option.js";
 import { spawn, type ChildProcess } from "node:child_process";
