@@ -11,7 +11,7 @@ import { bankTimeouts, runBank } from "./roles/bank.js";
 import { runBalance, runHistory, runPay, runQueue, runSync } from "./roles/client-scripted.js";
 import { runInteractive } from "./roles/client-interactive.js";
 import { exitCodeHelp, exitCodes, UsageError } from "./roles/exit-codes.js";
-import { runUp, upGatewaysMax } from "./roles/up.js";
+import { runUp, upBankInstancesMax, upGatewaysMax } from "./roles/up.js";
 import { runPayment, runStatus } from "./roles/status.js";
 import { watchIntervalMs } from "./roles/status-watch.js";
 import { PortInUseError } from "./core/transport/listen.js";
@@ -132,7 +132,10 @@ await yargs(argv.length === 0 ? ["--help"] : argv)
         .option("port", portOption(8080, "gateway port (0: any free port)"))
         .option(
           "bank-port",
-          portOption(undefined, "first bank port (0: any free port; default: server/current_port_server.txt)"),
+          portOption(
+            undefined,
+            "first bank port, the next bank (or instance) on the next port (0: any free port; default: server/current_port_server.txt)",
+          ),
         )
         .option("restart", {
           type: "boolean",
@@ -144,6 +147,11 @@ await yargs(argv.length === 0 ? ["--help"] : argv)
           default: 1,
           describe: `gateways side by side on the PostgreSQL store (1-${upGatewaysMax}), on ports P, P+1, … (--port 0: free ports); every bank registers with each`,
         })
+        .option("bank-instances", {
+          type: "number",
+          default: 1,
+          describe: `processes per bank on the PostgreSQL store (1-${upBankInstancesMax}), each with --multi-instance and its own port (--bank-port P: bank i's instance j on P + i×N + j); the gateways spread each bank's calls over them`,
+        })
         .epilogue(exitCodeHelp("up"))
         .options(storeOptions)
         .check(checkStore)
@@ -153,6 +161,14 @@ await yargs(argv.length === 0 ? ["--help"] : argv)
             return `--gateways must be a whole number from 1 to ${upGatewaysMax}, got ${String(args.gateways)}`;
           if (gateways > 1 && parseStore(args.store).kind === "files")
             return `--gateways ${gateways} needs --store postgres://…: the files store is one gateway process's (it holds the data dir's lock), while gateways on PostgreSQL share the payment log and take over each other's payments`;
+          return true;
+        })
+        .check((args) => {
+          const instances = Number(args.bankInstances);
+          if (!Number.isSafeInteger(instances) || instances < 1 || instances > upBankInstancesMax)
+            return `--bank-instances must be a whole number from 1 to ${upBankInstancesMax}, got ${String(args.bankInstances)}`;
+          if (instances > 1 && parseStore(args.store).kind === "files")
+            return `--bank-instances ${instances} needs --store postgres://…: a bank's files are one process's (it holds their lock), while instances on PostgreSQL share the bank's schema`;
           return true;
         }),
     (args) =>
@@ -165,6 +181,7 @@ await yargs(argv.length === 0 ? ["--help"] : argv)
           store: parseStore(args.store, args["unsafe-allow-async-commit"]),
           restart: args.restart,
           gateways: args.gateways,
+          bankInstances: args.bankInstances,
         }),
       ),
   )
@@ -232,6 +249,12 @@ await yargs(argv.length === 0 ? ["--help"] : argv)
           describe:
             "gateways the bench starts side by side (1-5, PostgreSQL store only); the clients' connections are spread over them",
         })
+        .option("bank-instances", {
+          type: "number",
+          default: 1,
+          describe:
+            "processes per bank the bench starts (1-8, PostgreSQL store only), each with --multi-instance: the shared ledger's throughput",
+        })
         .option("keep", { type: "boolean", default: false, describe: "keep the temp data dir" })
         .option("cpu-prof", {
           type: "string",
@@ -249,6 +272,7 @@ await yargs(argv.length === 0 ? ["--help"] : argv)
           store: parseStore(args.store, args["unsafe-allow-async-commit"]),
           gateway: args.gateway,
           gateways: args.gateways,
+          bankInstances: args.bankInstances,
           payments: args.payments,
           warmup: args.warmup,
           concurrency: args.concurrency,

@@ -458,6 +458,7 @@ describe("benchUsageError", () => {
     store: { kind: "files" },
     gateway: undefined,
     gateways: 1,
+    bankInstances: 1,
     payments: 200,
     warmup: 0,
     concurrency: 8,
@@ -523,6 +524,22 @@ describe("benchUsageError", () => {
       "--gateways 2 with --gateway (the bench starts none)",
       { gateways: 2, gateway: "127.0.0.1:8080" },
       /with --gateway the bench starts none/,
+    ],
+    ["--bank-instances 0", { bankInstances: 0 }, /--bank-instances must be an integer in 1-8/],
+    ["--bank-instances 9", { bankInstances: 9 }, /--bank-instances must be an integer in 1-8/],
+    ["--bank-instances 2 on the file store", { bankInstances: 2 }, /--bank-instances above 1 needs --store postgres/],
+    [
+      "--bank-instances 8 on PostgreSQL",
+      {
+        bankInstances: 8,
+        store: { kind: "postgres", url: "postgres://postgres@127.0.0.1:5432/x", allowAsyncCommit: false },
+      },
+      null,
+    ],
+    [
+      "--bank-instances 2 with --gateway (the bench starts none)",
+      { bankInstances: 2, gateway: "127.0.0.1:8080" },
+      /--bank-instances starts banks; with --gateway the bench starts none/,
     ],
     [
       "--cpu-prof with --gateway (the bench starts no process to profile)",

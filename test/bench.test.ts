@@ -6,6 +6,7 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCli } from "./helpers/network.js";
+import { testServerUrl } from "./helpers/postgres.js";
 
 interface BenchJson {
   payments: number;
@@ -238,5 +239,23 @@ describe("paynet bench's default warm-up", { timeout: 90_000 }, () => {
     const report = result.json as unknown as BenchJson;
     assertConsistent(report, 40);
     assert.equal(report.warmup?.payments, 40);
+  });
+});
+
+// The shared ledger (`paynet bank --multi-instance`) under the bench: on a database the bench creates on the test
+// server and drops after, two processes per bank, each measured, and the same checks as any run.
+describe("paynet bench --bank-instances 2 on PostgreSQL", { timeout: 90_000 }, () => {
+  it("starts two processes per bank, measures the CPU of each, and finds every balance conserved", async () => {
+    const result = await runCli([
+      ...["bench", "--store", testServerUrl, "--bank-instances", "2"],
+      ...["--payments", "100", "--warmup", "0", "--concurrency", "4", "--accounts", "8", "--json"],
+    ]);
+    assert.equal(result.code, 0, `exit ${result.code}; stderr:\n${result.stderr}`);
+    const report = result.json as unknown as BenchJson & { network: { bankInstances: number } };
+    assertConsistent(report, 100);
+    assert.ok(report.committed > 0);
+    assert.equal(report.network.bankInstances, 2);
+    const banks = report.cpu.processes.map((entry) => entry.name).filter((name) => name.startsWith("bank "));
+    assert.deepEqual(banks.sort(), ["bank BANKA #1", "bank BANKA #2", "bank BANKB #1", "bank BANKB #2"]);
   });
 });

@@ -1,5 +1,5 @@
 // `paynet up`: one command that runs a whole network: the gateway (or, on PostgreSQL, several) and one bank
-// process per bank, registered with every gateway.
+// process per bank (or, on PostgreSQL, several: --bank-instances), registered with every gateway.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { banksInDataDir, ensureCertificates, seedDataDir } from "./seed.js";
@@ -8,6 +8,7 @@ import { exitCodes } from "./exit-codes.js";
 import { storeArgs, type StoreChoice } from "./store-option.js";
 import { prettyLogLine } from "../core/observability/log.js";
 import { cliEntryPath } from "../package-paths.js";
+import { instanceBounds } from "../core/gateway/bank-instances.js";
 
 export interface UpFlags {
   dataDir: string;
@@ -21,10 +22,17 @@ export interface UpFlags {
   restart: boolean;
   /** Gateways side by side (more than one only on PostgreSQL; the CLI refuses more with the files store). */
   gateways: number;
+  /**
+   * Processes per bank (more than one only on PostgreSQL, each with --multi-instance; the CLI refuses more with
+   * the files store). 1 starts each bank exactly as a lone `paynet bank` would.
+   */
+  bankInstances: number;
 }
 
 /** `--gateways`: side by side on one machine, each a process with its own lease; beyond this, run them by hand. */
 export const upGatewaysMax = 8;
+/** `--bank-instances`: a gateway keeps at most this many instances of one bank (instanceBounds.instancesMax). */
+export const upBankInstancesMax = instanceBounds.instancesMax;
 
 const readyTimeoutMs = 60_000;
 const stopGraceMs = 5_000;
@@ -192,37 +200,60 @@ export async function runUp(flags: UpFlags): Promise<number> {
     return address!;
   };
 
+  /**
+   * Instance j of bank i: with --bank-port P, port P + i×N + j (N instances per bank: every process its own port;
+   * with one instance, P + i as before); 0, any free port; absent, the next from server/current_port_server.txt,
+   * which each process takes under the file's lock, so instances of one bank get distinct ones too. Resolves
+   * with its part of the ready line once it is registered with every gateway.
+   */
+  const startBank = async (
+    bank: string,
+    bankIndex: number,
+    instance: number,
+    gatewayAddresses: readonly string[],
+  ): Promise<string> => {
+    const several = flags.bankInstances > 1;
+    const name = several ? `bank ${bank} #${instance + 1}` : `bank ${bank}`;
+    let portArgs =
+      flags.bankPort === undefined
+        ? []
+        : ["--port", String(flags.bankPort === 0 ? 0 : flags.bankPort + bankIndex * flags.bankInstances + instance)];
+    const started = spawnChild(name, () => [
+      "bank",
+      "--id",
+      bank,
+      "--data-dir",
+      flags.dataDir,
+      "--host",
+      flags.host,
+      "--gateway",
+      gatewayAddresses.join(","),
+      ...portArgs,
+      // Only with several: a lone bank keeps its exclusive lock, which refuses a second process by mistake.
+      ...(several ? ["--multi-instance"] : []),
+      ...storeArgs(flags.store),
+    ]);
+    const [, address] = await waitForLine(started.child, started.lines, listeningPattern);
+    portArgs = ["--port", address!.split(":").at(-1)!];
+    await Promise.all(
+      gatewayAddresses.map((gateway) =>
+        waitForLine(started.child, started.lines, new RegExp(`registered with the gateway at ${escaped(gateway)}`)),
+      ),
+    );
+    return `${several ? `${bank} #${instance + 1}` : bank} ${address}`;
+  };
+
   try {
     // A restarted process keeps the port it first listened on: banks and clients know it by that address.
     const gatewayAddresses = await Promise.all(
       Array.from({ length: flags.gateways }, (_, index) => startGateway(index)),
     );
     const bankAddresses = await Promise.all(
-      banks.map(async (bank, index) => {
-        let portArgs =
-          flags.bankPort === undefined ? [] : ["--port", String(flags.bankPort === 0 ? 0 : flags.bankPort + index)];
-        const started = spawnChild(`bank ${bank}`, () => [
-          "bank",
-          "--id",
-          bank,
-          "--data-dir",
-          flags.dataDir,
-          "--host",
-          flags.host,
-          "--gateway",
-          gatewayAddresses.join(","),
-          ...portArgs,
-          ...storeArgs(flags.store),
-        ]);
-        const [, address] = await waitForLine(started.child, started.lines, listeningPattern);
-        portArgs = ["--port", address!.split(":").at(-1)!];
-        await Promise.all(
-          gatewayAddresses.map((gateway) =>
-            waitForLine(started.child, started.lines, new RegExp(`registered with the gateway at ${escaped(gateway)}`)),
-          ),
-        );
-        return `${bank} ${address}`;
-      }),
+      banks.flatMap((bank, bankIndex) =>
+        Array.from({ length: flags.bankInstances }, (_, instance) =>
+          startBank(bank, bankIndex, instance, gatewayAddresses),
+        ),
+      ),
     );
     // One gateway keeps the line scripts parse (`ready: gateway H:P, banks …`).
     const gatewaysText =

@@ -18,6 +18,7 @@ import { runLoad, warmupIdInfix, type LoadProgress, type LoadResult } from "./lo
 import { waitUntilSettled } from "./state.js";
 import { reportJson, reportOk, reportTable, type BenchReport } from "./report.js";
 import { CpuMeter, type CpuUse } from "./process-cpu.js";
+import { instanceBounds } from "../../core/gateway/bank-instances.js";
 
 export interface BenchFlags {
   dataDir: string;
@@ -27,6 +28,8 @@ export interface BenchFlags {
   gateway: string | undefined;
   /** Gateways the bench starts side by side on its PostgreSQL database (1: one, on either store). */
   gateways: number;
+  /** Processes per bank the bench starts (above 1: --multi-instance on PostgreSQL, the shared ledger). */
+  bankInstances: number;
   payments: number;
   /** Payments made first, not timed; undefined: warmupDefault(payments). */
   warmup: number | undefined;
@@ -53,6 +56,8 @@ type WarmupChosen = BenchFlags & { warmup: number };
 export const benchLimits = Object.freeze({
   paymentsMax: 10_000_000,
   gatewaysMax: 5,
+  /** A gateway keeps at most this many instances of one bank. */
+  bankInstancesMax: instanceBounds.instancesMax,
   concurrencyMax: 1024,
   rateMax: 1_000_000,
   timeoutMsMax: 24 * 3_600_000,
@@ -121,6 +126,12 @@ export function benchUsageError(flags: BenchFlags): string | null {
     return "--gateways starts gateways; with --gateway the bench starts none (give one address)";
   if (flags.gateways > 1 && flags.store.kind !== "postgres")
     return "--gateways above 1 needs --store postgres://…: gateways side by side share their payments in one database, and the file store is one process's";
+  if (!isInteger(flags.bankInstances, 1, benchLimits.bankInstancesMax))
+    return `--bank-instances must be an integer in 1-${benchLimits.bankInstancesMax}, got ${flags.bankInstances}`;
+  if (flags.bankInstances > 1 && flags.gateway !== undefined)
+    return "--bank-instances starts banks; with --gateway the bench starts none";
+  if (flags.bankInstances > 1 && flags.store.kind !== "postgres")
+    return "--bank-instances above 1 needs --store postgres://…: instances of a bank share its schema in one database, and a bank's files are one process's";
   if (flags.gateway !== undefined) {
     try {
       validateAddress(flags.gateway, "--gateway");
@@ -174,8 +185,9 @@ async function openNetwork(flags: WarmupChosen): Promise<BenchNetwork> {
   if (flags.gateway !== undefined) return existingNetwork(flags.dataDir, flags.gateway, flags.store);
   const banks = [...benchBanksDefault];
   const balanceMinor = balanceOfCreated(flags);
+  const instancesText = flags.bankInstances === 1 ? "" : ` of ${flags.bankInstances} processes each`;
   note(
-    `starting ${flags.gateways === 1 ? "a gateway" : `${flags.gateways} gateways`} and ${banks.length} banks with ${flags.accounts} accounts of ${formatMinor(balanceMinor)} each`,
+    `starting ${flags.gateways === 1 ? "a gateway" : `${flags.gateways} gateways`} and ${banks.length} banks${instancesText} with ${flags.accounts} accounts of ${formatMinor(balanceMinor)} each`,
   );
   const network = await startOwnNetwork({
     accounts: flags.accounts,
@@ -187,6 +199,7 @@ async function openNetwork(flags: WarmupChosen): Promise<BenchNetwork> {
     cpuProfileDir: flags.cpuProf === undefined ? undefined : resolve(flags.cpuProf),
     store: flags.store,
     gateways: flags.gateways,
+    bankInstances: flags.bankInstances,
   });
   note(
     `network ready: ${network.gatewayAddresses.length === 1 ? "gateway" : "gateways"} ${network.gatewayAddresses.join(", ")}, data dir ${network.dataDir}`,
@@ -349,6 +362,7 @@ async function check(
       owned: network.owned,
       gateway: network.gatewayAddresses.join(","),
       gateways: network.gatewayAddresses.length,
+      bankInstances: flags.bankInstances,
       dataDir: network.dataDir,
       kept: network.owned && flags.keep,
       exits: network.unexpectedExits(),
@@ -397,7 +411,7 @@ export async function runBench(given: BenchFlags): Promise<number> {
     if (network.owned && flags.keep) note(`data dir kept: ${network.dataDir}`);
     if (flags.cpuProf !== undefined)
       note(
-        `CPU profiles (the whole life of each process, warm-up included): ${resolve(flags.cpuProf)}/{gateway,bank-NAME}.cpuprofile`,
+        `CPU profiles (the whole life of each process, warm-up included): ${resolve(flags.cpuProf)}/{gateway,bank-NAME${flags.bankInstances > 1 ? "-INSTANCE" : ""}}.cpuprofile`,
       );
   }
 }

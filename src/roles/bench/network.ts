@@ -1,5 +1,6 @@
 // The network `paynet bench` measures: by default a fresh one in a temporary data dir (generated accounts,
-// certificates, a gateway and one bank per bank as child processes), or an existing one (--gateway).
+// certificates, a gateway and one bank per bank as child processes, or on PostgreSQL several of each: --gateways,
+// --bank-instances), or an existing one (--gateway).
 import { createScratchDatabase } from "../../core/durable/postgres/database.js";
 import { storeArgs, type StoreChoice } from "../store-option.js";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -137,6 +138,8 @@ export interface OwnNetworkOptions {
   store: StoreChoice;
   /** Gateways side by side (PostgreSQL only above 1); each bank registers with every one. */
   gateways: number;
+  /** Processes per bank (PostgreSQL only above 1, each with --multi-instance on the bank's shared schema). */
+  bankInstances: number;
 }
 
 /** Node flags that make a child write its CPU profile as `<fileStem>.cpuprofile` when it exits. */
@@ -160,6 +163,30 @@ async function prepareDataDir(options: OwnNetworkOptions): Promise<string> {
   await writeFile(paths.accountsCsv, serializeAccountsCsv(rows));
   await issueCertificates({ certificateDir: paths.certificateDir, banks: options.banks });
   return dataDir;
+}
+
+/** Instance `instance` (from 0) of a bank, on a free port; with several, each one of the bank's shared schema. */
+function startBank(
+  options: OwnNetworkOptions,
+  dataDir: string,
+  store: StoreChoice,
+  gatewayAddresses: readonly string[],
+  bank: string,
+  instance: number,
+): Child {
+  const several = options.bankInstances > 1;
+  return new Child(
+    several ? `bank ${bank} #${instance + 1}` : `bank ${bank}`,
+    [
+      ...["bank", "--id", bank, "--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0"],
+      ...["--gateway", gatewayAddresses.join(",")],
+      // Only with several: a lone bank keeps its exclusive lock, and the ledger that decides in memory.
+      ...(several ? ["--multi-instance"] : []),
+      ...storeArgs(store),
+    ],
+    options.env,
+    profilerArgs(options, several ? `bank-${bank}-${instance + 1}` : `bank-${bank}`),
+  );
 }
 
 export async function startOwnNetwork(options: OwnNetworkOptions): Promise<BenchNetwork> {
@@ -207,30 +234,12 @@ export async function startOwnNetwork(options: OwnNetworkOptions): Promise<Bench
       gatewayAddresses.push(address!);
     }
     await Promise.all(
-      options.banks.map(async (bank) => {
-        const child = watch(
-          new Child(
-            `bank ${bank}`,
-            [
-              "bank",
-              "--id",
-              bank,
-              "--data-dir",
-              dataDir,
-              "--host",
-              "127.0.0.1",
-              "--port",
-              "0",
-              "--gateway",
-              gatewayAddresses.join(","),
-              ...storeArgs(store),
-            ],
-            options.env,
-            profilerArgs(options, `bank-${bank}`),
-          ),
-        );
-        await child.waitFor(registeredPattern, gatewayAddresses.length);
-      }),
+      options.banks.flatMap((bank) =>
+        Array.from({ length: options.bankInstances }, async (_, instance) => {
+          const child = watch(startBank(options, dataDir, store, gatewayAddresses, bank, instance));
+          await child.waitFor(registeredPattern, gatewayAddresses.length);
+        }),
+      ),
     );
     const processes = () =>
       children.flatMap((child) =>

@@ -38,6 +38,8 @@ export interface BenchReport {
     /** The gateway's address, or with several a comma list of theirs. */
     gateway: string;
     gateways: number;
+    /** Processes per bank (several: the shared ledger on PostgreSQL). */
+    bankInstances: number;
     dataDir: string;
     kept: boolean;
     exits: ChildExit[];
@@ -277,7 +279,7 @@ export function reportTable(report: BenchReport): string {
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
   const lines = [
-    `paynet bench (${report.network.gateways === 1 ? "gateway" : `${report.network.gateways} gateways`} ${report.network.gateway}${report.network.kept ? `, data dir kept: ${report.network.dataDir}` : ""})`,
+    `paynet bench (${report.network.gateways === 1 ? "gateway" : `${report.network.gateways} gateways`} ${report.network.gateway}${report.network.bankInstances === 1 ? "" : `, ${report.network.bankInstances} processes per bank`}${report.network.kept ? `, data dir kept: ${report.network.dataDir}` : ""})`,
   ];
   for (const [label, value] of rows) lines.push(`  ${label.padEnd(width)}  ${value}`);
   lines.push("conservation");
