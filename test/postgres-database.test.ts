@@ -3,6 +3,7 @@
 // transaction that rolls back when its work throws.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import pg from "pg";
 import {
   checkDurability,
   DatabaseError,
@@ -165,6 +166,36 @@ describe("the PostgreSQL groundwork", () => {
     } finally {
       await database.end();
       await server.close();
+    }
+  });
+
+  it("waits for room on a server that is full (too many connections), and goes on once a client leaves", async () => {
+    // A role allowed one connection stands for a full server: the second connection is refused with 53300.
+    const role = `paynet_test_full_${process.pid}`;
+    const admin = new pg.Client({ connectionString: throwaway.url });
+    await admin.connect();
+    await admin.query(`CREATE ROLE ${role} LOGIN CONNECTION LIMIT 1`);
+    const asRole = new URL(throwaway.url);
+    asRole.username = role;
+    const holder = new pg.Client({ connectionString: asRole.toString() });
+    const database = openDatabase({ url: asRole.toString(), applicationName: "paynet-test-full" });
+    const failures: string[] = [];
+    try {
+      await holder.connect();
+      await waitForDatabase(database, {
+        waitMs: 60_000,
+        onWaiting: (error) => {
+          failures.push(`${(error as { code?: string }).code} ${error.message}`);
+          if (failures.length === 1) void holder.end();
+        },
+      });
+      assert.match(failures[0]!, /^53300 too many connections for role/);
+      assert.equal((await database.query<{ one: number }>("SELECT 1 AS one")).rows[0]?.one, 1);
+    } finally {
+      await database.end();
+      await holder.end().catch(() => undefined);
+      await admin.query(`DROP ROLE ${role}`).catch(() => undefined);
+      await admin.end();
     }
   });
 

@@ -225,9 +225,17 @@ const startRetryMinMs = 100;
 const startRetryMaxMs = 2_000;
 
 /**
+ * 53300 too_many_connections: the server is up but full (max_connections, or a role's or a database's connection
+ * limit). Another client's leaving makes room, so a starting process waits for it as for a server starting up.
+ */
+function isServerFull(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === "53300";
+}
+
+/**
  * Resolves once the server answers a query. A connection-level failure (refused, the server starting up or
- * replaying its WAL) is waited out, with `onWaiting` told at each failed attempt, for at most `waitMs`; any other
- * failure (a wrong password, no such database) is thrown at once. A process restarted while its server restarts
+ * replaying its WAL, or full) is waited out, with `onWaiting` told at each failed attempt, for at most `waitMs`;
+ * any other failure (a wrong password, no such database) is thrown at once. A process restarted while its server restarts
  * thus comes up with it, instead of failing to start; one pointed at no server at all still stops, with why.
  */
 export async function waitForDatabase(
@@ -241,7 +249,7 @@ export async function waitForDatabase(
       await database.query("SELECT 1");
       return;
     } catch (error) {
-      if (!isConnectionError(error)) throw error;
+      if (!isConnectionError(error) && !isServerFull(error)) throw error;
       const remainingMs = deadlineMs - Date.now();
       if (remainingMs <= 0) {
         throw new DatabaseError(
