@@ -112,6 +112,18 @@ async function finish(code: Promise<number>): Promise<void> {
   process.exitCode = await code;
 }
 
+/**
+ * For a command that calls gateways and is done once it has answered: exits then, once standard output and error
+ * are flushed. grpc-js keeps a connection attempt to a gateway that took the TCP connection but never completes the
+ * TLS handshake (a hung one) open after its channel is closed, which would keep the process alive, answer given,
+ * for as long as that gateway hangs.
+ */
+async function exitWhenAnswered(code: Promise<number>): Promise<void> {
+  const exitCode = await code;
+  await Promise.all([process.stdout, process.stderr].map((stream) => new Promise((done) => stream.write("", done))));
+  process.exit(exitCode);
+}
+
 // `paynet` alone is someone finding out what it does: the help, exit 0, rather than a usage error.
 const argv = hideBin(process.argv);
 
@@ -519,7 +531,7 @@ await yargs(argv.length === 0 ? ["--help"] : argv)
           "print your balance",
           (sub) => clientOptions(sub),
           (args) =>
-            finish(
+            exitWhenAnswered(
               runBalance({
                 dataDir: args.dataDir,
                 gateway: args.gateway,
@@ -548,7 +560,7 @@ await yargs(argv.length === 0 ? ["--help"] : argv)
                 describe: "queue the payment without contacting the gateway",
               }),
           (args) =>
-            finish(
+            exitWhenAnswered(
               runPay({
                 dataDir: args.dataDir,
                 gateway: args.gateway,
@@ -580,7 +592,7 @@ await yargs(argv.length === 0 ? ["--help"] : argv)
                 describe: "give up watching after this long",
               }),
           (args) =>
-            finish(
+            exitWhenAnswered(
               runSync({
                 dataDir: args.dataDir,
                 gateway: args.gateway,
@@ -606,7 +618,7 @@ await yargs(argv.length === 0 ? ["--help"] : argv)
           (args) => finish(runHistory({ dataDir: args.dataDir, user: args.user, bank: args.bank, json: args.json })),
         )
         .epilogue(clientEpilogue),
-    (args) => finish(runInteractive({ dataDir: args.dataDir, gateway: args.gateway })),
+    (args) => exitWhenAnswered(runInteractive({ dataDir: args.dataDir, gateway: args.gateway })),
   )
   .command(
     "status",
@@ -628,7 +640,7 @@ await yargs(argv.length === 0 ? ["--help"] : argv)
           describe: `with --watch, milliseconds between samples (${watchIntervalMs.min} to ${watchIntervalMs.max}, default ${watchIntervalMs.default})`,
         }),
     (args) =>
-      finish(
+      exitWhenAnswered(
         runStatus({
           dataDir: args.dataDir,
           gateway: args.gateway,
@@ -648,7 +660,8 @@ await yargs(argv.length === 0 ? ["--help"] : argv)
         .check(checkGatewayList)
         .epilogue(exitCodeHelp("payment"))
         .option("json", { type: "boolean", default: false }),
-    (args) => finish(runPayment({ dataDir: args.dataDir, gateway: args.gateway, json: args.json, id: args.id })),
+    (args) =>
+      exitWhenAnswered(runPayment({ dataDir: args.dataDir, gateway: args.gateway, json: args.json, id: args.id })),
   )
   .command(
     "certs",

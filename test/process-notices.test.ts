@@ -63,6 +63,39 @@ describe("bank names", () => {
     ]));
 });
 
+describe("a client with several gateways", () => {
+  let network: Network;
+  before(async () => {
+    network = await Network.create();
+    await network.start(["SBI", "HDFC"]);
+  });
+  after(() => network.destroy());
+
+  it("skips one that takes the connection but never completes the handshake, says so, and pays through the next", async () => {
+    // A hung gateway (stopped, swamped): its kernel accepts the connection, nothing ever answers.
+    const hung: Server = createServer(() => {});
+    await new Promise<void>((resolve) => hung.listen(0, "127.0.0.1", resolve));
+    const hungAt = `127.0.0.1:${(hung.address() as { port: number }).port}`;
+    try {
+      const result = await runCli(
+        [
+          ...["client", "pay", "--user", "alice", "--bank", "SBI", "--to", "bob", "--to-bank", "HDFC"],
+          ...["--amount", "1.00", "--data-dir", network.dir, "--gateway", `${hungAt},${network.gatewayAddress}`],
+        ],
+        { env: { PAYNET_PASSWORD: passwords.alice! } },
+      );
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      assert.match(result.stdout, /^committed 1\.00 from alice@SBI to bob@HDFC/);
+      assert.equal(
+        result.stderr,
+        `the gateway at ${hungAt} did not connect within 3 s; trying the one at ${network.gatewayAddress}\n`,
+      );
+    } finally {
+      hung.close();
+    }
+  });
+});
+
 describe("processes that say what they are doing", () => {
   let network: Network;
   before(async () => {

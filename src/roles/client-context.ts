@@ -5,7 +5,7 @@ import { resolve } from "node:path";
 import type { CertificateError } from "../core/transport/certificate-error.js";
 import { dataPaths } from "../core/durable/paths.js";
 import { clientFiles, loadIdentity } from "../core/transport/certificates.js";
-import { GatewayClient } from "../core/client/gateway-client.js";
+import { connectWaitMs, GatewayClient } from "../core/client/gateway-client.js";
 import {
   OfflineQueue,
   PaymentHistory,
@@ -56,7 +56,13 @@ export async function openClient(dataDir: string, gatewayFlag: string | undefine
   const paths = dataPaths(dataDir);
   const identity = await loadIdentity(paths.certificateDir, clientFiles(paths.certificateDir));
   // Every gateway listed: a call one of them does not answer goes to the next (GatewayClient).
-  const client = new GatewayClient(await gatewayAddresses(gatewayFlag, paths.clientGatewayTxt), identity);
+  const client = new GatewayClient(await gatewayAddresses(gatewayFlag, paths.clientGatewayTxt), identity, {
+    // On standard error: standard output holds only the answer.
+    onSkipped: (address, next) =>
+      process.stderr.write(
+        `the gateway at ${address} did not connect within ${connectWaitMs / 1000} s; trying the one at ${next}\n`,
+      ),
+  });
   const { queue, history } = await openClientFiles(dataDir);
   return { client, queue, history, sender: new PaymentSender(client, queue, history), close: () => client.close() };
 }

@@ -27,6 +27,19 @@ const reconnectBackoffMaxMs = 5_000;
 /** How long the TLS probe that explains a failed connection may take (see #explainUnavailable). */
 const tlsProbeTimeoutMs = 3_000;
 
+/**
+ * With several gateways, how long a call waits for a connection to one that is still being made before it tries the
+ * next. A hung gateway (stopped, or swamped) still accepts TCP connections in its kernel but never completes the
+ * TLS handshake: without this, each call would wait its whole deadline (10 s for a login) before moving on. Nothing
+ * was sent to the one skipped, so moving on is safe for a payment too.
+ */
+export const connectWaitMs = 3_000;
+
+export interface GatewayClientOptions {
+  /** Told when a call skips a gateway that did not connect within connectWaitMs, and which one it tries next. */
+  onSkipped?: (address: string, next: string) => void;
+}
+
 export interface BalanceResult {
   username: string;
   bank: string;
@@ -62,12 +75,14 @@ export class GatewayClient {
   #credentials: { username: string; bank: string; password: string } | null = null;
 
   readonly #identity: LoadedIdentity;
+  readonly #onSkipped: GatewayClientOptions["onSkipped"];
 
   /** `addresses`: the gateways in the order to try them (at least one). */
-  constructor(addresses: string | readonly string[], identity: LoadedIdentity) {
+  constructor(addresses: string | readonly string[], identity: LoadedIdentity, options: GatewayClientOptions = {}) {
     this.#addresses = typeof addresses === "string" ? [addresses] : [...addresses];
     if (this.#addresses.length === 0) throw new Error("GatewayClient: no gateway address");
     this.#identity = identity;
+    this.#onSkipped = options.onSkipped;
     this.#clients = this.#addresses.map((address) =>
       createClient(
         PaymentGateway,
@@ -98,6 +113,16 @@ export class GatewayClient {
     let lastError: PaymentError | null = null;
     for (let tried = 0; tried < this.#clients.length; tried += 1) {
       const index = (this.#current + tried) % this.#clients.length;
+      if (this.#clients.length > 1 && (await this.#stillConnecting(index))) {
+        const address = this.#addresses[index]!;
+        lastError = new PaymentError(
+          "GATEWAY_UNAVAILABLE",
+          `cannot reach any of the gateways ${this.#addresses.join(", ")} (${address} did not connect within ${connectWaitMs} ms)`,
+        );
+        if (tried + 1 < this.#clients.length)
+          this.#onSkipped?.(address, this.#addresses[(index + 1) % this.#clients.length]!);
+        continue;
+      }
       try {
         const result = await call(this.#clients[index]!);
         this.#current = index;
@@ -110,6 +135,26 @@ export class GatewayClient {
     // Next time, start from the gateway after the one tried first: the first in the list is not always the best bet.
     this.#current = (this.#current + 1) % this.#clients.length;
     throw lastError!;
+  }
+
+  /**
+   * Whether gateway `index`'s channel is still connecting (idle, or mid-handshake) after connectWaitMs. A READY
+   * channel goes at once; one in TRANSIENT_FAILURE too: the call then fails at once, as a refused connection does.
+   */
+  async #stillConnecting(index: number): Promise<boolean> {
+    const channel = this.#clients[index]!.channel.getChannel();
+    const deadlineMs = Date.now() + connectWaitMs;
+    for (;;) {
+      let state: connectivityState;
+      try {
+        state = channel.getConnectivityState(true);
+      } catch {
+        return false; // closed: the call itself reports it
+      }
+      if (state !== connectivityState.IDLE && state !== connectivityState.CONNECTING) return false;
+      if (Date.now() >= deadlineMs) return true;
+      await new Promise<void>((resolve) => channel.watchConnectivityState(state, deadlineMs, () => resolve()));
+    }
   }
 
   /** grpc-js says UNAVAILABLE for a refused handshake too: one plain TLS connection tells which it was. */
