@@ -6,8 +6,6 @@ import { fileURLToPath } from "node:url";
 
 const packageRootUrl = new URL("..", import.meta.url);
 
-export const packageRoot = fileURLToPath(packageRootUrl);
-
 /** The executable every paynet process runs: the bundled CLI that `npm run build` writes (scripts/bundle.mjs). */
 export const cliEntryPath = fileURLToPath(new URL("dist/paynet.js", packageRootUrl));
 

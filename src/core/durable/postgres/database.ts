@@ -235,8 +235,8 @@ function isServerFull(error: unknown): boolean {
 /**
  * Resolves once the server answers a query. A connection-level failure (refused, the server starting up or
  * replaying its WAL, or full) is waited out, with `onWaiting` told at each failed attempt, for at most `waitMs`;
- * any other failure (a wrong password, no such database) is thrown at once. A process restarted while its server restarts
- * thus comes up with it, instead of failing to start; one pointed at no server at all still stops, with why.
+ * any other failure (a wrong password, no such database) is thrown at once. A process restarted while its server
+ * restarts thus comes up with it, instead of failing to start; one pointed at no server at all still stops, with why.
  */
 export async function waitForDatabase(
   database: Database,
